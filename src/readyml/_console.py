@@ -1,0 +1,47 @@
+"""Terminal rendering for the CLI: one place for rich tables, JSON output and error lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as indented JSON on stdout (plain, no colour, for machines)."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def error_line(message: str) -> None:
+    """One red line on stderr."""
+    stderr.print(f"[red]error:[/] {message}", markup=True)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print a simple table on stdout."""
+    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    stdout.print(grid)
+
+
+def key_values(title: str, pairs: list[tuple[str, Any]]) -> None:
+    """Print ``key: value`` lines under a bold title."""
+    stdout.print(f"[bold]{title}[/]")
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        stdout.print(f"  {key:<{width}}  {value}")
+
+
+def fmt_metric(value: Any) -> str:
+    """A metric value with four decimals, or '-' when absent."""
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"

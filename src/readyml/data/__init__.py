@@ -1,0 +1,62 @@
+"""Data: reading tables, mergeable profiles, the feature schema, validation and drift.
+
+Entry points: :func:`read_table`, :func:`profile_frame`, :func:`infer_schema` /
+:func:`write_schema` / :func:`load_schema`, :func:`validate_frame` and :func:`detect_drift`.
+"""
+
+from __future__ import annotations
+
+from readyml.data.drift import (
+    KS,
+    METHODS,
+    PSI,
+    ChiSquare,
+    DriftMethod,
+    DriftReport,
+    DriftResult,
+    JensenShannon,
+    LInfinity,
+    Wasserstein,
+    choose_method,
+    detect_drift,
+)
+from readyml.data.io import read_table
+from readyml.data.profile import ColumnProfile, Profile, profile_column, profile_frame
+from readyml.data.schema import FeatureSchema, Schema, infer_schema, load_schema, write_schema
+from readyml.data.validate import (
+    Anomaly,
+    ValidationOptions,
+    ValidationReport,
+    raise_for_errors,
+    validate_frame,
+)
+
+__all__ = [
+    "KS",
+    "METHODS",
+    "PSI",
+    "Anomaly",
+    "ChiSquare",
+    "ColumnProfile",
+    "DriftMethod",
+    "DriftReport",
+    "DriftResult",
+    "FeatureSchema",
+    "JensenShannon",
+    "LInfinity",
+    "Profile",
+    "Schema",
+    "ValidationOptions",
+    "ValidationReport",
+    "Wasserstein",
+    "choose_method",
+    "detect_drift",
+    "infer_schema",
+    "load_schema",
+    "profile_column",
+    "profile_frame",
+    "raise_for_errors",
+    "read_table",
+    "validate_frame",
+    "write_schema",
+]

@@ -1,0 +1,64 @@
+"""Sketch plumbing for profiles: canonical values, hash sampling and serialization.
+
+Distinct counts use two HyperLogLog sketches per column. ``exact`` receives every distinct
+value while a chunk has at most ``EXACT_DISTINCT_LIMIT`` of them, and is dropped (``None``)
+once any chunk has more. ``sampled`` always receives the distinct values whose 64-bit hash
+has its top six bits zero (one value in 64, chosen by value, so the same values are kept in
+every chunk and unions stay correct) and is scaled by 64. The sampled estimate is only used
+when the exact sketch was dropped, i.e. when the column has more than 65,536 distinct values,
+so it rests on about a thousand sampled values or more: about 3 % sampling error on top of
+HyperLogLog's ~1.6 % (``lg_k = 12``). This keeps the Python-level cost per column to about
+``n / 64`` sketch updates instead of ``n``.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+KLL_K = 200  # KLL accuracy parameter: ~1.65 % normalized rank error (double-sided)
+HLL_LG_K = 12  # HyperLogLog log2(registers): ~1.6 % relative standard error
+FREQUENT_LG_MAP = 10  # frequent-items map of 1,024 slots (~768 tracked items)
+TOP_PER_CHUNK = 4096  # most frequent values of one chunk fed to the frequent-items sketch
+EXACT_DISTINCT_LIMIT = 65_536  # distinct values per chunk fed to the exact HLL sketch
+SAMPLE_SHIFT = np.uint64(58)  # keep hashes whose top 6 bits are zero ...
+SAMPLE_RATE = 64  # ... which is one distinct value in 64
+
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def hash_floats(values: NDArray[np.float64]) -> NDArray[np.uint64]:
+    """SplitMix64 of the IEEE bits of finite ``values`` (``-0.0`` hashed as ``0.0``)."""
+    bits = (values + 0.0).view(np.uint64)
+    mixed = bits ^ (bits >> np.uint64(30))
+    mixed *= _MIX1
+    mixed ^= mixed >> np.uint64(27)
+    mixed *= _MIX2
+    mixed ^= mixed >> np.uint64(31)
+    return mixed
+
+
+def hash_labels(labels: NDArray[np.object_]) -> NDArray[np.uint64]:
+    """Stable 64-bit hashes of string labels (pandas' keyed SipHash, the same in every process)."""
+    hashed: NDArray[np.uint64] = pd.util.hash_array(labels, categorize=False)
+    return hashed
+
+
+def sampled(hashes: NDArray[np.uint64]) -> NDArray[np.bool_]:
+    """Mask of the values kept by hash sampling (one in ``SAMPLE_RATE``)."""
+    mask: NDArray[np.bool_] = (hashes >> SAMPLE_SHIFT) == 0
+    return mask
+
+
+def encode(blob: bytes) -> str:
+    """Bytes of a serialized sketch as base64 text for JSON."""
+    return base64.b64encode(blob).decode("ascii")
+
+
+def decode(text: str) -> bytes:
+    """Inverse of :func:`encode`."""
+    return base64.b64decode(text.encode("ascii"), validate=True)

@@ -1,0 +1,526 @@
+"""Mergeable column profiles built on Apache DataSketches.
+
+A :class:`Profile` summarises a frame column by column: counts of rows, nulls, NaN and
+infinities; exact min, max, mean and standard deviation (merged with Chan's parallel
+formula); quantiles and histograms from a KLL sketch; a distinct-count estimate from
+HyperLogLog (see ``_sketches``); the most frequent values from a frequent-items sketch; and
+string length statistics. ``profile(A).merge(profile(B))`` equals ``profile(A | B)``:
+exactly for counts, min and max, to rounding for mean and standard deviation, and within the
+sketches' stated error for quantiles, distinct counts and frequencies. So serving traffic can
+be profiled in chunks and combined.
+
+Each column costs one vectorised pass: numbers go to the KLL sketch as one numpy array, and
+labels are counted with ``value_counts`` first, so sketch updates run per distinct value,
+not per row. NaN counts as missing (as in pandas); statistics are over finite values only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import datasketches as ds
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from readyml.data import _sketches as sk
+from readyml.data._types import column_type, is_numeric
+from readyml.errors import DataError
+
+FORMAT_VERSION: Final = 1
+DEFAULT_QUANTILES: Final = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+HISTOGRAM_BINS: Final = 10  # equal-width bins between min and max in ``to_dict``
+TOP_VALUES: Final = 10  # most frequent values listed in ``to_dict``
+_HUGE: Final = 1e150  # magnitude above which sums of values or squares may overflow
+
+
+def _new_hll() -> Any:
+    return ds.hll_sketch(sk.HLL_LG_K)
+
+
+def _new_frequent() -> Any:
+    return ds.frequent_strings_sketch(sk.FREQUENT_LG_MAP)
+
+
+@dataclass
+class ColumnProfile:
+    """Mergeable summary of one column.
+
+    ``n_values`` counts the values behind the distribution: finite numbers for numeric
+    columns (``float``, ``int``, ``datetime`` as nanoseconds since the epoch), non-null labels
+    for the others (``bool``, ``category``, ``string``, ``mixed``).
+    """
+
+    name: str
+    type: str
+    count: int = 0
+    missing: int = 0
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    n_values: int = 0
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    m2: float = 0.0
+    length_min: int | None = None
+    length_max: int | None = None
+    length_sum: int = 0
+    kll: Any = None
+    hll_sampled: Any = field(default_factory=_new_hll)
+    hll_exact: Any = field(default_factory=_new_hll)
+    frequent: Any = field(default_factory=_new_frequent)
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the column is profiled as numbers (quantiles) rather than labels."""
+        return is_numeric(self.type)
+
+    @property
+    def null_share(self) -> float:
+        """Share of rows that are missing (0 for a column with no rows)."""
+        return self.missing / self.count if self.count else 0.0
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (``ddof=1``, as pandas) of the finite values."""
+        if not self.numeric or self.n_values < 2:
+            return None
+        return math.sqrt(max(self.m2, 0.0) / (self.n_values - 1))
+
+    @property
+    def distinct(self) -> int:
+        """Estimated number of distinct non-null values."""
+        if self.hll_exact is not None:
+            estimate = float(self.hll_exact.get_estimate())
+            return round(estimate)
+        return round(float(self.hll_sampled.get_estimate()) * sk.SAMPLE_RATE)
+
+    @property
+    def length_mean(self) -> float | None:
+        """Mean length of the labels (non-numeric columns)."""
+        if self.numeric or self.n_values == 0:
+            return None
+        return self.length_sum / self.n_values
+
+    def quantiles(
+        self, ranks: Sequence[float] | NDArray[np.float64] = DEFAULT_QUANTILES
+    ) -> list[float] | None:
+        """Approximate quantiles at ``ranks`` (KLL), or ``None`` without numeric values."""
+        if self.kll is None or self.kll.is_empty():
+            return None
+        return [float(q) for q in self.kll.get_quantiles(list(ranks))]
+
+    def cdf(self, points: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
+        """Approximate share of values ``<= p`` for each point (increasing, unique)."""
+        if self.kll is None or self.kll.is_empty():
+            return np.zeros(len(points))
+        return np.asarray(self.kll.get_cdf(list(points), True), dtype=np.float64)[:-1]
+
+    def histogram(self, bins: int = HISTOGRAM_BINS) -> tuple[list[float], list[int]] | None:
+        """Equal-width histogram between min and max: ``(edges, counts)`` from the sketch."""
+        if not self.numeric or self.min is None or self.max is None:
+            return None
+        if self.min == self.max:
+            return [self.min, self.max], [self.n_values]
+        edges = np.linspace(self.min, self.max, bins + 1)
+        ranks = np.concatenate([[0.0], self.cdf(edges[1:-1]), [1.0]])
+        counts = np.rint(np.diff(ranks) * self.n_values).astype(np.int64)
+        return [float(e) for e in edges], [int(c) for c in counts]
+
+    def top(self, k: int = TOP_VALUES) -> list[tuple[str, int]]:
+        """Up to ``k`` most frequent values with estimated counts, most frequent first."""
+        if self.frequent is None or self.frequent.is_empty():
+            return []
+        rows = self.frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+        rows = sorted(rows, key=lambda row: (-row[1], row[0]))
+        return [(str(row[0]), int(row[1])) for row in rows[:k]]
+
+    def estimate(self, label: str) -> int:
+        """Estimated count of one value (0 where the frequent-items sketch is unavailable)."""
+        if self.frequent is None:
+            return 0
+        return int(self.frequent.get_estimate(label))
+
+    def merge(self, other: ColumnProfile) -> ColumnProfile:
+        """Profile of the union of the rows behind ``self`` and ``other``.
+
+        Raises:
+            DataError: the column holds numbers in one profile and labels in the other.
+        """
+        if self.name != other.name:
+            raise DataError(f"cannot merge profiles of columns {self.name!r} and {other.name!r}")
+        kind = _merged_type(self, other)
+        out = ColumnProfile(name=self.name, type=kind)
+        out.count = self.count + other.count
+        out.missing = self.missing + other.missing
+        out.nan = self.nan + other.nan
+        out.posinf = self.posinf + other.posinf
+        out.neginf = self.neginf + other.neginf
+        out.n_values = self.n_values + other.n_values
+        out.min = _pick(min, self.min, other.min)
+        out.max = _pick(max, self.max, other.max)
+        out.mean, out.m2 = _chan(self, other)
+        out.length_min = _pick(min, self.length_min, other.length_min)
+        out.length_max = _pick(max, self.length_max, other.length_max)
+        out.length_sum = self.length_sum + other.length_sum
+        out.kll = _merge_kll(self.kll, other.kll) if is_numeric(kind) else None
+        out.hll_sampled = _union_hll(self.hll_sampled, other.hll_sampled)
+        if self.hll_exact is not None and other.hll_exact is not None:
+            out.hll_exact = _union_hll(self.hll_exact, other.hll_exact)
+        else:
+            out.hll_exact = None
+        if self.frequent is not None and other.frequent is not None:
+            out.frequent = ds.frequent_strings_sketch.deserialize(self.frequent.serialize())
+            out.frequent.merge(other.frequent)
+        else:
+            out.frequent = None
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the exact state, a readable summary and the serialized sketches."""
+        hist = self.histogram()
+        return {
+            "name": self.name,
+            "type": self.type,
+            "count": self.count,
+            "missing": self.missing,
+            "nan": self.nan,
+            "posinf": self.posinf,
+            "neginf": self.neginf,
+            "n_values": self.n_values,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "m2": self.m2,
+            "length_min": self.length_min,
+            "length_max": self.length_max,
+            "length_sum": self.length_sum,
+            "summary": {
+                "std": self.std,
+                "distinct": self.distinct,
+                "null_share": self.null_share,
+                "quantiles": _quantile_dict(self.quantiles()),
+                "histogram": None if hist is None else {"edges": hist[0], "counts": hist[1]},
+                "top": [{"value": v, "count": c} for v, c in self.top()],
+                "length_mean": self.length_mean,
+            },
+            "sketches": {
+                "kll": None if self.kll is None else sk.encode(self.kll.serialize()),
+                "hll_sampled": sk.encode(self.hll_sampled.serialize_compact()),
+                "hll_exact": None
+                if self.hll_exact is None
+                else sk.encode(self.hll_exact.serialize_compact()),
+                "frequent": None if self.frequent is None else sk.encode(self.frequent.serialize()),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnProfile:
+        """Rebuild from :meth:`to_dict` output (the ``summary`` is ignored).
+
+        Raises:
+            DataError: a key is missing or a sketch cannot be decoded.
+        """
+        try:
+            sketches = data["sketches"]
+            out = cls(name=str(data["name"]), type=str(data["type"]))
+            for key in ("count", "missing", "nan", "posinf", "neginf", "n_values", "length_sum"):
+                setattr(out, key, int(data[key]))
+            for key in ("min", "max", "mean"):
+                setattr(out, key, None if data[key] is None else float(data[key]))
+            out.m2 = float(data["m2"])
+            out.length_min = None if data["length_min"] is None else int(data["length_min"])
+            out.length_max = None if data["length_max"] is None else int(data["length_max"])
+            out.kll = _load(ds.kll_doubles_sketch, sketches["kll"])
+            out.hll_sampled = _load(ds.hll_sketch, sketches["hll_sampled"])
+            out.hll_exact = _load(ds.hll_sketch, sketches["hll_exact"])
+            out.frequent = _load(ds.frequent_strings_sketch, sketches["frequent"])
+        except KeyError as exc:
+            raise DataError(f"profile column: expected key {exc.args[0]!r}, not found") from exc
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"profile column {data.get('name')!r}: unreadable ({exc})") from exc
+        if out.hll_sampled is None:
+            raise DataError(f"profile column {out.name!r}: expected sketch 'hll_sampled'")
+        return out
+
+
+@dataclass
+class Profile:
+    """Profiles of every column of a frame, mergeable across chunks.
+
+    >>> import pandas as pd
+    >>> left = profile_frame(pd.DataFrame({"x": [1.0, 2.0]}))
+    >>> both = left.merge(profile_frame(pd.DataFrame({"x": [3.0, None]})))
+    >>> both.n_rows, both.columns["x"].missing, both.columns["x"].max
+    (4, 1, 3.0)
+    """
+
+    n_rows: int
+    columns: dict[str, ColumnProfile]
+
+    def merge(self, other: Profile) -> Profile:
+        """Profile of the rows of both; a column absent on one side counts as missing there."""
+        merged: dict[str, ColumnProfile] = {}
+        for name in [*self.columns, *(c for c in other.columns if c not in self.columns)]:
+            left = self.columns.get(name) or _absent(name, other.columns[name], self.n_rows)
+            right = other.columns.get(name) or _absent(name, left, other.n_rows)
+            merged[name] = left.merge(right)
+        return Profile(n_rows=self.n_rows + other.n_rows, columns=merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with ``"format_version": 1``."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "n_rows": self.n_rows,
+            "columns": [column.to_dict() for column in self.columns.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            DataError: the format version is unknown or the content is malformed.
+        """
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
+            raise DataError(f"profile: expected format_version {FORMAT_VERSION}, found {version!r}")
+        try:
+            columns = [ColumnProfile.from_dict(c) for c in data["columns"]]
+            return cls(n_rows=int(data["n_rows"]), columns={c.name: c for c in columns})
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"profile: malformed content ({exc!r})") from exc
+
+    def to_json(self) -> str:
+        """Serialize to JSON text (strict JSON: no NaN or infinity)."""
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Profile:
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            DataError: the text is not JSON or not a profile.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"profile: expected JSON, found invalid text ({exc.msg})") from exc
+        return cls.from_dict(data)
+
+
+def profile_frame(df: pd.DataFrame, *, columns: Iterable[str] | None = None) -> Profile:
+    """Profile every column (or the given ``columns``) of ``df`` in one pass per column.
+
+    Args:
+        df: the data.
+        columns: names to profile, in order; all columns by default.
+
+    Returns:
+        The profile.
+
+    Raises:
+        DataError: ``df`` is not a DataFrame, a column is missing, or names repeat.
+
+    >>> import pandas as pd
+    >>> p = profile_frame(pd.DataFrame({"city": ["Oslo", "Oslo", "Rome"]}))
+    >>> p.columns["city"].top()
+    [('Oslo', 2), ('Rome', 1)]
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"profile: expected a pandas DataFrame, found {type(df).__name__}")
+    names = [str(c) for c in df.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"frame: expected unique column names, found {repeated[0]!r} repeated")
+    wanted = names if columns is None else [str(c) for c in columns]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise DataError(f"profile: column {missing[0]!r} not found in the frame")
+    position = {n: i for i, n in enumerate(names)}
+    profiles = {name: profile_column(df.iloc[:, position[name]], name=name) for name in wanted}
+    return Profile(n_rows=len(df), columns=profiles)
+
+
+def profile_column(series: pd.Series, *, name: str | None = None) -> ColumnProfile:
+    """Profile one column (see :func:`profile_frame`)."""
+    label = str(series.name) if name is None else name
+    kind = column_type(series)
+    if is_numeric(kind):
+        return _profile_numbers(label, kind, series)
+    return _profile_labels(label, kind, series)
+
+
+def numeric_values(series: pd.Series, kind: str) -> NDArray[np.float64]:
+    """A numeric column as float64 with NaN for nulls (datetimes as ns since the epoch)."""
+    if kind == "datetime":
+        values = series
+        if getattr(series.dtype, "tz", None) is not None:
+            values = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        stamps = values.to_numpy(dtype="datetime64[ns]")
+        out = stamps.view(np.int64).astype(np.float64)
+        out[np.isnat(stamps)] = np.nan
+        return out
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    try:
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def label_counts(series: pd.Series) -> pd.Series:
+    """Counts of each non-null value as text, most frequent first (one hash pass)."""
+    kind = column_type(series)
+    values = series.dropna()
+    if kind == "mixed" or isinstance(series.dtype, pd.CategoricalDtype):
+        values = values.astype(str)
+    counts = values.value_counts(sort=True)
+    counts = counts[counts > 0]
+    counts.index = pd.Index([str(v) for v in counts.index], dtype=object)
+    return counts
+
+
+def _profile_numbers(name: str, kind: str, series: pd.Series) -> ColumnProfile:
+    values = numeric_values(series, kind)
+    out = ColumnProfile(name=name, type=kind, count=len(values))
+    out.missing = int(series.isna().sum())
+    out.nan = int(np.isnan(values).sum()) if kind == "float" else 0
+    out.posinf = int(np.count_nonzero(values == np.inf))
+    out.neginf = int(np.count_nonzero(values == -np.inf))
+    finite = values[np.isfinite(values)]
+    out.n_values = len(finite)
+    out.kll = ds.kll_doubles_sketch(sk.KLL_K)
+    if not len(finite):
+        return out
+    out.min, out.max = float(finite.min()), float(finite.max())
+    out.mean, out.m2 = _moments(finite, max(abs(out.min), abs(out.max)))
+    out.kll.update(finite)
+    keep = np.unique(finite[sk.sampled(sk.hash_floats(finite))])
+    for value in keep.tolist():
+        out.hll_sampled.update(value)
+    if len(keep) * sk.SAMPLE_RATE > 4 * sk.EXACT_DISTINCT_LIMIT:
+        out.hll_exact = out.frequent = None
+        return out
+    counts = pd.Series(finite).value_counts(sort=True)
+    if len(counts) > sk.EXACT_DISTINCT_LIMIT:
+        out.hll_exact = out.frequent = None
+        return out
+    for value in counts.index.tolist():
+        out.hll_exact.update(float(value))
+    for value, count in zip(
+        counts.index[: sk.TOP_PER_CHUNK].tolist(), counts.to_numpy(), strict=False
+    ):
+        out.frequent.update(repr(float(value)), int(count))
+    return out
+
+
+def _profile_labels(name: str, kind: str, series: pd.Series) -> ColumnProfile:
+    out = ColumnProfile(name=name, type=kind, count=len(series))
+    out.missing = int(series.isna().sum())
+    counts = label_counts(series)
+    labels = counts.index.to_numpy(dtype=object)
+    weights = counts.to_numpy(dtype=np.int64)
+    out.n_values = int(weights.sum())
+    if not len(labels):
+        return out
+    lengths = pd.Series(labels, dtype=object).str.len().to_numpy(dtype=np.int64)
+    out.length_min, out.length_max = int(lengths.min()), int(lengths.max())
+    out.length_sum = int(np.dot(lengths, weights))
+    for label, weight in zip(labels[: sk.TOP_PER_CHUNK].tolist(), weights.tolist(), strict=False):
+        out.frequent.update(label, weight)
+    for label in labels[sk.sampled(sk.hash_labels(labels))].tolist():
+        out.hll_sampled.update(label)
+    if len(labels) > sk.EXACT_DISTINCT_LIMIT:
+        out.hll_exact = None
+    else:
+        for label in labels.tolist():
+            out.hll_exact.update(label)
+    return out
+
+
+def _moments(finite: NDArray[np.float64], scale: float) -> tuple[float, float]:
+    # Scaling keeps the mean finite near the float limit; m2 saturates there (JSON has no inf).
+    mean = float(finite.mean()) if scale < _HUGE else float((finite / scale).mean()) * scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        deviation = finite - mean
+        m2 = float(np.dot(deviation, deviation))
+    return mean, m2 if math.isfinite(m2) else sys.float_info.max
+
+
+def _merged_type(left: ColumnProfile, right: ColumnProfile) -> str:
+    if left.type == right.type or (right.n_values == 0 and right.numeric == left.numeric):
+        return left.type
+    if left.n_values == 0 and left.numeric == right.numeric:
+        return right.type
+    if left.numeric and right.numeric and "datetime" not in (left.type, right.type):
+        return "float"
+    if not left.numeric and not right.numeric:
+        return "mixed" if "mixed" in (left.type, right.type) else "string"
+    if left.n_values == 0:
+        return right.type
+    if right.n_values == 0:
+        return left.type
+    raise DataError(
+        f"column {left.name!r}: cannot merge a profile of type {left.type} "
+        f"with one of type {right.type}"
+    )
+
+
+def _absent(name: str, like: ColumnProfile, n_rows: int) -> ColumnProfile:
+    out = ColumnProfile(name=name, type=like.type, count=n_rows, missing=n_rows)
+    if like.numeric:
+        out.kll = ds.kll_doubles_sketch(sk.KLL_K)
+    return out
+
+
+def _pick(choose: Any, left: Any, right: Any) -> Any:
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return choose(left, right)
+
+
+def _chan(left: ColumnProfile, right: ColumnProfile) -> tuple[float | None, float]:
+    if left.mean is None or left.n_values == 0:
+        return right.mean, right.m2
+    if right.mean is None or right.n_values == 0:
+        return left.mean, left.m2
+    total = left.n_values + right.n_values
+    delta = right.mean - left.mean
+    mean = left.mean + delta * right.n_values / total
+    with np.errstate(over="ignore"):
+        m2 = left.m2 + right.m2 + delta * delta * left.n_values * right.n_values / total
+    return mean, m2 if math.isfinite(m2) else sys.float_info.max
+
+
+def _merge_kll(left: Any, right: Any) -> Any:
+    out = ds.kll_doubles_sketch(sk.KLL_K)
+    for part in (left, right):
+        if part is not None and not part.is_empty():
+            out.merge(part)
+    return out
+
+
+def _union_hll(left: Any, right: Any) -> Any:
+    union = ds.hll_union(sk.HLL_LG_K)
+    union.update(left)
+    union.update(right)
+    return union.get_result(ds.tgt_hll_type.HLL_4)
+
+
+def _load(kind: Any, text: str | None) -> Any:
+    return None if text is None else kind.deserialize(sk.decode(text))
+
+
+def _quantile_dict(values: list[float] | None) -> dict[str, float] | None:
+    if values is None:
+        return None
+    return {f"{rank:g}": value for rank, value in zip(DEFAULT_QUANTILES, values, strict=False)}

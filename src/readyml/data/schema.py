@@ -1,0 +1,284 @@
+"""The feature schema: inferred from training data, kept as reviewed YAML in the project.
+
+Inference proposes; people decide. :func:`write_schema` therefore keeps every feature that
+is already in the file exactly as written (descriptions, tightened ranges, edited categories,
+``required`` flags, ``meta``) and only adds features for new columns, unless ``overwrite``.
+To re-infer one feature, delete it from the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, cast
+
+import pandas as pd
+import yaml
+
+from readyml.data._types import FEATURE_TYPES, FeatureType
+from readyml.data.profile import ColumnProfile, profile_frame
+from readyml.errors import SchemaError
+
+SCHEMA_VERSION: Final = 1
+_FEATURE_KEYS: Final = frozenset(
+    {"name", "type", "nullable", "min", "max", "categories", "required", "description", "meta"}
+)
+
+
+@dataclass
+class FeatureSchema:
+    """What one feature must look like.
+
+    ``min``/``max`` bound numeric values (``None``: unbounded); ``categories`` lists the
+    allowed values of a ``category`` feature (``None``: any); ``meta`` holds free-form keys
+    for later rules (owner, deprecation, ...).
+    """
+
+    name: str
+    type: FeatureType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    required: bool = True
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict in YAML key order; unset bounds and categories are left out."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        if self.categories is not None:
+            out["categories"] = list(self.categories)
+        out["required"] = self.required
+        out["description"] = self.description
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        return out
+
+
+@dataclass
+class Schema:
+    """An ordered list of feature schemas, and which feature is the label.
+
+    >>> import pandas as pd
+    >>> schema = infer_schema(pd.DataFrame({"age": [31, 45], "city": ["Oslo", "Rome"]}))
+    >>> [(f.name, f.type, f.min, f.max) for f in schema.features]
+    [('age', 'int', 31, 45), ('city', 'category', None, None)]
+    >>> Schema.from_yaml(schema.to_yaml()) == schema
+    True
+    """
+
+    features: list[FeatureSchema]
+    label: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """Feature names in order."""
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> FeatureSchema | None:
+        """The feature called ``name``, or ``None``."""
+        return next((f for f in self.features if f.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with ``format_version``."""
+        return {
+            "format_version": SCHEMA_VERSION,
+            "label": self.label,
+            "features": [f.to_dict() for f in self.features],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str = "schema") -> Schema:
+        """Validate and build a schema; errors name the offending key.
+
+        Raises:
+            SchemaError: a key is missing, unknown or has a value of the wrong kind.
+        """
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"{source}: expected a mapping, found {type(data).__name__}")
+        version = data.get("format_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"{source}: format_version: expected 1, found {version!r}")
+        unknown = sorted(set(data) - {"format_version", "label", "features"})
+        if unknown:
+            raise SchemaError(f"{source}: {unknown[0]}: unknown key")
+        raw = data.get("features")
+        if not isinstance(raw, list):
+            raise SchemaError(f"{source}: features: expected a list, found {_kind(raw)}")
+        features = [_feature(item, f"{source}: features[{i}]") for i, item in enumerate(raw)]
+        names = [f.name for f in features]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise SchemaError(f"{source}: features[{i}].name: {name!r} appears twice")
+        label = data.get("label")
+        if label is not None and not isinstance(label, str):
+            raise SchemaError(f"{source}: label: expected a string, found {_kind(label)}")
+        return cls(features=features, label=label)
+
+    def to_yaml(self) -> str:
+        """YAML text, features in order, for checking into the project."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "schema") -> Schema:
+        """Parse YAML text (see :meth:`from_dict`).
+
+        Raises:
+            SchemaError: the text is not YAML or not a schema.
+        """
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SchemaError(f"{source}: expected YAML, found invalid text ({exc})") from exc
+        return cls.from_dict(data, source=source)
+
+
+def infer_schema(df: pd.DataFrame, *, label: str | None = None, max_categories: int = 50) -> Schema:
+    """Infer a schema from training data.
+
+    Strings with at most ``max_categories`` distinct values become ``category`` features
+    listing them; numeric features get the observed range; columns with nulls are nullable.
+
+    Raises:
+        DataError: ``df`` is not a frame, or ``label`` is not one of its columns.
+    """
+    profile = profile_frame(df)
+    if label is not None and label not in profile.columns:
+        raise SchemaError(f"schema: label column {label!r} not found in the frame")
+    return Schema(
+        features=[_infer(c, max_categories) for c in profile.columns.values()], label=label
+    )
+
+
+def write_schema(schema: Schema, path: str | Path, *, overwrite: bool = False) -> Schema:
+    """Write ``schema`` as YAML, keeping the features already in the file unless ``overwrite``.
+
+    Returns:
+        The schema as written: existing features unchanged and in their order, then the new
+        ones; the existing label wins when set.
+
+    Raises:
+        SchemaError: the existing file is malformed (fix it or pass ``overwrite=True``).
+    """
+    target = Path(path)
+    merged = schema
+    if target.exists() and not overwrite:
+        old = load_schema(target)
+        added = [f for f in schema.features if old.feature(f.name) is None]
+        merged = Schema(features=[*old.features, *added], label=old.label or schema.label)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(merged.to_yaml(), encoding="utf-8")
+    temporary.replace(target)
+    return merged
+
+
+def load_schema(path: str | Path) -> Schema:
+    """Read a schema YAML file.
+
+    Raises:
+        SchemaError: the file is missing or malformed; the message names the YAML key.
+    """
+    target = Path(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SchemaError(f"schema file '{target}' not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"schema file '{target}': cannot read it ({exc})") from exc
+    return Schema.from_yaml(text, source=f"schema file '{target}'")
+
+
+def _infer(column: ColumnProfile, max_categories: int) -> FeatureSchema:
+    kind = column.type
+    feature = FeatureSchema(name=column.name, type="string", nullable=column.missing > 0)
+    if kind in ("float", "int"):
+        feature.type = cast(FeatureType, kind)
+        if column.min is not None and column.max is not None:
+            cast_ = int if kind == "int" else float
+            feature.min, feature.max = cast_(column.min), cast_(column.max)
+    elif kind in ("bool", "datetime"):
+        feature.type = cast(FeatureType, kind)
+    elif kind == "category" or (column.distinct <= max_categories and column.n_values > 0):
+        top = column.top(max_categories + 1)
+        feature.type = "category"
+        if len(top) <= max_categories and sum(c for _, c in top) == column.n_values:
+            feature.categories = sorted(v for v, _ in top)
+        elif kind != "category":
+            feature.type = "string"
+    return feature
+
+
+def _feature(item: object, where: str) -> FeatureSchema:
+    if not isinstance(item, Mapping):
+        raise SchemaError(f"{where}: expected a mapping, found {_kind(item)}")
+    unknown = sorted(set(item) - _FEATURE_KEYS)
+    if unknown:
+        raise SchemaError(f"{where}.{unknown[0]}: unknown key")
+    name = _typed(item, "name", str, where, required=True)
+    kind = _typed(item, "type", str, where, required=True)
+    if kind not in FEATURE_TYPES:
+        raise SchemaError(
+            f"{where}.type: expected one of {', '.join(FEATURE_TYPES)}, found {kind!r}"
+        )
+    low = _number(item, "min", where)
+    high = _number(item, "max", where)
+    if low is not None and high is not None and low > high:
+        raise SchemaError(f"{where}.min: expected at most max ({high}), found {low}")
+    categories = item.get("categories")
+    if categories is not None:
+        if not isinstance(categories, list):
+            raise SchemaError(f"{where}.categories: expected a list, found {_kind(categories)}")
+        categories = [str(c) for c in categories]
+    meta = item.get("meta") or {}
+    if not isinstance(meta, Mapping):
+        raise SchemaError(f"{where}.meta: expected a mapping, found {_kind(meta)}")
+    return FeatureSchema(
+        name=name,
+        type=cast(FeatureType, kind),
+        nullable=_typed(item, "nullable", bool, where, default=True),
+        min=low,
+        max=high,
+        categories=categories,
+        required=_typed(item, "required", bool, where, default=True),
+        description=_typed(item, "description", str, where, default="") or "",
+        meta=dict(meta),
+    )
+
+
+def _typed(
+    item: Mapping[str, Any],
+    key: str,
+    kind: type[Any],
+    where: str,
+    *,
+    required: bool = False,
+    default: Any = None,
+) -> Any:
+    if key not in item or item[key] is None:
+        if required:
+            raise SchemaError(f"{where}.{key}: required key not found")
+        return default
+    value = item[key]
+    if not isinstance(value, kind):
+        raise SchemaError(f"{where}.{key}: expected {kind.__name__}, found {_kind(value)}")
+    return value
+
+
+def _number(item: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SchemaError(f"{where}.{key}: expected a number, found {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:60]

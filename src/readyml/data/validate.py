@@ -1,0 +1,433 @@
+"""Data validation: anomalies of a frame against a schema and a reference profile.
+
+Each anomaly names its kind, column, severity, what was expected, what was found and up to
+five example row indices (positions in the frame). Default severities:
+
+* error: ``missing_column`` (required feature), ``type_mismatch``, ``too_many_nulls`` in a
+  non-nullable feature, ``out_of_range``, ``unseen_categories`` above the allowed share,
+  ``nan_or_inf`` (±inf anywhere; NaN where not nullable), ``too_few_rows``;
+* warning: ``missing_column`` (optional feature), ``unexpected_column``, ``too_many_nulls``
+  above ``max_null_share``, ``constant_column``, ``duplicate_rows``, ``distribution_change``.
+
+``ValidationOptions.severities`` overrides the severity of any kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from rich.table import Table
+
+from readyml.data._types import compatible, is_numeric
+from readyml.data.drift import detect_drift
+from readyml.data.profile import ColumnProfile, Profile, numeric_values, profile_frame
+from readyml.data.schema import FeatureSchema, Schema
+
+Severity = Literal["error", "warning"]
+MAX_EXAMPLES: Final = 5  # example row indices per anomaly
+KINDS: Final = (
+    "missing_column",
+    "unexpected_column",
+    "type_mismatch",
+    "too_many_nulls",
+    "out_of_range",
+    "unseen_categories",
+    "nan_or_inf",
+    "constant_column",
+    "duplicate_rows",
+    "too_few_rows",
+    "distribution_change",
+)
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One problem found in the data."""
+
+    kind: str
+    column: str | None
+    severity: Severity
+    expected: str
+    found: str
+    examples: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "kind": self.kind,
+            "column": self.column,
+            "severity": self.severity,
+            "expected": self.expected,
+            "found": self.found,
+            "examples": list(self.examples),
+        }
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Thresholds of the checks.
+
+    Args:
+        min_rows: fewer rows is a ``too_few_rows`` anomaly.
+        max_null_share: a larger share of nulls in a nullable column is ``too_many_nulls``.
+        max_unseen_category_share: a larger share of values outside a feature's
+            ``categories`` is ``unseen_categories``.
+        check_duplicates: whether to look for duplicate rows (one hash per row).
+        drift_method: ``method`` passed to :func:`~readyml.data.drift.detect_drift`.
+        drift_thresholds: ``thresholds`` passed to ``detect_drift``.
+        severities: severity per anomaly kind, overriding the defaults.
+    """
+
+    min_rows: int = 1
+    max_null_share: float = 0.5
+    max_unseen_category_share: float = 0.0
+    check_duplicates: bool = True
+    drift_method: str = "auto"
+    drift_thresholds: Mapping[str, float] = field(default_factory=dict)
+    severities: Mapping[str, Severity] = field(default_factory=dict)
+
+
+@dataclass
+class ValidationReport:
+    """Anomalies found in one frame; ``ok`` when none has error severity."""
+
+    anomalies: list[Anomaly]
+    n_rows: int
+    n_columns: int
+    profile: Profile | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether no anomaly has error severity."""
+        return not any(a.severity == "error" for a in self.anomalies)
+
+    @property
+    def errors(self) -> list[Anomaly]:
+        """Anomalies of error severity."""
+        return [a for a in self.anomalies if a.severity == "error"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``{"ok", "n_rows", "n_columns", "anomalies": [...]}``."""
+        return {
+            "ok": self.ok,
+            "n_rows": self.n_rows,
+            "n_columns": self.n_columns,
+            "anomalies": [a.to_dict() for a in self.anomalies],
+        }
+
+    def to_table(self) -> Table:
+        """A rich table, one row per anomaly, errors first."""
+        table = Table(title=f"Data validation: {self.n_rows} rows x {self.n_columns} columns")
+        for header in ("severity", "kind", "column", "expected", "found", "examples"):
+            table.add_column(header)
+        ordered = sorted(self.anomalies, key=lambda a: (a.severity != "error", a.kind))
+        for a in ordered:
+            colour = "red" if a.severity == "error" else "yellow"
+            table.add_row(
+                f"[{colour}]{a.severity}[/{colour}]",
+                a.kind,
+                a.column or "",
+                a.expected,
+                a.found,
+                ", ".join(str(i) for i in a.examples),
+            )
+        return table
+
+
+_DEFAULT_SEVERITY: Final[dict[str, Severity]] = {
+    "unexpected_column": "warning",
+    "constant_column": "warning",
+    "duplicate_rows": "warning",
+    "distribution_change": "warning",
+}
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    *,
+    schema: Schema | None = None,
+    reference: Profile | None = None,
+    options: ValidationOptions | None = None,
+) -> ValidationReport:
+    """Check ``df`` against a schema and a reference profile; never raise for bad data.
+
+    Args:
+        df: the data.
+        schema: the checked-in schema; without it only schema-free checks run.
+        reference: profile of the training data, for ``distribution_change``.
+        options: thresholds and severities.
+
+    Returns:
+        The report, with the frame's profile attached.
+
+    Raises:
+        DataError: ``df`` is not a DataFrame or has repeated column names.
+
+    >>> import pandas as pd
+    >>> report = validate_frame(pd.DataFrame({"x": [1.0, float("inf")]}))
+    >>> [(a.kind, a.column, a.severity, a.examples) for a in report.anomalies]
+    [('nan_or_inf', 'x', 'error', [1])]
+    """
+    opts = options or ValidationOptions()
+    profile = profile_frame(df)
+    found = _Collector(opts)
+    if len(df) < opts.min_rows:
+        found.add("too_few_rows", None, f">= {opts.min_rows} rows", f"{len(df)} rows", "error")
+    if schema is not None:
+        _check_columns(df, schema, found)
+    for name, column in profile.columns.items():
+        feature = schema.feature(name) if schema is not None else None
+        series = (
+            df[name] if name in df.columns else df.iloc[:, list(map(str, df.columns)).index(name)]
+        )
+        _check_column(series, column, feature, found)
+    if opts.check_duplicates and len(df) > 1 and len(df.columns):
+        _check_duplicates(df, found)
+    if reference is not None:
+        _check_drift(reference, profile, opts, found)
+    return ValidationReport(
+        anomalies=found.anomalies, n_rows=len(df), n_columns=len(df.columns), profile=profile
+    )
+
+
+def raise_for_errors(report: ValidationReport) -> None:
+    """Raise :class:`~readyml.errors.AnomalyError` naming the first error, if any."""
+    from readyml.errors import AnomalyError
+
+    if report.ok:
+        return
+    first = report.errors[0]
+    where = f"column {first.column!r}: " if first.column else ""
+    more = len(report.errors) - 1
+    suffix = f" (and {more} more errors)" if more else ""
+    raise AnomalyError(
+        f"{where}{first.kind}: expected {first.expected}, found {first.found}{suffix}"
+    )
+
+
+class _Collector:
+    def __init__(self, options: ValidationOptions) -> None:
+        self.options = options
+        self.anomalies: list[Anomaly] = []
+
+    def add(
+        self,
+        kind: str,
+        column: str | None,
+        expected: str,
+        found: str,
+        severity: Severity | None = None,
+        examples: NDArray[np.bool_] | list[int] | None = None,
+    ) -> None:
+        level = (
+            self.options.severities.get(kind) or severity or _DEFAULT_SEVERITY.get(kind, "error")
+        )
+        if isinstance(examples, np.ndarray):
+            examples = np.flatnonzero(examples)[:MAX_EXAMPLES].tolist()
+        self.anomalies.append(
+            Anomaly(kind, column, level, expected, found, list(examples or [])[:MAX_EXAMPLES])
+        )
+
+
+def _check_columns(df: pd.DataFrame, schema: Schema, found: _Collector) -> None:
+    present = {str(c) for c in df.columns}
+    for feature in schema.features:
+        if feature.name not in present:
+            found.add(
+                "missing_column",
+                feature.name,
+                "column present" + (" (required)" if feature.required else ""),
+                "column missing",
+                "error" if feature.required else "warning",
+            )
+    declared = set(schema.names)
+    for name in present - declared:
+        found.add("unexpected_column", name, "only schema columns", "column not in schema")
+
+
+def _check_column(
+    series: pd.Series, column: ColumnProfile, feature: FeatureSchema | None, found: _Collector
+) -> None:
+    name = column.name
+    opts = found.options
+    nulls = column.missing
+    if column.posinf or column.neginf:
+        values = numeric_values(series, column.type)
+        found.add(
+            "nan_or_inf",
+            name,
+            "finite values",
+            f"{column.posinf} +inf, {column.neginf} -inf",
+            examples=np.isinf(values),
+        )
+    if feature is not None and not feature.nullable and nulls:
+        kind = "nan_or_inf" if column.type == "float" and column.nan else "too_many_nulls"
+        found.add(
+            kind,
+            name,
+            "no nulls (nullable: false)",
+            _count(nulls, column.count, "null"),
+            "error",
+            examples=series.isna().to_numpy(),
+        )
+    elif column.count and column.null_share > opts.max_null_share:
+        found.add(
+            "too_many_nulls",
+            name,
+            f"null share <= {opts.max_null_share:g}",
+            _count(nulls, column.count, "null"),
+            "warning",
+            examples=series.isna().to_numpy(),
+        )
+    if column.n_values >= 2 and _is_constant(column):
+        value = column.top(1)[0][0] if column.top(1) else f"{column.min:g}"
+        found.add(
+            "constant_column", name, "at least 2 distinct values", f"every value is {value!r}"
+        )
+    if feature is None or column.n_values == 0:
+        return
+    if not _type_ok(feature, column):
+        found.add(
+            "type_mismatch",
+            name,
+            f"type {feature.type}",
+            f"type {column.type} ({series.dtype})",
+            examples=_wrong_type_rows(series, feature.type),
+        )
+        return
+    if is_numeric(column.type) and column.type != "datetime":
+        _check_range(series, column, feature, found)
+    if feature.categories is not None:
+        _check_categories(series, column, feature, found)
+
+
+def _type_ok(feature: FeatureSchema, column: ColumnProfile) -> bool:
+    if compatible(feature.type, column.type):
+        return True
+    if feature.type == "int" and column.type == "float":
+        return column.min is None or (column.nan == column.missing and _integral(column))
+    return False
+
+
+def _integral(column: ColumnProfile) -> bool:
+    top = column.top(10**6)
+    return column.frequent is not None and all(float(v).is_integer() for v, _ in top)
+
+
+def _wrong_type_rows(series: pd.Series, expected: str) -> NDArray[np.bool_]:
+    present = series.notna().to_numpy()
+    if expected in ("float", "int"):
+        parsed = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = present & np.isnan(parsed)
+        if expected == "int":
+            bad |= present & ~np.isnan(parsed) & (np.mod(np.nan_to_num(parsed), 1) != 0)
+        return np.asarray(bad, dtype=bool)
+    if expected == "bool":
+        is_bool = series.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+        return np.asarray(present & ~is_bool, dtype=bool)
+    if expected == "datetime":
+        parsed_dt = pd.to_datetime(series, errors="coerce")
+        return np.asarray(present & parsed_dt.isna().to_numpy(), dtype=bool)
+    is_text = series.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    return np.asarray(present & ~is_text, dtype=bool)
+
+
+def _check_range(
+    series: pd.Series, column: ColumnProfile, feature: FeatureSchema, found: _Collector
+) -> None:
+    low, high = feature.min, feature.max
+    below = low is not None and column.min is not None and column.min < low
+    above = high is not None and column.max is not None and column.max > high
+    if not (below or above):
+        return
+    values = numeric_values(series, column.type)
+    mask = np.zeros(len(values), dtype=bool)
+    if low is not None:
+        mask |= values < low
+    if high is not None:
+        mask |= values > high
+    found.add(
+        "out_of_range",
+        column.name,
+        f"values in [{_bound(low)}, {_bound(high)}]",
+        f"{int(mask.sum())} of {column.count} rows outside "
+        f"(min {column.min:g}, max {column.max:g})",
+        examples=mask,
+    )
+
+
+def _check_categories(
+    series: pd.Series, column: ColumnProfile, feature: FeatureSchema, found: _Collector
+) -> None:
+    allowed = list(feature.categories or [])
+    present = series.notna().to_numpy()
+    text = series if column.type in ("string", "category") else series.astype(str)
+    unseen = present & ~text.astype(object).isin(allowed).to_numpy()
+    n_unseen = int(unseen.sum())
+    share = n_unseen / column.n_values
+    if n_unseen and share > found.options.max_unseen_category_share:
+        values = pd.unique(text[unseen].astype(str))[:MAX_EXAMPLES]
+        found.add(
+            "unseen_categories",
+            column.name,
+            f"unseen share <= {found.options.max_unseen_category_share:g} "
+            f"of {len(allowed)} categories",
+            f"share {share:.3g} ({n_unseen} rows; e.g. {', '.join(repr(v) for v in values)})",
+            examples=unseen,
+        )
+
+
+def _check_duplicates(df: pd.DataFrame, found: _Collector) -> None:
+    try:
+        hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    except TypeError:
+        hashes = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
+    duplicated = pd.Series(hashes).duplicated().to_numpy()
+    count = int(duplicated.sum())
+    if count:
+        found.add(
+            "duplicate_rows",
+            None,
+            "no duplicate rows",
+            _count(count, len(df), "duplicate"),
+            examples=duplicated,
+        )
+
+
+def _check_drift(
+    reference: Profile, current: Profile, opts: ValidationOptions, found: _Collector
+) -> None:
+    report = detect_drift(
+        reference, current, method=opts.drift_method, thresholds=opts.drift_thresholds
+    )
+    for name, result in report.columns.items():
+        if not result.drifted:
+            continue
+        if result.p_value is not None:
+            expected = f"{result.method} adjusted p >= {result.threshold:g}"
+            got = f"adjusted p {result.adjusted_p_value:.3g} (statistic {result.statistic:.3g})"
+        else:
+            expected = f"{result.method} < {result.threshold:g}"
+            got = f"{result.method} {result.statistic:.3g}"
+        found.add("distribution_change", name, expected, got)
+
+
+def _is_constant(column: ColumnProfile) -> bool:
+    if column.numeric:
+        return column.min is not None and column.min == column.max
+    top = column.top(2)
+    return len(top) == 1 and top[0][1] == column.n_values
+
+
+def _count(part: int, total: int, what: str) -> str:
+    share = part / total if total else 0.0
+    return f"{part} {what} of {total} rows ({share:.1%})"
+
+
+def _bound(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"

@@ -1,0 +1,37 @@
+"""The registry: where runs, steps, evidence, model versions and their files are kept.
+
+Two stores behind one object. :class:`MetadataStore` (SQLAlchemy + Alembic; SQLite by
+default, PostgreSQL by URL) records runs, steps, evidence, versions, aliases and the audit
+trail of alias moves. :class:`ArtifactStore` (fsspec; a local folder by default, ``s3://``
+by URL) keeps files, written atomically and verified by sha256 on every read.
+:class:`Registry` combines them; :func:`open_registry` opens a workspace's registry with
+the defaults and the ``READYML_STORE_URL`` / ``READYML_ARTIFACTS_URL`` overrides.
+"""
+
+from __future__ import annotations
+
+from readyml.registry.artifacts import ArtifactStore
+from readyml.registry.records import (
+    AliasEvent,
+    ArtifactInfo,
+    ModelSummary,
+    ModelVersion,
+    RunRecord,
+    StepRecord,
+)
+from readyml.registry.registry import CHAMPION, Registry, open_registry
+from readyml.registry.store import MetadataStore
+
+__all__ = [
+    "CHAMPION",
+    "AliasEvent",
+    "ArtifactInfo",
+    "ArtifactStore",
+    "MetadataStore",
+    "ModelSummary",
+    "ModelVersion",
+    "Registry",
+    "RunRecord",
+    "StepRecord",
+    "open_registry",
+]

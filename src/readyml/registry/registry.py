@@ -1,0 +1,601 @@
+"""The model registry: versions, aliases and their audit trail, over the two stores.
+
+A version becomes visible all at once or not at all. :meth:`Registry.register` first
+uploads every file under a fresh staging prefix (``models/NAME/UUID/FILE``), and only then,
+in one database transaction, numbers the version and inserts its version and artifact rows.
+A process killed at any point therefore leaves either a complete version or none (plus
+orphan blobs, which :meth:`Registry.gc` removes). Version numbers come from
+``max(version) + 1`` under a lock on the model's row (``SELECT ... FOR UPDATE`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), with a unique constraint as the backstop.
+
+Aliases (``champion``, ``staging``...) point at versions; every move is an event with who,
+when and why, and ``rollback`` moves an alias back to where its last move took it from.
+A vetoed or archived version can never become ``champion``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from readyml.errors import AliasError, RegistryError, VersionNotFound
+from readyml.registry._tables import Alias, AliasEventRow, Artifact, Model, Version
+from readyml.registry.artifacts import ArtifactStore, check_key
+from readyml.registry.records import (
+    VERSION_STATUSES,
+    AliasAction,
+    AliasEvent,
+    ArtifactInfo,
+    ModelSummary,
+    ModelVersion,
+)
+from readyml.registry.store import MetadataStore, utcnow
+from readyml.types import JSON, Evidence, ModelRef, VersionStatus
+
+# The alias that serving follows by default.
+CHAMPION = "champion"
+# Statuses that may never hold the champion alias.
+_NO_CHAMPION: tuple[VersionStatus, ...] = ("vetoed", "archived")
+# Key prefix of every model file in the artifact store.
+MODELS_PREFIX = "models"
+# Orphan blobs younger than this may belong to a registration still in progress.
+GC_GRACE = timedelta(hours=1)
+_ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# How many names an error message lists before it says "...".
+_LIST_IN_MESSAGE = 10
+
+
+def _listing(items: list[str]) -> str:
+    if not items:
+        return "none"
+    shown = ", ".join(items[:_LIST_IN_MESSAGE])
+    return shown + (", ..." if len(items) > _LIST_IN_MESSAGE else "")
+
+
+def _check_name(name: str) -> str:
+    try:
+        ref = ModelRef.parse(name)
+    except ValueError as exc:
+        raise RegistryError(f"model name {name!r}: {exc}") from exc
+    if ref.version is not None or ref.alias is not None or ref.name != name:
+        raise RegistryError(
+            f"model name {name!r}: expected a bare name (letters, digits, '_', '.', '-')"
+        )
+    return name
+
+
+def _check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias):
+        raise AliasError(f"alias {alias!r}: expected 1-64 letters, digits, '_', '.', '-'")
+    return alias
+
+
+def _check_status(status: str) -> VersionStatus:
+    for known in VERSION_STATUSES:
+        if status == known:
+            return known
+    raise RegistryError(f"version status {status!r}: expected one of {VERSION_STATUSES}")
+
+
+def _veto_reasons(gate: JSON | None) -> str:
+    reasons = (gate or {}).get("reasons") or []
+    if isinstance(reasons, str):
+        return reasons
+    return "; ".join(str(reason) for reason in reasons) or "no reasons recorded"
+
+
+def _event(row: AliasEventRow) -> AliasEvent:
+    action: AliasAction = "rollback" if row.action == "rollback" else "set"
+    return AliasEvent(
+        id=row.id,
+        model_name=row.model_name,
+        alias=row.alias,
+        from_version=row.from_version,
+        to_version=row.to_version,
+        at=row.at,
+        who=row.who,
+        reason=row.reason,
+        action=action,
+    )
+
+
+class Registry:
+    """Model versions, aliases and their history, backed by a metadata and an artifact store.
+
+    Args:
+        store: Where versions, aliases and events are recorded.
+        artifacts: Where model files are kept.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> workspace = Path(tempfile.mkdtemp())
+        >>> (workspace / "model.bin").write_bytes(b"weights")
+        7
+        >>> registry = open_registry(workspace)
+        >>> v1 = registry.register("demo", files={"model.bin": workspace / "model.bin"},
+        ...                        model_fingerprint="f1")
+        >>> registry.promote("demo:1", who="me", reason="first").to_version
+        1
+        >>> registry.get("demo@champion").version
+        1
+    """
+
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore) -> None:
+        self.store = store
+        self.artifacts = artifacts
+
+    def __repr__(self) -> str:
+        return f"Registry(store={self.store!r}, artifacts={self.artifacts!r})"
+
+    # -- registering -----------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        *,
+        files: Mapping[str, Path],
+        model_fingerprint: str,
+        lineage: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        signature: Mapping[str, Any] | None = None,
+        input_example: list[JSON] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        status: VersionStatus = "candidate",
+        gate: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        parent_version: int | None = None,
+        description: str = "",
+    ) -> ModelVersion:
+        """Register a new version of ``name``; it becomes visible only once complete.
+
+        Args:
+            name: The model's name.
+            files: The version's files: relative name (``"model.skops"``,
+                ``"onnx/model.onnx"``) to local path.
+            model_fingerprint: Fingerprint of the trained model (used to find duplicates).
+            lineage: Where the model came from: run, data, code and config fingerprints.
+            metrics: Evaluation metrics.
+            signature: Input schema and output description.
+            input_example: A few input rows.
+            tags: Free-form labels.
+            status: The initial status.
+            gate: The gate's decision and reasons, if it ran.
+            run_id: The pipeline run that produced the model.
+            parent_version: The version this one was derived from (fine-tuning,
+                compression).
+            description: One human paragraph.
+
+        Returns:
+            The new version, numbered one above the model's newest.
+
+        Raises:
+            RegistryError: The name, a file name or the status is invalid, or a file
+                cannot be read.
+        """
+        _check_name(name)
+        status = _check_status(status)
+        if not files:
+            raise RegistryError(f"model {name!r}: a version needs at least one file, found none")
+        for relname, local in files.items():
+            if PurePosixPath(relname).as_posix() != relname:
+                raise RegistryError(f"model {name!r}, file {relname!r}: expected a POSIX path")
+            check_key(relname)
+            if not Path(local).is_file():
+                raise RegistryError(f"model {name!r}, file {relname!r}: {local} is not a file")
+
+        staging = f"{MODELS_PREFIX}/{name}/{uuid.uuid4().hex}"
+        uploaded: list[ArtifactInfo] = []
+        try:
+            for relname, local in sorted(files.items()):
+                info = self.artifacts.put_file(f"{staging}/{relname}", Path(local))
+                uploaded.append(
+                    ArtifactInfo(key=info.key, sha256=info.sha256, size=info.size, name=relname)
+                )
+            return self._insert_version(
+                name,
+                uploaded,
+                Version(
+                    status=status,
+                    run_id=run_id,
+                    parent_version=parent_version,
+                    model_fingerprint=model_fingerprint,
+                    lineage=dict(lineage or {}),
+                    metrics=dict(metrics or {}),
+                    signature=dict(signature or {}),
+                    input_example=list(input_example or []),
+                    tags=dict(tags or {}),
+                    gate=None if gate is None else dict(gate),
+                    description=description,
+                ),
+            )
+        except Exception:
+            for info in uploaded:
+                self.artifacts.delete(info.key)
+            raise
+
+    def _insert_version(
+        self, name: str, uploaded: list[ArtifactInfo], row: Version
+    ) -> ModelVersion:
+        with self.store.session(write=True) as session:
+            self._lock_model(session, name, create=True)
+            newest = session.scalar(
+                select(func.max(Version.version)).where(Version.model_name == name)
+            )
+            row.model_name = name
+            row.version = (newest or 0) + 1
+            row.created_at = utcnow()
+            session.add(row)
+            session.flush()
+            session.add_all(
+                Artifact(version_id=row.id, name=a.name, key=a.key, sha256=a.sha256, size=a.size)
+                for a in uploaded
+            )
+            session.flush()
+            return self._to_version(session, row)
+
+    def _lock_model(self, session: Session, name: str, *, create: bool) -> Model:
+        """Lock the model's row until the transaction ends (creating it if asked)."""
+        if create:
+            insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
+            session.execute(
+                insert(Model)
+                .values(name=name, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        model = session.scalars(select(Model).where(Model.name == name).with_for_update()).first()
+        if model is None:
+            raise VersionNotFound(self._missing_model_message(session, name))
+        return model
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, ref: str | ModelRef) -> ModelVersion:
+        """Return a version by reference: ``NAME`` (newest), ``NAME:V`` or ``NAME@ALIAS``.
+
+        Raises:
+            VersionNotFound: The model, version or alias does not exist; the message says
+                what does.
+        """
+        if isinstance(ref, str):
+            try:
+                ref = ModelRef.parse(ref)
+            except ValueError as exc:
+                raise VersionNotFound(str(exc)) from exc
+        with self.store.session() as session:
+            row = self._resolve(session, ref)
+            return self._to_version(session, row)
+
+    def _resolve(self, session: Session, ref: ModelRef) -> Version:
+        name = ref.name
+        if session.get(Model, name) is None:
+            raise VersionNotFound(self._missing_model_message(session, name))
+        query = select(Version).where(Version.model_name == name)
+        if ref.alias is not None:
+            alias = session.get(Alias, (name, ref.alias))
+            if alias is None:
+                aliases = sorted(
+                    session.scalars(select(Alias.alias).where(Alias.model_name == name))
+                )
+                raise VersionNotFound(
+                    f"model {name!r} has no alias {ref.alias!r} (aliases: {_listing(aliases)})"
+                )
+            query = query.where(Version.version == alias.version)
+        elif ref.version is not None:
+            query = query.where(Version.version == ref.version)
+        row = session.scalars(query.order_by(Version.version.desc()).limit(1)).first()
+        if row is None:
+            versions = [
+                str(v)
+                for v in session.scalars(
+                    select(Version.version)
+                    .where(Version.model_name == name)
+                    .order_by(Version.version)
+                )
+            ]
+            raise VersionNotFound(
+                f"model {name!r} has no version {ref.version} (versions: {_listing(versions)})"
+            )
+        return row
+
+    @staticmethod
+    def _missing_model_message(session: Session, name: str) -> str:
+        names = list(session.scalars(select(Model.name).order_by(Model.name)))
+        return f"model {name!r} not found (models: {_listing(names)})"
+
+    @staticmethod
+    def _to_version(session: Session, row: Version) -> ModelVersion:
+        artifacts = [
+            ArtifactInfo(key=a.key, sha256=a.sha256, size=a.size, name=a.name)
+            for a in session.scalars(
+                select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.name)
+            )
+        ]
+        aliases = sorted(
+            session.scalars(
+                select(Alias.alias).where(
+                    Alias.model_name == row.model_name, Alias.version == row.version
+                )
+            )
+        )
+        return ModelVersion(
+            name=row.model_name,
+            version=row.version,
+            status=_check_status(row.status),
+            created_at=row.created_at,
+            run_id=row.run_id,
+            parent_version=row.parent_version,
+            model_fingerprint=row.model_fingerprint,
+            lineage=dict(row.lineage),
+            metrics=dict(row.metrics),
+            signature=dict(row.signature),
+            input_example=list(row.input_example),
+            tags=dict(row.tags),
+            gate=None if row.gate is None else dict(row.gate),
+            description=row.description,
+            artifacts=artifacts,
+            aliases=aliases,
+        )
+
+    def find_by_fingerprint(self, name: str, model_fingerprint: str) -> ModelVersion | None:
+        """Return the newest version of ``name`` with this model fingerprint, if any."""
+        query = (
+            select(Version)
+            .where(Version.model_name == name, Version.model_fingerprint == model_fingerprint)
+            .order_by(Version.version.desc())
+            .limit(1)
+        )
+        with self.store.session() as session:
+            row = session.scalars(query).first()
+            return None if row is None else self._to_version(session, row)
+
+    def list_models(self) -> list[ModelSummary]:
+        """Return every model, by name, with its newest version and its aliases."""
+        with self.store.session() as session:
+            latest: dict[str, int] = {
+                model_name: newest
+                for model_name, newest in session.execute(
+                    select(Version.model_name, func.max(Version.version)).group_by(
+                        Version.model_name
+                    )
+                )
+            }
+            aliases: dict[str, dict[str, int]] = {}
+            for alias in session.scalars(select(Alias)):
+                aliases.setdefault(alias.model_name, {})[alias.alias] = alias.version
+            return [
+                ModelSummary(
+                    name=model.name,
+                    created_at=model.created_at,
+                    latest_version=latest.get(model.name),
+                    aliases=dict(sorted(aliases.get(model.name, {}).items())),
+                )
+                for model in session.scalars(select(Model).order_by(Model.name))
+            ]
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Return every version of ``name``, oldest first.
+
+        Raises:
+            VersionNotFound: No model has this name.
+        """
+        with self.store.session() as session:
+            if session.get(Model, name) is None:
+                raise VersionNotFound(self._missing_model_message(session, name))
+            rows = session.scalars(
+                select(Version).where(Version.model_name == name).order_by(Version.version)
+            )
+            return [self._to_version(session, row) for row in rows]
+
+    # -- changing status and aliases -------------------------------------------------
+
+    def set_status(
+        self,
+        name: str,
+        version: int,
+        status: VersionStatus,
+        gate: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Change a version's status (and record the gate decision behind it).
+
+        Raises:
+            RegistryError: The status is not a version status.
+            VersionNotFound: The version does not exist.
+        """
+        status = _check_status(status)
+        with self.store.session(write=True) as session:
+            self._lock_model(session, name, create=False)
+            row = self._resolve(session, ModelRef(name, version=version))
+            row.status = status
+            if gate is not None:
+                row.gate = dict(gate)
+            session.flush()
+            return self._to_version(session, row)
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, who: str, reason: str
+    ) -> AliasEvent:
+        """Point ``alias`` of ``name`` at ``version`` and record who did it and why.
+
+        Raises:
+            AliasError: The alias name is invalid, or the move would make a vetoed or
+                archived version ``champion``.
+            VersionNotFound: The version does not exist.
+        """
+        return self._move_alias(name, alias, version, who=who, reason=reason, action="set")
+
+    def _move_alias(
+        self, name: str, alias: str, version: int, *, who: str, reason: str, action: AliasAction
+    ) -> AliasEvent:
+        _check_alias(alias)
+        with self.store.session(write=True) as session:
+            self._lock_model(session, name, create=False)
+            target = self._resolve(session, ModelRef(name, version=version))
+            if alias == CHAMPION and target.status in _NO_CHAMPION:
+                raise AliasError(
+                    f"model {name!r} version {version} is {target.status} and cannot become "
+                    f"{CHAMPION!r} (reasons: {_veto_reasons(target.gate)})"
+                )
+            current = session.get(Alias, (name, alias))
+            from_version = None if current is None else current.version
+            if current is None:
+                session.add(Alias(model_name=name, alias=alias, version=version))
+            else:
+                current.version = version
+            event = AliasEventRow(
+                model_name=name,
+                alias=alias,
+                from_version=from_version,
+                to_version=version,
+                at=utcnow(),
+                who=who,
+                reason=reason,
+                action=action,
+            )
+            session.add(event)
+            session.flush()
+            return _event(event)
+
+    def promote(
+        self, ref: str | ModelRef, *, alias: str = CHAMPION, who: str, reason: str
+    ) -> AliasEvent:
+        """Point ``alias`` (``champion`` by default) at the version ``ref`` names.
+
+        Raises:
+            AliasError: The version is vetoed or archived and the alias is ``champion``.
+            VersionNotFound: ``ref`` names nothing.
+        """
+        version = self.get(ref)
+        return self.set_alias(version.name, alias, version.version, who=who, reason=reason)
+
+    def rollback(self, name: str, *, alias: str = CHAMPION, who: str, reason: str) -> AliasEvent:
+        """Move ``alias`` back to the version its last move took it from.
+
+        The target is the ``from_version`` of the newest event that changed the alias, so a
+        second rollback undoes the first (it does not walk further back in history).
+
+        Raises:
+            AliasError: The alias has never moved from an earlier version, or the earlier
+                version may no longer hold it (vetoed or archived since).
+        """
+        with self.store.session() as session:
+            last = session.scalars(
+                select(AliasEventRow)
+                .where(
+                    AliasEventRow.model_name == name,
+                    AliasEventRow.alias == alias,
+                    AliasEventRow.from_version != AliasEventRow.to_version,
+                )
+                .order_by(AliasEventRow.id.desc())
+                .limit(1)
+            ).first()
+        if last is None or last.from_version is None:
+            raise AliasError(
+                f"model {name!r} alias {alias!r}: nothing to roll back to "
+                "(it never pointed at another version)"
+            )
+        return self._move_alias(
+            name, alias, last.from_version, who=who, reason=reason, action="rollback"
+        )
+
+    def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Return the alias moves of ``name`` (of one alias, or all), oldest first."""
+        query = (
+            select(AliasEventRow).where(AliasEventRow.model_name == name).order_by(AliasEventRow.id)
+        )
+        if alias is not None:
+            query = query.where(AliasEventRow.alias == alias)
+        with self.store.session() as session:
+            return [_event(row) for row in session.scalars(query)]
+
+    # -- files -----------------------------------------------------------------------
+
+    def download(self, version: ModelVersion, dest: Path) -> Path:
+        """Copy every file of ``version`` into the folder ``dest``, verified by sha256.
+
+        Returns:
+            ``dest``.
+
+        Raises:
+            IntegrityError: A file is missing, truncated or was modified; the message names
+                the model, version and file.
+        """
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for artifact in version.artifacts:
+            self.artifacts.get_file(
+                artifact.key,
+                dest / artifact.name,
+                sha256=artifact.sha256,
+                size=artifact.size,
+                label=f"model {version.name!r} version {version.version}, file {artifact.name!r}",
+            )
+        return dest
+
+    def gc(self, *, grace: timedelta = GC_GRACE) -> list[str]:
+        """Delete model blobs that no version references (left by interrupted registers).
+
+        Args:
+            grace: Keep orphans younger than this: they may belong to a registration that
+                is still uploading.
+
+        Returns:
+            The deleted keys.
+        """
+        with self.store.session() as session:
+            referenced = set(session.scalars(select(Artifact.key)))
+        cutoff = utcnow() - grace
+        deleted = []
+        for key, modified in sorted(self.artifacts.list_keys(MODELS_PREFIX).items()):
+            if key not in referenced and modified <= cutoff:
+                self.artifacts.delete(key)
+                deleted.append(key)
+        return deleted
+
+    # -- evidence --------------------------------------------------------------------
+
+    def add_evidence(self, evidence: Evidence) -> int:
+        """Store one piece of ML Test Score evidence (see :meth:`MetadataStore.add_evidence`)."""
+        return self.store.add_evidence(evidence)
+
+    def list_evidence(
+        self, project: str | None = None, test_id: str | None = None
+    ) -> list[Evidence]:
+        """Return evidence, oldest first (see :meth:`MetadataStore.list_evidence`)."""
+        return self.store.list_evidence(project=project, test_id=test_id)
+
+
+def open_registry(
+    workspace: Path, *, store_url: str | None = None, artifacts_url: str | None = None
+) -> Registry:
+    """Open the registry of a workspace, applying defaults and environment overrides.
+
+    Precedence: explicit arguments, then ``READYML_STORE_URL`` / ``READYML_ARTIFACTS_URL``,
+    then ``sqlite:///WORKSPACE/readyml.db`` and ``WORKSPACE/artifacts``.
+
+    Args:
+        workspace: The project's workspace folder (``.readyml/`` by default).
+        store_url: The metadata store URL.
+        artifacts_url: The artifact store URL.
+    """
+    workspace = Path(workspace)
+    store_url = (
+        store_url
+        or os.environ.get("READYML_STORE_URL")
+        or f"sqlite:///{workspace.resolve() / 'readyml.db'}"
+    )
+    artifacts_url = (
+        artifacts_url
+        or os.environ.get("READYML_ARTIFACTS_URL")
+        or str(workspace.resolve() / "artifacts")
+    )
+    return Registry(MetadataStore(store_url), ArtifactStore(artifacts_url))

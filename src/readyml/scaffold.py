@@ -1,0 +1,34 @@
+"""``readyml init``: write a commented starter project."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from readyml.config import SPEC_FILE, WORKSPACE_DIR
+from readyml.errors import ConfigError
+
+GITIGNORE = f"{WORKSPACE_DIR}/\n__pycache__/\n"
+
+
+def starter_spec() -> str:
+    """The commented ``readyml.yaml`` that ``readyml init`` writes."""
+    return resources.files("readyml").joinpath("templates", SPEC_FILE).read_text(encoding="utf-8")
+
+
+def init_project(directory: Path, *, force: bool = False) -> list[Path]:
+    """Create ``directory`` with a starter ``readyml.yaml``, a ``data/`` folder and a .gitignore.
+
+    Refuses to overwrite an existing spec unless ``force``.
+    """
+    spec_path = directory / SPEC_FILE
+    if spec_path.exists() and not force:
+        raise ConfigError(f"'{spec_path}' already exists; pass --force to overwrite it")
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(starter_spec(), encoding="utf-8")
+    written = [spec_path]
+    gitignore = directory / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text(GITIGNORE, encoding="utf-8")
+        written.append(gitignore)
+    return written

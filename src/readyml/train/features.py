@@ -1,0 +1,102 @@
+"""Which columns are features, their types, and the task, resolved from the spec and the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from pandas.api import types as ptypes
+
+from readyml.config import FeatureType, ProjectSpec
+from readyml.errors import DataError
+
+# An integer label with at most this many distinct values is taken as classes, not a quantity.
+MAX_INTEGER_CLASSES = 20
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The model's input columns, in order, with their types."""
+
+    types: dict[str, FeatureType]
+
+    @property
+    def names(self) -> list[str]:
+        """Feature names in model order."""
+        return list(self.types)
+
+    @property
+    def categorical(self) -> list[str]:
+        """Columns encoded as categories."""
+        return [n for n, t in self.types.items() if t in ("category", "string", "bool")]
+
+    @property
+    def numeric(self) -> list[str]:
+        """Columns passed to the model as numbers."""
+        return [n for n, t in self.types.items() if t in ("float", "int")]
+
+
+def infer_type(series: pd.Series) -> FeatureType:
+    """The feature type of a column from its dtype."""
+    if ptypes.is_bool_dtype(series):
+        return "bool"
+    if ptypes.is_integer_dtype(series):
+        return "int"
+    if ptypes.is_float_dtype(series):
+        return "float"
+    if ptypes.is_datetime64_any_dtype(series):
+        return "datetime"
+    return "category"
+
+
+def check_columns(frame: pd.DataFrame, spec: ProjectSpec) -> None:
+    """Every column the spec names must be in the data; the message lists what is there."""
+    present = [str(c) for c in frame.columns]
+    shown = ", ".join(present[:20]) + (" …" if len(present) > 20 else "")
+    named: list[tuple[str, str]] = [("label", spec.label)]
+    named += [("features", f.name) for f in spec.feature_specs() or []]
+    named += [("exclude", c) for c in spec.exclude]
+    if spec.split.time_column is not None:
+        named.append(("split.time_column", spec.split.time_column))
+    named += [(f"slices[{s.name}].column", s.column) for s in spec.slices]
+    for key, column in named:
+        if column not in frame.columns:
+            raise DataError(f"{key}: column '{column}' not in the data (columns: {shown})")
+
+
+def resolve_features(frame: pd.DataFrame, spec: ProjectSpec) -> FeatureSet:
+    """Declared features with declared or inferred types, or every usable column.
+
+    Without a declared list, every column except the label, ``exclude`` and the split's time
+    column is a feature; datetime columns are left out because no estimator takes them raw.
+    """
+    declared = spec.feature_specs()
+    if declared is not None:
+        return FeatureSet({f.name: f.type or infer_type(frame[f.name]) for f in declared})
+    skip = {spec.label, *spec.exclude}
+    if spec.split.time_column is not None:
+        skip.add(spec.split.time_column)
+    types: dict[str, FeatureType] = {}
+    for column in frame.columns:
+        name = str(column)
+        if name in skip:
+            continue
+        kind = infer_type(frame[column])
+        if kind != "datetime":
+            types[name] = kind
+    if not types:
+        raise DataError(
+            "features: no usable feature columns left after removing label and excludes"
+        )
+    return FeatureSet(types)
+
+
+def resolve_task(label: pd.Series, declared: str) -> str:
+    """``classification`` or ``regression``: as declared, or from the label's values."""
+    if declared != "auto":
+        return declared
+    if ptypes.is_float_dtype(label):
+        return "regression"
+    if ptypes.is_integer_dtype(label) and label.nunique() > MAX_INTEGER_CLASSES:
+        return "regression"
+    return "classification"

@@ -1,0 +1,326 @@
+"""The training pipeline: named steps with declared inputs and outputs, recorded and cached.
+
+A step's *input fingerprint* covers its name and version, the part of the spec it reads and
+the fingerprints of the values it consumes. When a succeeded step with the same input
+fingerprint exists in the metadata store and its outputs can be read back (sha256-checked)
+from the artifact store, the step is skipped and its outputs reused; ``force=True`` reruns
+everything. Every run and every step is recorded with its status, times, fingerprints and
+error, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+import pandas as pd
+
+from readyml.errors import IntegrityError, PipelineError, ReadymlError
+from readyml.flavors import ModelAdapter, load_model
+from readyml.train.fingerprint import hash_frame, hash_json
+from readyml.types import JSON, Evidence
+
+if TYPE_CHECKING:
+    from readyml.config import Project
+    from readyml.registry import Registry
+    from readyml.train.progress import Reporter
+
+Kind = Literal["frame", "json", "model"]
+StepStatus = Literal["succeeded", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A value passed between steps, with its kind and fingerprint."""
+
+    kind: Kind
+    obj: Any
+    fingerprint: str
+
+
+@dataclass
+class StepResult:
+    """What a step returns: its output objects and a one-line message for the user."""
+
+    values: dict[str, Any]
+    message: str = ""
+    skipped: bool = False
+
+
+@dataclass
+class RunContext:
+    """Everything a step may read: the project, the registry and the run's settings."""
+
+    project: Project
+    registry: Registry
+    run_id: str
+    seed: int
+    force: bool = False
+    fingerprints: JSON = field(default_factory=dict)
+    values: dict[str, Value] = field(default_factory=dict)
+
+
+class Step(Protocol):
+    """A pipeline step. ``params`` returns the spec fields the step depends on."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    inputs: ClassVar[tuple[str, ...]]
+    outputs: ClassVar[dict[str, Kind]]
+    cacheable: ClassVar[bool]
+
+    def params(self, ctx: RunContext) -> JSON: ...
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult: ...
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """How one step went in this run."""
+
+    name: str
+    status: StepStatus
+    duration_s: float
+    input_fingerprint: str
+    output_fingerprint: str | None
+    message: str
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    """The outcome of a whole pipeline run."""
+
+    run_id: str
+    status: Literal["succeeded", "failed"]
+    steps: list[StepRun]
+    values: dict[str, Value]
+    duration_s: float
+    error: ReadymlError | None = None
+
+    def value(self, name: str) -> Any:
+        """The object a step produced under ``name``."""
+        return self.values[name].obj
+
+
+def fingerprint_value(kind: Kind, obj: Any, *, producer_fingerprint: str, name: str) -> str:
+    """Content fingerprint for frames and JSON; models take their producer's input fingerprint.
+
+    Model files are not byte-stable across saves (archives carry timestamps), so a model is
+    identified by everything that produced it, which the training step makes deterministic.
+    """
+    if kind == "frame":
+        return hash_frame(obj)
+    if kind == "json":
+        return hash_json(obj)
+    return hash_json({"producer": producer_fingerprint, "output": name})
+
+
+class Pipeline:
+    """An ordered list of steps run with caching and records.
+
+    Example:
+        >>> pipeline = Pipeline(default_steps())  # doctest: +SKIP
+        >>> result = pipeline.run(project, registry=registry, reporter=reporter)  # doctest: +SKIP
+    """
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+
+    def run(
+        self,
+        project: Project,
+        *,
+        registry: Registry,
+        reporter: Reporter,
+        force: bool = False,
+        fingerprints: JSON | None = None,
+    ) -> RunResult:
+        """Run every step in order; stop at the first failure and record it."""
+        spec = project.spec
+        record = registry.store.start_run(
+            spec.name, fingerprints=fingerprints or {}, params={"force": force}
+        )
+        ctx = RunContext(
+            project=project,
+            registry=registry,
+            run_id=record.id,
+            seed=spec.seed,
+            force=force,
+            fingerprints=fingerprints or {},
+        )
+        started = time.monotonic()
+        values = ctx.values
+        runs: list[StepRun] = []
+        reporter.run_started(record.id, [step.name for step in self.steps])
+        error: ReadymlError | None = None
+        for step in self.steps:
+            step_run, outputs, error = self._run_step(step, ctx, values, reporter)
+            runs.append(step_run)
+            values.update(outputs)
+            if error is not None:
+                break
+        status: Literal["succeeded", "failed"] = "failed" if error else "succeeded"
+        registry.store.finish_run(record.id, status=status, error=str(error) if error else None)
+        duration = time.monotonic() - started
+        # ML Test Score infra-3: the full pipeline ran end to end (or where it broke).
+        registry.store.add_evidence(
+            Evidence(
+                test_id="infra-3",
+                passed=error is None,
+                automated=True,
+                project=spec.name,
+                run_id=record.id,
+                details={
+                    "steps": {r.name: r.status for r in runs},
+                    "duration_s": round(duration, 3),
+                    "error": str(error) if error else None,
+                },
+            )
+        )
+        result = RunResult(record.id, status, runs, values, duration, error)
+        reporter.run_finished(result)
+        return result
+
+    def _run_step(
+        self, step: Step, ctx: RunContext, values: dict[str, Value], reporter: Reporter
+    ) -> tuple[StepRun, dict[str, Value], ReadymlError | None]:
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        reporter.step_started(step.name)
+        input_fp = ""
+        outputs: dict[str, Value] = {}
+        error: ReadymlError | None = None
+        message = ""
+        status: StepStatus = "succeeded"
+        detail: str | None = None
+        try:
+            input_fp = hash_json(
+                {
+                    "step": step.name,
+                    "version": step.version,
+                    "params": step.params(ctx),
+                    "inputs": {name: values[name].fingerprint for name in step.inputs},
+                }
+            )
+            cached = None if ctx.force or not step.cacheable else self._cached(step, ctx, input_fp)
+            if cached is not None:
+                outputs, message = cached
+                status = "skipped"
+            else:
+                result = step.run(ctx, {name: values[name].obj for name in step.inputs})
+                outputs = {
+                    name: Value(
+                        kind,
+                        result.values[name],
+                        fingerprint_value(
+                            kind, result.values[name], producer_fingerprint=input_fp, name=name
+                        ),
+                    )
+                    for name, kind in step.outputs.items()
+                }
+                message = result.message
+                status = "skipped" if result.skipped else "succeeded"
+        except ReadymlError as exc:
+            error, status, detail = exc, "failed", str(exc)
+        except Exception as exc:  # a bug in a step or in user code: keep the traceback
+            detail = traceback.format_exc()
+            error = PipelineError(f"step '{step.name}' failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            status = "failed"
+        output_fp = hash_json({n: v.fingerprint for n, v in outputs.items()}) if outputs else None
+        stored_outputs: JSON = {}
+        if status == "succeeded" and step.cacheable:
+            stored_outputs = self._store_outputs(step, ctx, input_fp, outputs)
+        duration = time.monotonic() - started
+        ctx.registry.store.record_step(
+            run_id=ctx.run_id,
+            name=step.name,
+            status=status,
+            started_at=started_at,
+            ended_at=datetime.now(UTC),
+            duration_s=duration,
+            input_fingerprint=input_fp,
+            output_fingerprint=output_fp,
+            outputs=stored_outputs,
+            message=message,
+            error=detail,
+        )
+        step_run = StepRun(step.name, status, duration, input_fp, output_fp, message, detail)
+        reporter.step_finished(step_run)
+        return step_run, outputs, error
+
+    def _cache_key(self, ctx: RunContext, step: Step, input_fp: str, name: str) -> str:
+        return f"cache/{ctx.project.spec.name}/{step.name}/{input_fp[:32]}/{name}"
+
+    def _store_outputs(
+        self, step: Step, ctx: RunContext, input_fp: str, outputs: dict[str, Value]
+    ) -> JSON:
+        artifacts = ctx.registry.artifacts
+        stored: JSON = {}
+        for name, value in outputs.items():
+            base = self._cache_key(ctx, step, input_fp, name)
+            files = []
+            for relname, data in _serialise(value):
+                info = artifacts.put_bytes(f"{base}/{relname}", data)
+                files.append({"name": relname, "key": info.key, "sha256": info.sha256})
+            stored[name] = {"kind": value.kind, "fingerprint": value.fingerprint, "files": files}
+        return stored
+
+    def _cached(
+        self, step: Step, ctx: RunContext, input_fp: str
+    ) -> tuple[dict[str, Value], str] | None:
+        record = ctx.registry.store.find_cached_step(ctx.project.spec.name, step.name, input_fp)
+        if record is None or set(record.outputs) != set(step.outputs):
+            return None
+        values: dict[str, Value] = {}
+        try:
+            for name, meta in record.outputs.items():
+                files = {
+                    f["name"]: ctx.registry.artifacts.get_bytes(
+                        f["key"],
+                        sha256=f["sha256"],
+                        label=f"cached output '{name}' of step '{step.name}'",
+                    )
+                    for f in meta["files"]
+                }
+                values[name] = Value(
+                    meta["kind"], _deserialise(meta["kind"], files), meta["fingerprint"]
+                )
+        except IntegrityError:
+            return None  # a damaged cache entry is recomputed, never trusted
+        return values, f"inputs unchanged since run {record.run_id[:8]}; reused its outputs"
+
+
+def _serialise(value: Value) -> list[tuple[str, bytes]]:
+    if value.kind == "frame":
+        buffer = BytesIO()
+        value.obj.to_parquet(buffer, index=False)
+        return [("data.parquet", buffer.getvalue())]
+    if value.kind == "json":
+        return [("value.json", json.dumps(value.obj, sort_keys=True, default=str).encode())]
+    model: ModelAdapter = value.obj
+    with tempfile.TemporaryDirectory() as tmp:
+        written = model.save(Path(tmp))
+        return [(str(p.relative_to(tmp)), p.read_bytes()) for p in sorted(written)]
+
+
+def _deserialise(kind: Kind, files: dict[str, bytes]) -> Any:
+    if kind == "frame":
+        return pd.read_parquet(BytesIO(files["data.parquet"]))
+    if kind == "json":
+        return json.loads(files["value.json"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for relname, data in files.items():
+            path = Path(tmp) / relname
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return load_model(Path(tmp))

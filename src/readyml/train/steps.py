@@ -1,0 +1,531 @@
+"""The standard pipeline steps: load → profile → validate → split → train → evaluate → gate →
+register → export.
+
+Each step is a small object with declared inputs and outputs (see
+:class:`readyml.train.pipeline.Step`). Steps read the project spec through ``ctx`` and return
+plain values; the pipeline fingerprints, caches and records them.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from readyml import _project_imports as project_imports
+from readyml.config import Project, ProjectSpec
+from readyml.data import (
+    Schema,
+    infer_schema,
+    load_schema,
+    profile_frame,
+    validate_frame,
+    write_schema,
+)
+from readyml.data.io import read_table
+from readyml.errors import AnomalyError, ConfigError, DataError, FlavorError, RegistryError
+from readyml.evaluate import compute_metrics, judge, primary_metric
+from readyml.flavors import ModelAdapter, build_model
+from readyml.train.features import check_columns, resolve_features, resolve_task
+from readyml.train.fingerprint import hash_callable_source, hash_file, package_versions
+from readyml.train.pipeline import Kind, RunContext, StepResult
+from readyml.train.seeds import set_seeds
+from readyml.types import JSON, Evidence
+
+SCHEMA_FILE = "schema.yaml"
+INPUT_EXAMPLE_ROWS = 5
+
+
+def data_files(spec: ProjectSpec, root: Path) -> list[Path]:
+    """The files a file/glob source names, relative to the project root."""
+    pattern = spec.data.source
+    path = Path(pattern) if Path(pattern).is_absolute() else root / pattern
+    if any(ch in pattern for ch in "*?["):
+        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        if not matches:
+            raise DataError(f"data.source: no file matches '{pattern}'")
+        return matches
+    if not path.exists():
+        raise DataError(f"data.source: file '{pattern}' not found (looked in {root})")
+    return [path]
+
+
+def import_callable(target: str, *, root: Path, key: str) -> Any:
+    """Import ``module:function`` with the project root on ``sys.path``."""
+    module_name, _, attr = target.partition(":")
+    project_imports.prepare(root, target)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{key}: cannot import module '{module_name}' ({exc})") from exc
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ConfigError(f"{key}: module '{module_name}' has no function '{attr}'")
+    return function
+
+
+def _as_pandas(obj: Any, *, key: str) -> pd.DataFrame:
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    to_pandas = getattr(obj, "to_pandas", None)  # pyarrow.Table, polars.DataFrame
+    if callable(to_pandas):
+        frame = to_pandas()
+        if isinstance(frame, pd.DataFrame):
+            return frame
+    raise DataError(
+        f"{key}: expected the loader to return a data frame, found {type(obj).__name__}"
+    )
+
+
+def _xy(frame: pd.DataFrame, names: list[str], label: str) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame[names], frame[label].to_numpy()
+
+
+class LoadData:
+    """Read the data source; check that the label and named columns exist."""
+
+    name: ClassVar[str] = "load"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[dict[str, Kind]] = {"data": "frame"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        spec, root = ctx.project.spec, ctx.project.root
+        if spec.data.is_loader:
+            # A loader reads the outside world, so its output is never reused from a cache;
+            # steps after it are still skipped when the frame it returns is unchanged.
+            return {"loader": spec.data.source, "run": ctx.run_id}
+        files = data_files(spec, root)
+        return {
+            "files": {
+                str(p.relative_to(root) if p.is_relative_to(root) else p): hash_file(p)
+                for p in files
+            }
+        }
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        spec, root = ctx.project.spec, ctx.project.root
+        if spec.data.is_loader:
+            loader = import_callable(spec.data.source, root=root, key="data.source")
+            frame = _as_pandas(loader(), key="data.source")
+            origin = spec.data.source
+        else:
+            files = data_files(spec, root)
+            frame = pd.concat([read_table(p) for p in files], ignore_index=True)
+            origin = f"{len(files)} file(s)"
+        check_columns(frame, spec)
+        if len(frame) == 0:
+            raise DataError("data.source: the data has 0 rows")
+        if frame[spec.label].isna().any():
+            missing = int(frame[spec.label].isna().sum())
+            raise DataError(
+                f"label: column '{spec.label}' has {missing} missing value(s) of {len(frame)}"
+            )
+        return StepResult(
+            {"data": frame}, f"{len(frame):,} rows × {frame.shape[1]} columns from {origin}"
+        )
+
+
+class ProfileData:
+    """Profile every column (counts, ranges, sketches); the reference for drift and skew."""
+
+    name: ClassVar[str] = "profile"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("data",)
+    outputs: ClassVar[dict[str, Kind]] = {"profile": "json"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        return {}
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        profile = profile_frame(inputs["data"])
+        return StepResult(
+            {"profile": profile.to_dict()}, f"{len(profile.columns)} columns profiled"
+        )
+
+
+def _schema_for(ctx: RunContext, frame: pd.DataFrame) -> Schema:
+    """The checked-in schema, or the one inferred from ``frame`` when there is none yet."""
+    path = ctx.project.root / SCHEMA_FILE
+    if path.exists():
+        return load_schema(path)
+    return infer_schema(frame, label=ctx.project.spec.label)
+
+
+class ValidateData:
+    """Validate the data against the checked-in schema; fail the run on error anomalies.
+
+    Without a schema file, one is inferred from this data and written for review.
+    ML Test Score data-1: feature expectations are captured in a schema.
+    """
+
+    name: ClassVar[str] = "validate"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("data",)
+    outputs: ClassVar[dict[str, Kind]] = {"validation": "json"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        # The schema's content, not its file, so that writing the inferred schema on the
+        # first run does not make the second run look changed.
+        return {"schema": _schema_for(ctx, ctx.values["data"].obj).to_dict()}
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        spec, frame = ctx.project.spec, inputs["data"]
+        path = ctx.project.root / SCHEMA_FILE
+        wrote = ""
+        schema = _schema_for(ctx, frame)
+        if not path.exists():
+            schema = write_schema(schema, path)
+            wrote = f"; wrote {SCHEMA_FILE} (review and check it in)"
+        report = validate_frame(frame, schema=schema)
+        errors = report.errors
+        ctx.registry.store.add_evidence(
+            Evidence(
+                test_id="data-1",
+                passed=report.ok,
+                automated=True,
+                project=spec.name,
+                run_id=ctx.run_id,
+                details={
+                    "schema": SCHEMA_FILE,
+                    "features": len(schema.features),
+                    "anomalies": len(report.anomalies),
+                    "errors": len(errors),
+                },
+                artifact=str(path),
+            )
+        )
+        if errors:
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise AnomalyError(
+                f"data violates {SCHEMA_FILE}: {first.kind} in column '{first.column}': "
+                f"expected {first.expected}, found {first.found}{more}"
+            )
+        warnings = len(report.anomalies)
+        return StepResult(
+            {"validation": report.to_dict()},
+            f"{len(schema.features)} features valid, {warnings} warning(s){wrote}",
+        )
+
+
+class SplitData:
+    """Split rows into training and validation sets, at random with a seed or by time."""
+
+    name: ClassVar[str] = "split"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("data",)
+    outputs: ClassVar[dict[str, Kind]] = {"train": "frame", "valid": "frame"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        spec = ctx.project.spec
+        return {
+            "split": spec.split.model_dump(mode="json"),
+            "seed": spec.seed,
+            "label": spec.label,
+            "task": spec.task,
+        }
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        spec, frame = ctx.project.spec, inputs["data"]
+        split = spec.split
+        if split.method == "time" and split.time_column and split.cutoff is not None:
+            column = split.time_column
+            times = pd.to_datetime(frame[column])
+            cutoff = pd.Timestamp(split.cutoff)
+            if times.dt.tz is not None and cutoff.tz is None:
+                cutoff = cutoff.tz_localize(times.dt.tz)
+            is_train = (times < cutoff).to_numpy()
+            train, valid = frame[is_train], frame[~is_train]
+            how = f"by {column} at {cutoff.date()}"
+        else:
+            task = resolve_task(frame[spec.label], spec.task)
+            labels = frame[spec.label]
+            stratify = (
+                labels
+                if task == "classification" and split.stratify and labels.value_counts().min() >= 2
+                else None
+            )
+            train, valid = train_test_split(
+                frame, test_size=split.test_size, random_state=spec.seed, stratify=stratify
+            )
+            how = f"at random (seed {spec.seed}{', stratified' if stratify is not None else ''})"
+        if len(train) == 0 or len(valid) == 0:
+            raise DataError(
+                f"split: {how} leaves {len(train)} training and {len(valid)} validation rows; "
+                "both must be non-empty"
+            )
+        train, valid = train.reset_index(drop=True), valid.reset_index(drop=True)
+        return StepResult(
+            {"train": train, "valid": valid}, f"{len(train):,} train / {len(valid):,} valid {how}"
+        )
+
+
+class TrainModel:
+    """Fit the model the spec declares, with every seed set."""
+
+    name: ClassVar[str] = "train"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("train", "valid")
+    outputs: ClassVar[dict[str, Kind]] = {"model": "model"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        spec = ctx.project.spec
+        code = spec.model.entry_point or (
+            spec.model.estimator if spec.model.flavor == "torch" else None
+        )
+        return {
+            "model": spec.model.model_dump(mode="json"),
+            "features": [f.model_dump(mode="json") for f in spec.feature_specs() or []],
+            "exclude": spec.exclude,
+            "label": spec.label,
+            "task": spec.task,
+            "seed": spec.seed,
+            "code": hash_callable_source(code, root=ctx.project.root)
+            if code and ":" in code
+            else None,
+            "packages": package_versions(),
+        }
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        model, seconds = fit_model(ctx.project, inputs["train"], inputs["valid"])
+        return StepResult(
+            {"model": model}, f"{type_name(ctx.project.spec)} fitted in {seconds:.2f} s"
+        )
+
+
+def type_name(spec: ProjectSpec) -> str:
+    """Short name of the estimator or entry point."""
+    target = spec.model.estimator or spec.model.entry_point or "?"
+    return target.replace(":", ".").rsplit(".", 1)[-1]
+
+
+def fit_model(
+    project: Project, train: pd.DataFrame, valid: pd.DataFrame
+) -> tuple[ModelAdapter, float]:
+    """Build and fit the declared model on ``train`` (``valid`` is for early stopping)."""
+    spec = project.spec
+    for target in (spec.model.entry_point, spec.model.estimator):
+        if target and ":" in target:  # entry points and factories live in the project
+            project_imports.prepare(project.root, target)
+    features = resolve_features(train, spec)
+    task = resolve_task(train[spec.label], spec.task)
+    set_seeds(spec.seed)
+    try:
+        model = build_model(
+            flavor=spec.model.flavor,
+            estimator=spec.model.estimator,
+            params=dict(spec.model.params),
+            entry_point=spec.model.entry_point,
+            task=task,
+            categorical=features.categorical,
+            numeric=features.numeric,
+            seed=spec.seed,
+        )
+    except FlavorError as exc:
+        raise ConfigError(str(exc)) from exc
+    X, y = _xy(train, features.names, spec.label)
+    X_valid, y_valid = _xy(valid, features.names, spec.label)
+    started = time.perf_counter()
+    model.fit(X, y, X_valid=X_valid, y_valid=y_valid)
+    return model, time.perf_counter() - started
+
+
+def predictions(model: ModelAdapter, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted labels or values, and class probabilities when the model has them."""
+    y_pred = model.predict(X)
+    proba = model.predict_proba(X) if model.task == "classification" and model.has_proba else None
+    return y_pred, proba
+
+
+class EvaluateModel:
+    """Score the model on the validation split."""
+
+    name: ClassVar[str] = "evaluate"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("model", "valid")
+    outputs: ClassVar[dict[str, Kind]] = {"metrics": "json"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        return {
+            "metrics": ctx.project.spec.metrics.model_dump(mode="json"),
+            "label": ctx.project.spec.label,
+        }
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        spec = ctx.project.spec
+        model: ModelAdapter = inputs["model"]
+        valid: pd.DataFrame = inputs["valid"]
+        names = [c["name"] for c in model.signature()["inputs"]]
+        y_pred, proba = predictions(model, valid[names])
+        classes = getattr(model, "classes_", None) if proba is not None else None
+        metrics = compute_metrics(model.task, valid[spec.label].to_numpy(), y_pred, proba, classes)
+        primary = primary_metric(model.task, spec.metrics.primary)
+        result = {"task": model.task, "primary": primary, "valid": metrics, "n_valid": len(valid)}
+        return StepResult(
+            {"metrics": result}, f"{primary} = {metrics[primary]:.4f} on {len(valid):,} rows"
+        )
+
+
+class GateModel:
+    """Bless or veto the candidate against the spec's gate rules."""
+
+    name: ClassVar[str] = "gate"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("metrics",)
+    outputs: ClassVar[dict[str, Kind]] = {"gate": "json"}
+    cacheable: ClassVar[bool] = True
+
+    def params(self, ctx: RunContext) -> JSON:
+        return {"gates": ctx.project.spec.gates.model_dump(mode="json")}
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        rules = ctx.project.spec.gates.rules
+        decision = judge(inputs["metrics"]["valid"], list(rules))
+        failed = [r.message for r in decision.reasons if not r.passed]
+        if not rules:
+            message = "blessed: no gate rules declared (gates.rules)"
+        elif failed:
+            message = "vetoed: " + "; ".join(failed)
+        else:
+            message = f"blessed: {len(decision.reasons)} rule(s) passed"
+        return StepResult({"gate": decision.to_dict()}, message)
+
+
+class RegisterModel:
+    """Register the candidate as a new version, unless this exact model is registered already."""
+
+    name: ClassVar[str] = "register"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("model", "metrics", "gate", "train", "data")
+    outputs: ClassVar[dict[str, Kind]] = {"registered": "json"}
+    cacheable: ClassVar[bool] = False
+
+    def params(self, ctx: RunContext) -> JSON:
+        return {"name": ctx.project.spec.name}
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        spec, registry = ctx.project.spec, ctx.registry
+        fingerprints = ctx.fingerprints
+        model_fp = ctx.values["model"].fingerprint
+        existing = registry.find_by_fingerprint(spec.name, model_fp)
+        if existing is not None:
+            return StepResult(
+                {"registered": {"name": spec.name, "version": existing.version, "new": False}},
+                f"this model is already {spec.name}:{existing.version}",
+                skipped=True,
+            )
+        model: ModelAdapter = inputs["model"]
+        gate = inputs["gate"]
+        names = [c["name"] for c in model.signature()["inputs"]]
+        example = json.loads(
+            inputs["train"][names]
+            .head(INPUT_EXAMPLE_ROWS)
+            .to_json(orient="records", date_format="iso")
+        )
+        try:
+            champion = registry.get(f"{spec.name}@champion").version
+        except RegistryError:
+            champion = None
+        lineage = {
+            "run_id": ctx.run_id,
+            "fingerprints": {
+                **fingerprints,
+                "data": ctx.values["data"].fingerprint,
+                "model": model_fp,
+            },
+            "parent_version": champion,
+            "spec_file": str(ctx.project.spec_path.name),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            written = model.save(Path(tmp))
+            files = {str(p.relative_to(tmp)): p for p in written}
+            version = registry.register(
+                spec.name,
+                files=files,
+                model_fingerprint=model_fp,
+                lineage=lineage,
+                metrics=inputs["metrics"],
+                signature=model.signature(),
+                input_example=example,
+                tags={"flavor": model.flavor, "task": model.task},
+                status=gate["decision"],
+                gate=gate,
+                run_id=ctx.run_id,
+                parent_version=champion,
+            )
+        return StepResult(
+            {"registered": {"name": spec.name, "version": version.version, "new": True}},
+            f"{spec.name}:{version.version} ({version.status})",
+        )
+
+
+class ExportModel:
+    """Write the registered version as a portable folder.
+
+    The folder holds the model files, ``model.json`` (the version's metadata), the input
+    example and ``requirements.txt`` pinned to the training environment.
+    """
+
+    name: ClassVar[str] = "export"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("registered",)
+    outputs: ClassVar[dict[str, Kind]] = {"export": "json"}
+    cacheable: ClassVar[bool] = False
+
+    def params(self, ctx: RunContext) -> JSON:
+        return {}
+
+    def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
+        registered = inputs["registered"]
+        out = ctx.project.workspace / "exports" / f"{registered['name']}-v{registered['version']}"
+        if (out / "model.json").exists():
+            return StepResult(
+                {"export": {"path": str(out)}}, f"already exported to {out}", skipped=True
+            )
+        version = ctx.registry.get(f"{registered['name']}:{registered['version']}")
+        staging = out.with_name(out.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        ctx.registry.download(version, staging / "model")
+        packages = (
+            version.lineage.get("fingerprints", {}).get("environment", {}).get("packages", {})
+        )
+        (staging / "requirements.txt").write_text(
+            "".join(f"{n}=={v}\n" for n, v in sorted(packages.items()) if n != "readyml")
+        )
+        (staging / "input_example.json").write_text(json.dumps(version.input_example, indent=2))
+        (staging / "model.json").write_text(json.dumps(version.to_dict(), indent=2, default=str))
+        staging.rename(out)  # the folder appears complete or not at all
+        return StepResult(
+            {"export": {"path": str(out)}}, f"exported to {out.relative_to(ctx.project.root)}"
+        )
+
+
+def default_steps() -> list[Any]:
+    """The standard pipeline, in order."""
+    return [
+        LoadData(),
+        ProfileData(),
+        ValidateData(),
+        SplitData(),
+        TrainModel(),
+        EvaluateModel(),
+        GateModel(),
+        RegisterModel(),
+        ExportModel(),
+    ]

@@ -1,0 +1,210 @@
+"""Tests for readyml.data.drift: scipy parity, sketch paths, auto rule, corrections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from readyml.data import (
+    KS,
+    METHODS,
+    PSI,
+    ChiSquare,
+    JensenShannon,
+    LInfinity,
+    Wasserstein,
+    choose_method,
+    detect_drift,
+    profile_frame,
+)
+from readyml.data.drift import DriftMethod
+from readyml.errors import ConfigError, DataError
+
+TOL = 1e-9
+
+
+@pytest.fixture
+def samples() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return rng.normal(0, 1, 800), rng.normal(0.2, 1.3, 600)
+
+
+def test_ks_matches_scipy(samples: tuple[np.ndarray, np.ndarray]) -> None:
+    ref, cur = samples
+    ours, theirs = KS().run(ref, cur), stats.ks_2samp(ref, cur)
+    assert ours.statistic == pytest.approx(theirs.statistic, abs=TOL)
+    assert ours.p_value == pytest.approx(theirs.pvalue, abs=TOL)
+
+
+def test_wasserstein_matches_scipy(samples: tuple[np.ndarray, np.ndarray]) -> None:
+    ref, cur = samples
+    result = Wasserstein().run(ref, cur)
+    expected = stats.wasserstein_distance(ref, cur)
+    assert result.details["distance"] == pytest.approx(expected, abs=TOL)
+    assert result.statistic == pytest.approx(expected / np.std(ref), abs=TOL)
+
+
+def test_jensen_shannon_matches_scipy_base_2() -> None:
+    ref = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 20, dtype=object)
+    cur = np.array(["a"] * 20 + ["b"] * 30 + ["c"] * 45 + ["d"] * 5, dtype=object)
+    p = np.array([50, 30, 20, 0]) / 100
+    q = np.array([20, 30, 45, 5]) / 100
+    assert JensenShannon().run(ref, cur).statistic == pytest.approx(
+        jensenshannon(p, q, base=2), abs=TOL
+    )
+
+
+def test_jensen_shannon_on_numbers_matches_scipy_on_the_same_bins(
+    samples: tuple[np.ndarray, np.ndarray],
+) -> None:
+    ref, cur = samples
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11)[1:-1]))
+    full = np.concatenate([[-np.inf], edges, [np.inf]])
+    p, _ = np.histogram(ref, bins=full)
+    q, _ = np.histogram(cur, bins=full)
+    # np.histogram bins are [a, b); ours are (a, b]: equal for continuous data
+    assert JensenShannon().run(ref, cur).statistic == pytest.approx(
+        jensenshannon(p, q, base=2), abs=TOL
+    )
+
+
+def test_chisquare_matches_scipy() -> None:
+    rng = np.random.default_rng(5)
+    ref = rng.choice(list("abcd"), 500, p=[0.4, 0.3, 0.2, 0.1])
+    cur = rng.choice(list("abcd"), 300, p=[0.25, 0.25, 0.25, 0.25])
+    labels = list("abcd")
+    ref_counts = np.array([np.sum(ref == x) for x in labels], dtype=float)
+    cur_counts = np.array([np.sum(cur == x) for x in labels], dtype=float)
+    theirs = stats.chisquare(cur_counts, ref_counts / ref_counts.sum() * cur_counts.sum())
+    ours = ChiSquare().run(ref, cur)
+    assert ours.statistic == pytest.approx(theirs.statistic, abs=TOL)
+    assert ours.p_value == pytest.approx(theirs.pvalue, abs=TOL)
+    assert ours.drifted
+
+
+def test_psi_and_linf_follow_their_definitions() -> None:
+    ref = np.array(["a"] * 60 + ["b"] * 40, dtype=object)
+    cur = np.array(["a"] * 30 + ["b"] * 70, dtype=object)
+    expected = (0.3 - 0.6) * np.log(0.3 / 0.6) + (0.7 - 0.4) * np.log(0.7 / 0.4)
+    assert PSI().run(ref, cur).statistic == pytest.approx(expected, abs=TOL)
+    assert LInfinity().run(ref, cur).statistic == pytest.approx(0.3, abs=TOL)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_detects_a_shift_and_not_a_null_one(name: str) -> None:
+    rng = np.random.default_rng(11)
+    ref, same, shifted = rng.normal(0, 1, 3000), rng.normal(0, 1, 3000), rng.normal(1, 1, 3000)
+    method: DriftMethod = METHODS[name]()
+    assert method.run(ref, shifted).drifted
+    assert not method.run(ref, same).drifted
+    # the profile path agrees
+    ref_p = profile_frame(pd.DataFrame({"x": ref})).columns["x"]
+    assert method.from_profiles(
+        ref_p, profile_frame(pd.DataFrame({"x": shifted})).columns["x"]
+    ).drifted
+    if name != "chisquare":  # KLL bin counts are too noisy for a p-value (documented)
+        same_p = profile_frame(pd.DataFrame({"x": same})).columns["x"]
+        assert not method.from_profiles(ref_p, same_p).drifted
+
+
+def test_constructors_only_store_parameters() -> None:
+    for kind in METHODS.values():
+        method = kind(threshold=0.3, bins=7)
+        assert vars(method) == {"threshold": 0.3, "bins": 7}
+
+
+def test_sketch_statistics_are_close_to_exact(samples: tuple[np.ndarray, np.ndarray]) -> None:
+    ref, cur = samples
+    ref_p = profile_frame(pd.DataFrame({"x": ref})).columns["x"]
+    cur_p = profile_frame(pd.DataFrame({"x": cur})).columns["x"]
+    sketched = KS().from_profiles(ref_p, cur_p)
+    # the stated approximation: within the two sketches' rank errors
+    assert sketched.statistic == pytest.approx(
+        KS().run(ref, cur).statistic, abs=sketched.details["rank_error"]
+    )
+    assert Wasserstein().from_profiles(ref_p, cur_p).statistic == pytest.approx(
+        Wasserstein().run(ref, cur).statistic, rel=0.05
+    )
+
+
+def test_choose_method_follows_the_stated_rule() -> None:
+    assert choose_method(numeric=True, n_reference=1000, n_distinct=6) == "ks"
+    assert choose_method(numeric=True, n_reference=1001, n_distinct=6) == "wasserstein"
+    assert choose_method(numeric=True, n_reference=1001, n_distinct=5) == "jensenshannon"
+    assert choose_method(numeric=False, n_reference=10, n_distinct=99) == "chisquare"
+    assert choose_method(numeric=False, n_reference=5000, n_distinct=99) == "jensenshannon"
+
+
+def test_detect_drift_on_frames_and_profiles_gives_the_same_verdicts() -> None:
+    rng = np.random.default_rng(2)
+    n = 5000
+    ref = pd.DataFrame(
+        {"x": rng.normal(0, 1, n), "c": rng.choice(list("abc"), n), "k": rng.integers(0, 3, n)}
+    )
+    cur = pd.DataFrame(
+        {
+            "x": rng.normal(0.6, 1, n),
+            "c": rng.choice(list("abc"), n, p=[0.6, 0.2, 0.2]),
+            "k": rng.integers(0, 3, n),
+        }
+    )
+    exact = detect_drift(ref, cur)
+    sketched = detect_drift(profile_frame(ref), profile_frame(cur))
+    for report in (exact, sketched):
+        verdicts = {n: (r.method, r.drifted) for n, r in report.columns.items()}
+        assert verdicts == {
+            "x": ("wasserstein", True),
+            "c": ("jensenshannon", True),
+            "k": ("jensenshannon", False),
+        }
+        assert report.dataset_drifted and report.share_drifted == pytest.approx(2 / 3)
+    data = exact.to_dict()
+    assert data["n_drifted"] == 2 and data["columns"][0]["column"] == "x"
+
+
+def test_detect_drift_corrects_p_values_for_multiple_tests() -> None:
+    rng = np.random.default_rng(4)
+    ref = pd.DataFrame({f"c{i}": rng.normal(size=200) for i in range(20)})
+    cur = pd.DataFrame({f"c{i}": rng.normal(size=200) for i in range(20)})
+    none = detect_drift(ref, cur, correction="none")
+    bh = detect_drift(ref, cur, correction="bh")
+    bonf = detect_drift(ref, cur, correction="bonferroni")
+    for name in ref.columns:
+        raw = none.columns[name].p_value
+        assert raw is not None
+        assert bonf.columns[name].adjusted_p_value == pytest.approx(min(raw * 20, 1.0))
+        adj = bh.columns[name].adjusted_p_value
+        assert adj is not None and raw <= adj <= min(raw * 20, 1.0) + 1e-12
+    assert bh.n_drifted <= none.n_drifted
+    assert not bh.dataset_drifted
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    rng = np.random.default_rng(8)
+    ref = pd.DataFrame({f"c{i}": rng.normal(size=100) for i in range(8)})
+    cur = pd.DataFrame({f"c{i}": rng.normal(0.1 * i, 1, 100) for i in range(8)})
+    report = detect_drift(ref, cur)
+    raw = [report.columns[c].p_value for c in ref.columns]
+    expected = stats.false_discovery_control(raw, method="bh")
+    got = [report.columns[c].adjusted_p_value for c in ref.columns]
+    assert got == pytest.approx(list(expected), abs=TOL)
+
+
+def test_detect_drift_skips_columns_without_values_and_rejects_bad_options() -> None:
+    ref = pd.DataFrame({"x": [np.nan] * 3, "y": [1.0, 2.0, 3.0]})
+    cur = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]})
+    report = detect_drift(ref, cur)
+    assert "x" in report.skipped and "y" in report.columns
+    empty = detect_drift(profile_frame(ref.iloc[:0]), cur)
+    assert set(empty.skipped) == {"x", "y"} and not empty.dataset_drifted
+    with pytest.raises(ConfigError, match="drift method"):
+        detect_drift(ref, cur, method="magic")
+    with pytest.raises(ConfigError, match="correction"):
+        detect_drift(ref, cur, correction="holm")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="'z' not found"):
+        detect_drift(ref, cur, columns=["z"])
+    with pytest.raises(DataError, match="expected numeric values"):
+        KS().run(np.array(["a"], dtype=object), np.array(["b"], dtype=object))

@@ -1,0 +1,45 @@
+"""Tests for readyml.data.io."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from readyml.data import read_table
+from readyml.errors import DataError
+
+
+def test_read_table_reads_csv_and_parquet(tmp_path: Path) -> None:
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_parquet(tmp_path / "d.parquet")
+    assert read_table(tmp_path / "d.csv")["a"].tolist() == [1, 2]
+    assert read_table(str(tmp_path / "d.parquet"))["b"].tolist() == ["x", "y"]
+
+
+def test_read_table_concatenates_a_glob_in_sorted_order(tmp_path: Path) -> None:
+    pd.DataFrame({"a": [2]}).to_parquet(tmp_path / "p2.parquet")
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "p1.parquet")
+    assert read_table(tmp_path / "p*.parquet")["a"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "not found"),
+        ("nothing*.csv", None, "no file matches"),
+        ("data.xlsx", b"x", "expected extension"),
+        ("bad.parquet", b"garbage", "cannot read it as parquet"),
+        ("bad.csv", b"a,b\n1,2,3\n", "cannot read it as csv"),
+        ("empty.csv", b"", "cannot read it as csv"),
+    ],
+)
+def test_read_table_raises_data_error_naming_the_file(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        read_table(tmp_path / name)

@@ -1,0 +1,147 @@
+"""Tests for readyml.data.profile."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from readyml.data import Profile, profile_frame
+from readyml.errors import DataError
+
+RANK_ERROR = 0.02  # KLL k=200 single-sided rank error is ~1.3 %; allow a margin
+
+
+def test_profile_counts_missing_nan_and_infinities() -> None:
+    df = pd.DataFrame({"x": [1.0, np.nan, np.inf, -np.inf, 3.0, None]})
+    col = profile_frame(df).columns["x"]
+    assert (col.count, col.missing, col.nan, col.posinf, col.neginf) == (6, 2, 2, 1, 1)
+    assert (col.min, col.max, col.mean, col.n_values) == (1.0, 3.0, 2.0, 2)
+    assert col.std == pytest.approx(math.sqrt(2.0))
+
+
+def test_profile_of_text_has_top_values_and_lengths(frame: pd.DataFrame) -> None:
+    col = profile_frame(frame).columns["city"]
+    top = dict(col.top())
+    assert top == frame["city"].value_counts().to_dict()
+    assert col.distinct == 4
+    assert col.length_min == 2 and col.length_max == 6
+    assert col.length_mean == pytest.approx(frame["city"].str.len().mean())
+
+
+def test_profile_types(frame: pd.DataFrame) -> None:
+    types = {n: c.type for n, c in profile_frame(frame).columns.items()}
+    assert types == {
+        "temp": "float",
+        "count": "int",
+        "city": "string",
+        "rain": "bool",
+        "day": "datetime",
+        "note": "string",
+    }
+
+
+def test_quantiles_and_histogram_are_within_sketch_error() -> None:
+    x = np.random.default_rng(1).normal(size=50_000)
+    col = profile_frame(pd.DataFrame({"x": x})).columns["x"]
+    for rank, value in zip([0.1, 0.5, 0.9], col.quantiles([0.1, 0.5, 0.9]) or [], strict=True):
+        assert abs(np.mean(x <= value) - rank) < RANK_ERROR
+    hist = col.histogram()
+    assert hist is not None
+    expected, _ = np.histogram(x, bins=np.asarray(hist[0]))
+    assert np.max(np.abs(np.asarray(hist[1]) - expected)) / len(x) < 2 * RANK_ERROR
+    assert sum(hist[1]) == pytest.approx(len(x), abs=10)
+
+
+def test_merge_equals_whole_frame_profile(frame: pd.DataFrame) -> None:
+    whole = profile_frame(frame)
+    parts = [frame.iloc[:700], frame.iloc[700:701], frame.iloc[701:]]
+    merged = profile_frame(parts[0]).merge(profile_frame(parts[1])).merge(profile_frame(parts[2]))
+    assert merged.n_rows == whole.n_rows
+    for name, w in whole.columns.items():
+        m = merged.columns[name]
+        assert (m.type, m.count, m.missing, m.n_values) == (w.type, w.count, w.missing, w.n_values)
+        assert (m.min, m.max) == (w.min, w.max)
+        if w.mean is not None:
+            assert m.mean == pytest.approx(w.mean, rel=1e-12)
+            assert m.std == pytest.approx(w.std, rel=1e-9)
+        assert m.distinct == pytest.approx(w.distinct, rel=0.05)
+        if not w.numeric:
+            assert m.top(4) == w.top(4) or name == "note"
+    exact = frame["temp"].to_numpy()
+    for value, rank in zip(
+        merged.columns["temp"].quantiles() or [],
+        [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99],
+        strict=True,
+    ):
+        assert abs(np.mean(exact <= value) - rank) < RANK_ERROR
+
+
+def test_merge_with_a_column_absent_on_one_side_counts_it_missing() -> None:
+    merged = profile_frame(pd.DataFrame({"a": [1, 2]})).merge(
+        profile_frame(pd.DataFrame({"a": [3], "b": ["x"]}))
+    )
+    assert merged.columns["b"].count == 3 and merged.columns["b"].missing == 2
+    assert merged.columns["a"].max == 3
+
+
+def test_merge_of_int_and_float_chunks_is_float() -> None:
+    merged = profile_frame(pd.DataFrame({"a": [1, 2]})).merge(
+        profile_frame(pd.DataFrame({"a": [1.5, None]}))
+    )
+    assert merged.columns["a"].type == "float"
+
+
+def test_merge_of_numbers_with_labels_raises() -> None:
+    with pytest.raises(DataError, match="cannot merge"):
+        profile_frame(pd.DataFrame({"a": [1, 2]})).merge(profile_frame(pd.DataFrame({"a": ["x"]})))
+
+
+def test_distinct_counts_of_high_cardinality_columns_use_sampling() -> None:
+    n = 200_000
+    df = pd.DataFrame({"x": np.arange(n, dtype=np.float64), "s": [f"id{i}" for i in range(n)]})
+    prof = profile_frame(df)
+    for name in ("x", "s"):
+        assert prof.columns[name].hll_exact is None
+        assert prof.columns[name].distinct == pytest.approx(n, rel=0.1)
+    halves = profile_frame(df.iloc[: n // 2]).merge(profile_frame(df.iloc[n // 2 :]))
+    assert halves.columns["s"].distinct == pytest.approx(n, rel=0.1)
+
+
+def test_json_round_trip_keeps_state_and_version(frame: pd.DataFrame) -> None:
+    prof = profile_frame(frame)
+    text = prof.to_json()
+    data = json.loads(text)
+    assert data["format_version"] == 1
+    back = Profile.from_json(text)
+    for name, col in prof.columns.items():
+        again = back.columns[name]
+        before, after = col.to_dict(), again.to_dict()
+        before.pop("sketches"), after.pop("sketches")
+        assert after == before
+    assert back.merge(prof).columns["temp"].count == 2 * len(frame)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "expected JSON"),
+        ('{"format_version": 99}', "format_version"),
+        ('{"format_version": 1, "n_rows": 1, "columns": [{"name": "a"}]}', "expected key"),
+    ],
+)
+def test_from_json_rejects_bad_input(text: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        Profile.from_json(text)
+
+
+def test_profile_frame_rejects_bad_arguments() -> None:
+    with pytest.raises(DataError, match="expected a pandas DataFrame"):
+        profile_frame([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="'z' not found"):
+        profile_frame(pd.DataFrame({"a": [1]}), columns=["z"])
+    with pytest.raises(DataError, match="repeated"):
+        profile_frame(pd.DataFrame([[1, 2]], columns=["a", "a"]))

@@ -1,0 +1,242 @@
+"""Tests for readyml.registry.registry: versions, aliases, promotion, rollback, downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from readyml.errors import AliasError, IntegrityError, RegistryError, VersionNotFound
+from readyml.registry import ArtifactStore, MetadataStore, ModelVersion, Registry, open_registry
+from readyml.types import Evidence, ModelRef
+
+VETO = {"decision": "veto", "reasons": ["accuracy 0.41 < 0.50", "slice 'rain' regressed"]}
+
+
+@pytest.fixture
+def registry(store_url: str, tmp_path: Path) -> Iterator[Registry]:
+    store = MetadataStore(store_url)
+    yield Registry(store, ArtifactStore(str(tmp_path / "artifacts")))
+    store.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "src" / "onnx").mkdir(parents=True)
+    (tmp_path / "src" / "model.skops").write_bytes(b"weights" * 100)
+    (tmp_path / "src" / "onnx" / "model.onnx").write_bytes(b"onnx" * 50)
+    return {
+        "model.skops": tmp_path / "src" / "model.skops",
+        "onnx/model.onnx": tmp_path / "src" / "onnx" / "model.onnx",
+    }
+
+
+def _register(
+    registry: Registry, files: dict[str, Path], fp: str = "fp", **kw: object
+) -> ModelVersion:
+    return registry.register(
+        "weather",
+        files=files,
+        model_fingerprint=fp,
+        lineage={"data": "d1"},
+        metrics={"accuracy": 0.8},
+        signature={"inputs": [{"name": "temp", "type": "float"}]},
+        input_example=[{"temp": 1.5}],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_register_stores_everything_and_numbers_from_one(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    v1 = _register(registry, files, tags={"team": "ml"}, run_id="r1", description="first")
+    assert (v1.name, v1.version, v1.status) == ("weather", 1, "candidate")
+    assert [a.name for a in v1.artifacts] == ["model.skops", "onnx/model.onnx"]
+    assert all(a.key.startswith("models/weather/") for a in v1.artifacts)
+    got = registry.get("weather:1")
+    assert got == v1
+    assert got.metrics == {"accuracy": 0.8}
+    assert got.input_example == [{"temp": 1.5}]
+    assert got.tags == {"team": "ml"}
+    assert got.to_dict()["created_at"] == v1.created_at.isoformat()
+
+
+def test_version_numbers_are_monotonic(registry: Registry, files: dict[str, Path]) -> None:
+    versions = [_register(registry, files, fp=f"fp{i}").version for i in range(4)]
+    assert versions == [1, 2, 3, 4]
+    assert registry.get("weather").version == 4
+    assert registry.get(ModelRef("weather", version=2)).model_fingerprint == "fp1"
+    assert [v.version for v in registry.list_versions("weather")] == [1, 2, 3, 4]
+
+
+def test_concurrent_registers_get_distinct_consecutive_versions(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        numbers = list(pool.map(lambda i: _register(registry, files, fp=str(i)).version, range(8)))
+    assert sorted(numbers) == list(range(1, 9))
+
+
+def test_find_by_fingerprint(registry: Registry, files: dict[str, Path]) -> None:
+    _register(registry, files, fp="a")
+    second = _register(registry, files, fp="b")
+    found = registry.find_by_fingerprint("weather", "b")
+    assert found is not None and found.version == second.version
+    assert registry.find_by_fingerprint("weather", "zzz") is None
+    assert registry.find_by_fingerprint("other", "a") is None
+
+
+def test_get_errors_name_what_exists(registry: Registry, files: dict[str, Path]) -> None:
+    with pytest.raises(VersionNotFound, match=r"model 'weather' not found \(models: none\)"):
+        registry.get("weather")
+    _register(registry, files)
+    with pytest.raises(VersionNotFound, match=r"has no alias 'champion' \(aliases: none\)"):
+        registry.get("weather@champion")
+    with pytest.raises(VersionNotFound, match=r"has no version 9 \(versions: 1\)"):
+        registry.get("weather:9")
+    with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
+        registry.list_versions("x")
+
+
+def test_register_rejects_bad_input(registry: Registry, files: dict[str, Path]) -> None:
+    with pytest.raises(RegistryError, match="model name"):
+        registry.register("bad name", files=files, model_fingerprint="f")
+    with pytest.raises(RegistryError, match="at least one file"):
+        registry.register("m", files={}, model_fingerprint="f")
+    with pytest.raises(RegistryError, match="artifact key"):
+        registry.register("m", files={"../x": files["model.skops"]}, model_fingerprint="f")
+    with pytest.raises(RegistryError, match="is not a file"):
+        registry.register("m", files={"x": Path("/nonexistent")}, model_fingerprint="f")
+    assert registry.list_models() == []
+
+
+def test_promote_set_alias_history_and_summary(registry: Registry, files: dict[str, Path]) -> None:
+    for i in range(3):
+        _register(registry, files, fp=str(i))
+    first = registry.promote("weather:1", who="ana", reason="initial")
+    assert (first.from_version, first.to_version, first.action) == (None, 1, "set")
+    registry.set_alias("weather", "champion", 2, who="bo", reason="better")
+    registry.set_alias("weather", "staging", 3, who="bo", reason="try")
+    assert registry.get("weather@champion").version == 2
+    assert registry.get("weather:2").aliases == ["champion"]
+
+    history = registry.history("weather", "champion")
+    assert [(e.from_version, e.to_version, e.who) for e in history] == [
+        (None, 1, "ana"),
+        (1, 2, "bo"),
+    ]
+    assert len(registry.history("weather")) == 3
+    [summary] = registry.list_models()
+    assert (summary.name, summary.latest_version) == ("weather", 3)
+    assert summary.aliases == {"champion": 2, "staging": 3}
+
+
+def test_rollback_returns_to_previous_and_twice_undoes(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    for i in range(3):
+        _register(registry, files, fp=str(i))
+    with pytest.raises(AliasError, match="nothing to roll back to"):
+        registry.rollback("weather", who="ana", reason="oops")
+    registry.promote("weather:1", who="ana", reason="a")
+    with pytest.raises(AliasError, match="nothing to roll back to"):
+        registry.rollback("weather", who="ana", reason="oops")
+    registry.promote("weather:3", who="ana", reason="b")
+
+    back = registry.rollback("weather", who="ops", reason="errors up")
+    assert (back.from_version, back.to_version, back.action) == (3, 1, "rollback")
+    assert registry.get("weather@champion").version == 1
+    again = registry.rollback("weather", who="ops", reason="false alarm")
+    assert again.to_version == 3
+
+
+def test_vetoed_or_archived_version_never_becomes_champion(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    _register(registry, files, status="vetoed", gate=VETO)
+    with pytest.raises(AliasError, match=r"version 1 is vetoed .* accuracy 0.41 < 0.50"):
+        registry.promote("weather:1", who="ana", reason="yolo")
+    registry.set_alias("weather", "shadow", 1, who="ana", reason="observe")
+
+    _register(registry, files)
+    registry.promote("weather:2", who="ana", reason="ok")
+    registry.set_status("weather", 2, "archived")
+    _register(registry, files)
+    registry.promote("weather:3", who="ana", reason="ok")
+    with pytest.raises(AliasError, match="version 2 is archived"):
+        registry.rollback("weather", who="ana", reason="back")
+    assert registry.get("weather@champion").version == 3
+
+
+def test_set_status_records_gate(registry: Registry, files: dict[str, Path]) -> None:
+    _register(registry, files)
+    blessed = registry.set_status("weather", 1, "blessed", gate={"decision": "bless"})
+    assert blessed.status == "blessed" and blessed.gate == {"decision": "bless"}
+    with pytest.raises(RegistryError, match="version status 'great'"):
+        registry.set_status("weather", 1, "great")  # type: ignore[arg-type]
+    with pytest.raises(VersionNotFound):
+        registry.set_status("weather", 5, "blessed")
+
+
+def test_download_verifies_every_file(
+    registry: Registry, files: dict[str, Path], tmp_path: Path
+) -> None:
+    version = _register(registry, files)
+    out = registry.download(version, tmp_path / "dl")
+    assert (out / "onnx" / "model.onnx").read_bytes() == files["onnx/model.onnx"].read_bytes()
+
+    onnx_key = next(a.key for a in version.artifacts if a.name == "onnx/model.onnx")
+    blob = Path(registry.artifacts.url_for(onnx_key))
+    blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    with pytest.raises(
+        IntegrityError, match=r"model 'weather' version 1, file 'onnx/model.onnx': sha256"
+    ):
+        registry.download(version, tmp_path / "dl2")
+    blob.write_bytes(b"on")
+    with pytest.raises(IntegrityError, match=r"version 1, file 'onnx/model.onnx': truncated"):
+        registry.download(version, tmp_path / "dl3")
+
+
+def test_gc_deletes_only_unreferenced_blobs(registry: Registry, files: dict[str, Path]) -> None:
+    version = _register(registry, files)
+    orphan = registry.artifacts.put_bytes("models/weather/dead/model.skops", b"x")
+    assert registry.gc() == []  # too young: could be an upload in progress
+    assert registry.gc(grace=timedelta(0)) == [orphan.key]
+    assert all(registry.artifacts.exists(a.key) for a in version.artifacts)
+
+
+def test_evidence_passthrough(registry: Registry) -> None:
+    registry.add_evidence(Evidence("model-1", True, True, "p"))
+    assert [e.test_id for e in registry.list_evidence("p")] == ["model-1"]
+
+
+def test_open_registry_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("READYML_STORE_URL", raising=False)
+    monkeypatch.delenv("READYML_ARTIFACTS_URL", raising=False)
+    default = open_registry(tmp_path / "ws")
+    assert default.store.url == f"sqlite:///{(tmp_path / 'ws' / 'readyml.db').resolve()}"
+    assert default.artifacts.url == str((tmp_path / "ws" / "artifacts").resolve())
+
+    monkeypatch.setenv("READYML_STORE_URL", "sqlite:///env.db")
+    monkeypatch.setenv("READYML_ARTIFACTS_URL", "s3://env/prefix")
+    from_env = open_registry(tmp_path)
+    assert (from_env.store.url, from_env.artifacts.url) == ("sqlite:///env.db", "s3://env/prefix")
+    explicit = open_registry(tmp_path, store_url="sqlite:///x.db", artifacts_url="s3://b/p")
+    assert (explicit.store.url, explicit.artifacts.url) == ("sqlite:///x.db", "s3://b/p")
+
+
+def test_registry_on_s3_artifacts(
+    store_url: str, s3_url: str, files: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = open_registry(tmp_path / "ws", store_url=store_url, artifacts_url=s3_url)
+    version = _register(registry, files)
+    registry.download(registry.get("weather"), tmp_path / "dl")
+    assert (tmp_path / "dl" / "model.skops").read_bytes() == files["model.skops"].read_bytes()
+    key = version.artifacts[0].key
+    registry.artifacts.put_bytes(key, b"tampered")
+    with pytest.raises(IntegrityError, match=r"model 'weather' version 1, file 'model\.skops'"):
+        registry.download(version, tmp_path / "dl2")
+    registry.store.close()

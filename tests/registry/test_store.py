@@ -1,0 +1,181 @@
+"""Tests for readyml.registry.store: runs, steps, cached steps, evidence, migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from readyml.errors import ConfigError, RegistryError
+from readyml.registry._tables import Base
+from readyml.registry.store import MetadataStore
+from readyml.types import Evidence
+
+TABLES = {
+    "alembic_version",
+    "alias_events",
+    "aliases",
+    "artifacts",
+    "evidence",
+    "models",
+    "runs",
+    "steps",
+    "versions",
+}
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[MetadataStore]:
+    opened = MetadataStore(store_url).open()
+    yield opened
+    opened.close()
+
+
+def test_constructor_only_stores_the_url() -> None:
+    store = MetadataStore("sqlite:////nonexistent-dir/x.db")
+    assert store.url == "sqlite:////nonexistent-dir/x.db"
+    assert store.dialect == "sqlite"
+
+
+def test_open_migrates_a_fresh_database_to_head(store: MetadataStore) -> None:
+    assert set(inspect(store.engine).get_table_names()) == TABLES
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_opening_twice_is_idempotent_and_keeps_data(store_url: str) -> None:
+    first = MetadataStore(store_url).open()
+    run = first.start_run("p", {"data": "d1"}, {})
+    first.close()
+    second = MetadataStore(store_url).open()
+    second.open()
+    assert second.get_run(run.id).project == "p"
+    second.close()
+
+
+def test_migrations_match_the_orm_tables(store: MetadataStore) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    store = MetadataStore(f"sqlite:///{tmp_path}/ws/readyml.db").open()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.close()
+
+
+def test_unsupported_url_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="expected a sqlite or postgresql URL"):
+        MetadataStore("mysql://localhost/x").open()
+
+
+def test_run_lifecycle_records_timestamps_and_duration(store: MetadataStore) -> None:
+    run = store.start_run("weather", {"data": "d1", "code": "c1"}, {"seed": 7})
+    assert run.status == "running"
+    assert run.started_at.tzinfo is not None
+    done = store.finish_run(run.id, "failed", error="boom")
+    assert done.status == "failed"
+    assert done.error == "boom"
+    assert done.ended_at is not None and done.ended_at >= done.started_at
+    assert done.duration_s is not None and done.duration_s >= 0
+    fetched = store.get_run(run.id)
+    assert fetched == done
+    assert fetched.fingerprints == {"data": "d1", "code": "c1"}
+    assert fetched.params == {"seed": 7}
+
+
+def test_list_runs_is_newest_first_and_filters_by_project(store: MetadataStore) -> None:
+    ids = [store.start_run("a", {}, {"i": i}).id for i in range(3)]
+    store.start_run("b", {}, {})
+    assert [run.id for run in store.list_runs("a")] == ids[::-1]
+    assert len(store.list_runs("a", limit=2)) == 2
+    assert len(store.list_runs()) == 4
+
+
+def test_unknown_run_raises_registry_error(store: MetadataStore) -> None:
+    with pytest.raises(RegistryError, match="run 'nope' not found"):
+        store.get_run("nope")
+    with pytest.raises(RegistryError, match="run 'nope' not found"):
+        store.finish_run("nope", "succeeded")
+
+
+def _step(store: MetadataStore, run_id: str, name: str, fp: str, status: str = "succeeded") -> int:
+    now = datetime.now(UTC)
+    record = store.record_step(
+        run_id,
+        name,
+        status=status,  # type: ignore[arg-type]
+        started_at=now,
+        ended_at=now + timedelta(seconds=1),
+        input_fingerprint=fp,
+        output_fingerprint=f"out-{fp}",
+        outputs={"model": {"key": "k", "sha256": "s"}},
+        message="ok",
+    )
+    return record.id
+
+
+def test_steps_are_recorded_in_order(store: MetadataStore) -> None:
+    run = store.start_run("p", {}, {})
+    _step(store, run.id, "load", "f1")
+    _step(store, run.id, "train", "f2")
+    steps = store.steps_for_run(run.id)
+    assert [step.name for step in steps] == ["load", "train"]
+    assert steps[0].duration_s == pytest.approx(1.0)
+    assert steps[1].outputs == {"model": {"key": "k", "sha256": "s"}}
+
+
+def test_find_cached_step_returns_latest_succeeded_match(store: MetadataStore) -> None:
+    first = store.start_run("p", {}, {})
+    old = _step(store, first.id, "train", "fp")
+    store.finish_run(first.id, "failed")
+    second = store.start_run("p", {}, {})
+    new = _step(store, second.id, "train", "fp")
+    _step(store, second.id, "train", "fp", status="failed")
+    other_project = store.start_run("q", {}, {})
+    _step(store, other_project.id, "train", "fp")
+
+    cached = store.find_cached_step("p", "train", "fp")
+    assert cached is not None and cached.id == new != old
+    assert store.find_cached_step("p", "train", "other") is None
+    assert store.find_cached_step("p", "evaluate", "fp") is None
+
+
+def test_record_step_rejects_unknown_status_and_run(store: MetadataStore) -> None:
+    run = store.start_run("p", {}, {})
+    with pytest.raises(RegistryError, match="status 'done'"):
+        _step(store, run.id, "train", "fp", status="done")
+    with pytest.raises(RegistryError, match="run 'missing' not found"):
+        _step(store, "missing", "train", "fp")
+
+
+def test_evidence_round_trips_and_filters(store: MetadataStore) -> None:
+    early = datetime(2026, 1, 1, tzinfo=UTC)
+    store.add_evidence(
+        Evidence("data-1", True, True, "p", details={"n": 1}, created_at=early, run_id="r")
+    )
+    evidence_id = store.add_evidence(
+        Evidence("infra-3", False, False, "p", model_name="m", version=2, artifact="a/b")
+    )
+    store.add_evidence(Evidence("data-1", True, True, "other"))
+    assert isinstance(evidence_id, int)
+
+    everything = store.list_evidence(project="p")
+    assert [e.test_id for e in everything] == ["data-1", "infra-3"]
+    assert everything[0].details == {"n": 1}
+    assert everything[0].created_at == early
+    assert everything[1].model_name == "m" and everything[1].version == 2
+    assert everything[1].created_at is not None and everything[1].created_at.tzinfo is not None
+    assert [e.project for e in store.list_evidence(test_id="data-1")] == ["p", "other"]
+    assert [e.test_id for e in store.list_evidence("p", since=early + timedelta(days=1))] == [
+        "infra-3"
+    ]
+    assert store.delete_evidence("p", test_id="data-1") == 1
+    assert [e.test_id for e in store.list_evidence("p")] == ["infra-3"]

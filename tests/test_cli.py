@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from readyml.cli import app
+from support import IRIS_SPEC, write_project
+
+runner = CliRunner()
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _one_error_line(stderr: str) -> str:
+    """The one human line; off a terminal, progress events are JSON lines beside it."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_run_then_models_commands(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    code, out, _ = _invoke("run", "-p", str(tmp_path), "--format", "json", "--promote")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["registered"] == {"name": "iris", "version": 1, "new": True}
+    assert summary["promoted"] == "iris:1"
+
+    code, out, _ = _invoke("models", "list", "-p", str(tmp_path), "--format", "json")
+    assert code == 0 and json.loads(out)[0]["name"] == "iris"
+
+    code, out, _ = _invoke(
+        "models", "show", "iris@champion", "-p", str(tmp_path), "--format", "json"
+    )
+    shown = json.loads(out)
+    assert shown["version"] == 1 and shown["status"] == "blessed"
+    assert shown["input_example"][0].keys() == {
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    }
+    assert shown["gate"]["decision"] == "blessed"
+
+    code, out, _ = _invoke("models", "show", "iris:1", "-p", str(tmp_path))
+    assert code == 0 and "input_example" in out
+
+
+def test_promote_rollback_history_keep_reasons(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    assert _invoke("run", "-p", str(tmp_path), "--promote")[0] == 0
+    spec = {**IRIS_SPEC, "model": {**IRIS_SPEC["model"], "params": {"max_iter": 500, "C": 0.3}}}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec))
+    assert _invoke("run", "-p", str(tmp_path))[0] == 0
+    code, out, _ = _invoke(
+        "models", "promote", "iris:2", "--reason", "better", "-p", str(tmp_path), "--format", "json"
+    )
+    assert code == 0 and json.loads(out)["to_version"] == 2
+    code, out, _ = _invoke(
+        "models", "rollback", "iris", "--reason", "oops", "-p", str(tmp_path), "--format", "json"
+    )
+    assert code == 0 and json.loads(out)["to_version"] == 1
+    code, out, _ = _invoke("models", "history", "iris", "-p", str(tmp_path), "--format", "json")
+    events = json.loads(out)
+    assert [e["to_version"] for e in events][-3:] == [1, 2, 1]
+    assert [e["reason"] for e in events][-2:] == ["better", "oops"]
+
+
+def test_check_reproducible_passes(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    code, out, _ = _invoke("run", "-p", str(tmp_path), "--check-reproducible", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["reproducibility"]["passed"] is True
+
+
+def test_vetoed_run_exits_1(tmp_path: Path) -> None:
+    write_project(
+        tmp_path, {**IRIS_SPEC, "gates": {"rules": [{"metric": "accuracy", "min": 0.9999}]}}
+    )
+    code, _, _ = _invoke("run", "-p", str(tmp_path))
+    assert code == 1
+    code, _, err = _invoke("models", "promote", "iris:1", "-p", str(tmp_path))
+    assert code == 2 and "vetoed" in _one_error_line(err)
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "modle": {}})
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert "unknown key 'modle'" in _one_error_line(err)
+
+
+def test_missing_data_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "data": {"source": "data/missing.csv"}})
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert "file 'data/missing.csv' not found" in _one_error_line(err)
+
+
+def test_unknown_column_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "features": ["sepal_length", "petal_lenght"]})
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert "column 'petal_lenght' not in the data" in _one_error_line(err)
+
+
+def test_bad_estimator_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(
+        tmp_path, {**IRIS_SPEC, "model": {"estimator": "sklearn.linear_model.LogisticRegresion"}}
+    )
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert "LogisticRegresion" in _one_error_line(err)
+
+
+def test_tampered_artifact_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    assert _invoke("run", "-p", str(tmp_path))[0] == 0
+    blobs = [p for p in (tmp_path / ".readyml" / "artifacts" / "models").rglob("*") if p.is_file()]
+    assert blobs
+    target = max(blobs, key=lambda p: p.stat().st_size)
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
+    code, _, err = _invoke("models", "verify", "iris:1", "-p", str(tmp_path))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "'iris' version 1" in line and target.name in line
+    code, _, err = _invoke(
+        "models", "download", "iris:1", "--out", str(tmp_path / "out"), "-p", str(tmp_path)
+    )
+    assert code == 2 and target.name in _one_error_line(err)
+
+
+def test_init_writes_a_runnable_starter(tmp_path: Path) -> None:
+    code, out, _ = _invoke("init", str(tmp_path / "proj"))
+    assert code == 0 and "readyml.yaml" in out
+    code, _, err = _invoke("init", str(tmp_path / "proj"))
+    assert code == 2 and "already exists" in _one_error_line(err)
+
+
+def test_unknown_reference_is_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    assert _invoke("run", "-p", str(tmp_path))[0] == 0
+    code, _, err = _invoke("models", "show", "iris@staging", "-p", str(tmp_path))
+    assert code == 2 and "staging" in _one_error_line(err)
+    code, _, err = _invoke("models", "show", "bad name", "-p", str(tmp_path))
+    assert code == 2

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from readyml.config import Project
+from readyml.errors import AliasError, DataError
+from readyml.registry import Registry
+from readyml.train import RunResult, check_reproducible, open_project_registry, run_project
+from support import IRIS_SPEC, iris_frame, write_project
+
+
+def _run(root: Path, *, force: bool = False) -> tuple[RunResult, Registry]:
+    project = Project.load(root)
+    registry = open_project_registry(project)
+    return run_project(project, registry=registry, force=force), registry
+
+
+def _statuses(result: RunResult) -> dict[str, str]:
+    return {s.name: s.status for s in result.steps}
+
+
+def test_first_run_trains_registers_and_records_everything(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    result, registry = _run(tmp_path)
+    assert result.status == "succeeded", result.error
+    assert set(_statuses(result).values()) == {"succeeded"}
+    version = registry.get("iris:1")
+    assert version.status == "blessed"
+    assert version.metrics["valid"]["accuracy"] > 0.8
+    assert [c["name"] for c in version.signature["inputs"]] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert len(version.input_example) == 5 and "species" not in version.input_example[0]
+    assert version.lineage["fingerprints"]["data"] and version.lineage["fingerprints"]["config"]
+    assert (tmp_path / "schema.yaml").exists()
+    assert (tmp_path / ".readyml" / "exports" / "iris-v1" / "model.json").exists()
+    steps = registry.store.steps_for_run(result.run_id)
+    assert [s.name for s in steps] == [
+        "load",
+        "profile",
+        "validate",
+        "split",
+        "train",
+        "evaluate",
+        "gate",
+        "register",
+        "export",
+    ]
+    assert all(s.input_fingerprint and s.duration_s >= 0 for s in steps)
+    evidence = {e.test_id: e for e in registry.store.list_evidence(project="iris")}
+    assert evidence["infra-3"].passed and evidence["data-1"].passed
+
+
+def test_second_run_skips_unchanged_steps(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    first, registry = _run(tmp_path)
+    second, _ = _run(tmp_path)
+    assert set(_statuses(second).values()) == {"skipped"}
+    assert second.value("registered") == {"name": "iris", "version": 1, "new": False}
+    assert second.value("metrics") == first.value("metrics")
+    assert [v.version for v in registry.list_versions("iris")] == [1]
+
+
+def test_force_reruns_every_step_without_duplicating_the_version(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    _run(tmp_path)
+    forced, registry = _run(tmp_path, force=True)
+    statuses = _statuses(forced)
+    assert statuses["train"] == "succeeded" and statuses["load"] == "succeeded"
+    assert statuses["register"] == "skipped"
+    assert [v.version for v in registry.list_versions("iris")] == [1]
+
+
+def test_changed_model_params_rerun_only_from_train(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    _run(tmp_path)
+    spec = {**IRIS_SPEC, "model": {**IRIS_SPEC["model"], "params": {"max_iter": 500, "C": 0.5}}}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec))
+    result, registry = _run(tmp_path)
+    statuses = _statuses(result)
+    assert [statuses[s] for s in ("load", "profile", "validate", "split")] == ["skipped"] * 4
+    assert statuses["train"] == "succeeded" and statuses["register"] == "succeeded"
+    assert registry.get("iris").version == 2
+
+
+def test_changed_data_reruns_from_load(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    _run(tmp_path)
+    frame = iris_frame()
+    frame.loc[0, "sepal_length"] = 5.0 if frame.loc[0, "sepal_length"] != 5.0 else 5.2
+    frame.to_csv(tmp_path / "data" / "iris.csv", index=False)
+    result, _ = _run(tmp_path)
+    assert _statuses(result)["load"] == "succeeded"
+    assert _statuses(result)["split"] == "succeeded"
+
+
+def test_vetoed_candidate_is_registered_but_never_champion(tmp_path: Path) -> None:
+    write_project(
+        tmp_path, {**IRIS_SPEC, "gates": {"rules": [{"metric": "accuracy", "min": 0.999}]}}
+    )
+    result, registry = _run(tmp_path)
+    assert result.value("gate")["decision"] == "vetoed"
+    version = registry.get("iris:1")
+    assert version.status == "vetoed"
+    with pytest.raises(AliasError, match="vetoed"):
+        registry.promote("iris:1", who="test", reason="try anyway")
+
+
+def test_unknown_label_column_fails_the_run_with_the_column_named(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "label": "specie"})
+    result, registry = _run(tmp_path)
+    assert result.status == "failed"
+    assert isinstance(result.error, DataError)
+    assert "label: column 'specie' not in the data" in str(result.error)
+    run = registry.store.get_run(result.run_id)
+    assert run.status == "failed" and "specie" in (run.error or "")
+    assert _statuses(result) == {"load": "failed"}
+
+
+def test_data_violating_the_checked_in_schema_fails_validate(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    _run(tmp_path)
+    frame = iris_frame()
+    frame["petal_length"] = frame["petal_length"].astype(str)
+    frame.loc[3, "petal_length"] = "n/a"
+    frame.to_csv(tmp_path / "data" / "iris.csv", index=False)
+    result, _ = _run(tmp_path)
+    assert result.status == "failed"
+    assert _statuses(result)["validate"] == "failed"
+    assert "petal_length" in str(result.error)
+
+
+def test_time_split_and_loader_source(tmp_path: Path) -> None:
+    (tmp_path / "loader.py").write_text(
+        "import pandas as pd\n"
+        "from support import iris_frame\n"
+        "def load():\n"
+        "    frame = iris_frame()\n"
+        "    frame['day'] = pd.date_range('2024-01-01', periods=len(frame), freq='D')\n"
+        "    return frame.sample(frac=1.0, random_state=0).reset_index(drop=True)\n"
+    )
+    spec = {
+        **IRIS_SPEC,
+        "data": {"source": "loader:load"},
+        "split": {"method": "time", "time_column": "day", "cutoff": "2024-04-15"},
+        "gates": {"rules": []},
+    }
+    write_project(tmp_path, spec)
+    result, _ = _run(tmp_path)
+    assert result.status == "succeeded", result.error
+    train, valid = result.value("train"), result.value("valid")
+    assert train["day"].max() < valid["day"].min()
+    again, _ = _run(tmp_path)
+    assert _statuses(again)["load"] == "succeeded"  # a loader is always read again
+    assert _statuses(again)["split"] == "skipped"  # ... but its unchanged output is reused
+
+
+def test_entry_point_model(tmp_path: Path) -> None:
+    (tmp_path / "train_fn.py").write_text(
+        "from sklearn.tree import DecisionTreeClassifier\n"
+        "def fit(X, y, params, seed):\n"
+        "    return DecisionTreeClassifier(random_state=seed, **params).fit(X, y)\n"
+    )
+    spec = {**IRIS_SPEC, "model": {"entry_point": "train_fn:fit", "params": {"max_depth": 3}}}
+    write_project(tmp_path, spec)
+    result, registry = _run(tmp_path)
+    assert result.status == "succeeded", result.error
+    assert registry.get("iris:1").tags["flavor"] == "sklearn"
+
+
+def test_reproducibility_check_records_infra_1(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            **IRIS_SPEC,
+            "model": {
+                "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "params": {"n_estimators": 20},
+            },
+        },
+    )
+    project = Project.load(tmp_path)
+    registry = open_project_registry(project)
+    result = run_project(project, registry=registry)
+    report = check_reproducible(project, result, registry=registry)
+    assert report.passed and report.deterministic
+    assert report.identical_predictions == 1.0 and report.max_abs_difference == 0.0
+    evidence = registry.store.list_evidence(project="iris", test_id="infra-1")
+    assert evidence and evidence[-1].passed
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    _run(tmp_path)
+    cache = tmp_path / ".readyml" / "artifacts" / "cache" / "iris" / "train"
+    for path in cache.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"tampered")
+    result, _ = _run(tmp_path)
+    assert _statuses(result)["train"] == "succeeded"
+    assert _statuses(result)["evaluate"] == "skipped"
