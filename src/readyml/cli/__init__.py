@@ -1,0 +1,26 @@
+"""The ``readyml`` command line. Commands are thin: parse, call the library, render.
+
+Exit codes: 0 ok; 1 a check failed (gate vetoed, not reproducible, error anomalies);
+2 a usage, config, data or registry error (one red line, no traceback). Each command group
+lives in its own module and is registered here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from readyml.cli import models, project
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="readyml: production-ready ML, with evidence."
+)
+app.registered_commands += project.app.registered_commands
+app.add_typer(models.app, name="models")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,60 @@
+"""What every command module shares: error handling, common options, the registry."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec, TypeVar
+
+import typer
+
+from readyml import _console as console
+from readyml.errors import ConfigError, ReadymlError
+
+if TYPE_CHECKING:
+    from readyml.registry import Registry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", help="Project directory (holds readyml.yaml).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text or json.")]
+
+
+def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn user-caused errors into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ReadymlError as exc:
+            console.error_line(str(exc))
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def output_format(value: str) -> Literal["text", "json"]:
+    """Check a ``--format`` value."""
+    if value not in ("text", "json"):
+        raise ConfigError(f"--format: expected 'text' or 'json', found {value!r}")
+    return "json" if value == "json" else "text"
+
+
+def who() -> str:
+    """Who is acting, for audit records: ``READYML_USER`` or the login name."""
+    return os.environ.get("READYML_USER") or getpass.getuser()
+
+
+def project_registry(project: Path) -> Registry:
+    """The registry of the project in ``project``."""
+    from readyml.config import Project
+    from readyml.train import open_project_registry
+
+    return open_project_registry(Project.load(project))

@@ -1,0 +1,138 @@
+"""Project commands: init, run, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from readyml import _console as console
+from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, who
+from readyml.errors import ReadymlError
+
+app = typer.Typer()
+
+
+@app.command()
+@cli_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing readyml.yaml.")] = False,
+) -> None:
+    """Write a commented starter project (readyml.yaml, data/, .gitignore)."""
+    from readyml.scaffold import init_project
+
+    for path in init_project(directory, force=force):
+        console.stdout.print(f"wrote {path}")
+    console.stdout.print("next: put your data in data/, edit readyml.yaml, then run 'readyml run'")
+
+
+@app.command()
+@cli_errors
+def run(
+    project: ProjectOpt = Path("."),
+    force: Annotated[bool, typer.Option(help="Rerun every step, ignoring cached results.")] = False,
+    check_reproducible: Annotated[
+        bool, typer.Option("--check-reproducible", help="Train twice and compare predictions.")
+    ] = False,
+    promote: Annotated[bool, typer.Option(help="Make a blessed new version the champion.")] = False,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Run the training pipeline.
+
+    Steps: load → profile → validate → split → train → evaluate → gate → register → export.
+    """
+    from readyml.config import Project
+    from readyml.train import (
+        check_reproducible as check,
+    )
+    from readyml.train import (
+        default_reporter,
+        open_project_registry,
+        run_project,
+    )
+    from readyml.train.progress import JsonLinesReporter
+
+    output = output_format(fmt)
+    loaded = Project.load(project)
+    registry = open_project_registry(loaded)
+    reporter = JsonLinesReporter() if output == "json" else default_reporter()
+    result = run_project(loaded, registry=registry, reporter=reporter, force=force)
+    if result.error is not None:
+        raise result.error
+    summary: dict[str, Any] = {
+        "run_id": result.run_id,
+        "status": result.status,
+        "steps": {s.name: s.status for s in result.steps},
+        "metrics": result.value("metrics"),
+        "gate": result.value("gate"),
+        "registered": result.value("registered"),
+    }
+    failed = result.value("gate")["decision"] == "vetoed"
+    if check_reproducible:
+        report = check(loaded, result, registry=registry)
+        summary["reproducibility"] = report.to_dict()
+        failed = failed or not report.passed
+    if promote and not failed:
+        ref = f"{summary['registered']['name']}:{summary['registered']['version']}"
+        current = _champion_version(registry, summary["registered"]["name"])
+        if current != summary["registered"]["version"]:
+            registry.promote(ref, who=who(), reason=f"run {result.run_id[:8]} --promote")
+            summary["promoted"] = ref
+    if output == "json":
+        console.print_json(summary)
+    else:
+        _print_run_summary(summary)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _champion_version(registry: Any, name: str) -> int | None:
+    try:
+        return int(registry.get(f"{name}@champion").version)
+    except ReadymlError:
+        return None
+
+
+def _print_run_summary(summary: dict[str, Any]) -> None:
+    metrics = summary["metrics"]
+    registered = summary["registered"]
+    primary = metrics["primary"]
+    console.key_values(
+        "run",
+        [
+            ("run id", summary["run_id"]),
+            (
+                "version",
+                f"{registered['name']}:{registered['version']}"
+                + ("" if registered["new"] else " (unchanged)"),
+            ),
+            (primary, console.fmt_metric(metrics["valid"].get(primary))),
+            ("gate", summary["gate"]["decision"]),
+        ],
+    )
+    if "reproducibility" in summary:
+        rep = summary["reproducibility"]
+        verdict = "[green]reproducible[/]" if rep["passed"] else "[red]NOT reproducible[/]"
+        console.stdout.print(
+            f"  {verdict}: {rep['identical_predictions']:.2%} identical predictions, "
+            f"max |Δ| = {rep['max_abs_difference']:.3g} (tolerance {rep['tolerance']:g})"
+        )
+    if "promoted" in summary:
+        console.stdout.print(f"  promoted {summary['promoted']} to champion")
+
+
+@app.command()
+@cli_errors
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to build the demo project.")
+    ] = Path("readyml-demo"),
+) -> None:
+    """Build a project on bundled real data (Seattle weather 2012–2015) and run it end to end."""
+    from readyml.demo import run_demo
+
+    code = run_demo(directory)
+    if code:
+        raise typer.Exit(code=code)
