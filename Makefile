@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Every extra that tests exercise; torch is pinned to 2.13.0 in pyproject.toml.
 EXTRAS ?= all,dev
 
-.PHONY: venv demo test lint format bench check clean
+.PHONY: venv demo test lint format bench bench-peers check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ format: venv
 
 bench: venv
 	$(PY) benchmarks/run.py
+
+# Peer model servers (MLServer, BentoML) in their own environments under .cache/peers/;
+# downloads packages on first use, so never part of CI.
+bench-peers: venv
+	$(PY) benchmarks/peers_serve.py
 
 check: lint test
 

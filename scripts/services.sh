@@ -40,9 +40,37 @@ ensure_postgres() {
     command -v pg_config >/dev/null 2>&1 || die "apt-get installed postgresql but pg_config is still missing"
 }
 
+# Install Debian packages whose binary is missing (idempotent; needs root and apt-get).
+# Usage: ensure_binaries "BINARY PACKAGE [--no-install-recommends]" ...
+ensure_binaries() {
+    local wanted=() spec binary package
+    for spec in "$@"; do
+        read -r binary package <<<"$spec"
+        command -v "$binary" >/dev/null 2>&1 || wanted+=("$package")
+    done
+    [[ ${#wanted[@]} -eq 0 ]] && return
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "services.sh: missing ${wanted[*]} (apt-get install as root); tests needing them skip" >&2
+        return
+    fi
+    echo "services.sh: installing ${wanted[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null
+}
+
+# Prometheus (the serving tests start their own server scraping /metrics) and wrk (benchmarks).
+# The Debian package registers a service but starts nothing here (no init system runs it).
+ensure_serving_tools() {
+    ensure_binaries "prometheus prometheus" "wrk wrk"
+}
+
 start() {
     local env_file=$1
     ensure_postgres
+    ensure_serving_tools
+    # Monitoring tests: promtool, Alertmanager (started by the tests), Chromium for the page.
+    ensure_binaries "promtool prometheus" "prometheus-alertmanager prometheus-alertmanager" \
+        "chromium chromium"
     local bindir dir port
     bindir=$(pg_config --bindir)
     dir=$(mktemp -d "${TMPDIR:-/tmp}/readyml-services.XXXXXX")

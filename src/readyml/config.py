@@ -86,15 +86,35 @@ class ModelSpec(_Spec):
         return self
 
 
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "calibration_error",
+)
+REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
 
 
 class MetricsSpec(_Spec):
-    """The primary metric (used by gates) and other metrics to record."""
+    """The primary metric (used by gates) and other metrics to record.
+
+    ``bootstrap`` resamples of the validation rows give the primary metric's confidence
+    interval at level ``confidence``; ``auto_slices`` adds one slice per value of every
+    categorical feature (up to ``max_auto_slice_values`` values).
+    """
 
     primary: str | None = None
     others: list[str] = Field(default_factory=list)
+    bootstrap: int = Field(default=200, ge=0, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    auto_slices: bool = True
+    max_auto_slice_values: int = Field(default=20, ge=1)
 
     @field_validator("primary", "others")
     @classmethod
@@ -107,21 +127,46 @@ class MetricsSpec(_Spec):
 
 
 class SliceSpec(_Spec):
-    """A named subset of rows: a column's values, or a numeric range of a column."""
+    """A named subset of rows, judged on its own by the gate.
+
+    One of: ``column`` + ``values`` (rows whose value is listed), ``column`` + ``min``/``max``
+    (a numeric range, min inclusive, max exclusive), ``column`` alone (one slice per value),
+    or ``column`` + ``cross`` (one slice per pair of values of the two columns).
+    """
 
     name: str
     column: str
     values: list[str | int | float | bool] | None = None
     min: float | None = None
     max: float | None = None
+    cross: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SliceSpec:
+        if self.cross is not None and (
+            self.values is not None or self.min is not None or self.max is not None
+        ):
+            raise ValueError(f"slices[{self.name}]: cross takes no values or min/max")
+        if self.values is not None and (self.min is not None or self.max is not None):
+            raise ValueError(f"slices[{self.name}]: give values or min/max, not both")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """The data columns this slice reads."""
+        return [self.column] if self.cross is None else [self.column, self.cross]
 
 
 class GateRule(_Spec):
-    """An absolute threshold on a metric, e.g. ``{metric: accuracy, min: 0.5}``."""
+    """An absolute threshold on a metric, e.g. ``{metric: accuracy, min: 0.5}``.
+
+    With ``slice``, the threshold applies to that declared slice's metric instead.
+    """
 
     metric: str
     min: float | None = None
     max: float | None = None
+    slice: str | None = None
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateRule:
@@ -130,18 +175,452 @@ class GateRule(_Spec):
         return self
 
 
+class ChampionRule(_Spec):
+    """How much worse than the current champion a candidate may be, overall and per slice.
+
+    ``max_regression`` is relative (a fraction of the champion's value) when ``relative``,
+    else absolute; ``max_slice_regression`` defaults to ``max_regression``.
+    """
+
+    metric: str | None = None
+    max_regression: float = Field(default=0.005, ge=0.0)
+    relative: bool = True
+    slices: bool = True
+    max_slice_regression: float | None = Field(default=None, ge=0.0)
+
+
+_BASELINES: tuple[Literal["dummy", "linear"], ...] = ("dummy", "linear")
+
+
+class BaselineRule(_Spec):
+    """The candidate must beat the simpler baselines on the primary metric by ``margin``."""
+
+    margin: float = 0.0
+    baselines: list[Literal["dummy", "linear"]] = Field(default_factory=lambda: [*_BASELINES])
+
+
+class FairnessRule(_Spec):
+    """A bound on a disparity across the groups of a sensitive attribute.
+
+    ``metric`` is ``demographic_parity_difference``, ``equalized_odds_difference`` or
+    ``<metric>_difference`` (largest gap of a quality metric between groups).
+    """
+
+    metric: str
+    max: float = Field(ge=0.0)
+    attribute: str | None = None
+
+
 class GatesSpec(_Spec):
-    """Rules the candidate must satisfy to be blessed."""
+    """Rules the candidate must satisfy to be blessed (ML Test Score infra-4)."""
 
     rules: list[GateRule] = Field(default_factory=list)
+    champion: ChampionRule | None = None
+    beat_baselines: BaselineRule | None = None
+    max_latency_ms: float | None = Field(default=None, gt=0.0)
+    max_size_mb: float | None = Field(default=None, gt=0.0)
+    fairness: list[FairnessRule] = Field(default_factory=list)
+    min_slice_size: int = Field(default=30, ge=1)
+
+
+class SearchDimension(_Spec):
+    """One hyperparameter's search range: ``int``/``float`` with ``low``/``high`` (``log``), or
+    ``categorical`` with ``choices``."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchDimension:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("tuning.space: a categorical parameter needs choices")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(
+                f"tuning.space: an {self.type} parameter needs low <= high, "
+                f"found low={self.low} high={self.high}"
+            )
+        return self
+
+
+class TuningSpec(_Spec):
+    """``readyml tune``: an Optuna study over ``space``, cross-validated on the training split."""
+
+    n_trials: int = Field(default=20, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0.0)
+    metric: str | None = None
+    cv: int = Field(default=3, ge=2, le=20)
+    space: dict[str, SearchDimension] = Field(default_factory=dict)
+    in_pipeline: bool = Field(
+        default=False, description="also run the study as a pipeline step (cached; no write-back)"
+    )
+
+
+class SensitiveAttribute(_Spec):
+    """A sensitive attribute: a column, optionally with its values mapped to named groups."""
+
+    name: str
+    column: str | None = None
+    groups: dict[str, list[str | int | float | bool]] | None = None
+
+    @property
+    def source(self) -> str:
+        """The data column the attribute reads."""
+        return self.column or self.name
+
+
+class FairnessSpec(_Spec):
+    """Sensitive attributes for per-group metrics and disparities (ML Test Score model-7)."""
+
+    sensitive: list[SensitiveAttribute] = Field(default_factory=list)
+    min_group_size: int = Field(default=20, ge=1)
+
+
+class StalenessSpec(_Spec):
+    """Quality against model age: train on older time windows, evaluate on the latest.
+
+    ``time_column`` defaults to ``split.time_column``; without either, staleness is not
+    measured (and the evidence says so). ``tolerance`` is the loss of the primary metric
+    (absolute) accepted before retraining is recommended.
+    """
+
+    time_column: str | None = None
+    windows: int = Field(default=3, ge=2, le=20)
+    tolerance: float = Field(default=0.02, ge=0.0)
+
+
+class ImportanceSpec(_Spec):
+    """Feature importance (data-2) and feature cost (data-3) settings."""
+
+    repeats: int = Field(default=3, ge=1, le=100)
+    drop_column_max_rows: int = Field(default=2000, ge=0)
+    max_rows: int = Field(default=20_000, ge=100)
+    cost_rows: int = Field(default=200, ge=1)
+    max_feature_ms: float | None = Field(default=None, gt=0.0)
+
+
+class BatchingSpec(_Spec):
+    """Adaptive batching (see :mod:`readyml.serve.batching` for the algorithm)."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(default=256, ge=1, le=65536, description="rows per batch, at most")
+    max_wait_ms: float = Field(
+        default=0.0, ge=0.0, le=1000.0, description="wait for more rows when the worker is idle"
+    )
+    latency_target_ms: float = Field(default=20.0, gt=0.0, le=60000.0)
+    max_queue_rows: int = Field(default=2048, ge=1, description="queued rows before shedding")
+    max_queue_delay_ms: float = Field(
+        default=1000.0, gt=0.0, description="predicted queueing delay before shedding"
+    )
+
+
+class RequestLogSpec(_Spec):
+    """Request and prediction logging to Parquet partitions for monitoring."""
+
+    enabled: bool = True
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    buffer_rows: int = Field(default=100_000, ge=1, description="rows held before dropping")
+    flush_interval_s: float = Field(default=2.0, gt=0.0, le=3600.0)
+
+
+class RolloutSpec(_Spec):
+    """How ``readyml deploy`` rolls a candidate out (see :mod:`readyml.serve.rollout`).
+
+    The candidate first passes infra validation, then optionally shadows the stable
+    version for ``shadow_s``, then takes ``steps`` percent of the traffic in turn; each
+    step lasts at least ``step_duration_s`` and until the candidate answered
+    ``min_requests``. A step that breaks a limit rolls the candidate back.
+    """
+
+    steps: list[float] = Field(
+        default_factory=lambda: [5.0, 25.0, 50.0, 100.0],
+        min_length=1,
+        description="canary traffic percentages, increasing, the last one 100",
+    )
+    step_duration_s: float = Field(default=300.0, ge=0.0, description="least seconds per step")
+    min_requests: int = Field(default=100, ge=1, description="candidate requests per step")
+    shadow_s: float = Field(default=0.0, ge=0.0, description="mirroring before the canary")
+    sticky_header: str | None = Field(
+        default=None, description="request header whose value pins a caller to one version"
+    )
+    max_error_rate_increase: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_rejection_rate_increase: float = Field(default=0.05, ge=0.0, le=1.0)
+    max_latency_ratio: float = Field(default=1.5, ge=1.0, description="candidate/stable p95, p99")
+    latency_slack_ms: float = Field(default=5.0, ge=0.0, description="added to the latency limit")
+    max_divergence: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Jensen-Shannon distance of predictions"
+    )
+    max_nonfinite_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    infra_latency_budget_ms: float = Field(default=1000.0, gt=0.0, description="per replay call")
+    infra_log_rows: int = Field(default=20, ge=0, description="request-log rows replayed")
+    tick_s: float = Field(default=0.5, gt=0.0, le=60.0, description="how often steps are judged")
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_to_100(cls, steps: list[float]) -> list[float]:
+        if any(not 0.0 < s <= 100.0 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"steps: expected increasing percentages in (0, 100], found {steps}")
+        if steps[-1] != 100.0:
+            raise ValueError(f"steps: expected the last step to be 100, found {steps[-1]}")
+        return steps
 
 
 class ServingSpec(_Spec):
-    """Serving settings (filled by the serving issue)."""
+    """How ``readyml serve`` serves the project's models.
+
+    The bearer token is never written here: ``token_env`` names the environment variable
+    that holds it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    models: list[str] = Field(
+        default_factory=list, description="model references; empty: the project's champion"
+    )
+    runtime: Literal["native", "onnx"] = "native"
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    request_log: RequestLogSpec = Field(default_factory=RequestLogSpec)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    token_env: str = Field(default="READYML_SERVE_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    protect_predict: bool = False
+    access_log: bool = True
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def duration_seconds(text: str, *, key: str = "duration") -> float:
+    """Seconds in a duration such as ``90s``, ``5m``, ``1h``, ``7d`` or ``2w``.
+
+    >>> duration_seconds("5m")
+    300.0
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise ConfigError(f"{key}: expected a duration such as 90s, 5m, 1h, 7d, found {text!r}")
+    return float(match.group(1)) * _DURATION_S[match.group(2)]
+
+
+def _check_duration(value: str | None, key: str) -> str | None:
+    if value is not None:
+        try:
+            duration_seconds(value, key=key)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+class DependencyMonitorSpec(_Spec):
+    """Monitor 1: serving packages and upstream schemas against those at training.
+
+    ``packages``: distributions compared (default: every one recorded at training);
+    ``sources``: upstream data files or globs (relative to the project) whose columns and
+    types are compared with the checked-in schema (default: ``data.source`` when a file).
+    """
+
+    enabled: bool = True
+    packages: list[str] | None = None
+    sources: list[str] | None = None
+
+
+class InvariantMonitorSpec(_Spec):
+    """Monitor 2: served inputs validated against the schema; ``max_errors`` anomalies allowed."""
+
+    enabled: bool = True
+    max_errors: int = Field(default=0, ge=0)
+    max_null_share: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class SkewMonitorSpec(_Spec):
+    """Monitor 3: training/serving skew.
+
+    ``offline_features``: a CSV/Parquet file (relative to the project) or a ``module:function``
+    (called with the logged requests) giving the features recomputed by the training code path,
+    keyed by ``request_id``. ``tolerance``: relative difference above which a numeric value is
+    skewed. Distribution distance uses the drift tests (``drift_method``, ``drift_thresholds``)
+    against the training profile; a feature drifts past its threshold.
+    """
+
+    enabled: bool = True
+    offline_features: str | None = None
+    tolerance: float = Field(default=1e-6, ge=0.0)
+    max_skewed_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    drift_method: str = "auto"
+    drift_thresholds: dict[str, float] = Field(default_factory=dict)
+    max_drifted_features: int = Field(default=0, ge=0)
+
+
+class StalenessMonitorSpec(_Spec):
+    """Monitor 4: age of the served model and of each pipeline stage's last success.
+
+    ``max_model_age``: a duration (``30d``); default: the retraining period recommended by
+    the evaluation's staleness curve, else ``default_max_age``. ``max_stage_age`` maps a step
+    name (``train``, ``load``...) to a duration.
+    """
+
+    enabled: bool = True
+    max_model_age: str | None = None
+    default_max_age: str = "90d"
+    max_stage_age: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("max_model_age", "default_max_age")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return _check_duration(value, "monitoring.staleness")
+
+    @field_validator("max_stage_age")
+    @classmethod
+    def _durations(cls, value: dict[str, str]) -> dict[str, str]:
+        for step, text in value.items():
+            _check_duration(text, f"monitoring.staleness.max_stage_age.{step}")
+        return value
+
+
+class StabilityMonitorSpec(_Spec):
+    """Monitor 5: share of NaN/inf values allowed in served inputs and in outputs."""
+
+    enabled: bool = True
+    max_nonfinite_share: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class PerformanceMonitorSpec(_Spec):
+    """Monitor 6: latency, throughput, errors and memory per version.
+
+    A jump is the latest window's value over the previous version's (or the trailing
+    baseline of earlier windows) above ``1 + max_jump``; a leak is memory growing by more than
+    ``max_memory_growth_mb_per_h``. The ``max_*`` bounds also become Prometheus alert rules.
+    """
+
+    enabled: bool = True
+    max_p99_latency_ms: float | None = Field(default=None, gt=0.0)
+    max_jump: float = Field(default=0.5, gt=0.0)
+    max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_memory_growth_mb_per_h: float = Field(default=50.0, gt=0.0)
+    max_queue_depth: int = Field(default=1000, ge=1)
+    min_requests: int = Field(default=20, ge=1)
+    rule_for: str = "5m"
+
+
+class QualityMonitorSpec(_Spec):
+    """Monitor 7: prediction quality.
+
+    With labels: ``metric`` (default: the primary) overall and per slice against the
+    training validation value; an absolute drop above ``max_drop`` fires. Before labels: the
+    prediction distribution (``max_prediction_shift``, Jensen-Shannon or normalised
+    Wasserstein), per-slice prediction bias (``max_slice_bias``) and, for classifiers, the
+    accuracy estimated from calibrated confidence (CBPE), later scored against the labels.
+    """
+
+    enabled: bool = True
+    metric: str | None = None
+    max_drop: float = Field(default=0.05, ge=0.0)
+    min_labels: int = Field(default=30, ge=1)
+    max_prediction_shift: float = Field(default=0.1, gt=0.0)
+    max_slice_bias: float = Field(default=0.15, gt=0.0)
+    slice_columns: list[str] | None = None
+    min_slice_rows: int = Field(default=30, ge=1)
+
+
+class AlertSinksSpec(_Spec):
+    """Where alerts go: a structured log line always, a webhook and Alertmanager when set.
+
+    ``repeat_interval``: a still-firing alert is sent again after this long (else deduplicated).
+    """
+
+    log: bool = True
+    webhook_url: str | None = None
+    alertmanager_url: str | None = None
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0.0)
+    timeout_s: float = Field(default=5.0, gt=0.0)
+    repeat_interval: str = "4h"
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _check_duration(value, "monitoring.alerts.repeat_interval")
+        return value
 
 
 class MonitoringSpec(_Spec):
-    """Monitoring settings (filled by the monitoring issue)."""
+    """``readyml monitor``: the seven monitoring checks over logged traffic, and alerts.
+
+    ``model``: the reference served (default: the project's champion); ``lookback``: how far
+    back logged traffic is read; ``windows``: that traffic cut into this many equal time spans
+    for the report's series (checks judge the whole lookback); ``every``: period of
+    ``readyml monitor --every`` when not given on the command line.
+    """
+
+    model: str | None = None
+    lookback: str = "7d"
+    windows: int = Field(default=6, ge=1, le=100)
+    every: str | None = None
+    dependencies: DependencyMonitorSpec = Field(default_factory=DependencyMonitorSpec)
+    invariants: InvariantMonitorSpec = Field(default_factory=InvariantMonitorSpec)
+    skew: SkewMonitorSpec = Field(default_factory=SkewMonitorSpec)
+    staleness: StalenessMonitorSpec = Field(default_factory=StalenessMonitorSpec)
+    stability: StabilityMonitorSpec = Field(default_factory=StabilityMonitorSpec)
+    performance: PerformanceMonitorSpec = Field(default_factory=PerformanceMonitorSpec)
+    quality: QualityMonitorSpec = Field(default_factory=QualityMonitorSpec)
+    alerts: AlertSinksSpec = Field(default_factory=AlertSinksSpec)
+
+    @field_validator("lookback", "every")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return _check_duration(value, "monitoring")
+
+
+_SCORE_SECTIONS = ("data", "model", "infra", "monitor")
+_SCORE_TEST_ID = re.compile(r"^(data|model|infra|monitor)-[1-7]$")
+
+
+class ScoreSpec(_Spec):
+    """ML Test Score settings: freshness of evidence, attestations, the automated checks.
+
+    ``max_age_days`` maps a rubric test id (``monitor-4``) or a section (``monitor``) to the
+    number of days its evidence counts; a test id wins over its section, which wins over
+    the rubric's default.
+    """
+
+    attestations: str = Field(
+        default="attestations.yaml", description="Manual attestations file, relative to the project"
+    )
+    attestation_max_age_days: float = Field(default=180.0, gt=0)
+    repeat_runs: int = Field(
+        default=2, ge=1, description="Automated passing runs in the window for a full point"
+    )
+    max_age_days: dict[str, float] = Field(default_factory=dict)
+    tests_dir: str = Field(default="tests", description="The project's own unit tests")
+    feature_modules: list[str] | None = Field(
+        default=None, description="Project modules that compute features (None: detect)"
+    )
+    meta_required: list[str] = Field(
+        default_factory=lambda: ["owner"], description="Keys every feature's schema meta needs"
+    )
+    allowed_sources: list[str] | None = None
+    sample_rows: int = Field(default=500, ge=20)
+    min_versions: int = Field(default=3, ge=2)
+    min_correlation: float = Field(default=0.5, ge=-1.0, le=1.0)
+
+    @field_validator("max_age_days")
+    @classmethod
+    def _known_windows(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, days in value.items():
+            if key not in _SCORE_SECTIONS and not _SCORE_TEST_ID.match(key):
+                raise ValueError(
+                    f"score.max_age_days: expected a section ({', '.join(_SCORE_SECTIONS)}) "
+                    f"or a test id such as monitor-4, found {key!r}"
+                )
+            if days <= 0:
+                raise ValueError(f"score.max_age_days.{key}: expected more than 0, found {days}")
+        return value
 
 
 class ProjectSpec(_Spec):
@@ -160,8 +639,13 @@ class ProjectSpec(_Spec):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     slices: list[SliceSpec] = Field(default_factory=list)
     gates: GatesSpec = Field(default_factory=GatesSpec)
+    tuning: TuningSpec | None = None
+    fairness: FairnessSpec = Field(default_factory=FairnessSpec)
+    staleness: StalenessSpec = Field(default_factory=StalenessSpec)
+    importance: ImportanceSpec = Field(default_factory=ImportanceSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
 
     def feature_specs(self) -> list[FeatureSpec] | None:
         """Declared features as :class:`FeatureSpec` (``None``: use every column)."""

@@ -16,11 +16,18 @@ def starter_spec() -> str:
     return resources.files("readyml").joinpath("templates", SPEC_FILE).read_text(encoding="utf-8")
 
 
-def init_project(directory: Path, *, force: bool = False) -> list[Path]:
+# CI systems ``readyml init --ci`` can write a workflow for.
+CI_SYSTEMS = ("github",)
+
+
+def init_project(directory: Path, *, force: bool = False, ci: str | None = None) -> list[Path]:
     """Create ``directory`` with a starter ``readyml.yaml``, a ``data/`` folder and a .gitignore.
 
+    With ``ci="github"``, also a GitHub Actions workflow (``.github/workflows/readyml.yml``).
     Refuses to overwrite an existing spec unless ``force``.
     """
+    if ci is not None and ci not in CI_SYSTEMS:
+        raise ConfigError(f"--ci: expected one of {list(CI_SYSTEMS)}, found {ci!r}")
     spec_path = directory / SPEC_FILE
     if spec_path.exists() and not force:
         raise ConfigError(f"'{spec_path}' already exists; pass --force to overwrite it")
@@ -31,4 +38,13 @@ def init_project(directory: Path, *, force: bool = False) -> list[Path]:
     if not gitignore.exists():
         gitignore.write_text(GITIGNORE, encoding="utf-8")
         written.append(gitignore)
+    if ci == "github":
+        from readyml.deploy.ci import WORKFLOW_PATH, github_workflow
+
+        workflow = directory / WORKFLOW_PATH
+        if workflow.exists() and not force:
+            raise ConfigError(f"'{workflow}' already exists; pass --force to overwrite it")
+        workflow.parent.mkdir(parents=True, exist_ok=True)
+        workflow.write_text(github_workflow(), encoding="utf-8")
+        written.append(workflow)
     return written

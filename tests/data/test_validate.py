@@ -59,7 +59,7 @@ def test_every_anomaly_kind_is_found(train: pd.DataFrame) -> None:
     extra = schema.features[0].__class__(name="z", type="float")
     schema.features.append(extra)
     schema.feature("age").max = 80  # type: ignore[union-attr]
-    opts = ValidationOptions(min_rows=10_000)
+    opts = ValidationOptions(min_rows=10_000, check_duplicates=True)
     report = validate_frame(bad, schema=schema, reference=profile_frame(train), options=opts)
     found = kinds(report)
     expected = {
@@ -116,7 +116,7 @@ def test_non_nullable_nulls_are_errors_and_null_share_is_a_warning(train: pd.Dat
 
 
 def test_severities_can_be_overridden(train: pd.DataFrame) -> None:
-    opts = ValidationOptions(severities={"duplicate_rows": "error"})
+    opts = ValidationOptions(check_duplicates=True, severities={"duplicate_rows": "error"})
     report = validate_frame(pd.concat([train, train.iloc[:1]]), options=opts)
     assert kinds(report)[("duplicate_rows", None)].severity == "error"  # type: ignore[attr-defined]
     assert not report.ok

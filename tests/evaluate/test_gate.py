@@ -1,44 +1,113 @@
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import pytest
 
-from readyml.config import GateRule
+from readyml.config import GateRule, GatesSpec
 from readyml.errors import ConfigError
-from readyml.evaluate import compute_metrics, judge, primary_metric
+from readyml.evaluate import gate, judge, primary_metric
 
 
-def test_gate_blesses_when_every_rule_passes() -> None:
+def _evaluation(accuracy: float = 0.9, north: float = 0.9, size: int = 50) -> dict[str, Any]:
+    return {
+        "primary": "accuracy",
+        "valid": {"accuracy": accuracy, "log_loss": 0.3},
+        "slices": [
+            {
+                "name": "north",
+                "kind": "declared",
+                "size": size,
+                "judged": size >= 30,
+                "reason": "" if size >= 30 else f"too small to judge: {size} rows",
+                "metrics": {"accuracy": north},
+            },
+        ],
+        "baselines": {
+            "dummy": {"metrics": {"accuracy": 0.5}},
+            "linear": {"metrics": {"accuracy": 0.85}},
+        },
+        "serving": {"latency_ms_p95": 12.0, "size_mb": 3.0},
+        "fairness": {
+            "attributes": {"sex": {"disparities": {"demographic_parity_difference": 0.3}}}
+        },
+    }
+
+
+def _spec(**kwargs: Any) -> GatesSpec:
+    return GatesSpec.model_validate(kwargs)
+
+
+def test_absolute_rules_bless_when_every_rule_passes() -> None:
     decision = judge(
         {"accuracy": 0.9, "log_loss": 0.3},
         [GateRule(metric="accuracy", min=0.8), GateRule(metric="log_loss", max=0.5)],
     )
-    assert decision.blessed
-    assert [r.passed for r in decision.reasons] == [True, True]
+    assert decision.blessed and [r.passed for r in decision.reasons] == [True, True]
 
 
-def test_gate_veto_names_metric_threshold_and_value() -> None:
+def test_veto_names_metric_threshold_and_value() -> None:
     decision = judge({"accuracy": 0.61}, [GateRule(metric="accuracy", min=0.8)])
     assert decision.decision == "vetoed"
     assert decision.reasons[0].message == "accuracy >= 0.8 failed: accuracy = 0.6100"
 
 
-def test_gate_vetoes_a_metric_that_was_not_computed() -> None:
+def test_a_metric_that_was_not_computed_vetoes() -> None:
     decision = judge({"accuracy": 0.9}, [GateRule(metric="roc_auc", min=0.7)])
-    assert not decision.blessed
-    assert "was not computed" in decision.reasons[0].message
+    assert not decision.blessed and "was not computed" in decision.reasons[0].message
 
 
-def test_metrics_match_hand_computed_values() -> None:
-    y = np.array(["a", "a", "b", "b"])
-    pred = np.array(["a", "b", "b", "b"])
-    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])
-    metrics = compute_metrics("classification", y, pred, proba, np.array(["a", "b"]))
-    assert metrics["accuracy"] == pytest.approx(0.75)
-    assert metrics["roc_auc"] == pytest.approx(1.0)
-    reg = compute_metrics("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
-    assert reg["mae"] == pytest.approx(2 / 3)
-    assert reg["rmse"] == pytest.approx(np.sqrt(4 / 3))
+def test_absolute_rule_on_a_slice_names_the_slice() -> None:
+    spec = _spec(rules=[{"metric": "accuracy", "min": 0.8, "slice": "north"}])
+    decision = gate(_evaluation(north=0.7), spec)
+    assert (
+        decision.failed[0].message == "accuracy >= 0.8 on slice 'north' failed: accuracy = 0.7000"
+    )
+
+
+def test_champion_regression_overall_and_per_slice() -> None:
+    spec = _spec(champion={"max_regression": 0.005})
+    champion = {"version": 3, "metrics": _evaluation(accuracy=0.9, north=0.95)}
+    decision = gate(_evaluation(accuracy=0.899, north=0.80), spec, champion=champion)
+    assert decision.compared_with_champion and decision.champion == 3
+    assert [r.slice for r in decision.failed] == ["north"]
+    assert "accuracy on slice 'north' vs champion v3 failed: 0.8000 against 0.9500" in (
+        decision.failed[0].message
+    )
+
+
+def test_first_model_and_same_model_are_not_compared_with_a_champion() -> None:
+    spec = _spec(champion={"max_regression": 0.0})
+    first = gate(_evaluation(accuracy=0.1), spec)
+    assert first.blessed and "no champion yet" in first.note
+    champion = {"version": 1, "metrics": _evaluation(accuracy=0.99)}
+    same = gate(_evaluation(accuracy=0.1), spec, champion=champion, same_as_champion=True)
+    assert same.blessed and not same.compared_with_champion and "not compared" in same.note
+
+
+def test_too_small_slices_are_reported_not_judged() -> None:
+    spec = _spec(champion={"max_regression": 0.0})
+    champion = {"version": 1, "metrics": _evaluation(north=0.99, size=10)}
+    decision = gate(_evaluation(north=0.1, size=10), spec, champion=champion)
+    unjudged = [r for r in decision.reasons if not r.judged]
+    assert decision.blessed and unjudged and "too small to judge" in unjudged[0].message
+
+
+def test_baselines_latency_size_and_fairness_rules() -> None:
+    spec = _spec(
+        beat_baselines={"margin": 0.1},
+        max_latency_ms=10.0,
+        max_size_mb=5.0,
+        fairness=[{"metric": "demographic_parity_difference", "max": 0.2, "attribute": "sex"}],
+    )
+    failed = [r.message for r in gate(_evaluation(), spec).failed]
+    assert failed == [
+        "accuracy does not beat the linear baseline by more than 0.1: 0.9000 against 0.8500 "
+        "(margin +0.0500)",
+        "p95 latency <= 10 ms failed: latency_ms_p95 = 12.000 ms",
+        "demographic_parity_difference for 'sex' <= 0.2 failed: "
+        "demographic_parity_difference = 0.3000",
+    ]
 
 
 def test_primary_metric_must_fit_the_task() -> None:

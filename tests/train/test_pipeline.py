@@ -43,10 +43,14 @@ def test_first_run_trains_registers_and_records_everything(tmp_path: Path) -> No
     steps = registry.store.steps_for_run(result.run_id)
     assert [s.name for s in steps] == [
         "load",
+        "privacy",
         "profile",
         "validate",
         "split",
+        "review",
+        "tune",
         "train",
+        "staleness",
         "evaluate",
         "gate",
         "register",
@@ -84,7 +88,8 @@ def test_changed_model_params_rerun_only_from_train(tmp_path: Path) -> None:
     (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec))
     result, registry = _run(tmp_path)
     statuses = _statuses(result)
-    assert [statuses[s] for s in ("load", "profile", "validate", "split")] == ["skipped"] * 4
+    unchanged = ("load", "privacy", "profile", "validate", "split")
+    assert [statuses[s] for s in unchanged] == ["skipped"] * len(unchanged)
     assert statuses["train"] == "succeeded" and statuses["register"] == "succeeded"
     assert registry.get("iris").version == 2
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import typer
 
-from readyml.cli import models, project
+from readyml.cli import compress, data, evaluate, models, monitor, project, score, serve
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="readyml: production-ready ML, with evidence."
 )
 app.registered_commands += project.app.registered_commands
+app.registered_commands += evaluate.app.registered_commands
+app.registered_commands += score.app.registered_commands
+app.registered_commands += compress.app.registered_commands
+app.registered_commands += monitor.app.registered_commands
+app.registered_commands += serve.app.registered_commands
+app.registered_commands += data.app.registered_commands
+app.add_typer(data.schema_app, name="schema")
 app.add_typer(models.app, name="models")
 
 

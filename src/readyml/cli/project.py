@@ -19,11 +19,14 @@ app = typer.Typer()
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to create the project.")],
     force: Annotated[bool, typer.Option(help="Overwrite an existing readyml.yaml.")] = False,
+    ci: Annotated[
+        str | None, typer.Option("--ci", help="Also write a CI workflow: github.")
+    ] = None,
 ) -> None:
-    """Write a commented starter project (readyml.yaml, data/, .gitignore)."""
+    """Write a commented starter project (readyml.yaml, data/, .gitignore, CI workflow)."""
     from readyml.scaffold import init_project
 
-    for path in init_project(directory, force=force):
+    for path in init_project(directory, force=force, ci=ci):
         console.stdout.print(f"wrote {path}")
     console.stdout.print("next: put your data in data/, edit readyml.yaml, then run 'readyml run'")
 
@@ -129,10 +132,17 @@ def demo(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where to build the demo project.")
     ] = Path("readyml-demo"),
+    with_torch: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-torch/--no-torch",
+            help="Also train and compress a digits CNN (default: when torch is installed).",
+        ),
+    ] = None,
 ) -> None:
     """Build a project on bundled real data (Seattle weather 2012–2015) and run it end to end."""
     from readyml.demo import run_demo
 
-    code = run_demo(directory)
+    code = run_demo(directory, with_torch=with_torch)
     if code:
         raise typer.Exit(code=code)

@@ -28,6 +28,7 @@ from readyml.data.validate import (
     ValidationOptions,
     ValidationReport,
     raise_for_errors,
+    record_validation_evidence,
     validate_frame,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "profile_frame",
     "raise_for_errors",
     "read_table",
+    "record_validation_evidence",
     "validate_frame",
     "write_schema",
 ]

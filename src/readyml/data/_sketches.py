@@ -14,6 +14,8 @@ HyperLogLog's ~1.6 % (``lg_k = 12``). This keeps the Python-level cost per colum
 from __future__ import annotations
 
 import base64
+from collections import deque
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,22 +26,25 @@ HLL_LG_K = 12  # HyperLogLog log2(registers): ~1.6 % relative standard error
 FREQUENT_LG_MAP = 10  # frequent-items map of 1,024 slots (~768 tracked items)
 TOP_PER_CHUNK = 4096  # most frequent values of one chunk fed to the frequent-items sketch
 EXACT_DISTINCT_LIMIT = 65_536  # distinct values per chunk fed to the exact HLL sketch
-SAMPLE_SHIFT = np.uint64(58)  # keep hashes whose top 6 bits are zero ...
+SAMPLE_BELOW = np.uint64(1 << 58)  # keep hashes whose top 6 bits are zero ...
 SAMPLE_RATE = 64  # ... which is one distinct value in 64
-
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+MIX1 = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd: Fibonacci hashing
 
 
 def hash_floats(values: NDArray[np.float64]) -> NDArray[np.uint64]:
-    """SplitMix64 of the IEEE bits of finite ``values`` (``-0.0`` hashed as ``0.0``)."""
-    bits = (values + 0.0).view(np.uint64)
-    mixed = bits ^ (bits >> np.uint64(30))
-    mixed *= _MIX1
-    mixed ^= mixed >> np.uint64(27)
-    mixed *= _MIX2
-    mixed ^= mixed >> np.uint64(31)
-    return mixed
+    """Multiplicative (Fibonacci) hash of the IEEE bits of ``values``; its top bits sample.
+
+    One multiplication per value, so sampling costs about as much as reading the column.
+    Only the top six bits are used, to pick values; the sketches hash what they keep again.
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    hashed: NDArray[np.uint64] = bits * MIX1
+    return hashed
+
+
+def update_all(sketch: Any, values: list[Any]) -> None:
+    """``sketch.update(v)`` for every value, without a Python-level loop body."""
+    deque(map(sketch.update, values), maxlen=0)
 
 
 def hash_labels(labels: NDArray[np.object_]) -> NDArray[np.uint64]:
@@ -50,7 +55,7 @@ def hash_labels(labels: NDArray[np.object_]) -> NDArray[np.uint64]:
 
 def sampled(hashes: NDArray[np.uint64]) -> NDArray[np.bool_]:
     """Mask of the values kept by hash sampling (one in ``SAMPLE_RATE``)."""
-    mask: NDArray[np.bool_] = (hashes >> SAMPLE_SHIFT) == 0
+    mask: NDArray[np.bool_] = hashes < SAMPLE_BELOW
     return mask
 
 

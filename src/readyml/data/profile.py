@@ -9,9 +9,11 @@ exactly for counts, min and max, to rounding for mean and standard deviation, an
 sketches' stated error for quantiles, distinct counts and frequencies. So serving traffic can
 be profiled in chunks and combined.
 
-Each column costs one vectorised pass: numbers go to the KLL sketch as one numpy array, and
-labels are counted with ``value_counts`` first, so sketch updates run per distinct value,
-not per row. NaN counts as missing (as in pandas); statistics are over finite values only.
+Each column costs one vectorised pass (see ``_columns``): numbers are scanned in
+cache-sized blocks, the KLL sketch receives every finite value up to 131,072 of them and a
+stratified 1-in-2^level sample beyond (``kll_level``; merging weights each side by its
+level), and labels are counted first, so sketch updates run per distinct value, not per row.
+NaN counts as missing (as in pandas); statistics are over finite values only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from readyml.data import _columns as cols
 from readyml.data import _sketches as sk
 from readyml.data._types import column_type, is_numeric
 from readyml.errors import DataError
@@ -36,7 +39,6 @@ FORMAT_VERSION: Final = 1
 DEFAULT_QUANTILES: Final = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HISTOGRAM_BINS: Final = 10  # equal-width bins between min and max in ``to_dict``
 TOP_VALUES: Final = 10  # most frequent values listed in ``to_dict``
-_HUGE: Final = 1e150  # magnitude above which sums of values or squares may overflow
 
 
 def _new_hll() -> Any:
@@ -53,7 +55,9 @@ class ColumnProfile:
 
     ``n_values`` counts the values behind the distribution: finite numbers for numeric
     columns (``float``, ``int``, ``datetime`` as nanoseconds since the epoch), non-null labels
-    for the others (``bool``, ``category``, ``string``, ``mixed``).
+    for the others (``bool``, ``category``, ``string``, ``mixed``). ``integral``: every finite
+    value is a whole number. ``kll_level``: the KLL sketch holds one value in
+    ``2**kll_level``.
     """
 
     name: str
@@ -71,6 +75,8 @@ class ColumnProfile:
     length_min: int | None = None
     length_max: int | None = None
     length_sum: int = 0
+    integral: bool = True
+    kll_level: int = 0
     kll: Any = None
     hll_sampled: Any = field(default_factory=_new_hll)
     hll_exact: Any = field(default_factory=_new_hll)
@@ -128,7 +134,8 @@ class ColumnProfile:
             return None
         if self.min == self.max:
             return [self.min, self.max], [self.n_values]
-        edges = np.linspace(self.min, self.max, bins + 1)
+        steps = np.linspace(0.0, 1.0, bins + 1)
+        edges = self.min * (1.0 - steps) + self.max * steps  # max - min may overflow
         ranks = np.concatenate([[0.0], self.cdf(edges[1:-1]), [1.0]])
         counts = np.rint(np.diff(ranks) * self.n_values).astype(np.int64)
         return [float(e) for e in edges], [int(c) for c in counts]
@@ -169,7 +176,11 @@ class ColumnProfile:
         out.length_min = _pick(min, self.length_min, other.length_min)
         out.length_max = _pick(max, self.length_max, other.length_max)
         out.length_sum = self.length_sum + other.length_sum
-        out.kll = _merge_kll(self.kll, other.kll) if is_numeric(kind) else None
+        out.integral = self.integral and other.integral
+        if is_numeric(kind):
+            out.kll, out.kll_level = _merge_kll(self, other)
+        else:
+            out.kll = None
         out.hll_sampled = _union_hll(self.hll_sampled, other.hll_sampled)
         if self.hll_exact is not None and other.hll_exact is not None:
             out.hll_exact = _union_hll(self.hll_exact, other.hll_exact)
@@ -201,6 +212,8 @@ class ColumnProfile:
             "length_min": self.length_min,
             "length_max": self.length_max,
             "length_sum": self.length_sum,
+            "integral": self.integral,
+            "kll_level": self.kll_level,
             "summary": {
                 "std": self.std,
                 "distinct": self.distinct,
@@ -235,6 +248,8 @@ class ColumnProfile:
             for key in ("min", "max", "mean"):
                 setattr(out, key, None if data[key] is None else float(data[key]))
             out.m2 = float(data["m2"])
+            out.integral = bool(data.get("integral", True))
+            out.kll_level = int(data.get("kll_level", 0))
             out.length_min = None if data["length_min"] is None else int(data["length_min"])
             out.length_max = None if data["length_max"] is None else int(data["length_max"])
             out.kll = _load(ds.kll_doubles_sketch, sketches["kll"])
@@ -343,8 +358,8 @@ def profile_frame(df: pd.DataFrame, *, columns: Iterable[str] | None = None) -> 
     missing = [c for c in wanted if c not in names]
     if missing:
         raise DataError(f"profile: column {missing[0]!r} not found in the frame")
-    position = {n: i for i, n in enumerate(names)}
-    profiles = {name: profile_column(df.iloc[:, position[name]], name=name) for name in wanted}
+    series = dict(zip(names, (s for _, s in df.items()), strict=True))
+    profiles = {name: profile_column(series[name], name=name) for name in wanted}
     return Profile(n_rows=len(df), columns=profiles)
 
 
@@ -377,81 +392,68 @@ def numeric_values(series: pd.Series, kind: str) -> NDArray[np.float64]:
 
 def label_counts(series: pd.Series) -> pd.Series:
     """Counts of each non-null value as text, most frequent first (one hash pass)."""
-    kind = column_type(series)
-    values = series.dropna()
-    if kind == "mixed" or isinstance(series.dtype, pd.CategoricalDtype):
-        values = values.astype(str)
-    counts = values.value_counts(sort=True)
-    counts = counts[counts > 0]
-    counts.index = pd.Index([str(v) for v in counts.index], dtype=object)
-    return counts
+    (labels, weights), _ = cols.label_table(series, column_type(series))
+    return pd.Series(weights, index=pd.Index(labels, dtype=object), dtype=np.int64)
+
+
+def _number_array(series: pd.Series, kind: str) -> tuple[NDArray[np.generic], int | None]:
+    """The values to scan, without a copy for numpy columns; and the nulls when known apart."""
+    dtype = series.dtype
+    if kind != "datetime" and isinstance(dtype, np.dtype) and dtype.kind in "iuf":
+        return series.to_numpy(), None
+    values = numeric_values(series, kind)
+    return values, int(np.count_nonzero(np.isnan(values))) if kind == "datetime" else int(
+        series.isna().sum()
+    )
 
 
 def _profile_numbers(name: str, kind: str, series: pd.Series) -> ColumnProfile:
-    values = numeric_values(series, kind)
+    values, nulls = _number_array(series, kind)
+    moments = cols.scan_numbers(values)
     out = ColumnProfile(name=name, type=kind, count=len(values))
-    out.missing = int(series.isna().sum())
-    out.nan = int(np.isnan(values).sum()) if kind == "float" else 0
-    out.posinf = int(np.count_nonzero(values == np.inf))
-    out.neginf = int(np.count_nonzero(values == -np.inf))
-    finite = values[np.isfinite(values)]
-    out.n_values = len(finite)
+    out.missing = moments.nan if nulls is None else nulls
+    out.nan = moments.nan if kind == "float" else 0
+    out.posinf, out.neginf, out.n_values = moments.posinf, moments.neginf, moments.n_values
+    out.min, out.max, out.mean, out.m2 = moments.min, moments.max, moments.mean, moments.m2
+    out.integral = moments.integral
     out.kll = ds.kll_doubles_sketch(sk.KLL_K)
-    if not len(finite):
+    if not moments.n_values:
         return out
-    out.min, out.max = float(finite.min()), float(finite.max())
-    out.mean, out.m2 = _moments(finite, max(abs(out.min), abs(out.max)))
-    out.kll.update(finite)
-    keep = np.unique(finite[sk.sampled(sk.hash_floats(finite))])
-    for value in keep.tolist():
-        out.hll_sampled.update(value)
-    if len(keep) * sk.SAMPLE_RATE > 4 * sk.EXACT_DISTINCT_LIMIT:
+    sample, out.kll_level = cols.quantile_sample(values, moments.n_values)
+    out.kll.update(sample)
+    counted, kept = cols.number_counts(values, moments)
+    if kept is None and counted is not None:
+        kept = counted[0][sk.sampled(sk.hash_floats(counted[0]))]
+    if kept is not None:
+        sk.update_all(out.hll_sampled, kept.tolist())
+    if counted is None or len(counted[0]) > sk.EXACT_DISTINCT_LIMIT:
         out.hll_exact = out.frequent = None
         return out
-    counts = pd.Series(finite).value_counts(sort=True)
-    if len(counts) > sk.EXACT_DISTINCT_LIMIT:
-        out.hll_exact = out.frequent = None
-        return out
-    for value in counts.index.tolist():
-        out.hll_exact.update(float(value))
-    for value, count in zip(
-        counts.index[: sk.TOP_PER_CHUNK].tolist(), counts.to_numpy(), strict=False
-    ):
-        out.frequent.update(repr(float(value)), int(count))
+    uniques, counts = counted
+    sk.update_all(out.hll_exact, uniques.tolist())
+    top = np.argsort(-counts, kind="stable")[: sk.TOP_PER_CHUNK]
+    for value, count in zip(uniques[top].tolist(), counts[top].tolist(), strict=True):
+        out.frequent.update(repr(value), count)
     return out
 
 
 def _profile_labels(name: str, kind: str, series: pd.Series) -> ColumnProfile:
-    out = ColumnProfile(name=name, type=kind, count=len(series))
-    out.missing = int(series.isna().sum())
-    counts = label_counts(series)
-    labels = counts.index.to_numpy(dtype=object)
-    weights = counts.to_numpy(dtype=np.int64)
+    (labels, weights), missing = cols.label_table(series, kind)
+    out = ColumnProfile(name=name, type=kind, count=len(series), missing=missing)
     out.n_values = int(weights.sum())
     if not len(labels):
         return out
-    lengths = pd.Series(labels, dtype=object).str.len().to_numpy(dtype=np.int64)
+    lengths = np.fromiter((len(label) for label in labels), dtype=np.int64, count=len(labels))
     out.length_min, out.length_max = int(lengths.min()), int(lengths.max())
     out.length_sum = int(np.dot(lengths, weights))
     for label, weight in zip(labels[: sk.TOP_PER_CHUNK].tolist(), weights.tolist(), strict=False):
         out.frequent.update(label, weight)
-    for label in labels[sk.sampled(sk.hash_labels(labels))].tolist():
-        out.hll_sampled.update(label)
+    sk.update_all(out.hll_sampled, labels[sk.sampled(sk.hash_labels(labels))].tolist())
     if len(labels) > sk.EXACT_DISTINCT_LIMIT:
         out.hll_exact = None
     else:
-        for label in labels.tolist():
-            out.hll_exact.update(label)
+        sk.update_all(out.hll_exact, labels.tolist())
     return out
-
-
-def _moments(finite: NDArray[np.float64], scale: float) -> tuple[float, float]:
-    # Scaling keeps the mean finite near the float limit; m2 saturates there (JSON has no inf).
-    mean = float(finite.mean()) if scale < _HUGE else float((finite / scale).mean()) * scale
-    with np.errstate(over="ignore", invalid="ignore"):
-        deviation = finite - mean
-        m2 = float(np.dot(deviation, deviation))
-    return mean, m2 if math.isfinite(m2) else sys.float_info.max
 
 
 def _merged_type(left: ColumnProfile, right: ColumnProfile) -> str:
@@ -501,12 +503,23 @@ def _chan(left: ColumnProfile, right: ColumnProfile) -> tuple[float | None, floa
     return mean, m2 if math.isfinite(m2) else sys.float_info.max
 
 
-def _merge_kll(left: Any, right: Any) -> Any:
+def _merge_kll(left: ColumnProfile, right: ColumnProfile) -> tuple[Any, int]:
+    """Union of two quantile sketches whose samples may have different rates.
+
+    The side sampled more coarsely (higher level) is merged ``2**(difference)`` times, by
+    doubling, so that each side keeps the weight of the rows it stands for.
+    """
+    parts = [p for p in (left, right) if p.kll is not None and not p.kll.is_empty()]
+    level = min((p.kll_level for p in parts), default=0)
     out = ds.kll_doubles_sketch(sk.KLL_K)
-    for part in (left, right):
-        if part is not None and not part.is_empty():
-            out.merge(part)
-    return out
+    for part in parts:
+        weighted = part.kll
+        for _ in range(part.kll_level - level):
+            copy = ds.kll_doubles_sketch.deserialize(weighted.serialize())
+            copy.merge(weighted)
+            weighted = copy
+        out.merge(weighted)
+    return out, level
 
 
 def _union_hll(left: Any, right: Any) -> Any:

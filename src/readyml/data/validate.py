@@ -14,10 +14,12 @@ five example row indices (positions in the frame). Default severities:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
+import datasketches as ds
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -27,6 +29,7 @@ from readyml.data._types import compatible, is_numeric
 from readyml.data.drift import detect_drift
 from readyml.data.profile import ColumnProfile, Profile, numeric_values, profile_frame
 from readyml.data.schema import FeatureSchema, Schema
+from readyml.types import Evidence
 
 Severity = Literal["error", "warning"]
 MAX_EXAMPLES: Final = 5  # example row indices per anomaly
@@ -77,7 +80,8 @@ class ValidationOptions:
         max_null_share: a larger share of nulls in a nullable column is ``too_many_nulls``.
         max_unseen_category_share: a larger share of values outside a feature's
             ``categories`` is ``unseen_categories``.
-        check_duplicates: whether to look for duplicate rows (one hash per row).
+        check_duplicates: whether to look for duplicate rows (one vectorised hash per row,
+            about as costly as profiling, so only when asked).
         drift_method: ``method`` passed to :func:`~readyml.data.drift.detect_drift`.
         drift_thresholds: ``thresholds`` passed to ``detect_drift``.
         severities: severity per anomaly kind, overriding the defaults.
@@ -86,7 +90,7 @@ class ValidationOptions:
     min_rows: int = 1
     max_null_share: float = 0.5
     max_unseen_category_share: float = 0.0
-    check_duplicates: bool = True
+    check_duplicates: bool = False
     drift_method: str = "auto"
     drift_thresholds: Mapping[str, float] = field(default_factory=dict)
     severities: Mapping[str, Severity] = field(default_factory=dict)
@@ -178,14 +182,11 @@ def validate_frame(
     found = _Collector(opts)
     if len(df) < opts.min_rows:
         found.add("too_few_rows", None, f">= {opts.min_rows} rows", f"{len(df)} rows", "error")
+    features = {f.name: f for f in schema.features} if schema is not None else {}
     if schema is not None:
         _check_columns(df, schema, found)
-    for name, column in profile.columns.items():
-        feature = schema.feature(name) if schema is not None else None
-        series = (
-            df[name] if name in df.columns else df.iloc[:, list(map(str, df.columns)).index(name)]
-        )
-        _check_column(series, column, feature, found)
+    for (_, series), column in zip(df.items(), profile.columns.values(), strict=True):
+        _check_column(series, column, features.get(column.name), found)
     if opts.check_duplicates and len(df) > 1 and len(df.columns):
         _check_duplicates(df, found)
     if reference is not None:
@@ -193,6 +194,71 @@ def validate_frame(
     return ValidationReport(
         anomalies=found.anomalies, n_rows=len(df), n_columns=len(df.columns), profile=profile
     )
+
+
+class EvidenceStore(Protocol):
+    """Anything that keeps ML Test Score evidence (the registry's metadata store does)."""
+
+    def add_evidence(self, evidence: Evidence) -> int:
+        """Store one piece of evidence; return its id."""
+        ...
+
+
+def record_validation_evidence(
+    store: EvidenceStore,
+    report: ValidationReport,
+    *,
+    project: str,
+    test_id: str = "data-1",
+    run_id: str | None = None,
+    artifact: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Evidence:
+    """Record that data was validated, passed when ``report`` has no error anomaly.
+
+    ``data-1`` (feature expectations captured in a schema and checked) for training data;
+    ``monitor-2`` (input invariants checked) for serving inputs.
+
+    Args:
+        store: where evidence is kept, e.g. ``registry.store``.
+        report: the validation report.
+        project: the project name.
+        test_id: the ML Test Score test the validation is evidence for.
+        run_id: the pipeline run, if any.
+        artifact: the schema file or data that was checked.
+        details: extra JSON-ready details, merged over the report's counts.
+
+    Returns:
+        The evidence as stored.
+
+    >>> import pandas as pd
+    >>> class Memory:
+    ...     def __init__(self): self.kept = []
+    ...     def add_evidence(self, evidence): self.kept.append(evidence); return len(self.kept)
+    >>> store = Memory()
+    >>> report = validate_frame(pd.DataFrame({"x": [1.0, 2.0]}))
+    >>> record_validation_evidence(store, report, project="demo", test_id="monitor-2").passed
+    True
+    """
+    counts = Counter(a.kind for a in report.anomalies)
+    evidence = Evidence(
+        test_id=test_id,
+        passed=report.ok,
+        automated=True,
+        project=project,
+        run_id=run_id,
+        artifact=artifact,
+        details={
+            "rows": report.n_rows,
+            "columns": report.n_columns,
+            "anomalies": len(report.anomalies),
+            "errors": len(report.errors),
+            "kinds": dict(sorted(counts.items())),
+            **dict(details or {}),
+        },
+    )
+    store.add_evidence(evidence)
+    return evidence
 
 
 def raise_for_errors(report: ValidationReport) -> None:
@@ -310,13 +376,8 @@ def _type_ok(feature: FeatureSchema, column: ColumnProfile) -> bool:
     if compatible(feature.type, column.type):
         return True
     if feature.type == "int" and column.type == "float":
-        return column.min is None or (column.nan == column.missing and _integral(column))
+        return column.min is None or (column.nan == column.missing and column.integral)
     return False
-
-
-def _integral(column: ColumnProfile) -> bool:
-    top = column.top(10**6)
-    return column.frequent is not None and all(float(v).is_integer() for v, _ in top)
 
 
 def _wrong_type_rows(series: pd.Series, expected: str) -> NDArray[np.bool_]:
@@ -365,10 +426,18 @@ def _check_categories(
     series: pd.Series, column: ColumnProfile, feature: FeatureSchema, found: _Collector
 ) -> None:
     allowed = list(feature.categories or [])
-    present = series.notna().to_numpy()
-    text = series if column.type in ("string", "category") else series.astype(str)
-    unseen = present & ~text.astype(object).isin(allowed).to_numpy()
-    n_unseen = int(unseen.sum())
+    if _only_known_labels(column, set(allowed)):
+        return
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        bad = [i for i, c in enumerate(series.cat.categories) if str(c) not in set(allowed)]
+        unseen = np.isin(codes, np.asarray(bad, dtype=codes.dtype))
+        text = series
+    else:
+        present = series.notna().to_numpy()
+        text = series if column.type == "string" else series.astype(str)
+        unseen = present & ~text.isin(allowed).to_numpy()
+    n_unseen = int(np.count_nonzero(unseen))
     share = n_unseen / column.n_values
     if n_unseen and share > found.options.max_unseen_category_share:
         values = pd.unique(text[unseen].astype(str))[:MAX_EXAMPLES]
@@ -380,6 +449,18 @@ def _check_categories(
             f"share {share:.3g} ({n_unseen} rows; e.g. {', '.join(repr(v) for v in values)})",
             examples=unseen,
         )
+
+
+def _only_known_labels(column: ColumnProfile, allowed: set[str]) -> bool:
+    """Whether the profile proves every label allowed (its frequency sketch is exact)."""
+    sketch = column.frequent
+    if column.numeric or sketch is None:
+        return False
+    rows = sketch.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+    exact = all(low == high for _, _, low, high in rows)
+    if not exact or sum(row[1] for row in rows) != sketch.total_weight:
+        return False
+    return all(row[0] in allowed for row in rows)
 
 
 def _check_duplicates(df: pd.DataFrame, found: _Collector) -> None:

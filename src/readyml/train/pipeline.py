@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from readyml.train.progress import Reporter
 
 Kind = Literal["frame", "json", "model"]
+EVIDENCE_KEY = "_evidence"  # where a step's recorded evidence is kept with its cached outputs
 StepStatus = Literal["succeeded", "failed", "skipped"]
 
 
@@ -66,6 +67,17 @@ class RunContext:
     force: bool = False
     fingerprints: JSON = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
+    recorded: list[Evidence] = field(default_factory=list)
+
+    def record(self, evidence: Evidence) -> None:
+        """Store ML Test Score evidence for the running step.
+
+        The pipeline keeps what a step recorded with its cached outputs and records it again,
+        for the new run, when a later run reuses them: the check's result for those exact
+        inputs still holds, and the rubric counts repeated automated runs.
+        """
+        self.registry.store.add_evidence(evidence)
+        self.recorded.append(evidence)
 
 
 class Step(Protocol):
@@ -202,6 +214,7 @@ class Pipeline:
         message = ""
         status: StepStatus = "succeeded"
         detail: str | None = None
+        ctx.recorded = []
         try:
             input_fp = hash_json(
                 {
@@ -213,7 +226,9 @@ class Pipeline:
             )
             cached = None if ctx.force or not step.cacheable else self._cached(step, ctx, input_fp)
             if cached is not None:
-                outputs, message = cached
+                outputs, message, evidence = cached
+                for record in evidence:
+                    ctx.registry.store.add_evidence(record)
                 status = "skipped"
             else:
                 result = step.run(ctx, {name: values[name].obj for name in step.inputs})
@@ -240,6 +255,7 @@ class Pipeline:
         stored_outputs: JSON = {}
         if status == "succeeded" and step.cacheable:
             stored_outputs = self._store_outputs(step, ctx, input_fp, outputs)
+            stored_outputs[EVIDENCE_KEY] = [_evidence_to_json(e) for e in ctx.recorded]
         duration = time.monotonic() - started
         ctx.registry.store.record_step(
             run_id=ctx.run_id,
@@ -277,13 +293,16 @@ class Pipeline:
 
     def _cached(
         self, step: Step, ctx: RunContext, input_fp: str
-    ) -> tuple[dict[str, Value], str] | None:
+    ) -> tuple[dict[str, Value], str, list[Evidence]] | None:
         record = ctx.registry.store.find_cached_step(ctx.project.spec.name, step.name, input_fp)
-        if record is None or set(record.outputs) != set(step.outputs):
+        if record is None:
+            return None
+        outputs = {k: v for k, v in record.outputs.items() if k != EVIDENCE_KEY}
+        if set(outputs) != set(step.outputs):
             return None
         values: dict[str, Value] = {}
         try:
-            for name, meta in record.outputs.items():
+            for name, meta in outputs.items():
                 files = {
                     f["name"]: ctx.registry.artifacts.get_bytes(
                         f["key"],
@@ -297,7 +316,31 @@ class Pipeline:
                 )
         except IntegrityError:
             return None  # a damaged cache entry is recomputed, never trusted
-        return values, f"inputs unchanged since run {record.run_id[:8]}; reused its outputs"
+        evidence = [
+            _evidence_from_json(item, run_id=ctx.run_id, reused_from=record.run_id)
+            for item in record.outputs.get(EVIDENCE_KEY, [])
+        ]
+        message = f"inputs unchanged since run {record.run_id[:8]}; reused its outputs"
+        return values, message, evidence
+
+
+def _evidence_to_json(evidence: Evidence) -> JSON:
+    return {
+        "test_id": evidence.test_id,
+        "passed": evidence.passed,
+        "automated": evidence.automated,
+        "project": evidence.project,
+        "details": evidence.details,
+        "model_name": evidence.model_name,
+        "version": evidence.version,
+        "artifact": evidence.artifact,
+    }
+
+
+def _evidence_from_json(item: JSON, *, run_id: str, reused_from: str) -> Evidence:
+    details = {**item["details"], "reused_from_run": reused_from}
+    fields = {k: v for k, v in item.items() if k != "details"}
+    return Evidence(**fields, details=details, run_id=run_id)
 
 
 def _serialise(value: Value) -> list[tuple[str, bytes]]:

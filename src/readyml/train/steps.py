@@ -33,7 +33,6 @@ from readyml.data import (
 )
 from readyml.data.io import read_table
 from readyml.errors import AnomalyError, ConfigError, DataError, FlavorError, RegistryError
-from readyml.evaluate import compute_metrics, judge, primary_metric
 from readyml.flavors import ModelAdapter, build_model
 from readyml.train.features import check_columns, resolve_features, resolve_task
 from readyml.train.fingerprint import hash_callable_source, hash_file, package_versions
@@ -191,7 +190,7 @@ class ValidateData:
             wrote = f"; wrote {SCHEMA_FILE} (review and check it in)"
         report = validate_frame(frame, schema=schema)
         errors = report.errors
-        ctx.registry.store.add_evidence(
+        ctx.record(
             Evidence(
                 test_id="data-1",
                 passed=report.ok,
@@ -353,58 +352,67 @@ def predictions(model: ModelAdapter, X: pd.DataFrame) -> tuple[np.ndarray, np.nd
 
 
 class EvaluateModel:
-    """Score the model on the validation split."""
+    """Score the model on the validation split: metrics with a bootstrap interval, slices,
+    baselines, importance, feature cost, fairness; merged with staleness and spec review.
+
+    Records ML Test Score evidence model-5 (baselines), data-2 (importance), data-3 (cost).
+    """
 
     name: ClassVar[str] = "evaluate"
-    version: ClassVar[int] = 1
-    inputs: ClassVar[tuple[str, ...]] = ("model", "valid")
+    version: ClassVar[int] = 2
+    inputs: ClassVar[tuple[str, ...]] = ("model", "train", "valid", "staleness", "review")
     outputs: ClassVar[dict[str, Kind]] = {"metrics": "json"}
     cacheable: ClassVar[bool] = True
 
     def params(self, ctx: RunContext) -> JSON:
+        spec = ctx.project.spec
         return {
-            "metrics": ctx.project.spec.metrics.model_dump(mode="json"),
-            "label": ctx.project.spec.label,
+            "metrics": spec.metrics.model_dump(mode="json"),
+            "slices": [s.model_dump(mode="json") for s in spec.slices],
+            "min_slice_size": spec.gates.min_slice_size,
+            "fairness": spec.fairness.model_dump(mode="json"),
+            "importance": spec.importance.model_dump(mode="json"),
+            "label": spec.label,
+            "seed": spec.seed,
+            "train": TrainModel().params(ctx),  # drop-column importance refits the model
         }
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
-        spec = ctx.project.spec
-        model: ModelAdapter = inputs["model"]
-        valid: pd.DataFrame = inputs["valid"]
-        names = [c["name"] for c in model.signature()["inputs"]]
-        y_pred, proba = predictions(model, valid[names])
-        classes = getattr(model, "classes_", None) if proba is not None else None
-        metrics = compute_metrics(model.task, valid[spec.label].to_numpy(), y_pred, proba, classes)
-        primary = primary_metric(model.task, spec.metrics.primary)
-        result = {"task": model.task, "primary": primary, "valid": metrics, "n_valid": len(valid)}
-        return StepResult(
-            {"metrics": result}, f"{primary} = {metrics[primary]:.4f} on {len(valid):,} rows"
-        )
+        from readyml.train.evaluation_steps import evaluate_step
+
+        return evaluate_step(ctx, inputs)
 
 
 class GateModel:
-    """Bless or veto the candidate against the spec's gate rules."""
+    """Bless or veto the candidate: absolute rules, the champion (overall and per slice),
+    baselines, latency, size and fairness. Records evidence infra-4, model-6 and model-7.
+    """
 
     name: ClassVar[str] = "gate"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     inputs: ClassVar[tuple[str, ...]] = ("metrics",)
     outputs: ClassVar[dict[str, Kind]] = {"gate": "json"}
     cacheable: ClassVar[bool] = True
 
     def params(self, ctx: RunContext) -> JSON:
-        return {"gates": ctx.project.spec.gates.model_dump(mode="json")}
+        from readyml.train.evaluation_steps import champion_of
+
+        champion = champion_of(ctx.registry, ctx.project.spec.name)
+        model = ctx.values.get("model")
+        fingerprint = None if model is None else model.fingerprint
+        # The decision depends on the champion, so another champion reruns the gate; the
+        # candidate itself as champion is not compared with itself, like no champion.
+        compared = champion is not None and champion.model_fingerprint != fingerprint
+        return {
+            "gates": ctx.project.spec.gates.model_dump(mode="json"),
+            "champion": [champion.version, champion.model_fingerprint] if compared else None,
+            "model": fingerprint,
+        }
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
-        rules = ctx.project.spec.gates.rules
-        decision = judge(inputs["metrics"]["valid"], list(rules))
-        failed = [r.message for r in decision.reasons if not r.passed]
-        if not rules:
-            message = "blessed: no gate rules declared (gates.rules)"
-        elif failed:
-            message = "vetoed: " + "; ".join(failed)
-        else:
-            message = f"blessed: {len(decision.reasons)} rule(s) passed"
-        return StepResult({"gate": decision.to_dict()}, message)
+        from readyml.train.evaluation_steps import gate_step
+
+        return gate_step(ctx, inputs)
 
 
 class RegisterModel:
@@ -518,12 +526,19 @@ class ExportModel:
 
 def default_steps() -> list[Any]:
     """The standard pipeline, in order."""
+    from readyml.train.evaluation_steps import MeasureStaleness, ReviewSpec, TuneModel
+    from readyml.train.privacy_steps import PrivacyControls
+
     return [
         LoadData(),
+        PrivacyControls(),
         ProfileData(),
         ValidateData(),
         SplitData(),
+        ReviewSpec(),
+        TuneModel(),
         TrainModel(),
+        MeasureStaleness(),
         EvaluateModel(),
         GateModel(),
         RegisterModel(),

@@ -1,0 +1,207 @@
+"""One timed task of ``bench_data``, run in a fresh process (in its own virtual environment).
+
+Usage: ``python _data_tasks.py TASK SPEC.json`` prints one JSON line with the phase times in
+seconds (setup: imports and expectations, not counted; read; work), the peak resident memory
+of the process (MiB) and the memory after setup, before any data was read. The spec names
+the Parquet files and the expectations every tool checks: per column a type, whether nulls
+are allowed, a range for numbers and the allowed values of categories. Only the standard
+library is imported at the top, because peers run this file in virtual environments without
+readyml.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux's ``VmHWM`` belongs to this program's address space; ``ru_maxrss`` survives
+    ``exec`` and so can report the parent's peak instead.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def read_pandas(path: str) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def numpy_pass(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """The ceiling: one reduction per column (sum of numbers, bincount of category codes)."""
+    import numpy as np
+    import pandas  # noqa: F401  (imported during setup, as the other tasks do)
+
+    clock("setup")
+    frame = read_pandas(spec["data"])
+    clock("read")
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype == "category":
+            np.bincount(series.cat.codes.to_numpy().astype(np.intp) + 1)
+        else:
+            np.add.reduce(series.to_numpy())
+    clock("work")
+    return {"frame_mib": float(frame.memory_usage(deep=True).sum()) / 2**20}
+
+
+def readyml_validate(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """readyml: read, then profile and validate in one call (the report carries the profile)."""
+    from readyml.data import Schema, read_table, validate_frame
+
+    schema = Schema.from_dict(spec["schema"])
+    clock("setup")
+    frame = read_table(spec["data"])
+    clock("read")
+    report = validate_frame(frame, schema=schema)
+    clock("work")
+    assert report.profile is not None and len(report.profile.columns) == len(frame.columns)
+    return {"anomalies": len(report.anomalies)}
+
+
+def pandera_validate(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """pandera: the same expectations as a DataFrameSchema, validated lazily (all failures)."""
+    import pandera.pandas as pa
+
+    columns = {}
+    for feature in spec["schema"]["features"]:
+        checks = []
+        if feature.get("categories") is not None:
+            checks.append(pa.Check.isin(feature["categories"]))
+            dtype: Any = "category"
+        else:
+            checks.append(pa.Check.in_range(feature["min"], feature["max"]))
+            dtype = {"float": "float64", "int": "int64"}[feature["type"]]
+        columns[feature["name"]] = pa.Column(dtype, checks=checks, nullable=feature["nullable"])
+    schema = pa.DataFrameSchema(columns, strict=True)
+    clock("setup")
+    frame = read_pandas(spec["data"])
+    clock("read")
+    schema.validate(frame, lazy=True)
+    clock("work")
+    return {}
+
+
+def gx_validate(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """Great Expectations: one suite with type, null, range and set expectations."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    context = gx.get_context(mode="ephemeral")
+    batch_definition = (
+        context.data_sources.add_pandas("bench")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("all")
+    )
+    suite = gx.ExpectationSuite(name="bench")
+    for feature in spec["schema"]["features"]:
+        name = feature["name"]
+        if feature.get("categories") is not None:
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeInSet(column=name, value_set=feature["categories"])
+            )
+            types = ["category", "CategoricalDtypeType"]
+        else:
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=feature["min"], max_value=feature["max"]
+                )
+            )
+            types = ["float64"] if feature["type"] == "float" else ["int64"]
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types))
+        if not feature["nullable"]:
+            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=name))
+    suite = context.suites.add(suite)
+    clock("setup")
+    frame = read_pandas(spec["data"])
+    clock("read")
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    clock("work")
+    return {"success": bool(result.success)}
+
+
+def evidently_drift(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """Evidently: DataDriftPreset on the reference/current pair."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    clock("setup")
+    reference, current = read_pandas(spec["reference"]), read_pandas(spec["current"])
+    clock("read")
+    Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
+    clock("work")
+    return {}
+
+
+def readyml_drift(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """readyml: profile both sides (mergeable sketches) and test every column."""
+    from readyml.data import detect_drift, profile_frame, read_table
+
+    clock("setup")
+    reference, current = read_table(spec["reference"]), read_table(spec["current"])
+    clock("read")
+    report = detect_drift(profile_frame(reference), profile_frame(current))
+    clock("work")
+    return {"drifted": report.n_drifted}
+
+
+def readyml_drift_exact(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """readyml: exact tests on the raw frames (scipy's Wasserstein/KS on every value)."""
+    from readyml.data import detect_drift, read_table
+
+    clock("setup")
+    reference, current = read_table(spec["reference"]), read_table(spec["current"])
+    clock("read")
+    report = detect_drift(reference, current)
+    clock("work")
+    return {"drifted": report.n_drifted}
+
+
+TASKS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], dict[str, Any]]] = {
+    "numpy": numpy_pass,
+    "readyml": readyml_validate,
+    "pandera": pandera_validate,
+    "gx": gx_validate,
+    "evidently": evidently_drift,
+    "readyml_drift": readyml_drift,
+    "readyml_drift_exact": readyml_drift_exact,
+}
+
+
+def main(argv: list[str]) -> int:
+    task, spec_path = argv
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    times: dict[str, float] = {}
+    started = [time.perf_counter()]
+    baseline = [0.0]
+
+    def clock(phase: str) -> None:
+        """End a phase: setup (imports, expectations), read, work."""
+        now = time.perf_counter()
+        times[phase] = now - started[0]
+        started[0] = now
+        if phase == "setup":
+            baseline[0] = rss_mib()
+
+    extra = TASKS[task](spec, clock)
+    print(json.dumps({"times": times, "peak_mib": rss_mib(), "baseline_mib": baseline[0], **extra}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,224 @@
+"""GPU serving: ResNet-18 (random weights) with batching vs batch-1 serving vs the ceiling.
+
+Needs a CUDA device (``main`` returns a one-line section without one). ResNet-18 is defined
+here (torchvision is not needed). The server is this file run as ``--serve MODE PORT`` in a
+separate process: readyml's app over an in-memory predictor (batching on, or max batch 1);
+the load generator (this process) sends V2 binary-tensor requests of one 3×224×224 image at
+concurrency 64. The ceiling is the in-process forward pass on batches of 64 on the same card.
+Target: batching ≥ 10× batch-1 serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+IMAGE_SHAPE = (3, 224, 224)
+CONCURRENCY = 64
+DURATION_S = 15.0
+START_TIMEOUT_S = 120.0
+
+
+def resnet18(num_classes: int = 1000) -> Any:
+    """ResNet-18 (He et al. 2015) with random weights, as torchvision builds it."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, inputs: int, outputs: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(outputs)
+            self.conv2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(outputs)
+            self.relu = nn.ReLU(inplace=True)
+            self.down = (
+                nn.Sequential(
+                    nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs)
+                )
+                if stride != 1 or inputs != outputs
+                else nn.Identity()
+            )
+
+        def forward(self, x: Any) -> Any:
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + self.down(x))
+
+    layers: list[Any] = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    ]
+    channels = 64
+    for outputs, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(channels, outputs, stride), Block(outputs, outputs, 1)]
+        channels = outputs
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class TorchImageModel:
+    """A minimal flavor adapter around a module on a device (for the Predictor)."""
+
+    flavor = "torch"
+    task = "classification"
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.device = device
+        self.module = resnet18().to(device).eval()
+        self.classes = np.arange(1000)
+        self.torch = torch
+
+    def predict_proba(self, X: Any) -> Any:
+        with self.torch.inference_mode():
+            batch = self.torch.from_numpy(np.ascontiguousarray(X, np.float32)).to(self.device)
+            return self.torch.softmax(self.module(batch), dim=1).float().cpu().numpy()
+
+    def predict(self, X: Any) -> Any:
+        return self.classes[self.predict_proba(X).argmax(axis=1)]
+
+    def signature(self) -> dict[str, Any]:
+        return {
+            "inputs": [{"name": "input", "dtype": "float32", "shape": [None, *IMAGE_SHAPE]}],
+            "output": {"task": "classification", "classes": self.classes.tolist(), "proba": True},
+        }
+
+
+def serve(mode: str, port: int) -> None:
+    """Run the server process (``--serve batching|batch1 PORT``)."""
+    import uvicorn
+
+    from readyml.config import BatchingSpec, RequestLogSpec, ServingSpec
+    from readyml.predict import Predictor
+    from readyml.serve import Deployment, ModelTable, ServerMetrics, ServingApp
+
+    model = TorchImageModel("cuda")
+    predictor = Predictor(model=model, name="resnet18", version=1, signature=model.signature())  # type: ignore[arg-type]
+    batching = BatchingSpec(enabled=mode == "batching", max_batch_size=64, max_wait_ms=2.0)
+    spec = ServingSpec(
+        batching=batching, request_log=RequestLogSpec(enabled=False), access_log=False
+    )
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    table = ModelTable()
+    metrics = ServerMetrics()
+    app = ServingApp(table=table, spec=spec, metrics=metrics, executor=executor)
+    table.put(Deployment.create(predictor, executor=executor, batching=batching))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _load(port: int) -> float:
+    import httpx
+
+    raw = np.random.default_rng(0).normal(size=(1, *IMAGE_SHAPE)).astype("<f4").tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, *IMAGE_SHAPE],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "predict"}],
+        }
+    ).encode()
+    url = f"http://127.0.0.1:{port}/v2/models/resnet18/infer"
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    done = 0
+    deadline = time.monotonic() + DURATION_S
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                answer = await client.post(url, content=header + raw, headers=headers)
+                if answer.status_code == 200:
+                    done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done / (time.monotonic() - started)
+
+
+def _served(mode: str) -> float:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--serve", mode, str(port)])
+    try:
+        import httpx
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"GPU server ({mode}) did not start") from None
+                time.sleep(0.5)
+        return asyncio.run(_load(port))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main() -> str:
+    """Run the benchmark (on a CUDA machine) and return its markdown section."""
+    try:
+        import torch
+    except ImportError:
+        return "### GPU serving (issue 5)\n\nSkipped: torch is not installed."
+    if not torch.cuda.is_available():
+        return "### GPU serving (issue 5)\n\nSkipped: no CUDA device on this machine."
+    model = TorchImageModel("cuda")
+    batch = np.random.default_rng(0).normal(size=(64, *IMAGE_SHAPE)).astype(np.float32)
+    for _ in range(3):
+        model.predict_proba(batch)
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(20):
+        model.predict_proba(batch)
+    ceiling = 20 * 64 / (time.perf_counter() - started)
+    batched = _served("batching")
+    single = _served("batch1")
+    return "\n".join(
+        [
+            "### GPU serving (issue 5)",
+            "",
+            f"ResNet-18 (random weights), {torch.cuda.get_device_name(0)}, one 3×224×224 image "
+            f"per request as a V2 binary tensor, concurrency {CONCURRENCY}, {DURATION_S:.0f} s.",
+            "",
+            "| | images/s |",
+            "|---|---:|",
+            f"| readyml with batching (max 64, max wait 2 ms) | {batched:,.0f} |",
+            f"| readyml batch-1 serving | {single:,.0f} |",
+            f"| in-process ceiling (batches of 64) | {ceiling:,.0f} |",
+            "",
+            f"Batching / batch-1: {batched / single:.1f}× (target ≥ 10×).",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+    else:
+        print(main())

@@ -1,0 +1,313 @@
+"""Serving throughput and latency: readyml versus a naive endpoint and a bare ASGI floor.
+
+Two models on 30 numeric features (logistic regression; gradient boosting, 200 trees), one
+row per request, at concurrency 1, 16 and 64. Each server runs pinned to core 0 (taskset),
+wrk to core 1, for ``DURATION_S`` seconds after a warm-up. Measured in the same run:
+
+(a) readyml with adaptive batching (request log on), and with the request log off (c64);
+(b) readyml without batching (``--no-batching``); (c) a naive FastAPI endpoint calling
+``predict_proba`` on a one-row DataFrame per request; (d) a bare ASGI hello-world;
+(e) the in-process ``predict_proba`` ceiling, rows per second on 10,000-row batches.
+
+MLServer and BentoML (f, g) run from ``make bench-peers`` (``benchmarks/peers_serve.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from readyml.flavors.sklearn import SklearnModel
+from readyml.registry import open_registry
+
+DURATION_S = int(os.environ.get("READYML_BENCH_DURATION_S", "8"))
+WARMUP_S = 2
+CONCURRENCY = (1, 16, 64)
+FEATURES = 30
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+START_TIMEOUT_S = 90.0
+MODELS = {
+    "logreg": lambda: LogisticRegression(max_iter=1000),
+    "gbm200": lambda: GradientBoostingClassifier(n_estimators=200, random_state=0),
+}
+
+NAIVE_APP = """
+import pandas as pd
+from fastapi import FastAPI
+from readyml.flavors import load_model
+
+model = load_model(MODEL_DIR)
+app = FastAPI()
+
+
+@app.post("/predict")
+def predict(records: list[dict[str, float]]) -> dict:
+    frame = pd.DataFrame(records)
+    proba = model.predict_proba(frame)
+    return {"predictions": model.classes_[proba.argmax(axis=1)].tolist(),
+            "probabilities": proba.tolist()}
+"""
+
+HELLO_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"predictions":[1]}'})
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def make_project(root: Path) -> dict[str, Any]:
+    """Register both models (version 1, champion) in a project at ``root``; return a row."""
+    X, y = make_classification(
+        n_samples=5000, n_features=FEATURES, n_informative=12, random_state=0
+    )
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(FEATURES)])
+    labels = np.where(y == 1, "yes", "no")
+    serving = {"access_log": False, "request_log": {"flush_interval_s": 1.0}}
+    spec = {
+        "name": "logreg",
+        "data": {"source": "data.csv"},
+        "label": "y",
+        "model": {"flavor": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+        "serving": serving,
+    }
+    (root / "readyml.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    registry = open_registry(root / ".readyml")
+    for name, make in MODELS.items():
+        model = SklearnModel(estimator=make()).fit(frame, labels)
+        with tempfile.TemporaryDirectory() as tmp:
+            written = model.save(Path(tmp))
+            registry.register(
+                name,
+                files={p.name: p for p in written},
+                model_fingerprint=name,
+                signature=model.signature(),
+                input_example=[frame.iloc[0].to_dict()],
+                status="blessed",
+            )
+            registry.promote(f"{name}:1", who="bench", reason="bench")
+            model.save(root / "models" / name)
+    row: dict[str, Any] = frame.iloc[0].to_dict()
+    return row
+
+
+@contextlib.contextmanager
+def server(command: list[str], port: int, cwd: Path, ready_path: str) -> Iterator[None]:
+    """Run ``command`` pinned to the server core until ``ready_path`` answers."""
+    import urllib.request
+
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}{ready_path}")
+                with urllib.request.urlopen(request, timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {command}") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wrk(url: str, body: str, concurrency: int, lua_dir: Path) -> dict[str, float]:
+    """Requests/s and p50/p99 latency (ms) from one pinned wrk run."""
+    script = lua_dir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n',
+        encoding="utf-8",
+    )
+    base = ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{concurrency}", "-s", str(script)]
+    subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, check=True)
+    output = subprocess.run(
+        [*base, f"-d{DURATION_S}s", "--latency", url], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+        "errors": float("Non-2xx" in output or "Socket errors" in output),
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def ceiling(root: Path, name: str) -> float:
+    """In-process ``predict_proba`` rows per second on 10,000-row batches."""
+    from readyml.flavors import load_model
+
+    model = load_model(root / "models" / name)
+    frame = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(10_000, FEATURES)),
+        columns=[f"f{i}" for i in range(FEATURES)],
+    )
+    model.predict_proba(frame)
+    started = time.perf_counter()
+    for _ in range(5):
+        model.predict_proba(frame)
+    return 50_000 / (time.perf_counter() - started)
+
+
+def readyml_command(root: Path, port: int, name: str, *flags: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from readyml.cli.serve import app; app()",
+        "--project",
+        str(root),
+        "--port",
+        str(port),
+        "--model",
+        f"{name}@champion",
+        "--no-access-log",
+        *flags,
+    ]
+
+
+def measure(root: Path, row: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, float]]:
+    """Every configuration at every concurrency."""
+    import json
+
+    body = json.dumps([row])
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    (root / "naive").mkdir(exist_ok=True)
+    (root / "hello.py").write_text(HELLO_APP, encoding="utf-8")
+    uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    for name in MODELS:
+        (root / "naive" / f"naive_{name}.py").write_text(
+            NAIVE_APP.replace("MODEL_DIR", repr(str(root / "models" / name))), encoding="utf-8"
+        )
+        setups = {
+            "readyml (batching)": (readyml_command, ()),
+            "readyml (no batching)": (readyml_command, ("--no-batching",)),
+        }
+        for label, (make, flags) in setups.items():
+            port = _free_port()
+            with server(make(root, port, name, *flags), port, root, "/v2/health/ready"):
+                for c in CONCURRENCY:
+                    results[(name, label, c)] = wrk(
+                        f"http://127.0.0.1:{port}/predict", body, c, root
+                    )
+        port = _free_port()
+        command = readyml_command(root, port, name, "--no-request-log")
+        with server(command, port, root, "/v2/health/ready"):
+            results[(name, "readyml (batching, no request log)", 64)] = wrk(
+                f"http://127.0.0.1:{port}/predict", body, 64, root
+            )
+        port = _free_port()
+        naive = [*uvicorn, "--app-dir", str(root / "naive"), f"naive_{name}:app", "--port"]
+        with server([*naive, str(port)], port, root, "/docs"):
+            for c in CONCURRENCY:
+                results[(name, "naive FastAPI", c)] = wrk(
+                    f"http://127.0.0.1:{port}/predict", body, c, root
+                )
+    port = _free_port()
+    with server(
+        [*uvicorn, "--app-dir", str(root), "hello:app", "--port", str(port)], port, root, "/"
+    ):
+        for c in CONCURRENCY:
+            results[("-", "bare ASGI hello-world", c)] = wrk(
+                f"http://127.0.0.1:{port}/", body, c, root
+            )
+    return results
+
+
+def main() -> str:
+    """Run the benchmark and return its markdown section."""
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        return "### Serving (issue 5)\n\nSkipped: wrk and taskset are needed (apt-get install wrk)."
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="readyml-bench-serve-") as tmp:
+        root = Path(tmp)
+        row = make_project(root)
+        ceilings = {name: ceiling(root, name) for name in MODELS}
+        results = measure(root, row)
+    hello = results[("-", "bare ASGI hello-world", 64)]["rps"]
+    lines = [
+        "### Serving (issue 5)",
+        "",
+        f"30 numeric features, one row per request, wrk -t1 for {DURATION_S} s after a "
+        f"{WARMUP_S} s warm-up; server on core {SERVER_CORE}, wrk on core {CLIENT_CORE} "
+        "(taskset). Endpoint /predict (JSON records) for readyml and the naive server.",
+        "",
+        "| model | server | c | req/s | p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (name, label, c), r in results.items():
+        lines.append(
+            f"| {name} | {label} | {c} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |"
+        )
+    lines += ["", "In-process predict_proba ceiling (10,000-row batches):", ""]
+    lines += [f"- {name}: {rows:,.0f} rows/s" for name, rows in ceilings.items()]
+    lines += ["", "Targets at c64 (readyml with batching):", ""]
+    for name in MODELS:
+        ours = results[(name, "readyml (batching)", 64)]
+        naive = results[(name, "naive FastAPI", 64)]
+        quiet = results[(name, "readyml (batching, no request log)", 64)]
+        c1 = results[(name, "readyml (batching)", 1)]
+        naive_c1 = results[(name, "naive FastAPI", 1)]
+        log_cost = 1 - ours["rps"] / quiet["rps"]
+        lines.append(
+            f"- {name}: {ours['rps'] / naive['rps']:.1f}× naive FastAPI (target ≥ 5× the best "
+            f"peer), {ours['rps'] / hello:.0%} of hello-world (target ≥ 40%), p99 "
+            f"{ours['p99']:.1f} ms (target < 20 ms); c1 p50 {c1['p50']:.2f} ms vs naive "
+            f"{naive_c1['p50']:.2f} ms; request-log cost {log_cost:.1%} (target < 5%)."
+        )
+    lines += ["", f"Wall time of this benchmark: {time.monotonic() - started:.0f} s."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main())

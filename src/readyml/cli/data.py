@@ -1,0 +1,177 @@
+"""Data commands: ``profile``, ``validate`` and ``schema infer``.
+
+``validate`` exits 0 when no anomaly has error severity, 1 when one does, and 2 for a usage
+or file error (one red line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from readyml import _console as console
+from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
+from readyml.errors import DataError
+
+if TYPE_CHECKING:
+    from readyml.data import Profile
+
+app = typer.Typer(no_args_is_help=True, help="Profile and validate data; infer its schema.")
+schema_app = typer.Typer(no_args_is_help=True, help="The feature schema (schema.yaml).")
+app.add_typer(schema_app, name="schema")
+
+DataArg = Annotated[Path, typer.Argument(help="A CSV or Parquet file, or a glob of them.")]
+PROFILE_SUFFIXES = (".json",)  # a reference with this suffix is a saved profile
+
+
+@app.command("profile")
+@cli_errors
+def profile(
+    data: DataArg,
+    out: Annotated[Path | None, typer.Option(help="Write the profile JSON to this file.")] = None,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Profile every column: counts, nulls, range, quantiles, distinct values, top values."""
+    from readyml.data import profile_frame, read_table
+
+    output = output_format(fmt)
+    result = profile_frame(read_table(data))
+    if out is not None:
+        _write_text(out, result.to_json())
+    if output == "json":
+        console.print_json(result.to_dict())
+        return
+    rows = []
+    for column in result.columns.values():
+        top = ", ".join(f"{v} ({c})" for v, c in column.top(3)) if not column.numeric else ""
+        rows.append(
+            [
+                column.name,
+                column.type,
+                column.count,
+                column.missing,
+                column.distinct,
+                _number(column.min),
+                _number(column.max),
+                _number(column.mean),
+                top,
+            ]
+        )
+    console.table(
+        f"{result.n_rows} rows x {len(result.columns)} columns",
+        ["column", "type", "rows", "missing", "distinct", "min", "max", "mean", "top"],
+        rows,
+    )
+    if out is not None:
+        console.stdout.print(f"wrote {out}")
+
+
+@app.command("validate")
+@cli_errors
+def validate(
+    data: DataArg,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="Reference for drift: a data file or a saved profile (.json)."),
+    ] = None,
+    schema: Annotated[Path | None, typer.Option(help="Schema YAML to check against.")] = None,
+    duplicates: Annotated[
+        bool, typer.Option("--duplicates", help="Also look for duplicate rows.")
+    ] = False,
+    fmt: FormatOpt = "text",
+) -> None:
+    """Check data against a schema and a reference; exit 1 when an error anomaly is found."""
+    from readyml.data import ValidationOptions, load_schema, read_table, validate_frame
+
+    output = output_format(fmt)
+    checked = load_schema(schema) if schema is not None else None
+    reference = _reference(against) if against is not None else None
+    report = validate_frame(
+        read_table(data),
+        schema=checked,
+        reference=reference,
+        options=ValidationOptions(check_duplicates=duplicates),
+    )
+    if output == "json":
+        console.print_json(report.to_dict())
+    elif report.anomalies:
+        console.stdout.print(report.to_table())
+    else:
+        console.stdout.print(f"{report.n_rows} rows x {report.n_columns} columns: no anomalies")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@schema_app.command("infer")
+@cli_errors
+def schema_infer(
+    data: DataArg,
+    project: ProjectOpt = Path("."),
+    out: Annotated[
+        Path | None, typer.Option(help="Write here instead of the project's schema.yaml.")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Label column (default: the project's label).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace hand-edited features instead of keeping them.")
+    ] = False,
+    max_categories: Annotated[
+        int, typer.Option(help="Text columns with at most this many values are categories.")
+    ] = 50,
+) -> None:
+    """Infer the schema from data and write it; features already in the file are kept."""
+    from readyml.data import infer_schema, load_schema, read_table, write_schema
+
+    target = out
+    if target is None:
+        from readyml.config import Project
+        from readyml.train.steps import SCHEMA_FILE
+
+        loaded = Project.load(project)
+        target = loaded.root / SCHEMA_FILE
+        label = label if label is not None else loaded.spec.label
+    before = set(load_schema(target).names) if target.exists() and not overwrite else set()
+    inferred = infer_schema(read_table(data), label=label, max_categories=max_categories)
+    written = write_schema(inferred, target, overwrite=overwrite)
+    added = len([n for n in written.names if n not in before])
+    console.stdout.print(
+        f"wrote {target}: {len(written.features)} features ({added} new, "
+        f"{len(written.features) - added} kept as written)"
+    )
+
+
+def _reference(path: Path) -> Profile:
+    from readyml.data import Profile, profile_frame, read_table
+
+    if path.suffix.lower() not in PROFILE_SUFFIXES:
+        return profile_frame(read_table(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataError(f"profile file '{path}' not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"profile file '{path}': cannot read it ({exc})") from exc
+    try:
+        return Profile.from_json(text)
+    except DataError as exc:
+        raise DataError(f"profile file '{path}': {exc}") from exc
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise DataError(f"output file '{path}': cannot write it ({exc})") from exc
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+__all__ = ["app", "schema_app"]

@@ -1,0 +1,421 @@
+"""Compress a registered version: every result is a new version with lineage, gated and measured.
+
+:func:`compress_version` takes a parent version, the splits it was trained and validated on,
+and the methods asked for (:class:`Methods`). For each result it
+
+1. measures parity with the parent on the validation split (an export must stay within
+   :data:`~readyml.compress.parity.EXPORT_TOLERANCE` or it fails);
+2. evaluates quality overall and per slice, and runs the model gate with the parent in the
+   champion's seat: a ``champion`` rule allowing ``max_quality_loss`` (absolute, on the primary
+   metric, overall and per slice), plus the project's absolute rules;
+3. measures size on disk, parameters and single-thread latency at batch 1 and 64;
+4. registers the result as a new version of the same model, with ``parent_version`` and the
+   method in its lineage, and the gate's decision as its status (``vetoed`` when it lost too
+   much).
+
+The parent's row and every result's row form a :class:`CompressionReport`, written as JSON and
+as a self-contained HTML table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from readyml.compress import parity as parity_checks
+from readyml.compress.distill import StudentSpec, distill
+from readyml.compress.export import export_onnx, to_ort
+from readyml.compress.measure import latency_ms, parameters, size_bytes
+from readyml.compress.quantize import CALIBRATION_ROWS, Mode, quantize_onnx
+from readyml.compress.report import CompressionReport, Row
+from readyml.config import ChampionRule, GatesSpec, SliceSpec
+from readyml.errors import ConfigError
+from readyml.evaluate import compute_metrics, primary_metric
+from readyml.evaluate.gate import gate
+from readyml.evaluate.slices import evaluate_slices
+from readyml.flavors import ModelAdapter, load_model
+from readyml.flavors.onnx import OnnxModel
+from readyml.registry import ModelVersion, Registry
+from readyml.types import JSON
+
+# Default largest loss of the primary metric allowed against the parent (absolute: 0.01 is one
+# accuracy point).
+MAX_QUALITY_LOSS = 0.01
+# Default loss allowed on one slice: slices are small (30 rows: one row is 3.3 points).
+MAX_SLICE_LOSS = 0.05
+# Lineage key holding what was done.
+METHOD_KEY = "compression"
+ORT_FILE = "model.ort"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The rows compression needs: training (calibration, fine-tuning) and validation."""
+
+    X_train: Any
+    y_train: Any
+    X_valid: Any
+    y_valid: Any
+    slices: list[SliceSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Methods:
+    """What to produce from the parent; each field set adds one or more versions."""
+
+    format: str | None = None  # "onnx" or "ort"
+    quantize: str | None = None  # "int8"
+    static: bool = False
+    calibration: int = CALIBRATION_ROWS
+    prune: float | None = None
+    structured: bool = False
+    fine_tune_epochs: int = 0
+    distill: str | None = None
+    temperature: float = 2.0
+    soft_weight: float = 0.7
+    distill_epochs: int = 30
+
+    def check(self) -> Methods:
+        """Raise ``ConfigError`` for a value the CLI should not have let through."""
+        if self.format not in (None, "onnx", "ort"):
+            raise ConfigError(f"--format: expected 'onnx' or 'ort', found {self.format!r}")
+        if self.quantize not in (None, "int8"):
+            raise ConfigError(f"--quantize: expected 'int8', found {self.quantize!r}")
+        if not any((self.format, self.quantize, self.prune is not None, self.distill)):
+            raise ConfigError(
+                "compress: expected at least one of --format, --quantize, --prune, --distill"
+            )
+        return self
+
+
+def _fingerprint(files: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def evaluate(model: ModelAdapter, splits: Splits, *, primary: str | None = None) -> JSON:
+    """Quality on the validation split, overall and per slice (declared, category, label)."""
+    X, y = splits.X_valid, np.asarray(splits.y_valid)
+    y_pred = np.asarray(model.predict(X))
+    proba = model.predict_proba(X) if model.task == "classification" and model.has_proba else None
+    classes = np.asarray(model.classes_) if proba is not None else None
+    metrics = compute_metrics(model.task, y, y_pred, proba, classes)
+    frame = X.reset_index(drop=True) if isinstance(X, pd.DataFrame) else pd.DataFrame()
+    features = list(frame.columns)
+    if model.task == "classification":
+        frame = frame.assign(label=pd.Series(y).astype(str).to_numpy())
+        features.append("label")
+    slices = evaluate_slices(
+        frame,
+        task=model.task,
+        y_true=y,
+        y_pred=y_pred,
+        proba=proba,
+        classes=classes,
+        declared=splits.slices,
+        features=features,
+    )
+    return {
+        "task": model.task,
+        "primary": primary_metric(model.task, primary),
+        "valid": metrics,
+        "n_valid": len(y),
+        "slices": [s.to_dict() for s in slices],
+    }
+
+
+def _gates(
+    spec: GatesSpec | None, primary: str, max_quality_loss: float, max_slice_loss: float
+) -> GatesSpec:
+    rules = [] if spec is None else list(spec.rules)
+    champion = ChampionRule(
+        metric=primary,
+        max_regression=max_quality_loss,
+        relative=False,
+        max_slice_regression=max_slice_loss,
+    )
+    return GatesSpec(
+        rules=rules,
+        champion=champion,
+        min_slice_size=30 if spec is None else spec.min_slice_size,
+    )
+
+
+def _row(
+    ref: str,
+    method: str,
+    model: ModelAdapter,
+    files: list[Path],
+    splits: Splits,
+    timed: Path | None,
+) -> Row:
+    return Row(
+        ref=ref,
+        method=method,
+        flavor=model.flavor,
+        size_bytes=size_bytes(files),
+        parameters=parameters(model),
+        latency_ms=latency_ms(model, splits.X_valid, path=timed),
+    )
+
+
+def compress_version(
+    registry: Registry,
+    ref: str,
+    splits: Splits,
+    methods: Methods,
+    *,
+    gates: GatesSpec | None = None,
+    primary: str | None = None,
+    max_quality_loss: float = MAX_QUALITY_LOSS,
+    max_slice_loss: float = MAX_SLICE_LOSS,
+    out: Path | None = None,
+    allow_pickle: bool = False,
+) -> CompressionReport:
+    """Produce, gate, measure and register every result of ``methods`` applied to ``ref``.
+
+    Args:
+        registry: Where the parent is and the results go.
+        ref: The parent: ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``.
+        splits: Training and validation rows of the parent's run.
+        methods: What to produce.
+        gates: The project's gate spec (its absolute rules also apply).
+        primary: The primary metric (task default when ``None``).
+        max_quality_loss: Largest absolute loss of the primary metric against the parent
+            before the gate vetoes.
+        max_slice_loss: The same on every judged slice.
+        out: Folder for ``compression.json`` and ``compression.html``; not written when None.
+        allow_pickle: Allow loading a parent saved with joblib.
+
+    Returns:
+        The report; each result's row carries its registered version and the gate decision.
+    """
+    methods.check()
+    parent = registry.get(ref)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        parent_dir = registry.download(parent, workdir / "parent")
+        base = load_model(parent_dir, allow_pickle=allow_pickle)
+        base_eval = evaluate(base, splits, primary=primary)
+        judge = _Judge(
+            registry=registry,
+            base=base,
+            base_eval=base_eval,
+            spec=_gates(gates, str(base_eval["primary"]), max_quality_loss, max_slice_loss),
+            splits=splits,
+            root=parent,
+        )
+        parent_files = [parent_dir / a.name for a in parent.artifacts]
+        row = _row(parent.ref, "parent", base, parent_files, splits, None)
+        row.quality = base_eval
+        report = CompressionReport(parent=parent.ref, rows=[row])
+        _produce(judge, methods, workdir, report)
+    if out is not None:
+        report.write(out)
+    return report
+
+
+def _classes(model: ModelAdapter) -> list[Any] | None:
+    return np.asarray(model.classes_).tolist() if model.task == "classification" else None
+
+
+def _saved(model: ModelAdapter, directory: Path) -> dict[str, Path]:
+    return {path.name: path for path in model.save(directory)}
+
+
+def _onnx_adapter(base: ModelAdapter, path: Path) -> OnnxModel:
+    return OnnxModel(
+        path=path, task=base.task, classes=_classes(base), features=base.signature()["inputs"]
+    ).open()
+
+
+@dataclass
+class _Judge:
+    """Evaluates, gates, measures and registers each result against the same parent."""
+
+    registry: Registry
+    base: ModelAdapter
+    base_eval: JSON
+    spec: GatesSpec
+    splits: Splits
+    root: ModelVersion
+
+    def add(
+        self,
+        report: CompressionReport,
+        model: ModelAdapter,
+        method: JSON,
+        files: dict[str, Path],
+        *,
+        parent: ModelVersion,
+        export: bool = False,
+        timed: Path | None = None,
+        size_of: list[Path] | None = None,
+    ) -> ModelVersion:
+        tolerance = parity_checks.EXPORT_TOLERANCE if export else None
+        minimum = parity_checks.EXPORT_MIN_IDENTICAL if export else None
+        agreement = parity_checks.compare(
+            self.base, model, self.splits.X_valid, tolerance=tolerance, min_identical=minimum
+        )
+        if export:
+            parity_checks.require(agreement, what=f"{method['name']} export of {self.root.ref}")
+        quality = evaluate(model, self.splits, primary=str(self.base_eval["primary"]))
+        decision = gate(
+            quality,
+            self.spec,
+            champion={"version": self.root.version, "metrics": self.base_eval},
+        )
+        decision_dict = {**decision.to_dict(), "note": f"compared with parent {self.root.ref}"}
+        measured_files = size_of if size_of is not None else list(files.values())
+        row = _row("", str(method["name"]), model, measured_files, self.splits, timed)
+        measured = {
+            "size_bytes": row.size_bytes,
+            "parameters": row.parameters,
+            "latency_ms": row.latency_ms,
+        }
+        lineage = {
+            **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
+            "parent_version": parent.version,
+            "base": self.root.ref,
+            METHOD_KEY: {**method, "parity": agreement.to_dict()},
+        }
+        version = self.registry.register(
+            parent.name,
+            files=files,
+            model_fingerprint=_fingerprint(files),
+            lineage=lineage,
+            metrics={**quality, "compression": measured},
+            signature=model.signature(),
+            input_example=list(self.root.input_example),
+            tags={"flavor": model.flavor, "task": model.task, "compression": method["name"]},
+            status=decision.decision,
+            gate=decision_dict,
+            run_id=self.root.run_id,
+            parent_version=parent.version,
+            description=f"{method['name']} of {self.root.ref}",
+        )
+        row.ref = version.ref
+        row.parent = parent.ref
+        row.quality = quality
+        row.parity = agreement.to_dict()
+        row.gate = decision_dict
+        row.details = method
+        report.rows.append(row)
+        return version
+
+
+def _produce(judge: _Judge, methods: Methods, workdir: Path, report: CompressionReport) -> None:
+    base, splits, parent = judge.base, judge.splits, judge.root
+    if methods.format is not None or methods.quantize is not None:
+        onnx_path = workdir / "onnx" / "model.onnx"
+        export_onnx(base, workdir / "export.onnx").save(workdir / "onnx")
+        onnx_model = load_model(workdir / "onnx")
+        files = {p.name: p for p in (workdir / "onnx").iterdir()}
+        onnx_version = judge.add(
+            report,
+            onnx_model,
+            {"name": "onnx", "opset": "default"},
+            files,
+            parent=parent,
+            export=True,
+        )
+        if methods.format == "ort":
+            ort_path = to_ort(onnx_path, workdir / "ort-file" / ORT_FILE)
+            files = _saved(_onnx_adapter(base, onnx_path), workdir / "ort")
+            files[ORT_FILE] = ort_path
+            judge.add(
+                report,
+                _onnx_adapter(base, ort_path),
+                {"name": "ort", "file": ORT_FILE},
+                files,
+                parent=onnx_version,
+                export=True,
+                timed=ort_path,
+                size_of=[ort_path],
+            )
+        if methods.quantize is not None:
+            mode: Mode = "static" if methods.static else "dynamic"
+            quantized = quantize_onnx(
+                onnx_path,
+                workdir / "int8.onnx",
+                mode=mode,
+                calibration=splits.X_train,
+                calibration_rows=methods.calibration,
+                sample=splits.X_valid,
+            )
+            files = _saved(_onnx_adapter(base, quantized.path), workdir / f"int8-{mode}")
+            judge.add(
+                report,
+                load_model(workdir / f"int8-{mode}"),
+                {"name": f"int8-{mode}", **quantized.to_dict()},
+                files,
+                parent=onnx_version,
+            )
+    if methods.prune is not None:
+        from readyml.compress.prune import prune_structured, prune_unstructured, sparsity_of
+
+        prune = prune_structured if methods.structured else prune_unstructured
+        pruned = prune(
+            base,
+            methods.prune,
+            X=splits.X_train,
+            y=splits.y_train,
+            fine_tune_epochs=methods.fine_tune_epochs,
+        )
+        kind = "structured" if methods.structured else "unstructured"
+        method = {
+            "name": f"prune-{kind}",
+            "target_sparsity": methods.prune,
+            "weight_sparsity": sparsity_of(pruned.module_),
+            "fine_tune_epochs": methods.fine_tune_epochs,
+        }
+        judge.add(report, pruned, method, _saved(pruned, workdir / f"prune-{kind}"), parent=parent)
+    if methods.distill is not None:
+        student = distill(
+            base,
+            StudentSpec.parse(methods.distill),
+            splits.X_train,
+            splits.y_train,
+            X_valid=splits.X_valid,
+            y_valid=splits.y_valid,
+            temperature=methods.temperature,
+            soft_weight=methods.soft_weight,
+            epochs=methods.distill_epochs,
+        )
+        method = {
+            "name": "distill",
+            "student": methods.distill,
+            "temperature": methods.temperature,
+            "soft_weight": methods.soft_weight,
+            "teacher": parent.ref,
+        }
+        judge.add(report, student, method, _saved(student, workdir / "distill"), parent=parent)
+
+
+def onnx_version_for(registry: Registry, version: ModelVersion) -> ModelVersion | None:
+    """The newest parity-checked ONNX export of ``version``, if one was registered.
+
+    Only a plain ``onnx`` export whose parity passed and which was not vetoed or archived
+    counts. Its ``metrics["compression"]["latency_ms"]`` and the parent's let a caller pick
+    the faster runtime.
+    """
+    found = None
+    for candidate in registry.list_versions(version.name):
+        method = candidate.lineage.get(METHOD_KEY) or {}
+        if (
+            candidate.parent_version == version.version
+            and method.get("name") == "onnx"
+            and (method.get("parity") or {}).get("passed")
+            and candidate.status not in ("vetoed", "archived")
+        ):
+            found = candidate
+    return found

@@ -1,0 +1,68 @@
+"""The training and validation rows a registered version was made from, read back from its run.
+
+The pipeline's ``split`` step stores both frames (Parquet, sha256-checked) in the artifact
+store; a version's ``run_id`` leads to that step, and its input fingerprint to the stored
+outputs when the step itself was reused from an earlier run.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from readyml.compress.run import Splits
+from readyml.config import ProjectSpec
+from readyml.errors import RegistryError
+from readyml.registry import ModelVersion, Registry
+
+SPLIT_STEP = "split"
+
+
+def _frames(registry: Registry, outputs: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    frames = {}
+    for name in ("train", "valid"):
+        files = {f["name"]: f for f in outputs[name]["files"]}
+        meta = files["data.parquet"]
+        data = registry.artifacts.get_bytes(
+            meta["key"], sha256=meta["sha256"], label=f"split output {name!r}"
+        )
+        frames[name] = pd.read_parquet(BytesIO(data))
+    return frames
+
+
+def version_splits(registry: Registry, version: ModelVersion, spec: ProjectSpec) -> Splits:
+    """The train/validation splits of the run that produced ``version``.
+
+    Raises:
+        RegistryError: The version has no run, or its run's split is no longer stored.
+    """
+    if version.run_id is None:
+        raise RegistryError(
+            f"{version.ref}: expected a version produced by a pipeline run, found no run id; "
+            "pass the splits to readyml.compress.compress_version yourself"
+        )
+    steps = [s for s in registry.store.steps_for_run(version.run_id) if s.name == SPLIT_STEP]
+    if not steps:
+        raise RegistryError(f"{version.ref}: run {version.run_id[:8]} has no split step")
+    record = steps[-1]
+    outputs = record.outputs
+    if not {"train", "valid"} <= set(outputs):
+        cached = registry.store.find_cached_step(spec.name, SPLIT_STEP, record.input_fingerprint)
+        if cached is None:
+            raise RegistryError(
+                f"{version.ref}: the split of run {version.run_id[:8]} is no longer stored"
+            )
+        outputs = cached.outputs
+    frames = _frames(registry, outputs)
+    names = [str(f["name"]) for f in version.signature.get("inputs", [])]
+    train, valid = frames["train"], frames["valid"]
+    return Splits(
+        X_train=train[names],
+        y_train=np.asarray(train[spec.label]),
+        X_valid=valid[names],
+        y_valid=np.asarray(valid[spec.label]),
+        slices=list(spec.slices),
+    )

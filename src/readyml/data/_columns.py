@@ -1,0 +1,262 @@
+"""Vectorised scans of one column: the numbers behind a profile, without Python loops over rows.
+
+Numbers are read in blocks of ``BLOCK`` values, so every temporary stays in the CPU cache and
+each block is touched once: a block whose sum is finite holds no NaN or infinity (the common
+case costs no extra pass), and its count, min, max, mean and sum of squared deviations are
+combined with Chan's parallel formula. Whole numbers are counted with ``bincount`` when their
+range is small, other values with a hash table, and only when a stratified sample of the
+column suggests few distinct values; otherwise only the values picked by hash sampling (one in
+``SAMPLE_RATE``) are made distinct. Labels are counted on categorical codes, with Arrow's
+hash table for Arrow-backed strings, or with ``collections.Counter`` for small batches, so the
+per-value sketch updates run once per distinct value.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from readyml.data import _sketches as sk
+
+BLOCK: Final = 1 << 16  # values per block: 512 KiB of float64, cache-resident temporaries
+KLL_SAMPLE_LIMIT: Final = 1 << 16  # finite values fed to the quantile sketch whole, at most
+BINCOUNT_LIMIT: Final = 1 << 22  # widest range of whole numbers counted with bincount
+SMALL_BATCH: Final = 256  # rows up to which labels are counted in plain Python
+SAMPLE_SEED: Final = 0x5EED  # fixed, so profiles of the same data are identical
+_HUGE: Final = 1e150  # magnitude above which sums of values or squares may overflow
+
+Table = tuple[NDArray[np.object_], NDArray[np.int64]]
+
+
+@dataclass
+class Moments:
+    """Exact counts and moments of the finite values of a numeric column."""
+
+    n_values: int = 0
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    m2: float = 0.0
+    integral: bool = True
+
+    def add(self, count: int, low: float, high: float, mean: float, m2: float) -> None:
+        """Combine one block's statistics (Chan et al.'s parallel update)."""
+        if self.mean is None or self.min is None or self.max is None:
+            self.n_values, self.min, self.max, self.mean, self.m2 = count, low, high, mean, m2
+            return
+        total = self.n_values + count
+        delta = mean - self.mean
+        self.mean += delta * count / total
+        self.m2 = _saturate(self.m2 + m2 + delta * delta * self.n_values * count / total)
+        self.n_values = total
+        self.min, self.max = min(self.min, low), max(self.max, high)
+
+
+def scan_numbers(values: NDArray[np.generic]) -> Moments:
+    """Counts of NaN and infinities, and exact moments of the finite values, block by block."""
+    out = Moments()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, len(values), BLOCK):
+            _scan_block(values[start : start + BLOCK], out)
+    return out
+
+
+def _scan_block(raw: NDArray[np.generic], out: Moments) -> None:
+    block: NDArray[np.float64]
+    if raw.dtype.kind == "f":
+        block = np.asarray(raw, dtype=np.float64)
+        total = float(np.add.reduce(block))
+        if not math.isfinite(total):
+            block = _finite_part(block, out)
+            if not len(block):
+                return
+            total = float(np.add.reduce(block))
+        if out.integral:
+            out.integral = bool(np.array_equal(np.floor(block), block))
+        low, high = float(block.min()), float(block.max())
+    else:
+        low, high = float(raw.min()), float(raw.max())
+        block = raw.astype(np.float64)
+        total = float(np.add.reduce(block))
+    count = len(block)
+    if math.isfinite(total) and max(abs(low), abs(high)) < _HUGE:
+        mean = total / count
+        deviation = block - mean
+        m2 = float(np.add.reduce(np.square(deviation, out=deviation)))  # not BLAS: no threads
+    else:
+        mean, m2 = _scaled_moments(block, max(abs(low), abs(high)))
+    out.add(count, low, high, mean, _saturate(m2))
+
+
+def quantile_sample(values: NDArray[np.generic], n_values: int) -> tuple[NDArray[np.float64], int]:
+    """Finite values for the quantile sketch, and the sampling level (1 in ``2**level``).
+
+    Up to ``KLL_SAMPLE_LIMIT`` finite values are all kept. Beyond, one row is drawn at random
+    from each stratum of ``2**level`` consecutive rows (fixed seed): an unbiased sample of at
+    least half the limit, whose rank error (~0.3 %) is small next to the sketch's own (~1.3 %).
+    """
+    level = 0
+    picked = values
+    if n_values > KLL_SAMPLE_LIMIT:
+        level = math.ceil(math.log2(n_values / KLL_SAMPLE_LIMIT))
+        rate = 1 << level
+        starts = np.arange(0, len(values), rate, dtype=np.int64)
+        offsets = np.random.default_rng(SAMPLE_SEED).integers(0, rate, len(starts))
+        index = starts + offsets
+        picked = values[index[index < len(values)]]
+    sample = np.asarray(picked, dtype=np.float64)
+    if values.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
+    return np.ascontiguousarray(sample), level
+
+
+def number_counts(
+    values: NDArray[np.generic], moments: Moments
+) -> tuple[tuple[NDArray[np.float64], NDArray[np.int64]] | None, NDArray[np.float64] | None]:
+    """Distinct finite values with their counts, or ``None`` when there are clearly too many.
+
+    Exact whenever the column has at most ``EXACT_DISTINCT_LIMIT`` distinct values. Also
+    returns the hash-sampled distinct values when they were computed to decide.
+    """
+    if moments.n_values == 0 or moments.min is None or moments.max is None:
+        return (np.empty(0), np.empty(0, dtype=np.int64)), None
+    width = moments.max - moments.min + 1
+    if moments.n_values <= sk.EXACT_DISTINCT_LIMIT:
+        return value_counts(finite_values(values)), None
+    if moments.integral and width <= min(BINCOUNT_LIMIT, 4 * moments.n_values):
+        return _bincount(values, int(moments.min), int(width)), None
+    kept = hash_sampled_values(values)
+    if len(kept) * sk.SAMPLE_RATE > 4 * sk.EXACT_DISTINCT_LIMIT:
+        return None, kept
+    return value_counts(finite_values(values)), kept
+
+
+def hash_sampled_values(values: NDArray[np.generic]) -> NDArray[np.float64]:
+    """Distinct finite values whose hash is sampled (see ``_sketches``), block by block."""
+    kept: list[NDArray[np.float64]] = []
+    hashed = np.empty(min(BLOCK, len(values)), dtype=np.uint64)
+    for start in range(0, len(values), BLOCK):
+        block = np.ascontiguousarray(values[start : start + BLOCK], dtype=np.float64)
+        mixed = hashed[: len(block)]
+        np.multiply(block.view(np.uint64), sk.MIX1, out=mixed)
+        kept.append(block[mixed < sk.SAMPLE_BELOW])
+    if not kept:
+        return np.empty(0)
+    chosen = np.concatenate(kept)
+    return np.asarray(pd.unique(chosen[np.isfinite(chosen)]), dtype=np.float64)
+
+
+def finite_values(values: NDArray[np.generic]) -> NDArray[np.float64]:
+    """The finite values as float64 (a copy)."""
+    numbers = np.asarray(values, dtype=np.float64)
+    return numbers[np.isfinite(numbers)] if values.dtype.kind == "f" else numbers
+
+
+def value_counts(values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Distinct values and counts (sort-based for small arrays, hash-based otherwise)."""
+    if len(values) <= SMALL_BATCH:
+        uniques, counts = np.unique(values, return_counts=True)
+        return np.asarray(uniques, dtype=np.float64), np.asarray(counts, dtype=np.int64)
+    counted = pd.Series(values, copy=False).value_counts(sort=False)
+    return counted.index.to_numpy(dtype=np.float64), np.asarray(counted, dtype=np.int64)
+
+
+def label_table(series: pd.Series, kind: str) -> tuple[Table, int]:
+    """Each non-null label as text with its count, most frequent first; and the null count."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _category_table(series)
+    if len(series) <= SMALL_BATCH:
+        return _python_table(series, kind)
+    if dtype == np.bool_:
+        values = series.to_numpy()
+        trues = int(np.count_nonzero(values))
+        labels = np.array(["True", "False"], dtype=np.object_)
+        return _sorted(labels, [trues, len(values) - trues]), 0
+    missing = int(series.isna().sum())
+    present = series if not missing else series.dropna()
+    if kind == "mixed":
+        present = present.astype(str)
+    counted = present.value_counts(sort=False)
+    labels = np.array([str(v) for v in counted.index], dtype=np.object_)
+    return _sorted(labels, np.asarray(counted, dtype=np.int64)), missing
+
+
+def _category_table(series: pd.Series) -> tuple[Table, int]:
+    codes = series.cat.codes.to_numpy()
+    categories = series.cat.categories.tolist()
+    counts = np.zeros(len(categories) + 1, dtype=np.int64)
+    for start in range(0, len(codes), BLOCK):
+        block = codes[start : start + BLOCK].astype(np.intp) + 1  # -1 (null) becomes 0
+        counts += np.bincount(block, minlength=len(counts))
+    present = np.flatnonzero(counts[1:])
+    labels = np.array([str(categories[i]) for i in present.tolist()], dtype=np.object_)
+    return _sorted(labels, np.asarray(counts[1:][present], dtype=np.int64)), int(counts[0])
+
+
+def _python_table(series: pd.Series, kind: str) -> tuple[Table, int]:
+    values = series.to_numpy(dtype=object)
+    nulls = pd.isna(values)
+    n_nulls = int(np.count_nonzero(nulls))
+    present = (values[~nulls] if n_nulls else values).tolist()
+    counts = Counter(present if kind == "string" else map(str, present))
+    labels = np.array(list(counts), dtype=np.object_)
+    return _sorted(labels, list(counts.values())), n_nulls
+
+
+def _sorted(labels: NDArray[np.object_], counts: NDArray[np.int64] | list[int]) -> Table:
+    weights = np.asarray(counts, dtype=np.int64)
+    keep = weights > 0
+    labels, weights = labels[keep], weights[keep]
+    order = np.argsort(-weights, kind="stable")
+    return labels[order], weights[order]
+
+
+def _finite_part(block: NDArray[np.float64], out: Moments) -> NDArray[np.float64]:
+    finite = np.isfinite(block)
+    n_finite = int(np.count_nonzero(finite))
+    if n_finite == len(block):
+        return block
+    nan = int(np.count_nonzero(np.isnan(block)))
+    posinf = int(np.count_nonzero(block == np.inf))
+    out.nan += nan
+    out.posinf += posinf
+    out.neginf += len(block) - n_finite - nan - posinf
+    return block[finite]
+
+
+def _bincount(
+    values: NDArray[np.generic], low: int, width: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    counts = np.zeros(width, dtype=np.int64)
+    step = BLOCK if width <= BLOCK else len(values)  # accumulating wide counts per block is slow
+    for start in range(0, len(values), step):
+        block = values[start : start + step]
+        if block.dtype.kind == "f":
+            block = block[np.isfinite(block)]
+        offsets = (block - low).astype(np.intp)
+        counts += np.bincount(offsets, minlength=width)
+    present = np.flatnonzero(counts)
+    return (present + low).astype(np.float64), counts[present]
+
+
+def _scaled_moments(finite: NDArray[np.float64], scale: float) -> tuple[float, float]:
+    # Scaling keeps the mean finite near the float limit; m2 saturates there (JSON has no inf).
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float((finite / scale).mean()) * scale if scale > 0 else 0.0
+        deviation = finite - mean
+        return mean, float(np.add.reduce(np.square(deviation, out=deviation)))
+
+
+def _saturate(m2: float) -> float:
+    return m2 if math.isfinite(m2) else sys.float_info.max

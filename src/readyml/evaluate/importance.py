@@ -1,0 +1,213 @@
+"""Do the features earn their place? Importance (data-2) and prediction-time cost (data-3).
+
+*Permutation importance*: the loss of the primary metric when one feature's validation values
+are shuffled, over a few seeded repeats (mean and standard deviation). *Drop-column
+importance*, for small data: the loss when the model is refitted without the feature (through
+a ``refit`` callback the training layer passes in). A feature whose importance is not above
+zero is listed as not helping; one whose interval straddles zero as uncertain.
+
+*Cost*: for each feature, the memory it takes per row in the input and the time to turn
+request values into its input column (what serving does for every request), plus the model's
+single-row prediction latency and serialized size, which the gate can bound.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from readyml.evaluate.metrics import Array, better, clean, compute_metrics
+from readyml.flavors import ModelAdapter
+
+# z-value for the uncertainty band of the mean permutation importance (about 95%).
+Z_95 = 1.96
+# Timed single-row predictions for the latency percentiles, after warm-up calls.
+LATENCY_CALLS = 30
+LATENCY_WARMUP = 3
+
+
+def _score(model: ModelAdapter, X: pd.DataFrame, y: Array, metric: str) -> float:
+    pred = model.predict(X)
+    needs_proba = metric in ("log_loss", "roc_auc", "pr_auc", "brier", "calibration_error")
+    proba = model.predict_proba(X) if needs_proba and model.has_proba else None
+    classes = model.classes_ if proba is not None else None
+    value = compute_metrics(model.task, y, pred, proba, classes).get(metric, float("nan"))
+    return float(value)
+
+
+def _verdict(mean: float, half_width: float) -> str:
+    if mean <= 0:
+        return "not helping"
+    return "helps" if mean - half_width > 0 else "uncertain"
+
+
+def permutation_importance(
+    model: ModelAdapter,
+    X: pd.DataFrame,
+    y: Array,
+    *,
+    metric: str,
+    repeats: int = 3,
+    max_rows: int = 20_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Loss of ``metric`` when each column of ``X`` is shuffled, ``repeats`` times each."""
+    if len(X) > max_rows:
+        chosen = np.random.default_rng(seed).choice(len(X), size=max_rows, replace=False)
+        X, y = X.iloc[np.sort(chosen)].reset_index(drop=True), y[np.sort(chosen)]
+    base = _score(model, X, y, metric)
+    rng = np.random.default_rng(seed)
+    features: dict[str, Any] = {}
+    for column in X.columns:
+        losses = []
+        shuffled = X.copy()
+        for _ in range(repeats):
+            shuffled[column] = X[column].to_numpy()[rng.permutation(len(X))]
+            losses.append(better(metric, base, _score(model, shuffled, y, metric)))
+        mean, std = float(np.mean(losses)), float(np.std(losses, ddof=1)) if repeats > 1 else 0.0
+        half = Z_95 * std / math.sqrt(repeats)
+        features[str(column)] = {
+            "mean": mean,
+            "std": std,
+            "low": mean - half,
+            "high": mean + half,
+            "verdict": _verdict(mean, half),
+        }
+    return {
+        "metric": metric,
+        "base": base,
+        "repeats": repeats,
+        "rows": len(X),
+        "features": features,
+    }
+
+
+def drop_column_importance(
+    refit: Callable[[str], ModelAdapter],
+    X: pd.DataFrame,
+    y: Array,
+    *,
+    metric: str,
+    base: float,
+) -> dict[str, float]:
+    """Loss of ``metric`` when the model is refitted without each column (``refit(column)``)."""
+    out: dict[str, float] = {}
+    for column in X.columns:
+        model = refit(str(column))
+        out[str(column)] = better(metric, base, _score(model, X.drop(columns=[column]), y, metric))
+    return out
+
+
+def feature_importance(
+    model: ModelAdapter,
+    X: pd.DataFrame,
+    y: Array,
+    *,
+    metric: str,
+    repeats: int = 3,
+    max_rows: int = 20_000,
+    seed: int = 0,
+    refit: Callable[[str], ModelAdapter] | None = None,
+) -> dict[str, Any]:
+    """Permutation importance, plus drop-column importance when ``refit`` is given.
+
+    The result lists the features that do not help (``not_helping``) and those whose benefit
+    is within noise (``uncertain``).
+    """
+    result = permutation_importance(
+        model, X, y, metric=metric, repeats=repeats, max_rows=max_rows, seed=seed
+    )
+    if refit is not None:
+        dropped = drop_column_importance(refit, X, y, metric=metric, base=result["base"])
+        for name, loss in dropped.items():
+            result["features"][name]["drop_column"] = loss
+            if loss <= 0 and result["features"][name]["verdict"] == "uncertain":
+                result["features"][name]["verdict"] = "not helping"
+    features = result["features"]
+    result["not_helping"] = [n for n, f in features.items() if f["verdict"] == "not helping"]
+    result["uncertain"] = [n for n, f in features.items() if f["verdict"] == "uncertain"]
+    result["method"] = "permutation + drop-column" if refit is not None else "permutation"
+    return dict(clean(result))
+
+
+def _column_from_records(values: list[Any], dtype: Any) -> pd.Series:
+    return pd.Series(values, dtype=object).astype(dtype)
+
+
+def feature_cost(
+    X: pd.DataFrame, *, rows: int = 200, max_feature_ms: float | None = None
+) -> dict[str, Any]:
+    """Per feature: bytes per row, and milliseconds per 1,000 rows to build its input column.
+
+    The column is rebuilt from Python values (as they arrive in a JSON request) into the
+    dtype the model was trained on; the best of three timings is kept.
+    """
+    sample = X.head(rows)
+    features: dict[str, Any] = {}
+    for column in sample.columns:
+        values = sample[column].astype(object).tolist()
+        dtype = sample[column].dtype
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            _column_from_records(values, dtype)
+            timings.append(time.perf_counter() - started)
+        per_row = float(X[column].memory_usage(index=False, deep=True)) / max(len(X), 1)
+        ms = min(timings) * 1000.0 * 1000.0 / max(len(values), 1)
+        features[str(column)] = {
+            "bytes_per_row": per_row,
+            "ms_per_1k_rows": ms,
+            "too_costly": max_feature_ms is not None and ms > max_feature_ms,
+        }
+    return dict(
+        clean(
+            {
+                "rows": len(sample),
+                "max_feature_ms": max_feature_ms,
+                "features": features,
+                "too_costly": [n for n, f in features.items() if f["too_costly"]],
+            }
+        )
+    )
+
+
+def model_size_mb(model: ModelAdapter) -> float:
+    """The model's serialized size: its pickle, or its saved files when it cannot pickle."""
+    try:
+        return len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6
+    except (pickle.PicklingError, TypeError, AttributeError):
+        with tempfile.TemporaryDirectory() as tmp:
+            return sum(p.stat().st_size for p in model.save(Path(tmp))) / 1e6
+
+
+def serving_cost(
+    model: ModelAdapter, X: pd.DataFrame, *, calls: int = LATENCY_CALLS
+) -> dict[str, Any]:
+    """Single-row ``predict`` latency (p50, p95, in ms) and the model's size in MB."""
+    row = X.head(1)
+    for _ in range(LATENCY_WARMUP):
+        model.predict(row)
+    timings = np.empty(calls)
+    for i in range(calls):
+        started = time.perf_counter()
+        model.predict(row)
+        timings[i] = (time.perf_counter() - started) * 1000.0
+    return {
+        "latency_ms_p50": float(np.percentile(timings, 50)),
+        "latency_ms_p95": float(np.percentile(timings, 95)),
+        "latency_calls": calls,
+        "size_mb": model_size_mb(model),
+    }
+
+
+def sequence_names(names: Sequence[str]) -> list[str]:
+    """Plain list of names (for callers holding tuples)."""
+    return [str(n) for n in names]

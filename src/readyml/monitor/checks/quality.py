@@ -1,0 +1,409 @@
+"""Monitor 7: prediction quality, with labels and before they arrive.
+
+With feedback labels (at least ``min_labels``): ``metric`` (default: the version's primary)
+overall, per window and per slice, against its validation value; a drop above ``max_drop``
+fires. Before labels: the distribution of predictions against the version's predictions on
+its validation split (or the training labels) — Jensen-Shannon distance (base 2) for classes,
+Wasserstein over the reference's standard deviation for values; per-slice prediction bias
+(largest gap of a class's predicted share, or of the mean prediction in reference standard
+deviations, between serving and the reference's labels in that slice); and, for classifiers,
+the accuracy estimated from calibrated confidence (the CBPE idea: each row's top probability
+mapped through the validation split's reliability curve is its chance of being right). Where
+labels exist, the estimate on the labelled rows is set against the measured accuracy, so the
+estimator's error is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import wasserstein_distance
+
+from readyml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics
+from readyml.monitor.checks._base import CheckResult, Finding, skipped, verdict
+from readyml.monitor.inputs import PROBA_PREFIX, MonitorInputs, Reference, proba_columns
+
+CALIBRATION_BINS = 10  # bins of the confidence → accuracy reliability curve
+MAX_SLICE_VALUES = 20  # a categorical feature with more values is not sliced automatically
+
+
+class QualityCheck:
+    """Prediction quality from labels, and estimated before them.
+
+    Args:
+        metric: metric judged (default: the version's primary).
+        max_drop: loss of ``metric`` against validation that fires (absolute).
+        min_labels: labelled rows needed to judge measured quality.
+        max_prediction_shift: distance of the prediction distribution that fires.
+        max_slice_bias: per-slice prediction bias that fires.
+        slice_columns: features to slice by (default: categorical features).
+        min_slice_rows: fewest rows a slice needs on each side.
+    """
+
+    name: ClassVar[str] = "quality"
+    test_id: ClassVar[str] = "monitor-7"
+
+    def __init__(
+        self,
+        *,
+        metric: str | None = None,
+        max_drop: float = 0.05,
+        min_labels: int = 30,
+        max_prediction_shift: float = 0.1,
+        max_slice_bias: float = 0.15,
+        slice_columns: list[str] | None = None,
+        min_slice_rows: int = 30,
+    ) -> None:
+        self.metric = metric
+        self.max_drop = max_drop
+        self.min_labels = min_labels
+        self.max_prediction_shift = max_prediction_shift
+        self.max_slice_bias = max_slice_bias
+        self.slice_columns = slice_columns
+        self.min_slice_rows = min_slice_rows
+
+    def run(self, inputs: MonitorInputs) -> CheckResult:
+        frame = inputs.traffic()
+        if frame.empty:
+            return skipped(self.name, self.test_id, "no logged traffic in the lookback")
+        ref = inputs.reference
+        classifier = ref.task == "classification"
+        metric = self.metric or ref.primary or ("accuracy" if classifier else "rmse")
+        findings: list[Finding] = []
+        details: dict[str, Any] = {"metric": metric, "rows": len(frame)}
+        series: dict[str, Any] = {"windows": [e.isoformat() for e in inputs.window_edges()[:-1]]}
+        index = inputs.window_index()
+        labelled = (
+            frame["label"].notna().to_numpy()
+            if "label" in frame.columns
+            else np.zeros(len(frame), bool)
+        )
+        details["labelled"] = int(labelled.sum())
+        details["prediction_shift"] = self._shift(frame, ref, findings)
+        details["slice_bias"] = self._slice_bias(frame, ref, inputs, findings)
+        estimate = self._cbpe(frame, ref) if classifier else None
+        if estimate is not None:
+            details["estimated_accuracy"] = float(estimate.mean())
+            series["estimated_accuracy"] = _per_window(estimate, index, inputs.spec.windows)
+        reference_value = ref.metrics.get(metric)
+        details["reference"] = reference_value
+        if labelled.sum() >= self.min_labels:
+            measured = self._measured(frame[labelled], ref, metric)
+            details["measured"] = measured
+            series[metric] = [
+                self._measured(frame[labelled & (index == w)], ref, metric)
+                if (labelled & (index == w)).sum() >= max(5, self.min_labels // 5)
+                else None
+                for w in range(inputs.spec.windows)
+            ]
+            if estimate is not None:
+                actual = self._measured(frame[labelled], ref, "accuracy")
+                details["estimate_error"] = {
+                    "estimated": float(estimate[labelled].mean()),
+                    "actual": actual,
+                    "error": float(estimate[labelled].mean() - actual)
+                    if actual is not None
+                    else None,
+                }
+            if measured is not None and isinstance(reference_value, int | float):
+                drop = _drop(metric, float(reference_value), measured)
+                details["drop"] = drop
+                if drop > self.max_drop:
+                    findings.append(
+                        Finding(
+                            key=f"quality:{metric}",
+                            message=f"{metric} {measured:.3f} on "
+                            f"{int(labelled.sum())} labelled rows, "
+                            f"{drop:.3f} below validation ({reference_value:.3f})",
+                            severity="critical",
+                            value=drop,
+                            threshold=self.max_drop,
+                            labels={"metric": metric},
+                        )
+                    )
+            details["label_shift"] = self._label_shift(frame[labelled], ref, findings)
+            details["slices"] = self._slice_quality(frame[labelled], ref, inputs, metric, findings)
+        elif estimate is not None and isinstance(ref.metrics.get("accuracy"), int | float):
+            drop = float(ref.metrics["accuracy"]) - float(estimate.mean())
+            details["estimated_drop"] = drop
+            if drop > self.max_drop:
+                findings.append(
+                    Finding(
+                        key="quality:estimated_accuracy",
+                        message=f"estimated accuracy {estimate.mean():.3f} (no labels yet), "
+                        f"{drop:.3f} below validation",
+                        value=drop,
+                        threshold=self.max_drop,
+                        labels={"metric": "accuracy", "estimated": "true"},
+                    )
+                )
+        shown = details.get("measured")
+        summary = (
+            f"{metric} {shown:.3f} on {details['labelled']:,} labelled rows (validation "
+            f"{reference_value if reference_value is None else f'{reference_value:.3f}'})"
+            if isinstance(shown, float)
+            else f"{details['labelled']} labelled rows (< {self.min_labels}); judged on predictions"
+        )
+        return verdict(self.name, self.test_id, findings, summary, details=details, series=series)
+
+    # -- with labels -----------------------------------------------------------------
+
+    def _measured(self, frame: pd.DataFrame, ref: Reference, metric: str) -> float | None:
+        if frame.empty:
+            return None
+        if ref.task == "classification":
+            y_true = frame["label"].astype(str).to_numpy()
+            y_pred = frame["prediction"].astype(str).to_numpy()
+            probas = proba_columns(frame)
+            proba = frame[probas].to_numpy(dtype=np.float64) if probas else None
+            classes = np.array([c[len(PROBA_PREFIX) :] for c in probas]) if probas else None
+            if metric == "accuracy":
+                return float(np.mean(y_true == y_pred))
+            values = compute_metrics("classification", y_true, y_pred, proba, classes)
+        else:
+            y_true = pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=np.float64)
+            y_pred = frame["prediction"].to_numpy(dtype=np.float64)
+            ok = np.isfinite(y_true) & np.isfinite(y_pred)
+            if not ok.any():
+                return None
+            values = compute_metrics("regression", y_true[ok], y_pred[ok])
+        value = values.get(metric)
+        return float(value) if value is not None else None
+
+    def _slice_quality(
+        self,
+        frame: pd.DataFrame,
+        ref: Reference,
+        inputs: MonitorInputs,
+        metric: str,
+        findings: list[Finding],
+    ) -> dict[str, Any]:
+        reference_value = ref.metrics.get(metric)
+        out: dict[str, Any] = {}
+        for column in self._slice_columns(inputs):
+            for value, part in frame.groupby(column, observed=True, sort=True):
+                if len(part) < self.min_slice_rows:
+                    continue
+                measured = self._measured(part, ref, metric)
+                name = f"{column}={value}"
+                out[name] = {"rows": len(part), metric: measured}
+                if measured is not None and isinstance(reference_value, int | float):
+                    drop = _drop(metric, float(reference_value), measured)
+                    if drop > self.max_drop:
+                        findings.append(
+                            Finding(
+                                key=f"slice_quality:{name}",
+                                message=f"{metric} {measured:.3f} in slice {name} "
+                                f"({len(part)} rows), "
+                                f"{drop:.3f} below validation",
+                                value=drop,
+                                threshold=self.max_drop,
+                                labels={"metric": metric, "slice": name},
+                            )
+                        )
+        return out
+
+    # -- before labels ---------------------------------------------------------------
+
+    def _shift(
+        self, frame: pd.DataFrame, ref: Reference, findings: list[Finding]
+    ) -> dict[str, Any] | None:
+        served = frame["prediction"]
+        if ref.task == "classification":
+            reference = _reference_classes(ref)
+            if reference is None:
+                return None
+            current = served.astype(str).value_counts(normalize=True)
+            labels = sorted(set(reference.index) | set(current.index))
+            p = reference.reindex(labels, fill_value=0.0).to_numpy()
+            q = current.reindex(labels, fill_value=0.0).to_numpy()
+            distance = float(jensenshannon(p, q, base=2))
+            result = {
+                "method": "jensenshannon",
+                "distance": distance,
+                "reference": {k: float(v) for k, v in reference.items()},
+                "served": {k: float(v) for k, v in current.items()},
+            }
+        else:
+            if ref.valid_pred is None:
+                return None
+            base = np.asarray(ref.valid_pred, dtype=np.float64)
+            values = served.to_numpy(dtype=np.float64, na_value=np.nan)
+            values = values[np.isfinite(values)]
+            if not len(values):
+                return None
+            distance = float(wasserstein_distance(base, values) / max(float(np.std(base)), 1e-3))
+            result = {"method": "wasserstein", "distance": distance}
+        if distance > self.max_prediction_shift:
+            findings.append(
+                Finding(
+                    key="prediction_shift",
+                    message=f"prediction distribution shifted from the reference: "
+                    f"{result['method']} {distance:.3f} (threshold {self.max_prediction_shift:g})",
+                    value=distance,
+                    threshold=self.max_prediction_shift,
+                )
+            )
+        return result
+
+    def _label_shift(
+        self, frame: pd.DataFrame, ref: Reference, findings: list[Finding]
+    ) -> dict[str, Any] | None:
+        """Labels fed back against the training labels (classes: Jensen-Shannon distance)."""
+        if (
+            ref.task != "classification"
+            or ref.profile is None
+            or ref.label not in ref.profile.columns
+        ):
+            return None
+        top = ref.profile.columns[ref.label].top(1000)
+        total = sum(c for _, c in top)
+        if not total:
+            return None
+        reference = pd.Series({k: c / total for k, c in top})
+        current = frame["label"].astype(str).value_counts(normalize=True)
+        labels = sorted(set(reference.index) | set(current.index))
+        p = reference.reindex(labels, fill_value=0.0).to_numpy()
+        q = current.reindex(labels, fill_value=0.0).to_numpy()
+        distance = float(jensenshannon(p, q, base=2))
+        if distance > self.max_prediction_shift:
+            moved = current.reindex(labels, fill_value=0.0) - reference.reindex(
+                labels, fill_value=0.0
+            )
+            top_moves = ", ".join(
+                f"{k} {reference.get(k, 0.0):.0%}→{current.get(k, 0.0):.0%}"
+                for k in moved.abs().sort_values(ascending=False).index[:3]
+            )
+            findings.append(
+                Finding(
+                    key="drift:label",
+                    message=f"label distribution drifted from training: jensenshannon "
+                    f"{distance:.3f} (threshold {self.max_prediction_shift:g}); {top_moves}",
+                    value=distance,
+                    threshold=self.max_prediction_shift,
+                    labels={"feature": ref.label},
+                )
+            )
+        return {
+            "method": "jensenshannon",
+            "distance": distance,
+            "reference": {k: float(v) for k, v in reference.items()},
+            "labels": {k: float(v) for k, v in current.items()},
+        }
+
+    def _slice_columns(self, inputs: MonitorInputs) -> list[str]:
+        frame = inputs.traffic()
+        if self.slice_columns is not None:
+            return [c for c in self.slice_columns if c in frame.columns]
+        schema = inputs.reference.schema
+        if schema is not None:
+            names = [f.name for f in schema.features if f.type in ("category", "bool")]
+        else:
+            names = [
+                f for f, d in inputs.reference.dtypes.items() if d in ("string", "category", "bool")
+            ]
+        return [n for n in names if n in frame.columns and frame[n].nunique() <= MAX_SLICE_VALUES]
+
+    def _slice_bias(
+        self, frame: pd.DataFrame, ref: Reference, inputs: MonitorInputs, findings: list[Finding]
+    ) -> dict[str, Any]:
+        valid = ref.valid
+        if valid is None or ref.label not in valid.columns:
+            return {}
+        out: dict[str, Any] = {}
+        scale = 1.0
+        if ref.task != "classification":
+            scale = max(float(pd.to_numeric(valid[ref.label], errors="coerce").std()), 1e-9)
+        for column in self._slice_columns(inputs):
+            if column not in valid.columns:
+                continue
+            ref_groups = dict(list(valid.groupby(column, observed=True)))
+            for value, part in frame.groupby(column, observed=True, sort=True):
+                base = ref_groups.get(value)
+                if (
+                    base is None
+                    or len(part) < self.min_slice_rows
+                    or len(base) < self.min_slice_rows
+                ):
+                    continue
+                if ref.task == "classification":
+                    served = part["prediction"].astype(str).value_counts(normalize=True)
+                    truth = base[ref.label].astype(str).value_counts(normalize=True)
+                    labels = sorted(set(served.index) | set(truth.index))
+                    gap = served.reindex(labels, fill_value=0.0) - truth.reindex(
+                        labels, fill_value=0.0
+                    )
+                    bias = float(gap.abs().max())
+                else:
+                    bias = float(
+                        (
+                            part["prediction"].astype(float).mean()
+                            - base[ref.label].astype(float).mean()
+                        )
+                        / scale
+                    )
+                name = f"{column}={value}"
+                out[name] = {"rows": len(part), "bias": bias}
+                if abs(bias) > self.max_slice_bias:
+                    findings.append(
+                        Finding(
+                            key=f"slice_bias:{name}",
+                            message=f"prediction bias {bias:.3f} in slice {name} "
+                            f"(threshold {self.max_slice_bias:g})",
+                            value=bias,
+                            threshold=self.max_slice_bias,
+                            labels={"slice": name},
+                        )
+                    )
+        return out
+
+    def _cbpe(self, frame: pd.DataFrame, ref: Reference) -> np.ndarray | None:
+        probas = proba_columns(frame)
+        if not probas:
+            return None
+        confidence: np.ndarray = frame[probas].to_numpy(dtype=np.float64).max(axis=1)
+        curve = _reliability(ref)
+        if curve is None:
+            return confidence
+        bins = np.clip((confidence * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
+        return np.asarray(curve[bins], dtype=np.float64)
+
+
+def _drop(metric: str, reference: float, measured: float) -> float:
+    """How much worse ``measured`` is than ``reference`` (positive: worse)."""
+    return reference - measured if HIGHER_IS_BETTER.get(metric, True) else measured - reference
+
+
+def _reference_classes(ref: Reference) -> pd.Series | None:
+    if ref.valid_pred is not None:
+        return pd.Series(np.asarray(ref.valid_pred).astype(str)).value_counts(normalize=True)
+    if ref.profile is not None and ref.label in ref.profile.columns:
+        top = ref.profile.columns[ref.label].top(1000)
+        total = sum(c for _, c in top)
+        return pd.Series({k: c / total for k, c in top}) if total else None
+    return None
+
+
+def _reliability(ref: Reference) -> np.ndarray | None:
+    """Observed accuracy per confidence bin on the validation split (confidence where empty)."""
+    if ref.valid is None or ref.valid_proba is None or ref.valid_pred is None:
+        return None
+    confidence = ref.valid_proba.max(axis=1)
+    correct = np.asarray(ref.valid_pred).astype(str) == ref.valid[ref.label].astype(str).to_numpy()
+    bins = np.clip((confidence * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
+    counts = np.bincount(bins, minlength=CALIBRATION_BINS)
+    hits = np.bincount(bins, weights=correct.astype(float), minlength=CALIBRATION_BINS)
+    mids = (np.arange(CALIBRATION_BINS) + 0.5) / CALIBRATION_BINS
+    # Shrink sparse bins towards their confidence (5 pseudo-rows).
+    return (hits + 5 * mids) / (counts + 5)
+
+
+def _per_window(values: np.ndarray, index: np.ndarray, windows: int) -> list[float | None]:
+    out: list[float | None] = []
+    for w in range(windows):
+        part = values[index == w]
+        out.append(float(part.mean()) if len(part) else None)
+    return out

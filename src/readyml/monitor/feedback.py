@@ -1,0 +1,301 @@
+"""Feedback labels: recorded by request id, appended to Parquet, joined to the request log.
+
+Each call appends one file ``{workspace}/feedback/part-{stamp}-{uuid}.parquet`` (written under
+a temporary name, then renamed) with ``request_id``, ``label`` (text), ``ts`` (when the
+outcome happened, UTC; defaults to the time received), ``received`` and ``seq`` (order within
+the call). Nothing is rewritten: the last label written for an id wins when joined.
+
+A bad record (no id, no label) is counted as rejected and skipped; an id absent from the
+request log is counted as unknown (and kept: the server writes its log in the background, so
+a label may arrive before its request's row). Duplicates — twice in one call, or already
+labelled — are counted; the newest label wins. Nothing in a batch is lost to another
+record's problem.
+
+:func:`feedback_app` is the ``POST /v2/feedback`` endpoint as a plain ASGI application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from readyml.errors import DataError
+from readyml.monitor.inputs import (
+    FEEDBACK_DIR,
+    _file_list,
+    feedback_files,
+    logs_root,
+    query,
+)
+from readyml.types import JSON
+
+# Unknown or rejected ids listed in a result (the counts are complete).
+MAX_LISTED: Final = 20
+# Largest feedback request body the endpoint accepts.
+MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("label", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("received", pa.timestamp("us", tz="UTC")),
+        ("seq", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class FeedbackResult:
+    """What happened to one batch of feedback records."""
+
+    received: int = 0
+    recorded: int = 0
+    unknown: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    unknown_ids: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    path: str | None = None
+
+    def to_dict(self) -> JSON:
+        """JSON-ready dict."""
+        return {
+            "received": self.received,
+            "recorded": self.recorded,
+            "unknown": self.unknown,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "unknown_ids": list(self.unknown_ids),
+            "errors": list(self.errors),
+            "path": self.path,
+        }
+
+
+def _label_text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return repr(value)
+    return str(value)
+
+
+def _stamp(value: Any, default: datetime) -> datetime:
+    if value is None:
+        return default
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    result: datetime = stamp.tz_convert("UTC").to_pydatetime()
+    return result
+
+
+def record_feedback(
+    workspace: Path, records: list[dict[str, Any]], *, now: datetime | None = None
+) -> FeedbackResult:
+    """Append labels (``{"request_id", "label"[, "ts"]}``) for logged requests.
+
+    Args:
+        workspace: The project's ``.readyml`` folder.
+        records: One mapping per labelled request.
+        now: When the labels were received (default: now).
+
+    Returns:
+        Counts of recorded, unknown, duplicate and rejected records.
+
+    Example:
+        >>> import tempfile
+        >>> ws = Path(tempfile.mkdtemp())
+        >>> result = record_feedback(ws, [{"request_id": "r1", "label": "sun"}, {"label": "x"}])
+        >>> (result.recorded, result.unknown, result.rejected)
+        (1, 1, 1)
+    """
+    received = now or datetime.now(UTC)
+    result = FeedbackResult(received=len(records))
+    rows: dict[str, tuple[str, datetime, int]] = {}
+    for seq, record in enumerate(records):
+        problem = _problem(record)
+        if problem is not None:
+            result.rejected += 1
+            if len(result.errors) < MAX_LISTED:
+                result.errors.append(f"record {seq}: {problem}")
+            continue
+        request_id = str(record["request_id"])
+        label = _label_text(record["label"])
+        assert label is not None  # checked by _problem
+        try:
+            ts = _stamp(record.get("ts"), received)
+        except (ValueError, TypeError):
+            result.rejected += 1
+            if len(result.errors) < MAX_LISTED:
+                result.errors.append(f"record {seq}: ts: expected a time, found {record['ts']!r}")
+            continue
+        if request_id in rows:
+            result.duplicates += 1
+        rows[request_id] = (label, ts, seq)
+    if not rows:
+        return result
+    ids = list(rows)
+    result.duplicates += len(_existing(workspace, ids))
+    logged = _logged(workspace, ids)
+    unknown = [i for i in ids if i not in logged]
+    result.unknown = len(unknown)
+    result.unknown_ids = unknown[:MAX_LISTED]
+    result.path = str(_write(workspace, rows, received))
+    result.recorded = len(rows)
+    return result
+
+
+def _problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"expected an object, found {type(record).__name__}"
+    request_id = record.get("request_id")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or request_id == "":
+        return f"request_id: expected a non-empty string, found {request_id!r}"
+    if "label" not in record or _label_text(record["label"]) is None:
+        return f"label: expected a value, found {record.get('label')!r}"
+    return None
+
+
+def _ids_table(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"request_id": pd.Series(ids, dtype=object)})
+
+
+def _logged(workspace: Path, ids: list[str]) -> set[str]:
+    """Which of ``ids`` appear in any request log of the workspace."""
+    files = [
+        str(p) for p in sorted(logs_root(workspace).glob("model=*/version=*/hour=*/*.parquet"))
+    ]
+    if not files:
+        return set()
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("wanted", _ids_table(ids))
+        found = con.execute(
+            "SELECT DISTINCT l.request_id FROM read_parquet("
+            + _file_list(files)
+            + ", union_by_name=true, hive_partitioning=false) l "
+            "JOIN wanted w ON l.request_id = w.request_id"
+        ).fetchall()
+    return {str(row[0]) for row in found}
+
+
+def _existing(workspace: Path, ids: list[str]) -> set[str]:
+    """Which of ``ids`` already have a label."""
+    files = feedback_files(workspace)
+    if not files:
+        return set()
+    frame = query(
+        f"SELECT DISTINCT request_id FROM read_parquet({_file_list(files)}, union_by_name=true)"
+    )
+    return set(frame["request_id"].astype(str)) & set(ids)
+
+
+def _write(workspace: Path, rows: dict[str, tuple[str, datetime, int]], received: datetime) -> Path:
+    folder = workspace / FEEDBACK_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "request_id": list(rows),
+            "label": [v[0] for v in rows.values()],
+            "ts": [v[1] for v in rows.values()],
+            "received": [received] * len(rows),
+            "seq": [v[2] for v in rows.values()],
+        },
+        schema=_SCHEMA,
+    )
+    name = f"part-{received.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:12]}.parquet"
+    final = folder / name
+    partial = folder / f".{name}.partial"
+    pq.write_table(table, partial)
+    os.replace(partial, final)
+    return final
+
+
+def parse_feedback_body(body: bytes) -> list[dict[str, Any]]:
+    """Records from a JSON body: a list, ``{"records": [...]}``, or one record.
+
+    Raises:
+        DataError: the body is not JSON or holds no records.
+    """
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"feedback body: expected JSON, found invalid text ({exc})") from exc
+    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        data = data["records"]
+    elif isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise DataError(f"feedback body: expected a list of records, found {type(data).__name__}")
+    return data
+
+
+def feedback_app(workspace: Path) -> ASGIApp:
+    """The ``POST /v2/feedback`` endpoint: JSON records in, a :class:`FeedbackResult` out.
+
+    Answers 200 with the counts (unknown ids and bad records included), 400 on a body that
+    is not JSON records, 405 on another method and 413 on a body over 16 MiB. The Parquet
+    write runs in a worker thread.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope.get("method") != "POST":
+            await _answer(send, 405, {"error": "method: expected POST"})
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await _answer(send, 413, {"error": f"body: expected <= {MAX_BODY_BYTES} bytes"})
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        try:
+            records = parse_feedback_body(b"".join(chunks))
+        except DataError as exc:
+            await _answer(send, 400, {"error": str(exc)})
+            return
+        result = await asyncio.to_thread(record_feedback, workspace, records)
+        await _answer(send, 200, result.to_dict())
+
+    return app
+
+
+async def _answer(send: Send, status: int, payload: JSON) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

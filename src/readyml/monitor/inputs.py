@@ -1,0 +1,403 @@
+"""What the checks read: logged traffic (DuckDB over Parquet), feedback labels, the reference.
+
+Traffic is the server's request log (``{workspace}/logs/model=NAME/version=V/hour=H/*.parquet``,
+one row per predicted row: ``request_id``, ``ts``, ``model``, ``version``, the features,
+``prediction``, ``proba_<class>``, ``latency_ms``, ``status``; an optional ``rss_mb`` column
+holds the serving process's memory). Partitions older than the lookback are pruned by their
+``hour=`` name before DuckDB opens a file, and every query opens its own connection (an
+unfinished result on a shared DuckDB connection blocks the next query).
+
+Labels arriving later (:mod:`readyml.monitor.feedback`) are joined by ``request_id``, the last
+written label winning. The reference is what the served version was trained on: its training
+profile (a pipeline step output), the checked-in schema, the validation split and metrics,
+and the packages recorded in its lineage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from readyml.config import SPEC_FILE, MonitoringSpec, Project
+from readyml.data import Profile, Schema, load_schema
+from readyml.errors import DataError, ReadymlError
+from readyml.registry import ModelVersion, Registry, StepRecord
+
+LOGS_DIR: Final = "logs"
+FEEDBACK_DIR: Final = "feedback"
+SCHEMA_FILE: Final = "schema.yaml"
+# Columns every log row has; the rest are features, proba_<class> and optional extras.
+LOG_COLUMNS: Final = ("request_id", "ts", "model", "version", "prediction", "latency_ms", "status")
+EXTRA_COLUMNS: Final = ("rss_mb",)
+PROBA_PREFIX: Final = "proba_"
+_HOUR = re.compile(r"^hour=(\d{10})$")
+
+
+def logs_root(workspace: Path) -> Path:
+    """The folder the server writes request logs under."""
+    return workspace / LOGS_DIR
+
+
+def log_files(
+    workspace: Path, model: str, version: int | None = None, since: datetime | None = None
+) -> list[str]:
+    """Parquet files of ``model`` (one version or all), pruning hours before ``since``."""
+    root = logs_root(workspace) / f"model={model}"
+    pattern = f"version={version}" if version is not None else "version=*"
+    floor = since.astimezone(UTC).strftime("%Y%m%d%H") if since is not None else None
+    files: list[str] = []
+    for hour_dir in sorted(root.glob(f"{pattern}/hour=*")):
+        match = _HOUR.match(hour_dir.name)
+        if match is None or (floor is not None and match.group(1) < floor):
+            continue
+        files += [str(p) for p in sorted(hour_dir.glob("part-*.parquet"))]
+    return files
+
+
+def feedback_files(workspace: Path) -> list[str]:
+    """Parquet files of recorded feedback labels."""
+    return [str(p) for p in sorted((workspace / FEEDBACK_DIR).glob("*.parquet"))]
+
+
+def query(sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    """Run one query on a fresh in-memory DuckDB connection and return a frame."""
+    with duckdb.connect() as con:
+        try:
+            return con.execute(sql, list(params)).df()
+        except duckdb.Error as exc:
+            raise DataError(f"request log query failed: {exc}") from exc
+
+
+def latest_labels_sql(files: list[str]) -> str:
+    """SQL for one label per request id: the last one written (``received``, then ``seq``)."""
+    listing = _file_list(files)
+    return (
+        "SELECT request_id, label FROM ("
+        "SELECT request_id, label, row_number() OVER (PARTITION BY request_id "
+        "ORDER BY received DESC, seq DESC) AS rank "
+        f"FROM read_parquet({listing}, union_by_name=true)) WHERE rank = 1"
+    )
+
+
+def _file_list(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+def read_traffic(
+    workspace: Path,
+    model: str,
+    *,
+    version: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    with_labels: bool = True,
+) -> pd.DataFrame:
+    """Logged rows of ``model`` (one version or all) in ``[since, until)``, labels joined.
+
+    The ``label`` column holds the feedback label (text) or null; it is absent when no
+    feedback exists and ``with_labels`` is false.
+    """
+    files = log_files(workspace, model, version, since)
+    if not files:
+        return pd.DataFrame()
+    where, params = [], []
+    if since is not None:
+        where.append("l.ts >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("l.ts < ?")
+        params.append(until)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    source = f"read_parquet({_file_list(files)}, union_by_name=true, hive_partitioning=false)"
+    labels = feedback_files(workspace) if with_labels else []
+    if labels:
+        sql = (
+            f"SELECT l.*, f.label AS label FROM {source} l "
+            f"LEFT JOIN ({latest_labels_sql(labels)}) f USING (request_id) {clause}"
+        )
+    else:
+        sql = f"SELECT l.* FROM {source} l {clause}"
+    frame = query(sql, params)
+    if with_labels and "label" not in frame.columns:
+        frame["label"] = pd.Series([None] * len(frame), dtype=object)
+    return frame
+
+
+def proba_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``proba_<class>`` columns, in frame order."""
+    return [c for c in frame.columns if str(c).startswith(PROBA_PREFIX)]
+
+
+@dataclass
+class Reference:
+    """What the served version was trained and validated on.
+
+    ``profile`` covers the training data (features and label); ``valid`` is the validation
+    split with the label, and ``valid_pred``/``valid_proba`` the version's predictions on it
+    (each ``None`` when unavailable). ``stage_success`` maps a pipeline step name to the end
+    of its last successful run for this project.
+    """
+
+    model: str
+    version: int
+    created_at: datetime
+    task: str
+    features: list[str]
+    dtypes: dict[str, str]
+    label: str
+    classes: list[str] | None = None
+    profile: Profile | None = None
+    schema: Schema | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    primary: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    stage_success: dict[str, datetime] = field(default_factory=dict)
+    retrain_every_days: float | None = None
+    valid: pd.DataFrame | None = None
+    valid_pred: np.ndarray | None = None
+    valid_proba: np.ndarray | None = None
+    previous_version: int | None = None
+
+
+@dataclass
+class MonitorInputs:
+    """Everything one monitoring run reads, with the traffic loaded once and shared.
+
+    Build it with :func:`load_inputs` from a project, or directly (tests, benchmarks).
+    """
+
+    workspace: Path
+    project: str
+    spec: MonitoringSpec
+    reference: Reference
+    now: datetime
+    root: Path | None = None
+    offline: pd.DataFrame | None = None
+    _traffic: pd.DataFrame | None = field(default=None, repr=False)
+    _all_versions: pd.DataFrame | None = field(default=None, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def since(self) -> datetime:
+        """Start of the lookback."""
+        from readyml.config import duration_seconds
+
+        return self.now - timedelta(seconds=duration_seconds(self.spec.lookback, key="lookback"))
+
+    def traffic(self) -> pd.DataFrame:
+        """Served version's logged rows in the lookback, labels joined (loaded once)."""
+        if self._traffic is None:
+            self._traffic = read_traffic(
+                self.workspace,
+                self.reference.model,
+                version=self.reference.version,
+                since=self.since,
+                until=self.now + timedelta(microseconds=1),
+            )
+        return self._traffic
+
+    def all_versions(self) -> pd.DataFrame:
+        """Per-row performance columns of every version of the model (for comparisons)."""
+        if self._all_versions is None:
+            files = log_files(self.workspace, self.reference.model, None, self.since)
+            if not files:
+                self._all_versions = pd.DataFrame()
+            else:
+                cols = "ts, version, latency_ms, status"
+                names = query("SELECT name FROM parquet_schema(?) ", [files[0]])["name"].tolist()
+                extra = ", rss_mb" if "rss_mb" in names else ""
+                self._all_versions = query(
+                    f"SELECT {cols}{extra} FROM read_parquet({_file_list(files)}, "
+                    "union_by_name=true, hive_partitioning=false) WHERE ts >= ? AND ts <= ?",
+                    [self.since, self.now],
+                )
+        return self._all_versions
+
+    def window_edges(self) -> list[datetime]:
+        """``windows + 1`` edges cutting the traffic's time span into equal windows."""
+        frame = self.traffic()
+        if frame.empty:
+            return [self.since, self.now]
+        start = pd.Timestamp(frame["ts"].min()).to_pydatetime()
+        end = pd.Timestamp(frame["ts"].max()).to_pydatetime() + timedelta(microseconds=1)
+        n = self.spec.windows
+        step = (end - start) / n
+        return [start + step * i for i in range(n)] + [end]
+
+    def window_index(self) -> np.ndarray:
+        """Window number (0 … windows-1) of each traffic row."""
+        frame = self.traffic()
+        edges = _naive_us(pd.DatetimeIndex(self.window_edges()))
+        stamps = _naive_us(pd.DatetimeIndex(frame["ts"]))
+        cuts = edges[1:-1]
+        return np.searchsorted(cuts, stamps, side="right")
+
+    def features(self) -> pd.DataFrame:
+        """The served feature columns of the traffic (those the reference knows)."""
+        frame = self.traffic()
+        return frame[[c for c in self.reference.features if c in frame.columns]]
+
+
+def _naive_us(index: pd.DatetimeIndex) -> np.ndarray:
+    """Microseconds since the epoch (UTC) of each stamp."""
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.to_numpy(dtype="datetime64[us]").astype(np.int64)
+
+
+def load_inputs(
+    project: Project,
+    registry: Registry,
+    *,
+    now: datetime | None = None,
+    ref: str | None = None,
+) -> MonitorInputs:
+    """Inputs of a monitoring run of ``project`` (the served version: ``monitoring.model``,
+    else the champion)."""
+    spec = project.spec
+    target = ref or spec.monitoring.model or f"{spec.name}@champion"
+    version = registry.get(target)
+    reference = load_reference(project, registry, version)
+    return MonitorInputs(
+        workspace=project.workspace,
+        project=spec.name,
+        spec=spec.monitoring,
+        reference=reference,
+        now=now or datetime.now(UTC),
+        root=project.root,
+    )
+
+
+def load_reference(project: Project, registry: Registry, version: ModelVersion) -> Reference:
+    """The served version's training reference (see :class:`Reference`)."""
+    signature = version.signature
+    inputs = signature.get("inputs", [])
+    output = signature.get("output", {})
+    metrics = version.metrics or {}
+    env = version.lineage.get("fingerprints", {}).get("environment", {})
+    run_id = version.run_id or version.lineage.get("run_id")
+    steps = registry.store.steps_for_run(run_id) if run_id else []
+    classes = output.get("classes")
+    reference = Reference(
+        model=version.name,
+        version=version.version,
+        created_at=_aware(version.created_at),
+        task=str(output.get("task") or metrics.get("task") or "classification"),
+        features=[str(c["name"]) for c in inputs],
+        dtypes={str(c["name"]): str(c.get("dtype", "")) for c in inputs},
+        label=project.spec.label,
+        classes=[str(c) for c in classes] if classes is not None else None,
+        schema=_schema(project.root),
+        metrics=dict(metrics.get("valid", {})),
+        primary=metrics.get("primary"),
+        packages=dict(env.get("packages", {})),
+        run_id=run_id,
+        stage_success=_stage_success(registry, project.spec.name),
+        retrain_every_days=_retrain_every(registry, version),
+        previous_version=version.parent_version,
+    )
+    profile = _step_output(registry, project.spec.name, steps, "profile", "profile")
+    if isinstance(profile, dict):
+        reference.profile = Profile.from_dict(profile)
+    valid = _step_output(registry, project.spec.name, steps, "split", "valid")
+    if isinstance(valid, pd.DataFrame):
+        reference.valid = valid
+        _predict_valid(registry, version, reference)
+    return reference
+
+
+def _aware(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+def _schema(root: Path) -> Schema | None:
+    path = root / SCHEMA_FILE
+    return load_schema(path) if path.exists() else None
+
+
+def _stage_success(registry: Registry, project: str) -> dict[str, datetime]:
+    last: dict[str, datetime] = {}
+    for run in registry.store.list_runs(project, limit=50):
+        for step in registry.store.steps_for_run(run.id):
+            if step.status in ("succeeded", "skipped") and step.error is None:
+                ended = _aware(step.ended_at)
+                if step.status == "succeeded" and ended > last.get(step.name, _EPOCH):
+                    last[step.name] = ended
+    return last
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _retrain_every(registry: Registry, version: ModelVersion) -> float | None:
+    staleness = (version.metrics or {}).get("staleness") or {}
+    value = staleness.get("retrain_every_days") if isinstance(staleness, dict) else None
+    if value is None:
+        for evidence in reversed(registry.store.list_evidence(test_id="model-4")):
+            if evidence.model_name in (None, version.name):
+                value = evidence.details.get("retrain_every_days")
+                if value is not None:
+                    break
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _step_output(
+    registry: Registry, project: str, steps: list[StepRecord], step: str, name: str
+) -> Any:
+    """A step's stored output for a run (following a cached step to the run that computed it)."""
+    record = next((s for s in steps if s.name == step), None)
+    if record is None:
+        return None
+    if name not in record.outputs and record.input_fingerprint:
+        record = registry.store.find_cached_step(project, step, record.input_fingerprint)
+    if record is None or name not in record.outputs:
+        return None
+    meta = record.outputs[name]
+    files = {
+        f["name"]: registry.artifacts.get_bytes(
+            f["key"], sha256=f["sha256"], label=f"output '{name}' of step '{step}'"
+        )
+        for f in meta["files"]
+    }
+    if meta["kind"] == "json":
+        import json
+
+        return json.loads(files["value.json"])
+    if meta["kind"] == "frame":
+        from io import BytesIO
+
+        return pd.read_parquet(BytesIO(files["data.parquet"]))
+    return None
+
+
+def _predict_valid(registry: Registry, version: ModelVersion, reference: Reference) -> None:
+    """The version's predictions on the validation split (prediction bias, CBPE calibration)."""
+    from readyml.predict import Predictor
+
+    valid = reference.valid
+    if valid is None or not all(f in valid.columns for f in reference.features):
+        return
+    try:
+        predictor = Predictor.load(registry, version.ref)
+        model = predictor.model
+        X = valid[reference.features]
+        reference.valid_pred = np.asarray(model.predict(X))
+        if reference.task == "classification" and getattr(model, "has_proba", False):
+            reference.valid_proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    except ReadymlError:
+        reference.valid_pred = None
+
+
+def project_root_of(workspace: Path) -> Path | None:
+    """The project folder holding ``workspace`` (``None`` when it has no ``readyml.yaml``)."""
+    root = workspace.parent
+    return root if (root / SPEC_FILE).exists() else None

@@ -1,0 +1,249 @@
+"""One monitoring run: the checks over the inputs, evidence, alerts, and the repeating schedule.
+
+:class:`Monitor` runs a list of checks on :class:`~readyml.monitor.inputs.MonitorInputs`,
+records one piece of evidence per check that ran (``monitor-N``, automated, its numbers as
+details), turns findings into alerts (:mod:`readyml.monitor.alerts`) and sends what changed to
+the sinks. :func:`run_monitor` does all of it for a project; :func:`run_every` repeats it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from readyml.config import Project, duration_seconds
+from readyml.errors import ReadymlError
+from readyml.monitor.alerts import (
+    STATE_FILE,
+    Alert,
+    AlertBook,
+    Sink,
+    alert_for,
+    deliver,
+    sinks_from_spec,
+)
+from readyml.monitor.checks import Check, CheckResult, checks_from_spec
+from readyml.monitor.checks._base import clean
+from readyml.monitor.inputs import MonitorInputs, load_inputs
+from readyml.registry import Registry
+from readyml.types import JSON, Evidence
+
+REPORTS_DIR = "reports"
+
+
+@dataclass
+class MonitorReport:
+    """The outcome of one monitoring run: ``{"checks": [...], "alerts": [...]}`` as JSON."""
+
+    project: str
+    model: str
+    version: int
+    at: datetime
+    checks: list[CheckResult]
+    alerts: list[Alert] = field(default_factory=list)
+    sent: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    deduplicated: int = 0
+    deliveries: list[JSON] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether no check failed."""
+        return not any(c.status == "failed" for c in self.checks) and not self.errors
+
+    def check(self, name: str) -> CheckResult:
+        """The result of the check called ``name``."""
+        return next(c for c in self.checks if c.check == name)
+
+    def to_dict(self) -> JSON:
+        """JSON-ready dict."""
+        return {
+            "project": self.project,
+            "model": self.model,
+            "version": self.version,
+            "at": self.at.isoformat(),
+            "ok": self.ok,
+            "rows": self.rows,
+            "checks": [c.to_dict() for c in self.checks],
+            "alerts": [a.to_dict() for a in self.alerts],
+            "sent": len(self.sent),
+            "resolved": [a.to_dict() for a in self.resolved],
+            "deduplicated": self.deduplicated,
+            "deliveries": self.deliveries,
+            "errors": dict(self.errors),
+        }
+
+
+class Monitor:
+    """Run checks, record evidence, raise and resolve alerts.
+
+    Args:
+        checks: the checks to run (default: all seven, from the inputs' spec).
+        sinks: where alert changes go (default: ``monitoring.alerts``).
+        book: alert state (default: ``.readyml/monitor/alerts.json``).
+        registry: where evidence is recorded (``None``: none recorded).
+
+    Example:
+        >>> report = Monitor(registry=registry).run(inputs)  # doctest: +SKIP
+        >>> [c.test_id for c in report.checks]  # doctest: +SKIP
+        ['monitor-1', 'monitor-2', ...]
+    """
+
+    def __init__(
+        self,
+        *,
+        checks: Sequence[Check] | None = None,
+        sinks: Sequence[Sink] | None = None,
+        book: AlertBook | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.checks = checks
+        self.sinks = sinks
+        self.book = book
+        self.registry = registry
+
+    def run(self, inputs: MonitorInputs, *, data_source: str | None = None) -> MonitorReport:
+        """One run over ``inputs``."""
+        spec = inputs.spec
+        checks = (
+            list(self.checks)
+            if self.checks is not None
+            else checks_from_spec(spec, data_source=data_source)
+        )
+        ref = inputs.reference
+        report = MonitorReport(
+            project=inputs.project, model=ref.model, version=ref.version, at=inputs.now, checks=[]
+        )
+        for check in checks:
+            try:
+                result = check.run(inputs)
+            except ReadymlError as exc:
+                report.errors[check.name] = str(exc)
+                result = CheckResult(check.name, check.test_id, "skipped", f"error: {exc}")
+            report.checks.append(result)
+        report.rows = len(inputs.traffic())
+        self._evidence(inputs, report)
+        found = [
+            alert_for(
+                r, f, project=inputs.project, model=ref.model, version=ref.version, now=inputs.now
+            )
+            for r in report.checks
+            for f in r.findings
+        ]
+        book = self.book or AlertBook(
+            path=inputs.workspace / STATE_FILE,
+            repeat_interval=timedelta(seconds=duration_seconds(spec.alerts.repeat_interval)),
+        )
+        ran = {r.check for r in report.checks if r.status != "skipped"}
+        update = book.update(found, checks_run=ran, now=inputs.now)
+        report.alerts = update.firing
+        report.sent = update.notify
+        report.resolved = update.resolved
+        report.deduplicated = update.deduplicated
+        sinks = self.sinks if self.sinks is not None else sinks_from_spec(spec.alerts)
+        report.deliveries = deliver(sinks, update.notify)
+        return report
+
+    def _evidence(self, inputs: MonitorInputs, report: MonitorReport) -> None:
+        if self.registry is None:
+            return
+        for result in report.checks:
+            if result.status == "skipped":
+                continue
+            details: JSON = {
+                "check": result.check,
+                "summary": result.summary,
+                "findings": [f.to_dict() for f in result.findings],
+                "rows": report.rows,
+                "lookback": inputs.spec.lookback,
+                **_numbers(result.details),
+            }
+            self.registry.store.add_evidence(
+                Evidence(
+                    test_id=result.test_id,
+                    passed=result.passed,
+                    automated=True,
+                    project=inputs.project,
+                    model_name=report.model,
+                    version=report.version,
+                    details=clean(details),
+                    created_at=inputs.now,
+                )
+            )
+
+
+def _numbers(details: JSON) -> JSON:
+    """The top-level numbers and small mappings of a check's details (evidence stays small)."""
+    out: JSON = {}
+    for key, value in details.items():
+        if (
+            isinstance(value, int | float | str | bool)
+            or value is None
+            or (isinstance(value, dict) and len(json_text(value)) <= 4000)
+        ):
+            out[key] = value
+    return out
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of ``value`` (for size checks)."""
+    import json
+
+    return json.dumps(clean(value), default=str)
+
+
+def run_monitor(
+    project: Project,
+    registry: Registry,
+    *,
+    now: datetime | None = None,
+    sinks: Sequence[Sink] | None = None,
+    ref: str | None = None,
+) -> MonitorReport:
+    """Run every enabled check on the project's served version; record evidence; alert.
+
+    Raises:
+        VersionNotFound: the served version (``monitoring.model`` or the champion) is missing.
+    """
+    inputs = load_inputs(project, registry, now=now or datetime.now(UTC), ref=ref)
+    source = project.spec.data.source
+    data_source = None if project.spec.data.is_loader else source
+    return Monitor(sinks=sinks, registry=registry).run(inputs, data_source=data_source)
+
+
+def report_path(workspace: Path, at: datetime) -> Path:
+    """Where the HTML report of a run at ``at`` is written."""
+    return (
+        workspace / REPORTS_DIR / f"monitoring-{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.html"
+    )
+
+
+def run_every(
+    period_s: float,
+    job: Callable[[], Any],
+    *,
+    count: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Call ``job`` every ``period_s`` seconds (``count`` times, or until interrupted).
+
+    A run that takes longer than the period starts the next one at once; missed periods are
+    not made up. Returns the number of runs.
+    """
+    runs = 0
+    next_at = clock()
+    while count is None or runs < count:
+        job()
+        runs += 1
+        if count is not None and runs >= count:
+            break
+        next_at = max(next_at + period_s, clock())
+        sleep(max(0.0, next_at - clock()))
+    return runs

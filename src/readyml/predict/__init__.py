@@ -1,0 +1,24 @@
+"""Prediction: a registered model version loaded as a :class:`Predictor`.
+
+A predictor is the model (native flavor or ONNX Runtime) plus its signature and schema, and
+the checks that turn request values into typed model input (:mod:`readyml.predict.inputs`).
+The serving system batches request parts through :meth:`Predictor.predict_parts`.
+"""
+
+from __future__ import annotations
+
+from readyml.predict.inputs import Feature, InvalidInput, NumericBlock, features_from
+from readyml.predict.predictor import RUNTIMES, Part, Prediction, Predictor, Runtime, to_onnx
+
+__all__ = [
+    "RUNTIMES",
+    "Feature",
+    "InvalidInput",
+    "NumericBlock",
+    "Part",
+    "Prediction",
+    "Predictor",
+    "Runtime",
+    "features_from",
+    "to_onnx",
+]

@@ -1,0 +1,36 @@
+"""The serving system: a fast REST model server over registered versions.
+
+:func:`build_app` loads a project's models into a :class:`ModelTable` and returns the ASGI
+:class:`ServingApp` (Open Inference Protocol V2 with the repository and binary-tensor
+extensions, MLflow's ``/invocations``, ``/predict``); :func:`run` serves it with uvicorn.
+Requests are batched by :class:`AdaptiveBatcher`, counted in :class:`ServerMetrics` and
+logged to Parquet by :class:`RequestLog`.
+"""
+
+from __future__ import annotations
+
+from readyml.serve.access_log import AccessLog
+from readyml.serve.app import ServingApp
+from readyml.serve.auth import BearerAuth
+from readyml.serve.batching import AdaptiveBatcher, BatchStats, QueueFull
+from readyml.serve.deployment import Deployment, ModelTable
+from readyml.serve.metrics import ServerMetrics
+from readyml.serve.request_log import LogEntry, RequestLog
+from readyml.serve.server import app_from_environment, build_app, run
+
+__all__ = [
+    "AccessLog",
+    "AdaptiveBatcher",
+    "BatchStats",
+    "BearerAuth",
+    "Deployment",
+    "LogEntry",
+    "ModelTable",
+    "QueueFull",
+    "RequestLog",
+    "ServerMetrics",
+    "ServingApp",
+    "app_from_environment",
+    "build_app",
+    "run",
+]

@@ -1,0 +1,214 @@
+"""Raw ASGI plumbing shared by the routes: the request, bodies, JSON answers, HTTP errors.
+
+The hot path avoids framework request/response objects: a request is the scope, its body
+bytes and the few headers we read; an answer is two ``send`` calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from readyml.errors import BadRequest, ReadymlError, ServeError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_TYPE = b"application/json"
+# Longest caller-supplied request id we echo back (characters).
+MAX_REQUEST_ID_CHARS = 128
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+class NotFound(ServeError):
+    """No route, model or version answers this path."""
+
+    status_code = 404
+
+
+class MethodNotAllowed(ServeError):
+    """The path exists but not for this HTTP method; ``allowed`` lists the methods it takes."""
+
+    status_code = 405
+
+    def __init__(self, message: str, *, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class PayloadTooLarge(BadRequest):
+    """The body is larger than the server's limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body's content type is not one the route reads."""
+
+    status_code = 415
+
+
+class Unauthorized(ServeError):
+    """The route needs a bearer token and none (or a wrong one) came."""
+
+    status_code = 401
+
+
+class PredictionFailed(BadRequest):
+    """The model raised on this request's input (other requests of its batch are unaffected)."""
+
+    status_code = 422
+
+
+def new_request_id() -> str:
+    """A process-unique request id (random prefix + counter; cheaper than a UUID)."""
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
+
+
+class Request:
+    """What a route needs of a request: method, path, query, a few headers, the body."""
+
+    __slots__ = (
+        "authorization",
+        "body",
+        "content_length",
+        "content_type",
+        "inference_header_length",
+        "method",
+        "path",
+        "query",
+        "request_id",
+        "scope",
+    )
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query: bytes = scope.get("query_string", b"")
+        self.body = b""
+        self.content_length: int | None = None
+        self.content_type = b""
+        self.inference_header_length: bytes | None = None
+        self.authorization: bytes | None = None
+        request_id: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                self.content_length = int(value) if value.isdigit() else -1
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"x-request-id":
+                text = value.decode("latin-1")
+                if 0 < len(text) <= MAX_REQUEST_ID_CHARS and text.isprintable():
+                    request_id = text
+            elif name == b"authorization":
+                self.authorization = value
+            elif name == b"inference-header-content-length":
+                self.inference_header_length = value
+        self.request_id = request_id or new_request_id()
+
+    def query_param(self, key: str) -> str | None:
+        """One query-string parameter (first value), undecoded beyond ASCII."""
+        if not self.query:
+            return None
+        for pair in self.query.decode("latin-1").split("&"):
+            name, _, value = pair.partition("=")
+            if name == key:
+                return value
+        return None
+
+    async def read_body(self, receive: Receive, limit: int) -> bytes:
+        """Read the whole body, refusing more than ``limit`` bytes (413)."""
+        if self.content_length is not None and self.content_length > limit:
+            raise PayloadTooLarge(
+                f"body: expected at most {limit} bytes, found Content-Length {self.content_length}"
+            )
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [body]
+            size = len(body)
+            while message.get("more_body", False):
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body: expected at most {limit} bytes, found more")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body: expected at most {limit} bytes, found {len(body)}")
+        self.body = body
+        return body
+
+
+def parse_json(body: bytes, *, expected: str = "a JSON document") -> Any:
+    """Decode a JSON body, or raise 400 saying what was expected and what came."""
+    if not body:
+        raise BadRequest(f"body: expected {expected}, found an empty body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body: expected {expected}, found invalid JSON ({exc})") from None
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = JSON_TYPE,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a complete answer."""
+    raw_headers = [(b"content-type", content_type)]
+    if headers:
+        raw_headers += headers
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(
+    send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send ``content`` as JSON (numpy arrays allowed)."""
+    await send_bytes(
+        send,
+        status,
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        headers=headers,
+    )
+
+
+def error_content(exc: ReadymlError) -> dict[str, Any]:
+    """The JSON body of an error: ``{"error": message}`` plus the field details if known.
+
+    The Open Inference Protocol's error format is ``{"error": "<message>"}``; the extra keys
+    (``field``, ``expected``, ``found``) name the offending input.
+    """
+    to_dict = getattr(exc, "to_dict", None)
+    if callable(to_dict):
+        content: dict[str, Any] = to_dict()
+        return content
+    return {"error": str(exc)}
+
+
+def error_headers(exc: ReadymlError, request_id: str) -> list[tuple[bytes, bytes]]:
+    """Headers of an error answer: the request id, Retry-After, WWW-Authenticate."""
+    headers = [(b"x-request-id", request_id.encode())]
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after_s))).encode()))
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", ", ".join(exc.allowed).encode()))
+    if isinstance(exc, Unauthorized):
+        headers.append((b"www-authenticate", b'Bearer realm="readyml"'))
+    return headers

@@ -1,0 +1,657 @@
+"""The ASGI application: routes, the shared request flow, and the lifespan.
+
+Chosen by measurement over FastAPI (see ``docs/serving.md``): the app is a plain ASGI
+callable in Starlette's style. Prediction routes run a lean flow — read the body, decode
+(orjson), check against the signature (vectorised), queue for the batcher, answer with two
+``send`` calls — and every other route is a small handler. One place maps every
+:class:`~readyml.errors.ReadymlError` to its status and JSON body; anything else is a bug,
+answered 500 with the request id and logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from readyml import __version__
+from readyml.config import ServingSpec
+from readyml.errors import BadRequest, ReadymlError
+from readyml.predict import Part, Prediction, Predictor
+from readyml.serve import mlflow, simple, v2
+from readyml.serve._http import (
+    MethodNotAllowed,
+    NotFound,
+    PredictionFailed,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    error_content,
+    error_headers,
+    parse_json,
+    send_bytes,
+    send_json,
+)
+from readyml.serve.access_log import AccessLog
+from readyml.serve.auth import BearerAuth
+from readyml.serve.batching import BatchStats, QueueFull
+from readyml.serve.deployment import Deployment, ModelTable
+from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
+from readyml.serve.openapi import build_openapi
+from readyml.serve.request_log import LogEntry, RequestLog
+from readyml.serve.rollout import RolloutManager, Route
+from readyml.types import ModelRef
+
+# How often buffered access-log lines are written (s).
+ACCESS_LOG_FLUSH_S = 0.5
+# How long shutdown waits for queued requests (s).
+DRAIN_TIMEOUT_S = 10.0
+_MODELS_PREFIX = "/v2/models/"
+_REPOSITORY_PREFIX = "/v2/repository/models/"
+
+Loader = Callable[[str], Predictor]
+Handler = Callable[["Exchange", Receive, Send], Awaitable[None]]
+
+
+class Exchange:
+    """One request as it goes through the app: what metrics and logs need at the end."""
+
+    __slots__ = (
+        "choice",
+        "deployment",
+        "request",
+        "route",
+        "rows",
+        "started_s",
+        "started_wall_s",
+        "status",
+    )
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.route = "other"
+        self.status = 500
+        self.deployment: Deployment | None = None
+        self.choice: Route | None = None
+        self.rows = 0
+        self.started_s = time.monotonic()
+        self.started_wall_s = time.time()
+
+
+class ServingApp:
+    """The model server as one ASGI callable.
+
+    Args:
+        table: The models served.
+        spec: Serving settings (limits, batching, logging, auth).
+        metrics: Prometheus metrics.
+        executor: The single inference worker every batcher runs on.
+        request_log: Parquet request logging; ``None`` turns it off.
+        access_log: JSON access lines; ``None`` turns them off.
+        token: The bearer token for protected calls (``None``: management calls refused).
+        loader: Loads ``NAME``, ``NAME:V`` or ``NAME@ALIAS`` for the repository extension.
+        repository: Lists the registry's model names for ``/v2/repository/index``.
+        rollouts: Canary, shadow and rollback control; ``None`` turns the routes off.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: ModelTable,
+        spec: ServingSpec,
+        metrics: ServerMetrics,
+        executor: concurrent.futures.Executor,
+        request_log: RequestLog | None = None,
+        access_log: AccessLog | None = None,
+        token: str | None = None,
+        loader: Loader | None = None,
+        repository: Callable[[], list[str]] | None = None,
+        rollouts: RolloutManager | None = None,
+    ) -> None:
+        self.table = table
+        self.spec = spec
+        self.metrics = metrics
+        self.executor = executor
+        self.request_log = request_log
+        self.access_log = access_log
+        self.auth = BearerAuth(token=token, env_name=spec.token_env)
+        self.loader = loader
+        self.repository = repository
+        self.rollouts = rollouts
+        self.max_body_bytes = spec.max_body_bytes
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/predict": {"POST": self._simple},
+            "/invocations": {"POST": self._mlflow},
+            "/v2": {"GET": self._server_metadata},
+            "/v2/health/live": {"GET": self._live},
+            "/v2/health/ready": {"GET": self._ready},
+            "/v2/repository/index": {"POST": self._repository_index},
+            "/metrics": {"GET": self._metrics},
+            "/openapi.json": {"GET": self._openapi},
+            "/ping": {"GET": self._health},
+            "/health": {"GET": self._health},
+            "/v2/management/deploy": {"POST": self._deploy},
+            "/v2/management/promote": {"POST": self._promote},
+            "/v2/management/rollback": {"POST": self._rollback},
+            "/v2/management/rollout": {"GET": self._rollout_status},
+        }
+        self._openapi_cache: tuple[int, bytes] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifespan -----------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def startup(self) -> None:
+        """Start the background writers (called by the lifespan)."""
+        for deployment in self.table:
+            self._observe_load(deployment)
+        if self.request_log is not None:
+            self.request_log.start()
+        if self.access_log is not None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_access_log())
+        if self.rollouts is not None:
+            self.rollouts.start()
+
+    async def shutdown(self) -> None:
+        """Drain every batcher, then stop the writers and the worker."""
+        if self.rollouts is not None:
+            await self.rollouts.stop()
+        for deployment in self.table:
+            await deployment.batcher.drain(DRAIN_TIMEOUT_S)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self.access_log is not None:
+            self.access_log.flush()
+        if self.request_log is not None:
+            await asyncio.to_thread(self.request_log.stop)
+        self.executor.shutdown(wait=False)
+
+    async def _flush_access_log(self) -> None:
+        assert self.access_log is not None
+        while True:
+            await asyncio.sleep(ACCESS_LOG_FLUSH_S)
+            self.access_log.flush()
+
+    def _observe_load(self, deployment: Deployment) -> None:
+        self.metrics.load_seconds.labels(deployment.name, deployment.version_label).set(
+            deployment.predictor.load_time_s
+        )
+
+    def on_batch(self, model: str, stats: BatchStats) -> None:
+        """Metrics of one batch (the deployments' batchers call this)."""
+        self.metrics.batch(model, stats.rows, stats.service_s, stats.queue_rows)
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        exchange = Exchange(request)
+        try:
+            await self._route(exchange, receive, send)
+        except ReadymlError as exc:
+            exchange.status = exc.status_code
+            await self._send_error(exchange, exc, send)
+        except Exception:
+            exchange.status = 500
+            print(
+                f"readyml: unexpected error on {request.method} {request.path} "
+                f"(request {request.request_id}):\n{traceback.format_exc()}",
+                file=sys.stderr,
+            )
+            await send_json(
+                send,
+                500,
+                {"error": f"internal server error (request id {request.request_id})"},
+                headers=[(b"x-request-id", request.request_id.encode())],
+            )
+        finally:
+            self._account(exchange)
+
+    async def _send_error(self, exchange: Exchange, exc: ReadymlError, send: Send) -> None:
+        request = exchange.request
+        headers = error_headers(exc, request.request_id)
+        content = error_content(exc)
+        if exchange.route == "/invocations":
+            content["error_code"] = "BAD_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR"
+            content["message"] = content["error"]
+        model = exchange.deployment.name if exchange.deployment is not None else ""
+        if isinstance(exc, QueueFull):
+            self.metrics.reject(model, "overloaded")
+        elif exc.status_code in (400, 413, 415):
+            self.metrics.reject(model, "invalid")
+        elif exc.status_code == 401:
+            self.metrics.reject(model, "unauthorized")
+        await send_json(send, exc.status_code, content, headers)
+
+    def _account(self, exchange: Exchange) -> None:
+        latency_s = time.monotonic() - exchange.started_s
+        deployment = exchange.deployment
+        model = deployment.name if deployment is not None else ""
+        version = deployment.version_label if deployment is not None else ""
+        self.metrics.count(model, version, exchange.route, exchange.status, latency_s)
+        if exchange.choice is not None and exchange.choice.arm is not None:
+            exchange.choice.arm.observe(exchange.status, latency_s)
+        if self.access_log is not None:
+            request = exchange.request
+            self.access_log.record(
+                request_id=request.request_id,
+                method=request.method,
+                path=request.path,
+                status=exchange.status,
+                latency_s=latency_s,
+                model=model or None,
+                version=version or None,
+            )
+
+    async def _route(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        request = exchange.request
+        path = request.path
+        methods = self._routes.get(path)
+        if methods is not None:
+            exchange.route = path
+            handler = methods.get(request.method)
+            if handler is None:
+                raise _not_allowed(path, methods)
+            await handler(exchange, receive, send)
+            return
+        if path.startswith(_MODELS_PREFIX):
+            await self._model_route(exchange, path[len(_MODELS_PREFIX) :], receive, send)
+            return
+        if path.startswith(_REPOSITORY_PREFIX):
+            await self._repository_route(exchange, path[len(_REPOSITORY_PREFIX) :], receive, send)
+            return
+        raise NotFound(f"path {path!r}: no such route; see /openapi.json")
+
+    async def _model_route(
+        self, exchange: Exchange, rest: str, receive: Receive, send: Send
+    ) -> None:
+        parts = rest.split("/")
+        name = parts[0]
+        version: str | None = None
+        if len(parts) >= 3 and parts[1] == "versions":
+            version = parts[2]
+            action = parts[3:]
+            template = "/v2/models/{model_name}/versions/{model_version}"
+        else:
+            action = parts[1:]
+            template = "/v2/models/{model_name}"
+        if len(action) > 1 or not name or (len(parts) == 2 and parts[1] == "versions"):
+            raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
+        verb = action[0] if action else ""
+        method = "POST" if verb == "infer" else "GET"
+        if verb not in ("", "ready", "infer"):
+            raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
+        exchange.route = f"{template}/{verb}" if verb else template
+        if exchange.request.method != method:
+            raise _not_allowed(exchange.route, {method: self._live})
+        if verb == "infer":
+            # The body is read before the model is looked up, so that a swap while it
+            # arrives never hands the request to a deployment that is being drained.
+            if self.spec.protect_predict:
+                self.auth.check(exchange.request)
+            await exchange.request.read_body(receive, self.max_body_bytes)
+            await self._v2_infer(exchange, self._pick(exchange, name, version), send)
+            return
+        deployment = self._candidate(name, version) or self.table.get(name, version)
+        exchange.deployment = deployment
+        exchange.status = 200
+        if verb == "ready":
+            await send_json(send, 200, {"name": deployment.name, "ready": True})
+        else:
+            await send_json(send, 200, v2.model_metadata(deployment.predictor))
+
+    # -- prediction routes --------------------------------------------------------------
+
+    async def _simple(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        body = await self._body(exchange, receive)
+        deployment = self._default(exchange)
+        part, rows = simple.decode(deployment.predictor, body)
+        prediction, offset = await self._submit(exchange, deployment, part, rows)
+        payload = simple.encode(deployment.predictor, prediction, offset, rows)
+        await self._answer(exchange, send, payload, None, part, prediction, offset)
+
+    async def _mlflow(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        body = await self._body(exchange, receive)
+        deployment = self._default(exchange)
+        part, rows = mlflow.decode(deployment.predictor, body, exchange.request.content_type)
+        prediction, offset = await self._submit(exchange, deployment, part, rows)
+        payload = mlflow.encode(prediction, offset, rows)
+        await self._answer(exchange, send, payload, None, part, prediction, offset)
+
+    async def _v2_infer(self, exchange: Exchange, deployment: Deployment, send: Send) -> None:
+        request = v2.decode(exchange.request)
+        part, rows = v2.to_part(deployment.predictor, request.inputs)
+        prediction, offset = await self._submit(exchange, deployment, part, rows)
+        payload, header_length = v2.encode(
+            deployment.predictor,
+            prediction,
+            offset,
+            rows,
+            request,
+            exchange.request.request_id,
+        )
+        await self._answer(exchange, send, payload, header_length, part, prediction, offset)
+
+    def _default(self, exchange: Exchange) -> Deployment:
+        name = exchange.request.query_param("model")
+        stable = self.table.get(name) if name else self.table.default()
+        return self._pick(exchange, stable.name, None, stable)
+
+    def _pick(
+        self,
+        exchange: Exchange,
+        name: str,
+        version: str | None,
+        stable: Deployment | None = None,
+    ) -> Deployment:
+        """The deployment that answers: a version asked for, else the rollout's choice."""
+        deployment = self._candidate(name, version) if version is not None else None
+        if deployment is None:
+            stable = stable if stable is not None else self.table.get(name, version)
+            if self.rollouts is not None and version is None:
+                exchange.choice = self.rollouts.route(stable, exchange.request.scope)
+                deployment = exchange.choice.deployment
+            else:
+                deployment = stable
+        exchange.deployment = deployment
+        return deployment
+
+    def _candidate(self, name: str, version: str | None) -> Deployment | None:
+        if self.rollouts is None or version is None:
+            return None
+        return self.rollouts.candidate_for(name, version)
+
+    async def _body(self, exchange: Exchange, receive: Receive) -> bytes:
+        if self.spec.protect_predict:
+            self.auth.check(exchange.request)
+        return await exchange.request.read_body(receive, self.max_body_bytes)
+
+    async def _submit(
+        self, exchange: Exchange, deployment: Deployment, part: Part, rows: int
+    ) -> tuple[Prediction, int]:
+        if rows == 0:
+            raise BadRequest("body: expected at least one row, found none")
+        exchange.rows = rows
+        try:
+            return await deployment.batcher.submit(part, rows=rows)
+        except ReadymlError:
+            raise
+        except Exception as exc:
+            raise PredictionFailed(
+                f"model {deployment.name!r} version {deployment.version}: cannot predict "
+                f"this input ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    async def _answer(
+        self,
+        exchange: Exchange,
+        send: Send,
+        payload: bytes,
+        header_length: bytes | None,
+        part: Part,
+        prediction: Prediction,
+        offset: int,
+    ) -> None:
+        request_id = exchange.request.request_id
+        headers = [(b"x-request-id", request_id.encode())]
+        content_type = b"application/json"
+        if header_length is not None:
+            headers.append((b"inference-header-content-length", header_length))
+            content_type = b"application/octet-stream"
+        exchange.status = 200
+        await send_bytes(send, 200, payload, content_type=content_type, headers=headers)
+        choice = exchange.choice
+        if choice is not None and self.rollouts is not None:
+            if choice.arm is not None:
+                choice.arm.record(prediction, offset, exchange.rows)
+            if choice.shadow is not None:
+                self._in_background(self.rollouts.mirror(choice, part, exchange.rows))
+        if self.request_log is not None and exchange.deployment is not None:
+            self.request_log.record(
+                LogEntry(
+                    predictor=exchange.deployment.predictor,
+                    part=part,
+                    prediction=prediction,
+                    offset=offset,
+                    rows=exchange.rows,
+                    request_id=request_id,
+                    ts_s=exchange.started_wall_s,
+                    latency_ms=(time.monotonic() - exchange.started_s) * 1000,
+                    status=200,
+                )
+            )
+
+    # -- other routes -------------------------------------------------------------------
+
+    async def _server_metadata(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        exchange.status = 200
+        await send_json(
+            send, 200, {"name": "readyml", "version": __version__, "extensions": v2.EXTENSIONS}
+        )
+
+    async def _live(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        exchange.status = 200
+        await send_json(send, 200, {"live": True})
+
+    async def _ready(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        ready = len(self.table) > 0
+        exchange.status = 200 if ready else 503
+        content: dict[str, Any] = {"ready": ready}
+        if not ready:
+            content["error"] = "no model is loaded"
+        await send_json(send, exchange.status, content)
+
+    async def _health(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        exchange.status = 200
+        await send_json(send, 200, {"status": "ok"})
+
+    async def _metrics(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        exchange.status = 200
+        await send_bytes(send, 200, self.metrics.render(), content_type=CONTENT_TYPE.encode())
+
+    async def _openapi(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        generation = self.table.generation
+        if self._openapi_cache is None or self._openapi_cache[0] != generation:
+            document = build_openapi(self.table, protect_predict=self.spec.protect_predict)
+            self._openapi_cache = (generation, orjson.dumps(document))
+        exchange.status = 200
+        await send_bytes(send, 200, self._openapi_cache[1])
+
+    # -- model repository extension -----------------------------------------------------
+
+    async def _management_body(self, exchange: Exchange, receive: Receive) -> dict[str, Any]:
+        self.auth.check(exchange.request)
+        body = await exchange.request.read_body(receive, self.max_body_bytes)
+        if not body.strip():
+            return {}
+        document = parse_json(body, expected="a JSON object")
+        if type(document) is not dict:
+            raise BadRequest(f"body: expected a JSON object, found {type(document).__name__}")
+        return document
+
+    async def _repository_index(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        document = await self._management_body(exchange, receive)
+        ready_only = document.get("ready")
+        if ready_only is not None and type(ready_only) is not bool:
+            raise BadRequest(f"ready: expected a boolean, found {ready_only!r}")
+        names = await asyncio.to_thread(self.repository) if self.repository is not None else []
+        entries = []
+        for name in sorted(set(names) | set(self.table.names())):
+            if name in self.table:
+                deployment = self.table.get(name)
+                entries.append(
+                    {"name": name, "version": deployment.version_label, "state": "READY"}
+                )
+            elif not ready_only:
+                entries.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
+        exchange.status = 200
+        await send_json(send, 200, entries)
+
+    async def _repository_route(
+        self, exchange: Exchange, rest: str, receive: Receive, send: Send
+    ) -> None:
+        name, _, action = rest.partition("/")
+        if action not in ("load", "unload") or "/" in name:
+            raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
+        exchange.route = f"/v2/repository/models/{{model_name}}/{action}"
+        if exchange.request.method != "POST":
+            raise _not_allowed(exchange.route, {"POST": self._live})
+        document = await self._management_body(exchange, receive)
+        if action == "unload":
+            deployment = self.table.remove(name)
+            exchange.deployment = deployment
+            self._in_background(deployment.batcher.drain(DRAIN_TIMEOUT_S))
+            exchange.status = 200
+            await send_json(send, 200, {"name": name, "state": "UNAVAILABLE"})
+            return
+        ref = _load_ref(name, document)
+        if self.loader is None:
+            raise NotFound(f"model {name!r}: this server has no registry to load from")
+        predictor = await asyncio.to_thread(self.loader, ref)
+        deployment = Deployment.create(
+            predictor,
+            executor=self.executor,
+            batching=self.spec.batching,
+            on_batch=self.on_batch,
+        )
+        old = self.table.put(deployment)
+        exchange.deployment = deployment
+        self._observe_load(deployment)
+        if old is not None:
+            # In-flight requests finish on the old version; new ones go to the new one.
+            self._in_background(old.batcher.drain(DRAIN_TIMEOUT_S))
+        exchange.status = 200
+        await send_json(
+            send,
+            200,
+            {"name": name, "version": deployment.version_label, "state": "READY"},
+        )
+
+    # -- rollouts (canary, shadow, promotion, rollback) -----------------------------------
+
+    def _manager(self) -> RolloutManager:
+        if self.rollouts is None:
+            raise NotFound("rollouts: this server has no registry to deploy from")
+        return self.rollouts
+
+    async def _deploy(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        document = await self._management_body(exchange, receive)
+        name = _text(document, "model")
+        version = document.get("version")
+        if type(version) is not int or version < 1:
+            raise BadRequest(f"version: expected a version number, found {version!r}")
+        overrides = document.get("rollout") or {}
+        if type(overrides) is not dict:
+            raise BadRequest(f"rollout: expected an object, found {type(overrides).__name__}")
+        mode = document.get("mode", "canary")
+        result = await self._manager().deploy(name, version, mode=str(mode), overrides=overrides)
+        exchange.status = 200
+        await send_json(send, 200, result)
+
+    async def _promote(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        document = await self._management_body(exchange, receive)
+        name = _text(document, "model")
+        reason = str(document.get("reason") or "promoted by hand")
+        result = await self._manager().promote(name, reason=reason)
+        exchange.status = 200
+        await send_json(send, 200, result)
+
+    async def _rollback(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        """Abort a running rollout; serve the registry's champion again when asked (or idle)."""
+        document = await self._management_body(exchange, receive)
+        name = _text(document, "model")
+        manager = self._manager()
+        result: dict[str, Any] = {}
+        if name in manager.rollouts:
+            reason = str(document.get("reason") or "rolled back by hand")
+            result = await manager.rollback(name, reason=reason)
+        if document.get("reload") or not result:
+            result = {**result, **await manager.reload_champion(name)}
+        exchange.status = 200
+        await send_json(send, 200, result)
+
+    async def _rollout_status(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        self.auth.check(exchange.request)
+        result = await asyncio.to_thread(self._manager().status)
+        exchange.status = 200
+        await send_json(send, 200, result)
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _not_allowed(path: str, methods: dict[str, Any]) -> MethodNotAllowed:
+    allowed = sorted(methods)
+    return MethodNotAllowed(f"{path}: expected method {' or '.join(allowed)}", allowed=allowed)
+
+
+def _text(document: dict[str, Any], key: str) -> str:
+    value = document.get(key)
+    if type(value) is not str or not value:
+        raise BadRequest(f"{key}: expected a model name, found {value!r}")
+    return value
+
+
+def _load_ref(name: str, document: dict[str, Any]) -> str:
+    """The registry reference a load call asks for: ``NAME@champion`` unless told otherwise."""
+    try:
+        ModelRef.parse(name)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if "@" in name or ":" in name:
+        raise BadRequest(f"model name {name!r}: expected a bare name; give the version in body")
+    parameters = document.get("parameters") or {}
+    if type(parameters) is not dict:
+        raise BadRequest(f"parameters: expected an object, found {type(parameters).__name__}")
+    version = parameters.get("version")
+    alias = parameters.get("alias")
+    if version is not None:
+        if not str(version).isdigit():
+            raise BadRequest(f"parameters.version: expected a version number, found {version!r}")
+        return f"{name}:{int(str(version))}"
+    if alias is not None:
+        ref = f"{name}@{alias}"
+        try:
+            ModelRef.parse(ref)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return ref
+    return f"{name}@champion"
+
+
+def logs_folder(workspace: Path) -> Path:
+    """Where a workspace's request logs go."""
+    return workspace / "logs"

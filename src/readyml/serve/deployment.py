@@ -1,0 +1,124 @@
+"""The model table: name → deployment (a predictor and its batcher), swapped atomically.
+
+A request looks its deployment up once and keeps the object it got, so replacing a name's
+deployment (a new version, a rollback) never disturbs requests already in flight: they
+finish on the old predictor while new requests go to the new one; the old batcher is then
+drained. A dict assignment is atomic on the event loop, which is the only writer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Iterator
+
+from readyml.config import BatchingSpec
+from readyml.predict import Part, Prediction, Predictor
+from readyml.serve._http import NotFound
+from readyml.serve.batching import AdaptiveBatcher, BatchStats
+
+
+class Deployment:
+    """One served model version: its predictor and the batcher in front of it.
+
+    Args:
+        predictor: The loaded version.
+        batcher: Queues request parts for ``predictor.predict_parts``.
+    """
+
+    def __init__(self, *, predictor: Predictor, batcher: AdaptiveBatcher[Part, Prediction]):
+        self.predictor = predictor
+        self.batcher = batcher
+        self.name = predictor.name
+        self.version = predictor.version
+        self.version_label = str(predictor.version)
+
+    @classmethod
+    def create(
+        cls,
+        predictor: Predictor,
+        *,
+        executor: concurrent.futures.Executor,
+        batching: BatchingSpec,
+        on_batch: Callable[[str, BatchStats], None] | None = None,
+    ) -> Deployment:
+        """A deployment whose batcher follows ``batching`` and runs on ``executor``."""
+        name = predictor.name
+
+        def report(stats: BatchStats) -> None:
+            if on_batch is not None:
+                on_batch(name, stats)
+
+        batcher: AdaptiveBatcher[Part, Prediction] = AdaptiveBatcher(
+            run_batch=predictor.predict_parts,
+            executor=executor,
+            max_batch_rows=batching.max_batch_size if batching.enabled else 1,
+            max_wait_s=batching.max_wait_ms / 1000 if batching.enabled else 0.0,
+            latency_target_s=batching.latency_target_ms / 1000,
+            max_queue_rows=batching.max_queue_rows,
+            max_queue_delay_s=batching.max_queue_delay_ms / 1000,
+            on_batch=report,
+        )
+        return cls(predictor=predictor, batcher=batcher)
+
+
+class ModelTable:
+    """Deployments by model name; the first one put is the default for ``/predict``.
+
+    >>> table = ModelTable()
+    >>> table.names()
+    []
+    """
+
+    def __init__(self) -> None:
+        self._deployments: dict[str, Deployment] = {}
+        self.generation = 0
+
+    def get(self, name: str, version: str | None = None) -> Deployment:
+        """The deployment serving ``name`` (and ``version``, when given).
+
+        Raises:
+            NotFound: The model is not loaded, or serves another version.
+        """
+        deployment = self._deployments.get(name)
+        if deployment is None:
+            loaded = ", ".join(sorted(self._deployments)) or "none"
+            raise NotFound(f"model {name!r}: not loaded (loaded models: {loaded})")
+        if version is not None and version != deployment.version_label:
+            raise NotFound(
+                f"model {name!r} version {version!r}: not loaded (serving version "
+                f"{deployment.version_label})"
+            )
+        return deployment
+
+    def default(self) -> Deployment:
+        """The first model put in the table (the project's champion by default)."""
+        for deployment in self._deployments.values():
+            return deployment
+        raise NotFound("no model is loaded; load one with POST /v2/repository/models/{name}/load")
+
+    def put(self, deployment: Deployment) -> Deployment | None:
+        """Serve ``deployment`` under its name; return the one it replaced, if any."""
+        old = self._deployments.get(deployment.name)
+        self._deployments[deployment.name] = deployment
+        self.generation += 1
+        return old
+
+    def remove(self, name: str) -> Deployment:
+        """Stop serving ``name``; return its deployment (to drain it)."""
+        deployment = self.get(name)
+        del self._deployments[name]
+        self.generation += 1
+        return deployment
+
+    def names(self) -> list[str]:
+        """Names of the loaded models, in load order."""
+        return list(self._deployments)
+
+    def __iter__(self) -> Iterator[Deployment]:
+        return iter(list(self._deployments.values()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._deployments
+
+    def __len__(self) -> int:
+        return len(self._deployments)

@@ -1,0 +1,143 @@
+"""MLflow's scoring protocol: ``POST /invocations``, so MLflow clients switch unchanged.
+
+Accepted bodies (``application/json``), exactly one key besides an optional ``params``:
+
+* ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}`` (``index`` ignored);
+* ``{"dataframe_records": [{...}, ...]}``;
+* ``{"instances": [...]}``: records, positional rows, or a dict of columns;
+* ``{"inputs": ...}``: a dict of columns, records, or rows (a tensor).
+
+``text/csv`` bodies (a header row of feature names) are read too. The answer is
+``{"predictions": [...]}``, as MLflow's scoring server gives for a classifier or regressor.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+
+from readyml.errors import BadRequest
+from readyml.predict import InvalidInput, Part, Prediction, Predictor
+from readyml.predict.inputs import describe
+from readyml.serve._http import UnsupportedMediaType, parse_json
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def decode(predictor: Predictor, body: bytes, content_type: bytes) -> tuple[Part, int]:
+    """The predictor's input from any of MLflow's formats."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    if media == b"text/csv":
+        return _from_csv(predictor, body)
+    if media not in (b"application/json", b""):
+        raise UnsupportedMediaType(
+            f"Content-Type: expected application/json or text/csv, found "
+            f"{media.decode('latin-1')!r}"
+        )
+    document = parse_json(body, expected="a JSON object with one of " + ", ".join(FORMATS))
+    if type(document) is not dict:
+        raise _error("body", f"an object with one of {list(FORMATS)}", document)
+    given = [key for key in FORMATS if key in document]
+    if len(given) != 1:
+        found = ", ".join(given) if given else ", ".join(map(str, document)) or "no keys"
+        raise InvalidInput(
+            f"body: expected exactly one of {list(FORMATS)}, found {found}",
+            field="body",
+            expected=f"one of {list(FORMATS)}",
+            found=found,
+        )
+    key = given[0]
+    value = document[key]
+    if key == "dataframe_split":
+        return _from_split(predictor, value)
+    if key == "dataframe_records":
+        if type(value) is not list or not value:
+            raise _error(key, "a non-empty list of records", value)
+        return predictor.from_records(value)
+    return _from_any(predictor, key, value)
+
+
+def _error(where: str, expected: str, found: object) -> InvalidInput:
+    shown = describe(found)
+    if found == []:
+        shown = "an empty list"
+    return InvalidInput(
+        f"{where}: expected {expected}, found {shown}", field=where, expected=expected, found=shown
+    )
+
+
+def _from_split(predictor: Predictor, value: Any) -> tuple[Part, int]:
+    if type(value) is not dict:
+        raise _error("dataframe_split", "an object with 'columns' and 'data'", value)
+    columns = value.get("columns")
+    data = value.get("data")
+    if type(columns) is not list or not all(type(c) is str for c in columns):
+        raise _error("dataframe_split.columns", "a list of column names", columns)
+    if type(data) is not list or not data:
+        raise _error("dataframe_split.data", "a non-empty list of rows", data)
+    if columns == predictor.names:
+        return predictor.from_rows(data)
+    width = len(columns)
+    for index, row in enumerate(data):
+        if type(row) is not list or len(row) != width:
+            raise _error(f"dataframe_split.data[{index}]", f"a row of {width} values", row)
+    return predictor.from_columns(
+        {name: [row[i] for row in data] for i, name in enumerate(columns)}
+    )
+
+
+def _from_any(predictor: Predictor, key: str, value: Any) -> tuple[Part, int]:
+    if type(value) is dict:
+        return predictor.from_columns(value)
+    if type(value) is not list or not value:
+        raise _error(key, "a non-empty list of records or rows, or an object of columns", value)
+    if all(type(item) is dict for item in value):
+        return predictor.from_records(value)
+    return predictor.from_rows(value)
+
+
+def _from_csv(predictor: Predictor, body: bytes) -> tuple[Part, int]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body: expected UTF-8 CSV text, found other bytes") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if len(rows) < 2:
+        raise BadRequest("body: expected a CSV header row and at least one data row")
+    header, data = rows[0], rows[1:]
+    columns: dict[str, list[Any]] = {name: [] for name in header}
+    for number, row in enumerate(data):
+        if len(row) != len(header):
+            raise BadRequest(
+                f"CSV row {number + 1}: expected {len(header)} values, found {len(row)}"
+            )
+        for name, cell in zip(header, row, strict=True):
+            columns[name].append(_cell(cell))
+    return predictor.from_columns(columns)
+
+
+def _cell(text: str) -> Any:
+    """A CSV cell as the JSON value it spells: empty → null, a number, a boolean, or text."""
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return None if number != number else number  # NaN reads as a missing value
+    if text in ("true", "false", "True", "False"):
+        return text.lower() == "true"
+    return text
+
+
+def encode(prediction: Prediction, offset: int, rows: int) -> bytes:
+    """``{"predictions": [...]}`` for one request's rows of a batch."""
+    return orjson.dumps({"predictions": prediction.labels_list[offset : offset + rows]})

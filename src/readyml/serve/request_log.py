@@ -1,0 +1,226 @@
+"""Request and prediction logging to Parquet partitions, for monitoring.
+
+Layout (append-only; one file per flush per partition, written under a temporary name and
+renamed, so a reader never sees half a file)::
+
+    {root}/model={name}/version={v}/hour=YYYYMMDDHH/part-{unique}.parquet
+
+Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival), ``model`` (string),
+``version`` (int64), one column per input feature typed as the signature, ``prediction``,
+``proba_<class>`` per class (classifiers), ``latency_ms`` (float64, arrival to prediction),
+``status`` (int32, the HTTP status). A request of N rows gives N log rows with one id.
+
+Recording is a sampled append to a bounded buffer on the event loop (about a microsecond);
+a background thread turns the buffer into Arrow tables and writes them. When the buffer is
+full the rows are dropped and counted; a failed write is counted and never reaches a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from readyml.predict import Part, Prediction, Predictor
+
+# Arrow type of each signature dtype family.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "number": pa.float64(),
+    "integer": pa.int64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "datetime": pa.timestamp("ns"),
+}
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One request's rows, waiting to be written."""
+
+    predictor: Predictor
+    part: Part
+    prediction: Prediction
+    offset: int
+    rows: int
+    request_id: str
+    ts_s: float
+    latency_ms: float
+    status: int
+
+
+class RequestLog:
+    """Sampled, bounded, background request logging.
+
+    Args:
+        root: The ``logs`` folder.
+        sample_rate: Fraction of requests logged (0 to 1).
+        buffer_rows: Rows held before new ones are dropped.
+        flush_interval_s: How often the writer thread writes what is buffered.
+        on_outcome: Called with ``(model, outcome, rows)``: written, dropped or failed.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        sample_rate: float = 1.0,
+        buffer_rows: int = 100_000,
+        flush_interval_s: float = 2.0,
+        on_outcome: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.sample_rate = sample_rate
+        self.buffer_rows = buffer_rows
+        self.flush_interval_s = flush_interval_s
+        self.on_outcome = on_outcome
+        self._entries: list[LogEntry] = []
+        self._buffered_rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self.failed_rows = 0
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="readyml-request-log", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is buffered and stop the writer thread."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def record(self, entry: LogEntry) -> None:
+        """Buffer one request's rows if sampled and if there is room; never raises."""
+        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+            return
+        if self._buffered_rows + entry.rows > self.buffer_rows:
+            self.dropped_rows += entry.rows
+            self._outcome(entry.predictor.name, "dropped", entry.rows)
+            return
+        # list.append is atomic under the GIL; the writer swaps the list under the lock.
+        self._entries.append(entry)
+        self._buffered_rows += entry.rows
+
+    def flush(self) -> int:
+        """Write the buffered rows now (the writer thread calls this); return rows written."""
+        with self._lock:
+            entries, self._entries = self._entries, []
+            self._buffered_rows = 0
+        if not entries:
+            return 0
+        groups: dict[tuple[str, int, str], list[LogEntry]] = defaultdict(list)
+        for entry in entries:
+            hour = datetime.fromtimestamp(entry.ts_s, UTC).strftime("%Y%m%d%H")
+            groups[(entry.predictor.name, entry.predictor.version, hour)].append(entry)
+        written = 0
+        for (name, version, hour), group in groups.items():
+            rows = sum(entry.rows for entry in group)
+            try:
+                table = to_table(group)
+                folder = self.root / f"model={name}" / f"version={version}" / f"hour={hour}"
+                folder.mkdir(parents=True, exist_ok=True)
+                unique = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
+                temporary = folder / f".part-{unique}.parquet.tmp"
+                pq.write_table(table, temporary)
+                temporary.rename(folder / f"part-{unique}.parquet")
+            except Exception as exc:  # logging must never take the server down
+                self.failed_rows += rows
+                self._outcome(name, "failed", rows)
+                with contextlib.suppress(OSError, ValueError):
+                    print(f"readyml: request log write failed: {exc}", file=sys.stderr)
+                continue
+            written += rows
+            self.written_rows += rows
+            self._outcome(name, "written", rows)
+        return written
+
+    def _outcome(self, model: str, outcome: str, rows: int) -> None:
+        if self.on_outcome is not None:
+            with contextlib.suppress(Exception):
+                self.on_outcome(model, outcome, rows)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self.flush()
+        self.flush()
+
+
+def to_table(entries: list[LogEntry]) -> pa.Table:
+    """The Arrow table of entries of one model version (see the module docstring)."""
+    predictor = entries[0].predictor
+    counts = np.array([entry.rows for entry in entries])
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array(np.repeat([e.request_id for e in entries], counts), pa.string()),
+        "ts": pa.array(
+            (np.repeat([e.ts_s for e in entries], counts) * 1e6).astype(np.int64),
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "model": pa.array([predictor.name] * int(counts.sum()), pa.string()),
+        "version": pa.array(np.full(int(counts.sum()), predictor.version, dtype=np.int64)),
+    }
+    if predictor.layout != "tensor":
+        columns.update(_feature_columns(predictor, [entry.part for entry in entries]))
+    labels = np.concatenate([e.prediction.labels[e.offset : e.offset + e.rows] for e in entries])
+    columns["prediction"] = pa.array(labels.tolist() if labels.dtype.kind in "OU" else labels)
+    if predictor.has_proba and predictor.classes is not None:
+        proba = np.concatenate(
+            [
+                e.prediction.proba[e.offset : e.offset + e.rows]
+                for e in entries
+                if e.prediction.proba is not None
+            ]
+        )
+        for index, label in enumerate(predictor.classes.tolist()):
+            columns[f"proba_{label}"] = pa.array(proba[:, index], pa.float64())
+    columns["latency_ms"] = pa.array(
+        np.repeat([e.latency_ms for e in entries], counts), pa.float64()
+    )
+    columns["status"] = pa.array(np.repeat([e.status for e in entries], counts), pa.int32())
+    return pa.table(columns)
+
+
+def _feature_columns(predictor: Predictor, parts: list[Part]) -> dict[str, pa.Array]:
+    columns: dict[str, pa.Array] = {}
+    if predictor.layout == "numeric":
+        block = np.concatenate([part for part in parts if isinstance(part, np.ndarray)])
+        for index, feature in enumerate(predictor.features):
+            values = block[:, index]
+            nulls = np.isnan(values)
+            if feature.kind == "integer":
+                columns[feature.name] = pa.array(
+                    np.where(nulls, 0, values).astype(np.int64), pa.int64(), mask=nulls
+                )
+            else:
+                columns[feature.name] = pa.array(values, pa.float64(), mask=nulls)
+        return columns
+    for feature in predictor.features:
+        values = np.concatenate([part[feature.name] for part in parts if isinstance(part, dict)])
+        arrow_type = _ARROW_TYPES[feature.kind]
+        data: Any = values.tolist() if values.dtype == object else values
+        columns[feature.name] = pa.array(data, arrow_type, from_pandas=True)
+    return columns

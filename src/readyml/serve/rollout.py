@@ -1,0 +1,707 @@
+"""Rollouts: shadow, canary steps, automated analysis, promotion and rollback.
+
+A rollout moves one model name from its *stable* version to a *candidate*. The candidate
+first passes infra validation (:mod:`readyml.serve.infra_validation`) and never serves
+if it fails. Then, optionally, it *shadows* the stable version: every request is answered
+by the stable version and mirrored to the candidate, whose answers are only recorded. Then
+it takes ``steps`` percent of the traffic in turn (5 → 25 → 50 → 100 by default; a
+``sticky_header`` pins a caller to one side). Each step lasts at least ``step_duration_s``
+and until the candidate answered ``min_requests``; the controller then compares the
+candidate of that step with the stable version since the rollout began on error rate,
+validation rejections, latency p95 and p99, NaN/inf outputs and the Jensen-Shannon
+distance between their predictions. Any broken limit rolls the candidate back; the last
+step passed promotes it (``registry.promote``) and makes it the stable version.
+
+Every decision is written to the registry's audit (alias ``canary``, the reason with the
+numbers), and as evidence: ``infra-6`` (the canary ran and decided on data) and ``infra-7``
+(a rollback was executed, with its measured seconds). The rollout's state is persisted as
+JSON under the workspace (temporary file, then rename), so a restarted server resumes it
+at the step it was in, measuring that step afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import os
+import random
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from readyml.config import RolloutSpec
+from readyml.data.drift import JensenShannon
+from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
+from readyml.predict import Prediction, Predictor
+from readyml.registry import CHAMPION, Registry
+from readyml.serve._http import Scope
+from readyml.serve.deployment import Deployment, ModelTable
+from readyml.serve.infra_validation import (
+    InfraValidationFailed,
+    InfraValidator,
+    nonfinite_rows,
+    record_failure,
+)
+from readyml.types import JSON, Evidence
+
+# The alias under which rollout decisions are written to the registry audit.
+AUDIT_ALIAS = "canary"
+# Who the controller acts as in audit records.
+CONTROLLER = "readyml-rollout"
+# Most latencies and outputs kept per side of a step (samples; older ones are dropped).
+MAX_SAMPLES = 50_000
+# How long a replaced deployment may finish its queued requests (s).
+DRAIN_TIMEOUT_S = 10.0
+# Percent buckets a sticky key is hashed into.
+STICKY_BUCKETS = 10_000
+
+Loader = Callable[[str], Predictor]
+MakeDeployment = Callable[[Predictor], Deployment]
+
+
+class RolloutState(enum.Enum):
+    """Where a rollout is: mirroring, taking traffic, or finished one way or the other."""
+
+    SHADOW = "shadow"
+    CANARY = "canary"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+
+
+_ACTIVE = frozenset({RolloutState.SHADOW, RolloutState.CANARY})
+_ILLEGAL: dict[tuple[RolloutState, RolloutState], str] = {
+    (RolloutState.SHADOW, RolloutState.SHADOW): "the candidate is already shadowing",
+    (RolloutState.CANARY, RolloutState.CANARY): "the canary is already taking traffic",
+    (RolloutState.CANARY, RolloutState.SHADOW): (
+        "a canary cannot return to shadowing; roll it back and deploy it again"
+    ),
+}
+for _done in (RolloutState.PROMOTED, RolloutState.ROLLED_BACK):
+    for _target in RolloutState:
+        _ILLEGAL[(_done, _target)] = (
+            f"the rollout is finished ({_done.value}); deploy a new candidate to start another"
+        )
+
+
+class IllegalTransition(ServeError):
+    """A rollout was asked to move to a state it cannot reach from where it is."""
+
+    status_code = 409
+
+
+class RolloutConflict(ServeError):
+    """A rollout is already running for this model, or none is and one was expected."""
+
+    status_code = 409
+
+
+def transition(current: RolloutState, target: RolloutState, model: str) -> RolloutState:
+    """Return ``target`` if ``current`` may move there; raise :class:`IllegalTransition`.
+
+    >>> transition(RolloutState.SHADOW, RolloutState.CANARY, "iris").value
+    'canary'
+    """
+    message = _ILLEGAL.get((current, target))
+    if message is not None:
+        raise IllegalTransition(
+            f"rollout of model {model!r}: cannot go from {current.value} to {target.value}: "
+            f"{message}"
+        )
+    return target
+
+
+class ArmStats:
+    """What one side (stable or candidate) did during a window: counts, latencies, outputs."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.rejections = 0
+        self.rows = 0
+        self.nonfinite_rows = 0
+        self.latencies_ms: list[float] = []
+        self.outputs: list[Any] = []
+
+    def observe(self, status: int, latency_s: float) -> None:
+        """Count one answered request (5xx and 422 are errors, other 4xx rejections)."""
+        self.requests += 1
+        if status >= 500 or status == 422:
+            self.errors += 1
+        elif status >= 400:
+            self.rejections += 1
+        if len(self.latencies_ms) < MAX_SAMPLES:
+            self.latencies_ms.append(latency_s * 1000)
+
+    def record(self, prediction: Prediction, offset: int, rows: int) -> None:
+        """Keep the predictions of one request (for divergence and NaN/inf counts)."""
+        self.rows += rows
+        self.nonfinite_rows += nonfinite_rows(prediction, offset, rows)
+        if len(self.outputs) < MAX_SAMPLES:
+            self.outputs.extend(prediction.labels[offset : offset + rows].tolist())
+
+    def rate(self, count: int) -> float:
+        """``count`` as a share of the requests (0 when there were none)."""
+        return count / self.requests if self.requests else 0.0
+
+    def latency_ms(self, quantile: float) -> float:
+        """A latency quantile (0 when there are no samples)."""
+        return float(np.quantile(self.latencies_ms, quantile)) if self.latencies_ms else 0.0
+
+    def summary(self) -> JSON:
+        """The window's numbers, rounded for reports."""
+        return {
+            "requests": self.requests,
+            "error_rate": round(self.rate(self.errors), 4),
+            "rejection_rate": round(self.rate(self.rejections), 4),
+            "p95_ms": round(self.latency_ms(0.95), 3),
+            "p99_ms": round(self.latency_ms(0.99), 3),
+            "nonfinite_rate": round(self.nonfinite_rows / self.rows, 4) if self.rows else 0.0,
+        }
+
+
+@dataclass
+class Verdict:
+    """The controller's judgement of one step: healthy or not, why, and the numbers."""
+
+    healthy: bool
+    reason: str
+    numbers: JSON
+
+
+def judge(stable: ArmStats, candidate: ArmStats, spec: RolloutSpec) -> Verdict:
+    """Compare a step's candidate with the stable version against the spec's limits."""
+    numbers: JSON = {"stable": stable.summary(), "candidate": candidate.summary()}
+    problems: list[str] = []
+    error_increase = candidate.rate(candidate.errors) - stable.rate(stable.errors)
+    if error_increase > spec.max_error_rate_increase:
+        problems.append(
+            f"error rate {candidate.rate(candidate.errors):.4f} vs stable "
+            f"{stable.rate(stable.errors):.4f} (+{error_increase:.4f} > "
+            f"{spec.max_error_rate_increase})"
+        )
+    rejection_increase = candidate.rate(candidate.rejections) - stable.rate(stable.rejections)
+    if rejection_increase > spec.max_rejection_rate_increase:
+        problems.append(
+            f"rejection rate +{rejection_increase:.4f} > {spec.max_rejection_rate_increase}"
+        )
+    nonfinite_rate = candidate.nonfinite_rows / candidate.rows if candidate.rows else 0.0
+    if nonfinite_rate > spec.max_nonfinite_rate:
+        problems.append(f"NaN/inf outputs in {nonfinite_rate:.4f} of rows")
+    if stable.requests:
+        for quantile, label in ((0.95, "p95"), (0.99, "p99")):
+            limit_ms = stable.latency_ms(quantile) * spec.max_latency_ratio + spec.latency_slack_ms
+            observed_ms = candidate.latency_ms(quantile)
+            if observed_ms > limit_ms:
+                problems.append(
+                    f"latency {label} {observed_ms:.1f} ms > limit {limit_ms:.1f} ms "
+                    f"(stable {stable.latency_ms(quantile):.1f} ms)"
+                )
+    if stable.outputs and candidate.outputs:
+        distance = (
+            JensenShannon().run(np.asarray(stable.outputs), np.asarray(candidate.outputs)).statistic
+        )
+        numbers["divergence_js"] = round(distance, 4)
+        if distance > spec.max_divergence:
+            problems.append(
+                f"prediction divergence (Jensen-Shannon) {distance:.4f} > {spec.max_divergence}"
+            )
+    if problems:
+        return Verdict(False, "; ".join(problems), numbers)
+    summary = numbers["candidate"]
+    reason = (
+        f"{summary['requests']} requests, error rate {summary['error_rate']}, "
+        f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms, "
+        f"divergence {numbers.get('divergence_js', 'n/a')}"
+    )
+    return Verdict(True, reason, numbers)
+
+
+@dataclass
+class Decision:
+    """One decision of a rollout, as persisted and reported."""
+
+    at: str
+    action: str
+    state: str
+    weight: float
+    reason: str
+    numbers: JSON = field(default_factory=dict)
+
+
+@dataclass
+class RolloutRecord:
+    """The persisted part of a rollout (what a restarted server needs to resume it)."""
+
+    model: str
+    stable_version: int
+    candidate_version: int
+    state: str
+    step_index: int
+    spec: JSON
+    started_at: str
+    decisions: list[Decision] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, document: JSON) -> RolloutRecord:
+        """Read a record written by :meth:`to_dict`."""
+        decisions = [Decision(**item) for item in document.get("decisions", [])]
+        return cls(**{**document, "decisions": decisions})
+
+    def to_dict(self) -> JSON:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+class Rollout:
+    """A rollout in progress: its record, the candidate deployment and the windows' stats."""
+
+    def __init__(self, *, record: RolloutRecord, candidate: Deployment) -> None:
+        self.record = record
+        self.candidate = candidate
+        self.spec = RolloutSpec.model_validate(record.spec)
+        self.stable_stats = ArmStats()
+        self.candidate_stats = ArmStats()
+        self.step_started_s = time.monotonic()
+
+    @property
+    def state(self) -> RolloutState:
+        """The rollout's state."""
+        return RolloutState(self.record.state)
+
+    @property
+    def weight(self) -> float:
+        """The candidate's share of the traffic now (percent; 0 while shadowing)."""
+        if self.state is RolloutState.CANARY:
+            return self.spec.steps[self.record.step_index]
+        return 0.0
+
+    def new_step(self) -> None:
+        """Start measuring a new window for the candidate."""
+        self.candidate_stats = ArmStats()
+        self.step_started_s = time.monotonic()
+
+    def to_dict(self) -> JSON:
+        """The record and the current windows, for ``GET /v2/management/rollout``."""
+        return {
+            **self.record.to_dict(),
+            "weight": self.weight,
+            "step_elapsed_s": round(time.monotonic() - self.step_started_s, 3),
+            "window": {
+                "stable": self.stable_stats.summary(),
+                "candidate": self.candidate_stats.summary(),
+            },
+        }
+
+
+class Route:
+    """Where one request goes: the deployment that answers, its side, and a shadow."""
+
+    __slots__ = ("arm", "deployment", "rollout", "shadow")
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        rollout: Rollout | None = None,
+        arm: ArmStats | None = None,
+        shadow: Deployment | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.rollout = rollout
+        self.arm = arm
+        self.shadow = shadow
+
+
+class RolloutManager:
+    """Runs the rollouts of one server: routing, the controller loop, decisions, state.
+
+    Args:
+        project: The project name (for evidence).
+        registry: Where versions are loaded from and decisions recorded.
+        table: The server's model table (the stable versions).
+        folder: Where rollout state is persisted (one JSON file per model).
+        load: Loads a ``NAME:V`` reference.
+        make_deployment: Wraps a predictor in a deployment with the server's batching.
+        spec: The project's rollout settings (a deploy call may override them).
+        logs: The request-log folder, whose rows infra validation replays.
+    """
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        registry: Registry,
+        table: ModelTable,
+        folder: Path,
+        load: Loader,
+        make_deployment: MakeDeployment,
+        spec: RolloutSpec,
+        logs: Path | None = None,
+    ) -> None:
+        self.project = project
+        self.registry = registry
+        self.table = table
+        self.folder = folder
+        self.load = load
+        self.make_deployment = make_deployment
+        self.spec = spec
+        self.logs = logs
+        self.rollouts: dict[str, Rollout] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._random = random.Random()
+
+    # -- routing (on the event loop, per request) -----------------------------------------
+
+    def route(self, stable: Deployment, scope: Scope) -> Route:
+        """Pick the side that answers a request for ``stable``'s model."""
+        rollout = self.rollouts.get(stable.name)
+        if rollout is None:
+            return Route(stable)
+        if rollout.state is RolloutState.SHADOW:
+            return Route(stable, rollout, rollout.stable_stats, shadow=rollout.candidate)
+        if self._bucket(rollout.spec.sticky_header, scope) < rollout.weight:
+            return Route(rollout.candidate, rollout, rollout.candidate_stats)
+        return Route(stable, rollout, rollout.stable_stats)
+
+    def _bucket(self, header: str | None, scope: Scope) -> float:
+        if header is not None:
+            wanted = header.lower().encode("latin-1")
+            for name, value in scope["headers"]:
+                if name == wanted:
+                    return (zlib.crc32(value) % STICKY_BUCKETS) * 100.0 / STICKY_BUCKETS
+        return self._random.random() * 100.0
+
+    def candidate_for(self, name: str, version: str) -> Deployment | None:
+        """The candidate deployment of ``name`` when it is ``version`` (explicit calls)."""
+        rollout = self.rollouts.get(name)
+        if rollout is not None and rollout.candidate.version_label == version:
+            return rollout.candidate
+        return None
+
+    async def mirror(self, route: Route, part: Any, rows: int) -> None:
+        """Send a shadowed request to the candidate and record its answer (never returned)."""
+        assert route.shadow is not None and route.rollout is not None
+        stats = route.rollout.candidate_stats
+        started_s = time.monotonic()
+        try:
+            prediction, offset = await route.shadow.batcher.submit(part, rows=rows)
+        except ReadymlError as exc:
+            stats.observe(exc.status_code, time.monotonic() - started_s)
+            return
+        except Exception:
+            stats.observe(500, time.monotonic() - started_s)
+            return
+        stats.observe(200, time.monotonic() - started_s)
+        stats.record(prediction, offset, rows)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def resume(self) -> list[str]:
+        """Reload the candidates of rollouts persisted as active (before serving starts)."""
+        resumed = []
+        for path in sorted(self.folder.glob("*.json")):
+            record = RolloutRecord.from_dict(json.loads(path.read_text()))
+            if RolloutState(record.state) not in _ACTIVE:
+                continue
+            predictor = self.load(f"{record.model}:{record.candidate_version}")
+            self.rollouts[record.model] = Rollout(
+                record=record, candidate=self.make_deployment(predictor)
+            )
+            resumed.append(record.model)
+        return resumed
+
+    def start(self) -> None:
+        """Start the controller of every active rollout (called by the lifespan)."""
+        for name in self.rollouts:
+            self._start(name)
+
+    async def stop(self) -> None:
+        """Stop the controllers and drain the candidates (their state stays persisted)."""
+        for task in self._tasks.values():
+            task.cancel()
+        for task in list(self._tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for rollout in self.rollouts.values():
+            await rollout.candidate.batcher.drain(DRAIN_TIMEOUT_S)
+
+    def _start(self, name: str) -> None:
+        self._tasks[name] = asyncio.get_running_loop().create_task(self._drive(name))
+
+    def status(self) -> JSON:
+        """Active rollouts and the last persisted state of finished ones."""
+        result: JSON = {}
+        for path in sorted(self.folder.glob("*.json")):
+            result[path.stem] = json.loads(path.read_text())
+        for name, rollout in self.rollouts.items():
+            result[name] = rollout.to_dict()
+        return {"rollouts": [result[name] for name in sorted(result)]}
+
+    # -- management calls -------------------------------------------------------------------
+
+    async def deploy(
+        self, name: str, version: int, *, mode: str, overrides: JSON | None = None
+    ) -> JSON:
+        """Validate ``name:version`` and start its rollout (``canary``, ``shadow``) or serve
+        it at once (``direct``).
+
+        Raises:
+            InfraValidationFailed: The candidate failed infra validation; it never serves.
+            RolloutConflict: A rollout of this model is already running.
+            BadRequest: Unknown mode, or overrides the rollout spec does not accept.
+        """
+        if mode not in ("canary", "shadow", "direct"):
+            raise BadRequest(f"mode: expected 'canary', 'shadow' or 'direct', found {mode!r}")
+        if name in self.rollouts:
+            raise RolloutConflict(
+                f"model {name!r}: a rollout of version "
+                f"{self.rollouts[name].record.candidate_version} is running; promote or roll "
+                "it back first"
+            )
+        try:
+            spec = RolloutSpec.model_validate(self.spec.model_dump() | dict(overrides or {}))
+        except ValueError as exc:
+            raise BadRequest(f"rollout: {str(exc).splitlines()[0]}") from None
+        stable = self.table.get(name)
+        ref = f"{name}:{version}"
+        candidate = await asyncio.to_thread(self._validate, ref, spec)
+        if mode == "direct":
+            self._replace_stable(self.make_deployment(candidate))
+            return {"model": name, "version": version, "state": "serving"}
+        state = RolloutState.SHADOW if mode == "shadow" else RolloutState.CANARY
+        record = RolloutRecord(
+            model=name,
+            stable_version=stable.version,
+            candidate_version=version,
+            state=state.value,
+            step_index=0,
+            spec=spec.model_dump(mode="json"),
+            started_at=_now(),
+        )
+        rollout = Rollout(record=record, candidate=self.make_deployment(candidate))
+        self.rollouts[name] = rollout
+        await self._decide(rollout, "start", f"{mode} of version {version} started", {})
+        self._start(name)
+        return rollout.to_dict()
+
+    def _validate(self, ref: str, spec: RolloutSpec) -> Predictor:
+        version = self.registry.get(ref)
+        validator = InfraValidator(
+            latency_budget_ms=spec.infra_latency_budget_ms, log_rows=spec.infra_log_rows
+        )
+        report, predictor = validator.run(ref, load=self.load, version=version, logs=self.logs)
+        if predictor is None:
+            record_failure(self.registry, self.project, version, report)
+            raise InfraValidationFailed(f"{ref}: infra validation failed: {report.reason}")
+        return predictor
+
+    async def promote(self, name: str, *, reason: str, numbers: JSON | None = None) -> JSON:
+        """Make the candidate the stable version and the registry's champion.
+
+        Raises:
+            RolloutConflict: No rollout of ``name`` is running.
+        """
+        rollout = self._active(name)
+        target = transition(rollout.state, RolloutState.PROMOTED, name)
+        ref = f"{name}:{rollout.record.candidate_version}"
+        try:
+            await asyncio.to_thread(
+                self.registry.promote, ref, who=CONTROLLER, reason=f"rollout: {reason}"
+            )
+        except AliasError as exc:
+            return await self.rollback(name, reason=f"promotion refused: {exc}", on_data=False)
+        self._replace_stable(rollout.candidate)
+        rollout.record.state = target.value
+        await self._decide(rollout, "promote", reason, numbers or {}, passed=True)
+        self._finish(name)
+        return rollout.to_dict()
+
+    async def rollback(
+        self, name: str, *, reason: str, numbers: JSON | None = None, on_data: bool = False
+    ) -> JSON:
+        """Stop sending traffic to the candidate; the stable version answers everything.
+
+        Raises:
+            RolloutConflict: No rollout of ``name`` is running.
+        """
+        started_s = time.monotonic()
+        rollout = self._active(name)
+        target = transition(rollout.state, RolloutState.ROLLED_BACK, name)
+        del self.rollouts[name]  # from here on no request reaches the candidate
+        seconds = time.monotonic() - started_s
+        rollout.record.state = target.value
+        await self._decide(
+            rollout,
+            "rollback",
+            reason,
+            {**(numbers or {}), "rollback_s": round(seconds, 6)},
+            passed=True if on_data else None,
+        )
+        await asyncio.to_thread(
+            self.registry.add_evidence,
+            self._evidence(rollout, "infra-7", True, {"seconds": seconds, "reason": reason}),
+        )
+        self._finish(name, drain=rollout.candidate)
+        return rollout.to_dict()
+
+    async def reload_champion(self, name: str) -> JSON:
+        """Serve the registry's champion of ``name`` now (after ``readyml rollback``)."""
+        started_s = time.monotonic()
+        predictor = await asyncio.to_thread(self.load, f"{name}@{CHAMPION}")
+        self._replace_stable(self.make_deployment(predictor))
+        return {
+            "model": name,
+            "version": predictor.version,
+            "state": "serving",
+            "seconds": time.monotonic() - started_s,
+        }
+
+    def _active(self, name: str) -> Rollout:
+        rollout = self.rollouts.get(name)
+        if rollout is None:
+            raise RolloutConflict(f"model {name!r}: no rollout is running")
+        return rollout
+
+    def _finish(self, name: str, drain: Deployment | None = None) -> None:
+        self.rollouts.pop(name, None)
+        task = self._tasks.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if drain is not None:
+            self._later(drain.batcher.drain(DRAIN_TIMEOUT_S))
+
+    def _replace_stable(self, deployment: Deployment) -> None:
+        old = self.table.put(deployment)
+        if old is not None and old is not deployment:
+            self._later(old.batcher.drain(DRAIN_TIMEOUT_S))
+
+    def _later(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks[f"drain-{id(task)}"] = task
+        task.add_done_callback(lambda done: self._tasks.pop(f"drain-{id(done)}", None))
+
+    # -- the controller loop --------------------------------------------------------------
+
+    async def _drive(self, name: str) -> None:
+        while name in self.rollouts:
+            rollout = self.rollouts[name]
+            await asyncio.sleep(rollout.spec.tick_s)
+            if self.rollouts.get(name) is not rollout:
+                return
+            try:
+                await self.step(rollout)
+            except Exception:  # a bug in one tick must not stop the rollout silently
+                print(
+                    f"readyml: rollout of {name!r}: tick failed:\n{traceback.format_exc()}",
+                    file=sys.stderr,
+                )
+                await asyncio.sleep(rollout.spec.tick_s)
+
+    async def step(self, rollout: Rollout) -> None:
+        """Judge the current step if it has run long enough; advance, promote or roll back."""
+        spec = rollout.spec
+        elapsed_s = time.monotonic() - rollout.step_started_s
+        duration_s = spec.shadow_s if rollout.state is RolloutState.SHADOW else spec.step_duration_s
+        if elapsed_s < duration_s or rollout.candidate_stats.requests < spec.min_requests:
+            return
+        verdict = judge(rollout.stable_stats, rollout.candidate_stats, spec)
+        name = rollout.record.model
+        where = (
+            "shadow"
+            if rollout.state is RolloutState.SHADOW
+            else f"step {rollout.record.step_index + 1}/{len(spec.steps)} ({rollout.weight:g}%)"
+        )
+        if not verdict.healthy:
+            await self.rollback(
+                name,
+                reason=f"{where} failed: {verdict.reason}",
+                numbers=verdict.numbers,
+                on_data=True,
+            )
+            return
+        if rollout.state is RolloutState.SHADOW:
+            rollout.record.state = transition(rollout.state, RolloutState.CANARY, name).value
+            rollout.record.step_index = 0
+        elif rollout.record.step_index + 1 < len(spec.steps):
+            rollout.record.step_index += 1
+        else:
+            await self.promote(
+                name, reason=f"{where} passed: {verdict.reason}", numbers=verdict.numbers
+            )
+            return
+        rollout.new_step()
+        await self._decide(rollout, "advance", f"{where} passed: {verdict.reason}", verdict.numbers)
+
+    # -- records --------------------------------------------------------------------------
+
+    async def _decide(
+        self,
+        rollout: Rollout,
+        action: str,
+        reason: str,
+        numbers: JSON,
+        *,
+        passed: bool | None = None,
+    ) -> None:
+        """Persist a decision, write it to the registry audit, and (if given) evidence."""
+        decision = Decision(
+            at=_now(),
+            action=action,
+            state=rollout.record.state,
+            weight=rollout.weight,
+            reason=reason,
+            numbers=numbers,
+        )
+        rollout.record.decisions.append(decision)
+        await asyncio.to_thread(self._persist, rollout.record)
+        audit = f"{action}: {reason}"
+        await asyncio.to_thread(
+            self.registry.set_alias,
+            rollout.record.model,
+            AUDIT_ALIAS,
+            rollout.record.candidate_version,
+            who=CONTROLLER,
+            reason=audit,
+        )
+        if passed is not None:
+            evidence = self._evidence(
+                rollout, "infra-6", passed, {"check": "canary", **asdict(decision)}
+            )
+            await asyncio.to_thread(self.registry.add_evidence, evidence)
+
+    def _evidence(self, rollout: Rollout, test_id: str, passed: bool, details: JSON) -> Evidence:
+        return Evidence(
+            test_id=test_id,
+            passed=passed,
+            automated=True,
+            project=self.project,
+            details={"stable_version": rollout.record.stable_version, **details},
+            model_name=rollout.record.model,
+            version=rollout.record.candidate_version,
+        )
+
+    def _persist(self, record: RolloutRecord) -> None:
+        """Write the record atomically (temporary file, then rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{record.model}.json"
+        temporary = path.with_suffix(f".json.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(record.to_dict(), indent=2, default=str))
+        os.replace(temporary, path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def rollout_folder(workspace: Path) -> Path:
+    """Where a workspace's rollout state is persisted."""
+    return workspace / "rollouts"

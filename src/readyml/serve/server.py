@@ -1,0 +1,178 @@
+"""Build the server for a project and run it under uvicorn (one process, or ``workers``).
+
+With several workers each process loads the models itself: the options travel to them in
+the ``READYML_SERVE_OPTIONS`` environment variable and :func:`app_from_environment` builds
+the app in each. Metrics are then per worker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from readyml.config import Project, ServingSpec
+from readyml.data.schema import Schema, load_schema
+from readyml.errors import ConfigError
+from readyml.predict import Predictor
+from readyml.registry import CHAMPION, Registry, open_registry
+from readyml.serve.access_log import AccessLog
+from readyml.serve.app import ServingApp, logs_folder
+from readyml.serve.deployment import Deployment, ModelTable
+from readyml.serve.metrics import ServerMetrics
+from readyml.serve.request_log import RequestLog
+from readyml.serve.rollout import RolloutManager, rollout_folder
+
+OPTIONS_ENV = "READYML_SERVE_OPTIONS"
+# How often (s) a thread waiting for the GIL may take it from the running one. Python's 5 ms
+# default lets the inference worker and the event loop starve each other for whole batches.
+GIL_SWITCH_INTERVAL_S = float(os.environ.get("READYML_GIL_SWITCH_S", "0.0002"))
+SCHEMA_FILE = "schema.yaml"
+
+
+def default_models(project: Project, spec: ServingSpec) -> list[str]:
+    """The models to serve: ``serving.models``, else the project's champion."""
+    return list(spec.models) or [f"{project.spec.name}@{CHAMPION}"]
+
+
+def project_schema(project: Project) -> Schema | None:
+    """The project's checked-in schema, if it has one."""
+    path = project.root / SCHEMA_FILE
+    return load_schema(path) if path.exists() else None
+
+
+def build_app(
+    project: Project,
+    *,
+    spec: ServingSpec | None = None,
+    models: Sequence[str] = (),
+    registry: Registry | None = None,
+    token: str | None = None,
+) -> ServingApp:
+    """Load the models and assemble the app (nothing runs until the lifespan starts).
+
+    Args:
+        project: The project whose registry and workspace are used.
+        spec: Serving settings; the project's ``serving`` section by default.
+        models: References to serve; ``spec.models`` or the champion by default.
+        registry: The registry; the project's by default.
+        token: The bearer token; read from ``spec.token_env`` by default.
+
+    Raises:
+        VersionNotFound: A model, version or alias does not exist.
+        FlavorError: A model cannot be loaded in the chosen runtime.
+    """
+    spec = spec if spec is not None else project.spec.serving
+    if registry is None:
+        project.workspace.mkdir(parents=True, exist_ok=True)
+        registry = open_registry(project.workspace)
+    refs = list(models) or default_models(project, spec)
+    schema = project_schema(project)
+    metrics = ServerMetrics()
+    executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="readyml-inference"
+    )
+
+    def load(ref: str) -> Predictor:
+        return Predictor.load(registry, ref, schema=schema, runtime=spec.runtime)
+
+    def repository() -> list[str]:
+        return [summary.name for summary in registry.list_models()]
+
+    request_log = None
+    if spec.request_log.enabled:
+        request_log = RequestLog(
+            root=logs_folder(project.workspace),
+            sample_rate=spec.request_log.sample_rate,
+            buffer_rows=spec.request_log.buffer_rows,
+            flush_interval_s=spec.request_log.flush_interval_s,
+            on_outcome=lambda model, outcome, rows: metrics.log_rows.labels(model, outcome).inc(
+                rows
+            ),
+        )
+    table = ModelTable()
+
+    def make_deployment(predictor: Predictor) -> Deployment:
+        return Deployment.create(
+            predictor, executor=executor, batching=spec.batching, on_batch=app.on_batch
+        )
+
+    rollouts = RolloutManager(
+        project=project.spec.name,
+        registry=registry,
+        table=table,
+        folder=rollout_folder(project.workspace),
+        load=load,
+        make_deployment=make_deployment,
+        spec=spec.rollout,
+        logs=logs_folder(project.workspace),
+    )
+    app = ServingApp(
+        table=table,
+        spec=spec,
+        metrics=metrics,
+        executor=executor,
+        request_log=request_log,
+        access_log=AccessLog() if spec.access_log else None,
+        token=token if token is not None else os.environ.get(spec.token_env) or None,
+        loader=load,
+        repository=repository,
+        rollouts=rollouts,
+    )
+    seen = set()
+    for ref in refs:
+        predictor = load(ref)
+        if predictor.name in seen:
+            raise ConfigError(f"models: expected each model once, found {predictor.name!r} twice")
+        seen.add(predictor.name)
+        table.put(make_deployment(predictor))
+    rollouts.resume()
+    return app
+
+
+def run(
+    project: Project,
+    *,
+    spec: ServingSpec | None = None,
+    models: Sequence[str] = (),
+    log_level: str = "warning",
+) -> None:
+    """Serve until interrupted (uvicorn, uvloop and httptools when installed)."""
+    import uvicorn
+
+    spec = spec if spec is not None else project.spec.serving
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    common: dict[str, Any] = {
+        "host": spec.host,
+        "port": spec.port,
+        "log_level": log_level,
+        "access_log": False,
+        "lifespan": "on",
+        "server_header": False,
+    }
+    if spec.workers == 1:
+        app = build_app(project, spec=spec, models=models)
+        uvicorn.run(app, **common)
+        return
+    os.environ[OPTIONS_ENV] = json.dumps(
+        {"project": str(project.root), "spec": spec.model_dump(mode="json"), "models": list(models)}
+    )
+    uvicorn.run(
+        "readyml.serve.server:app_from_environment", factory=True, workers=spec.workers, **common
+    )
+
+
+def app_from_environment() -> ServingApp:
+    """The app of one worker process, from ``READYML_SERVE_OPTIONS`` (see :func:`run`)."""
+    raw = os.environ.get(OPTIONS_ENV)
+    if not raw:
+        raise ConfigError(f"{OPTIONS_ENV}: expected the serving options as JSON, found nothing")
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    options = json.loads(raw)
+    project = Project.load(Path(options["project"]))
+    spec = ServingSpec.model_validate(options["spec"])
+    return build_app(project, spec=spec, models=options["models"])

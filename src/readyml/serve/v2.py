@@ -1,0 +1,494 @@
+"""The Open Inference Protocol (V2, REST): typed tensors in and out, binary tensor extension.
+
+Spec: https://github.com/kserve/open-inference-protocol (``open_inference_rest.md``;
+binary data: the ``binary_tensor_data`` extension). A tabular model takes one tensor per
+feature column, shape ``[N]`` (or ``[N, 1]``), named as the column (the pandas-codec
+convention of other V2 servers), or, when every feature is numeric, one ``[N, features]``
+tensor. A tensor model takes its one input. Outputs are ``predict`` (labels or values) and,
+for classifiers, ``predict_proba`` (``[N, classes]``, FP64). Parameters the server does not
+use are accepted and ignored, as the spec allows.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from readyml.errors import BadRequest
+from readyml.flavors._base import Array
+from readyml.predict import Feature, InvalidInput, Part, Prediction, Predictor
+from readyml.serve._http import Request, parse_json
+
+# Datatypes of the protocol and the numpy dtype each is read as (little-endian when binary).
+DATATYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+# Datatypes each feature kind accepts.
+_ACCEPTS = {
+    "number": frozenset(DATATYPES) - {"BOOL", "BYTES"},
+    "integer": frozenset(
+        {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+    ),
+    "boolean": frozenset({"BOOL"}),
+    "string": frozenset({"BYTES"}),
+    "datetime": frozenset({"BYTES"}),
+}
+_KIND_DATATYPE = {
+    "number": "FP64",
+    "integer": "INT64",
+    "boolean": "BOOL",
+    "string": "BYTES",
+    "datetime": "BYTES",
+}
+EXTENSIONS = ["model_repository", "binary_tensor_data"]
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass
+class Tensor:
+    """One decoded input tensor."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    array: Array
+
+
+@dataclass
+class InferRequest:
+    """A decoded V2 inference request."""
+
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[str] | None
+    binary_outputs: set[str] = field(default_factory=set)
+    binary_default: bool = False
+
+
+def datatype_of(dtype: str) -> str:
+    """The protocol datatype of a signature dtype (``float64`` → ``FP64``)."""
+    mapping = {
+        "float64": "FP64",
+        "float32": "FP32",
+        "float16": "FP16",
+        "int64": "INT64",
+        "int32": "INT32",
+        "int16": "INT16",
+        "int8": "INT8",
+        "uint8": "UINT8",
+        "uint16": "UINT16",
+        "uint32": "UINT32",
+        "uint64": "UINT64",
+        "bool": "BOOL",
+    }
+    return mapping.get(dtype, "BYTES")
+
+
+def _array_datatype(array: Array) -> str:
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    return datatype_of(str(array.dtype))
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+
+def decode(request: Request) -> InferRequest:
+    """Decode a V2 request body, JSON or JSON + binary tensors.
+
+    Raises:
+        BadRequest: The body is not a V2 inference request; the message names the field.
+    """
+    body = request.body
+    binary = b""
+    if request.inference_header_length is not None:
+        text = request.inference_header_length
+        if not text.isdigit() or int(text) > len(body):
+            raise BadRequest(
+                f"header Inference-Header-Content-Length: expected a byte count of at most "
+                f"{len(body)}, found {text.decode('latin-1')!r}"
+            )
+        split = int(text)
+        body, binary = body[:split], body[split:]
+    document = parse_json(body, expected="a V2 inference request object")
+    if type(document) is not dict:
+        raise _field_error("body", "a JSON object", document)
+    inputs = document.get("inputs")
+    if type(inputs) is not list or not inputs:
+        raise _field_error("inputs", "a non-empty list of tensors", inputs)
+    request_id = document.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise _field_error("id", "a string", request_id)
+    parameters = _parameters(document, "parameters")
+    cursor = 0
+    tensors = []
+    for index, item in enumerate(inputs):
+        tensor, cursor = _tensor(item, index, binary, cursor)
+        tensors.append(tensor)
+    if cursor != len(binary):
+        raise BadRequest(
+            f"binary data: expected {cursor} bytes for the inputs' binary_data_size, "
+            f"found {len(binary)}"
+        )
+    outputs_field = document.get("outputs")
+    outputs: list[str] | None = None
+    binary_outputs: set[str] = set()
+    if outputs_field is not None:
+        if type(outputs_field) is not list:
+            raise _field_error("outputs", "a list of {name} objects", outputs_field)
+        outputs = []
+        for index, item in enumerate(outputs_field):
+            if type(item) is not dict or type(item.get("name")) is not str:
+                raise _field_error(f"outputs[{index}]", "an object with a 'name' string", item)
+            outputs.append(item["name"])
+            if _parameters(item, f"outputs[{index}].parameters").get("binary_data") is True:
+                binary_outputs.add(item["name"])
+    return InferRequest(
+        id=request_id,
+        inputs=tensors,
+        outputs=outputs,
+        binary_outputs=binary_outputs,
+        binary_default=parameters.get("binary_data_output") is True,
+    )
+
+
+def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = item.get("parameters")
+    if parameters is None:
+        return {}
+    if type(parameters) is not dict:
+        raise _field_error(where, "an object", parameters)
+    return parameters
+
+
+def _field_error(where: str, expected: str, found: object) -> InvalidInput:
+    from readyml.predict.inputs import describe
+
+    shown = "nothing" if found is None else describe(found)
+    return InvalidInput(
+        f"{where}: expected {expected}, found {shown}", field=where, expected=expected, found=shown
+    )
+
+
+def _tensor(item: Any, index: int, binary: bytes, cursor: int) -> tuple[Tensor, int]:
+    where = f"inputs[{index}]"
+    if type(item) is not dict:
+        raise _field_error(where, "a tensor object", item)
+    name = item.get("name")
+    if type(name) is not str:
+        raise _field_error(f"{where}.name", "a string", name)
+    where = f"input {name!r}"
+    datatype = item.get("datatype")
+    if type(datatype) is not str or datatype not in DATATYPES:
+        raise _field_error(f"{where} datatype", f"one of {sorted(DATATYPES)}", datatype)
+    shape = item.get("shape")
+    if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise _field_error(f"{where} shape", "a non-empty list of non-negative integers", shape)
+    size = math.prod(shape)
+    binary_size = _parameters(item, f"{where} parameters").get("binary_data_size")
+    if binary_size is not None:
+        if type(binary_size) is not int or binary_size < 0 or cursor + binary_size > len(binary):
+            raise _field_error(
+                f"{where} binary_data_size",
+                f"a byte count within the {len(binary) - cursor} binary bytes left",
+                binary_size,
+            )
+        chunk = binary[cursor : cursor + binary_size]
+        array = _from_binary(chunk, datatype, size, where)
+        cursor += binary_size
+    else:
+        if "data" not in item:
+            raise _field_error(f"{where} data", "a list of values", None)
+        array = _from_json(item["data"], datatype, size, where)
+    if array.size != size:
+        raise InvalidInput(
+            f"{where}: expected {size} values for shape {shape}, found {array.size}",
+            field=name,
+            expected=f"{size} values (shape {shape})",
+            found=f"{array.size} values",
+        )
+    try:
+        shaped = array.reshape(shape)
+    except ValueError:
+        raise _field_error(f"{where} shape", "dimensions numpy can hold", shape) from None
+    return Tensor(name=name, datatype=datatype, shape=shape, array=shaped), cursor
+
+
+def _from_json(data: Any, datatype: str, size: int, where: str) -> Array:
+    if type(data) is not list:
+        data = [data]
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if not all(type(value) is str for value in flat):
+            bad = next(value for value in flat if type(value) is not str)
+            raise _field_error(f"{where} data", "strings (datatype BYTES)", bad)
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array
+    try:
+        array = np.array(data, dtype=DATATYPES[datatype])
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(
+            f"{where} data: expected values of datatype {datatype}, found values that are not "
+            f"({exc})",
+            field=where,
+            expected=f"values of datatype {datatype}",
+            found="other values",
+        ) from None
+    return array.reshape(-1)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if not any(type(value) is list for value in data):
+        return data
+    flat: list[Any] = []
+    for value in data:
+        if type(value) is list:
+            flat.extend(_flatten(value))
+        else:
+            flat.append(value)
+    return flat
+
+
+def _from_binary(chunk: bytes, datatype: str, size: int, where: str) -> Array:
+    if datatype != "BYTES":
+        dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+        if len(chunk) != size * dtype.itemsize:
+            raise BadRequest(
+                f"{where}: expected {size * dtype.itemsize} bytes of {datatype}, found {len(chunk)}"
+            )
+        return np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))
+    values: list[str] = []
+    position = 0
+    while position < len(chunk):
+        if position + 4 > len(chunk):
+            raise BadRequest(f"{where}: BYTES element at byte {position} has a truncated length")
+        (length,) = _LENGTH.unpack_from(chunk, position)
+        position += 4
+        if position + length > len(chunk):
+            raise BadRequest(f"{where}: BYTES element at byte {position} runs past the data")
+        try:
+            values.append(chunk[position : position + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"{where}: BYTES element at byte {position} is not UTF-8") from None
+        position += length
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def to_part(predictor: Predictor, tensors: Sequence[Tensor]) -> tuple[Part, int]:
+    """The predictor's input from decoded tensors (see the module docstring)."""
+    if predictor.layout == "tensor":
+        if len(tensors) != 1:
+            raise InvalidInput(
+                f"inputs: expected 1 tensor, found {len(tensors)}",
+                field="inputs",
+                expected="1 tensor",
+                found=f"{len(tensors)} tensors",
+            )
+        array = tensors[0].array
+        if array.dtype == object or array.dtype == np.bool_:
+            raise InvalidInput(
+                f"input {tensors[0].name!r}: expected a numeric datatype, found "
+                f"{tensors[0].datatype}",
+                field=tensors[0].name,
+                expected="a numeric datatype",
+                found=tensors[0].datatype,
+            )
+        dtype = np.dtype(predictor.signature["inputs"][0].get("dtype", "float32"))
+        return predictor.from_tensor(array.astype(dtype, copy=False))
+    names = set(predictor.names)
+    if len(tensors) == 1 and tensors[0].array.ndim == 2 and tensors[0].shape[1] != 1:
+        tensor = tensors[0]
+        if tensor.datatype in ("BYTES", "BOOL"):
+            raise InvalidInput(
+                f"input {tensor.name!r}: expected a numeric datatype for a [N, features] "
+                f"tensor, found {tensor.datatype}",
+                field=tensor.name,
+                expected="a numeric datatype",
+                found=tensor.datatype,
+            )
+        return predictor.from_tensor(tensor.array)
+    by_name = {tensor.name: tensor for tensor in tensors if tensor.name in names}
+    columns: list[Array] = []
+    for feature in predictor.features:
+        found = by_name.get(feature.name)
+        if found is None:
+            given = ", ".join(t.name for t in tensors)
+            raise InvalidInput(
+                f"input {feature.name!r}: expected a tensor of shape [N] named as the feature "
+                f"({_KIND_DATATYPE[feature.kind]}), found none (inputs given: {given})",
+                field=feature.name,
+                expected=f"a tensor of datatype {_KIND_DATATYPE[feature.kind]}",
+                found="missing",
+            )
+        columns.append(_column(feature, found))
+    rows = len(columns[0]) if columns else 0
+    for feature, column in zip(predictor.features, columns, strict=True):
+        if len(column) != rows:
+            raise InvalidInput(
+                f"input {feature.name!r}: expected {rows} values like "
+                f"{predictor.features[0].name!r}, found {len(column)}",
+                field=feature.name,
+                expected=f"{rows} values",
+                found=f"{len(column)} values",
+            )
+    if predictor.layout == "numeric":
+        block = np.column_stack(columns) if columns else np.zeros((0, 0))
+        return predictor.from_tensor(block)
+    return {f.name: c for f, c in zip(predictor.features, columns, strict=True)}, rows
+
+
+def _column(feature: Feature, tensor: Tensor) -> Array:
+    if tensor.datatype not in _ACCEPTS[feature.kind]:
+        expected = _KIND_DATATYPE[feature.kind]
+        raise InvalidInput(
+            f"input {feature.name!r}: expected datatype {expected} ({feature.expected}), "
+            f"found {tensor.datatype}",
+            field=feature.name,
+            expected=expected,
+            found=tensor.datatype,
+        )
+    array = tensor.array
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise InvalidInput(
+            f"input {feature.name!r}: expected shape [N] or [N, 1], found {tensor.shape}",
+            field=feature.name,
+            expected="shape [N]",
+            found=f"shape {tensor.shape}",
+        )
+    if feature.kind == "number":
+        column = array.astype(np.float64)
+        if not feature.nullable and np.isnan(column).any():
+            raise feature.error(None, row=int(np.flatnonzero(np.isnan(column))[0]))
+        return column
+    if feature.kind == "integer":
+        return array.astype(np.int64)
+    if feature.kind in ("string", "datetime"):
+        return feature.check_values(array.tolist())
+    return array
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+
+def encode(
+    predictor: Predictor,
+    prediction: Prediction,
+    offset: int,
+    rows: int,
+    request: InferRequest,
+    request_id: str,
+) -> tuple[bytes, bytes | None]:
+    """The response body, and the JSON header length when binary outputs follow."""
+    available = ["predict", "predict_proba"] if prediction.proba is not None else ["predict"]
+    wanted = available if request.outputs is None else request.outputs
+    for name in wanted:
+        if name not in available:
+            raise InvalidInput(
+                f"outputs: expected names among {available}, found {name!r}",
+                field="outputs",
+                expected=f"one of {available}",
+                found=repr(name),
+            )
+    outputs = []
+    chunks: list[bytes] = []
+    for name in wanted:
+        if name == "predict":
+            array = prediction.labels[offset : offset + rows]
+            data: list[Any] = prediction.labels_list[offset : offset + rows]
+            shape = [rows]
+        else:
+            assert prediction.proba is not None and prediction.proba_list is not None
+            array = prediction.proba[offset : offset + rows]
+            data = [v for row in prediction.proba_list[offset : offset + rows] for v in row]
+            shape = [rows, int(array.shape[1])]
+        datatype = _array_datatype(array)
+        output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        if request.binary_default or name in request.binary_outputs:
+            raw = _to_binary(array, datatype)
+            output["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            output["data"] = data
+        outputs.append(output)
+    content: dict[str, Any] = {
+        "model_name": predictor.name,
+        "model_version": str(predictor.version),
+        "id": request.id if request.id is not None else request_id,
+        "parameters": {},
+        "outputs": outputs,
+    }
+    header = orjson.dumps(content)
+    if not chunks:
+        return header, None
+    return header + b"".join(chunks), str(len(header)).encode()
+
+
+def _to_binary(array: Array, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for value in array.tolist():
+            encoded = str(value).encode("utf-8")
+            parts += [_LENGTH.pack(len(encoded)), encoded]
+        return b"".join(parts)
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+def model_metadata(predictor: Predictor) -> dict[str, Any]:
+    """The V2 model metadata document."""
+    if predictor.layout == "tensor":
+        entry = predictor.signature["inputs"][0]
+        shape = [-1 if d is None else int(d) for d in predictor.tensor_shape]
+        inputs = [
+            {
+                "name": str(entry["name"]),
+                "datatype": datatype_of(str(entry.get("dtype"))),
+                "shape": shape,
+            }
+        ]
+    else:
+        inputs = [
+            {"name": f.name, "datatype": _KIND_DATATYPE[f.kind], "shape": [-1]}
+            for f in predictor.features
+        ]
+    label_type = "BYTES"
+    if predictor.classes is not None and predictor.classes.dtype.kind in "iub":
+        label_type = datatype_of(str(predictor.classes.dtype))
+    elif predictor.classes is None:
+        label_type = "FP64"
+    outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": label_type, "shape": [-1]}]
+    if predictor.has_proba and predictor.classes is not None:
+        outputs.append(
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.classes)]}
+        )
+    return {
+        "name": predictor.name,
+        "versions": [str(predictor.version)],
+        "platform": f"readyml-{getattr(predictor.model, 'flavor', 'unknown')}",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": predictor.metadata(),
+    }

@@ -1,0 +1,60 @@
+"""``readyml compress`` on a real project run: exit codes, table, report files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from readyml.cli.compress import app
+from readyml.config import SPEC_FILE, Project
+from readyml.train import open_project_registry, run_project
+
+
+def _project(directory: Path) -> str:
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame.columns = ["a", "b", "c", "d", "species"]
+    frame["species"] = frame["species"].map({0: "x", 1: "y", 2: "z"})
+    (directory / "data").mkdir(parents=True)
+    frame.to_csv(directory / "data" / "iris.csv", index=False)
+    spec = {
+        "name": "iris",
+        "seed": 0,
+        "data": {"source": "data/iris.csv"},
+        "label": "species",
+        "split": {"method": "random", "test_size": 0.3, "stratify": True},
+        "model": {
+            "flavor": "sklearn",
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"max_iter": 500},
+        },
+    }
+    (directory / SPEC_FILE).write_text(yaml.safe_dump(spec), encoding="utf-8")
+    project = Project.load(directory)
+    result = run_project(project, registry=open_project_registry(project))
+    assert result.error is None
+    registered = result.value("registered")
+    return f"{registered['name']}:{registered['version']}"
+
+
+def test_compress_command_exports_and_writes_the_report(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app, [ref, "--format", "onnx", "-p", str(tmp_path), "--out", str(out), "--output", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [row["method"] for row in rows] == ["parent", "onnx"]
+    assert rows[1]["gate"]["decision"] == "blessed"
+    assert (out / "compression.html").is_file()
+
+
+def test_compress_command_without_a_method_exits_2(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    result = CliRunner().invoke(app, [ref, "-p", str(tmp_path)])
+    assert result.exit_code == 2

@@ -1,0 +1,110 @@
+"""ONNX export: parity with the parent for every supported flavor, and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from readyml.compress import Splits, compare, export_onnx
+from readyml.compress.parity import EXPORT_MIN_IDENTICAL, EXPORT_TOLERANCE
+from readyml.errors import FlavorError
+from readyml.flavors import ModelAdapter, load_model
+
+
+def _sklearn() -> ModelAdapter:
+    from sklearn.linear_model import LogisticRegression
+
+    from readyml.flavors.sklearn import SklearnModel
+
+    return SklearnModel(estimator=LogisticRegression(max_iter=500))
+
+
+def _xgboost() -> ModelAdapter:
+    import xgboost
+
+    from readyml.flavors.xgboost import XGBoostModel
+
+    return XGBoostModel(estimator=xgboost.XGBClassifier(n_estimators=5, max_depth=3))
+
+
+def _lightgbm() -> ModelAdapter:
+    import lightgbm
+
+    from readyml.flavors.lightgbm import LightGBMModel
+
+    return LightGBMModel(estimator=lightgbm.LGBMClassifier(n_estimators=5, verbose=-1))
+
+
+def _torch() -> ModelAdapter:
+    from readyml.flavors.torch import TorchModel
+
+    return TorchModel(factory_params={"hidden": [8]}, epochs=2)
+
+
+@pytest.mark.parametrize("build", [_sklearn, _xgboost, _lightgbm, _torch])
+def test_export_matches_parent_on_validation_rows(
+    build: Any, iris_splits: Splits, tmp_path: Path
+) -> None:
+    parent = build().fit(iris_splits.X_train, iris_splits.y_train)
+    exported = export_onnx(parent, tmp_path / "model.onnx")
+    parity = compare(
+        parent,
+        exported,
+        iris_splits.X_valid,
+        tolerance=EXPORT_TOLERANCE,
+        min_identical=EXPORT_MIN_IDENTICAL,
+    )
+    assert parity.passed, parity
+    assert (
+        exported.predict(iris_splits.X_valid).tolist()
+        == parent.predict(iris_splits.X_valid).tolist()
+    )
+    saved = load_model(Path(exported.save(tmp_path / "saved")[0]).parent)
+    assert saved.predict_proba(iris_splits.X_valid.head(64)).shape == (50, 3)
+
+
+def test_torch_image_model_exports_with_dynamic_batch(tmp_path: Path) -> None:
+    from readyml.flavors.torch import TorchModel
+
+    images = np.random.default_rng(0).random((40, 1, 4, 4)).astype(np.float32)
+    labels = np.arange(40) % 2
+    parent = TorchModel(factory_params={"hidden": [4]}, epochs=1).fit(images, labels)
+    exported = export_onnx(parent, tmp_path / "model.onnx")
+    for batch in (1, 7, 40):
+        difference = exported.predict_proba(images[:batch]) - parent.predict_proba(images[:batch])
+        assert np.abs(difference).max() < EXPORT_TOLERANCE
+
+
+def test_regression_export_keeps_target_units(iris_splits: Splits, tmp_path: Path) -> None:
+    from readyml.flavors.torch import TorchModel
+
+    target = iris_splits.X_train["sepal_length"].to_numpy()
+    parent = TorchModel(task="regression", factory_params={"hidden": [4]}, epochs=2)
+    parent.fit(iris_splits.X_train.drop(columns="sepal_length"), target)
+    frame = iris_splits.X_valid.drop(columns="sepal_length")
+    exported = export_onnx(parent, tmp_path / "model.onnx")
+    assert np.abs(exported.predict(frame) - parent.predict(frame)).max() < 1e-4
+
+
+def test_histogram_gradient_boosting_is_refused_by_name(
+    iris_splits: Splits, tmp_path: Path
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from readyml.flavors.sklearn import SklearnModel
+
+    parent = SklearnModel(estimator=HistGradientBoostingClassifier(max_iter=3))
+    parent.fit(iris_splits.X_train, iris_splits.y_train)
+    with pytest.raises(FlavorError, match="model HistGradientBoostingClassifier: skl2onnx"):
+        export_onnx(parent, tmp_path / "model.onnx")
+
+
+def test_export_of_an_unknown_flavor_names_the_supported_ones(tmp_path: Path) -> None:
+    class Stub:
+        flavor = "custom"
+
+    with pytest.raises(FlavorError, match="supports"):
+        export_onnx(Stub(), tmp_path / "model.onnx")  # type: ignore[arg-type]

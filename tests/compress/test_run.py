@@ -1,0 +1,165 @@
+"""compress_version: every result is a registered, gated, measured version with lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from readyml.compress import Methods, Splits, compress_version, onnx_version_for
+from readyml.compress.demo import register_trained
+from readyml.compress.run import ORT_FILE
+from readyml.errors import ConfigError, FlavorError
+from readyml.flavors import load_model
+from readyml.registry import ModelVersion, Registry
+
+
+def _torch_parent(registry: Registry, splits: Splits, hidden: list[int]) -> ModelVersion:
+    from readyml.flavors.torch import TorchModel
+
+    model = TorchModel(factory_params={"hidden": hidden}, epochs=30, lr=1e-2, seed=0)
+    model.fit(splits.X_train, splits.y_train)
+    return register_trained(registry, "iris", model, splits)
+
+
+def _sklearn_parent(registry: Registry, splits: Splits) -> ModelVersion:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from readyml.flavors.sklearn import SklearnModel
+
+    model = SklearnModel(estimator=RandomForestClassifier(n_estimators=20, random_state=0))
+    return register_trained(registry, "iris", model.fit(splits.X_train, splits.y_train), splits)
+
+
+def _size(version: ModelVersion, name: str) -> int:
+    return next(a.size for a in version.artifacts if a.name == name)
+
+
+def test_ort_round_trip_registers_onnx_and_ort_versions(
+    registry: Registry, iris_splits: Splits, tmp_path: Path
+) -> None:
+    parent = _sklearn_parent(registry, iris_splits)
+    report = compress_version(
+        registry, parent.ref, iris_splits, Methods(format="ort"), out=tmp_path / "report"
+    )
+    onnx_row, ort_row = report.rows[1:]
+    assert (onnx_row.method, ort_row.method) == ("onnx", "ort")
+    assert ort_row.parity is not None and ort_row.parity["identical"] == 1.0
+    ort_version = registry.get(ort_row.ref)
+    onnx_version = registry.get(onnx_row.ref)
+    assert ort_version.parent_version == onnx_version.version
+    assert onnx_version.lineage["compression"]["parity"]["passed"]
+    files = registry.download(ort_version, tmp_path / "ort")
+    from readyml.flavors.onnx import OnnxModel
+
+    mobile = OnnxModel(
+        path=files / ORT_FILE, task="classification", classes=["setosa", "versicolor", "virginica"]
+    )
+    expected = load_model(registry.download(parent, tmp_path / "parent")).predict(
+        iris_splits.X_valid
+    )
+    assert mobile.predict(iris_splits.X_valid).tolist() == expected.tolist()
+    assert onnx_version_for(registry, parent) == onnx_version
+    written = json.loads((tmp_path / "report" / "compression.json").read_text())
+    assert [row["method"] for row in written["rows"]] == ["parent", "onnx", "ort"]
+    assert "<table>" in (tmp_path / "report" / "compression.html").read_text()
+
+
+def test_static_int8_quantization_shrinks_the_file(registry: Registry, iris_splits: Splits) -> None:
+    parent = _torch_parent(registry, iris_splits, [128, 128])
+    report = compress_version(
+        registry,
+        parent.ref,
+        iris_splits,
+        Methods(quantize="int8", static=True, calibration=64),
+        max_quality_loss=0.1,
+    )
+    onnx_row, int8_row = report.rows[1:]
+    assert int8_row.method == "int8-static"
+    assert int8_row.size_bytes * 2.5 < onnx_row.size_bytes
+    version = registry.get(int8_row.ref)
+    assert version.lineage["compression"]["op_types"]
+    assert version.parent_version == registry.get(onnx_row.ref).version
+
+
+def test_structured_pruning_shrinks_the_saved_model_and_loads(
+    registry: Registry, iris_splits: Splits, tmp_path: Path
+) -> None:
+    parent = _torch_parent(registry, iris_splits, [64, 64])
+    report = compress_version(
+        registry,
+        parent.ref,
+        iris_splits,
+        Methods(prune=0.5, structured=True, fine_tune_epochs=5),
+        max_quality_loss=0.2,
+        max_slice_loss=0.5,
+    )
+    row = report.rows[1]
+    assert row.size_bytes * 2 < report.rows[0].size_bytes
+    assert row.parameters is not None and report.rows[0].parameters is not None
+    assert row.parameters * 2.5 < report.rows[0].parameters
+    pruned = load_model(registry.download(registry.get(row.ref), tmp_path / "pruned"))
+    assert pruned.predict(iris_splits.X_valid).shape == (50,)
+
+
+def test_unstructured_pruning_reaches_the_sparsity(registry: Registry, iris_splits: Splits) -> None:
+    parent = _torch_parent(registry, iris_splits, [32])
+    report = compress_version(
+        registry, parent.ref, iris_splits, Methods(prune=0.6), max_quality_loss=1.0
+    )
+    assert report.rows[1].details["weight_sparsity"] == pytest.approx(0.6, abs=0.01)
+
+
+@pytest.mark.parametrize("student", ["tree:3", "mlp:8"])
+def test_distilled_student_is_registered_with_the_teacher_as_parent(
+    registry: Registry, iris_splits: Splits, student: str
+) -> None:
+    teacher = _sklearn_parent(registry, iris_splits)
+    report = compress_version(
+        registry,
+        teacher.ref,
+        iris_splits,
+        Methods(distill=student, distill_epochs=10),
+        max_quality_loss=1.0,
+        max_slice_loss=1.0,
+    )
+    version = registry.get(report.rows[1].ref)
+    assert version.parent_version == teacher.version
+    assert version.lineage["compression"]["name"] == "distill"
+    assert version.lineage["compression"]["teacher"] == teacher.ref
+    assert version.status == "blessed"
+
+
+def test_gate_vetoes_a_version_that_lost_too_much_quality(
+    registry: Registry, iris_splits: Splits
+) -> None:
+    parent = _torch_parent(registry, iris_splits, [32])
+    report = compress_version(
+        registry, parent.ref, iris_splits, Methods(prune=0.97), max_quality_loss=0.0
+    )
+    row = report.rows[1]
+    assert row.decision == "vetoed"
+    assert report.vetoed == [row]
+    assert registry.get(row.ref).status == "vetoed"
+
+
+def test_quantizing_a_tree_ensemble_is_refused(registry: Registry, iris_splits: Splits) -> None:
+    parent = _sklearn_parent(registry, iris_splits)
+    with pytest.raises(FlavorError, match="nothing to quantize"):
+        compress_version(registry, parent.ref, iris_splits, Methods(quantize="int8"))
+
+
+def test_no_method_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="at least one"):
+        Methods().check()
+
+
+def test_labels_survive_as_strings(registry: Registry, iris_splits: Splits) -> None:
+    parent = _torch_parent(registry, iris_splits, [8])
+    report = compress_version(registry, parent.ref, iris_splits, Methods(format="onnx"))
+    assert report.rows[1].quality["valid"]["accuracy"] == pytest.approx(
+        report.rows[0].quality["valid"]["accuracy"]
+    )
+    assert np.isfinite(report.rows[1].latency_ms["64"])

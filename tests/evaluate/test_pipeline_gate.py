@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evaluate.conftest import RanProject, region_frame, region_spec, run
+from readyml.errors import AliasError
+from support import IRIS_SPEC, write_project
+
+MODEL_TESTS = {
+    "model-1",
+    "model-3",
+    "model-4",
+    "model-5",
+    "model-6",
+    "model-7",
+    "data-2",
+    "data-3",
+    "infra-4",
+}
+
+
+def test_every_model_test_has_evidence_after_a_run(ran_regions: RanProject) -> None:
+    evidence = ran_regions.registry.list_evidence(project="regions")
+    found = {e.test_id for e in evidence if e.run_id == ran_regions.result.run_id}
+    assert found >= MODEL_TESTS
+    assert all(e.automated for e in evidence if e.test_id in MODEL_TESTS)
+    by_id = {e.test_id: e for e in evidence}
+    assert by_id["model-1"].details["reason"]  # git state or "not a git repository"
+    assert by_id["model-3"].details["n_trials"] == 2
+    assert by_id["model-4"].details["retrain_every_days"] > 0
+    assert by_id["model-5"].passed and by_id["model-5"].details["margins"]["dummy"] > 0
+    assert by_id["model-7"].details["attributes"]["region"]["disparities"]
+    assert by_id["infra-4"].details["decision"] == "blessed"
+
+
+def test_version_carries_decision_baselines_and_slices(ran_regions: RanProject) -> None:
+    version = ran_regions.registry.get("regions:1")
+    metrics = version.metrics
+    assert version.gate is not None and version.gate["decision"] == "blessed"
+    assert "no champion yet" in version.gate["note"]
+    assert {"dummy", "linear", "margins"} <= set(metrics["baselines"])
+    slices = {s["name"]: s for s in metrics["slices"]}
+    assert slices["north"]["kind"] == "declared" and slices["north"]["judged"]
+    assert metrics["ci"]["low"] <= metrics["valid"]["accuracy"] <= metrics["ci"]["high"]
+    assert set(metrics["importance"]["features"]) == {"x1", "x2", "region"}
+    assert metrics["importance"]["features"]["x1"]["verdict"] == "helps"
+    assert metrics["staleness"]["points"] and metrics["spec_review"]["reason"]
+    assert metrics["serving"]["size_mb"] > 0
+
+
+def test_high_x2_slice_is_reported_as_too_small(ran_regions: RanProject) -> None:
+    slices = {s["name"]: s for s in ran_regions.registry.get("regions:1").metrics["slices"]}
+    small = slices["high x2"]
+    assert 0 < small["size"] < 30 and not small["judged"]
+    assert "too small to judge" in small["reason"]
+
+
+def test_candidate_without_its_best_features_is_vetoed_and_cannot_be_promoted(
+    tmp_path: Path,
+) -> None:
+    spec = {
+        **IRIS_SPEC,
+        "gates": {"champion": {"max_regression": 0.005}},
+    }
+    write_project(tmp_path, spec)
+    first, registry, _ = run(tmp_path)
+    assert first.value("gate")["decision"] == "blessed"
+    registry.promote("iris:1", who="test", reason="first")
+    worse = {**spec, "exclude": ["petal_length", "petal_width"]}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(worse), encoding="utf-8")
+    second, registry, _ = run(tmp_path)
+    gate = second.value("gate")
+    assert gate["decision"] == "vetoed" and gate["compared_with_champion"]
+    failed = " | ".join(gate["failed"])
+    assert "accuracy vs champion v1 failed" in failed and "allowed" in failed
+    with pytest.raises(AliasError, match="vetoed"):
+        registry.promote("iris:2", who="test", reason="try anyway")
+    assert registry.get("iris@champion").version == 1
+
+
+SLICE_FIT = """
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+
+def fit(X, y, params, seed):
+    y = np.asarray(y).copy()
+    bad = params.get("corrupt")
+    if bad:  # learn the opposite label in one region only
+        mask = (X["region"] == bad).to_numpy()
+        y[mask] = np.where(y[mask] == "yes", "no", "yes")
+    encode = ColumnTransformer(
+        [("region", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["region"])],
+        remainder="passthrough",
+    )
+    model = RandomForestClassifier(n_estimators=30, random_state=seed)
+    return Pipeline([("encode", encode), ("model", model)]).fit(X, y)
+"""
+
+
+def test_candidate_worse_on_one_declared_slice_only_is_vetoed_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "slicefit.py").write_text(SLICE_FIT, encoding="utf-8")
+    base = region_spec(
+        model={"entry_point": "slicefit:fit", "params": {}},
+        gates={"champion": {"max_regression": 0.5, "relative": False, "max_slice_regression": 0.1}},
+        tuning=None,
+        fairness={},
+        importance={"repeats": 1, "drop_column_max_rows": 0},
+    )
+    write_project(tmp_path, base, region_frame())
+    first, registry, _ = run(tmp_path)
+    assert first.status == "succeeded", first.error
+    assert first.value("gate")["decision"] == "blessed"
+    registry.promote("regions:1", who="test", reason="first")
+    worse = {**base, "model": {"entry_point": "slicefit:fit", "params": {"corrupt": "north"}}}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(worse), encoding="utf-8")
+    second, registry, _ = run(tmp_path)
+    gate = second.value("gate")
+    assert gate["decision"] == "vetoed"
+    failed = [r for r in gate["reasons"] if r["judged"] and not r["passed"]]
+    assert [r["slice"] for r in failed] == ["north"]
+    assert "on slice 'north' vs champion v1 failed" in failed[0]["message"]
+    with pytest.raises(AliasError):
+        registry.promote("regions:2", who="test", reason="try anyway")

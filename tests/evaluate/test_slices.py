@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from readyml.config import SliceSpec
+from readyml.errors import DataError
+from readyml.evaluate.slices import Slice, evaluate_slices
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "city": ["oslo"] * 40 + ["rome"] * 40 + ["nice"] * 5,
+            "age": list(range(85)),
+            "tier": ["a", "b"] * 42 + ["a"],
+        }
+    )
+
+
+def _run(declared: list[SliceSpec], *, auto: bool = True) -> dict[str, Slice]:
+    frame = _frame()
+    y = np.array([1, 0] * 42 + [1])
+    pred = y.copy()
+    pred[:10] = 1 - pred[:10]  # mistakes in oslo only
+    slices = evaluate_slices(
+        frame,
+        task="classification",
+        y_true=y,
+        y_pred=pred,
+        proba=None,
+        classes=None,
+        declared=declared,
+        features=["city", "age", "tier"],
+        min_size=20,
+        auto=auto,
+    )
+    return {s.name: s for s in slices}
+
+
+def test_declared_values_ranges_and_crosses() -> None:
+    found = _run(
+        [
+            SliceSpec(name="south", column="city", values=["rome", "nice"]),
+            SliceSpec(name="young", column="age", max=30),
+            SliceSpec(name="x", column="city", cross="tier"),
+        ],
+        auto=False,
+    )
+    south, young = found["south"], found["young"]
+    assert south.size == 45 and south.kind == "declared"
+    assert young.size == 30
+    assert found["x: city=oslo & tier=a"].size == 20
+    assert found["x: city=oslo & tier=a"].metrics["accuracy"] == pytest.approx(0.75)
+
+
+def test_automatic_slices_cover_every_categorical_feature_and_small_ones_are_not_judged() -> None:
+    found = _run([])
+    assert {"city=oslo", "city=rome", "city=nice", "tier=a", "tier=b"} <= set(found)
+    nice = found["city=nice"]
+    assert nice.kind == "auto" and not nice.judged
+    assert "too small to judge: 5 rows < min_slice_size 20" in nice.reason
+    assert found["city=oslo"].metrics["accuracy"] == pytest.approx(0.75)
+
+
+def test_unknown_slice_column_names_the_slice() -> None:
+    with pytest.raises(DataError, match=r"slices\[bad\]: column 'nope'"):
+        _run([SliceSpec(name="bad", column="nope")])

@@ -1,0 +1,214 @@
+"""Alerts: dedup by fingerprint, resolution, webhook retries, a real Alertmanager, promtool."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from conftest import _unavailable, free_port
+from readyml.config import MonitoringSpec, PerformanceMonitorSpec
+from readyml.monitor import (
+    Alert,
+    AlertBook,
+    AlertmanagerSink,
+    DeliveryError,
+    LogSink,
+    Monitor,
+    WebhookSink,
+    alert_rules,
+    write_alert_rules,
+)
+
+from .helpers import NOW, inputs_for, log_traffic, make_log
+
+
+def _alert(key: str = "drift:x1", check: str = "skew") -> Alert:
+    return Alert(
+        labels={"alertname": f"readyml_{check}", "check": check, "key": key, "severity": "warning"},
+        annotations={"summary": key},
+        status="firing",
+        starts_at=NOW,
+    )
+
+
+def test_alert_book_deduplicates_repeats_and_resolves_cleared_alerts(tmp_path: Path) -> None:
+    book = AlertBook(path=tmp_path / "alerts.json", repeat_interval=timedelta(hours=1))
+    first = book.update([_alert()], checks_run={"skew"}, now=NOW)
+    assert len(first.notify) == 1 and first.deduplicated == 0
+    again = AlertBook(path=tmp_path / "alerts.json", repeat_interval=timedelta(hours=1)).update(
+        [_alert()], checks_run={"skew"}, now=NOW + timedelta(minutes=5)
+    )
+    assert again.notify == [] and again.deduplicated == 1
+    assert again.firing[0].starts_at == NOW  # the alert keeps its start
+    repeat = book.update([_alert()], checks_run={"skew"}, now=NOW + timedelta(hours=2))
+    assert len(repeat.notify) == 1  # sent again after repeat_interval
+    untouched = book.update([], checks_run={"quality"}, now=NOW + timedelta(hours=3))
+    assert untouched.resolved == [] and len(untouched.firing) == 1  # its check did not run
+    cleared = book.update([], checks_run={"skew"}, now=NOW + timedelta(hours=4))
+    (done,) = cleared.resolved
+    assert done.status == "resolved" and done.ends_at == NOW + timedelta(hours=4)
+    assert book.firing() == []
+
+
+def test_monitor_run_fires_then_resolves_when_the_condition_clears(workspace: Path) -> None:
+    stream = io.StringIO()
+    spec = MonitoringSpec(windows=1)
+    log_traffic(workspace, make_log(shift=2.0))
+    first = Monitor(sinks=[LogSink(stream=stream)]).run(inputs_for(workspace, spec=spec))
+    assert any(a.labels["key"] == "drift:x1" for a in first.alerts)
+    second = Monitor(sinks=[LogSink(stream=stream)]).run(inputs_for(workspace, spec=spec))
+    assert second.sent == [] and second.deduplicated == len(first.alerts)
+    shutil.rmtree(workspace / "logs")
+    log_traffic(workspace, make_log())
+    third = Monitor(sinks=[LogSink(stream=stream)]).run(inputs_for(workspace, spec=spec))
+    assert "drift:x1" in {a.labels["key"] for a in third.resolved}
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert {line["status"] for line in lines} == {"firing", "resolved"}
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    failures = 0
+    bodies: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if type(self).failures > 0:
+            type(self).failures -= 1
+            self.send_response(503)
+        else:
+            type(self).bodies.append(json.loads(body))
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = type("Receiver", (_Receiver,), {"failures": 0, "bodies": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_retries_with_backoff_until_delivered(receiver: tuple[str, Any]) -> None:
+    url, handler = receiver
+    handler.failures = 2
+    waits: list[float] = []
+    sink = WebhookSink(url=url, retries=3, backoff_s=0.1, sleep=waits.append)
+    sink.send([_alert()])
+    assert sink.attempts_ == 3 and waits == [0.1, 0.2]
+    (body,) = handler.bodies
+    assert body["status"] == "firing" and body["alerts"][0]["labels"]["key"] == "drift:x1"
+
+
+def test_webhook_gives_up_after_its_retries(receiver: tuple[str, Any]) -> None:
+    url, handler = receiver
+    handler.failures = 10
+    sink = WebhookSink(url=url, retries=2, backoff_s=0.0)
+    with pytest.raises(DeliveryError, match="HTTP 503"):
+        sink.send([_alert()])
+    assert sink.attempts_ == 3
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    _unavailable(f"{names[0]} is not installed (scripts/services.sh start installs it)")
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    binary = _binary("prometheus-alertmanager", "alertmanager")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        yaml.safe_dump({"route": {"receiver": "null"}, "receivers": [{"name": "null"}]})
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("alertmanager did not start")
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_alertmanager_receives_and_resolves_an_alert(alertmanager: str) -> None:
+    sink = AlertmanagerSink(url=alertmanager)
+    sink.send([_alert()])
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
+        alerts = json.loads(response.read())
+    (received,) = [a for a in alerts if a["labels"].get("key") == "drift:x1"]
+    assert received["status"]["state"] == "active"
+    assert received["annotations"]["summary"] == "drift:x1"
+    sink.send([_alert().__class__(**{**_alert().__dict__, "status": "resolved", "ends_at": NOW})])
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?active=true", timeout=5) as response:
+        active = [a for a in json.loads(response.read()) if a["labels"].get("key") == "drift:x1"]
+    assert active == []
+
+
+PROMTOOL_TEST = Path(__file__).with_name("rules_test.yml")
+
+
+def test_prometheus_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> None:
+    promtool = _binary("promtool")
+    spec = PerformanceMonitorSpec(max_p99_latency_ms=500, max_error_rate=0.05)
+    rules = write_alert_rules(spec, tmp_path / "rules.yml", project="demo")
+    names = [r["alert"] for r in alert_rules(spec, project="demo")["groups"][0]["rules"]]
+    assert names == [
+        "ReadymlHighLatencyP99",
+        "ReadymlHighErrorRate",
+        "ReadymlQueueBacklog",
+        "ReadymlShedding",
+    ]
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    shutil.copy(PROMTOOL_TEST, tmp_path / "rules_test.yml")
+    tested = subprocess.run(
+        [promtool, "test", "rules", "rules_test.yml"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -1,0 +1,288 @@
+"""Every check fires on the condition it watches and stays quiet on clean traffic."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from readyml.monitor import (
+    CheckResult,
+    DependencyCheck,
+    InvariantCheck,
+    NumericalInstability,
+    PerformanceCheck,
+    QualityCheck,
+    SkewCheck,
+    StabilityCheck,
+    StalenessCheck,
+    TrainingGuard,
+    record_feedback,
+)
+
+from .helpers import NOW, inputs_for, log_traffic, make_log
+
+
+def keys(result: CheckResult) -> set[str]:
+    return {f.key for f in result.findings}
+
+
+# -- monitor-1 ---------------------------------------------------------------------------
+
+
+def test_dependency_check_passes_when_packages_and_inputs_match(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    result = DependencyCheck().run(inputs_for(workspace))
+    assert result.status == "passed", result.summary
+    assert result.test_id == "monitor-1"
+
+
+def test_dependency_check_names_changed_package_and_both_versions(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    check = DependencyCheck(versions=lambda names: {"numpy": "0.0.1"})
+    result = check.run(inputs_for(workspace))
+    assert result.status == "failed"
+    (finding,) = [f for f in result.findings if f.key == "package:numpy"]
+    assert np.__version__ in finding.message and "0.0.1" in finding.message
+
+
+def test_dependency_check_reports_served_and_upstream_schema_changes(workspace: Path) -> None:
+    log_traffic(workspace, make_log().drop(columns=["x2"]))
+    source = workspace.parent / "upstream.csv"
+    pd.DataFrame({"x1": ["a", "b"], "city": ["oslo", "rome"], "extra": [1, 2]}).to_csv(source)
+    result = DependencyCheck(sources=["upstream.csv"]).run(inputs_for(workspace))
+    found = keys(result)
+    assert "input:x2" in found
+    changes = result.details["source_changes"]
+    assert any("x1: float in the schema, category now" in c for c in changes), changes
+    assert any("new column extra" in c for c in changes)
+
+
+# -- monitor-2 ---------------------------------------------------------------------------
+
+
+def test_invariant_check_passes_on_clean_inputs(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    result = InvariantCheck(max_errors=0).run(inputs_for(workspace))
+    assert result.status == "passed", result.details["anomalies"]
+
+
+def test_invariant_check_counts_each_anomaly_kind(workspace: Path) -> None:
+    log = make_log()
+    log.loc[:9, "x1"] = 1e6
+    log.loc[:4, "city"] = "paris"
+    log_traffic(workspace, log)
+    result = InvariantCheck().run(inputs_for(workspace))
+    assert result.status == "failed"
+    assert result.details["counts"]["out_of_range"] == 1
+    assert result.details["counts"]["unseen_categories"] == 1
+    assert {"out_of_range:x1", "unseen_categories:city"} <= keys(result)
+
+
+# -- monitor-3 ---------------------------------------------------------------------------
+
+
+def test_skew_check_passes_when_offline_features_match(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log())
+    inputs = inputs_for(workspace)
+    inputs.offline = log[["request_id", "x1", "x2", "city"]].copy()
+    result = SkewCheck().run(inputs)
+    assert result.status == "passed", result.summary
+    assert result.details["per_example"]["features_with_skew"] == 0
+    assert result.details["per_example"]["examples_compared"] == len(log)
+
+
+def test_skew_check_counts_skewed_examples_per_feature(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log())
+    offline = log[["request_id", "x1", "x2", "city"]].copy()
+    offline.loc[:6, "x2"] = offline.loc[:6, "x2"] * 2 + 1
+    offline.loc[:2, "city"] = "bergen"
+    inputs = inputs_for(workspace)
+    inputs.offline = offline
+    result = SkewCheck().run(inputs)
+    per = result.details["per_example"]
+    assert per["features_with_skew"] == 2
+    assert per["features"]["x2"]["skewed"] == 7
+    assert per["features"]["city"]["skewed"] == 3
+    assert {"skew:x2", "skew:city"} <= keys(result)
+
+
+def test_skew_check_reads_offline_features_from_a_file(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log())
+    offline = log[["request_id", "x1", "x2", "city"]].copy()
+    offline.attrs = {}
+    offline.to_parquet(workspace.parent / "offline.parquet")
+    result = SkewCheck(offline_features="offline.parquet").run(inputs_for(workspace))
+    assert result.details["per_example"]["examples_compared"] == len(log)
+
+
+def test_skew_check_flags_distribution_drift_from_training(workspace: Path) -> None:
+    log_traffic(workspace, make_log(shift=2.0))
+    result = SkewCheck().run(inputs_for(workspace))
+    assert result.status == "failed"
+    assert "drift:x1" in keys(result)
+    assert "drift:x2" not in keys(result)
+    scores = result.series["drift_score"]["x1"]
+    assert len(scores) == 3 and all(s is not None and s > 1 for s in scores)
+
+
+# -- monitor-4 ---------------------------------------------------------------------------
+
+
+def test_staleness_check_passes_for_a_fresh_model(workspace: Path) -> None:
+    result = StalenessCheck(max_model_age="30d").run(inputs_for(workspace))
+    assert result.status == "passed"
+    assert result.details["model_age_days"] == pytest.approx(3.0)
+
+
+def test_staleness_check_uses_the_staleness_curve_and_stage_limits(workspace: Path) -> None:
+    inputs = inputs_for(workspace, retrain_every_days=2.0)
+    result = StalenessCheck(max_stage_age={"train": "1d"}).run(inputs)
+    assert result.details["limit_from"] == "staleness curve (model-4)"
+    assert keys(result) == {"model_age", "stage:train"}
+
+
+# -- monitor-5 ---------------------------------------------------------------------------
+
+
+def test_stability_check_passes_on_finite_values(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    assert StabilityCheck().run(inputs_for(workspace)).status == "passed"
+
+
+def test_stability_check_counts_nan_and_inf_in_inputs_and_outputs(workspace: Path) -> None:
+    log = make_log()
+    log.loc[:2, "x1"] = np.nan
+    log.loc[3, "x2"] = np.inf
+    log.loc[:4, "proba_a"] = np.nan
+    log_traffic(workspace, log)
+    result = StabilityCheck().run(inputs_for(workspace))
+    assert result.details["columns"]["x1"] == {"nan": 3, "inf": 0}
+    assert result.details["columns"]["x2"] == {"nan": 0, "inf": 1}
+    assert {"nonfinite:x1", "nonfinite:x2", "nonfinite:proba_a"} == keys(result)
+
+
+def test_training_guard_stops_on_nan_loss_and_dead_relus() -> None:
+    torch = pytest.importorskip("torch")
+    guard = TrainingGuard(max_dead_share=0.5)
+    guard.after_step(0.3)
+    with pytest.raises(NumericalInstability, match="step 2"):
+        guard.after_step(float("inf"))
+    layer = torch.nn.Linear(3, 4)
+    with torch.no_grad():
+        layer.weight.fill_(-1.0)
+        layer.bias.fill_(-1.0)
+    module = torch.nn.Sequential(layer, torch.nn.ReLU())
+    with pytest.raises(NumericalInstability, match="dead"):
+        guard.after_epoch(module, torch.ones(8, 3))
+    healthy = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+    with torch.no_grad():
+        healthy[0].weight.fill_(1.0)
+    report = guard.after_epoch(healthy, torch.ones(8, 3))
+    assert report["dead_relu_share"]["1"] == 0.0
+
+
+# -- monitor-6 ---------------------------------------------------------------------------
+
+
+def test_performance_check_passes_on_steady_traffic(workspace: Path) -> None:
+    log_traffic(workspace, make_log(version=1))
+    result = PerformanceCheck().run(inputs_for(workspace))
+    assert result.status == "passed", result.findings
+    assert result.details["versions"][1]["p99_ms"] < 7
+
+
+def test_performance_check_catches_jump_against_previous_version(workspace: Path) -> None:
+    log_traffic(workspace, make_log(version=1, latency_ms=5.0, seed=3))
+    log_traffic(workspace, make_log(version=2, latency_ms=20.0, rss_mb=400.0))
+    inputs = inputs_for(workspace, version=2, previous_version=1)
+    result = PerformanceCheck().run(inputs)
+    assert {"jump:p99_ms:previous", "jump:memory_mb:previous"} <= keys(result)
+
+
+def test_performance_check_catches_a_slow_leak_and_errors(workspace: Path) -> None:
+    log_traffic(workspace, make_log(rss_mb=lambda hours: 200.0 + 120.0 * hours, status=503))
+    result = PerformanceCheck(max_memory_growth_mb_per_h=50.0).run(inputs_for(workspace))
+    assert result.details["versions"][1]["memory_growth_mb_per_h"] == pytest.approx(120.0, rel=0.01)
+    assert {"memory_leak", "error_rate"} <= keys(result)
+
+
+def test_performance_check_catches_jump_against_trailing_baseline(workspace: Path) -> None:
+    log = make_log(n=600)
+    log.loc[500:, "latency_ms"] = 50.0
+    log_traffic(workspace, log)
+    result = PerformanceCheck().run(inputs_for(workspace))
+    assert "jump:p99_ms:baseline" in keys(result)
+
+
+# -- monitor-7 ---------------------------------------------------------------------------
+
+
+def test_quality_check_passes_with_good_labels(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log())
+    record_feedback(
+        workspace,
+        [
+            {"request_id": r, "label": y}
+            for r, y in zip(log["request_id"], log.attrs["truth"], strict=True)
+        ],
+    )
+    result = QualityCheck().run(inputs_for(workspace))
+    assert result.status == "passed", result.findings
+    assert result.details["labelled"] == len(log)
+    error = result.details["estimate_error"]
+    assert abs(error["error"]) < 0.1  # the CBPE estimate is close to the measured accuracy
+
+
+def test_quality_check_fires_on_a_quality_drop_overall_and_per_slice(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log())
+    truth = log.attrs["truth"].copy()
+    flip = np.arange(len(truth)) % 3 == 0
+    truth[flip] = np.where(truth[flip] == "a", "b", "a")
+    record_feedback(
+        workspace,
+        [{"request_id": r, "label": y} for r, y in zip(log["request_id"], truth, strict=True)],
+    )
+    result = QualityCheck().run(inputs_for(workspace))
+    assert result.status == "failed"
+    assert {"quality:accuracy", "slice_quality:city=oslo", "slice_quality:city=rome"} <= keys(
+        result
+    )
+    assert len(result.series["accuracy"]) == 3
+
+
+def test_quality_check_before_labels_flags_prediction_shift_and_slice_bias(workspace: Path) -> None:
+    log_traffic(workspace, make_log(shift=1.5))
+    result = QualityCheck().run(inputs_for(workspace))
+    assert result.details["labelled"] == 0
+    assert "prediction_shift" in keys(result)
+    assert any(k.startswith("slice_bias:city=") for k in keys(result))
+    assert 0.5 < result.details["estimated_accuracy"] <= 1.0
+
+
+def test_quality_check_before_labels_is_quiet_on_training_like_traffic(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    result = QualityCheck().run(inputs_for(workspace))
+    assert result.status == "passed", result.findings
+
+
+def test_checks_skip_without_traffic(workspace: Path) -> None:
+    inputs = inputs_for(workspace)
+    for check in (
+        InvariantCheck(),
+        SkewCheck(),
+        StabilityCheck(),
+        PerformanceCheck(),
+        QualityCheck(),
+    ):
+        assert check.run(inputs).status == "skipped"
+
+
+def test_lookback_leaves_out_old_traffic(workspace: Path) -> None:
+    log_traffic(workspace, make_log(start=NOW - timedelta(days=30), latency_ms=500.0))
+    log_traffic(workspace, make_log(seed=5))
+    inputs = inputs_for(workspace)
+    assert len(inputs.traffic()) == 400

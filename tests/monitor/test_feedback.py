@@ -1,0 +1,89 @@
+"""Feedback labels: recorded by request id, joined last-write-wins, never lost to a bad record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from readyml.monitor import feedback_app, read_traffic, record_feedback
+
+from .helpers import NOW, inputs_for, log_traffic, make_log
+
+
+def test_unknown_and_duplicate_ids_are_counted_and_the_rest_recorded(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log(n=50))
+    ids = log["request_id"].tolist()
+    result = record_feedback(
+        workspace,
+        [
+            {"request_id": ids[0], "label": "a"},
+            {"request_id": ids[1], "label": "b"},
+            {"request_id": ids[1], "label": "a"},  # duplicate in the batch: the last wins
+            {"request_id": "never-served", "label": "a"},
+            {"request_id": "", "label": "a"},
+            {"label": "a"},
+            {"request_id": ids[2]},
+            {"request_id": ids[3], "label": "b", "ts": "not a time"},
+        ],
+        now=NOW,
+    )
+    assert (result.received, result.recorded, result.rejected) == (8, 3, 4)
+    assert result.unknown == 1 and result.unknown_ids == ["never-served"]
+    assert result.duplicates == 1
+    assert len(result.errors) == 4
+    frame = read_traffic(workspace, "m", version=1).set_index("request_id")
+    assert frame.loc[ids[0], "label"] == "a"
+    assert frame.loc[ids[1], "label"] == "a"
+    assert frame["label"].notna().sum() == 2
+
+
+def test_a_later_label_for_the_same_id_wins(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log(n=20))
+    rid = log["request_id"].iloc[0]
+    record_feedback(workspace, [{"request_id": rid, "label": "a"}], now=NOW)
+    again = record_feedback(workspace, [{"request_id": rid, "label": "b"}], now=NOW + timedelta(1))
+    assert again.duplicates == 1
+    frame = read_traffic(workspace, "m").set_index("request_id")
+    assert frame.loc[rid, "label"] == "b"
+
+
+def test_labels_join_into_monitor_inputs(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log(n=30))
+    record_feedback(workspace, [{"request_id": r, "label": "a"} for r in log["request_id"][:10]])
+    traffic = inputs_for(workspace).traffic()
+    assert traffic["label"].notna().sum() == 10
+    assert len(traffic) == 30
+
+
+def _call(app: Any, method: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(app({"type": "http", "method": method, "path": "/v2/feedback"}, receive, send))
+    return int(sent[0]["status"]), json.loads(sent[1]["body"])
+
+
+def test_feedback_endpoint_records_and_answers_counts(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log(n=10))
+    app = feedback_app(workspace)
+    body = json.dumps(
+        {
+            "records": [
+                {"request_id": log["request_id"][0], "label": "a"},
+                {"request_id": "x", "label": "b"},
+            ]
+        }
+    ).encode()
+    status, payload = _call(app, "POST", body)
+    assert status == 200
+    assert (payload["recorded"], payload["unknown"]) == (2, 1)
+    assert _call(app, "POST", b"{not json")[0] == 400
+    assert _call(app, "GET", b"")[0] == 405

@@ -1,0 +1,95 @@
+"""The Predictor: loading a registered version (native and ONNX), signature checks, layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from readyml.flavors.sklearn import SklearnModel
+from readyml.predict import InvalidInput, Predictor
+from readyml.registry import open_registry
+
+ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+@pytest.fixture(scope="module")
+def registry_with_iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from serve.conftest import train_iris
+
+    root = train_iris(tmp_path_factory.mktemp("iris-predict"))
+    return root / ".readyml"
+
+
+@pytest.mark.parametrize("runtime", ["native", "onnx"])
+def test_load_and_predict_agree_across_runtimes(registry_with_iris: Path, runtime: str) -> None:
+    registry = open_registry(registry_with_iris)
+    predictor = Predictor.load(registry, "iris@champion", runtime=runtime)  # type: ignore[arg-type]
+    part, rows = predictor.from_records([ROW, ROW | {"petal_length": 5.5, "petal_width": 2.1}])
+    prediction = predictor.predict_parts([part, part])
+    assert rows == 2 and prediction.rows == 4
+    assert prediction.labels_list[:2] == ["setosa", "virginica"]
+    assert prediction.proba is not None
+    assert np.allclose(prediction.proba.sum(axis=1), 1.0)
+    assert predictor.metadata()["runtime"] == runtime
+
+
+def test_fast_path_matches_the_full_pipeline(registry_with_iris: Path) -> None:
+    predictor = Predictor.load(open_registry(registry_with_iris), "iris:1")
+    block = np.random.default_rng(0).uniform(0, 8, size=(50, 4))
+    fast = predictor.predict_input(block).proba
+    full = predictor.model.predict_proba(predictor.frame(block))
+    assert fast is not None and np.allclose(fast, full)
+
+
+def _mixed_predictor() -> Predictor:
+    frame = pd.DataFrame(
+        {
+            "size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            "count": [1, 2, 3, 4, 5, 6],
+            "city": ["a", "b", "a", "b", "a", "b"],
+        }
+    )
+    model = SklearnModel(estimator=LogisticRegression()).fit(frame, ["x", "x", "x", "y", "y", "y"])
+    return Predictor(model=model, name="mixed", version=1, signature=model.signature())
+
+
+def test_mixed_features_are_checked_per_column() -> None:
+    predictor = _mixed_predictor()
+    assert predictor.layout == "mixed"
+    part, _ = predictor.from_records([{"size": 5.0, "count": 5, "city": "a"}])
+    assert predictor.predict_parts([part]).labels_list == ["y"]
+    with pytest.raises(InvalidInput, match="feature 'count': expected an integer"):
+        predictor.from_records([{"size": 5.0, "count": 5.5, "city": "a"}])
+    with pytest.raises(InvalidInput, match="feature 'city': expected a string"):
+        predictor.from_columns({"size": [1.0], "count": [1], "city": [3]})
+    with pytest.raises(InvalidInput, match="expected 1 values"):
+        predictor.from_columns({"size": [1.0], "count": [1, 2], "city": ["a"]})
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"sepal_length": 1.0}, "feature 'sepal_width': expected a number, found no such field"),
+        (ROW | {"sepal_width": "3"}, "feature 'sepal_width': expected a number, found string"),
+        (ROW | {"sepal_width": None}, "found null"),
+        (ROW | {"sepal_width": False}, "found boolean false"),
+    ],
+)
+def test_numeric_records_name_the_bad_field(
+    registry_with_iris: Path, record: dict[str, object], message: str
+) -> None:
+    predictor = Predictor.load(open_registry(registry_with_iris), "iris:1")
+    with pytest.raises(InvalidInput, match=message):
+        predictor.from_records([ROW, record])
+
+
+def test_a_2d_tensor_must_have_one_column_per_feature(registry_with_iris: Path) -> None:
+    predictor = Predictor.load(open_registry(registry_with_iris), "iris:1")
+    with pytest.raises(InvalidInput, match=r"expected shape \[N, 4\]"):
+        predictor.from_tensor(np.zeros((2, 3)))
+    _, rows = predictor.from_tensor(np.ones((2, 4), dtype=np.float32))
+    assert rows == 2

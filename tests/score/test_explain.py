@@ -1,0 +1,114 @@
+"""Infra 5: step-by-step computation of one prediction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from readyml.cli.score import app
+from readyml.config import Project
+from readyml.errors import ConfigError
+from readyml.registry import Registry
+from readyml.score.explain import explain_prediction, record_explanation
+from readyml.train import open_project_registry, run_project
+from support import IRIS_SPEC, write_project
+
+Trained = Callable[[str], tuple[Project, Registry]]
+EXAMPLE = {"sepal_length": 6.1, "sepal_width": 2.8, "petal_length": 4.7, "petal_width": 1.2}
+
+
+LINEAR = "sklearn.linear_model.LogisticRegression"
+TREE = "sklearn.tree.DecisionTreeClassifier"
+FOREST = "sklearn.ensemble.RandomForestClassifier"
+
+
+@pytest.fixture(scope="module")
+def trained_projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One trained iris project per estimator, shared by the tests of this module."""
+    roots = {}
+    for estimator in (LINEAR, TREE, FOREST):
+        params = {"n_estimators": 20} if estimator == FOREST else {}
+        spec = {
+            **IRIS_SPEC,
+            "model": {"flavor": "sklearn", "estimator": estimator, "params": params},
+        }
+        root = write_project(tmp_path_factory.mktemp("explain"), spec)
+        project = Project.load(root)
+        registry = open_project_registry(project)
+        assert run_project(project, registry=registry).error is None
+        registry.store.close()
+        roots[estimator] = root
+    return roots
+
+
+@pytest.fixture
+def trained(trained_projects: dict[str, Path]) -> Callable[[str], tuple[Project, Registry]]:
+    def load(estimator: str) -> tuple[Project, Registry]:
+        project = Project.load(trained_projects[estimator])
+        return project, open_project_registry(project)
+
+    return load
+
+
+def test_linear_model_contributions_add_up_to_the_decision_function(trained: Trained) -> None:
+    _, registry = trained(LINEAR)
+    explanation = explain_prediction(registry, "iris", EXAMPLE)
+    assert explanation.consistent
+    names = [s.name for s in explanation.steps]
+    assert names == [
+        "input",
+        "preprocess: ColumnTransformer",
+        "contributions: coef × value",
+        "prediction",
+    ]
+    contributions = explanation.steps[2].values
+    parts = [v for k, v in contributions.items() if k != "= sum"]
+    assert sum(parts) == pytest.approx(contributions["= sum"])
+    assert explanation.steps[-1].values["prediction"] == explanation.prediction
+
+
+@pytest.mark.parametrize("estimator", [TREE, FOREST])
+def test_tree_contributions_follow_decision_paths(trained: Trained, estimator: str) -> None:
+    _, registry = trained(estimator)
+    explanation = explain_prediction(registry, "iris:1", EXAMPLE)
+    assert explanation.consistent
+    path = next(s for s in explanation.steps if s.kind == "path")
+    assert path.values and all("→ node" in v for v in path.values.values())
+    label = explanation.prediction
+    probability = explanation.steps[-1].values[f"P({label})"]
+    assert explanation.steps[-2].values["= sum"] == pytest.approx(probability)
+
+
+def test_default_example_is_the_versions_input_example(trained: Trained) -> None:
+    project, registry = trained(LINEAR)
+    explanation = explain_prediction(registry, "iris")
+    assert set(explanation.example) == set(EXAMPLE)
+    record_explanation(registry, project.spec.name, explanation)
+    evidence = registry.list_evidence(project="iris", test_id="infra-5")[-1]
+    assert evidence.passed and evidence.model_name == "iris" and evidence.version == 1
+
+
+def test_missing_column_names_what_is_expected(trained: Trained) -> None:
+    _, registry = trained(LINEAR)
+    with pytest.raises(ConfigError, match=r"lacks column\(s\) \['petal_width'\]"):
+        explain_prediction(
+            registry, "iris", {k: v for k, v in EXAMPLE.items() if k != "petal_width"}
+        )
+
+
+def test_cli_explain_prints_steps_and_records_evidence(trained_projects: dict[str, Path]) -> None:
+    tmp_path = trained_projects[TREE]
+    result = CliRunner().invoke(
+        app, ["explain", "iris:1", "-p", str(tmp_path), "--example", json.dumps(EXAMPLE)]
+    )
+    assert result.exit_code == 0, result.stdout
+    assert "decision path of tree 0" in result.stdout
+    assert "the step-by-step trace matches predict()" in result.stdout
+    result = CliRunner().invoke(app, ["explain", "iris", "-p", str(tmp_path), "--format", "json"])
+    assert json.loads(result.stdout)["consistent"] is True
+    result = CliRunner().invoke(app, ["explain", "iris", "-p", str(tmp_path), "--example", "[1"])
+    assert result.exit_code == 2 and "--example: expected a JSON object" in result.stderr

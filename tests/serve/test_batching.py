@@ -1,0 +1,131 @@
+"""The adaptive batcher alone (in-process) and under concurrent load on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from pathlib import Path
+
+import httpx
+
+from readyml.serve.batching import AdaptiveBatcher, QueueFull
+
+from .conftest import ROW, Server, serve_process
+
+
+def _batcher(**kwargs: object) -> tuple[AdaptiveBatcher[list[int], list[int]], list[int]]:
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def run(parts: list[list[int]]) -> list[int]:
+        gate.wait(0.05)  # the first batch blocks a moment so that others queue behind it
+        sizes.append(len(parts))
+        flat = [value for part in parts for value in part]
+        if -1 in flat:
+            raise ValueError("bad input -1")
+        return flat
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    return AdaptiveBatcher(run_batch=run, executor=pool, **kwargs), sizes  # type: ignore[arg-type]
+
+
+def test_lone_request_is_dispatched_at_once_alone() -> None:
+    batcher, sizes = _batcher(max_wait_s=0.0)
+
+    async def main() -> list[int]:
+        result, offset = await batcher.submit([7], rows=1)
+        return result[offset : offset + 1]
+
+    assert asyncio.run(main()) == [7]
+    assert sizes == [1]
+
+
+def test_requests_arriving_while_busy_form_one_batch() -> None:
+    batcher, sizes = _batcher()
+
+    async def main() -> list[list[int]]:
+        async def one(value: int) -> list[int]:
+            result, offset = await batcher.submit([value], rows=1)
+            return result[offset : offset + 1]
+
+        return await asyncio.gather(*(one(v) for v in range(20)))
+
+    answers = asyncio.run(main())
+    assert answers == [[v] for v in range(20)]
+    assert sizes[0] == 1 and max(sizes) > 1 and sum(sizes) == 20
+
+
+def test_a_failing_request_fails_alone() -> None:
+    batcher, _ = _batcher()
+
+    async def main() -> list[object]:
+        async def one(value: int) -> list[int]:
+            result, offset = await batcher.submit([value], rows=1)
+            return result[offset : offset + 1]
+
+        return await asyncio.gather(*(one(v) for v in [1, 2, -1, 3, 4]), return_exceptions=True)
+
+    answers = asyncio.run(main())
+    assert isinstance(answers[2], ValueError)
+    assert [a for i, a in enumerate(answers) if i != 2] == [[1], [2], [3], [4]]
+
+
+def test_full_queue_sheds_with_retry_after() -> None:
+    batcher, _ = _batcher(max_queue_rows=3)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            *(batcher.submit([v], rows=1) for v in range(10)), return_exceptions=True
+        )
+
+    answers = asyncio.run(main())
+    shed = [a for a in answers if isinstance(a, QueueFull)]
+    assert shed and all(a.retry_after_s >= 1 for a in shed)
+    assert len(shed) < 10
+
+
+def test_aimd_backs_off_when_batches_exceed_the_budget() -> None:
+    batcher, _ = _batcher(max_batch_rows=64, latency_target_s=0.01)
+    batcher._adapt(64, 0.5)
+    assert batcher.batch_limit_rows < 64
+    low = batcher.batch_limit_rows
+    batcher._adapt(4, 0.0001)
+    assert batcher.batch_limit_rows > low
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
+                return float(item.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_concurrent_load_on_a_real_server_makes_batches_larger_than_one(server: Server) -> None:
+    async def load() -> list[int]:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(client.post("/predict", json=[ROW]) for _ in range(400))
+            )
+        return [a.status_code for a in answers]
+
+    statuses = asyncio.run(load())
+    assert set(statuses) == {200}
+    metrics = httpx.get(f"{server.url}/metrics").text
+    rows = sample(metrics, "readyml_batch_size_rows_sum", model="iris")
+    batches = sample(metrics, "readyml_batch_size_rows_count", model="iris")
+    above_one = batches - sample(metrics, "readyml_batch_size_rows_bucket", model="iris", le="1.0")
+    assert above_one > 0 and rows / batches > 1
+
+
+def test_workers_flag_serves_from_several_processes(iris_root: Path) -> None:
+    with (
+        serve_process(iris_root, "--workers", "2", "--no-request-log") as started,
+        started.client() as client,
+    ):
+        assert {client.post("/predict", json=[ROW]).status_code for _ in range(10)} == {200}

@@ -1,0 +1,195 @@
+"""The data commands: profile, validate, schema infer (typer's CliRunner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from readyml.cli.data import app
+from readyml.data import Profile, load_schema
+
+runner = CliRunner(env={"COLUMNS": "250"})
+
+
+@pytest.fixture
+def train_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, n),
+            "age": rng.integers(18, 90, n),
+            "city": rng.choice(["Oslo", "Rome"], n),
+            "y": rng.integers(0, 2, n),
+        }
+    )
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def schema_file(tmp_path: Path, train_csv: Path) -> Path:
+    path = tmp_path / "schema.yaml"
+    result = runner.invoke(app, ["schema", "infer", str(train_csv), "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def corrupted(tmp_path: Path, train_csv: Path) -> Path:
+    frame = pd.read_csv(train_csv)
+    frame.loc[3, "age"] = 500
+    frame.loc[4, "city"] = "Paris"
+    path = tmp_path / "bad.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def test_profile_prints_a_table_and_writes_json(tmp_path: Path, train_csv: Path) -> None:
+    out = tmp_path / "out" / "profile.json"
+    result = runner.invoke(app, ["profile", str(train_csv), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "city" in result.output and "2000 rows" in result.output
+    assert Profile.from_json(out.read_text()).columns["age"].max == 89
+
+
+def test_profile_json_output_is_a_profile(train_csv: Path) -> None:
+    result = runner.invoke(app, ["profile", str(train_csv), "--format", "json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["format_version"] == 1 and data["n_rows"] == 2000
+
+
+def test_validate_clean_data_exits_0(train_csv: Path, schema_file: Path) -> None:
+    result = runner.invoke(
+        app, ["validate", str(train_csv), "--schema", str(schema_file), "--against", str(train_csv)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "no anomalies" in result.output
+
+
+def test_validate_json_names_each_anomaly_and_exits_1(
+    tmp_path: Path, train_csv: Path, schema_file: Path
+) -> None:
+    bad = corrupted(tmp_path, train_csv)
+    result = runner.invoke(
+        app, ["validate", str(bad), "--schema", str(schema_file), "--format", "json"]
+    )
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    found = {(a["kind"], a["column"]): a for a in data["anomalies"]}
+    assert set(found) == {("out_of_range", "age"), ("unseen_categories", "city")}
+    for anomaly in data["anomalies"]:
+        assert set(anomaly) == {"kind", "column", "severity", "expected", "found", "examples"}
+    assert found[("out_of_range", "age")]["examples"] == [3]
+    assert found[("unseen_categories", "city")]["severity"] == "error"
+
+
+def test_validate_text_output_shows_the_table(
+    tmp_path: Path, train_csv: Path, schema_file: Path
+) -> None:
+    result = runner.invoke(
+        app, ["validate", str(corrupted(tmp_path, train_csv)), "--schema", str(schema_file)]
+    )
+    assert result.exit_code == 1
+    assert "out_of_range" in result.output and "unseen_categories" in result.output
+
+
+def test_validate_against_a_saved_profile_reports_drift(tmp_path: Path, train_csv: Path) -> None:
+    saved = tmp_path / "ref.json"
+    assert runner.invoke(app, ["profile", str(train_csv), "--out", str(saved)]).exit_code == 0
+    shifted = pd.read_csv(train_csv).assign(x=lambda f: f["x"] + 3)
+    path = tmp_path / "shifted.csv"
+    shifted.to_csv(path, index=False)
+    result = runner.invoke(
+        app, ["validate", str(path), "--against", str(saved), "--format", "json"]
+    )
+    assert result.exit_code == 0  # drift is a warning
+    kinds = {
+        (a["kind"], a["column"], a["severity"]) for a in json.loads(result.stdout)["anomalies"]
+    }
+    assert ("distribution_change", "x", "warning") in kinds
+
+
+def test_validate_finds_duplicates_only_when_asked(tmp_path: Path, train_csv: Path) -> None:
+    frame = pd.read_csv(train_csv)
+    path = tmp_path / "dup.csv"
+    pd.concat([frame, frame.iloc[:2]]).to_csv(path, index=False)
+    plain = json.loads(runner.invoke(app, ["validate", str(path), "--format", "json"]).stdout)
+    assert plain["anomalies"] == []
+    result = runner.invoke(app, ["validate", str(path), "--duplicates", "--format", "json"])
+    kinds = [a["kind"] for a in json.loads(result.stdout)["anomalies"]]
+    assert kinds == ["duplicate_rows"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["validate", "missing.csv"], "not found"),
+        (["validate", "{data}", "--schema", "missing.yaml"], "not found"),
+        (["validate", "{data}", "--against", "missing.json"], "not found"),
+        (["validate", "{data}", "--format", "xml"], "--format"),
+        (["profile", "data.txt"], "not found"),
+    ],
+)
+def test_usage_and_file_errors_exit_2_with_one_line(
+    train_csv: Path, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, [a.replace("{data}", str(train_csv)) for a in args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_profile_json_exits_2(tmp_path: Path, train_csv: Path) -> None:
+    bad = tmp_path / "ref.json"
+    bad.write_text("{}")
+    result = runner.invoke(app, ["validate", str(train_csv), "--against", str(bad)])
+    assert result.exit_code == 2 and "format_version" in result.output
+
+
+def test_schema_infer_keeps_hand_edits_unless_overwrite(tmp_path: Path, train_csv: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    assert (
+        runner.invoke(app, ["schema", "infer", str(train_csv), "--out", str(path)]).exit_code == 0
+    )
+    data = yaml.safe_load(path.read_text())
+    data["features"][1]["max"] = 120
+    data["features"][1]["description"] = "age in years"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = runner.invoke(app, ["schema", "infer", str(train_csv), "--out", str(path)])
+    assert result.exit_code == 0 and "0 new, 4 kept" in result.output
+    assert load_schema(path).feature("age").max == 120  # type: ignore[union-attr]
+    again = runner.invoke(
+        app, ["schema", "infer", str(train_csv), "--out", str(path), "--overwrite"]
+    )
+    assert again.exit_code == 0 and "4 new" in again.output
+    assert load_schema(path).feature("age").max == 89  # type: ignore[union-attr]
+
+
+def test_schema_infer_into_a_project_uses_its_label(tmp_path: Path, train_csv: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "readyml.yaml").write_text(
+        "name: demo\nlabel: y\ndata:\n  source: data.csv\n"
+        "model:\n  flavor: sklearn\n  estimator: sklearn.linear_model.LogisticRegression\n"
+    )
+    result = runner.invoke(app, ["schema", "infer", str(train_csv), "-p", str(project)])
+    assert result.exit_code == 0, result.output
+    assert load_schema(project / "schema.yaml").label == "y"
+
+
+def test_schema_infer_without_a_project_exits_2(tmp_path: Path, train_csv: Path) -> None:
+    result = runner.invoke(app, ["schema", "infer", str(train_csv), "-p", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    bad_label = runner.invoke(
+        app, ["schema", "infer", str(train_csv), "--out", str(tmp_path / "s.yaml"), "--label", "z"]
+    )
+    assert bad_label.exit_code == 2 and "'z'" in bad_label.output
