@@ -296,6 +296,7 @@ class StalenessSpec(_Spec):
 class ImportanceSpec(_Spec):
     """Feature importance (data-2) and feature cost (data-3) settings."""
 
+    enabled: bool = True  # off: no importance or feature cost (and no data-2/data-3 evidence)
     repeats: int = Field(default=3, ge=1, le=100)
     drop_column_max_rows: int = Field(default=2000, ge=0)
     max_rows: int = Field(default=20_000, ge=100)

@@ -9,6 +9,8 @@ from 2014), for the monitoring part of the demo.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,9 @@ import yaml
 
 from readyml import _console as console
 from readyml import _project_imports as project_imports
+from readyml.compress import Methods, compress_version, onnx_version_for
 from readyml.compress.demo import compress_demo
+from readyml.compress.splits import version_splits
 from readyml.config import SPEC_FILE, Project
 from readyml.data import Schema, infer_schema, write_schema
 from readyml.errors import ReadymlError
@@ -27,6 +31,7 @@ from readyml.registry import Registry
 from readyml.scaffold import GITIGNORE
 from readyml.score import score_project
 from readyml.score.checks import run_checks
+from readyml.serve.canary_demo import canary_demo
 from readyml.train import check_reproducible, default_reporter, open_project_registry, run_project
 from readyml.train.steps import SCHEMA_FILE, fit_model
 
@@ -143,7 +148,21 @@ def create_demo_project(directory: Path) -> bool:
     )
     (directory / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     _write_reviewed_schema(directory)
+    _check_in(directory)
     return True
+
+
+def _check_in(directory: Path) -> None:
+    """Put the project under version control, as a team would (ML Test Score model-1).
+
+    Skipped, and model-1 then honestly fails, when git is not installed.
+    """
+    git = shutil.which("git")
+    if git is None:
+        return
+    identity = ["-c", "user.name=readyml demo", "-c", "user.email=demo@readyml.invalid"]
+    for args in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-q", "-m", "Demo project"]):
+        subprocess.run([git, "-C", str(directory), *args], check=True, capture_output=True)
 
 
 def _project_features(directory: Path) -> Any:
@@ -273,6 +292,9 @@ def run_demo(directory: Path, *, with_torch: bool | None = None) -> int:
     console.stdout.print(f"  fed back {fed.recorded:,} labels ({fed.unknown} unknown ids)")
     monitor_report, monitor_html = monitor_demo(project, registry)
 
+    _step("deploy: the champion's ONNX form goes through the gate, then a canary rollout")
+    _onnx_canary(project, registry)
+
     if with_torch if with_torch is not None else _torch_available():
         _step("compress: a digits CNN exported to ONNX, quantized, pruned and distilled")
         summary = compress_demo(project.workspace, registry)
@@ -316,6 +338,36 @@ SHOWN_COMPRESSION_COLUMNS = (
     "accuracy",
     "gate",
 )
+
+
+def _onnx_canary(project: Project, registry: Registry) -> None:
+    """Export the champion to ONNX (parity-checked, gated) and roll it out by canary.
+
+    Runs once per project: a champion that already is, or has, an ONNX form is left alone.
+    """
+    champion = registry.get(f"{project.spec.name}@champion")
+    if champion.tags.get("flavor") == "onnx" or onnx_version_for(registry, champion) is not None:
+        console.stdout.print("  the champion's ONNX form exists already; nothing to roll out")
+        return
+    report = compress_version(
+        registry,
+        champion.ref,
+        version_splits(registry, champion, project.spec),
+        Methods(format="onnx").check(),
+    )
+    candidate = report.rows[-1]
+    console.stdout.print(f"  registered {candidate.ref} ({candidate.method}, {candidate.decision})")
+    if candidate.decision != "blessed":
+        return
+    summary = canary_demo(project, registry)
+    for decision in summary["decisions"]:
+        console.stdout.print(
+            f"  {decision['action']:<9} at {decision['weight']:>3}%  {decision['reason']}"
+        )
+    console.stdout.print(
+        f"  rollout of {summary['model']}:{summary['candidate_version']} ended "
+        f"{summary['state']} after {summary['requests']:,} requests"
+    )
 
 
 def _torch_available() -> bool:

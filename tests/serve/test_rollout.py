@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -20,6 +23,9 @@ from readyml.cli.rollout import app as rollout_cli
 from readyml.config import Project
 from readyml.flavors.sklearn import SklearnModel
 from readyml.registry import Registry
+from readyml.serve import infra_validation
+from readyml.serve import rollout as rollout_module
+from readyml.serve.canary_demo import canary_demo
 from readyml.serve.rollout import (
     IllegalTransition,
     RolloutState,
@@ -135,14 +141,21 @@ def rollout_state(client: httpx.Client) -> dict[str, Any]:
     return rollouts[0] if rollouts else {}
 
 
-def wait_for(client: httpx.Client, states: set[str]) -> dict[str, Any]:
+def wait_for(client: httpx.Client, version: int, states: set[str]) -> dict[str, Any]:
     deadline = time.monotonic() + DECISION_TIMEOUT_S
     while time.monotonic() < deadline:
         state = rollout_state(client)
-        if state.get("state") in states:
+        if state.get("candidate_version") == version and state.get("state") in states:
             return state
         time.sleep(0.05)
-    pytest.fail(f"rollout did not reach {states}: {rollout_state(client)}")
+    pytest.fail(f"rollout of version {version} did not reach {states}: {rollout_state(client)}")
+
+
+def served_version(client: httpx.Client) -> str:
+    answer = client.post("/v2/models/iris/infer", json=infer_body())
+    assert answer.status_code == 200, answer.text
+    version: str = answer.json()["model_version"]
+    return version
 
 
 def deploy(client: httpx.Client, version: int, **extra: Any) -> httpx.Response:
@@ -150,9 +163,37 @@ def deploy(client: httpx.Client, version: int, **extra: Any) -> httpx.Response:
     return client.post("/v2/management/deploy", json=body, headers=AUTH)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Path]:
-    yield train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+@dataclass
+class Fleet:
+    """One project and server shared by the module's rollout tests, and its versions."""
+
+    root: Path
+    server: Server
+    healthy: int
+    shadow: int
+    shifted: int
+    nan: int
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Version 1 is champion; the others are blessed candidates, registered up front."""
+    root = train_iris(
+        tmp_path_factory.mktemp("rollout"),
+        serving={"request_log": {"enabled": False}, "access_log": False},
+    )
+    healthy = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    shadow = register(root, lambda: LogisticRegression(max_iter=500, C=0.8))
+    shifted = register(root, lambda: LogisticRegression(max_iter=500), shift=True)
+    nan = register_nan(root)
+    with serve_process(root) as server:
+        yield Fleet(root, server, healthy, shadow, shifted, nan)
+
+
+@pytest.mark.parametrize("module", [rollout_module, infra_validation])
+def test_doctests_pass(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
 
 
 def test_illegal_transitions_have_their_own_message() -> None:
@@ -163,117 +204,118 @@ def test_illegal_transitions_have_their_own_message() -> None:
         transition(RolloutState.PROMOTED, RolloutState.ROLLED_BACK, "m")
 
 
-def test_management_routes_need_the_token(project: Path) -> None:
-    with serve_process(project) as server, server.client() as client:
+def test_management_routes_need_the_token(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
         assert client.get("/v2/management/rollout").status_code == 401
-        answer = client.post("/v2/management/deploy", json={"model": "iris", "version": 1})
+        answer = client.post("/v2/management/deploy", json={"model": "iris", "version": 2})
         assert answer.status_code == 401
         assert client.post("/v2/management/rollback", json={"model": "iris"}).status_code == 401
+    arguments = ["rollout", "--project", str(fleet.root), "--url", fleet.server.url]
+    refused = CliRunner().invoke(
+        rollout_cli, [*arguments, "--format", "json"], env={"READYML_SERVE_TOKEN": None}
+    )
+    assert refused.exit_code == 2 and "401" in refused.output
+    shown = CliRunner().invoke(
+        rollout_cli, [*arguments, "--format", "json"], env={"READYML_SERVE_TOKEN": TOKEN}
+    )
+    assert shown.exit_code == 0 and "rollouts" in json.loads(shown.output)
 
 
-def test_candidate_failing_infra_validation_never_receives_traffic(project: Path) -> None:
-    broken = register_nan(project)
-    with serve_process(project) as server, server.client() as client:
-        with Traffic(server) as traffic:
-            answer = deploy(client, broken)
+def test_candidate_failing_infra_validation_never_receives_traffic(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
+        stable = served_version(client)
+        with Traffic(fleet.server) as traffic:
+            answer = deploy(client, fleet.nan)
             time.sleep(0.3)
         assert answer.status_code == 422, answer.text
         assert "NaN" in answer.json()["error"]
-        assert rollout_state(client) == {}
-    assert traffic.answers and {v for _, v in traffic.answers} == {"1"}
-    evidence = registry_of(project).list_evidence("iris", test_id="infra-6")
-    failed = [e for e in evidence if e.version == broken]
+        assert rollout_state(client).get("candidate_version") != fleet.nan
+    assert traffic.answers and set(traffic.answers) == {(200, stable)}
+    evidence = registry_of(fleet.root).list_evidence("iris", test_id="infra-6")
+    failed = [e for e in evidence if e.version == fleet.nan]
     assert failed and not failed[0].passed and "NaN" in failed[0].details["reason"]
 
 
-def test_canary_of_shifted_candidate_is_rolled_back_with_the_reason(project: Path) -> None:
-    shifted = register(project, lambda: LogisticRegression(max_iter=500), shift=True)
-    with serve_process(project) as server, server.client() as client:
-        with Traffic(server) as traffic:
-            assert deploy(client, shifted).status_code == 200
-            final = wait_for(client, {"rolled_back"})
+def test_shadow_answers_with_stable_and_records_the_candidate(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
+        stable = served_version(client)
+        spec = {**FAST_STEPS, "shadow_s": 60.0}
+        assert deploy(client, fleet.shadow, mode="shadow", rollout=spec).status_code == 200
+        with Traffic(fleet.server) as traffic:
+            time.sleep(0.8)
+        state = rollout_state(client)
+        aborted = client.post(
+            "/v2/management/rollback", json={"model": "iris", "reason": "test over"}, headers=AUTH
+        )
+    assert state["state"] == "shadow"
+    assert traffic.answers and set(traffic.answers) == {(200, stable)}
+    mirrored = state["window"]["candidate"]["requests"]
+    assert mirrored >= len(traffic.answers) - 2 > 0
+    assert aborted.status_code == 200 and aborted.json()["state"] == "rolled_back"
+
+
+def test_canary_of_shifted_candidate_is_rolled_back_with_the_reason(fleet: Fleet) -> None:
+    registry = registry_of(fleet.root)
+    champion = registry.get("iris@champion").version
+    with fleet.server.client() as client, Traffic(fleet.server) as traffic:
+        assert deploy(client, fleet.shifted).status_code == 200
+        final = wait_for(client, fleet.shifted, {"rolled_back"})
     assert {status for status, _ in traffic.answers} == {200}
     decision = final["decisions"][-1]
     assert decision["action"] == "rollback" and "divergence" in decision["reason"]
-    registry = registry_of(project)
-    assert registry.get("iris@champion").version == 1
+    assert registry.get("iris@champion").version == champion
     audit = [e.reason for e in registry.history("iris", "canary")]
     assert any("rollback" in reason and "Jensen-Shannon" in reason for reason in audit)
     executed = registry.list_evidence("iris", test_id="infra-7")
     assert executed and executed[-1].passed and executed[-1].details["seconds"] < 1.0
 
 
-def test_healthy_candidate_is_promoted_through_every_step(project: Path) -> None:
-    healthy = register(project, lambda: LogisticRegression(max_iter=500, C=0.9))
-    with serve_process(project) as server, server.client() as client:
-        with Traffic(server) as traffic:
-            assert deploy(client, healthy).status_code == 200
-            final = wait_for(client, {"promoted"})
-            time.sleep(0.2)
+def test_healthy_candidate_is_promoted_through_every_step(fleet: Fleet) -> None:
+    with fleet.server.client() as client, Traffic(fleet.server) as traffic:
+        assert deploy(client, fleet.healthy).status_code == 200
+        final = wait_for(client, fleet.healthy, {"promoted"})
+        time.sleep(0.2)
     assert {status for status, _ in traffic.answers} == {200}
-    assert traffic.answers[-1][1] == str(healthy)
+    assert traffic.answers[-1][1] == str(fleet.healthy)
     actions = [(d["action"], d["weight"]) for d in final["decisions"]]
     assert actions == [("start", 25), ("advance", 50), ("advance", 100), ("promote", 100)]
-    registry = registry_of(project)
-    assert registry.get("iris@champion").version == healthy
+    registry = registry_of(fleet.root)
+    assert registry.get("iris@champion").version == fleet.healthy
     promotion = registry.history("iris", "champion")[-1]
     assert promotion.who == "readyml-rollout" and "divergence 0.0" in promotion.reason
     canary = registry.list_evidence("iris", test_id="infra-6")
-    assert any(e.passed and e.version == healthy for e in canary)
+    assert any(e.passed and e.version == fleet.healthy for e in canary)
 
 
-def test_shadow_answers_with_stable_and_records_the_candidate(project: Path) -> None:
-    candidate = register(project, lambda: LogisticRegression(max_iter=500, C=0.9))
-    with serve_process(project) as server, server.client() as client:
-        spec = {**FAST_STEPS, "shadow_s": 60.0}
-        assert deploy(client, candidate, mode="shadow", rollout=spec).status_code == 200
-        with Traffic(server) as traffic:
-            time.sleep(1.0)
-        state = rollout_state(client)
-    assert state["state"] == "shadow"
-    assert {version for _, version in traffic.answers} == {"1"}
-    mirrored = state["window"]["candidate"]["requests"]
-    assert mirrored >= len(traffic.answers) - 2 > 0
-
-
-def test_rollback_command_is_instant_and_tells_the_server(project: Path) -> None:
-    healthy = register(project, lambda: LogisticRegression(max_iter=500, C=0.9))
-    registry_of(project).promote(f"iris:{healthy}", who="tests", reason="to roll back")
+def test_rollback_command_is_instant_and_tells_the_server(fleet: Fleet) -> None:
+    registry = registry_of(fleet.root)
+    registry.promote("iris:1", who="tests", reason="start from 1")
+    registry.promote(f"iris:{fleet.healthy}", who="tests", reason="to roll back")
     runner = CliRunner()
-    with serve_process(project) as server, server.client() as client:
-        before = client.post("/v2/models/iris/infer", json=infer_body()).json()
-        result = runner.invoke(
-            rollout_cli,
-            [
-                "rollback",
-                "iris",
-                "--project",
-                str(project),
-                "--url",
-                server.url,
-                "--reason",
-                "bad numbers",
-                "--format",
-                "json",
-            ],
-            env={"READYML_SERVE_TOKEN": TOKEN},
-        )
+    with fleet.server.client() as client:
+        body = {"model": "iris", "version": fleet.healthy, "mode": "direct"}
+        assert client.post("/v2/management/deploy", json=body, headers=AUTH).status_code == 200
+        before = served_version(client)
+        arguments = ["rollback", "iris", "--project", str(fleet.root), "--url", fleet.server.url]
+        arguments += ["--reason", "bad numbers", "--format", "json"]
+        result = runner.invoke(rollout_cli, arguments, env={"READYML_SERVE_TOKEN": TOKEN})
         assert result.exit_code == 0, result.output
-        after = client.post("/v2/models/iris/infer", json=infer_body()).json()
+        after = served_version(client)
     report = json.loads(result.output)
-    assert before["model_version"] == str(healthy) and after["model_version"] == "1"
+    assert before == str(fleet.healthy) and after == "1"
     assert report["to_version"] == 1 and report["seconds"] < 1.0
-    evidence = registry_of(project).list_evidence("iris", test_id="infra-7")
+    evidence = registry.list_evidence("iris", test_id="infra-7")
     assert evidence[-1].details["seconds"] == report["seconds"]
 
 
-def test_rollout_state_survives_a_restart(project: Path) -> None:
-    candidate = register(project, lambda: LogisticRegression(max_iter=500, C=0.9))
+def test_rollout_state_survives_a_restart(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
     slow = {**FAST_STEPS, "step_duration_s": 600.0}
-    with serve_process(project) as server, server.client() as client:
+    with serve_process(root) as server, server.client() as client:
         assert deploy(client, candidate, rollout=slow).status_code == 200
         assert deploy(client, candidate).status_code == 409
-    with serve_process(project) as server, server.client() as client:
+    with serve_process(root) as server, server.client() as client:
         state = rollout_state(client)
         assert state["state"] == "canary" and state["candidate_version"] == candidate
         assert state["weight"] == 25
@@ -282,3 +324,11 @@ def test_rollout_state_survives_a_restart(project: Path) -> None:
         assert {version for _, version in traffic.answers} == {"1", str(candidate)}
         answer = client.post("/v2/management/promote", json={"model": "iris"}, headers=AUTH)
         assert answer.status_code == 200 and answer.json()["state"] == "promoted"
+
+
+def test_canary_demo_promotes_a_healthy_second_version(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    summary = canary_demo(Project.load(root), registry_of(root))
+    assert summary["state"] == "promoted" and summary["candidate_version"] == candidate
+    assert [d["action"] for d in summary["decisions"]][-1] == "promote"

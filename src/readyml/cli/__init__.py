@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import typer
 
-from readyml.cli import compress, data, evaluate, models, monitor, project, score, serve
+from readyml.cli import (
+    compress,
+    data,
+    deploy,
+    evaluate,
+    models,
+    monitor,
+    project,
+    rollout,
+    score,
+    serve,
+)
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="readyml: production-ready ML, with evidence."
@@ -20,7 +31,9 @@ app.registered_commands += score.app.registered_commands
 app.registered_commands += compress.app.registered_commands
 app.registered_commands += monitor.app.registered_commands
 app.registered_commands += serve.app.registered_commands
+app.registered_commands += rollout.app.registered_commands
 app.registered_commands += data.app.registered_commands
+app.registered_commands += deploy.app.registered_commands
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(models.app, name="models")
 

@@ -138,7 +138,7 @@ def evaluate_model(
                 min_group_size=spec.fairness.min_group_size,
             ),
         )
-    if extras:
+    if extras and spec.importance.enabled:
         settings = spec.importance
         use_drop = refit_without is not None and len(train) <= settings.drop_column_max_rows
         result["importance"] = clock.time(
@@ -160,6 +160,7 @@ def evaluate_model(
                 X, rows=settings.cost_rows, max_feature_ms=settings.max_feature_ms
             ),
         )
+    if extras:
         result["serving"] = clock.time("serving", lambda: serving_cost(model, X))
     result["timings_s"] = clock.timings
     return dict(clean(result))

@@ -32,6 +32,8 @@ Z_95 = 1.96
 # Timed single-row predictions for the latency percentiles, after warm-up calls.
 LATENCY_CALLS = 30
 LATENCY_WARMUP = 3
+LATENCY_MIN_CALLS = 10  # single-row predictions always timed for the p95
+LATENCY_BUDGET_S = 0.1  # extra timing stops after this long
 
 
 def _score(model: ModelAdapter, X: pd.DataFrame, y: Array, metric: str) -> float:
@@ -195,15 +197,20 @@ def serving_cost(
     row = X.head(1)
     for _ in range(LATENCY_WARMUP):
         model.predict(row)
-    timings = np.empty(calls)
-    for i in range(calls):
+    timings: list[float] = []
+    budget_ends = time.perf_counter() + LATENCY_BUDGET_S
+    # At least LATENCY_MIN_CALLS samples; more while the time budget lasts (slow models
+    # such as large forests would otherwise add seconds to every run).
+    while len(timings) < calls and (
+        len(timings) < LATENCY_MIN_CALLS or time.perf_counter() < budget_ends
+    ):
         started = time.perf_counter()
         model.predict(row)
-        timings[i] = (time.perf_counter() - started) * 1000.0
+        timings.append((time.perf_counter() - started) * 1000.0)
     return {
         "latency_ms_p50": float(np.percentile(timings, 50)),
         "latency_ms_p95": float(np.percentile(timings, 95)),
-        "latency_calls": calls,
+        "latency_calls": len(timings),
         "size_mb": model_size_mb(model),
     }
 

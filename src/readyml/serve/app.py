@@ -28,6 +28,8 @@ from readyml.errors import BadRequest, ReadymlError
 from readyml.predict import Part, Prediction, Predictor
 from readyml.serve import mlflow, simple, v2
 from readyml.serve._http import (
+    ASGIApp,
+    Message,
     MethodNotAllowed,
     NotFound,
     PredictionFailed,
@@ -101,6 +103,8 @@ class ServingApp:
         loader: Loads ``NAME``, ``NAME:V`` or ``NAME@ALIAS`` for the repository extension.
         repository: Lists the registry's model names for ``/v2/repository/index``.
         rollouts: Canary, shadow and rollback control; ``None`` turns the routes off.
+        mounts: Other ASGI apps by exact path (feedback labels, report pages); they are
+            counted in the metrics like every route, and need the token when predictions do.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class ServingApp:
         loader: Loader | None = None,
         repository: Callable[[], list[str]] | None = None,
         rollouts: RolloutManager | None = None,
+        mounts: dict[str, ASGIApp] | None = None,
     ) -> None:
         self.table = table
         self.spec = spec
@@ -127,6 +132,7 @@ class ServingApp:
         self.loader = loader
         self.repository = repository
         self.rollouts = rollouts
+        self.mounts = dict(mounts or {})
         self.max_body_bytes = spec.max_body_bytes
         self._routes: dict[str, dict[str, Handler]] = {
             "/predict": {"POST": self._simple},
@@ -282,6 +288,10 @@ class ServingApp:
                 raise _not_allowed(path, methods)
             await handler(exchange, receive, send)
             return
+        mounted = self.mounts.get(path)
+        if mounted is not None:
+            await self._mounted(mounted, exchange, receive, send)
+            return
         if path.startswith(_MODELS_PREFIX):
             await self._model_route(exchange, path[len(_MODELS_PREFIX) :], receive, send)
             return
@@ -289,6 +299,20 @@ class ServingApp:
             await self._repository_route(exchange, path[len(_REPOSITORY_PREFIX) :], receive, send)
             return
         raise NotFound(f"path {path!r}: no such route; see /openapi.json")
+
+    async def _mounted(
+        self, app: ASGIApp, exchange: Exchange, receive: Receive, send: Send
+    ) -> None:
+        exchange.route = exchange.request.path
+        if self.spec.protect_predict:
+            self.auth.check(exchange.request)
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = int(message["status"])
+            await send(message)
+
+        await app(exchange.request.scope, receive, send_and_note)
 
     async def _model_route(
         self, exchange: Exchange, rest: str, receive: Receive, send: Send
@@ -600,7 +624,7 @@ class ServingApp:
 
     async def _rollout_status(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         self.auth.check(exchange.request)
-        result = await asyncio.to_thread(self._manager().status)
+        result = self._manager().status()
         exchange.status = 200
         await send_json(send, 200, result)
 

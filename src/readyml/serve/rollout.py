@@ -283,7 +283,7 @@ class Rollout:
         """The candidate's share of the traffic now (percent; 0 while shadowing)."""
         if self.state is RolloutState.CANARY:
             return self.spec.steps[self.record.step_index]
-        return 0.0
+        return 100.0 if self.state is RolloutState.PROMOTED else 0.0
 
     def new_step(self) -> None:
         """Start measuring a new window for the candidate."""

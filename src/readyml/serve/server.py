@@ -18,12 +18,14 @@ from typing import Any
 from readyml.config import Project, ServingSpec
 from readyml.data.schema import Schema, load_schema
 from readyml.errors import ConfigError
+from readyml.monitor import feedback_app
 from readyml.predict import Predictor
 from readyml.registry import CHAMPION, Registry, open_registry
 from readyml.serve.access_log import AccessLog
 from readyml.serve.app import ServingApp, logs_folder
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics
+from readyml.serve.pages import monitoring_page, score_page
 from readyml.serve.request_log import RequestLog
 from readyml.serve.rollout import RolloutManager, rollout_folder
 
@@ -122,6 +124,11 @@ def build_app(
         loader=load,
         repository=repository,
         rollouts=rollouts,
+        mounts={
+            "/v2/feedback": feedback_app(project.workspace),
+            "/ui/monitoring": monitoring_page(project.workspace),
+            "/ui/score": score_page(project, registry),
+        },
     )
     seen = set()
     for ref in refs:

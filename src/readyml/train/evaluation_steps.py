@@ -217,18 +217,23 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
             "margins": margins,
         },
     )
-    importance = result.get("importance") or {}
-    record(
-        ctx,
-        "data-2",
-        not importance.get("not_helping"),
-        {
-            k: importance.get(k)
-            for k in ("method", "metric", "not_helping", "uncertain", "features")
-        },
-    )
-    cost = result.get("feature_cost") or {}
-    record(ctx, "data-3", not cost.get("too_costly"), {**cost, "serving": result.get("serving")})
+    # Without importance (importance.enabled: false) nothing was measured: record nothing.
+    if "importance" in result:
+        importance = result["importance"] or {}
+        record(
+            ctx,
+            "data-2",
+            not importance.get("not_helping"),
+            {
+                k: importance.get(k)
+                for k in ("method", "metric", "not_helping", "uncertain", "features")
+            },
+        )
+    if "feature_cost" in result:
+        cost = result["feature_cost"] or {}
+        record(
+            ctx, "data-3", not cost.get("too_costly"), {**cost, "serving": result.get("serving")}
+        )
     ci = result["ci"]
     interval = f" [{ci['low']:.4f}, {ci['high']:.4f}]" if ci.get("low") is not None else ""
     judged = sum(1 for s in result["slices"] if s["judged"])

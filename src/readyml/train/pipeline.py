@@ -68,6 +68,21 @@ class RunContext:
     fingerprints: JSON = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
     recorded: list[Evidence] = field(default_factory=list)
+    saved_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+    def model_files(self, name: str) -> dict[str, bytes]:
+        """The saved files of the model value ``name`` (relative name → bytes).
+
+        A model's files are written once per run, when the step that produced it is cached or
+        read back from the cache, and reused from here (saving a large forest costs
+        hundreds of milliseconds).
+        """
+        value = self.values[name]
+        files = self.saved_files.get(value.fingerprint)
+        if files is None:
+            files = dict(_serialise(value))
+            self.saved_files[value.fingerprint] = files
+        return files
 
     def record(self, evidence: Evidence) -> None:
         """Store ML Test Score evidence for the running step.
@@ -285,7 +300,10 @@ class Pipeline:
         for name, value in outputs.items():
             base = self._cache_key(ctx, step, input_fp, name)
             files = []
-            for relname, data in _serialise(value):
+            serialised = _serialise(value)
+            if value.kind == "model":
+                ctx.saved_files[value.fingerprint] = dict(serialised)
+            for relname, data in serialised:
                 info = artifacts.put_bytes(f"{base}/{relname}", data)
                 files.append({"name": relname, "key": info.key, "sha256": info.sha256})
             stored[name] = {"kind": value.kind, "fingerprint": value.fingerprint, "files": files}
@@ -314,6 +332,8 @@ class Pipeline:
                 values[name] = Value(
                     meta["kind"], _deserialise(meta["kind"], files), meta["fingerprint"]
                 )
+                if meta["kind"] == "model":
+                    ctx.saved_files[meta["fingerprint"]] = files
         except IntegrityError:
             return None  # a damaged cache entry is recomputed, never trusted
         evidence = [

@@ -461,8 +461,12 @@ class RegisterModel:
             "spec_file": str(ctx.project.spec_path.name),
         }
         with tempfile.TemporaryDirectory() as tmp:
-            written = model.save(Path(tmp))
-            files = {str(p.relative_to(tmp)): p for p in written}
+            files: dict[str, Path] = {}
+            for relname, data in ctx.model_files("model").items():
+                path = Path(tmp) / relname
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                files[relname] = path
             version = registry.register(
                 spec.name,
                 files=files,

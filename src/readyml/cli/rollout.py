@@ -1,0 +1,171 @@
+"""``readyml deploy``, ``readyml rollout`` and ``readyml rollback``: roll versions out and back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from readyml import _console as console
+from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, who
+from readyml.errors import ServeError
+
+app = typer.Typer(help="Roll model versions out (canary, shadow) and back.")
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="The running server; default: serving.host and serving.port."),
+]
+# Seconds a management call may take before the CLI gives up.
+CALL_TIMEOUT_S = 60.0
+
+
+class ManagementCallFailed(ServeError):
+    """A management call to a running server failed or was refused."""
+
+    status_code = 502
+
+
+def management_call(
+    url: str, path: str, body: dict[str, Any] | None = None, *, token_env: str
+) -> dict[str, Any]:
+    """POST ``body`` (or GET when ``None``) to the server's management API with the token.
+
+    Raises:
+        ManagementCallFailed: The server is unreachable or answered an error.
+    """
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get(token_env)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url.rstrip("/") + path, data=data, headers=headers, method="GET" if body is None else "POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=CALL_TIMEOUT_S) as answer:
+            result: dict[str, Any] = json.loads(answer.read())
+            return result
+    except urllib.error.HTTPError as error:
+        text = error.read().decode(errors="replace")
+        with contextlib.suppress(ValueError):
+            text = json.loads(text).get("error", text)
+        raise ManagementCallFailed(f"{url}{path}: server answered {error.code}: {text}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ManagementCallFailed(
+            f"{url}{path}: expected a running server, found {error}"
+        ) from None
+
+
+def _server(project: Path, url: str | None) -> tuple[str, str]:
+    """The server URL and the token variable, from the options or the project."""
+    from readyml.config import Project
+
+    spec = Project.load(project).spec.serving
+    return url or f"http://{spec.host}:{spec.port}", spec.token_env
+
+
+def _render(result: dict[str, Any], fmt: str, title: str) -> None:
+    if output_format(fmt) == "json":
+        console.print_json(result)
+        return
+    pairs = [(key, value) for key, value in result.items() if not isinstance(value, list | dict)]
+    console.key_values(title, pairs)
+    for decision in result.get("decisions", []):
+        console.stdout.print(f"  {decision['at']} {decision['action']}: {decision['reason']}")
+
+
+@app.command("deploy")
+@cli_errors
+def deploy(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to roll out.")],
+    project: ProjectOpt = Path("."),
+    url: UrlOpt = None,
+    mode: Annotated[
+        str, typer.Option(help="canary (weighted steps), shadow (mirror first) or direct.")
+    ] = "canary",
+    fmt: FormatOpt = "text",
+) -> None:
+    """Infra-validate a version on the running server, then roll it out."""
+    from readyml.errors import ConfigError
+    from readyml.types import ModelRef
+
+    parsed = ModelRef.parse(ref) if ":" in ref else None
+    if parsed is None or parsed.version is None:
+        raise ConfigError(f"ref: expected NAME:VERSION, found {ref!r}")
+    base, token_env = _server(project, url)
+    body = {"model": parsed.name, "version": parsed.version, "mode": mode}
+    result = management_call(base, "/v2/management/deploy", body, token_env=token_env)
+    _render(result, fmt, f"deploy {ref}")
+
+
+@app.command("rollout")
+@cli_errors
+def rollout(project: ProjectOpt = Path("."), url: UrlOpt = None, fmt: FormatOpt = "text") -> None:
+    """Show the running server's rollouts: state, weight, windows and decisions."""
+    base, token_env = _server(project, url)
+    result = management_call(base, "/v2/management/rollout", token_env=token_env)
+    if output_format(fmt) == "json":
+        console.print_json(result)
+        return
+    if not result["rollouts"]:
+        console.stdout.print("no rollouts")
+    for item in result["rollouts"]:
+        _render(item, fmt, f"rollout of {item['model']}")
+
+
+@app.command("rollback")
+@cli_errors
+def rollback(
+    name: Annotated[str, typer.Argument(help="The model to roll back.")],
+    project: ProjectOpt = Path("."),
+    url: Annotated[
+        str | None, typer.Option("--url", help="Also tell this running server (instantly).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit).")] = "rolled back by hand",
+    fmt: FormatOpt = "text",
+) -> None:
+    """Move ``champion`` back to its previous version and tell a running server to serve it.
+
+    The wall time of the whole rollback is measured and recorded as evidence ``infra-7``.
+    """
+    from readyml.cli._common import project_registry
+    from readyml.config import Project
+    from readyml.types import Evidence
+
+    output_format(fmt)
+    started_s = time.monotonic()
+    registry = project_registry(project)
+    event = registry.rollback(name, who=who(), reason=reason)
+    served: dict[str, Any] | None = None
+    if url is not None:
+        _, token_env = _server(project, url)
+        body = {"model": name, "reload": True, "reason": reason}
+        served = management_call(url, "/v2/management/rollback", body, token_env=token_env)
+    seconds = time.monotonic() - started_s
+    result = {
+        "model": name,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "server": url,
+        "seconds": seconds,
+    }
+    registry.add_evidence(
+        Evidence(
+            test_id="infra-7",
+            passed=True,
+            automated=True,
+            project=Project.load(project).spec.name,
+            details={**result, "reason": reason, "served": served},
+            model_name=name,
+            version=event.to_version,
+        )
+    )
+    _render(result, fmt, f"rollback {name}")

@@ -1,0 +1,47 @@
+"""A trained, registered iris project shared by the deployment tests (trained once)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from readyml.config import Project
+from readyml.registry import CHAMPION
+from readyml.train import open_project_registry, run_project
+from support import write_project
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An iris project whose first version is registered and ``champion``."""
+    root = write_project(tmp_path_factory.mktemp("deploy-project"))
+    project = Project.load(root)
+    registry = open_project_registry(project)
+    result = run_project(project, registry=registry)
+    assert result.status == "succeeded", result.error
+    registry.set_alias("iris", CHAMPION, 1, who="test", reason="deploy tests")
+    registry.store.close()
+    yield root
+
+
+Tool = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a console script of the virtual environment, or skip when it is missing."""
+    beside = Path(sys.executable).parent / name
+    binary = str(beside) if beside.exists() else shutil.which(name)
+    if binary is None:
+        pytest.skip(f"{name} is not installed: pip install -e '.[dev]'")
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def run_tool() -> Tool:
+    """:func:`_run_tool`: run a console script (hadolint, kubernetes-validate) or skip."""
+    return _run_tool

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from readyml.cli.deploy import app
+
+
+def _vendored_schema(name: str) -> dict[str, Any]:
+    """A schema that check-jsonschema vendors from schemastore (works offline)."""
+    pytest.importorskip("check_jsonschema", reason="check-jsonschema is in the dev extra")
+    text = (
+        resources.files("check_jsonschema")
+        .joinpath("builtin_schemas", "vendor", name)
+        .read_text(encoding="utf-8")
+    )
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def test_compose_stack_matches_the_compose_spec(trained_project: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["compose", "iris@champion", "-p", str(trained_project), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
+    jsonschema.validate(document, _vendored_schema("compose-spec.json"))
+    services = document["services"]
+    assert set(services) == {"server", "postgres", "minio", "prometheus", "alertmanager"}
+    assert all("healthcheck" in service for service in services.values())
+    for name in ("postgres", "minio", "prometheus", "alertmanager"):
+        volume = next(v for v in services[name]["volumes"] if not v.startswith("./"))
+        assert volume.split(":")[0] in document["volumes"]
+    server = services["server"]
+    assert server["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert server["environment"]["READYML_STORE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_prometheus_loads_readyml_alert_rules(trained_project: Path, tmp_path: Path) -> None:
+    CliRunner().invoke(
+        app, ["compose", "iris@champion", "-p", str(trained_project), "--out", str(tmp_path)]
+    )
+    config = yaml.safe_load((tmp_path / "prometheus" / "prometheus.yml").read_text())
+    rules = yaml.safe_load((tmp_path / "prometheus" / "alert_rules.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alert_rules.yml"]
+    names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert "ReadymlHighErrorRate" in names
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+
+
+def test_github_workflow_matches_the_schema_and_runs_the_gates(tmp_path: Path) -> None:
+    from readyml.cli.project import app as project_app
+
+    result = CliRunner().invoke(project_app, ["init", str(tmp_path), "--ci", "github"])
+    assert result.exit_code == 0, result.output
+    workflow = yaml.safe_load((tmp_path / ".github" / "workflows" / "readyml.yml").read_text())
+    jsonschema.validate(workflow, _vendored_schema("github-workflows.json"))
+    runs = [step.get("run", "") for step in workflow["jobs"]["readyml"]["steps"]]
+    commands = [r for r in runs if r.startswith("readyml")]
+    assert commands == ["readyml check", "readyml run", "readyml score --fail-under 3"]
+    assert any("pytest" in r for r in runs)
+    bad = CliRunner().invoke(project_app, ["init", str(tmp_path / "x"), "--ci", "gitlab"])
+    assert bad.exit_code == 2

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from readyml.config import Project
+from readyml.deploy import ContainerBuild
+from readyml.errors import ConfigError
+from readyml.predict import Predictor
+from readyml.registry import open_registry
+from readyml.train import open_project_registry
+
+Tool = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _build(root: Path, out: Path, *, bake: bool = True) -> None:
+    project = Project.load(root)
+    registry = open_project_registry(project)
+    try:
+        ContainerBuild(ref="iris@champion", bake=bake).write(project, registry, out)
+    finally:
+        registry.store.close()
+
+
+@pytest.fixture(scope="module")
+def baked(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ctx") / "baked"
+    _build(trained_project, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pulled(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ctx") / "pulled"
+    _build(trained_project, out, bake=False)
+    return out
+
+
+def test_dockerfile_passes_hadolint(baked: Path, pulled: Path, run_tool: Tool) -> None:
+    for context in (baked, pulled):
+        completed = run_tool("hadolint", "--failure-threshold", "info", str(context / "Dockerfile"))
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_dockerfile_is_two_stage_non_root_and_probes_readiness_with_urllib(baked: Path) -> None:
+    text = (baked / "Dockerfile").read_text()
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms == ["FROM python:3.11-slim AS builder", "FROM python:3.11-slim"]
+    final = text.split("FROM python:3.11-slim\n", 1)[1]
+    assert "--only-binary=:all:" in text.split("FROM python:3.11-slim\n", 1)[0]
+    assert "pip install" not in final and "apt-get" not in text and "gcc" not in text
+    assert "USER 10001:10001" in final
+    assert "HEALTHCHECK" in final and "urllib.request" in final and "curl" not in text
+    assert "/v2/health/ready" in final
+
+
+def test_requirements_pin_the_training_environment(baked: Path, trained_project: Path) -> None:
+    model = json.loads((baked / "model.json").read_text())
+    trained = model["lineage"]["fingerprints"]["environment"]["packages"]
+    lines = (baked / "requirements.txt").read_text().splitlines()
+    assert all("==" in line for line in lines)
+    for name, version in trained.items():
+        if name != "readyml":
+            assert f"{name}=={version}" in lines
+    assert lines[0].startswith("readyml[serve]==")
+    pinned = {line.split("==")[0] for line in lines[1:]}
+    assert {"uvicorn", "orjson", "prometheus-client", "sqlalchemy", "pydantic"} <= pinned
+
+
+def test_pulled_image_adds_store_drivers_and_no_registry(pulled: Path) -> None:
+    requirements = (pulled / "requirements.txt").read_text()
+    assert requirements.startswith("readyml[serve,postgres,s3]==")
+    assert "\ns3fs==" in requirements
+    assert not (pulled / "app" / ".readyml").exists()
+    assert not (pulled / "app" / "SHA256SUMS").exists()
+
+
+def test_sbom_lists_packages_model_and_file_hashes(baked: Path) -> None:
+    sbom = json.loads((baked / "sbom.json").read_text())
+    model = json.loads((baked / "model.json").read_text())
+    kinds = {c["type"] for c in sbom["components"]}
+    assert kinds == {"library", "machine-learning-model", "file"}
+    files = {
+        c["name"]: c["hashes"][0]["content"] for c in sbom["components"] if c["type"] == "file"
+    }
+    assert files == {a["name"]: a["sha256"] for a in model["artifacts"]}
+    libraries = {c["name"]: c["version"] for c in sbom["components"] if c["type"] == "library"}
+    assert (
+        libraries["scikit-learn"]
+        == model["lineage"]["fingerprints"]["environment"]["packages"]["scikit-learn"]
+    )
+
+
+def test_baked_registry_serves_the_version_from_anywhere(baked: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "app"
+    shutil.copytree(baked / "app", moved)
+    project = Project.load(moved)
+    assert project.spec.serving.host == "0.0.0.0"
+    assert project.spec.serving.models == ["iris@champion"]
+    registry = open_registry(project.workspace)
+    try:
+        version = registry.get("iris@champion")
+        assert version.tags["readyml.source"] == "iris:1"
+        predictor = Predictor.load(registry, "iris@champion")
+    finally:
+        registry.store.close()
+    assert predictor.name == "iris"
+
+
+def _entrypoint(context: Path, app: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("READYML_")}
+    environment |= {"READYML_APP_DIR": str(app), **env}
+    return subprocess.run(
+        [sys.executable, str(context / "entrypoint.py"), "--verify-only"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+
+
+def test_entrypoint_refuses_a_tampered_baked_model(baked: Path, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(baked / "app", app)
+    assert _entrypoint(baked, app).returncode == 0
+    victim = app / (app / "SHA256SUMS").read_text().split()[1]
+    victim.write_bytes(victim.read_bytes() + b"x")
+    completed = _entrypoint(baked, app)
+    assert completed.returncode == 3
+    assert "expected sha256" in completed.stderr
+
+
+def test_entrypoint_of_pulled_image_needs_the_store_urls(pulled: Path) -> None:
+    completed = _entrypoint(pulled, pulled / "app")
+    assert completed.returncode == 2
+    assert "READYML_STORE_URL" in completed.stderr
+    ok = _entrypoint(
+        pulled,
+        pulled / "app",
+        READYML_STORE_URL="postgresql+psycopg://u@db/readyml",
+        READYML_ARTIFACTS_URL="s3://bucket/artifacts",
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_dockerignore_keeps_the_baked_registry(baked: Path) -> None:
+    ignored = (baked / ".dockerignore").read_text().splitlines()
+    assert "app/.readyml" not in ignored and "**/__pycache__" in ignored
+
+
+def test_build_refuses_a_folder_with_files(trained_project: Path, tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="expected an empty or new folder"):
+        _build(trained_project, tmp_path)
+
+
+def test_cli_build_writes_a_context_and_refuses_unknown_engines(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from readyml.cli.deploy import app
+
+    out = tmp_path / "ctx"
+    args = ["build", "iris@champion", "-p", str(trained_project), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["image"] == "readyml-iris:v1"
+    assert (out / "Dockerfile").exists() and (out / "sbom.json").exists()
+    other = tmp_path / "other"
+    bad = CliRunner().invoke(app, [*args[:-1], str(other), "--engine", "rkt"])
+    assert bad.exit_code == 2
+    assert "--engine" in bad.output and not other.exists()

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from readyml.cli.deploy import app
+from readyml.deploy import KubernetesManifests
+from readyml.errors import ConfigError
+
+Tool = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _validate(run_tool: Tool, paths: list[Path]) -> None:
+    completed = run_tool("kubernetes-validate", "--strict", "--quiet", *map(str, paths))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def _load(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
+
+
+def _manifests(**options: Any) -> KubernetesManifests:
+    return KubernetesManifests(
+        name="iris", image="readyml-iris:v1", model="iris@champion", **options
+    )
+
+
+def test_plain_manifests_validate_strictly(tmp_path: Path, run_tool: Tool) -> None:
+    paths = _manifests(namespace="ml").write(tmp_path)
+    assert {p.name for p in paths} == {
+        "configmap.yaml",
+        "secret.example.yaml",
+        "deployment.yaml",
+        "service.yaml",
+        "hpa.yaml",
+        "pdb.yaml",
+    }
+    _validate(run_tool, paths)
+
+
+def test_deployment_is_probed_bounded_non_root_and_never_drops_capacity(tmp_path: Path) -> None:
+    _manifests().write(tmp_path)
+    spec = _load(tmp_path / "deployment.yaml")["spec"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    refs = {next(iter(ref)): next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert refs == {"configMapRef": "readyml-iris-config", "secretRef": "readyml-iris-secrets"}
+
+
+def test_canary_pair_shares_one_service(tmp_path: Path, run_tool: Tool) -> None:
+    paths = _manifests(canary=True, canary_model="iris:2").write(tmp_path)
+    _validate(run_tool, paths)
+    stable = _load(tmp_path / "deployment.yaml")
+    canary = _load(tmp_path / "deployment-canary.yaml")
+    service = _load(tmp_path / "service.yaml")
+    selector = service["spec"]["selector"]
+    for deployment in (stable, canary):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+    assert stable["spec"]["selector"] != canary["spec"]["selector"]
+    env = canary["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "READYML_MODEL", "value": "iris:2"} in env
+
+
+def test_argo_rollout_has_canary_steps_and_the_rest_validates(
+    tmp_path: Path, run_tool: Tool
+) -> None:
+    # kubernetes-validate has no schema for Argo's CRD: its structure is checked here.
+    paths = _manifests(argo=True).write(tmp_path)
+    rollout_path = tmp_path / "rollout.yaml"
+    _validate(run_tool, [p for p in paths if p != rollout_path])
+    rollout = _load(rollout_path)
+    assert rollout["apiVersion"] == "argoproj.io/v1alpha1" and rollout["kind"] == "Rollout"
+    spec = rollout["spec"]
+    assert spec["selector"]["matchLabels"].items() <= (
+        spec["template"]["metadata"]["labels"].items()
+    )
+    steps = spec["strategy"]["canary"]["steps"]
+    assert [s["setWeight"] for s in steps if "setWeight" in s] == [10, 50]
+    assert all("duration" in s["pause"] for s in steps if "pause" in s)
+    assert spec["strategy"]["canary"]["maxUnavailable"] == 0
+    hpa = _load(tmp_path / "hpa.yaml")
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "Rollout"
+    assert not (tmp_path / "deployment.yaml").exists()
+
+
+def test_canary_and_argo_together_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--canary and --argo"):
+        _manifests(canary=True, argo=True).render()
+
+
+def test_cli_writes_manifests_for_a_registered_version(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["k8s", "iris@champion", "-p", str(trained_project), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    container = _load(tmp_path / "deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "readyml-iris:v1"
+    missing = CliRunner().invoke(
+        app, ["k8s", "nope@champion", "-p", str(trained_project), "--out", str(tmp_path)]
+    )
+    assert missing.exit_code == 2
