@@ -9,6 +9,7 @@ of them into one red line and exit code 2. Tracebacks are for bugs, not for user
      │    ├── SchemaError
      │    └── AnomalyError
      ├── FlavorError            a model cannot be fitted, saved or loaded by its flavor
+     │    └── NumericalInstability  training diverged (NaN/inf loss, weights, dead units)
      ├── PipelineError          a pipeline step failed (wraps the step's own error)
      ├── RegistryError
      │    ├── VersionNotFound
@@ -53,6 +54,10 @@ class FlavorError(ReadymlError):
     """A model flavor cannot fit, save, load or describe the given model."""
 
     status_code = 422
+
+
+class NumericalInstability(FlavorError):
+    """Training became numerically unstable: a NaN/inf loss, unbounded weights, dead units."""
 
 
 class PipelineError(ReadymlError):

@@ -28,7 +28,7 @@ def test_history_has_one_record_per_epoch_and_goes_into_flavor_json(
     )
     assert [record["epoch"] for record in model.history_] == [1, 2, 3]
     for record in model.history_:
-        assert set(record) == {"epoch", "train_loss", "valid_loss", "valid_metric"}
+        assert set(record) == {"epoch", "train_loss", "valid_loss", "valid_metric", "stability"}
         assert 0.0 <= record["valid_metric"] <= 1.0
     model.save(tmp_path)
     content = json.loads((tmp_path / FLAVOR_FILE).read_text())

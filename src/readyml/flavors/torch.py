@@ -42,6 +42,7 @@ from readyml.flavors._base import (
 from readyml.flavors._imports import check_params, import_object
 from readyml.flavors._signature import infer_inputs, make_signature
 from readyml.flavors._tabular import TabularEncoder, encode_labels, label_codes
+from readyml.flavors.guard import TrainingGuard
 from readyml.types import JSON
 
 DEFAULT_FACTORY = "readyml.flavors.torch:mlp"
@@ -57,6 +58,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 WEIGHTS_FILE = "model.pt"
 # Rows per forward pass at prediction time (bounds memory, not results).
 PREDICT_BATCH_ROWS = 8192
+# Rows of the training data the guard runs through the network after each epoch.
+GUARD_PROBE_ROWS = 256
 # Fewer training rows than this: no validation split is carved out.
 MIN_ROWS_FOR_SPLIT = 20
 _LIBRARIES = ("torch", "numpy", "pandas")
@@ -260,6 +263,8 @@ class TorchModel:
             module.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         loss_function = self._loss()
+        guard = TrainingGuard()
+        probe = features[:GUARD_PROBE_ROWS]
         history: list[JSON] = []
         best_loss, best_state, epochs_without_gain = math.inf, None, 0
         for epoch in range(1, self.epochs + 1):
@@ -270,9 +275,11 @@ class TorchModel:
                 rows = order[start : start + self.batch_size]
                 optimizer.zero_grad()
                 loss = loss_function(module(features[rows]), target[rows])
+                value = float(loss.item())
+                guard.after_step(value)  # a NaN/inf loss stops training here, named
                 loss.backward()
                 optimizer.step()
-                total += float(loss.item()) * len(rows)
+                total += value * len(rows)
             record: JSON = {
                 "epoch": epoch,
                 "train_loss": total / max(1, len(features)),
@@ -281,6 +288,9 @@ class TorchModel:
             }
             if valid is not None:
                 record["valid_loss"], record["valid_metric"] = self._evaluate(module, *valid)
+            module.eval()
+            record["stability"] = guard.after_epoch(module, probe)
+            module.train()
             history.append(record)
             if valid is None:
                 continue
