@@ -57,7 +57,7 @@ def test_request_log_is_written_and_readable_with_duckdb(server: Server) -> None
     assert 0.5 < float(str(proba)) <= 1.0 and float(str(latency)) > 0 and status == 200
     assert ts is not None
     assert columns[:4] == ["request_id", "ts", "model", "version"]
-    assert {"proba_versicolor", "proba_virginica", "latency_ms", "status"} <= set(columns)
+    assert {"proba_versicolor", "proba_virginica", "latency_ms", "status", "rss_mb"} <= set(columns)
     partitions = list(
         (server.root / ".readyml" / "logs" / "model=iris" / "version=1").glob("hour=*")
     )

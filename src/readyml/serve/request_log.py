@@ -8,7 +8,9 @@ renamed, so a reader never sees half a file)::
 Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival), ``model`` (string),
 ``version`` (int64), one column per input feature typed as the signature, ``prediction``,
 ``proba_<class>`` per class (classifiers), ``latency_ms`` (float64, arrival to prediction),
-``status`` (int32, the HTTP status). A request of N rows gives N log rows with one id.
+``status`` (int32, the HTTP status), ``rss_mb`` (float64, the server process's resident memory
+when the rows were written; absent where ``/proc`` is not available). A request of N rows
+gives N log rows with one id.
 
 Recording is a sampled append to a bounded buffer on the event loop (about a microsecond);
 a background thread turns the buffer into Arrow tables and writes them. When the buffer is
@@ -18,6 +20,7 @@ full the rows are dropped and counted; a failed write is counted and never reach
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sys
 import threading
@@ -136,10 +139,11 @@ class RequestLog:
             hour = datetime.fromtimestamp(entry.ts_s, UTC).strftime("%Y%m%d%H")
             groups[(entry.predictor.name, entry.predictor.version, hour)].append(entry)
         written = 0
+        rss_mb = process_rss_mb()  # one sample per flush: enough for monitor-6's leak slope
         for (name, version, hour), group in groups.items():
             rows = sum(entry.rows for entry in group)
             try:
-                table = to_table(group)
+                table = to_table(group, rss_mb=rss_mb)
                 folder = self.root / f"model={name}" / f"version={version}" / f"hour={hour}"
                 folder.mkdir(parents=True, exist_ok=True)
                 unique = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
@@ -170,7 +174,17 @@ class RequestLog:
         self.flush()
 
 
-def to_table(entries: list[LogEntry]) -> pa.Table:
+def process_rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux ``/proc``); ``None`` elsewhere."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            resident_pages = int(handle.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Table:
     """The Arrow table of entries of one model version (see the module docstring)."""
     predictor = entries[0].predictor
     counts = np.array([entry.rows for entry in entries])
@@ -201,6 +215,8 @@ def to_table(entries: list[LogEntry]) -> pa.Table:
         np.repeat([e.latency_ms for e in entries], counts), pa.float64()
     )
     columns["status"] = pa.array(np.repeat([e.status for e in entries], counts), pa.int32())
+    if rss_mb is not None:
+        columns["rss_mb"] = pa.array(np.full(int(counts.sum()), rss_mb), pa.float64())
     return pa.table(columns)
 
 
