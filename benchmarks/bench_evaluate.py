@@ -30,6 +30,7 @@ TARGET_RATIO = 5.0
 def big_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     """The demo's rows, resampled to ``rows`` with small noise on the measurements."""
     base = seattle_weather()
+    base["month"] = base["date"].dt.month  # as the demo project's features.py derives it
     rng = np.random.default_rng(seed)
     frame = base.iloc[rng.integers(0, len(base), size=rows)].reset_index(drop=True)
     for column in ("precipitation", "temp_max", "temp_min", "wind"):
