@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -23,7 +19,7 @@ from typing import Any
 from readyml.config import Project
 from readyml.errors import ServeError
 from readyml.registry import CHAMPION, Registry
-from readyml.serve.demo import START_TIMEOUT_S, STOP_TIMEOUT_S, _free_port
+from readyml.serve.demo import STOP_TIMEOUT_S, demo_server
 
 # Short steps so that the demo's rollout takes seconds (production uses readyml.yaml's).
 DEMO_ROLLOUT: dict[str, Any] = {
@@ -76,24 +72,12 @@ def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
     rows = [dict(row) for row in champion.input_example] or [
         dict(row) for row in candidate.input_example
     ]
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     token = secrets.token_hex(16)
     env = {**os.environ, project.spec.serving.token_env: token}
-    command = [
-        sys.executable,
-        "-c",
-        "from readyml.cli.serve import app; app()",
-        "--project",
-        str(project.root),
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
     stop = threading.Event()
     sent = [0]
 
-    def traffic() -> None:
+    def traffic(url: str) -> None:
         body = json.dumps(rows).encode()
         while not stop.is_set():
             request = urllib.request.Request(
@@ -106,22 +90,10 @@ def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
                 time.sleep(0.01)
             sent[0] += 1
 
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        client = threading.Thread(target=traffic, daemon=True)
+    with demo_server(project, env=env) as url:
+        client = threading.Thread(target=traffic, args=(url,), daemon=True)
+        client.start()
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1):
-                        break
-                except (urllib.error.URLError, OSError):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        tail = log.read().decode(errors="replace")[-2000:]
-                        raise ServeError(f"the demo server did not start:\n{tail}") from None
-                    time.sleep(0.1)
-            client.start()
             body = {
                 "model": name,
                 "version": candidate.version,
@@ -136,14 +108,7 @@ def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
                 state = next((r for r in rollouts if r["model"] == name), state)
         finally:
             stop.set()
-            if client.is_alive():
-                client.join(timeout=STOP_TIMEOUT_S)
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            client.join(timeout=STOP_TIMEOUT_S)
     return {
         "model": name,
         "stable_version": champion.version,

@@ -7,6 +7,7 @@ stopped. Only the standard library is used on the client side, as any user could
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -16,12 +17,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from readyml.config import Project
+from readyml.errors import ServeError
 from readyml.registry import CHAMPION, Registry
 
 # Seconds to wait for the server to become ready, and for it to stop.
@@ -132,6 +135,48 @@ def replay(url: str, rows: list[dict[str, Any]], *, id_prefix: str) -> list[str]
     return answered
 
 
+@contextlib.contextmanager
+def demo_server(project: Project, *, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``readyml serve`` for ``project`` on a free loopback port; yield its URL.
+
+    The server is stopped (SIGINT, then killed after ``STOP_TIMEOUT_S``) when the block ends.
+    """
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-c",
+        "from readyml.cli.serve import app; app()",
+        "--project",
+        str(project.root),
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1):
+                        break
+                except (urllib.error.URLError, OSError):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        tail = log.read().decode(errors="replace")[-2000:]
+                        raise ServeError(f"the demo server did not start:\n{tail}") from None
+                    time.sleep(0.1)
+            yield url
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def serve_demo(
     project: Project,
     registry: Registry,
@@ -146,52 +191,20 @@ def serve_demo(
     name = project.spec.name
     champion = registry.get(f"{name}@{CHAMPION}")
     row = dict(champion.input_example[0])
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-c",
-        "from readyml.cli.serve import app; app()",
-        "--project",
-        str(project.root),
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
     results: list[tuple[str, Any, Any]] = []
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1):
-                        break
-                except (urllib.error.URLError, OSError):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        tail = log.read().decode(errors="replace")[-2000:]
-                        raise RuntimeError(f"the demo server did not start:\n{tail}") from None
-                    time.sleep(0.1)
-            dtypes = {c["name"]: str(c["dtype"]) for c in champion.signature.get("inputs", [])}
-            for protocol, path, body, headers in _requests(row, dtypes):
-                length, content = _post(url + path.format(name=name), body, headers)
-                answer: Any = json.loads(content if length is None else content[: int(length)])
-                split = headers.get("Inference-Header-Content-Length")
-                request: Any = (
-                    body.decode()
-                    if split is None
-                    else f"{body[: int(split)].decode()} + {len(body) - int(split)} raw bytes"
-                )
-                results.append((protocol, request, answer))
-            replayed = replay(url, replay_rows or [], id_prefix=id_prefix)
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with demo_server(project) as url:
+        dtypes = {c["name"]: str(c["dtype"]) for c in champion.signature.get("inputs", [])}
+        for protocol, path, body, headers in _requests(row, dtypes):
+            length, content = _post(url + path.format(name=name), body, headers)
+            answer: Any = json.loads(content if length is None else content[: int(length)])
+            split = headers.get("Inference-Header-Content-Length")
+            request: Any = (
+                body.decode()
+                if split is None
+                else f"{body[: int(split)].decode()} + {len(body) - int(split)} raw bytes"
+            )
+            results.append((protocol, request, answer))
+        replayed = replay(url, replay_rows or [], id_prefix=id_prefix)
     return results, replayed
 
 
