@@ -16,7 +16,9 @@ of them into one red line and exit code 2. Tracebacks are for bugs, not for user
      │    ├── AliasError        an alias move that the rules forbid (e.g. a vetoed champion)
      │    └── IntegrityError    an artifact is missing, truncated or tampered with
      ├── ServeError
-     │    ├── BadRequest
+     │    ├── BadRequest        (PayloadTooLarge 413, UnsupportedMediaType 415,
+     │    │                      PredictionFailed 422)
+     │    ├── NotFound, MethodNotAllowed, Unauthorized
      │    └── Overloaded
      └── NotFittedError         a fitted attribute was read before the verb that computes it
 """
@@ -106,6 +108,46 @@ class Overloaded(ServeError):
     """The server sheds this request because its queue is full."""
 
     status_code = 503
+
+
+class NotFound(ServeError):
+    """No route, model or version answers this path."""
+
+    status_code = 404
+
+
+class MethodNotAllowed(ServeError):
+    """The path exists but not for this HTTP method; ``allowed`` lists the methods it takes."""
+
+    status_code = 405
+
+    def __init__(self, message: str, *, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class PayloadTooLarge(BadRequest):
+    """The body is larger than the server's limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body's content type is not one the route reads."""
+
+    status_code = 415
+
+
+class Unauthorized(ServeError):
+    """The route needs a bearer token and none (or a wrong one) came."""
+
+    status_code = 401
+
+
+class PredictionFailed(BadRequest):
+    """The model raised on this request's input (other requests of its batch are unaffected)."""
+
+    status_code = 422
 
 
 class NotFittedError(ReadymlError, ValueError, AttributeError):

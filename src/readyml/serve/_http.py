@@ -13,7 +13,13 @@ from typing import Any
 
 import orjson
 
-from readyml.errors import BadRequest, ReadymlError, ServeError
+from readyml.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ReadymlError,
+    Unauthorized,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,46 +32,6 @@ JSON_TYPE = b"application/json"
 MAX_REQUEST_ID_CHARS = 128
 _ID_PREFIX = os.urandom(4).hex()
 _ID_COUNTER = itertools.count(1)
-
-
-class NotFound(ServeError):
-    """No route, model or version answers this path."""
-
-    status_code = 404
-
-
-class MethodNotAllowed(ServeError):
-    """The path exists but not for this HTTP method; ``allowed`` lists the methods it takes."""
-
-    status_code = 405
-
-    def __init__(self, message: str, *, allowed: list[str]) -> None:
-        super().__init__(message)
-        self.allowed = allowed
-
-
-class PayloadTooLarge(BadRequest):
-    """The body is larger than the server's limit."""
-
-    status_code = 413
-
-
-class UnsupportedMediaType(BadRequest):
-    """The body's content type is not one the route reads."""
-
-    status_code = 415
-
-
-class Unauthorized(ServeError):
-    """The route needs a bearer token and none (or a wrong one) came."""
-
-    status_code = 401
-
-
-class PredictionFailed(BadRequest):
-    """The model raised on this request's input (other requests of its batch are unaffected)."""
-
-    status_code = 422
 
 
 def new_request_id() -> str:

@@ -25,15 +25,12 @@ import orjson
 
 from readyml import __version__
 from readyml.config import ServingSpec
-from readyml.errors import BadRequest, ReadymlError
+from readyml.errors import BadRequest, MethodNotAllowed, NotFound, PredictionFailed, ReadymlError
 from readyml.predict import Part, Prediction, Predictor
 from readyml.serve import mlflow, simple, v2
 from readyml.serve._http import (
     ASGIApp,
     Message,
-    MethodNotAllowed,
-    NotFound,
-    PredictionFailed,
     Receive,
     Request,
     Scope,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hmac
 
-from readyml.serve._http import Request, Unauthorized
+from readyml.errors import Unauthorized
+from readyml.serve._http import Request
 
 
 class BearerAuth:

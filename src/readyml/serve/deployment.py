@@ -12,8 +12,8 @@ import concurrent.futures
 from collections.abc import Callable, Iterator
 
 from readyml.config import BatchingSpec
+from readyml.errors import NotFound
 from readyml.predict import Part, Prediction, Predictor
-from readyml.serve._http import NotFound
 from readyml.serve.batching import AdaptiveBatcher, BatchStats
 
 

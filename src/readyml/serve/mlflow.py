@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from readyml.errors import BadRequest
+from readyml.errors import BadRequest, UnsupportedMediaType
 from readyml.predict import InvalidInput, Part, Prediction, Predictor
 from readyml.predict.inputs import describe
-from readyml.serve._http import UnsupportedMediaType, parse_json
+from readyml.serve._http import parse_json
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
