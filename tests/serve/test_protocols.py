@@ -171,6 +171,11 @@ def test_mlflow_health_and_openapi_document(server: Server) -> None:
         document = client.get("/openapi.json").json()
     assert "/v2/models/{model_name}/infer" in document["paths"]
     assert "/invocations" in document["paths"] and "/predict" in document["paths"]
+    for path in ("deploy", "promote", "rollback"):
+        operation = document["paths"][f"/v2/management/{path}"]["post"]
+        assert operation["security"] == [{"bearer": []}] and "401" in operation["responses"]
+    assert "get" in document["paths"]["/v2/management/rollout"]
+    assert "FeedbackRecord" in document["components"]["schemas"]
 
 
 def test_wrong_method_is_405_with_allow(server: Server) -> None:

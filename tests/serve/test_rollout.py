@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
@@ -101,6 +102,33 @@ def register_nan(root: Path) -> int:
     return version.version
 
 
+def register_overflowing(root: Path) -> int:
+    """A version that answers the recorded example but gives NaN for wide petals.
+
+    Its petal-width weights are so large that ``petal_width * weight`` overflows to inf
+    above 1.79 (the example row has 0.2), and the softmax of inf - inf is NaN: the model
+    passes infra validation and breaks only on live traffic, as overflow bugs do.
+    """
+    frame = iris_frame()
+    model = SklearnModel(estimator=LogisticRegression(max_iter=500))
+    model.fit(frame.drop(columns=["species"]), frame["species"])
+    estimator: Any = model.model_
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    final.coef_[:, 3] = 1e308
+    with tempfile.TemporaryDirectory() as tmp:
+        written = model.save(Path(tmp))
+        version = registry_of(root).register(
+            "iris",
+            files={path.name: path for path in written},
+            model_fingerprint="iris-overflow",
+            signature=model.signature(),
+            input_example=[ROW],
+            tags={"flavor": "sklearn"},
+            status="blessed",
+        )
+    return version.version
+
+
 def infer_body() -> dict[str, Any]:
     frame = iris_frame().drop(columns=["species"])
     data = frame.iloc[BATCH_ROWS].to_numpy(dtype=float).tolist()
@@ -173,6 +201,8 @@ class Fleet:
     shadow: int
     shifted: int
     nan: int
+    overflowing: int
+    slow: int
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +216,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     shadow = register(root, lambda: LogisticRegression(max_iter=500, C=0.8))
     shifted = register(root, lambda: LogisticRegression(max_iter=500), shift=True)
     nan = register_nan(root)
+    overflowing = register_overflowing(root)
+    # Thousands of trees: correct answers, tens of milliseconds per call.
+    slow = register(root, lambda: RandomForestClassifier(n_estimators=3000, random_state=0))
     with serve_process(root) as server:
-        yield Fleet(root, server, healthy, shadow, shifted, nan)
+        yield Fleet(root, server, healthy, shadow, shifted, nan, overflowing, slow)
 
 
 @pytest.mark.parametrize("module", [rollout_module, infra_validation])
@@ -268,6 +301,32 @@ def test_canary_of_shifted_candidate_is_rolled_back_with_the_reason(fleet: Fleet
     assert any("rollback" in reason and "Jensen-Shannon" in reason for reason in audit)
     executed = registry.list_evidence("iris", test_id="infra-7")
     assert executed and executed[-1].passed and executed[-1].details["seconds"] < 1.0
+
+
+def test_canary_returning_nan_on_live_traffic_is_rolled_back(fleet: Fleet) -> None:
+    registry = registry_of(fleet.root)
+    champion = registry.get("iris@champion").version
+    with fleet.server.client() as client, Traffic(fleet.server) as traffic:
+        assert deploy(client, fleet.overflowing).status_code == 200
+        final = wait_for(client, fleet.overflowing, {"rolled_back"})
+    assert {status for status, _ in traffic.answers} == {200}
+    decision = final["decisions"][-1]
+    assert decision["action"] == "rollback" and "NaN/inf outputs" in decision["reason"]
+    assert decision["numbers"]["candidate"]["nonfinite_rate"] > 0
+    assert registry.get("iris@champion").version == champion
+
+
+def test_slow_canary_is_rolled_back_on_latency(fleet: Fleet) -> None:
+    spec = {**FAST_STEPS, "max_latency_ratio": 2.0, "latency_slack_ms": 10.0}
+    spec["infra_latency_budget_ms"] = 5000.0
+    with fleet.server.client() as client, Traffic(fleet.server) as traffic:
+        assert deploy(client, fleet.slow, rollout=spec).status_code == 200
+        final = wait_for(client, fleet.slow, {"rolled_back"})
+    assert {status for status, _ in traffic.answers} == {200}
+    decision = final["decisions"][-1]
+    assert decision["action"] == "rollback" and "latency p95" in decision["reason"]
+    numbers = decision["numbers"]
+    assert numbers["candidate"]["p95_ms"] > 2 * numbers["stable"]["p95_ms"] + 10
 
 
 def test_healthy_candidate_is_promoted_through_every_step(fleet: Fleet) -> None:

@@ -261,7 +261,7 @@ def feedback_app(workspace: Path) -> ASGIApp:
         if scope["type"] != "http":
             return
         if scope.get("method") != "POST":
-            await _answer(send, 405, {"error": "method: expected POST"})
+            await _answer(send, 405, {"error": "method: expected POST"}, allow="POST")
             return
         chunks: list[bytes] = []
         size = 0
@@ -286,16 +286,10 @@ def feedback_app(workspace: Path) -> ASGIApp:
     return app
 
 
-async def _answer(send: Send, status: int, payload: JSON) -> None:
+async def _answer(send: Send, status: int, payload: JSON, *, allow: str | None = None) -> None:
     body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if allow is not None:
+        headers.append((b"allow", allow.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

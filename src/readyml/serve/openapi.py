@@ -11,6 +11,7 @@ from typing import Any
 
 from readyml import __version__
 from readyml.serve.deployment import ModelTable
+from readyml.serve.openapi_management import management_paths, management_schemas
 from readyml.serve.v2 import DATATYPES
 
 _JSON_TYPES = {
@@ -261,12 +262,15 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
         "info": {
             "title": "readyml model server",
             "version": __version__,
-            "description": "Open Inference Protocol (V2), MLflow /invocations and /predict.",
+            "description": (
+                "Open Inference Protocol (V2), MLflow /invocations, /predict, rollout "
+                "management and feedback labels."
+            ),
         },
-        "paths": paths,
+        "paths": paths | management_paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": _schemas(),
+            "schemas": _schemas() | management_schemas(),
         },
     }
 
