@@ -52,8 +52,13 @@ class ModelAdapter(Protocol):
         *,
         X_valid: pd.DataFrame | None = None,
         y_valid: npt.ArrayLike | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> Self:
-        """Fit on a training frame; the validation pair is used where the flavor can."""
+        """Fit on a training frame; the validation pair is used where the flavor can.
+
+        ``sample_weight`` holds one non-negative weight per row of ``X`` (2.0 counts a row
+        twice); all-ones weights fit exactly as no weights. See :func:`check_sample_weight`.
+        """
         ...
 
     def predict(self, X: pd.DataFrame) -> Array:
@@ -89,6 +94,47 @@ def check_task(task: str, *, field: str = "model.task") -> Task:
     if task not in choices:
         raise FlavorError(f"{field}: expected one of {list(choices)}, found {task!r}")
     return task  # type: ignore[return-value]
+
+
+def check_sample_weight(sample_weight: npt.ArrayLike | None, n_rows: int) -> Array | None:
+    """``sample_weight`` as float64, or ``None`` when absent or all ones (exactly unweighted).
+
+    Raises:
+        FlavorError: The weights are not one number per row, or hold NaN, infinity,
+            negative values, or only zeros.
+    """
+    if sample_weight is None:
+        return None
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FlavorError(f"sample_weight: expected numbers, found {exc}") from exc
+    if weights.ndim != 1:
+        raise FlavorError(
+            f"sample_weight: expected a one-dimensional array, found shape {weights.shape}"
+        )
+    if len(weights) != n_rows:
+        raise FlavorError(
+            f"sample_weight: expected {n_rows} values (one per row of X), found {len(weights)}"
+        )
+    not_finite = int(np.count_nonzero(~np.isfinite(weights)))
+    if not_finite:
+        raise FlavorError(
+            f"sample_weight: expected finite values, found {not_finite} NaN or infinite"
+        )
+    negative = int(np.count_nonzero(weights < 0))
+    if negative:
+        raise FlavorError(
+            f"sample_weight: expected non-negative values, found {negative} negative "
+            f"(smallest {weights.min():g})"
+        )
+    if not np.any(weights > 0):
+        raise FlavorError(
+            f"sample_weight: expected at least one positive value, found all {n_rows} zero"
+        )
+    if np.all(weights == 1.0):
+        return None
+    return weights
 
 
 def not_fitted(owner: object, attribute: str = "fit") -> NotFittedError:

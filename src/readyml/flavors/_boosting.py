@@ -21,6 +21,7 @@ from readyml.errors import FlavorError
 from readyml.flavors._base import (
     Array,
     Task,
+    check_sample_weight,
     check_task,
     classes_from_json,
     not_fitted,
@@ -59,7 +60,14 @@ class BoostingModel:
         self.numeric = numeric
 
     # Library-specific steps.
-    def _fit_native(self, model: Any, X: Array, y: Array, eval_set: list[Any] | None) -> Any:
+    def _fit_native(
+        self,
+        model: Any,
+        X: Array,
+        y: Array,
+        eval_set: list[Any] | None,
+        sample_weight: Array | None,
+    ) -> Any:
         raise NotImplementedError
 
     def _predict_native(self, X: Array) -> Array:
@@ -79,10 +87,15 @@ class BoostingModel:
         *,
         X_valid: pd.DataFrame | None = None,
         y_valid: npt.ArrayLike | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> Self:
-        """Encode, fit, and use the validation pair as the library's ``eval_set``."""
+        """Encode, fit, and use the validation pair as the library's ``eval_set``.
+
+        ``sample_weight`` goes to the library's fit; the validation pair stays unweighted.
+        """
         if self.estimator is None:
             raise FlavorError(f"flavor {self.flavor!r}: expected an estimator, found None")
+        weights = check_sample_weight(sample_weight, len(X))
         encoder = TabularEncoder(categorical=self.categorical, numeric=self.numeric).fit(X)
         target: Array
         if self.task == "classification":
@@ -100,7 +113,7 @@ class BoostingModel:
         self.encoder_ = encoder
         self._classes = classes
         self.model_ = self._fit_native(
-            clone(self.estimator), encoder.transform(X), target, eval_set
+            clone(self.estimator), encoder.transform(X), target, eval_set, weights
         )
         self.features_ = infer_inputs(X)
         return self

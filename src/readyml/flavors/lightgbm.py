@@ -49,7 +49,14 @@ class LightGBMModel(BoostingModel):
     model_file = "model.txt"
     libraries = ("lightgbm", "numpy", "pandas", "scikit-learn")
 
-    def _fit_native(self, model: Any, X: Array, y: Array, eval_set: list[Any] | None) -> Any:
+    def _fit_native(
+        self,
+        model: Any,
+        X: Array,
+        y: Array,
+        eval_set: list[Any] | None,
+        sample_weight: Array | None,
+    ) -> Any:
         arguments: dict[str, Any] = {}
         if eval_set:
             valid_X, valid_y = eval_set[0]
@@ -59,7 +66,7 @@ class LightGBMModel(BoostingModel):
             else:
                 arguments = {"eval_set": eval_set}
         try:
-            model.fit(X, y, **arguments)
+            model.fit(X, y, sample_weight=sample_weight, **arguments)
         except Exception as exc:  # lightgbm raises LightGBMError and ValueError
             raise FlavorError(f"model {type(model).__name__}: fit failed: {exc}") from exc
         self.booster_ = model.booster_

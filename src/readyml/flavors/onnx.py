@@ -101,6 +101,7 @@ class OnnxModel:
         *,
         X_valid: pd.DataFrame | None = None,
         y_valid: npt.ArrayLike | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> Self:
         """Always fails: ONNX graphs are exported from trained models."""
         raise FlavorError("flavor 'onnx' cannot be trained; export a trained model to ONNX instead")

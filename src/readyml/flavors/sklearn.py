@@ -21,12 +21,14 @@ from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from sklearn.utils.validation import has_fit_parameter
 
 from readyml.errors import FlavorError
 from readyml.flavors._base import (
     Array,
     Features,
     Task,
+    check_sample_weight,
     check_task,
     classes_from_json,
     not_fitted,
@@ -84,6 +86,25 @@ def preprocessing_pipeline(
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 
+def weight_params(estimator: Any, weights: Array) -> dict[str, Any]:
+    """The fit keyword that hands ``weights`` to the final estimator of (nested) pipelines.
+
+    Raises:
+        FlavorError: The final estimator's ``fit`` has no ``sample_weight`` parameter.
+    """
+    if isinstance(estimator, Pipeline):
+        step, final = estimator.steps[-1]
+        inner = weight_params(final, weights)
+        return {f"{step}__{name}": value for name, value in inner.items()}
+    if not has_fit_parameter(estimator, "sample_weight"):
+        raise FlavorError(
+            f"model {_name(estimator)}: does not accept sample weights (its fit has no "
+            "sample_weight parameter); fit without sample_weight or choose an estimator that "
+            "supports them"
+        )
+    return {"sample_weight": weights}
+
+
 class SklearnModel:
     """Adapter for a scikit-learn estimator, or for a user function that fits one.
 
@@ -138,10 +159,25 @@ class SklearnModel:
         *,
         X_valid: pd.DataFrame | None = None,
         y_valid: npt.ArrayLike | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> Self:
-        """Fit the estimator (or call the entry point); the validation pair is not used."""
+        """Fit the estimator (or call the entry point); the validation pair is not used.
+
+        ``sample_weight`` goes to the final estimator's ``fit`` (through the pipeline as
+        ``<step>__sample_weight``); entry points take no weights.
+
+        Raises:
+            FlavorError: The weights are invalid, or weights other than all ones were given
+                for an entry point or an estimator whose ``fit`` takes no ``sample_weight``.
+        """
         labels = np.asarray(y)
+        weights = check_sample_weight(sample_weight, len(X))
         if self.entry_point is not None:
+            if weights is not None:
+                raise FlavorError(
+                    f"model.entry_point {self.entry_point!r}: entry points do not take sample "
+                    "weights; fit without sample_weight or configure an estimator class"
+                )
             function = import_object(self.entry_point, field="model.entry_point", kind="function")
             model = function(X, labels, dict(self.params or {}), self.seed)
             if not (hasattr(model, "predict") and hasattr(model, "fit")):
@@ -155,8 +191,9 @@ class SklearnModel:
             estimator = clone(self.estimator)
             if self.preprocess:
                 estimator = preprocessing_pipeline(estimator, X, self.categorical, self.numeric)
+            fit_params = {} if weights is None else weight_params(estimator, weights)
             try:
-                model = estimator.fit(X, labels)
+                model = estimator.fit(X, labels, **fit_params)
             except (TypeError, ValueError) as exc:
                 raise FlavorError(f"model {_name(self.estimator)}: fit failed: {exc}") from exc
         self.model_ = model

@@ -34,6 +34,7 @@ from readyml.flavors._base import (
     Array,
     Features,
     Task,
+    check_sample_weight,
     check_task,
     classes_from_json,
     not_fitted,
@@ -205,8 +206,15 @@ class TorchModel:
         *,
         X_valid: Features | None = None,
         y_valid: npt.ArrayLike | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> Self:
-        """Train with early stopping; per-epoch metrics go to ``history_``."""
+        """Train with early stopping; per-epoch metrics go to ``history_``.
+
+        With ``sample_weight``, each batch's loss is the mean of weight x per-row loss, the
+        weights scaled to mean one over the training rows (so a batch of zero-weight rows
+        gives no gradient); ``train_loss`` is weighted, the validation loss is not.
+        """
+        weights = check_sample_weight(sample_weight, len(X))
         if isinstance(X, pd.DataFrame):
             self.encoder_: TabularEncoder | None = TabularEncoder(
                 categorical=self.categorical, numeric=self.numeric, standardize=True
@@ -233,23 +241,37 @@ class TorchModel:
             cut = max(1, round(len(inputs) * self.validation_fraction))
             valid = (inputs[order[:cut]], targets[order[:cut]])
             inputs, targets = inputs[order[cut:]], targets[order[cut:]]
+            weights = None if weights is None else weights[order[cut:]]
         else:
             valid = None
+        if weights is not None and not np.any(weights > 0):
+            raise FlavorError(
+                "sample_weight: expected a positive weight among the training rows, found "
+                "only zeros after the validation split; pass X_valid/y_valid or set "
+                "validation_fraction=0"
+            )
         self.n_inputs_ = int(math.prod(inputs.shape[1:]))
         self.n_outputs_ = int(n_outputs)
         with seeded(self.seed):
             module = build_module(
                 self.factory, self.n_inputs_, self.n_outputs_, dict(self.factory_params or {})
             )
-            self.history_ = self._train(module, inputs, targets, valid)
+            self.history_ = self._train(module, inputs, targets, valid, weights)
         self.module_ = module
         return self
 
-    def _loss(self) -> nn.Module:
-        return nn.CrossEntropyLoss() if self.task == "classification" else nn.MSELoss()
+    def _loss(self, reduction: str = "mean") -> nn.Module:
+        if self.task == "classification":
+            return nn.CrossEntropyLoss(reduction=reduction)
+        return nn.MSELoss(reduction=reduction)
 
     def _train(
-        self, module: nn.Module, inputs: Array, targets: Array, valid: tuple[Array, Array] | None
+        self,
+        module: nn.Module,
+        inputs: Array,
+        targets: Array,
+        valid: tuple[Array, Array] | None,
+        weights: Array | None = None,
     ) -> list[JSON]:
         if self.epochs < 1 or self.batch_size < 1:
             raise FlavorError(
@@ -263,6 +285,13 @@ class TorchModel:
             module.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
         loss_function = self._loss()
+        row_loss = self._loss(reduction="none")
+        # Scaled to mean one: the batch mean of weight x loss estimates the weighted mean.
+        row_weight = (
+            None
+            if weights is None
+            else torch.from_numpy((weights / weights.mean()).astype(np.float32))
+        )
         guard = TrainingGuard()
         probe = features[:GUARD_PROBE_ROWS]
         history: list[JSON] = []
@@ -274,7 +303,12 @@ class TorchModel:
             for start in range(0, len(features), self.batch_size):
                 rows = order[start : start + self.batch_size]
                 optimizer.zero_grad()
-                loss = loss_function(module(features[rows]), target[rows])
+                if row_weight is None:
+                    loss = loss_function(module(features[rows]), target[rows])
+                else:
+                    losses = row_loss(module(features[rows]), target[rows])
+                    losses = losses.reshape(len(rows), -1).mean(dim=1)
+                    loss = (losses * row_weight[rows]).mean()
                 value = float(loss.item())
                 guard.after_step(value)  # a NaN/inf loss stops training here, named
                 loss.backward()

@@ -43,11 +43,18 @@ class XGBoostModel(BoostingModel):
     model_file = "model.json"
     libraries = ("xgboost-cpu", "xgboost", "numpy", "pandas", "scikit-learn")
 
-    def _fit_native(self, model: Any, X: Array, y: Array, eval_set: list[Any] | None) -> Any:
+    def _fit_native(
+        self,
+        model: Any,
+        X: Array,
+        y: Array,
+        eval_set: list[Any] | None,
+        sample_weight: Array | None,
+    ) -> Any:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                model.fit(X, y, eval_set=eval_set, verbose=False)
+                model.fit(X, y, sample_weight=sample_weight, eval_set=eval_set, verbose=False)
             except Exception as exc:  # xgboost raises its own XGBoostError and ValueError
                 raise FlavorError(f"model {type(model).__name__}: fit failed: {exc}") from exc
         for warning in caught:
