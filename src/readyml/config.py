@@ -29,6 +29,28 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProductionDataSpec(_Spec):
+    """Labelled production examples (``readyml review import``) added to the training data.
+
+    ``weight``: each example counts this many times in training; ``max_age``: examples whose
+    request is older than this (at run time) are left out; ``datasets``: which production
+    dataset versions (default: all, the newest label of an example winning); ``window``: the
+    newest production examples within this span of the latest one are reported apart in
+    evaluation, candidate against champion.
+    """
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, gt=0.0, le=1000.0)
+    max_age: str | None = None
+    datasets: list[int] | None = None
+    window: str = "7d"
+
+    @field_validator("max_age", "window")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return _check_duration(value, "data.production")
+
+
 class DataSpec(_Spec):
     """Where the training data comes from: a file, a glob, or a ``module:function`` loader."""
 
@@ -36,6 +58,7 @@ class DataSpec(_Spec):
         description="CSV or Parquet path or glob (relative to the project), or module:function"
     )
     format: Literal["auto", "csv", "parquet"] = "auto"
+    production: ProductionDataSpec | None = None
 
     @property
     def is_loader(self) -> bool:
@@ -550,6 +573,55 @@ class AlertSinksSpec(_Spec):
         return value
 
 
+MONITOR_CHECKS = (
+    "dependencies",
+    "invariants",
+    "skew",
+    "staleness",
+    "stability",
+    "performance",
+    "quality",
+)
+
+
+class OnAlertSpec(_Spec):
+    """``monitoring.on_alert``: retrain when the monitor raises an alert, within guard rails.
+
+    ``checks``: the checks whose alerts trigger (default: any); ``severity``: the least
+    severity that triggers; at most ``max_runs`` retrains per ``period`` and none within
+    ``cooldown`` of the last; with ``approval`` a blessed candidate waits for
+    ``readyml approve``; ``deploy``: roll it out by canary to the server at ``server_url``
+    (default: serving.host and serving.port), or only register it (``none``).
+    """
+
+    action: Literal["retrain"] = "retrain"
+    checks: list[str] | None = None
+    severity: Literal["warning", "critical"] = "warning"
+    max_runs: int = Field(default=2, ge=1)
+    period: str = "7d"
+    cooldown: str = "1d"
+    approval: bool = False
+    deploy: Literal["canary", "none"] = "canary"
+    server_url: str | None = None
+
+    @field_validator("period", "cooldown")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _check_duration(value, "monitoring.on_alert")
+        return value
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [c for c in value or [] if c not in MONITOR_CHECKS]
+        if unknown:
+            raise ValueError(
+                f"monitoring.on_alert.checks: expected some of {', '.join(MONITOR_CHECKS)}, "
+                f"found {unknown}"
+            )
+        return value
+
+
 class MonitoringSpec(_Spec):
     """``readyml monitor``: the seven monitoring checks over logged traffic, and alerts.
 
@@ -571,6 +643,7 @@ class MonitoringSpec(_Spec):
     performance: PerformanceMonitorSpec = Field(default_factory=PerformanceMonitorSpec)
     quality: QualityMonitorSpec = Field(default_factory=QualityMonitorSpec)
     alerts: AlertSinksSpec = Field(default_factory=AlertSinksSpec)
+    on_alert: OnAlertSpec | None = None
 
     @field_validator("lookback", "every")
     @classmethod

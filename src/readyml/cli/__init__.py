@@ -17,6 +17,8 @@ from readyml.cli import (
     models,
     monitor,
     project,
+    retrain,
+    review,
     rollout,
     score,
     serve,
@@ -34,8 +36,10 @@ app.registered_commands += serve.app.registered_commands
 app.registered_commands += rollout.app.registered_commands
 app.registered_commands += data.app.registered_commands
 app.registered_commands += deploy.app.registered_commands
+app.registered_commands += retrain.app.registered_commands
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(models.app, name="models")
+app.add_typer(review.app, name="review")
 
 
 def main() -> None:

@@ -62,6 +62,9 @@ def monitor(
         data: dict[str, Any] = result.to_dict()
         if report:
             data["report"] = str(write_report(result, report_path(loaded.workspace, result.at)))
+        retrain = _retrain(loaded, registry, result.sent)
+        if retrain is not None:
+            data["retrain"] = retrain.to_dict()
         if form == "json":
             console.print_json(data)
             return
@@ -78,6 +81,8 @@ def monitor(
             console.stdout.print(f"resolved {alert.name}: {alert.labels.get('key', '')}")
         if report:
             console.stdout.print(f"report: {data['report']}")
+        if retrain is not None:
+            console.stdout.print(f"retrain {retrain.id}: {retrain.state}: {retrain.reason}")
 
     period = every or (None if count is None else loaded.spec.monitoring.every)
     if period is None:
@@ -89,6 +94,19 @@ def monitor(
             run_every(duration_seconds(period, key="--every"), once, count=count)
     if failed:
         raise typer.Exit(code=1)
+
+
+def _retrain(project: Any, registry: Any, alerts: Any) -> Any:
+    """Retrain on the alerts just sent when ``monitoring.on_alert`` asks for it."""
+    if project.spec.monitoring.on_alert is None:
+        return None
+    from readyml.feedback.retrain import retrain_on_alerts
+    from readyml.train import run_project
+    from readyml.train.progress import SilentReporter
+
+    return retrain_on_alerts(
+        project, registry, alerts, runner=run_project, reporter=SilentReporter()
+    )
 
 
 @app.command("feedback")

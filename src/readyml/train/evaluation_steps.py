@@ -21,12 +21,13 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from readyml import _project_imports as project_imports
 from readyml.config import Project, ProjectSpec
-from readyml.errors import ConfigError, DataError, RegistryError
+from readyml.errors import ConfigError, DataError, ReadymlError, RegistryError
 from readyml.evaluate import (
     compute_metrics,
     curves,
     evaluate_model,
     gate,
+    model_inputs,
     predict,
     primary_metric,
     review_state,
@@ -40,6 +41,7 @@ from readyml.flavors import ModelAdapter, load_model
 from readyml.registry import Registry
 from readyml.train.features import resolve_task
 from readyml.train.pipeline import Kind, RunContext, StepResult
+from readyml.train.production_data import production_mask, production_window, without_reserved
 from readyml.train.steps import SCHEMA_FILE, TrainModel, fit_model
 from readyml.types import JSON, Evidence
 
@@ -158,6 +160,7 @@ class MeasureStaleness:
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         project, data = ctx.project, inputs["data"]
+        data = without_reserved(data[~production_mask(data)])  # the dated source rows
         spec = project.spec
         column = spec.staleness.time_column or spec.split.time_column
         if column is None:
@@ -204,6 +207,8 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     result = evaluate_model(model, train, valid, spec=spec, refit_without=refit_without)
     result["staleness"] = inputs.get("staleness")
     result["spec_review"] = inputs.get("review")
+    if spec.data.production is not None and spec.data.production.enabled:
+        result["production_window"] = _production_window(ctx, model, valid)
     primary = result["primary"]
     margins = result["baselines"]["margins"]
     record(
@@ -241,6 +246,31 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         {"metrics": result},
         f"{primary} = {result['valid'][primary]:.4f}{interval} on {len(valid):,} rows; "
         f"{len(result['slices'])} slices ({judged} judged)",
+    )
+
+
+def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame) -> JSON:
+    """Candidate and champion on the newest production examples of the validation split."""
+    from readyml.predict import Predictor
+
+    spec = ctx.project.spec
+    assert spec.data.production is not None
+    champion = champion_of(ctx.registry, spec.name)
+    champion_model = None
+    if champion is not None:
+        try:
+            champion_model = Predictor.load(ctx.registry, champion.ref).model
+        except ReadymlError:
+            champion_model = None
+    return production_window(
+        valid=valid,
+        window=spec.data.production.window,
+        label=spec.label,
+        task=model.task,
+        features=model_inputs(model),
+        candidate=model,
+        champion=champion_model,
+        champion_version=champion.version if champion is not None else None,
     )
 
 

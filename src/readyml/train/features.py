@@ -10,6 +10,8 @@ from pandas.api import types as ptypes
 from readyml.config import FeatureType, ProjectSpec
 from readyml.errors import DataError
 
+# Columns the pipeline adds (production weights, provenance); never features.
+RESERVED_PREFIX = "_readyml_"
 # An integer label with at most this many distinct values is taken as classes, not a quantity.
 MAX_INTEGER_CLASSES = 20
 
@@ -64,6 +66,11 @@ def check_columns(frame: pd.DataFrame, spec: ProjectSpec) -> None:
             raise DataError(f"{key}: column '{column}' not in the data (columns: {shown})")
 
 
+def is_reserved(column: object) -> bool:
+    """Whether ``column`` is one the pipeline added (see :data:`RESERVED_PREFIX`)."""
+    return str(column).startswith(RESERVED_PREFIX)
+
+
 def resolve_features(frame: pd.DataFrame, spec: ProjectSpec) -> FeatureSet:
     """Declared features with declared or inferred types, or every usable column.
 
@@ -74,6 +81,7 @@ def resolve_features(frame: pd.DataFrame, spec: ProjectSpec) -> FeatureSet:
     if declared is not None:
         return FeatureSet({f.name: f.type or infer_type(frame[f.name]) for f in declared})
     skip = {spec.label, *spec.exclude}
+    skip.update(str(c) for c in frame.columns if is_reserved(c))
     if spec.split.time_column is not None:
         skip.add(spec.split.time_column)
     types: dict[str, FeatureType] = {}

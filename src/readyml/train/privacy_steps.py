@@ -30,6 +30,7 @@ import pandas as pd
 
 from readyml.data import load_schema
 from readyml.errors import DataError
+from readyml.train.features import is_reserved
 from readyml.train.pipeline import Kind, RunContext, StepResult
 from readyml.types import JSON, Evidence
 
@@ -260,7 +261,10 @@ class PrivacyControls:
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         spec = ctx.project.spec
         frame, report = apply_privacy(
-            inputs["data"], self._declared(ctx), salt=spec.name, protected=[spec.label]
+            inputs["data"],
+            self._declared(ctx),
+            salt=spec.name,
+            protected=[spec.label, *(c for c in inputs["data"].columns if is_reserved(c))],
         )
         ctx.record(
             Evidence(

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +38,14 @@ from readyml.flavors import ModelAdapter, build_model
 from readyml.train.features import check_columns, resolve_features, resolve_task
 from readyml.train.fingerprint import hash_callable_source, hash_file, package_versions
 from readyml.train.pipeline import Kind, RunContext, StepResult
+from readyml.train.production_data import (
+    blend_production,
+    production_mask,
+    production_params,
+    production_schema,
+    sample_weights,
+    without_reserved,
+)
 from readyml.train.seeds import set_seeds
 from readyml.types import JSON, Evidence
 
@@ -93,23 +102,25 @@ class LoadData:
     """Read the data source; check that the label and named columns exist."""
 
     name: ClassVar[str] = "load"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     inputs: ClassVar[tuple[str, ...]] = ()
-    outputs: ClassVar[dict[str, Kind]] = {"data": "frame"}
+    outputs: ClassVar[dict[str, Kind]] = {"data": "frame", "production": "json"}
     cacheable: ClassVar[bool] = True
 
     def params(self, ctx: RunContext) -> JSON:
         spec, root = ctx.project.spec, ctx.project.root
+        production = production_params(ctx.project)
         if spec.data.is_loader:
             # A loader reads the outside world, so its output is never reused from a cache;
             # steps after it are still skipped when the frame it returns is unchanged.
-            return {"loader": spec.data.source, "run": ctx.run_id}
+            return {"loader": spec.data.source, "run": ctx.run_id, "production": production}
         files = data_files(spec, root)
         return {
             "files": {
                 str(p.relative_to(root) if p.is_relative_to(root) else p): hash_file(p)
                 for p in files
-            }
+            },
+            "production": production,
         }
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
@@ -130,8 +141,13 @@ class LoadData:
             raise DataError(
                 f"label: column '{spec.label}' has {missing} missing value(s) of {len(frame)}"
             )
+        columns = frame.shape[1]
+        frame, production = blend_production(frame, ctx.project)
+        if production:
+            origin += f" + {production['rows']:,} production examples"
         return StepResult(
-            {"data": frame}, f"{len(frame):,} rows × {frame.shape[1]} columns from {origin}"
+            {"data": frame, "production": production},
+            f"{len(frame):,} rows × {columns} columns from {origin}",
         )
 
 
@@ -148,7 +164,7 @@ class ProfileData:
         return {}
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
-        profile = profile_frame(inputs["data"])
+        profile = profile_frame(without_reserved(inputs["data"]))
         return StepResult(
             {"profile": profile.to_dict()}, f"{len(profile.columns)} columns profiled"
         )
@@ -178,10 +194,14 @@ class ValidateData:
     def params(self, ctx: RunContext) -> JSON:
         # The schema's content, not its file, so that writing the inferred schema on the
         # first run does not make the second run look changed.
-        return {"schema": _schema_for(ctx, ctx.values["data"].obj).to_dict()}
+        frame = without_reserved(ctx.values["data"].obj)
+        return {"schema": _schema_for(ctx, frame).to_dict()}
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
-        spec, frame = ctx.project.spec, inputs["data"]
+        spec, data = ctx.project.spec, inputs["data"]
+        # Production examples carry only what the server saw (features) and their label.
+        production = production_mask(data)
+        frame = without_reserved(data)[~production]
         path = ctx.project.root / SCHEMA_FILE
         wrote = ""
         schema = _schema_for(ctx, frame)
@@ -189,6 +209,13 @@ class ValidateData:
             schema = write_schema(schema, path)
             wrote = f"; wrote {SCHEMA_FILE} (review and check it in)"
         report = validate_frame(frame, schema=schema)
+        if production.any():
+            examples = without_reserved(data)[production]
+            examples = examples[[c for c in examples.columns if examples[c].notna().any()]]
+            checked = validate_frame(examples, schema=production_schema(schema, examples))
+            report.anomalies.extend(
+                replace(a, found=f"{a.found} (production examples)") for a in checked.anomalies
+            )
         errors = report.errors
         ctx.record(
             Evidence(
@@ -340,7 +367,14 @@ def fit_model(
     X, y = _xy(train, features.names, spec.label)
     X_valid, y_valid = _xy(valid, features.names, spec.label)
     started = time.perf_counter()
-    model.fit(X, y, X_valid=X_valid, y_valid=y_valid)
+    weights = sample_weights(train)
+    if weights is None:
+        model.fit(X, y, X_valid=X_valid, y_valid=y_valid)
+    else:
+        try:
+            model.fit(X, y, X_valid=X_valid, y_valid=y_valid, sample_weight=weights)
+        except FlavorError as exc:
+            raise ConfigError(f"data.production.weight: {exc}") from exc
     return model, time.perf_counter() - started
 
 
@@ -375,12 +409,25 @@ class EvaluateModel:
             "label": spec.label,
             "seed": spec.seed,
             "train": TrainModel().params(ctx),  # drop-column importance refits the model
+            "production": _production_evaluation(ctx),
         }
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         from readyml.train.evaluation_steps import evaluate_step
 
         return evaluate_step(ctx, inputs)
+
+
+def _production_evaluation(ctx: RunContext) -> JSON | None:
+    """What the production-window report depends on besides the data: window and champion."""
+    production = ctx.project.spec.data.production
+    if production is None or not production.enabled:
+        return None
+    try:
+        champion = ctx.registry.get(f"{ctx.project.spec.name}@champion").version
+    except RegistryError:
+        champion = None
+    return {"window": production.window, "champion": champion}
 
 
 class GateModel:
@@ -460,6 +507,9 @@ class RegisterModel:
             "parent_version": champion,
             "spec_file": str(ctx.project.spec_path.name),
         }
+        production = ctx.values["production"].obj if "production" in ctx.values else None
+        if production:
+            lineage["production"] = production
         with tempfile.TemporaryDirectory() as tmp:
             files: dict[str, Path] = {}
             for relname, data in ctx.model_files("model").items():

@@ -1,0 +1,300 @@
+"""Retrain on alert: a monitoring alert starts a pipeline run, within guard rails.
+
+With ``monitoring.on_alert`` in the spec, alerts a monitoring run sends (new or re-notified,
+of the listed checks and at least the given severity) trigger :func:`retrain_on_alerts`:
+
+1. Guard rails: at most ``max_runs`` retrains per ``period`` and none within ``cooldown`` of
+   the last; a trigger they stop is recorded as ``skipped`` with the reason.
+2. The pipeline runs as any other (data gate, model gate; production datasets included when
+   the spec adds them). A failed run is ``failed``, a vetoed candidate ``vetoed``, a run
+   that reproduces the serving model ``unchanged``.
+3. A blessed candidate waits for ``readyml approve`` when ``approval`` is set
+   (``awaiting_approval``); otherwise, or once approved, it is rolled out by canary to the
+   running server (``canary``; the server's controller promotes or rolls it back), or only
+   registered (``registered``) with ``deploy: none``.
+
+Every trigger is a JSON record under ``{workspace}/retrain/`` (written atomically, updated on
+approval). A run is evidence for the ML Test Score: ``monitor-4`` (models are not too stale:
+a fresh candidate was produced) and, where the newest production window was measured,
+``monitor-7`` (the candidate's quality there did not regress from the champion's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from readyml.config import OnAlertSpec, Project, duration_seconds
+from readyml.errors import ConfigError, ReadymlError
+from readyml.monitor.alerts import Alert
+from readyml.registry import Registry
+from readyml.types import JSON, Evidence
+
+RETRAIN_DIR: Final = "retrain"
+SEVERITY_RANK: Final = {"info": 0, "warning": 1, "critical": 2}
+# States of a trigger that count as a retrain having run (for the guard rails).
+RAN_STATES: Final = frozenset(
+    {"failed", "vetoed", "unchanged", "awaiting_approval", "registered", "canary", "deploy_failed"}
+)
+Runner = Callable[..., Any]
+
+
+@dataclass
+class RetrainRecord:
+    """One trigger and what came of it."""
+
+    id: str
+    at: str
+    alerts: list[JSON]
+    state: str
+    reason: str
+    run_id: str | None = None
+    version: int | None = None
+    champion: int | None = None
+    production_window: JSON | None = None
+    approved_by: str | None = None
+    approved_at: str | None = None
+    rollout: JSON | None = None
+    history: list[JSON] = field(default_factory=list)
+
+    def to_dict(self) -> JSON:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    def move(self, state: str, reason: str, at: datetime) -> None:
+        """Change state, keeping the old one in ``history``."""
+        self.history.append({"at": at.isoformat(), "state": state, "reason": reason})
+        self.state, self.reason = state, reason
+
+
+def retrain_root(workspace: Path) -> Path:
+    """Where trigger records are kept."""
+    return workspace / RETRAIN_DIR
+
+
+def list_retrains(workspace: Path) -> list[RetrainRecord]:
+    """Every trigger record, oldest first."""
+    root = retrain_root(workspace)
+    paths = sorted(root.glob("rt-*.json")) if root.exists() else []
+    return [RetrainRecord(**json.loads(p.read_text())) for p in paths]
+
+
+def _save(workspace: Path, record: RetrainRecord) -> None:
+    root = retrain_root(workspace)
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f".{record.id}.partial"
+    partial.write_text(json.dumps(record.to_dict(), indent=2) + "\n")
+    os.replace(partial, root / f"{record.id}.json")
+
+
+def triggering(alerts: Sequence[Alert], spec: OnAlertSpec) -> list[Alert]:
+    """The alerts that trigger a retrain under ``spec``."""
+    least = SEVERITY_RANK[spec.severity]
+    return [
+        a
+        for a in alerts
+        if a.status == "firing"
+        and SEVERITY_RANK.get(a.severity, 1) >= least
+        and (spec.checks is None or a.labels.get("check") in spec.checks)
+    ]
+
+
+def guard_rails(workspace: Path, spec: OnAlertSpec, now: datetime) -> str | None:
+    """Why a retrain may not run now (``None``: it may)."""
+    ran = [datetime.fromisoformat(r.at) for r in list_retrains(workspace) if r.state in RAN_STATES]
+    period = timedelta(seconds=duration_seconds(spec.period))
+    cooldown = timedelta(seconds=duration_seconds(spec.cooldown))
+    recent = [at for at in ran if at > now - period]
+    if len(recent) >= spec.max_runs:
+        return (
+            f"guard rail: {len(recent)} retrain(s) in the last {spec.period} "
+            f"(max_runs {spec.max_runs})"
+        )
+    if ran and max(ran) > now - cooldown:
+        return (
+            f"guard rail: cool-down of {spec.cooldown} after the retrain at {max(ran).isoformat()}"
+        )
+    return None
+
+
+def retrain_on_alerts(
+    project: Project,
+    registry: Registry,
+    alerts: Sequence[Alert],
+    *,
+    runner: Runner,
+    now: datetime | None = None,
+    reporter: Any = None,
+) -> RetrainRecord | None:
+    """Retrain for ``alerts`` if the spec asks for it and the guard rails allow.
+
+    ``runner`` is :func:`readyml.train.run_project` (passed in: the feedback loop does not
+    import the pipeline). Returns the trigger's record, ``None`` when no alert triggers.
+    """
+    spec = project.spec.monitoring.on_alert
+    if spec is None:
+        return None
+    chosen = triggering(alerts, spec)
+    if not chosen:
+        return None
+    at = now or datetime.now(UTC)
+    record = RetrainRecord(
+        id=f"rt-{at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}",
+        at=at.isoformat(),
+        alerts=[_alert_summary(a) for a in chosen],
+        state="triggered",
+        reason=f"{len(chosen)} alert(s): " + ", ".join(sorted({a.name for a in chosen})),
+    )
+    refusal = guard_rails(project.workspace, spec, at)
+    if refusal is not None:
+        record.move("skipped", refusal, at)
+        _save(project.workspace, record)
+        return record
+    _run(project, registry, record, runner=runner, reporter=reporter, at=at)
+    if record.state == "blessed":
+        if spec.approval:
+            record.move("awaiting_approval", f"approve with: readyml approve {record.id}", at)
+        else:
+            _deploy(project, record, spec, at)
+    _save(project.workspace, record)
+    _evidence(project, registry, record)
+    return record
+
+
+def approve(
+    project: Project, registry: Registry, ident: str, *, who: str, now: datetime | None = None
+) -> RetrainRecord:
+    """Approve the retrain ``ident`` (its record id or pipeline run id) and deploy it.
+
+    Raises:
+        ConfigError: no such retrain, or it is not awaiting approval.
+    """
+    records = list_retrains(project.workspace)
+    record = next((r for r in records if ident in (r.id, r.run_id)), None)
+    if record is None:
+        known = ", ".join(r.id for r in records[-5:]) or "none"
+        raise ConfigError(f"approve: expected a retrain id or run id ({known}), found {ident!r}")
+    if record.state != "awaiting_approval":
+        raise ConfigError(
+            f"approve {record.id}: expected state awaiting_approval, found {record.state}"
+        )
+    spec = project.spec.monitoring.on_alert or OnAlertSpec()
+    at = now or datetime.now(UTC)
+    record.approved_by, record.approved_at = who, at.isoformat()
+    record.move("approved", f"approved by {who}", at)
+    _deploy(project, record, spec, at)
+    _save(project.workspace, record)
+    return record
+
+
+def _alert_summary(alert: Alert) -> JSON:
+    return {
+        "name": alert.name,
+        "check": alert.labels.get("check"),
+        "severity": alert.severity,
+        "fingerprint": alert.fingerprint,
+        "summary": alert.annotations.get("summary", ""),
+    }
+
+
+def _run(
+    project: Project,
+    registry: Registry,
+    record: RetrainRecord,
+    *,
+    runner: Runner,
+    reporter: Any,
+    at: datetime,
+) -> None:
+    name = project.spec.name
+    try:
+        record.champion = registry.get(f"{name}@champion").version
+    except ReadymlError:
+        record.champion = None
+    record.move("running", "pipeline run started", at)
+    try:
+        result = runner(project, registry=registry, reporter=reporter)
+    except ReadymlError as exc:
+        record.move("failed", f"pipeline: {exc}", at)
+        return
+    record.run_id = result.run_id
+    if result.error is not None:
+        record.move("failed", f"pipeline: {result.error}", at)
+        return
+    registered = result.value("registered")
+    gate = result.value("gate")
+    record.version = int(registered["version"])
+    record.production_window = (result.value("metrics") or {}).get("production_window")
+    if gate["decision"] != "blessed":
+        reasons = "; ".join(r["message"] for r in gate.get("reasons", []) if not r.get("passed"))
+        record.move("vetoed", f"gate vetoed {name}:{record.version}: {reasons}", at)
+    elif record.version == record.champion:
+        record.move("unchanged", f"the run reproduced the champion {name}:{record.version}", at)
+    else:
+        record.move("blessed", f"{name}:{record.version} passed the data and model gates", at)
+
+
+def _deploy(project: Project, record: RetrainRecord, spec: OnAlertSpec, at: datetime) -> None:
+    from readyml.serve.management_client import management_call
+
+    name = project.spec.name
+    if spec.deploy == "none":
+        record.move("registered", f"{name}:{record.version} registered (deploy: none)", at)
+        return
+    serving = project.spec.serving
+    url = spec.server_url or f"http://{serving.host}:{serving.port}"
+    body = {"model": name, "version": record.version, "mode": "canary"}
+    try:
+        record.rollout = management_call(
+            url, "/v2/management/deploy", body, token_env=serving.token_env
+        )
+    except ReadymlError as exc:
+        record.move("deploy_failed", str(exc), at)
+        return
+    record.move("canary", f"{name}:{record.version} rolling out by canary on {url}", at)
+
+
+def _evidence(project: Project, registry: Registry, record: RetrainRecord) -> None:
+    if record.state in ("skipped", "triggered"):
+        return
+    name = project.spec.name
+    details: JSON = {"retrain": record.id, "state": record.state, "reason": record.reason}
+    fresh = record.state in ("awaiting_approval", "registered", "canary", "unchanged")
+    registry.store.add_evidence(
+        Evidence(
+            test_id="monitor-4",
+            passed=fresh,
+            automated=True,
+            project=name,
+            model_name=name,
+            version=record.version,
+            run_id=record.run_id,
+            details={**details, "champion": record.champion},
+        )
+    )
+    window = record.production_window or {}
+    candidate, champion = window.get("candidate"), window.get("champion")
+    metric = project.spec.metrics.primary or "accuracy"
+    if isinstance(candidate, dict) and isinstance(champion, dict) and metric in candidate:
+        regression = (
+            project.spec.gates.champion.max_regression if project.spec.gates.champion else 0.0
+        )
+        passed = candidate[metric] >= champion.get(metric, float("-inf")) - regression
+        registry.store.add_evidence(
+            Evidence(
+                test_id="monitor-7",
+                passed=passed,
+                automated=True,
+                project=name,
+                model_name=name,
+                version=record.version,
+                run_id=record.run_id,
+                details={**details, "metric": metric, "window": window},
+            )
+        )

@@ -1,0 +1,48 @@
+"""Review sets written directly (as ``readyml capture`` would) for import and training tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from readyml.feedback.review_sets import ReviewSetManifest, example_id, new_set_id, write_review_set
+from support import iris_frame
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+def write_iris_set(
+    workspace: Path, rows: list[int], *, ts: datetime | None = None, task: str = "classification"
+) -> tuple[ReviewSetManifest, pd.DataFrame]:
+    """A review set of the iris rows ``rows`` (request ids ``req-{row}``), label blank."""
+    frame = iris_frame().iloc[rows].reset_index(drop=True)
+    stamp = ts or datetime.now(UTC)
+    examples = frame[FEATURES].copy()
+    examples.insert(0, "example_id", [example_id(f"req-{r}", 0) for r in rows])
+    examples.insert(1, "reason", "random")
+    examples.insert(2, "detail", "control sample")
+    examples.insert(3, "request_id", [f"req-{r}" for r in rows])
+    examples.insert(4, "model", "iris")
+    examples.insert(5, "version", 1)
+    examples.insert(6, "ts", stamp.isoformat())
+    examples["prediction"] = "setosa"
+    examples["confidence"] = 0.9
+    examples["label"] = None
+    manifest = ReviewSetManifest(
+        id=new_set_id(),
+        created=datetime.now(UTC).isoformat(),
+        model="iris",
+        since=None,
+        until=None,
+        budget={"random": len(rows)},
+        counts={"random": len(rows)},
+        features=FEATURES,
+        label="species",
+        task=task,
+        classes=CLASSES if task == "classification" else None,
+    )
+    write_review_set(workspace, manifest, examples)
+    return manifest, frame

@@ -1,0 +1,116 @@
+"""``readyml review import``: bad rows reported one by one, good rows kept as a dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from readyml.cli import app
+from readyml.config import Project
+from readyml.errors import DataError
+from readyml.feedback.production import list_datasets, load_production, read_dataset
+from readyml.feedback.review_import import import_review
+from readyml.feedback.review_sets import review_root
+from support import write_project
+
+from .helpers import FEATURES, write_iris_set
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project.load(write_project(tmp_path))
+
+
+def filled(project: Project, set_id: str, labels: list[object]) -> pd.DataFrame:
+    frame = pd.read_csv(review_root(project.workspace) / set_id / "examples.csv")
+    frame["label"] = labels
+    return frame
+
+
+def test_good_rows_are_kept_and_each_bad_row_is_reported(project: Project, tmp_path: Path) -> None:
+    manifest, truth = write_iris_set(project.workspace, [0, 1, 2, 50, 51, 100])
+    frame = filled(project, manifest.id, ["setosa", None, "rose", "versicolor", "x", "y"])
+    frame.loc[4, "example_id"] = "req-999:0"  # an id no review set holds
+    frame.loc[5, "example_id"] = frame.loc[3, "example_id"]  # a duplicate of row 4
+    frame.loc[0, "sepal_length"] = 99.0  # an edited feature: the captured value is stored
+    path = tmp_path / "filled.csv"
+    frame.to_csv(path, index=False)
+
+    result = import_review(project.workspace, path, label="species")
+
+    assert (result.rows, result.kept, result.blank, result.rejected) == (6, 2, 1, 3)
+    assert result.problems[0].startswith("row 3: label: expected one of setosa, versicolor")
+    assert (
+        result.problems[1]
+        == "row 5: example_id: expected an id from a review set, found 'req-999:0'"
+    )
+    assert result.problems[2] == "row 6: example_id 'req-50:0': duplicate of row 4"
+    dataset = result.dataset
+    assert dataset is not None and dataset.version == 1 and dataset.review_sets == [manifest.id]
+    stored = read_dataset(project.workspace, dataset).set_index("example_id")
+    assert stored.loc["req-0:0", "species"] == "setosa"
+    assert stored.loc["req-50:0", "species"] == "versicolor"
+    assert stored.loc["req-0:0", "sepal_length"] == truth.loc[0, "sepal_length"]
+    assert {"request_id", "model", "version", "ts", "reason", "review_set"} <= set(stored.columns)
+    assert set(FEATURES) <= set(stored.columns) and "prediction" not in stored.columns
+
+
+def test_jsonl_import_and_relabelling_make_a_new_version(project: Project, tmp_path: Path) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0, 50])
+    first = filled(project, manifest.id, ["setosa", "virginica"])
+    path = tmp_path / "first.jsonl"
+    first.to_json(path, orient="records", lines=True)
+    assert import_review(project.workspace, path, label="species").kept == 2
+    second = filled(project, manifest.id, [None, "versicolor"])
+    second.to_csv(tmp_path / "second.csv", index=False)
+    assert import_review(project.workspace, tmp_path / "second.csv", label="species").kept == 1
+
+    datasets = list_datasets(project.workspace)
+    assert [d.version for d in datasets] == [1, 2]
+    assert datasets[0].fingerprint != datasets[1].fingerprint
+    latest = load_production(project.workspace, datasets).set_index("example_id")
+    assert latest.loc["req-50:0", "species"] == "versicolor"  # the newest label wins
+    assert len(latest) == 2
+
+
+def test_regression_labels_must_be_finite_numbers(project: Project, tmp_path: Path) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0, 1, 2], task="regression")
+    frame = filled(project, manifest.id, ["1.5", "abc", "inf"])
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    result = import_review(project.workspace, tmp_path / "f.csv", label="species")
+    assert (result.kept, result.rejected) == (1, 2)
+    assert "expected a number, found 'abc'" in result.problems[0]
+    assert "expected a finite number" in result.problems[1]
+
+
+def test_a_changed_dataset_file_is_refused(project: Project, tmp_path: Path) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0])
+    filled(project, manifest.id, ["setosa"]).to_csv(tmp_path / "f.csv", index=False)
+    dataset = import_review(project.workspace, tmp_path / "f.csv", label="species").dataset
+    assert dataset is not None
+    path = project.workspace / "production" / "v0001" / "examples.parquet"
+    pd.DataFrame({"example_id": ["x"]}).to_parquet(path)
+    with pytest.raises(DataError, match="the file changed after it was stored"):
+        read_dataset(project.workspace, dataset)
+
+
+def test_cli_exit_codes(project: Project, tmp_path: Path) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0, 1])
+    filled(project, manifest.id, ["setosa", "rose"]).to_csv(tmp_path / "f.csv", index=False)
+    runner = CliRunner()
+    base = ["review", "import", "-p", str(project.root)]
+    partly = runner.invoke(app, [*base, str(tmp_path / "f.csv"), "--format", "json"])
+    assert partly.exit_code == 1, partly.output
+    assert json.loads(partly.stdout)["kept"] == 1
+    missing = runner.invoke(app, [*base, str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2
+    assert "review file: expected a file" in missing.output
+    listed = runner.invoke(app, ["review", "list", "-p", str(project.root), "--format", "json"])
+    assert listed.exit_code == 0
+    document = json.loads(listed.stdout)
+    assert [d["version"] for d in document["datasets"]] == [1]
+    assert document["review_sets"][0]["id"] == manifest.id
