@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from readyml.cli import (
+    capture,
     compress,
     data,
     deploy,
@@ -37,6 +38,7 @@ app.registered_commands += rollout.app.registered_commands
 app.registered_commands += data.app.registered_commands
 app.registered_commands += deploy.app.registered_commands
 app.registered_commands += retrain.app.registered_commands
+app.registered_commands += capture.app.registered_commands
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(models.app, name="models")
 app.add_typer(review.app, name="review")

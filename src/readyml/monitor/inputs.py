@@ -99,11 +99,13 @@ def read_traffic(
     since: datetime | None = None,
     until: datetime | None = None,
     with_labels: bool = True,
+    with_row: bool = False,
 ) -> pd.DataFrame:
     """Logged rows of ``model`` (one version or all) in ``[since, until)``, labels joined.
 
     The ``label`` column holds the feedback label (text) or null; it is absent when no
-    feedback exists and ``with_labels`` is false.
+    feedback exists and ``with_labels`` is false. With ``with_row``, a ``row`` column holds
+    each row's position in its request (0 … N-1, in the order the server wrote them).
     """
     files = log_files(workspace, model, version, since)
     if not files:
@@ -117,6 +119,14 @@ def read_traffic(
         params.append(until)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     source = f"read_parquet({_file_list(files)}, union_by_name=true, hive_partitioning=false)"
+    if with_row:
+        # Numbered before the time filter; a request's rows lie in one file, in order.
+        source = (
+            "(SELECT * EXCLUDE (filename, file_row_number), row_number() OVER "
+            '(PARTITION BY request_id ORDER BY filename, file_row_number) - 1 AS "row" '
+            f"FROM read_parquet({_file_list(files)}, union_by_name=true, "
+            "hive_partitioning=false, filename=true, file_row_number=true))"
+        )
     labels = feedback_files(workspace) if with_labels else []
     if labels:
         sql = (
