@@ -27,6 +27,7 @@ from readyml import __version__
 from readyml.config import ServingSpec
 from readyml.errors import BadRequest, MethodNotAllowed, NotFound, PredictionFailed, ReadymlError
 from readyml.predict import Part, Prediction, Predictor
+from readyml.registry import CHAMPION
 from readyml.serve import mlflow, simple, v2
 from readyml.serve._http import (
     ASGIApp,
@@ -42,6 +43,7 @@ from readyml.serve._http import (
     send_json,
 )
 from readyml.serve.access_log import AccessLog
+from readyml.serve.alias_watch import AliasWatcher
 from readyml.serve.auth import BearerAuth
 from readyml.serve.batching import BatchStats, QueueFull
 from readyml.serve.deployment import Deployment, ModelTable
@@ -106,6 +108,8 @@ class ServingApp:
         loader: Loads ``NAME``, ``NAME:V`` or ``NAME@ALIAS`` for the repository extension.
         repository: Lists the registry's model names for ``/v2/repository/index``.
         rollouts: Canary, shadow and rollback control; ``None`` turns the routes off.
+        alias_watcher: Follows the registry's aliases of the models served by alias;
+            ``None``: they move only when told.
         mounts: Other ASGI apps by exact path (feedback labels, report pages); they are
             counted in the metrics like every route, and need the token when predictions do.
     """
@@ -123,6 +127,7 @@ class ServingApp:
         loader: Loader | None = None,
         repository: Callable[[], list[str]] | None = None,
         rollouts: RolloutManager | None = None,
+        alias_watcher: AliasWatcher | None = None,
         mounts: dict[str, ASGIApp] | None = None,
     ) -> None:
         self.table = table
@@ -135,6 +140,7 @@ class ServingApp:
         self.loader = loader
         self.repository = repository
         self.rollouts = rollouts
+        self.alias_watcher = alias_watcher
         self.mounts = dict(mounts or {})
         self.max_body_bytes = spec.max_body_bytes
         self._routes: dict[str, dict[str, Handler]] = {
@@ -192,9 +198,13 @@ class ServingApp:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_access_log())
         if self.rollouts is not None:
             self.rollouts.start()
+        if self.alias_watcher is not None:
+            self.alias_watcher.start()
 
     async def shutdown(self) -> None:
         """Drain every batcher, then stop the writers and the worker."""
+        if self.alias_watcher is not None:
+            await self.alias_watcher.stop()
         if self.rollouts is not None:
             await self.rollouts.stop()
         for deployment in self.table:
@@ -561,6 +571,8 @@ class ServingApp:
         if action == "unload":
             deployment = self.table.remove(name)
             exchange.deployment = deployment
+            if self.alias_watcher is not None:
+                self.alias_watcher.forget(name)
             self._in_background(deployment.batcher.drain(DRAIN_TIMEOUT_S))
             exchange.status = 200
             await send_json(send, 200, {"name": name, "state": "UNAVAILABLE"})
@@ -578,6 +590,8 @@ class ServingApp:
         old = self.table.put(deployment)
         exchange.deployment = deployment
         self._observe_load(deployment)
+        if self.alias_watcher is not None:
+            self.alias_watcher.follow(ref, deployment.version)
         if old is not None:
             # In-flight requests finish on the old version; new ones go to the new one.
             self._in_background(old.batcher.drain(DRAIN_TIMEOUT_S))
@@ -628,6 +642,8 @@ class ServingApp:
             result = await manager.rollback(name, reason=reason)
         if document.get("reload") or not result:
             result = {**result, **await manager.reload_champion(name)}
+            if self.alias_watcher is not None:
+                self.alias_watcher.follow(f"{name}@{CHAMPION}", int(result["version"]))
         exchange.status = 200
         await send_json(send, 200, result)
 

@@ -99,6 +99,12 @@ class ServerMetrics:
             ["model", "outcome"],
             registry=self.registry,
         )
+        self.alias_reloads = Counter(
+            "readyml_alias_reloads",
+            "Moves of a served alias acted on, by outcome (swapped, refused, conflict, error).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def count(self, model: str, version: str, route: str, status: int, latency_s: float) -> None:

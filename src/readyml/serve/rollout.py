@@ -565,6 +565,33 @@ class RolloutManager:
             "seconds": time.monotonic() - started_s,
         }
 
+    async def replace(self, name: str, version: int, *, expected: Deployment) -> Deployment:
+        """Validate ``name:version`` as a deploy does, then serve it in place of ``expected``.
+
+        For changes the server makes on its own (the alias watcher): nothing is swapped
+        while a rollout of ``name`` runs, nor when ``expected`` was replaced while the
+        version was being validated.
+
+        Raises:
+            InfraValidationFailed: The version failed infra validation; it never serves.
+            RolloutConflict: A rollout of ``name`` runs, or ``expected`` no longer serves.
+        """
+        self._check_unchanged(name, expected)
+        predictor = await asyncio.to_thread(self._validate, f"{name}:{version}", self.spec)
+        self._check_unchanged(name, expected)
+        deployment = self.make_deployment(predictor)
+        self._replace_stable(deployment)
+        return deployment
+
+    def _check_unchanged(self, name: str, expected: Deployment) -> None:
+        if name in self.rollouts:
+            raise RolloutConflict(f"model {name!r}: a rollout is running; it decides the version")
+        if name not in self.table or self.table.get(name) is not expected:
+            raise RolloutConflict(
+                f"model {name!r}: expected version {expected.version} to be serving, found it "
+                "replaced meanwhile"
+            )
+
     def _active(self, name: str) -> Rollout:
         rollout = self.rollouts.get(name)
         if rollout is None:

@@ -22,6 +22,7 @@ from readyml.monitor import feedback_app
 from readyml.predict import Predictor
 from readyml.registry import CHAMPION, Registry, open_registry
 from readyml.serve.access_log import AccessLog
+from readyml.serve.alias_watch import AliasWatcher
 from readyml.serve.app import ServingApp, logs_folder
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics
@@ -113,6 +114,11 @@ def build_app(
         spec=spec.rollout,
         logs=logs_folder(project.workspace),
     )
+    watcher = None
+    if spec.alias_poll_s > 0:
+        watcher = AliasWatcher(
+            registry=registry, rollouts=rollouts, metrics=metrics, poll_s=spec.alias_poll_s
+        )
     app = ServingApp(
         table=table,
         spec=spec,
@@ -124,6 +130,7 @@ def build_app(
         loader=load,
         repository=repository,
         rollouts=rollouts,
+        alias_watcher=watcher,
         mounts={
             "/v2/feedback": feedback_app(project.workspace),
             "/ui/monitoring": monitoring_page(project.workspace),
@@ -137,6 +144,8 @@ def build_app(
             raise ConfigError(f"models: expected each model once, found {predictor.name!r} twice")
         seen.add(predictor.name)
         table.put(make_deployment(predictor))
+        if watcher is not None:
+            watcher.follow(ref, predictor.version)
     rollouts.resume()
     return app
 
