@@ -29,6 +29,38 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield root
 
 
+# The champion's number in ``renumbered_project``: not 1, so that renumbering would show.
+RENUMBERED_VERSION = 3
+
+
+@pytest.fixture(scope="session")
+def renumbered_project(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``trained_project`` whose champion is version 3 (version 1's files again)."""
+    root = tmp_path_factory.mktemp("renumbered") / "project"
+    shutil.copytree(trained_project, root)
+    registry = open_project_registry(Project.load(root))
+    try:
+        first = registry.get("iris:1")
+        files = registry.download(first, tmp_path_factory.mktemp("renumbered-files"))
+        for _ in range(RENUMBERED_VERSION - 1):
+            registry.register(
+                "iris",
+                files={a.name: files / a.name for a in first.artifacts},
+                model_fingerprint=first.model_fingerprint,
+                lineage=first.lineage,
+                metrics=first.metrics,
+                signature=first.signature,
+                input_example=first.input_example,
+                status=first.status,
+                gate=first.gate,
+                run_id=first.run_id,
+            )
+        registry.set_alias("iris", CHAMPION, RENUMBERED_VERSION, who="test", reason="renumbered")
+    finally:
+        registry.store.close()
+    return root
+
+
 Tool = Callable[..., "subprocess.CompletedProcess[str]"]
 
 

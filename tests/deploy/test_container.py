@@ -17,6 +17,8 @@ from readyml.predict import Predictor
 from readyml.registry import open_registry
 from readyml.train import open_project_registry
 
+from .conftest import RENUMBERED_VERSION
+
 Tool = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -30,9 +32,9 @@ def _build(root: Path, out: Path, *, bake: bool = True) -> None:
 
 
 @pytest.fixture(scope="module")
-def baked(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def baked(renumbered_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ctx") / "baked"
-    _build(trained_project, out)
+    _build(renumbered_project, out)
     return out
 
 
@@ -61,17 +63,24 @@ def test_dockerfile_is_two_stage_non_root_and_probes_readiness_with_urllib(baked
     assert "/v2/health/ready" in final
 
 
-def test_requirements_pin_the_training_environment(baked: Path, trained_project: Path) -> None:
+def test_requirements_pin_the_training_environment(baked: Path) -> None:
     model = json.loads((baked / "model.json").read_text())
     trained = model["lineage"]["fingerprints"]["environment"]["packages"]
     lines = (baked / "requirements.txt").read_text().splitlines()
     assert all("==" in line for line in lines)
-    for name, version in trained.items():
-        if name != "readyml":
-            assert f"{name}=={version}" in lines
+    for name in ("numpy", "pandas", "scikit-learn", "skops"):  # the sklearn flavor's
+        assert f"{name}=={trained[name]}" in lines
     assert lines[0].startswith("readyml[serve]==")
     pinned = {line.split("==")[0] for line in lines[1:]}
     assert {"uvicorn", "orjson", "prometheus-client", "sqlalchemy", "pydantic"} <= pinned
+
+
+def test_requirements_leave_out_what_the_model_and_server_do_not_use(baked: Path) -> None:
+    model = json.loads((baked / "model.json").read_text())
+    trained = model["lineage"]["fingerprints"]["environment"]["packages"]
+    pinned = {line.split("==")[0] for line in (baked / "requirements.txt").read_text().split()}
+    unused = {"torch", "xgboost", "xgboost-cpu", "lightgbm", "onnx", "onnxruntime"}
+    assert not unused & pinned, f"trained beside: {sorted(unused & set(trained))}"
 
 
 def test_pulled_image_adds_store_drivers_and_no_registry(pulled: Path) -> None:
@@ -106,12 +115,41 @@ def test_baked_registry_serves_the_version_from_anywhere(baked: Path, tmp_path: 
     assert project.spec.serving.models == ["iris@champion"]
     registry = open_registry(project.workspace)
     try:
-        version = registry.get("iris@champion")
-        assert version.tags["readyml.source"] == "iris:1"
         predictor = Predictor.load(registry, "iris@champion")
     finally:
         registry.store.close()
     assert predictor.name == "iris"
+    assert predictor.version == RENUMBERED_VERSION
+
+
+def test_baked_registry_keeps_the_version_number_and_metadata(
+    baked: Path, renumbered_project: Path
+) -> None:
+    source = open_project_registry(Project.load(renumbered_project))
+    registry = open_registry(baked / "app" / ".readyml")
+    try:
+        original = source.get("iris@champion")
+        versions = registry.list_versions("iris")
+        assert [v.version for v in versions] == [RENUMBERED_VERSION]
+        assert registry.get("iris@champion").version == RENUMBERED_VERSION
+    finally:
+        registry.store.close()
+        source.store.close()
+    copy = versions[0]
+    assert copy.tags == {**original.tags, "readyml.source": f"iris:{RENUMBERED_VERSION}"}
+    assert copy.created_at == original.created_at
+    assert (copy.status, copy.model_fingerprint) == (original.status, original.model_fingerprint)
+    assert (copy.signature, copy.metrics, copy.lineage, copy.gate) == (
+        original.signature,
+        original.metrics,
+        original.lineage,
+        original.gate,
+    )
+    assert [(a.name, a.sha256) for a in copy.artifacts] == [
+        (a.name, a.sha256) for a in original.artifacts
+    ]
+    image = json.loads((baked / "image.json").read_text())
+    assert image["source"] == f"iris:{RENUMBERED_VERSION}"
 
 
 def _entrypoint(context: Path, app: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -170,10 +208,14 @@ def test_cli_build_writes_a_context_and_refuses_unknown_engines(
 
     out = tmp_path / "ctx"
     args = ["build", "iris@champion", "-p", str(trained_project), "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--format", "json"])
+    result = CliRunner().invoke(app, [*args, "--format", "json", "--base", "localbase:bookworm"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["image"] == "readyml-iris:v1"
-    assert (out / "Dockerfile").exists() and (out / "sbom.json").exists()
+    froms = [
+        line for line in (out / "Dockerfile").read_text().splitlines() if line.startswith("FROM ")
+    ]
+    assert froms == ["FROM localbase:bookworm AS builder", "FROM localbase:bookworm"]
+    assert (out / "sbom.json").exists()
     other = tmp_path / "other"
     bad = CliRunner().invoke(app, [*args[:-1], str(other), "--engine", "rkt"])
     assert bad.exit_code == 2

@@ -200,6 +200,93 @@ def test_download_verifies_every_file(
         registry.download(version, tmp_path / "dl3")
 
 
+@pytest.fixture
+def source(tmp_path: Path) -> Iterator[Registry]:
+    """Another registry (SQLite) to import versions from."""
+    workspace = tmp_path / "source"
+    registry = open_registry(
+        workspace,
+        store_url=f"sqlite:///{workspace / 'readyml.db'}",
+        artifacts_url=str(workspace / "artifacts"),
+    )
+    yield registry
+    registry.store.close()
+
+
+def _third_version(source: Registry, files: dict[str, Path], tmp_path: Path) -> ModelVersion:
+    """Version 3 of ``weather`` in ``source``, blessed and tagged, and its downloaded files."""
+    for number in (1, 2):
+        _register(source, files, fp=f"fp{number}")
+    third = _register(
+        source,
+        files,
+        fp="fp3",
+        tags={"team": "ml"},
+        status="blessed",
+        gate={"decision": "bless", "reasons": []},
+        run_id="r3",
+        parent_version=2,
+        description="third",
+    )
+    source.download(third, tmp_path / "third")
+    return third
+
+
+def _downloaded(version: ModelVersion, tmp_path: Path) -> dict[str, Path]:
+    return {a.name: tmp_path / "third" / a.name for a in version.artifacts}
+
+
+def test_import_version_keeps_the_number_and_everything_recorded(
+    registry: Registry, source: Registry, files: dict[str, Path], tmp_path: Path
+) -> None:
+    third = _third_version(source, files, tmp_path)
+    copy = registry.import_version(third, files=_downloaded(third, tmp_path))
+    assert copy.ref == "weather:3"
+    assert registry.get("weather:3") == copy
+    assert [v.version for v in registry.list_versions("weather")] == [3]
+    ignored = {"artifacts", "aliases"}
+    assert {k: v for k, v in copy.to_dict().items() if k not in ignored} == {
+        k: v for k, v in third.to_dict().items() if k not in ignored
+    }
+    assert [(a.name, a.sha256, a.size) for a in copy.artifacts] == [
+        (a.name, a.sha256, a.size) for a in third.artifacts
+    ]
+    registry.set_alias("weather", "champion", 3, who="me", reason="imported")
+    assert registry.get("weather@champion").version == 3
+    assert _register(registry, files, fp="next").version == 4
+
+
+def test_import_version_refuses_a_number_the_registry_holds(
+    registry: Registry, source: Registry, files: dict[str, Path], tmp_path: Path
+) -> None:
+    third = _third_version(source, files, tmp_path)
+    for number in (1, 2, 3):
+        _register(registry, files, fp=f"mine{number}")
+    before = registry.artifacts.list_keys("models")
+    with pytest.raises(RegistryError, match=r"model 'weather' version 3: expected a number"):
+        registry.import_version(third, files=_downloaded(third, tmp_path))
+    assert registry.get("weather:3").model_fingerprint == "mine3"
+    assert registry.artifacts.list_keys("models").keys() == before.keys()
+
+
+def test_import_version_verifies_every_file_by_sha256(
+    registry: Registry, source: Registry, files: dict[str, Path], tmp_path: Path
+) -> None:
+    third = _third_version(source, files, tmp_path)
+    downloaded = _downloaded(third, tmp_path)
+    tampered = downloaded["onnx/model.onnx"]
+    tampered.write_bytes(tampered.read_bytes()[:-1] + b"!")
+    with pytest.raises(
+        IntegrityError, match=r"model 'weather' version 3, file 'onnx/model.onnx': expected sha256"
+    ):
+        registry.import_version(third, files=downloaded)
+    with pytest.raises(VersionNotFound):
+        registry.get("weather:3")
+    assert registry.artifacts.list_keys("models") == {}
+    with pytest.raises(RegistryError, match=r"expected files model.skops, onnx/model.onnx"):
+        registry.import_version(third, files={"model.skops": downloaded["model.skops"]})
+
+
 def test_gc_deletes_only_unreferenced_blobs(registry: Registry, files: dict[str, Path]) -> None:
     version = _register(registry, files)
     orphan = registry.artifacts.put_bytes("models/weather/dead/model.skops", b"x")

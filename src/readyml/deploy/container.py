@@ -20,12 +20,14 @@ a serving image. The decisions, and why:
 * **Non-root, probed.** The server runs as uid 10001; ``HEALTHCHECK`` asks
   ``/v2/health/ready`` with Python's urllib (slim images carry no curl).
 
-A baked registry numbers its only version 1; ``sbom.json`` and the version's tags
-(``readyml.source``) name the original ``NAME:VERSION``.
+A baked registry holds one version under its original number (``iris:7`` is served as
+version 7, so responses' ``model_version`` match the shared registry's), with all its
+metadata; its tag ``readyml.source`` and ``sbom.json`` record the ``NAME:VERSION`` copied.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -33,7 +35,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from packaging.requirements import Requirement
 
 from readyml.config import SPEC_FILE, WORKSPACE_DIR, Project
 from readyml.errors import ConfigError, ReadymlError
+from readyml.flavors import FLAVOR_FILE
 from readyml.registry import CHAMPION, ModelVersion, Registry, open_registry
 from readyml.types import ModelRef
 
@@ -122,6 +125,24 @@ def training_packages(version: ModelVersion) -> dict[str, str]:
     """The package versions a version was trained with (its environment fingerprint)."""
     packages = version.lineage.get("fingerprints", {}).get("environment", {}).get("packages", {})
     return {_canonical(str(name)): str(value) for name, value in packages.items()}
+
+
+def model_libraries(registry: Registry, version: ModelVersion) -> list[str]:
+    """The distributions a version's flavor loads it with (from its ``flavor.json``).
+
+    Empty when the version has no ``flavor.json``. The file is verified by sha256.
+    """
+    for artifact in version.artifacts:
+        if artifact.name == FLAVOR_FILE:
+            data = registry.artifacts.get_bytes(
+                artifact.key,
+                sha256=artifact.sha256,
+                size=artifact.size,
+                label=f"model {version.name!r} version {version.version}, file {FLAVOR_FILE!r}",
+            )
+            versions = json.loads(data).get("versions") or {}
+            return sorted(_canonical(str(name)) for name in versions if name != "python")
+    return []
 
 
 def dependency_closure(name: str, extras: Sequence[str] = ()) -> dict[str, str]:
@@ -209,12 +230,14 @@ class ContainerBuild:
             shutil.copy2(project.root / SCHEMA_FILE, app / SCHEMA_FILE)
         if self.bake:
             self._bake(registry, version, alias, app)
-        requirements = self.requirements(version)
+        requirements = self.requirements(version, model_libraries(registry, version))
         (out / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
         (out / "wheels").mkdir()
         (out / "wheels" / "README").write_text(
             "Wheels put here are preferred to the package index (pip --find-links).\n"
             "Put readyml's own wheel here when it is not on your index.\n"
+            "Behind a TLS-inspecting proxy, put its CA bundle here too and build with\n"
+            "--build-arg PIP_CERT=wheels/ca.pem (the bundle stays in the builder stage).\n"
         )
         shutil.copy2(ENTRYPOINT_TEMPLATE, out / "entrypoint.py")
         image = {"ref": served_ref, "source": version.ref, "baked": self.bake, "port": self.port}
@@ -261,19 +284,9 @@ class ContainerBuild:
             store_url=f"sqlite:///{(workspace / 'readyml.db').resolve()}",
             artifacts_url=str((workspace / "artifacts").resolve()),
         )
-        copy = baked.register(
-            version.name,
+        copy = baked.import_version(
+            dataclasses.replace(version, tags={**version.tags, "readyml.source": version.ref}),
             files={a.name: staging / a.name for a in version.artifacts},
-            model_fingerprint=version.model_fingerprint,
-            lineage=version.lineage,
-            metrics=version.metrics,
-            signature=version.signature,
-            input_example=version.input_example,
-            tags={**version.tags, "readyml.source": version.ref},
-            status=version.status,
-            gate=version.gate,
-            run_id=version.run_id,
-            description=version.description,
         )
         baked.set_alias(
             copy.name, alias, copy.version, who="readyml build", reason=f"baked {version.ref}"
@@ -287,12 +300,15 @@ class ContainerBuild:
         )
         (app / CHECKSUM_FILE).write_text("".join(f"{digest}  {name}\n" for digest, name in sums))
 
-    def requirements(self, version: ModelVersion) -> list[str]:
+    def requirements(self, version: ModelVersion, libraries: Collection[str] = ()) -> list[str]:
         """Pinned requirement lines: ``readyml[EXTRAS]``, then every distribution it needs.
 
-        Versions come from the training environment (the lineage) where it recorded them,
-        else from this environment: the whole dependency closure of ``readyml[EXTRAS]`` is
-        pinned, so the image is as reproducible as the machine that built the context.
+        The image needs the dependency closure of ``readyml[EXTRAS]`` and the model's
+        ``libraries`` (its flavor's, see :func:`model_libraries`). Versions come from the
+        training environment (the lineage) where it recorded them, else from this
+        environment, so the image is as reproducible as the machine that built the
+        context. Packages the training environment merely had installed (torch beside a
+        scikit-learn model) are left out.
 
         Raises:
             ConfigError: readyml's version is known neither from the lineage nor here.
@@ -304,7 +320,8 @@ class ContainerBuild:
             raise ConfigError("readyml: expected its version in the lineage or installed here")
         pins = dependency_closure("readyml", extras)
         pins.pop("readyml", None)
-        pins.update(trained)
+        needed = set(pins) | {_canonical(name) for name in libraries}
+        pins.update({name: pinned for name, pinned in trained.items() if name in needed})
         lines = [f"readyml[{','.join(extras)}]=={readyml_version}"]
         return lines + [f"{name}=={pinned}" for name, pinned in sorted(pins.items())]
 
@@ -323,12 +340,16 @@ class ContainerBuild:
 
 # --- builder: a virtual environment from wheels only ---------------------------------
 FROM {self.base} AS builder
+# Optional, for pip behind a TLS-inspecting proxy or a private index; empty, pip's defaults.
+# PIP_CERT is a path in the context's wheels/ folder: --build-arg PIP_CERT=wheels/ca.pem
+ARG PIP_CERT=""
+ARG PIP_INDEX_URL=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     PIP_NO_CACHE_DIR=1
 WORKDIR /build
 COPY requirements.txt ./
 COPY wheels/ ./wheels/
-RUN python -m venv {VENV_DIR} \\
+RUN python3 -m venv {VENV_DIR} \\
     && {VENV_DIR}/bin/pip install --no-cache-dir --only-binary=:all: \\
        --find-links ./wheels -r requirements.txt
 
@@ -410,8 +431,21 @@ ENTRYPOINT ["python", "{ENTRY_DIR}/entrypoint.py"]
         }
 
 
-def build_image(context: Path, *, tag: str, engine: str, extra_args: Sequence[str] = ()) -> None:
-    """Run ``ENGINE build -t TAG CONTEXT``.
+def build_image(
+    context: Path,
+    *,
+    tag: str,
+    engine: str,
+    extra_args: Sequence[str] = (),
+    build_options: Sequence[str] = (),
+) -> None:
+    """Run ``ENGINE [EXTRA_ARGS] build [BUILD_OPTIONS] -t TAG CONTEXT``.
+
+    ``extra_args`` are the engine's global options (podman's ``--root``), ``build_options``
+    the build's (``--build-arg PIP_CERT=wheels/ca.pem``, ``--network=host``).
+
+    podman builds in Docker's image format (``--format docker``): the OCI format has no
+    ``HEALTHCHECK``, and podman would drop it.
 
     Raises:
         ConfigError: The engine is unknown or not installed.
@@ -422,7 +456,8 @@ def build_image(context: Path, *, tag: str, engine: str, extra_args: Sequence[st
     binary = shutil.which(engine)
     if binary is None:
         raise ConfigError(f"--engine {engine}: not installed here; build the context by hand")
-    command = [binary, *extra_args, "build", "-t", tag, str(context)]
+    image_format = ["--format", "docker"] if engine == "podman" else []
+    command = [binary, *extra_args, "build", *image_format, *build_options, "-t", tag, str(context)]
     completed = subprocess.run(command, check=False, env=os.environ.copy())
     if completed.returncode != 0:
         raise ReadymlError(f"{engine} build of {tag}: exited with status {completed.returncode}")

@@ -7,6 +7,8 @@ A process killed at any point therefore leaves either a complete version or none
 orphan blobs, which :meth:`Registry.gc` removes). Version numbers come from
 ``max(version) + 1`` under a lock on the model's row (``SELECT ... FOR UPDATE`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), with a unique constraint as the backstop.
+:meth:`Registry.import_version` copies a version from another registry the same way, but
+keeps its number (a baked image serves ``iris:7`` as 7), and refuses a number already held.
 
 Aliases (``champion``, ``staging``...) point at versions; every move is an event with who,
 when and why, and ``rollback`` moves an alias back to where its last move took it from.
@@ -27,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from readyml.errors import AliasError, RegistryError, VersionNotFound
+from readyml.errors import AliasError, IntegrityError, RegistryError, VersionNotFound
 from readyml.registry._tables import Alias, AliasEventRow, Artifact, Model, Version
 from readyml.registry.artifacts import ArtifactStore, check_key
 from readyml.registry.records import (
@@ -91,6 +93,15 @@ def _veto_reasons(gate: JSON | None) -> str:
     if isinstance(reasons, str):
         return reasons
     return "; ".join(str(reason) for reason in reasons) or "no reasons recorded"
+
+
+def _check_copy(label: str, expected: ArtifactInfo, found: ArtifactInfo) -> None:
+    if (found.sha256, found.size) != (expected.sha256, expected.size):
+        raise IntegrityError(
+            f"{label}, file {expected.name!r}: expected sha256 "
+            f"{expected.sha256} ({expected.size} bytes), found {found.sha256} "
+            f"({found.size} bytes)"
+        )
 
 
 def _event(row: AliasEventRow) -> AliasEvent:
@@ -184,6 +195,100 @@ class Registry:
         """
         _check_name(name)
         status = _check_status(status)
+        row = Version(
+            status=status,
+            run_id=run_id,
+            parent_version=parent_version,
+            model_fingerprint=model_fingerprint,
+            lineage=dict(lineage or {}),
+            metrics=dict(metrics or {}),
+            signature=dict(signature or {}),
+            input_example=list(input_example or []),
+            tags=dict(tags or {}),
+            gate=None if gate is None else dict(gate),
+            description=description,
+        )
+        return self._add_version(name, files, row, number=None)
+
+    def import_version(self, version: ModelVersion, *, files: Mapping[str, Path]) -> ModelVersion:
+        """Copy a version of another registry into this one, keeping its number.
+
+        Everything recorded about the version is kept: status, gate, metrics, signature,
+        lineage, tags, input example, fingerprint, run, parent, description and creation
+        time. Aliases and their history are not: they belong to the registry, so point
+        them here with :meth:`set_alias`. Like :meth:`register`, the version becomes
+        visible only once every file is stored.
+
+        Args:
+            version: The version to copy (from :meth:`get` on the source registry).
+            files: Its files, downloaded (:meth:`download`): the name of each of
+                ``version.artifacts`` to a local path.
+
+        Returns:
+            The copy, numbered ``version.version``.
+
+        Raises:
+            RegistryError: This registry already holds that number of the model, or
+                ``files`` does not name exactly the version's files.
+            IntegrityError: A file's sha256 or size differs from the version's record.
+
+        Example:
+            >>> import tempfile
+            >>> source, target = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+            >>> (source / "model.bin").write_bytes(b"weights")
+            7
+            >>> old = open_registry(source)
+            >>> for _ in range(3):
+            ...     _ = old.register("demo", files={"model.bin": source / "model.bin"},
+            ...                      model_fingerprint="f1")
+            >>> v3 = old.get("demo:3")
+            >>> open_registry(target).import_version(
+            ...     v3, files={"model.bin": source / "model.bin"}).ref
+            'demo:3'
+        """
+        _check_name(version.name)
+        status = _check_status(version.status)
+        expected = {artifact.name: artifact for artifact in version.artifacts}
+        if set(files) != set(expected):
+            raise RegistryError(
+                f"model {version.name!r} version {version.version}: expected files "
+                f"{_listing(sorted(expected))}, found {_listing(sorted(files))}"
+            )
+        with self.store.session() as session:
+            if self._holds(session, version.name, version.version):
+                raise self._held_error(version.name, version.version)
+        row = Version(
+            status=status,
+            run_id=version.run_id,
+            parent_version=version.parent_version,
+            model_fingerprint=version.model_fingerprint,
+            lineage=dict(version.lineage),
+            metrics=dict(version.metrics),
+            signature=dict(version.signature),
+            input_example=list(version.input_example),
+            tags=dict(version.tags),
+            gate=None if version.gate is None else dict(version.gate),
+            description=version.description,
+            created_at=version.created_at,
+        )
+        return self._add_version(
+            version.name, files, row, number=version.version, expected=expected
+        )
+
+    def _add_version(
+        self,
+        name: str,
+        files: Mapping[str, Path],
+        row: Version,
+        *,
+        number: int | None,
+        expected: Mapping[str, ArtifactInfo] | None = None,
+    ) -> ModelVersion:
+        """Upload ``files`` under a staging prefix, then insert ``row`` and its artifacts.
+
+        ``number`` None means "one above the newest, created now"; a number must be free.
+        With ``expected``, each stored file must match its sha256 and size.
+        """
         if not files:
             raise RegistryError(f"model {name!r}: a version needs at least one file, found none")
         for relname, local in files.items():
@@ -201,39 +306,30 @@ class Registry:
                 uploaded.append(
                     ArtifactInfo(key=info.key, sha256=info.sha256, size=info.size, name=relname)
                 )
-            return self._insert_version(
-                name,
-                uploaded,
-                Version(
-                    status=status,
-                    run_id=run_id,
-                    parent_version=parent_version,
-                    model_fingerprint=model_fingerprint,
-                    lineage=dict(lineage or {}),
-                    metrics=dict(metrics or {}),
-                    signature=dict(signature or {}),
-                    input_example=list(input_example or []),
-                    tags=dict(tags or {}),
-                    gate=None if gate is None else dict(gate),
-                    description=description,
-                ),
-            )
+                if expected is not None:
+                    _check_copy(f"model {name!r} version {number}", expected[relname], uploaded[-1])
+            return self._insert_version(name, uploaded, row, number)
         except Exception:
             for info in uploaded:
                 self.artifacts.delete(info.key)
             raise
 
     def _insert_version(
-        self, name: str, uploaded: list[ArtifactInfo], row: Version
+        self, name: str, uploaded: list[ArtifactInfo], row: Version, number: int | None
     ) -> ModelVersion:
         with self.store.session(write=True) as session:
             self._lock_model(session, name, create=True)
-            newest = session.scalar(
-                select(func.max(Version.version)).where(Version.model_name == name)
-            )
+            if number is None:
+                newest = session.scalar(
+                    select(func.max(Version.version)).where(Version.model_name == name)
+                )
+                row.version = (newest or 0) + 1
+                row.created_at = utcnow()
+            elif self._holds(session, name, number):
+                raise self._held_error(name, number)
+            else:
+                row.version = number
             row.model_name = name
-            row.version = (newest or 0) + 1
-            row.created_at = utcnow()
             session.add(row)
             session.flush()
             session.add_all(
@@ -242,6 +338,18 @@ class Registry:
             )
             session.flush()
             return self._to_version(session, row)
+
+    @staticmethod
+    def _holds(session: Session, name: str, number: int) -> bool:
+        query = select(Version.id).where(Version.model_name == name, Version.version == number)
+        return session.scalar(query) is not None
+
+    @staticmethod
+    def _held_error(name: str, number: int) -> RegistryError:
+        return RegistryError(
+            f"model {name!r} version {number}: expected a number this registry does not "
+            "hold, found it registered already (import into a registry without it)"
+        )
 
     def _lock_model(self, session: Session, name: str, *, create: bool) -> Model:
         """Lock the model's row until the transaction ends (creating it if asked)."""
