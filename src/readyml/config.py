@@ -414,6 +414,12 @@ class ServingSpec(_Spec):
     protect_predict: bool = False
     access_log: bool = True
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    alias_poll_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="seconds between checks of the registry for models served by alias "
+        "(NAME@champion); a moved alias is validated and swapped in; 0: never check",
+    )
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -591,7 +597,9 @@ class OnAlertSpec(_Spec):
     severity that triggers; at most ``max_runs`` retrains per ``period`` and none within
     ``cooldown`` of the last; with ``approval`` a blessed candidate waits for
     ``readyml approve``; ``deploy``: roll it out by canary to the server at ``server_url``
-    (default: serving.host and serving.port), or only register it (``none``).
+    (default: serving.host and serving.port), or only register it (``none``); ``rollout``
+    overrides ``serving.rollout`` for these candidates (a retrain on drifted data is meant
+    to change its answers, so a team may allow more prediction divergence here).
     """
 
     action: Literal["retrain"] = "retrain"
@@ -603,6 +611,20 @@ class OnAlertSpec(_Spec):
     approval: bool = False
     deploy: Literal["canary", "none"] = "canary"
     server_url: str | None = None
+    rollout: dict[str, Any] = Field(
+        default_factory=dict, description="serving.rollout overrides for retrained candidates"
+    )
+
+    @field_validator("rollout")
+    @classmethod
+    def _rollout_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            RolloutSpec.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"rollout.{where}: {first['msg']}") from None
+        return value
 
     @field_validator("period", "cooldown")
     @classmethod

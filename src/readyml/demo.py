@@ -26,22 +26,28 @@ from readyml.compress.splits import version_splits
 from readyml.config import SPEC_FILE, Project
 from readyml.data import Schema, infer_schema, write_schema
 from readyml.errors import ReadymlError
+from readyml.feedback.demo import feedback_demo
 from readyml.monitor import monitor_demo, record_feedback
 from readyml.registry import Registry
 from readyml.scaffold import GITIGNORE
 from readyml.score import score_project
 from readyml.score.checks import run_checks
-from readyml.serve.canary_demo import canary_demo
+from readyml.serve.canary_demo import DEMO_ROLLOUT, canary_demo
 from readyml.train import check_reproducible, default_reporter, open_project_registry, run_project
 from readyml.train.steps import SCHEMA_FILE, fit_model
 
+# What the demo's stand-in reviewer labels: the recent failures, and a larger random control
+# group than the default (labels are free here; they are not for a real team).
+CAPTURE_BUDGET = {"misprediction": 100, "random": 150}
 TRAIN_END = "2014-01-01"  # rows before this day are the training data; the rest is production
 
 DEMO_SPEC = {
     "name": "seattle-weather",
     "description": "Predict the day's weather (sun, fog, rain, drizzle, snow) from measurements.",
     "seed": 42,
-    "data": {"source": "features:load"},
+    # Labelled production examples (readyml review import) join the training data; evaluation
+    # reports the newest ones apart (docs/feedback-loop.md).
+    "data": {"source": "features:load", "production": {"weight": 1.0, "window": "30d"}},
     "label": "weather",
     "exclude": ["date"],
     "split": {"method": "random", "test_size": 0.25, "stratify": True},
@@ -60,8 +66,16 @@ DEMO_SPEC = {
     ],
     "gates": {
         "rules": [{"metric": "accuracy", "min": 0.5}, {"metric": "roc_auc", "min": 0.75}],
-        "champion": {"max_regression": 0.005, "relative": True, "slices": True},
-        "beat_baselines": {"margin": 0.0},
+        # Slices hold ~50 validation rows (one example is 2 %): judge them with a wider margin.
+        "champion": {
+            "max_regression": 0.005,
+            "relative": True,
+            "slices": True,
+            "max_slice_regression": 0.05,
+        },
+        # About 270 validation rows resolve accuracy to a few points: a candidate within two
+        # points of the linear baseline is not called worse (model-5 evidence stays strict).
+        "beat_baselines": {"margin": -0.02},
         "max_latency_ms": 250.0,
         "max_size_mb": 100.0,
         "fairness": [{"metric": "accuracy_difference", "max": 0.35, "attribute": "season"}],
@@ -83,6 +97,19 @@ DEMO_SPEC = {
         ],
     },
     "staleness": {"time_column": "date", "windows": 3, "tolerance": 0.03},
+    # Short canary steps so that the demo's rollouts take seconds, not the default minutes.
+    "serving": {"rollout": DEMO_ROLLOUT},
+    # A drift or quality alert retrains the model and canaries the result, at most once an
+    # hour. A retrain on drifted data is meant to change its answers: its canary allows more
+    # prediction divergence (0.5) than a routine rollout (0.1); errors, latency and NaN/inf
+    # are judged as strictly.
+    "monitoring": {
+        "on_alert": {
+            "checks": ["skew", "quality"],
+            "cooldown": "1h",
+            "rollout": {"max_divergence": 0.5},
+        }
+    },
     "tuning": {
         "n_trials": 3,
         "timeout_s": 30,
@@ -291,6 +318,18 @@ def run_demo(directory: Path, *, with_torch: bool | None = None) -> int:
     )
     console.stdout.print(f"  fed back {fed.recorded:,} labels ({fed.unknown} unknown ids)")
     monitor_report, monitor_html = monitor_demo(project, registry)
+
+    _step("feedback loop: capture what failed, label it, retrain on the alert, canary the result")
+    feedback_demo(
+        project,
+        registry,
+        monitor_report.alerts,
+        labels=by_id,
+        traffic_rows=rows,
+        runner=run_project,
+        reporter=default_reporter(),
+        budget=CAPTURE_BUDGET,
+    )
 
     _step("deploy: the champion's ONNX form goes through the gate, then a canary rollout")
     _onnx_canary(project, registry)

@@ -27,16 +27,20 @@ def project(tmp_path: Path) -> Project:
 
 def filled(project: Project, set_id: str, labels: list[object]) -> pd.DataFrame:
     frame = pd.read_csv(review_root(project.workspace) / set_id / "examples.csv")
-    frame["label"] = labels
+    frame["label"] = pd.Series(labels, dtype=object)
     return frame
 
 
 def test_good_rows_are_kept_and_each_bad_row_is_reported(project: Project, tmp_path: Path) -> None:
     manifest, truth = write_iris_set(project.workspace, [0, 1, 2, 50, 51, 100])
     frame = filled(project, manifest.id, ["setosa", None, "rose", "versicolor", "x", "y"])
-    frame.loc[4, "example_id"] = "req-999:0"  # an id no review set holds
-    frame.loc[5, "example_id"] = frame.loc[3, "example_id"]  # a duplicate of row 4
-    frame.loc[0, "sepal_length"] = 99.0  # an edited feature: the captured value is stored
+    ids = frame["example_id"].tolist()
+    ids[4] = "req-999:0"  # an id no review set holds
+    ids[5] = ids[3]  # a duplicate of row 4
+    frame["example_id"] = ids
+    lengths = frame["sepal_length"].tolist()
+    lengths[0] = 99.0  # an edited feature: the captured value is stored
+    frame["sepal_length"] = lengths
     path = tmp_path / "filled.csv"
     frame.to_csv(path, index=False)
 
@@ -54,7 +58,7 @@ def test_good_rows_are_kept_and_each_bad_row_is_reported(project: Project, tmp_p
     stored = read_dataset(project.workspace, dataset).set_index("example_id")
     assert stored.loc["req-0:0", "species"] == "setosa"
     assert stored.loc["req-50:0", "species"] == "versicolor"
-    assert stored.loc["req-0:0", "sepal_length"] == truth.loc[0, "sepal_length"]
+    assert stored["sepal_length"]["req-0:0"] == truth["sepal_length"].iloc[0]
     assert {"request_id", "model", "version", "ts", "reason", "review_set"} <= set(stored.columns)
     assert set(FEATURES) <= set(stored.columns) and "prediction" not in stored.columns
 

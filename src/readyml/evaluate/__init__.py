@@ -1,7 +1,7 @@
 """Model validation: metrics, slices, baselines, importance, fairness, staleness, the gate,
 tuning and reports. The entry points are :func:`evaluate_model` and :func:`gate`."""
 
-from readyml.evaluate.evaluator import evaluate_model, model_inputs, predict
+from readyml.evaluate.evaluator import evaluate_model, evaluate_on_rows, model_inputs, predict
 from readyml.evaluate.gate import GateDecision, Reason, gate, judge
 from readyml.evaluate.metrics import (
     HIGHER_IS_BETTER,
@@ -25,6 +25,7 @@ __all__ = [
     "compute_metrics",
     "curves",
     "evaluate_model",
+    "evaluate_on_rows",
     "gate",
     "judge",
     "model_inputs",

@@ -164,3 +164,40 @@ def evaluate_model(
         result["serving"] = clock.time("serving", lambda: serving_cost(model, X))
     result["timings_s"] = clock.timings
     return dict(clean(result))
+
+
+def evaluate_on_rows(
+    model: ModelAdapter, valid: pd.DataFrame, *, spec: ProjectSpec, slice_features: list[str]
+) -> dict[str, Any] | None:
+    """Overall and per-slice metrics of ``model`` on ``valid`` (no extras), for comparisons.
+
+    The gate compares the candidate with the champion on the candidate's own validation rows:
+    metrics the champion recorded on its own split are not comparable once the data changed
+    (new source rows, production examples). ``slice_features`` are the candidate's features,
+    so that both are cut into the same automatic slices. ``None`` when ``valid`` lacks one of
+    the model's inputs.
+    """
+    features = model_inputs(model)
+    if any(f not in valid.columns for f in features):
+        return None
+    y = valid[spec.label].to_numpy()
+    pred, proba, classes = predict(model, valid[features])
+    slices = evaluate_slices(
+        valid,
+        task=model.task,
+        y_true=y,
+        y_pred=pred,
+        proba=proba,
+        classes=classes,
+        declared=spec.slices,
+        features=slice_features,
+        auto=spec.metrics.auto_slices,
+        max_auto_values=spec.metrics.max_auto_slice_values,
+        min_size=spec.gates.min_slice_size,
+    )
+    result = {
+        "valid": compute_metrics(model.task, y, pred, proba, classes),
+        "slices": [s.to_dict() for s in slices],
+        "n_valid": len(valid),
+    }
+    return dict(clean(result))

@@ -185,6 +185,8 @@ def _champion_rules(
     metric = rule.metric or str(evaluation.get("primary"))
     theirs_eval = champion.get("metrics") or {}
     version = champion.get("version")
+    # Measured on the same rows as the champion (rows neither trained on), when available.
+    evaluation = champion.get("candidate") or evaluation
     reasons = [
         _regression_reason(
             metric,
@@ -313,7 +315,9 @@ def gate(
     Args:
         evaluation: The candidate's evaluation.
         spec: The ``gates`` section of the project spec.
-        champion: ``{"version": N, "metrics": evaluation}`` of the current champion, or
+        champion: ``{"version": N, "metrics": evaluation}`` of the current champion (with
+            ``"candidate"``: the candidate's evaluation on the same rows, when the
+            champion's metrics were measured on rows other than ``evaluation``'s), or
             ``None`` when there is none: then only absolute rules and baselines apply.
         same_as_champion: The candidate is the champion's model; it is not compared with
             itself.

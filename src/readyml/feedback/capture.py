@@ -209,7 +209,9 @@ class Capture:
         if traffic.empty:
             result.notes.append("no logged rows in the window")
             return result
-        traffic = traffic.sort_values(["ts", "request_id", "row"], kind="stable")
+        # By identity, not arrival: concurrent requests arrive in any order, and ties in a
+        # reason's key (equal confidences) must break the same way on the same log.
+        traffic = traffic.sort_values(["request_id", "row"], kind="stable")
         traffic = traffic.reset_index(drop=True)
         pairs = zip(traffic["request_id"], traffic["row"], strict=True)
         ids = pd.Series([example_id(str(r), int(i)) for r, i in pairs])

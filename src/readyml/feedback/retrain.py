@@ -249,7 +249,9 @@ def _deploy(project: Project, record: RetrainRecord, spec: OnAlertSpec, at: date
         return
     serving = project.spec.serving
     url = spec.server_url or f"http://{serving.host}:{serving.port}"
-    body = {"model": name, "version": record.version, "mode": "canary"}
+    body: JSON = {"model": name, "version": record.version, "mode": "canary"}
+    if spec.rollout:
+        body["rollout"] = dict(spec.rollout)
     try:
         record.rollout = management_call(
             url, "/v2/management/deploy", body, token_env=serving.token_env

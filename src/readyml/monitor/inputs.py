@@ -315,10 +315,10 @@ def load_reference(project: Project, registry: Registry, version: ModelVersion) 
         retrain_every_days=_retrain_every(registry, version),
         previous_version=version.parent_version,
     )
-    profile = _step_output(registry, project.spec.name, steps, "profile", "profile")
+    profile = step_output(registry, project.spec.name, steps, "profile", "profile")
     if isinstance(profile, dict):
         reference.profile = Profile.from_dict(profile)
-    valid = _step_output(registry, project.spec.name, steps, "split", "valid")
+    valid = step_output(registry, project.spec.name, steps, "split", "valid")
     if isinstance(valid, pd.DataFrame):
         reference.valid = valid
         _predict_valid(registry, version, reference)
@@ -360,10 +360,13 @@ def _retrain_every(registry: Registry, version: ModelVersion) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _step_output(
+def step_output(
     registry: Registry, project: str, steps: list[StepRecord], step: str, name: str
 ) -> Any:
-    """A step's stored output for a run (following a cached step to the run that computed it)."""
+    """A step's stored output for a run (following a cached step to the run that computed it).
+
+    ``None`` when the run has no such step or output.
+    """
     record = next((s for s in steps if s.name == step), None)
     if record is None:
         return None

@@ -26,6 +26,7 @@ from readyml.evaluate import (
     compute_metrics,
     curves,
     evaluate_model,
+    evaluate_on_rows,
     gate,
     model_inputs,
     predict,
@@ -39,7 +40,7 @@ from readyml.evaluate import (
 from readyml.evaluate.metrics import clean
 from readyml.flavors import ModelAdapter, load_model
 from readyml.registry import Registry
-from readyml.train.features import resolve_task
+from readyml.train.features import is_reserved, resolve_task
 from readyml.train.pipeline import Kind, RunContext, StepResult
 from readyml.train.production_data import production_mask, production_window, without_reserved
 from readyml.train.steps import SCHEMA_FILE, TrainModel, fit_model
@@ -274,6 +275,49 @@ def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame
     )
 
 
+def _champion_on_rows(
+    ctx: RunContext, champion: Any, candidate: ModelAdapter, valid: pd.DataFrame
+) -> JSON | None:
+    """Champion and candidate on the same validation rows, leaving out the champion's
+    training rows; ``None`` when the champion cannot be loaded or no row is left.
+
+    A random split of changed data (new source rows, production examples) puts rows the
+    champion trained on into the new validation split; judged there, the champion would
+    look better than it is.
+    """
+    from readyml.monitor.inputs import step_output
+    from readyml.predict import Predictor
+
+    spec = ctx.project.spec
+    try:
+        model = Predictor.load(ctx.registry, champion.ref).model
+    except ReadymlError:
+        return None
+    rows = valid
+    trained = None
+    if champion.run_id:
+        steps = ctx.registry.store.steps_for_run(champion.run_id)
+        trained = step_output(ctx.registry, spec.name, steps, "split", "train")
+    if isinstance(trained, pd.DataFrame):
+        columns = [c for c in valid.columns if c in trained.columns and not is_reserved(c)]
+        seen = set(pd.util.hash_pandas_object(trained[columns], index=False))
+        fresh = ~pd.util.hash_pandas_object(valid[columns], index=False).isin(seen).to_numpy()
+        rows = valid[fresh]
+    if rows.empty:
+        return None
+    features = model_inputs(candidate)
+    theirs = evaluate_on_rows(model, rows, spec=spec, slice_features=features)
+    mine = evaluate_on_rows(candidate, rows, spec=spec, slice_features=features)
+    if theirs is None or mine is None:
+        return None
+    return {
+        "metrics": theirs,
+        "candidate": mine,
+        "rows": len(rows),
+        "left_out": len(valid) - len(rows),
+    }
+
+
 def champion_of(registry: Registry, name: str) -> Any:
     """The current champion version of ``name``, or ``None``."""
     try:
@@ -293,15 +337,22 @@ def gate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         and model_value is not None
         and champion.model_fingerprint == model_value.fingerprint
     )
-    decision = gate(
-        evaluation,
-        spec.gates,
-        champion=None
-        if champion is None
-        else {"version": champion.version, "metrics": champion.metrics},
-        same_as_champion=same,
-    )
+    compared = None
+    if champion is not None and not same and model_value is not None:
+        compared = _champion_on_rows(ctx, champion, model_value.obj, inputs["valid"])
+    against: JSON | None = None
+    if champion is not None:
+        against = {"version": champion.version, "metrics": champion.metrics}
+        if compared is not None:
+            against.update(compared)
+    decision = gate(evaluation, spec.gates, champion=against, same_as_champion=same)
     out = decision.to_dict()
+    if compared is not None:
+        out["champion_rows"] = {
+            "compared": compared["rows"],
+            "left_out": compared["left_out"],
+            "why": "the same validation rows, without those the champion trained on",
+        }
     judged = [r for r in decision.reasons if r.judged]
     record(ctx, "infra-4", bool(judged), {**out, "rules_judged": len(judged)})
     slice_reasons = [r for r in decision.reasons if r.slice]

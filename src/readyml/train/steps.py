@@ -436,8 +436,8 @@ class GateModel:
     """
 
     name: ClassVar[str] = "gate"
-    version: ClassVar[int] = 2
-    inputs: ClassVar[tuple[str, ...]] = ("metrics",)
+    version: ClassVar[int] = 3
+    inputs: ClassVar[tuple[str, ...]] = ("metrics", "valid")
     outputs: ClassVar[dict[str, Kind]] = {"gate": "json"}
     cacheable: ClassVar[bool] = True
 
