@@ -1,8 +1,9 @@
 """Compression (issue 7): a small CNN on scikit-learn's digits, and the tabular demo model.
 
 CNN: trained once, then exported to ONNX (fp32), quantized (static int8, calibrated on 256
-training images), pruned (structured, 50%, 5 fine-tuning epochs) and distilled (MLP with one
-hidden layer of 64). Tabular: the demo's RandomForest on Seattle weather exported to ONNX.
+training images; and torch's own dynamic int8 of its Linear layers), pruned (structured, 50%,
+5 fine-tuning epochs) and distilled (MLP with one hidden layer of 64). Tabular: the demo's
+RandomForest on Seattle weather exported to ONNX.
 Every number comes from readyml's own compression report: size on disk, parameters,
 single-thread latency (median), accuracy on the validation split, parity with the parent.
 
@@ -88,18 +89,26 @@ def main() -> str:
         for methods in (
             Methods(prune=0.5, structured=True, fine_tune_epochs=5),
             Methods(distill="mlp:64", distill_epochs=40),
+            Methods(quantize="torch-int8"),
         ):
             rows += compress_version(
                 registry, parent.ref, splits, methods, max_quality_loss=0.02
             ).rows[1:]
         tabular = _tabular(Path(tmp) / "weather")
-    torch_row, onnx_row, int8_row, pruned_row, student_row = rows
+    torch_row, onnx_row, int8_row, pruned_row, student_row, dynamic_row = rows
     acc = {r.method: float(r.quality["valid"]["accuracy"]) for r in rows}
     fp32_speed = torch_row.latency_ms["1"] / onnx_row.latency_ms["1"]
     int8_smaller = onnx_row.size_bytes / int8_row.size_bytes
     int8_faster = onnx_row.latency_ms["64"] / int8_row.latency_ms["64"]
     fewer = (torch_row.parameters or 0) / max(1, student_row.parameters or 1)
     pruned_smaller = torch_row.size_bytes / pruned_row.size_bytes
+    dynamic_smaller = torch_row.size_bytes / dynamic_row.size_bytes
+    dynamic_faster = {n: torch_row.latency_ms[n] / dynamic_row.latency_ms[n] for n in ("1", "64")}
+    candidates = "; ".join(
+        f"{'+'.join(c['op_types'])}: {c['latency_ms_batch64']:.3f} ms"
+        for c in int8_row.details.get("candidates", [])
+        if c.get("latency_ms_batch64") is not None
+    )
     assert onnx_row.parity is not None
     lines = [
         "### Compression (issue 7)",
@@ -134,6 +143,13 @@ def main() -> str:
         f"| structured pruning ≥ 2× smaller, within 2 points | {pruned_smaller:.2f}×, "
         f"{100 * (acc['prune-structured'] - acc['parent']):+.2f} pts | "
         f"{_verdict(pruned_smaller >= 2 and acc['prune-structured'] >= acc['parent'] - 0.02)} |",
+        f"| torch dynamic int8 (no target): size, speed vs torch eager @1 / @64, accuracy | "
+        f"{dynamic_smaller:.2f}× smaller, "
+        f"{dynamic_faster['1']:.2f}× / {dynamic_faster['64']:.2f}×, "
+        f"{100 * (acc['torch-int8-dynamic'] - acc['parent']):+.2f} pts | - |",
+        "",
+        f"Static int8 candidates timed @64 (chosen: {'+'.join(int8_row.details['op_types'])}): "
+        f"{candidates}.",
         *tabular,
         "",
         f"Machine shared with other jobs (2 cores): timings are noisy. numpy {np.__version__}.",

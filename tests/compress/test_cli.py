@@ -58,3 +58,10 @@ def test_compress_command_without_a_method_exits_2(tmp_path: Path) -> None:
     ref = _project(tmp_path)
     result = CliRunner().invoke(app, [ref, "-p", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_torch_int8_of_a_scikit_learn_model_exits_2_naming_the_flavor(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    result = CliRunner().invoke(app, [ref, "--quantize", "torch-int8", "-p", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "expected a torch model, found flavor 'sklearn'" in " ".join(result.output.split())

@@ -117,11 +117,12 @@ def test_check_params_accepts_known_and_open_ended_targets() -> None:
         "readyml.flavors.xgboost",
         "readyml.flavors.lightgbm",
         "readyml.flavors.torch",
+        "readyml.flavors.torch_quantization",
     ],
 )
 def test_doctests(module: str) -> None:
     library = {"readyml.flavors.xgboost": "xgboost", "readyml.flavors.lightgbm": "lightgbm"}
-    library |= {"readyml.flavors.torch": "torch"}
+    library |= {"readyml.flavors.torch": "torch", "readyml.flavors.torch_quantization": "torch"}
     if module in library and importlib.util.find_spec(library[module]) is None:
         pytest.skip(f"{library[module]} is not installed")
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

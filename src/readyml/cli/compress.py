@@ -20,9 +20,16 @@ def compress(
     to_format: Annotated[
         str | None, typer.Option("--format", help="Export to 'onnx' or 'ort' (mobile).")
     ] = None,
-    quantize: Annotated[str | None, typer.Option(help="'int8' (ONNX Runtime).")] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            help="'int8' (ONNX Runtime, after an ONNX export) or 'torch-int8' (torch's own "
+            "dynamic int8 of Linear/LSTM/GRU layers; stays a torch version)."
+        ),
+    ] = None,
     static: Annotated[
-        bool, typer.Option("--static", help="Static int8, calibrated on training rows.")
+        bool,
+        typer.Option("--static", help="Static int8 (ONNX Runtime), calibrated on training rows."),
     ] = False,
     calibration: Annotated[int, typer.Option(help="Calibration rows for --static.")] = 256,
     prune: Annotated[

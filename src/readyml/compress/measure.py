@@ -38,11 +38,15 @@ def size_bytes(files: Iterable[Path]) -> int:
 def parameters(model: ModelAdapter) -> int | None:
     """Parameters of a torch module or numbers stored in an ONNX graph; ``None`` otherwise.
 
-    An ORT-format file is not parsed (it is a flatbuffer): ``None``.
+    Dynamically quantized torch layers count their int8 weights and biases, which
+    ``parameters()`` does not list. An ORT-format file is not parsed (it is a flatbuffer): ``None``.
     """
     if model.flavor == "torch":
+        from readyml.flavors.torch_quantization import quantized_parameter_count
+
         module = model.module_  # type: ignore[attr-defined]
-        return int(sum(p.numel() for p in module.parameters()))
+        plain = int(sum(p.numel() for p in module.parameters()))
+        return plain + quantized_parameter_count(module)
     if model.flavor == "onnx" and Path(model.path).suffix == ".onnx":  # type: ignore[attr-defined]
         return parameter_count(Path(model.path))  # type: ignore[attr-defined]
     return None

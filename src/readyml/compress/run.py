@@ -42,6 +42,7 @@ from readyml.evaluate.slices import evaluate_slices
 from readyml.flavors import ModelAdapter, load_model
 from readyml.flavors.onnx import OnnxModel
 from readyml.registry import ModelVersion, Registry
+from readyml.registry.lineage import COMPRESSION_KEY
 from readyml.types import JSON
 
 # Default largest loss of the primary metric allowed against the parent (absolute: 0.01 is one
@@ -50,8 +51,12 @@ MAX_QUALITY_LOSS = 0.01
 # Default loss allowed on one slice: slices are small (30 rows: one row is 3.3 points).
 MAX_SLICE_LOSS = 0.05
 # Lineage key holding what was done.
-METHOD_KEY = "compression"
+METHOD_KEY = COMPRESSION_KEY
 ORT_FILE = "model.ort"
+# --quantize values: ONNX Runtime int8 (after an ONNX export), torch's own dynamic int8.
+ONNX_INT8 = "int8"
+TORCH_INT8 = "torch-int8"
+QUANTIZE_CHOICES = (None, ONNX_INT8, TORCH_INT8)
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Methods:
     """What to produce from the parent; each field set adds one or more versions."""
 
     format: str | None = None  # "onnx" or "ort"
-    quantize: str | None = None  # "int8"
+    quantize: str | None = None  # "int8" (ONNX Runtime) or "torch-int8" (torch dynamic)
     static: bool = False
     calibration: int = CALIBRATION_ROWS
     prune: float | None = None
@@ -85,8 +90,15 @@ class Methods:
         """Raise ``ConfigError`` for a value the CLI should not have let through."""
         if self.format not in (None, "onnx", "ort"):
             raise ConfigError(f"--format: expected 'onnx' or 'ort', found {self.format!r}")
-        if self.quantize not in (None, "int8"):
-            raise ConfigError(f"--quantize: expected 'int8', found {self.quantize!r}")
+        if self.quantize not in QUANTIZE_CHOICES:
+            raise ConfigError(
+                f"--quantize: expected one of {list(QUANTIZE_CHOICES[1:])}, found {self.quantize!r}"
+            )
+        if self.quantize == TORCH_INT8 and self.static:
+            raise ConfigError(
+                "--static: torch's int8 quantization here is dynamic only; use --quantize int8 "
+                "--static for calibrated int8 through ONNX Runtime"
+            )
         if not any((self.format, self.quantize, self.prune is not None, self.distill)):
             raise ConfigError(
                 "compress: expected at least one of --format, --quantize, --prune, --distill"
@@ -206,6 +218,9 @@ def compress_version(
         parent_dir = registry.download(parent, workdir / "parent")
         base = load_model(parent_dir, allow_pickle=allow_pickle)
         base_eval = evaluate(base, splits, primary=primary)
+        parent_files = [parent_dir / a.name for a in parent.artifacts]
+        row = _row(parent.ref, "parent", base, parent_files, splits, None)
+        row.quality = base_eval
         judge = _Judge(
             registry=registry,
             base=base,
@@ -213,10 +228,8 @@ def compress_version(
             spec=_gates(gates, str(base_eval["primary"]), max_quality_loss, max_slice_loss),
             splits=splits,
             root=parent,
+            base_latency_ms=row.latency_ms,
         )
-        parent_files = [parent_dir / a.name for a in parent.artifacts]
-        row = _row(parent.ref, "parent", base, parent_files, splits, None)
-        row.quality = base_eval
         report = CompressionReport(parent=parent.ref, rows=[row])
         _produce(judge, methods, workdir, report)
     if out is not None:
@@ -248,6 +261,9 @@ class _Judge:
     spec: GatesSpec
     splits: Splits
     root: ModelVersion
+    # The parent's latency measured in this run, kept with every result so that a runtime
+    # choosing between them compares numbers taken on the same machine at the same time.
+    base_latency_ms: dict[str, float]
 
     def add(
         self,
@@ -281,6 +297,7 @@ class _Judge:
             "size_bytes": row.size_bytes,
             "parameters": row.parameters,
             "latency_ms": row.latency_ms,
+            "base_latency_ms": self.base_latency_ms,
         }
         lineage = {
             **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
@@ -315,7 +332,16 @@ class _Judge:
 
 def _produce(judge: _Judge, methods: Methods, workdir: Path, report: CompressionReport) -> None:
     base, splits, parent = judge.base, judge.splits, judge.root
-    if methods.format is not None or methods.quantize is not None:
+    if methods.quantize == TORCH_INT8:
+        from readyml.compress.torch_quantize import describe, quantize_torch_dynamic
+
+        dynamic = quantize_torch_dynamic(base)
+        # Judged as loaded back from its saved files: what is measured is what ships.
+        files = _saved(dynamic, workdir / "torch-int8")
+        judge.add(
+            report, load_model(workdir / "torch-int8"), describe(dynamic), files, parent=parent
+        )
+    if methods.format is not None or methods.quantize == ONNX_INT8:
         onnx_path = workdir / "onnx" / "model.onnx"
         export_onnx(base, workdir / "export.onnx").save(workdir / "onnx")
         onnx_model = load_model(workdir / "onnx")
@@ -342,7 +368,7 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
                 timed=ort_path,
                 size_of=[ort_path],
             )
-        if methods.quantize is not None:
+        if methods.quantize == ONNX_INT8:
             mode: Mode = "static" if methods.static else "dynamic"
             quantized = quantize_onnx(
                 onnx_path,
@@ -399,23 +425,3 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
             "teacher": parent.ref,
         }
         judge.add(report, student, method, _saved(student, workdir / "distill"), parent=parent)
-
-
-def onnx_version_for(registry: Registry, version: ModelVersion) -> ModelVersion | None:
-    """The newest parity-checked ONNX export of ``version``, if one was registered.
-
-    Only a plain ``onnx`` export whose parity passed and which was not vetoed or archived
-    counts. Its ``metrics["compression"]["latency_ms"]`` and the parent's let a caller pick
-    the faster runtime.
-    """
-    found = None
-    for candidate in registry.list_versions(version.name):
-        method = candidate.lineage.get(METHOD_KEY) or {}
-        if (
-            candidate.parent_version == version.version
-            and method.get("name") == "onnx"
-            and (method.get("parity") or {}).get("passed")
-            and candidate.status not in ("vetoed", "archived")
-        ):
-            found = candidate
-    return found

@@ -10,7 +10,10 @@ validation loss has not improved for ``patience`` epochs and keeps the best weig
 Seeds: Python, numpy and torch are seeded for the fit and their previous states restored
 afterwards, and torch's deterministic algorithms are switched on for the fit only, so two fits
 with the same seed give the same weights without changing the caller's global state.
-Weights are saved with ``torch.save(state_dict)`` and loaded with ``weights_only=True``.
+Weights are saved with ``torch.save(state_dict)`` and loaded with ``weights_only=True``; a
+dynamically quantized module (``quantization_ == "dynamic-int8"``, made by ``readyml compress
+--quantize torch-int8``) saves its int8 weights the same way and is re-quantized from its factory
+on load (:mod:`readyml.flavors.torch_quantization`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from readyml.flavors._imports import check_params, import_object
 from readyml.flavors._signature import infer_inputs, make_signature
 from readyml.flavors._tabular import TabularEncoder, encode_labels, label_codes
 from readyml.flavors.guard import TrainingGuard
+from readyml.flavors.torch_quantization import DYNAMIC_INT8, load_quantized, save_quantized
 from readyml.types import JSON
 
 DEFAULT_FACTORY = "readyml.flavors.torch:mlp"
@@ -252,6 +256,7 @@ class TorchModel:
             )
         self.n_inputs_ = int(math.prod(inputs.shape[1:]))
         self.n_outputs_ = int(n_outputs)
+        self.quantization_: str | None = None
         with seeded(self.seed):
             module = build_module(
                 self.factory, self.n_inputs_, self.n_outputs_, dict(self.factory_params or {})
@@ -419,7 +424,10 @@ class TorchModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / WEIGHTS_FILE
-        torch.save(self.module_.state_dict(), path)
+        if self.quantization_ is None:
+            torch.save(self.module_.state_dict(), path)
+        else:
+            save_quantized(self.module_, path)
         extra: JSON = {
             "format": "state_dict",
             "factory": self.factory,
@@ -438,6 +446,8 @@ class TorchModel:
             "history": self.history_,
             "preprocessing": None if self.encoder_ is None else self.encoder_.to_json(),
         }
+        if self.quantization_ is not None:
+            extra["quantization"] = self.quantization_
         if self.task == "regression":
             extra["target"] = {
                 "mean": self.target_mean_.tolist(),
@@ -486,11 +496,18 @@ class TorchModel:
             adapter.n_outputs_,
             dict(adapter.factory_params or {}),
         )
-        try:
-            weights = torch.load(
-                Path(directory) / WEIGHTS_FILE, weights_only=True, map_location="cpu"
+        adapter.quantization_ = content.get("quantization")
+        if adapter.quantization_ not in (None, DYNAMIC_INT8):
+            raise FlavorError(
+                f"flavor.json: quantization: expected {DYNAMIC_INT8!r} or none, found "
+                f"{adapter.quantization_!r}"
             )
-            module.load_state_dict(weights)
+        path = Path(directory) / WEIGHTS_FILE
+        try:
+            if adapter.quantization_ is None:
+                module.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+            else:
+                module = load_quantized(module, path)
         except (RuntimeError, ValueError, OSError, EOFError) as exc:
             raise FlavorError(f"{WEIGHTS_FILE}: cannot load the weights ({exc})") from exc
         module.eval()

@@ -38,13 +38,14 @@ from readyml.predict.inputs import (
     features_from,
     missing,
 )
+from readyml.predict.runtime import Runtime as Runtime  # re-exported: callers import it here
+from readyml.predict.runtime import RuntimeRequest, choose_runtime
 from readyml.registry import ModelVersion, Registry
 from readyml.types import JSON
 
-Runtime = Literal["native", "onnx"]
 Layout = Literal["numeric", "mixed", "tensor"]
 Part = Array | dict[str, Array]
-RUNTIMES: tuple[Runtime, ...] = ("native", "onnx")
+RUNTIMES: tuple[RuntimeRequest, ...] = ("native", "onnx", "auto")
 # Largest absolute difference allowed between a fast path and the full model at load.
 PARITY_TOLERANCE = 1e-9
 
@@ -70,6 +71,8 @@ class Predictor:
         signature: The version's signature (``inputs``, ``output``).
         schema: The checked-in feature schema (nullability); optional.
         runtime: ``native`` or ``onnx`` (what ``model`` runs on, for metadata).
+        runtime_choice: Why this runtime: ``requested``, or the sentence ``runtime: auto``
+            wrote (see :mod:`readyml.predict.runtime`).
         load_time_s: Seconds taken to load (for metrics).
 
     Example:
@@ -92,6 +95,7 @@ class Predictor:
         signature: JSON,
         schema: Schema | None = None,
         runtime: Runtime = "native",
+        runtime_choice: str = "requested",
         load_time_s: float = 0.0,
     ) -> None:
         self.model = model
@@ -100,6 +104,7 @@ class Predictor:
         self.signature = signature
         self.schema = schema
         self.runtime = runtime
+        self.runtime_choice = runtime_choice
         self.load_time_s = load_time_s
         self.features: list[Feature] = features_from(signature, schema)
         self.names = [f.name for f in self.features]
@@ -129,10 +134,14 @@ class Predictor:
         ref: str,
         *,
         schema: Schema | None = None,
-        runtime: Runtime = "native",
+        runtime: RuntimeRequest = "native",
         allow_pickle: bool = False,
     ) -> Predictor:
         """Load ``ref`` (``NAME``, ``NAME:V`` or ``NAME@ALIAS``) from the registry.
+
+        ``runtime="auto"`` runs the version's parity-checked ONNX export when its recorded
+        latency is lower (:func:`readyml.predict.runtime.choose_runtime`); the predictor keeps
+        the version's own name, number and signature either way.
 
         Raises:
             VersionNotFound: No such model, version or alias.
@@ -143,10 +152,15 @@ class Predictor:
             raise FlavorError(f"runtime: expected one of {list(RUNTIMES)}, found {runtime!r}")
         started = time.monotonic()
         version = registry.get(ref)
+        used: Runtime = "onnx" if runtime == "onnx" else "native"
+        source, why = version, "requested"
+        if runtime == "auto":
+            choice = choose_runtime(registry, version)
+            used, source, why = choice.runtime, choice.version, choice.reason
         with tempfile.TemporaryDirectory(prefix="readyml-predictor-") as tmp:
-            directory = registry.download(version, Path(tmp) / "model")
+            directory = registry.download(source, Path(tmp) / "model")
             model = load_model(directory, allow_pickle=allow_pickle)
-            if runtime == "onnx" and model.flavor != "onnx":
+            if used == "onnx" and model.flavor != "onnx":
                 model = to_onnx(model, version, Path(tmp))
         return cls(
             model=model,
@@ -154,17 +168,19 @@ class Predictor:
             version=version.version,
             signature=version.signature,
             schema=schema,
-            runtime=runtime,
+            runtime=used,
+            runtime_choice=why,
             load_time_s=time.monotonic() - started,
         )
 
     def metadata(self) -> JSON:
-        """Name, version, runtime, flavor, layout, features and output, as JSON."""
+        """Name, version, runtime (and why), flavor, layout, features and output, as JSON."""
         return {
             "name": self.name,
             "version": self.version,
             "flavor": getattr(self.model, "flavor", "unknown"),
             "runtime": self.runtime,
+            "runtime_choice": self.runtime_choice,
             "layout": self.layout,
             "task": self.task,
             "classes": None if self.classes is None else self.classes.tolist(),

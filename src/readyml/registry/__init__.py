@@ -6,11 +6,13 @@ trail of alias moves. :class:`ArtifactStore` (fsspec; a local folder by default,
 by URL) keeps files, written atomically and verified by sha256 on every read.
 :class:`Registry` combines them; :func:`open_registry` opens a workspace's registry with
 the defaults and the ``READYML_STORE_URL`` / ``READYML_ARTIFACTS_URL`` overrides.
+:func:`onnx_version_for` finds a version's parity-checked ONNX export through the lineage.
 """
 
 from __future__ import annotations
 
 from readyml.registry.artifacts import ArtifactStore
+from readyml.registry.lineage import onnx_version_for
 from readyml.registry.records import (
     AliasEvent,
     ArtifactInfo,
@@ -33,5 +35,6 @@ __all__ = [
     "Registry",
     "RunRecord",
     "StepRecord",
+    "onnx_version_for",
     "open_registry",
 ]
