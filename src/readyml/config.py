@@ -393,6 +393,39 @@ class RolloutSpec(_Spec):
         return steps
 
 
+class RaySpec(_Spec):
+    """Ray Serve settings for ``readyml serve --engine ray`` (see :mod:`readyml.serve.ray_engine`).
+
+    ``replicas`` is a fixed replica count; setting ``max_replicas`` turns autoscaling on,
+    between ``min_replicas`` and ``max_replicas``, aiming at ``target_ongoing_requests`` per
+    replica. ``address`` names an existing cluster (``ray://HOST:10001``, ``HOST:6379`` or
+    ``auto``); without it a local single-node cluster is started and stopped with the server.
+    """
+
+    address: str | None = None
+    replicas: int = Field(default=1, ge=1, le=1024, description="fixed number of replicas")
+    min_replicas: int = Field(default=1, ge=0, le=1024, description="autoscaling lower bound")
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=1024, description="autoscaling upper bound; unset: no autoscaling"
+    )
+    # Ray's default target (2) suits replicas that answer one request at a time; a batching
+    # replica answers dozens at once, so it is scaled out only when its queue grows.
+    target_ongoing_requests: float = Field(
+        default=64.0, gt=0.0, description="autoscaling: requests in flight per replica"
+    )
+    replica_cpus: float = Field(default=1.0, gt=0.0, description="CPUs reserved per replica")
+    app_name: str = Field(default="readyml", pattern=r"^[A-Za-z0-9_-]+$")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RaySpec:
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas: expected at least min_replicas ({self.min_replicas}), "
+                f"found {self.max_replicas}"
+            )
+        return self
+
+
 class ServingSpec(_Spec):
     """How ``readyml serve`` serves the project's models.
 
@@ -403,10 +436,11 @@ class ServingSpec(_Spec):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
+    engine: Literal["uvicorn", "ray"] = "uvicorn"
     models: list[str] = Field(
         default_factory=list, description="model references; empty: the project's champion"
     )
-    runtime: Literal["native", "onnx"] = "native"
+    runtime: Literal["native", "onnx", "auto"] = "native"
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
     request_log: RequestLogSpec = Field(default_factory=RequestLogSpec)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -414,6 +448,7 @@ class ServingSpec(_Spec):
     protect_predict: bool = False
     access_log: bool = True
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
     alias_poll_s: float = Field(
         default=5.0,
         ge=0.0,
@@ -525,7 +560,8 @@ class PerformanceMonitorSpec(_Spec):
 
     A jump is the latest window's value over the previous version's (or the trailing
     baseline of earlier windows) above ``1 + max_jump``; a leak is memory growing by more than
-    ``max_memory_growth_mb_per_h``. The ``max_*`` bounds also become Prometheus alert rules.
+    ``max_memory_growth_mb_per_h`` over at least ``min_memory_span`` of samples. The ``max_*``
+    bounds also become Prometheus alert rules.
     """
 
     enabled: bool = True
@@ -533,9 +569,16 @@ class PerformanceMonitorSpec(_Spec):
     max_jump: float = Field(default=0.5, gt=0.0)
     max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     max_memory_growth_mb_per_h: float = Field(default=50.0, gt=0.0)
+    min_memory_span: str = "30m"
     max_queue_depth: int = Field(default=1000, ge=1)
     min_requests: int = Field(default=20, ge=1)
     rule_for: str = "5m"
+
+    @field_validator("min_memory_span")
+    @classmethod
+    def _span(cls, value: str) -> str:
+        _check_duration(value, "monitoring.performance.min_memory_span")
+        return value
 
 
 class QualityMonitorSpec(_Spec):

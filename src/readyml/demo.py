@@ -33,7 +33,13 @@ from readyml.scaffold import GITIGNORE
 from readyml.score import score_project
 from readyml.score.checks import run_checks
 from readyml.serve.canary_demo import DEMO_ROLLOUT, canary_demo
-from readyml.train import check_reproducible, default_reporter, open_project_registry, run_project
+from readyml.train import (
+    SilentReporter,
+    check_reproducible,
+    default_reporter,
+    open_project_registry,
+    run_project,
+)
 from readyml.train.steps import SCHEMA_FILE, fit_model
 
 # What the demo's stand-in reviewer labels: the recent failures, and a larger random control
@@ -179,16 +185,17 @@ def create_demo_project(directory: Path) -> bool:
     return True
 
 
-def _check_in(directory: Path) -> None:
-    """Put the project under version control, as a team would (ML Test Score model-1).
+def _check_in(directory: Path, message: str = "Demo project", *, init: bool = True) -> None:
+    """Commit the project, as a team would (ML Test Score model-1); ``init`` creates the repo.
 
     Skipped, and model-1 then honestly fails, when git is not installed.
     """
     git = shutil.which("git")
-    if git is None:
+    if git is None or (not init and not (directory / ".git").exists()):
         return
     identity = ["-c", "user.name=readyml demo", "-c", "user.email=demo@readyml.invalid"]
-    for args in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-q", "-m", "Demo project"]):
+    steps = [["add", "-A"], [*identity, "commit", "-q", "-m", message]]
+    for args in [["init", "-q"], *steps] if init else steps:
         subprocess.run([git, "-C", str(directory), *args], check=True, capture_output=True)
 
 
@@ -326,10 +333,15 @@ def run_demo(directory: Path, *, with_torch: bool | None = None) -> int:
         monitor_report.alerts,
         labels=by_id,
         traffic_rows=rows,
+        traffic_labels=labels,
         runner=run_project,
         reporter=default_reporter(),
         budget=CAPTURE_BUDGET,
+        commit=lambda message: _check_in(directory, message, init=False),
     )
+
+    _step("monitor again: the champion after the loop, on the traffic it served")
+    monitor_demo(project, registry)
 
     _step("deploy: the champion's ONNX form goes through the gate, then a canary rollout")
     _onnx_canary(project, registry)
@@ -343,6 +355,21 @@ def run_demo(directory: Path, *, with_torch: bool | None = None) -> int:
             None, [str(header[i]) for i in keep], [[row[i] for i in keep] for row in body]
         )
         console.stdout.print(f"  report: {summary['report']['html']}")
+
+    _step("check again: after the loop, the pipeline reproduces and the checks still pass")
+    rerun = run_project(project, registry=registry, reporter=SilentReporter())
+    if rerun.error is None:
+        again_reproducible = check_reproducible(project, rerun, registry=registry)
+        console.stdout.print(
+            f"  reproducible: {again_reproducible.passed} "
+            f"({again_reproducible.identical_predictions:.0%} identical predictions)"
+        )
+    checks = run_checks(project, registry, runner=run_project, fit=fit_model)
+    failed = [c.test_id for c in checks if not c.passed]
+    console.stdout.print(
+        f"  {len(checks) - len(failed)} of {len(checks)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
 
     _step("score: the ML Test Score from the evidence recorded above")
     score = score_project(project, registry)
@@ -398,7 +425,7 @@ def _onnx_canary(project: Project, registry: Registry) -> None:
     console.stdout.print(f"  registered {candidate.ref} ({candidate.method}, {candidate.decision})")
     if candidate.decision != "blessed":
         return
-    summary = canary_demo(project, registry)
+    summary = canary_demo(project, registry, drill=True)
     for decision in summary["decisions"]:
         console.stdout.print(
             f"  {decision['action']:<9} at {decision['weight']:>3}%  {decision['reason']}"
@@ -407,6 +434,12 @@ def _onnx_canary(project: Project, registry: Registry) -> None:
         f"  rollout of {summary['model']}:{summary['candidate_version']} ended "
         f"{summary['state']} after {summary['requests']:,} requests"
     )
+    drill = summary.get("drill")
+    if drill:
+        console.stdout.print(
+            f"  rollback drill: v{drill['from_version']} → v{drill['to_version']} served in "
+            f"{drill['seconds'] * 1000:.0f} ms, then v{drill['from_version']} promoted again"
+        )
 
 
 def _torch_available() -> bool:

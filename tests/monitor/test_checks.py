@@ -210,6 +210,16 @@ def test_performance_check_catches_a_slow_leak_and_errors(workspace: Path) -> No
     assert {"memory_leak", "error_rate"} <= keys(result)
 
 
+def test_memory_growth_over_a_short_span_is_not_called_a_leak(workspace: Path) -> None:
+    log = make_log(rss_mb=lambda hours: 200.0 + 120.0 * hours)
+    log["ts"] = log["ts"].min() + (log["ts"] - log["ts"].min()) / 100  # the same in 1/100 the time
+    log_traffic(workspace, log)
+    result = PerformanceCheck(max_memory_growth_mb_per_h=50.0).run(inputs_for(workspace))
+    version = result.details["versions"][1]
+    assert version["memory_growth_mb_per_h"] > 50.0 and version["memory_span_h"] < 0.5
+    assert "memory_leak" not in keys(result)
+
+
 def test_performance_check_catches_jump_against_trailing_baseline(workspace: Path) -> None:
     log = make_log(n=600)
     log.loc[500:, "latency_ms"] = 50.0

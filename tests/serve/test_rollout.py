@@ -179,6 +179,14 @@ def wait_for(client: httpx.Client, version: int, states: set[str]) -> dict[str, 
     pytest.fail(f"rollout of version {version} did not reach {states}: {rollout_state(client)}")
 
 
+def eventually(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition``: a decision shows in the status before its records are written."""
+    deadline = time.monotonic() + DECISION_TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, "the rollout's records were not written in time"
+        time.sleep(0.1)
+
+
 def served_version(client: httpx.Client) -> str:
     answer = client.post("/v2/models/iris/infer", json=infer_body())
     assert answer.status_code == 200, answer.text
@@ -297,10 +305,15 @@ def test_canary_of_shifted_candidate_is_rolled_back_with_the_reason(fleet: Fleet
     decision = final["decisions"][-1]
     assert decision["action"] == "rollback" and "divergence" in decision["reason"]
     assert registry.get("iris@champion").version == champion
-    audit = [e.reason for e in registry.history("iris", "canary")]
-    assert any("rollback" in reason and "Jensen-Shannon" in reason for reason in audit)
+    eventually(
+        lambda: any(
+            "rollback" in e.reason and "Jensen-Shannon" in e.reason
+            for e in registry.history("iris", "canary")
+        )
+    )
+    eventually(lambda: bool(registry.list_evidence("iris", test_id="infra-7")))
     executed = registry.list_evidence("iris", test_id="infra-7")
-    assert executed and executed[-1].passed and executed[-1].details["seconds"] < 1.0
+    assert executed[-1].passed and executed[-1].details["seconds"] < 1.0
 
 
 def test_canary_returning_nan_on_live_traffic_is_rolled_back(fleet: Fleet) -> None:
@@ -342,8 +355,12 @@ def test_healthy_candidate_is_promoted_through_every_step(fleet: Fleet) -> None:
     assert registry.get("iris@champion").version == fleet.healthy
     promotion = registry.history("iris", "champion")[-1]
     assert promotion.who == "readyml-rollout" and "divergence 0.0" in promotion.reason
-    canary = registry.list_evidence("iris", test_id="infra-6")
-    assert any(e.passed and e.version == fleet.healthy for e in canary)
+    eventually(
+        lambda: any(
+            e.passed and e.version == fleet.healthy
+            for e in registry.list_evidence("iris", test_id="infra-6")
+        )
+    )
 
 
 def test_rollback_command_is_instant_and_tells_the_server(fleet: Fleet) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -94,34 +93,17 @@ def rollback(
     """
     from readyml.cli._common import project_registry
     from readyml.config import Project
-    from readyml.types import Evidence
+    from readyml.serve.management_client import rollback_model
 
     output_format(fmt)
-    started_s = time.monotonic()
-    registry = project_registry(project)
-    event = registry.rollback(name, who=who(), reason=reason)
-    served: dict[str, Any] | None = None
-    if url is not None:
-        _, token_env = _server(project, url)
-        body = {"model": name, "reload": True, "reason": reason}
-        served = management_call(url, "/v2/management/rollback", body, token_env=token_env)
-    seconds = time.monotonic() - started_s
-    result = {
-        "model": name,
-        "from_version": event.from_version,
-        "to_version": event.to_version,
-        "server": url,
-        "seconds": seconds,
-    }
-    registry.add_evidence(
-        Evidence(
-            test_id="infra-7",
-            passed=True,
-            automated=True,
-            project=Project.load(project).spec.name,
-            details={**result, "reason": reason, "served": served},
-            model_name=name,
-            version=event.to_version,
-        )
+    token_env = _server(project, url)[1] if url is not None else "READYML_SERVE_TOKEN"
+    result = rollback_model(
+        project_registry(project),
+        name,
+        project=Project.load(project).spec.name,
+        who=who(),
+        reason=reason,
+        url=url,
+        token_env=token_env,
     )
     _render(result, fmt, f"rollback {name}")

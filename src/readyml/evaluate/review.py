@@ -31,7 +31,8 @@ def _git(root: Path, *args: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    # Trailing whitespace only: porcelain status lines start with a meaningful space.
+    return done.stdout.rstrip() if done.returncode == 0 else None
 
 
 def review_state(root: Path, files: Sequence[Path], fingerprints: dict[str, Any]) -> dict[str, Any]:

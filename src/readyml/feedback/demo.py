@@ -17,10 +17,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from readyml import _console as console
@@ -31,6 +32,7 @@ from readyml.feedback.capture import capture
 from readyml.feedback.retrain import RetrainRecord, retrain_on_alerts
 from readyml.feedback.review_import import import_review
 from readyml.feedback.review_sets import read_examples, review_root
+from readyml.monitor import record_feedback
 from readyml.monitor.alerts import Alert
 from readyml.registry import Registry
 from readyml.serve.demo import STOP_TIMEOUT_S, demo_server
@@ -41,6 +43,9 @@ SCHEMA_FILE = "schema.yaml"
 # Longest wait for the canary's final decision (s).
 DECISION_TIMEOUT_S = 90.0
 _FINAL = ("promoted", "rolled_back")
+# Requests the promoted version answers alone before the demo stops the server, so that the
+# monitor's next run sees a sample of it large enough to judge drift and quality.
+AFTER_PROMOTION_REQUESTS = 400
 
 
 def feedback_demo(
@@ -50,18 +55,25 @@ def feedback_demo(
     *,
     labels: Mapping[str, str],
     traffic_rows: list[dict[str, Any]],
+    traffic_labels: Sequence[str] | None = None,
     runner: Any,
     reporter: Any = None,
     budget: Mapping[str, int] | None = None,
+    commit: Callable[[str], None] | None = None,
 ) -> JSON:
     """Run the loop once; print each stage; return what happened.
 
     Args:
         alerts: the monitor's firing alerts (the trigger).
         labels: the true label of each replayed request id (the stand-in reviewer).
-        traffic_rows: input rows sent to the server while the candidate is canaried.
+        traffic_rows: input rows sent to the server (one per request, in a seeded random
+            order) while the candidate is canaried.
+        traffic_labels: their true labels, fed back by request id after the rollout (as
+            labels arrive later in production); ``None``: none arrive.
         runner: :func:`readyml.train.run_project`.
         budget: examples per capture reason (see :func:`readyml.feedback.capture.capture`).
+        commit: checks in the reviewed schema.yaml with a message (the spec is reviewed and
+            submitted before a run, ML Test Score model-1); ``None``: leave it uncommitted.
     """
     captured = capture(project, registry, budget=budget)
     console.table(
@@ -86,14 +98,17 @@ def feedback_demo(
             + (f"{dataset.ref} (sha256 {dataset.fingerprint[:12]})" if dataset else "nothing")
             + (f"; {imported.blank} left blank (no ground truth here)" if imported.blank else "")
         )
-        for change in _review_schema(project, filled):
+        changes = _review_schema(project, filled)
+        for change in changes:
             console.stdout.print(f"  schema.yaml reviewed: {change}")
+        if changes and commit is not None:
+            commit("Widen schema ranges to reviewed production values\n\n" + "\n".join(changes))
     token = secrets.token_hex(16)
     token_env = project.spec.serving.token_env
     with (
         _environment(token_env, token),
         demo_server(project, env={**os.environ, token_env: token}) as url,
-        _traffic(url, traffic_rows) as sent,
+        _traffic(url, traffic_rows, seed=project.spec.seed) as sent,
     ):
         spec = project.spec
         assert spec.monitoring.on_alert is not None, "the demo spec sets monitoring.on_alert"
@@ -105,9 +120,17 @@ def feedback_demo(
         console.stdout.print(f"  the alert triggers a retrain ({len(alerts)} alert(s) firing)")
         record = retrain_on_alerts(served, registry, alerts, runner=runner, reporter=reporter)
         rollout = _await_rollout(url, spec.name, token_env) if _rolling(record) else {}
+        if rollout.get("state") == "promoted":  # the new champion serves alone for a while
+            _await_requests(sent, len(sent) + AFTER_PROMOTION_REQUESTS)
     outcome["retrain"] = record.to_dict() if record is not None else None
     outcome["rollout"] = rollout
-    _print_outcome(record, rollout, sent[0], spec.metrics.primary or "accuracy")
+    _print_outcome(record, rollout, len(sent), spec.metrics.primary or "accuracy")
+    if traffic_labels is not None and sent:
+        fed = record_feedback(
+            project.workspace,
+            [{"request_id": rid, "label": traffic_labels[i]} for rid, i in sent.items()],
+        )
+        console.stdout.print(f"  labels for the rollout's traffic arrive later: {fed.recorded:,}")
     return outcome
 
 
@@ -171,27 +194,31 @@ def _environment(name: str, value: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _traffic(url: str, rows: list[dict[str, Any]]) -> Iterator[list[int]]:
-    """Replay ``rows`` to ``/predict``, a few at a time, until the block ends."""
+def _traffic(url: str, rows: list[dict[str, Any]], *, seed: int) -> Iterator[dict[str, int]]:
+    """Send ``rows`` to ``/predict`` one per request, in a seeded random order (so that a
+    short rollout sees every season), until the block ends; yield request id → row index."""
     stop = threading.Event()
-    sent = [0]
+    sent: dict[str, int] = {}
+    order = np.random.default_rng(seed).permutation(len(rows)) if rows else np.array([], int)
+    prefix = f"loop-{secrets.token_hex(4)}"
 
     def loop() -> None:
-        index = 0
-        while not stop.is_set():
-            batch = rows[index : index + 4] or rows[:4]
-            index = (index + 4) % max(len(rows), 1)
+        number = 0
+        while not stop.is_set() and len(order):
+            index = int(order[number % len(order)])
+            request_id = f"{prefix}-{number:06d}"
             request = urllib.request.Request(
                 f"{url}/predict",
-                data=json.dumps(batch).encode(),
-                headers={"Content-Type": "application/json"},
+                data=json.dumps([rows[index]]).encode(),
+                headers={"Content-Type": "application/json", "X-Request-Id": request_id},
             )
             try:
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     answer.read()
-                sent[0] += 1
+                sent[request_id] = index
             except (urllib.error.URLError, OSError):
                 time.sleep(0.01)
+            number += 1
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -200,6 +227,13 @@ def _traffic(url: str, rows: list[dict[str, Any]]) -> Iterator[list[int]]:
     finally:
         stop.set()
         thread.join(timeout=STOP_TIMEOUT_S)
+
+
+def _await_requests(sent: dict[str, int], count: int) -> None:
+    """Wait (bounded) until ``count`` requests were answered."""
+    deadline = time.monotonic() + DECISION_TIMEOUT_S
+    while len(sent) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _await_rollout(url: str, name: str, token_env: str) -> JSON:

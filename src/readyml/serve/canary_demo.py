@@ -20,6 +20,7 @@ from readyml.config import Project
 from readyml.errors import ServeError
 from readyml.registry import CHAMPION, Registry
 from readyml.serve.demo import STOP_TIMEOUT_S, demo_server
+from readyml.serve.management_client import rollback_model
 
 # Short steps so that the demo's rollout takes seconds (production uses readyml.yaml's).
 DEMO_ROLLOUT: dict[str, Any] = {
@@ -49,12 +50,17 @@ def _call(url: str, token: str, body: dict[str, Any] | None = None) -> dict[str,
         raise ServeError(f"{url}: server answered {error.code}: {error.read().decode()}") from None
 
 
-def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
+def canary_demo(project: Project, registry: Registry, *, drill: bool = False) -> dict[str, Any]:
     """Canary-roll the newest non-champion blessed version; return the decisions.
+
+    With ``drill``, a promoted candidate then goes through a rollback drill under the same
+    traffic: the previous champion is rolled back in (registry and server, timed, evidence
+    ``infra-7``), and the candidate is promoted again.
 
     Returns:
         ``model``, ``stable_version``, ``candidate_version``, final ``state``, the
-        ``decisions`` (action, weight, reason with the numbers) and ``requests`` sent.
+        ``decisions`` (action, weight, reason with the numbers), ``requests`` sent, and the
+        ``drill`` (the rollback's versions and seconds; ``None`` without one).
 
     Raises:
         ServeError: There is no second blessed version, or the server did not start.
@@ -74,6 +80,7 @@ def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
     ]
     token = secrets.token_hex(16)
     env = {**os.environ, project.spec.serving.token_env: token}
+    rolled: dict[str, Any] | None = None
     stop = threading.Event()
     sent = [0]
 
@@ -106,6 +113,8 @@ def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
                 time.sleep(0.1)
                 rollouts = _call(f"{url}/v2/management/rollout", token)["rollouts"]
                 state = next((r for r in rollouts if r["model"] == name), state)
+            if drill and state.get("state") == "promoted":
+                rolled = _rollback_drill(project, registry, url, token, candidate.version)
         finally:
             stop.set()
             client.join(timeout=STOP_TIMEOUT_S)
@@ -116,4 +125,33 @@ def canary_demo(project: Project, registry: Registry) -> dict[str, Any]:
         "state": state.get("state"),
         "decisions": state.get("decisions", []),
         "requests": sent[0],
+        "drill": rolled,
     }
+
+
+def _rollback_drill(
+    project: Project, registry: Registry, url: str, token: str, version: int
+) -> dict[str, Any]:
+    """Roll the champion back (timed, recorded), then promote ``version`` again."""
+    name = project.spec.name
+    token_env = project.spec.serving.token_env
+    previous = os.environ.get(token_env)
+    os.environ[token_env] = token  # the management client reads the token from there
+    try:
+        result = rollback_model(
+            registry,
+            name,
+            project=name,
+            who="readyml-demo",
+            reason="rollback drill",
+            url=url,
+            token_env=token_env,
+        )
+        registry.promote(f"{name}:{version}", who="readyml-demo", reason="after the drill")
+        _call(f"{url}/v2/management/rollback", token, {"model": name, "reload": True})
+    finally:
+        if previous is None:
+            os.environ.pop(token_env, None)
+        else:
+            os.environ[token_env] = previous
+    return result

@@ -8,11 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 from readyml.errors import ServeError
+from readyml.registry import Registry
+from readyml.types import Evidence
 
 # Seconds a management call may take before the CLI gives up.
 CALL_TIMEOUT_S = 60.0
@@ -53,3 +56,48 @@ def management_call(
         raise ManagementCallFailed(
             f"{url}{path}: expected a running server, found {error}"
         ) from None
+
+
+def rollback_model(
+    registry: Registry,
+    name: str,
+    *,
+    project: str,
+    who: str,
+    reason: str,
+    url: str | None = None,
+    token_env: str = "READYML_SERVE_TOKEN",
+) -> dict[str, Any]:
+    """Move ``champion`` back to its previous version and tell the server at ``url``.
+
+    The wall time of the whole rollback is measured and recorded as evidence ``infra-7``
+    (ML Test Score: models can be quickly and safely rolled back).
+
+    Raises:
+        ManagementCallFailed: the server is unreachable or refused the reload.
+    """
+    started_s = time.monotonic()
+    event = registry.rollback(name, who=who, reason=reason)
+    served: dict[str, Any] | None = None
+    if url is not None:
+        body = {"model": name, "reload": True, "reason": reason}
+        served = management_call(url, "/v2/management/rollback", body, token_env=token_env)
+    result: dict[str, Any] = {
+        "model": name,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "server": url,
+        "seconds": time.monotonic() - started_s,
+    }
+    registry.add_evidence(
+        Evidence(
+            test_id="infra-7",
+            passed=True,
+            automated=True,
+            project=project,
+            details={**result, "reason": reason, "served": served},
+            model_name=name,
+            version=event.to_version,
+        )
+    )
+    return result

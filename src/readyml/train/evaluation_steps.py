@@ -212,15 +212,20 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         result["production_window"] = _production_window(ctx, model, valid)
     primary = result["primary"]
     margins = result["baselines"]["margins"]
+    # The margin the team declared for the gate (default 0): a negative one says how much
+    # better a baseline may look before the difference counts (validation-set noise).
+    rule = spec.gates.beat_baselines
+    margin = rule.margin if rule is not None else 0.0
     record(
         ctx,
         "model-5",
-        all(m is not None and m > 0 for m in margins.values()),
+        all(m is not None and m > margin for m in margins.values()),
         {
             "metric": primary,
             "candidate": result["valid"].get(primary),
             "baselines": {k: v for k, v in result["baselines"].items() if k != "margins"},
             "margins": margins,
+            "required_margin": margin,
         },
     )
     # Without importance (importance.enabled: false) nothing was measured: record nothing.

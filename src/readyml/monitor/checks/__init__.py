@@ -6,7 +6,7 @@ Every check is an object holding its thresholds with ``run(inputs) -> CheckResul
 
 from __future__ import annotations
 
-from readyml.config import MonitoringSpec
+from readyml.config import MonitoringSpec, duration_seconds
 from readyml.monitor.checks._base import Check, CheckResult, Finding, Severity
 from readyml.monitor.checks.dependencies import DependencyCheck
 from readyml.monitor.checks.invariants import InvariantCheck
@@ -61,6 +61,7 @@ def checks_from_spec(spec: MonitoringSpec, *, data_source: str | None = None) ->
                 max_jump=perf.max_jump,
                 max_error_rate=perf.max_error_rate,
                 max_memory_growth_mb_per_h=perf.max_memory_growth_mb_per_h,
+                min_memory_span_h=duration_seconds(perf.min_memory_span) / 3600,
                 min_requests=perf.min_requests,
             )
         )

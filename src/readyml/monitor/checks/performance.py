@@ -40,6 +40,7 @@ def summarise(frame: pd.DataFrame) -> dict[str, Any]:
         ok = np.isfinite(memory)
         out["memory_mb"] = float(memory[ok].mean()) if ok.any() else None
         hours = (stamps[ok] - stamps.min()) / 3.6e9 if ok.any() else np.array([])
+        out["memory_span_h"] = float(np.ptp(hours)) if len(hours) else 0.0
         if ok.sum() > 2 and np.ptp(hours) > 0:
             out["memory_growth_mb_per_h"] = float(np.polyfit(hours, memory[ok], 1)[0])
         else:
@@ -55,6 +56,8 @@ class PerformanceCheck:
         max_jump: relative increase that counts as a sudden jump.
         max_error_rate: share of 5xx answers allowed.
         max_memory_growth_mb_per_h: memory growth that counts as a leak.
+        min_memory_span_h: least time memory must be observed over before growth is judged
+            (a process warming up for a minute, extrapolated to an hour, is not a leak).
         min_requests: fewest rows a version or window needs to be compared.
     """
 
@@ -68,12 +71,14 @@ class PerformanceCheck:
         max_jump: float = 0.5,
         max_error_rate: float = 0.01,
         max_memory_growth_mb_per_h: float = 50.0,
+        min_memory_span_h: float = 0.5,
         min_requests: int = 20,
     ) -> None:
         self.max_p99_latency_ms = max_p99_latency_ms
         self.max_jump = max_jump
         self.max_error_rate = max_error_rate
         self.max_memory_growth_mb_per_h = max_memory_growth_mb_per_h
+        self.min_memory_span_h = min_memory_span_h
         self.min_requests = min_requests
 
     def run(self, inputs: MonitorInputs) -> CheckResult:
@@ -154,7 +159,12 @@ class PerformanceCheck:
                 )
             )
         growth = current.get("memory_growth_mb_per_h")
-        if growth is not None and growth > self.max_memory_growth_mb_per_h:
+        observed = current.get("memory_span_h") or 0.0
+        if (
+            growth is not None
+            and observed >= self.min_memory_span_h
+            and growth > self.max_memory_growth_mb_per_h
+        ):
             findings.append(
                 Finding(
                     key="memory_leak",
