@@ -109,12 +109,14 @@ DEMO_SPEC = {
     # hour. A retrain on drifted data is meant to change its answers: its canary allows more
     # prediction divergence (0.5) than a routine rollout (0.1); errors, latency and NaN/inf
     # are judged as strictly.
+    # The training code path recomputes served features by request id (monitor-3).
     "monitoring": {
+        "skew": {"offline_features": "features:served_features"},
         "on_alert": {
             "checks": ["skew", "quality"],
             "cooldown": "1h",
             "rollout": {"max_divergence": 0.5},
-        }
+        },
     },
     "tuning": {
         "n_trials": 3,

@@ -129,6 +129,16 @@ def test_skew_check_flags_distribution_drift_from_training(workspace: Path) -> N
     assert len(scores) == 3 and all(s is not None and s > 1 for s in scores)
 
 
+def test_drift_with_matching_offline_features_is_reported_but_not_a_skew(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log(shift=2.0))
+    inputs = inputs_for(workspace)
+    inputs.offline = log[["request_id", "x1", "x2", "city"]].copy()
+    result = SkewCheck().run(inputs)
+    assert result.status == "passed", result.summary
+    drift = next(f for f in result.findings if f.key == "drift:x1")
+    assert drift.severity == "info"
+
+
 # -- monitor-4 ---------------------------------------------------------------------------
 
 

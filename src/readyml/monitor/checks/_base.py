@@ -89,11 +89,11 @@ class Check(Protocol):
 def verdict(
     check: str, test_id: str, findings: list[Finding], summary: str, **extra: Any
 ) -> CheckResult:
-    """A ran check's result: failed when it has findings."""
+    """A ran check's result: failed when it has findings other than ``info`` ones."""
     return CheckResult(
         check=check,
         test_id=test_id,
-        status="failed" if findings else "passed",
+        status="failed" if any(f.severity != "info" for f in findings) else "passed",
         summary=summary,
         findings=findings,
         **extra,

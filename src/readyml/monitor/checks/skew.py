@@ -8,6 +8,12 @@ label when the texts differ. Reported: the number of features with skew and the 
 of each feature. Per distribution: each served feature against the training profile with the
 drift tests of :func:`readyml.data.detect_drift` (auto-selected; KS or Wasserstein on numbers,
 chi-square or Jensen-Shannon on labels), overall and per window for the report.
+
+The rubric's test is the per-example one: "training and serving features compute the same
+values". When it ran, drifted distributions are still reported (alerts of severity ``info``)
+but do not fail the check — a world that changed is not a skew, and the quality and invariant
+checks judge its effects. Without offline features, distribution drift is the only proxy and
+fails the check.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import pandas as pd
 from readyml import _project_imports as project_imports
 from readyml.data import Profile, detect_drift, profile_frame, read_table
 from readyml.errors import ConfigError, DataError
-from readyml.monitor.checks._base import CheckResult, Finding, skipped, verdict
+from readyml.monitor.checks._base import CheckResult, Finding, Severity, skipped, verdict
 from readyml.monitor.checks.invariants import SERVED_PROFILE
 from readyml.monitor.inputs import MonitorInputs
 
@@ -66,7 +72,8 @@ class SkewCheck:
             return skipped(self.name, self.test_id, "no logged traffic in the lookback")
         findings: list[Finding] = []
         examples = self._per_example(inputs, findings)
-        drift, series = self._distribution(inputs, findings)
+        drift_severity: Severity = "info" if examples is not None else "warning"
+        drift, series = self._distribution(inputs, findings, severity=drift_severity)
         parts = []
         if examples is not None:
             parts.append(
@@ -161,7 +168,7 @@ class SkewCheck:
     # -- distributions ---------------------------------------------------------------
 
     def _distribution(
-        self, inputs: MonitorInputs, findings: list[Finding]
+        self, inputs: MonitorInputs, findings: list[Finding], *, severity: Severity
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         reference = inputs.reference.profile
         if reference is None:
@@ -187,6 +194,7 @@ class SkewCheck:
                         key=f"drift:{result.column}",
                         message=f"feature {result.column} drifted from training: {result.method} "
                         f"{result.statistic:.3g} (threshold {result.threshold:g})",
+                        severity=severity,
                         value=result.statistic,
                         threshold=result.threshold,
                         labels={"feature": str(result.column), "method": result.method},
