@@ -71,6 +71,8 @@ start() {
     # Monitoring tests: promtool, Alertmanager (started by the tests), Chromium for the page.
     ensure_binaries "promtool prometheus" "prometheus-alertmanager prometheus-alertmanager" \
         "chromium chromium"
+    # The Ray tests run a local Ray cluster inside its own network namespace (unshare, ip).
+    ensure_binaries "unshare util-linux" "ip iproute2"
     # The image test (tests/deploy/test_image.py): build and run a real image with podman.
     ensure_binaries "podman podman" "buildah buildah" "runc runc" "debootstrap debootstrap"
     local bindir dir port

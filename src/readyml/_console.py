@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -20,8 +21,8 @@ def print_json(value: Any) -> None:
 
 
 def error_line(message: str) -> None:
-    """One red line on stderr."""
-    stderr.print(f"[red]error:[/] {message}", markup=True)
+    """One red line on stderr (the message is plain text: ``readyml[ray]`` stays as written)."""
+    stderr.print(f"[red]error:[/] {escape(message)}", markup=True)
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from readyml.cli import (
+    batch,
     capture,
     compress,
     data,
@@ -34,6 +35,7 @@ app.registered_commands += score.app.registered_commands
 app.registered_commands += compress.app.registered_commands
 app.registered_commands += monitor.app.registered_commands
 app.registered_commands += serve.app.registered_commands
+app.registered_commands += batch.app.registered_commands
 app.registered_commands += rollout.app.registered_commands
 app.registered_commands += data.app.registered_commands
 app.registered_commands += deploy.app.registered_commands

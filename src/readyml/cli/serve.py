@@ -29,7 +29,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
-    runtime: Annotated[str | None, typer.Option(help="native or onnx.")] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="native, onnx, or auto (the parity-checked ONNX export when it is faster)."
+        ),
+    ] = None,
     batching: Annotated[
         bool | None, typer.Option("--batching/--no-batching", help="Adaptive batching.")
     ] = None,
@@ -42,6 +47,27 @@ def serve(
         typer.Option("--access-log/--no-access-log", help="JSON access lines on stderr."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+    engine: Annotated[
+        str | None,
+        typer.Option(help="uvicorn (one machine) or ray (Ray Serve replicas; extra 'ray')."),
+    ] = None,
+    replicas: Annotated[
+        int | None, typer.Option(help="Ray Serve replicas (engine ray), a fixed number.")
+    ] = None,
+    min_replicas: Annotated[
+        int | None, typer.Option(help="Autoscaling lower bound (engine ray).")
+    ] = None,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(help="Autoscaling upper bound (engine ray); set: autoscaling on."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT); "
+            "default: start a local one."
+        ),
+    ] = None,
 ) -> None:
     """Serve models over REST: Open Inference Protocol V2, MLflow /invocations, /predict."""
     from readyml.config import Project, ServingSpec
@@ -58,9 +84,22 @@ def serve(
             "workers": workers,
             "runtime": runtime,
             "access_log": access_log,
+            "engine": engine,
         }.items()
         if value is not None
     }
+    ray_overrides = {
+        key: value
+        for key, value in {
+            "replicas": replicas,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "address": ray_address,
+        }.items()
+        if value is not None
+    }
+    if ray_overrides:
+        overrides["ray"] = spec.ray.model_dump() | ray_overrides
     if batching is not None:
         overrides["batching"] = spec.batching.model_copy(update={"enabled": batching})
     if request_log is not None:
@@ -69,8 +108,16 @@ def serve(
         spec = ServingSpec.model_validate(spec.model_dump() | overrides)
     except ValueError as exc:
         raise ConfigError(f"serve options: {exc}".splitlines()[0]) from None
+    if spec.engine == "ray":
+        scale = (
+            f"Ray Serve, {spec.ray.replicas} replica(s)"
+            if spec.ray.max_replicas is None
+            else f"Ray Serve, {spec.ray.min_replicas}–{spec.ray.max_replicas} replicas"
+        )
+    else:
+        scale = f"{spec.workers} worker(s)"
     console.stdout.print(
         f"readyml serve: {', '.join(model or spec.models) or loaded.spec.name + '@champion'} "
-        f"on http://{spec.host}:{spec.port} ({spec.workers} worker(s))"
+        f"on http://{spec.host}:{spec.port} ({scale})"
     )
     run(loaded, spec=spec, models=model or [], log_level=log_level)

@@ -4,7 +4,8 @@
 :class:`ServingApp` (Open Inference Protocol V2 with the repository and binary-tensor
 extensions, MLflow's ``/invocations``, ``/predict``); :func:`run` serves it with uvicorn.
 Requests are batched by :class:`AdaptiveBatcher`, counted in :class:`ServerMetrics` and
-logged to Parquet by :class:`RequestLog`.
+logged to Parquet by :class:`RequestLog`. :class:`RayEngine` runs the same app as Ray Serve
+replicas (``readyml serve --engine ray``; the ``ray`` extra).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from readyml.serve.auth import BearerAuth
 from readyml.serve.batching import AdaptiveBatcher, BatchStats, QueueFull
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics
+from readyml.serve.ray_engine import RayEngine
 from readyml.serve.request_log import LogEntry, RequestLog
 from readyml.serve.server import app_from_environment, build_app, run
 
@@ -27,6 +29,7 @@ __all__ = [
     "LogEntry",
     "ModelTable",
     "QueueFull",
+    "RayEngine",
     "RequestLog",
     "ServerMetrics",
     "ServingApp",

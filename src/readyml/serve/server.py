@@ -157,10 +157,19 @@ def run(
     models: Sequence[str] = (),
     log_level: str = "warning",
 ) -> None:
-    """Serve until interrupted (uvicorn, uvloop and httptools when installed)."""
+    """Serve until interrupted: uvicorn (uvloop and httptools when installed), or Ray Serve.
+
+    ``spec.engine`` chooses: ``uvicorn`` runs one process or ``spec.workers``; ``ray`` runs
+    ``spec.ray`` replicas on a Ray cluster (:mod:`readyml.serve.ray_engine`).
+    """
+    spec = spec if spec is not None else project.spec.serving
+    if spec.engine == "ray":
+        from readyml.serve import ray_engine
+
+        ray_engine.run(project, spec=spec, models=models)
+        return
     import uvicorn
 
-    spec = spec if spec is not None else project.spec.serving
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     common: dict[str, Any] = {
         "host": spec.host,
