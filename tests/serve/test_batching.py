@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -41,7 +42,7 @@ def test_lone_request_is_dispatched_at_once_alone() -> None:
     assert sizes == [1]
 
 
-def test_requests_arriving_while_busy_form_one_batch() -> None:
+def test_a_burst_in_one_loop_pass_is_one_batch() -> None:
     batcher, sizes = _batcher()
 
     async def main() -> list[list[int]]:
@@ -53,7 +54,71 @@ def test_requests_arriving_while_busy_form_one_batch() -> None:
 
     answers = asyncio.run(main())
     assert answers == [[v] for v in range(20)]
-    assert sizes[0] == 1 and max(sizes) > 1 and sum(sizes) == 20
+    assert sizes == [20]
+
+
+def test_requests_arriving_while_busy_form_one_batch() -> None:
+    batcher, sizes = _batcher()
+
+    async def main() -> list[list[int]]:
+        async def one(value: int) -> list[int]:
+            result, offset = await batcher.submit([value], rows=1)
+            return result[offset : offset + 1]
+
+        first = asyncio.ensure_future(one(0))
+        while not batcher.busy:
+            await asyncio.sleep(0)
+        rest = await asyncio.gather(*(one(v) for v in range(1, 20)))
+        return [await first, *rest]
+
+    answers = asyncio.run(main())
+    assert answers == [[v] for v in range(20)]
+    assert sizes == [1, 19]
+
+
+def test_a_client_waiting_for_each_answer_never_waits_for_a_batch() -> None:
+    batcher, sizes = _batcher(max_wait_s=0.5, latency_target_s=5.0)
+
+    async def main() -> list[int]:
+        answers = []
+        for value in range(10):
+            result, offset = await batcher.submit([value], rows=1)
+            answers.append(result[offset])
+        return answers
+
+    assert asyncio.run(main()) == list(range(10))
+    assert sizes == [1] * 10 and batcher.waits == 0
+
+
+def test_overlapping_requests_wait_for_a_fuller_batch() -> None:
+    sizes: list[int] = []
+
+    def run(parts: list[list[int]]) -> list[int]:
+        time.sleep(0.005)
+        sizes.append(len(parts))
+        return [value for part in parts for value in part]
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    batcher: AdaptiveBatcher[list[int], list[int]] = AdaptiveBatcher(
+        run_batch=run, executor=pool, max_wait_s=0.02, latency_target_s=5.0
+    )
+
+    async def main() -> None:
+        async def one(value: int) -> None:
+            await batcher.submit([value], rows=1)
+
+        first = asyncio.ensure_future(one(0))
+        while not batcher.busy:
+            await asyncio.sleep(0)
+        # Requests keep arriving while the first batch runs, and after it.
+        others = []
+        for value in range(1, 30):
+            others.append(asyncio.ensure_future(one(value)))
+            await asyncio.sleep(0.004)
+        await asyncio.gather(first, *others)
+
+    asyncio.run(main())
+    assert batcher.waits > 0 and sum(sizes) == 30
 
 
 def test_a_failing_request_fails_alone() -> None:

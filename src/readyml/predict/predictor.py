@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import sklearn
 
 from readyml.data.schema import Schema
 from readyml.errors import FlavorError
@@ -52,13 +53,18 @@ PARITY_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for a batch: labels (or values) and probabilities, also as Python lists."""
+    """The answer for a batch: labels (or values) and probabilities, also as Python lists.
+
+    ``inputs`` is the batch the model saw (an array, or a frame for mixed features): the
+    request log reads logged rows from it.
+    """
 
     labels: Array
     proba: Array | None
     labels_list: list[Any]
     proba_list: list[list[float]] | None
     rows: int
+    inputs: Array | pd.DataFrame | None = None
 
 
 class Predictor:
@@ -335,16 +341,24 @@ class Predictor:
     def predict_input(self, data: Array | pd.DataFrame) -> Prediction:
         """Predict an already-joined batch."""
         if self._fast is not None and isinstance(data, np.ndarray):
-            proba = np.asarray(self._fast.predict_proba(data))
+            proba = self._fast_proba(data)
         else:
             frame = self.frame(data)
             if not self.has_proba:
                 labels = np.asarray(self.model.predict(frame))
-                return Prediction(labels, None, labels.tolist(), None, len(labels))
+                return Prediction(labels, None, labels.tolist(), None, len(labels), data)
             proba = np.asarray(self.model.predict_proba(frame))
         assert self.classes is not None  # has_proba implies classes
         labels = self.classes[np.argmax(proba, axis=1)]
-        return Prediction(labels, proba, labels.tolist(), proba.tolist(), len(labels))
+        return Prediction(labels, proba, labels.tolist(), proba.tolist(), len(labels), data)
+
+    def _fast_proba(self, data: Array) -> Array:
+        if not np.isfinite(data).all():
+            return np.asarray(self._fast.predict_proba(data))
+        # Finite input needs no second check: scikit-learn's per-call validation is most
+        # of the cost of a small batch (about half for a logistic regression on one row).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self._fast.predict_proba(data))
 
     def frame(self, data: Array | pd.DataFrame) -> Any:
         """What the flavor adapter takes: a frame with the signature's columns, or an array."""

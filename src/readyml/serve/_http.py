@@ -60,7 +60,7 @@ class Request:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query: bytes = scope.get("query_string", b"")
-        self.body = b""
+        self.body: bytes | bytearray = b""
         self.content_length: int | None = None
         self.content_type = b""
         self.inference_header_length: bytes | None = None
@@ -91,32 +91,31 @@ class Request:
                 return value
         return None
 
-    async def read_body(self, receive: Receive, limit: int) -> bytes:
+    async def read_body(self, receive: Receive, limit: int) -> bytes | bytearray:
         """Read the whole body, refusing more than ``limit`` bytes (413)."""
         if self.content_length is not None and self.content_length > limit:
             raise PayloadTooLarge(
                 f"body: expected at most {limit} bytes, found Content-Length {self.content_length}"
             )
         message = await receive()
-        body: bytes = message.get("body", b"")
+        body: bytes | bytearray = message.get("body", b"")
         if message.get("more_body", False):
-            chunks = [body]
-            size = len(body)
+            # Gathered into one writable buffer (grown by what arrives, never by what the
+            # headers claim): a binary tensor is then read in place.
+            buffer = bytearray(body)
             while message.get("more_body", False):
                 message = await receive()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
+                buffer += message.get("body", b"")
+                if len(buffer) > limit:
                     raise PayloadTooLarge(f"body: expected at most {limit} bytes, found more")
-                chunks.append(chunk)
-            body = b"".join(chunks)
+            body = buffer
         if len(body) > limit:
             raise PayloadTooLarge(f"body: expected at most {limit} bytes, found {len(body)}")
         self.body = body
         return body
 
 
-def parse_json(body: bytes, *, expected: str = "a JSON document") -> Any:
+def parse_json(body: bytes | bytearray, *, expected: str = "a JSON document") -> Any:
     """Decode a JSON body, or raise 400 saying what was expected and what came."""
     if not body:
         raise BadRequest(f"body: expected {expected}, found an empty body")

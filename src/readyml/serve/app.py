@@ -432,7 +432,7 @@ class ServingApp:
             return None
         return self.rollouts.candidate_for(name, version)
 
-    async def _body(self, exchange: Exchange, receive: Receive) -> bytes:
+    async def _body(self, exchange: Exchange, receive: Receive) -> bytes | bytearray:
         if self.spec.protect_predict:
             self.auth.check(exchange.request)
         return await exchange.request.read_body(receive, self.max_body_bytes)
@@ -480,15 +480,14 @@ class ServingApp:
         if self.request_log is not None and exchange.deployment is not None:
             self.request_log.record(
                 LogEntry(
-                    predictor=exchange.deployment.predictor,
-                    part=part,
-                    prediction=prediction,
-                    offset=offset,
-                    rows=exchange.rows,
-                    request_id=request_id,
-                    ts_s=exchange.started_wall_s,
-                    latency_ms=(time.monotonic() - exchange.started_s) * 1000,
-                    status=200,
+                    exchange.deployment.predictor,
+                    prediction,
+                    offset,
+                    exchange.rows,
+                    request_id,
+                    exchange.started_wall_s,
+                    (time.monotonic() - exchange.started_s) * 1000,
+                    200,
                 )
             )
 

@@ -3,8 +3,9 @@
 Policy (learned from Triton's dynamic batcher, Clipper's AIMD and BentoML's dispatcher):
 
 1. **Work-conserving dispatch.** One inference worker (a thread) per process. When it is idle
-   and a request arrives, the request is dispatched at once, alone: a lone request never waits
-   for a batch (Triton's default ``max_queue_delay`` of 0). While the worker runs a batch, new
+   and a request arrives, the dispatch runs at the end of the event loop's current pass, so the
+   requests parsed in the same pass go together and a lone request waits for no timer
+   (Triton's default ``max_queue_delay`` of 0). While the worker runs a batch, new
    requests queue; when it finishes, everything queued, up to the batch limit, becomes the next
    batch. Batch size therefore follows load by itself: about arrival rate × service time.
 2. **AIMD batch limit** (Clipper). ``batch_limit_rows`` starts at ``max_batch_rows``. After
@@ -15,8 +16,10 @@ Policy (learned from Triton's dynamic batcher, Clipper's AIMD and BentoML's disp
 3. **Optional wait** (``max_wait_s`` > 0; BentoML-style). When the worker is idle but the
    queue holds fewer rows than the limit, the dispatcher waits up to ``max_wait_s`` for more,
    but only while requests arrive faster than that (``arrival_gap_s``, an EWMA of the gap
-   between arrivals, is below ``max_wait_s``) and the oldest request still meets the target.
-   On a CPU model this rarely helps, so the default is 0; on a GPU it fills batches.
+   between arrivals, is below ``max_wait_s``), while requests overlap (some arrived while the
+   last batch ran: a client that sends its next request only after the answer gains nothing
+   from a wait), and while the oldest request still meets the target. On a CPU model this
+   rarely helps, so the default is 0; on a GPU it fills batches.
 4. **Early load shedding.** A request is refused with :class:`QueueFull` (503 + Retry-After)
    when the queue already holds ``max_queue_rows`` rows or when the predicted queueing delay
    (``queued_rows`` × ``row_time_s``, an EWMA of service time per row) exceeds
@@ -144,6 +147,10 @@ class AdaptiveBatcher(Generic[P, R]):
         self._queue: deque[_Pending[P, R]] = deque()
         self._busy = False
         self._wait_handle: asyncio.TimerHandle | None = None
+        self._dispatch_scheduled = False
+        self._arrived_while_busy = 0
+        self._overlapping = False
+        self.waits = 0
         self._closed = False
 
     # -- submitting ---------------------------------------------------------------------
@@ -190,12 +197,22 @@ class AdaptiveBatcher(Generic[P, R]):
         pending: _Pending[P, R] = _Pending(part, rows, loop.create_future(), now)
         self._queue.append(pending)
         self.queued_rows += rows
+        if self._busy:
+            self._arrived_while_busy += 1
         if self._wait_handle is not None and self.queued_rows >= self.batch_limit_rows:
             self._wait_handle.cancel()
             self._wait_handle = None
+        if not self._busy and self._wait_handle is None and not self._dispatch_scheduled:
+            # Dispatch after the other requests already handed to this loop iteration have
+            # queued too: a burst becomes one batch, and a lone request waits no timer.
+            self._dispatch_scheduled = True
+            loop.call_soon(self._scheduled_dispatch, loop)
+        return await pending.future
+
+    def _scheduled_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._dispatch_scheduled = False
         if not self._busy and self._wait_handle is None:
             self._maybe_dispatch(loop)
-        return await pending.future
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -208,7 +225,9 @@ class AdaptiveBatcher(Generic[P, R]):
             meets_target = oldest_wait_s + self.max_wait_s + self._batch_time_s() <= (
                 self.latency_target_s
             )
-            if remaining_wait_s > 0 and self.arrival_gap_s < self.max_wait_s and meets_target:
+            arriving = self.arrival_gap_s < self.max_wait_s and self._overlapping
+            if remaining_wait_s > 0 and arriving and meets_target:
+                self.waits += 1
                 self._wait_handle = loop.call_later(remaining_wait_s, self._wait_over, loop)
                 return
         self._dispatch(loop)
@@ -266,6 +285,8 @@ class AdaptiveBatcher(Generic[P, R]):
         started_s: float,
     ) -> None:
         self._busy = False
+        self._overlapping = self._arrived_while_busy > 0
+        self._arrived_while_busy = 0
         service_s = self.clock() - started_s
         self._adapt(batch.rows, service_s)
         error = done.exception()
@@ -287,7 +308,9 @@ class AdaptiveBatcher(Generic[P, R]):
                 offset += item.rows
         if self.on_batch is not None:
             self.on_batch(BatchStats(batch.rows, len(batch.items), service_s, self.queued_rows))
-        self._maybe_dispatch(loop)
+        if self._queue and not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            loop.call_soon(self._scheduled_dispatch, loop)
 
     def _adapt(self, rows: int, service_s: float) -> None:
         """AIMD on the batch limit; EWMA of the service time per row."""
@@ -317,4 +340,5 @@ class AdaptiveBatcher(Generic[P, R]):
             "queued_rows": self.queued_rows,
             "row_time_ms": self.row_time_s * 1000,
             "latency_target_ms": self.latency_target_s * 1000,
+            "waits": self.waits,
         }

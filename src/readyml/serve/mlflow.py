@@ -27,7 +27,7 @@ from readyml.serve._http import parse_json
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
-def decode(predictor: Predictor, body: bytes, content_type: bytes) -> tuple[Part, int]:
+def decode(predictor: Predictor, body: bytes | bytearray, content_type: bytes) -> tuple[Part, int]:
     """The predictor's input from any of MLflow's formats."""
     media = content_type.split(b";", 1)[0].strip().lower()
     if media == b"text/csv":
@@ -99,7 +99,7 @@ def _from_any(predictor: Predictor, key: str, value: Any) -> tuple[Part, int]:
     return predictor.from_rows(value)
 
 
-def _from_csv(predictor: Predictor, body: bytes) -> tuple[Part, int]:
+def _from_csv(predictor: Predictor, body: bytes | bytearray) -> tuple[Part, int]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

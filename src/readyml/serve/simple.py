@@ -16,7 +16,7 @@ from readyml.predict.inputs import describe
 from readyml.serve._http import parse_json
 
 
-def decode(predictor: Predictor, body: bytes) -> tuple[Part, int]:
+def decode(predictor: Predictor, body: bytes | bytearray) -> tuple[Part, int]:
     """The predictor's input from a records body."""
     document = parse_json(body, expected="a JSON list of records")
     if type(document) is dict:

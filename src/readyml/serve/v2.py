@@ -118,7 +118,7 @@ def decode(request: Request) -> InferRequest:
         BadRequest: The body is not a V2 inference request; the message names the field.
     """
     body = request.body
-    binary = b""
+    binary = memoryview(b"")
     if request.inference_header_length is not None:
         text = request.inference_header_length
         if not text.isdigit() or int(text) > len(body):
@@ -127,7 +127,8 @@ def decode(request: Request) -> InferRequest:
                 f"{len(body)}, found {text.decode('latin-1')!r}"
             )
         split = int(text)
-        body, binary = body[:split], body[split:]
+        # A view, not a copy: tensors can be hundreds of kilobytes per request.
+        body, binary = body[:split], memoryview(body)[split:]
     document = parse_json(body, expected="a V2 inference request object")
     if type(document) is not dict:
         raise _field_error("body", "a JSON object", document)
@@ -188,7 +189,7 @@ def _field_error(where: str, expected: str, found: object) -> InvalidInput:
     )
 
 
-def _tensor(item: Any, index: int, binary: bytes, cursor: int) -> tuple[Tensor, int]:
+def _tensor(item: Any, index: int, binary: memoryview, cursor: int) -> tuple[Tensor, int]:
     where = f"inputs[{index}]"
     if type(item) is not dict:
         raise _field_error(where, "a tensor object", item)
@@ -268,14 +269,16 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def _from_binary(chunk: bytes, datatype: str, size: int, where: str) -> Array:
+def _from_binary(chunk: memoryview, datatype: str, size: int, where: str) -> Array:
     if datatype != "BYTES":
         dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
         if len(chunk) != size * dtype.itemsize:
             raise BadRequest(
                 f"{where}: expected {size * dtype.itemsize} bytes of {datatype}, found {len(chunk)}"
             )
-        return np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))
+        array = np.frombuffer(chunk, dtype=dtype)
+        # In place when the body's buffer is writable and the byte order native; else a copy.
+        return array.astype(dtype.newbyteorder("="), copy=not array.flags.writeable)
     values: list[str] = []
     position = 0
     while position < len(chunk):
@@ -286,7 +289,7 @@ def _from_binary(chunk: bytes, datatype: str, size: int, where: str) -> Array:
         if position + length > len(chunk):
             raise BadRequest(f"{where}: BYTES element at byte {position} runs past the data")
         try:
-            values.append(chunk[position : position + length].decode("utf-8"))
+            values.append(str(chunk[position : position + length], "utf-8"))
         except UnicodeDecodeError:
             raise BadRequest(f"{where}: BYTES element at byte {position} is not UTF-8") from None
         position += length

@@ -1,0 +1,118 @@
+"""The request log alone: rows gathered from batches, sampling, partitions, a full buffer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from sklearn.linear_model import LogisticRegression
+
+from readyml.flavors.sklearn import SklearnModel
+from readyml.predict import Prediction, Predictor
+from readyml.serve.request_log import LogEntry, RequestLog, to_table
+
+HOUR_S = 3600.0
+
+
+def _numeric_predictor() -> Predictor:
+    frame = pd.DataFrame({"size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "count": [1, 2, 3, 4, 5, 6]})
+    model = SklearnModel(estimator=LogisticRegression()).fit(frame, ["x", "x", "x", "y", "y", "y"])
+    return Predictor(model=model, name="num", version=3, signature=model.signature())
+
+
+def _mixed_predictor() -> Predictor:
+    frame = pd.DataFrame(
+        {"size": [1.0, 2.0, 3.0, 4.0], "city": ["a", "b", "a", "b"], "count": [1, 2, 3, 4]}
+    )
+    model = SklearnModel(estimator=LogisticRegression()).fit(frame, ["x", "x", "y", "y"])
+    return Predictor(model=model, name="mixed", version=1, signature=model.signature())
+
+
+def _entries(
+    predictor: Predictor, batches: list[Prediction], requests: list[tuple[int, int, int]]
+) -> list[LogEntry]:
+    """Entries for (batch, offset, rows) triples, with ids naming them."""
+    now = time.time()
+    return [
+        LogEntry(predictor, batches[b], offset, rows, f"b{b}-o{offset}", now, 1.5, 200)
+        for b, offset, rows in requests
+    ]
+
+
+def test_rows_are_gathered_from_their_batches_in_request_order() -> None:
+    predictor = _numeric_predictor()
+    first = np.array([[1.0, 1.0], [2.0, 2.0], [6.0, 6.0]])
+    second = np.array([[5.0, 5.0], [3.0, 3.0], [4.0, 4.0], [1.5, 1.0]])
+    batches = [predictor.predict_input(first), predictor.predict_input(second)]
+    # The second batch's requests come first, one request has two rows, and the first
+    # batch's middle request was not sampled.
+    requests = [(1, 0, 1), (1, 1, 2), (0, 0, 1), (0, 2, 1), (1, 3, 1)]
+    table = to_table(_entries(predictor, batches, requests), rss_mb=12.0).to_pydict()
+    assert table["request_id"] == ["b1-o0", "b1-o1", "b1-o1", "b0-o0", "b0-o2", "b1-o3"]
+    assert table["size"] == [5.0, 3.0, 4.0, 1.0, 6.0, 1.5]
+    assert table["count"] == [5, 3, 4, 1, 6, 1]
+    expected = [batches[b].labels_list[o + i] for b, o, n in requests for i in range(n)]
+    assert table["prediction"] == expected
+    assert batches[1].proba is not None
+    assert table["proba_y"][0] == batches[1].proba[0, 1]
+    assert table["model"] == ["num"] * 6 and table["version"] == [3] * 6
+    assert table["status"] == [200] * 6 and table["rss_mb"] == [12.0] * 6
+
+
+def test_missing_integers_are_nulls_not_zeros() -> None:
+    predictor = _numeric_predictor()
+    inputs = np.array([[1.0, np.nan], [2.0, 7.0]])
+    labels = np.array(["x", "y"])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    batch = Prediction(labels, proba, labels.tolist(), proba.tolist(), 2, inputs)
+    table = to_table(_entries(predictor, [batch], [(0, 0, 2)])).to_pydict()
+    assert table["count"] == [None, 7]
+
+
+def test_mixed_features_keep_their_types() -> None:
+    predictor = _mixed_predictor()
+    parts = [
+        predictor.from_records([{"size": 1.0, "city": "a", "count": 1}])[0],
+        predictor.from_records([{"size": 4.0, "city": "b", "count": 4}])[0],
+    ]
+    batch = predictor.predict_parts(parts)
+    table = to_table(_entries(predictor, [batch], [(0, 1, 1), (0, 0, 1)])).to_pydict()
+    assert table["city"] == ["b", "a"]
+    assert table["size"] == [4.0, 1.0] and table["count"] == [4, 1]
+
+
+def test_flush_writes_hour_partitions_readable_as_parquet(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
+    log = RequestLog(root=tmp_path)
+    hour = float(int(time.time() // HOUR_S) * HOUR_S)
+    for index, ts_s in enumerate([hour + 1.0, hour + HOUR_S + 1.0]):
+        log.record(LogEntry(predictor, batch, index, 1, f"r{index}", ts_s, 1.0, 200))
+    assert log.flush() == 2
+    files = sorted((tmp_path / "model=num" / "version=3").glob("hour=*/part-*.parquet"))
+    assert len(files) == 2 and len({f.parent.name for f in files}) == 2
+    assert [pq.read_table(f).column("request_id").to_pylist() for f in files] == [["r0"], ["r1"]]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_full_buffer_drops_and_counts(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
+    outcomes: list[tuple[str, str, int]] = []
+    log = RequestLog(root=tmp_path, buffer_rows=3, on_outcome=lambda *args: outcomes.append(args))
+    for index in range(3):
+        log.record(LogEntry(predictor, batch, 0, 2, f"r{index}", time.time(), 1.0, 200))
+    assert log.dropped_rows == 4 and ("num", "dropped", 2) in outcomes
+    assert log.flush() == 2 and log.written_rows == 2
+
+
+def test_sampling_keeps_about_the_given_share(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0]]))
+    log = RequestLog(root=tmp_path, sample_rate=0.25)
+    for index in range(2000):
+        log.record(LogEntry(predictor, batch, 0, 1, f"r{index}", time.time(), 1.0, 200))
+    assert 350 < log.flush() < 650
