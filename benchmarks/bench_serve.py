@@ -38,7 +38,10 @@ from sklearn.linear_model import LogisticRegression
 from readyml.flavors.sklearn import SklearnModel
 from readyml.registry import open_registry
 
-DURATION_S = int(os.environ.get("READYML_BENCH_DURATION_S", "8"))
+DURATION_S = int(os.environ.get("READYML_BENCH_DURATION_S", "6"))
+# This machine's speed drifts by a third from minute to minute: configurations are measured in
+# interleaved rounds and the medians reported.
+ROUNDS = int(os.environ.get("READYML_BENCH_ROUNDS", "3"))
 WARMUP_S = 2
 CONCURRENCY = (1, 16, 64)
 FEATURES = 30
@@ -216,52 +219,62 @@ def readyml_command(root: Path, port: int, name: str, *flags: str) -> list[str]:
     ]
 
 
-def measure(root: Path, row: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, float]]:
-    """Every configuration at every concurrency."""
+Results = dict[tuple[str, str, int], list[dict[str, float]]]
+
+
+def measure_round(root: Path, row: dict[str, Any], results: Results) -> None:
+    """Every configuration at every concurrency, once; appended to ``results``."""
     import json
 
     body = json.dumps([row])
-    results: dict[tuple[str, str, int], dict[str, float]] = {}
     (root / "naive").mkdir(exist_ok=True)
     (root / "hello.py").write_text(HELLO_APP, encoding="utf-8")
     uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+
+    def run(
+        key: tuple[str, str],
+        command: list[str],
+        port: int,
+        ready: str,
+        path: str,
+        concurrency: tuple[int, ...] = CONCURRENCY,
+    ) -> None:
+        with server(command, port, root, ready):
+            for c in concurrency:
+                result = wrk(f"http://127.0.0.1:{port}{path}", body, c, root)
+                results.setdefault((*key, c), []).append(result)
+
+    port = _free_port()
+    hello = [*uvicorn, "--app-dir", str(root), "hello:app", "--port", str(port)]
+    run(("-", "bare ASGI hello-world"), hello, port, "/", "/")
     for name in MODELS:
         (root / "naive" / f"naive_{name}.py").write_text(
             NAIVE_APP.replace("MODEL_DIR", repr(str(root / "models" / name))), encoding="utf-8"
         )
-        setups = {
-            "readyml (batching)": (readyml_command, ()),
-            "readyml (no batching)": (readyml_command, ("--no-batching",)),
-        }
-        for label, (make, flags) in setups.items():
+        # With and without the request log back to back: their ratio is the log's cost.
+        for label, flags, concurrency in (
+            ("readyml (batching)", (), CONCURRENCY),
+            ("readyml (batching, no request log)", ("--no-request-log",), (64,)),
+            ("readyml (no batching)", ("--no-batching",), CONCURRENCY),
+        ):
             port = _free_port()
-            with server(make(root, port, name, *flags), port, root, "/v2/health/ready"):
-                for c in CONCURRENCY:
-                    results[(name, label, c)] = wrk(
-                        f"http://127.0.0.1:{port}/predict", body, c, root
-                    )
-        port = _free_port()
-        command = readyml_command(root, port, name, "--no-request-log")
-        with server(command, port, root, "/v2/health/ready"):
-            results[(name, "readyml (batching, no request log)", 64)] = wrk(
-                f"http://127.0.0.1:{port}/predict", body, 64, root
-            )
+            command = readyml_command(root, port, name, *flags)
+            run((name, label), command, port, "/v2/health/ready", "/predict", concurrency)
         port = _free_port()
         naive = [*uvicorn, "--app-dir", str(root / "naive"), f"naive_{name}:app", "--port"]
-        with server([*naive, str(port)], port, root, "/docs"):
-            for c in CONCURRENCY:
-                results[(name, "naive FastAPI", c)] = wrk(
-                    f"http://127.0.0.1:{port}/predict", body, c, root
-                )
-    port = _free_port()
-    with server(
-        [*uvicorn, "--app-dir", str(root), "hello:app", "--port", str(port)], port, root, "/"
-    ):
-        for c in CONCURRENCY:
-            results[("-", "bare ASGI hello-world", c)] = wrk(
-                f"http://127.0.0.1:{port}/", body, c, root
-            )
-    return results
+        run((name, "naive FastAPI"), [*naive, str(port)], port, "/docs", "/predict")
+
+
+def median(results: Results, key: tuple[str, str, int], metric: str) -> float:
+    """The median of one metric over the rounds."""
+    return float(np.median([r[metric] for r in results[key]]))
+
+
+def round_ratios(
+    results: Results, top: tuple[str, str, int], bottom: tuple[str, str, int]
+) -> list[float]:
+    """Throughput ratio top / bottom in each round."""
+    return [a["rps"] / b["rps"] for a, b in zip(results[top], results[bottom], strict=True)]
 
 
 def main() -> str:
@@ -269,41 +282,51 @@ def main() -> str:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         return "### Serving (issue 5)\n\nSkipped: wrk and taskset are needed (apt-get install wrk)."
     started = time.monotonic()
+    results: Results = {}
     with tempfile.TemporaryDirectory(prefix="readyml-bench-serve-") as tmp:
         root = Path(tmp)
         row = make_project(root)
         ceilings = {name: ceiling(root, name) for name in MODELS}
-        results = measure(root, row)
-    hello = results[("-", "bare ASGI hello-world", 64)]["rps"]
+        for _ in range(ROUNDS):
+            measure_round(root, row, results)
+    hello = ("-", "bare ASGI hello-world", 64)
     lines = [
         "### Serving (issue 5)",
         "",
         f"30 numeric features, one row per request, wrk -t1 for {DURATION_S} s after a "
         f"{WARMUP_S} s warm-up; server on core {SERVER_CORE}, wrk on core {CLIENT_CORE} "
-        "(taskset). Endpoint /predict (JSON records) for readyml and the naive server.",
+        f"(taskset). Endpoint /predict (JSON records) for readyml and the naive server. "
+        f"{ROUNDS} interleaved rounds (every configuration once per round, the hello-world "
+        "first); medians over the rounds. Ratios are medians of the per-round ratios.",
         "",
-        "| model | server | c | req/s | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | server | c | req/s | p50 ms | p99 ms | req/s per round |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
-    for (name, label, c), r in results.items():
+    for key in sorted(results, key=lambda k: (k[0] == "-", k[0], k[1], k[2])):
+        name, label, c = key
+        per_round = ", ".join(f"{r['rps']:,.0f}" for r in results[key])
         lines.append(
-            f"| {name} | {label} | {c} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |"
+            f"| {name} | {label} | {c} | {median(results, key, 'rps'):,.0f} "
+            f"| {median(results, key, 'p50'):.2f} | {median(results, key, 'p99'):.2f} "
+            f"| {per_round} |"
         )
     lines += ["", "In-process predict_proba ceiling (10,000-row batches):", ""]
     lines += [f"- {name}: {rows:,.0f} rows/s" for name, rows in ceilings.items()]
     lines += ["", "Targets at c64 (readyml with batching):", ""]
     for name in MODELS:
-        ours = results[(name, "readyml (batching)", 64)]
-        naive = results[(name, "naive FastAPI", 64)]
-        quiet = results[(name, "readyml (batching, no request log)", 64)]
-        c1 = results[(name, "readyml (batching)", 1)]
-        naive_c1 = results[(name, "naive FastAPI", 1)]
-        log_cost = 1 - ours["rps"] / quiet["rps"]
+        ours = (name, "readyml (batching)", 64)
+        quiet = (name, "readyml (batching, no request log)", 64)
+        naive = (name, "naive FastAPI", 64)
+        of_hello = float(np.median(round_ratios(results, ours, hello)))
+        of_naive = float(np.median(round_ratios(results, ours, naive)))
+        log_cost = 1 - float(np.median(round_ratios(results, ours, quiet)))
+        c1 = median(results, (name, "readyml (batching)", 1), "p50")
+        naive_c1 = median(results, (name, "naive FastAPI", 1), "p50")
         lines.append(
-            f"- {name}: {ours['rps'] / naive['rps']:.1f}× naive FastAPI (target ≥ 5× the best "
-            f"peer), {ours['rps'] / hello:.0%} of hello-world (target ≥ 40%), p99 "
-            f"{ours['p99']:.1f} ms (target < 20 ms); c1 p50 {c1['p50']:.2f} ms vs naive "
-            f"{naive_c1['p50']:.2f} ms; request-log cost {log_cost:.1%} (target < 5%)."
+            f"- {name}: {of_naive:.1f}× naive FastAPI (target ≥ 5× the best peer), "
+            f"{of_hello:.0%} of hello-world (target ≥ 40%), p99 "
+            f"{median(results, ours, 'p99'):.1f} ms (target < 20 ms); c1 p50 {c1:.2f} ms vs "
+            f"naive {naive_c1:.2f} ms; request-log cost {log_cost:.1%} (target < 5%)."
         )
     lines += ["", f"Wall time of this benchmark: {time.monotonic() - started:.0f} s."]
     return "\n".join(lines)
