@@ -212,19 +212,22 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
     first = np.array([starts[id(p)] for p in predictions], dtype=np.int64)
     first += np.array(offsets, dtype=np.int64)
     repeat = np.array(counts, dtype=np.int64)
-    if int(repeat.max()) == 1:
+    one_row_each = int(repeat.max()) == 1
+    if one_row_each:
         rows = first
     else:  # requests of several rows: each row's position within its request
         within = np.arange(int(repeat.sum())) - np.repeat(np.cumsum(repeat) - repeat, repeat)
         rows = np.repeat(first, repeat) + within
     total = len(rows)
+
+    def per_row(values: tuple[Any, ...], dtype: Any = None) -> np.ndarray:
+        array = np.array(values, dtype=dtype)
+        return array if one_row_each else np.repeat(array, repeat)
+
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array(np.repeat(np.array(request_ids, dtype=object), repeat), pa.string()),
-        "ts": pa.array(
-            (np.repeat(np.array(ts_s), repeat) * 1e6).astype(np.int64),
-            pa.timestamp("us", tz="UTC"),
-        ),
-        "model": pa.array([predictor.name] * total, pa.string()),
+        "request_id": pa.array(per_row(request_ids, object), pa.string()),
+        "ts": pa.array((per_row(ts_s) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+        "model": pa.repeat(pa.scalar(predictor.name, pa.string()), total),
         "version": pa.array(np.full(total, predictor.version, dtype=np.int64)),
     }
     if predictor.layout != "tensor":
@@ -240,8 +243,8 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
         proba = _gather([p for p in probas if p is not None], rows)
         for index, label in enumerate(predictor.classes.tolist()):
             columns[f"proba_{label}"] = pa.array(proba[:, index], pa.float64())
-    columns["latency_ms"] = pa.array(np.repeat(np.array(latency_ms), repeat), pa.float64())
-    columns["status"] = pa.array(np.repeat(np.array(status), repeat), pa.int32())
+    columns["latency_ms"] = pa.array(per_row(latency_ms), pa.float64())
+    columns["status"] = pa.array(per_row(status), pa.int32())
     if rss_mb is not None:
         columns["rss_mb"] = pa.array(np.full(total, rss_mb), pa.float64())
     return pa.table(columns)

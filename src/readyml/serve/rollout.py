@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -521,8 +521,10 @@ class RolloutManager:
             return await self.rollback(name, reason=f"promotion refused: {exc}", on_data=False)
         self._replace_stable(rollout.candidate)
         rollout.record.state = target.value
-        await self._decide(rollout, "promote", reason, numbers or {}, passed=True)
+        # Off the live list first: the status route then shows the persisted record, which
+        # changes only once the decision's audit row and evidence are written.
         self._finish(name)
+        await self._decide(rollout, "promote", reason, numbers or {}, passed=True)
         return rollout.to_dict()
 
     async def rollback(
@@ -545,10 +547,9 @@ class RolloutManager:
             reason,
             {**(numbers or {}), "rollback_s": round(seconds, 6)},
             passed=True if on_data else None,
-        )
-        await asyncio.to_thread(
-            self.registry.add_evidence,
-            self._evidence(rollout, "infra-7", True, {"seconds": seconds, "reason": reason}),
+            evidence=[
+                self._evidence(rollout, "infra-7", True, {"seconds": seconds, "reason": reason})
+            ],
         )
         self._finish(name, drain=rollout.candidate)
         return rollout.to_dict()
@@ -678,8 +679,13 @@ class RolloutManager:
         numbers: JSON,
         *,
         passed: bool | None = None,
+        evidence: Sequence[Evidence] = (),
     ) -> None:
-        """Persist a decision, write it to the registry audit, and (if given) evidence."""
+        """Write a decision to the registry audit and (if given) evidence, then persist it.
+
+        The record, which the status route shows, is written last: whoever sees a decision
+        there finds its audit row and evidence already written.
+        """
         decision = Decision(
             at=_now(),
             action=action,
@@ -688,22 +694,24 @@ class RolloutManager:
             reason=reason,
             numbers=numbers,
         )
-        rollout.record.decisions.append(decision)
-        await asyncio.to_thread(self._persist, rollout.record)
-        audit = f"{action}: {reason}"
-        await asyncio.to_thread(
-            self.registry.set_alias,
-            rollout.record.model,
-            AUDIT_ALIAS,
-            rollout.record.candidate_version,
-            who=CONTROLLER,
-            reason=audit,
-        )
+        items = list(evidence)
         if passed is not None:
-            evidence = self._evidence(
-                rollout, "infra-6", passed, {"check": "canary", **asdict(decision)}
+            details = {"check": "canary", **asdict(decision)}
+            items.insert(0, self._evidence(rollout, "infra-6", passed, details))
+        try:
+            await asyncio.to_thread(
+                self.registry.set_alias,
+                rollout.record.model,
+                AUDIT_ALIAS,
+                rollout.record.candidate_version,
+                who=CONTROLLER,
+                reason=f"{action}: {reason}",
             )
-            await asyncio.to_thread(self.registry.add_evidence, evidence)
+            for item in items:
+                await asyncio.to_thread(self.registry.add_evidence, item)
+        finally:  # the decision is kept even when the registry refused the audit
+            rollout.record.decisions.append(decision)
+            await asyncio.to_thread(self._persist, rollout.record)
 
     def _evidence(self, rollout: Rollout, test_id: str, passed: bool, details: JSON) -> Evidence:
         return Evidence(
