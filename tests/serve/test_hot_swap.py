@@ -47,6 +47,15 @@ def test_twenty_swaps_under_load_fail_no_request(tmp_path: Path) -> None:
                     assert answer.status_code == 200, answer.text
                     assert answer.json()["version"] == str(version)
                     loaded.add(str(version))
+                    # Load time is reported for the version serving now, and only for it.
+                    load_series = [
+                        line
+                        for line in admin.get("/metrics").text.splitlines()
+                        if line.startswith("readyml_model_load_seconds{")
+                    ]
+                    assert len(load_series) == 1
+                    assert f'version="{version}"' in load_series[0]
+                    assert float(load_series[0].rsplit(" ", 1)[1]) > 0
         finally:
             stop.set()
             for thread in threads:

@@ -195,7 +195,7 @@ class AliasWatcher:
             return ReloadOutcome.UNCHANGED
         started_s = time.monotonic()
         try:
-            deployment = await self.rollouts.replace(name, target, expected=serving)
+            await self.rollouts.replace(name, target, expected=serving)
         except InfraValidationFailed as exc:
             outcome = self._report(
                 name, followed, ReloadOutcome.REFUSED, to_version=target, error=str(exc)
@@ -210,9 +210,6 @@ class AliasWatcher:
             return self._report(
                 name, followed, ReloadOutcome.ERROR, to_version=target, error=_describe(exc)
             )
-        self.metrics.load_seconds.labels(name, deployment.version_label).set(
-            deployment.predictor.load_time_s
-        )
         outcome = self._report(
             name,
             followed,

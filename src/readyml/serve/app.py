@@ -190,8 +190,7 @@ class ServingApp:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        for deployment in self.table:
-            self._observe_load(deployment)
+        self.metrics.served = self._served
         if self.request_log is not None:
             self.request_log.start()
         if self.access_log is not None:
@@ -225,10 +224,12 @@ class ServingApp:
             await asyncio.sleep(ACCESS_LOG_FLUSH_S)
             self.access_log.flush()
 
-    def _observe_load(self, deployment: Deployment) -> None:
-        self.metrics.load_seconds.labels(deployment.name, deployment.version_label).set(
-            deployment.predictor.load_time_s
-        )
+    def _served(self) -> list[tuple[str, str, float]]:
+        """(model, version, load seconds) of every deployment answering, canaries included."""
+        deployments = list(self.table)
+        if self.rollouts is not None:
+            deployments += self.rollouts.candidates()
+        return [(d.name, d.version_label, d.predictor.load_time_s) for d in deployments]
 
     def on_batch(self, model: str, stats: BatchStats) -> None:
         """Metrics of one batch (the deployments' batchers call this)."""
@@ -588,7 +589,6 @@ class ServingApp:
         )
         old = self.table.put(deployment)
         exchange.deployment = deployment
-        self._observe_load(deployment)
         if self.alias_watcher is not None:
             self.alias_watcher.follow(ref, deployment.version)
         if old is not None:

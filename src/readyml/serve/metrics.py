@@ -8,7 +8,7 @@ costs about a microsecond per request instead of two locked updates.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -18,7 +18,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -56,6 +61,9 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # What is served now, as (model, version, load seconds): read at scrape time, so a
+        # version that stopped serving leaves no series behind.
+        self.served: Callable[[], Iterable[tuple[str, str, float]]] = lambda: ()
         # (model, version, route, status) -> answered requests
         self._requests: dict[tuple[str, str, str, int], int] = {}
         # (model, version, route) -> [count per latency bucket, ..., +Inf count, sum of seconds]
@@ -85,12 +93,6 @@ class ServerMetrics:
             "readyml_rejected_requests",
             "Requests refused before reaching the model, by reason.",
             ["model", "reason"],
-            registry=self.registry,
-        )
-        self.load_seconds = Gauge(
-            "readyml_model_load_seconds",
-            "Seconds it took to load the model version being served.",
-            ["model", "version"],
             registry=self.registry,
         )
         self.log_rows = Counter(
@@ -142,6 +144,14 @@ class ServerMetrics:
                 points.append((bound, cumulative))
             latency.add_metric([model, version, route], points, sum_value=buckets[-1])
         yield latency
+        load = GaugeMetricFamily(
+            "readyml_model_load_seconds",
+            "Seconds it took to load each model version being served.",
+            labels=["model", "version"],
+        )
+        for model, version, seconds in self.served():
+            load.add_metric([model, version], seconds)
+        yield load
 
     def reject(self, model: str, reason: str) -> None:
         """Count a request refused for ``reason`` (overloaded, invalid, unauthorized, ...)."""

@@ -380,6 +380,10 @@ class RolloutManager:
                     return (zlib.crc32(value) % STICKY_BUCKETS) * 100.0 / STICKY_BUCKETS
         return self._random.random() * 100.0
 
+    def candidates(self) -> list[Deployment]:
+        """The candidate deployments of the running rollouts."""
+        return [rollout.candidate for rollout in self.rollouts.values()]
+
     def candidate_for(self, name: str, version: str) -> Deployment | None:
         """The candidate deployment of ``name`` when it is ``version`` (explicit calls)."""
         rollout = self.rollouts.get(name)
