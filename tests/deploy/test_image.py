@@ -285,7 +285,8 @@ def test_image_serves_the_champion_as_in_process_with_its_version_number(
         registry.store.close()
     part, _ = predictor.from_records(ROWS)
     expected = predictor.predict_parts([part])
-    assert expected.proba_list is not None
+    assert expected.proba is not None
+    expected_proba = expected.proba.tolist()
 
     inspected = json.loads(podman("image", "inspect", image).stdout)[0]
     assert "/v2/health/ready" in " ".join(inspected["Healthcheck"]["Test"])  # docker format
@@ -311,7 +312,7 @@ def test_image_serves_the_champion_as_in_process_with_its_version_number(
         assert v2["model_version"] == str(RENUMBERED_VERSION)
         outputs = {output["name"]: output for output in v2["outputs"]}
         assert outputs["predict"]["data"] == expected.labels_list
-        flat = [p for row in expected.proba_list for p in row]
+        flat = [p for row in expected_proba for p in row]
         assert outputs["predict_proba"]["data"] == pytest.approx(flat, abs=1e-12)
 
         simple = _post(f"{url}/predict", ROWS)

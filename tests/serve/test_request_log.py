@@ -67,7 +67,7 @@ def test_missing_integers_are_nulls_not_zeros() -> None:
     inputs = np.array([[1.0, np.nan], [2.0, 7.0]])
     labels = np.array(["x", "y"])
     proba = np.array([[0.9, 0.1], [0.2, 0.8]])
-    batch = Prediction(labels, proba, labels.tolist(), proba.tolist(), 2, inputs)
+    batch = Prediction(labels, proba, labels.tolist(), 2, inputs)
     table = to_table(_entries(predictor, [batch], [(0, 0, 2)])).to_pydict()
     assert table["count"] == [None, 7]
 

@@ -40,7 +40,7 @@ def encode(predictor: Predictor, prediction: Prediction, offset: int, rows: int)
         "version": predictor.version,
         "predictions": prediction.labels_list[offset : offset + rows],
     }
-    if prediction.proba_list is not None and predictor.classes is not None:
+    if prediction.proba is not None and predictor.classes is not None:
         content["classes"] = predictor.classes.tolist()
-        content["probabilities"] = prediction.proba_list[offset : offset + rows]
-    return orjson.dumps(content)
+        content["probabilities"] = prediction.proba[offset : offset + rows]
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -420,12 +420,12 @@ def encode(
     for name in wanted:
         if name == "predict":
             array = prediction.labels[offset : offset + rows]
-            data: list[Any] = prediction.labels_list[offset : offset + rows]
+            data: Any = prediction.labels_list[offset : offset + rows]
             shape = [rows]
         else:
-            assert prediction.proba is not None and prediction.proba_list is not None
+            assert prediction.proba is not None
             array = prediction.proba[offset : offset + rows]
-            data = [v for row in prediction.proba_list[offset : offset + rows] for v in row]
+            data = array.ravel()  # a view; orjson writes it without Python floats
             shape = [rows, int(array.shape[1])]
         datatype = _array_datatype(array)
         output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
@@ -443,7 +443,7 @@ def encode(
         "parameters": {},
         "outputs": outputs,
     }
-    header = orjson.dumps(content)
+    header = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, None
     return header + b"".join(chunks), str(len(header)).encode()
