@@ -1,8 +1,9 @@
 """One timed task of ``bench_data``, run in a fresh process (in its own virtual environment).
 
 Usage: ``python _data_tasks.py TASK SPEC.json`` prints one JSON line with the phase times in
-seconds (setup: imports and expectations, not counted; read; work), the peak resident memory
-of the process (MiB) and the memory after setup, before any data was read. The spec names
+seconds (setup: imports and expectations, not counted; read; work), the CPU seconds (user +
+system, all threads) of each phase, the peak resident memory of the process (MiB) and the
+memory after setup, before any data was read. The spec names
 the Parquet files and the expectations every tool checks: per column a type, whether nulls
 are allowed, a range for numbers and the allowed values of categories. Only the standard
 library is imported at the top, because peers run this file in virtual environments without
@@ -12,6 +13,7 @@ readyml.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -41,6 +43,12 @@ def read_pandas(path: str) -> Any:
     return pd.read_parquet(path)
 
 
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far (all threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def numpy_pass(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
     """The ceiling: one reduction per column (sum of numbers, bincount of category codes)."""
     import numpy as np
@@ -59,8 +67,42 @@ def numpy_pass(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, 
     return {"frame_mib": float(frame.memory_usage(deep=True).sum()) / 2**20}
 
 
+def arrow_pass(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """The floor for any tool: read the file as readyml does, one reduction per column."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset  # read_table loads it on first use: setup, not reading
+    import pyarrow.parquet as pq
+
+    clock("setup")
+    table = pq.read_table(spec["data"], pre_buffer=False)
+    clock("read")
+    for column in table.columns:
+        for chunk in column.chunks:
+            if pa.types.is_dictionary(chunk.type):
+                np.bincount(chunk.indices.to_numpy(zero_copy_only=False).astype(np.intp))
+            else:
+                np.add.reduce(chunk.to_numpy(zero_copy_only=False))
+    clock("work")
+    return {"table_mib": table.nbytes / 2**20}
+
+
 def readyml_validate(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
-    """readyml: read, then profile and validate in one call (the report carries the profile)."""
+    """readyml: read as Arrow, then profile and validate in one call (in place, no pandas)."""
+    from readyml.data import Schema, read_arrow, validate_frame
+
+    schema = Schema.from_dict(spec["schema"])
+    clock("setup")
+    table = read_arrow(spec["data"])
+    clock("read")
+    report = validate_frame(table, schema=schema)
+    clock("work")
+    assert report.profile is not None and len(report.profile.columns) == table.num_columns
+    return {"anomalies": len(report.anomalies)}
+
+
+def readyml_validate_pandas(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
+    """readyml on a pandas frame (``read_table``), for comparison with the Arrow path."""
     from readyml.data import Schema, read_table, validate_frame
 
     schema = Schema.from_dict(spec["schema"])
@@ -69,7 +111,6 @@ def readyml_validate(spec: dict[str, Any], clock: Callable[[str], None]) -> dict
     clock("read")
     report = validate_frame(frame, schema=schema)
     clock("work")
-    assert report.profile is not None and len(report.profile.columns) == len(frame.columns)
     return {"anomalies": len(report.anomalies)}
 
 
@@ -148,11 +189,11 @@ def evidently_drift(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[
 
 
 def readyml_drift(spec: dict[str, Any], clock: Callable[[str], None]) -> dict[str, Any]:
-    """readyml: profile both sides (mergeable sketches) and test every column."""
-    from readyml.data import detect_drift, profile_frame, read_table
+    """readyml: profile both sides (mergeable sketches, read as Arrow) and test every column."""
+    from readyml.data import detect_drift, profile_frame, read_arrow
 
     clock("setup")
-    reference, current = read_table(spec["reference"]), read_table(spec["current"])
+    reference, current = read_arrow(spec["reference"]), read_arrow(spec["current"])
     clock("read")
     report = detect_drift(profile_frame(reference), profile_frame(current))
     clock("work")
@@ -173,7 +214,9 @@ def readyml_drift_exact(spec: dict[str, Any], clock: Callable[[str], None]) -> d
 
 TASKS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], dict[str, Any]]] = {
     "numpy": numpy_pass,
+    "arrow": arrow_pass,
     "readyml": readyml_validate,
+    "readyml_pandas": readyml_validate_pandas,
     "pandera": pandera_validate,
     "gx": gx_validate,
     "evidently": evidently_drift,
@@ -187,19 +230,25 @@ def main(argv: list[str]) -> int:
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
     times: dict[str, float] = {}
-    started = [time.perf_counter()]
+    cpu: dict[str, float] = {}
+    started = [time.perf_counter(), cpu_s()]
     baseline = [0.0]
 
     def clock(phase: str) -> None:
         """End a phase: setup (imports, expectations), read, work."""
-        now = time.perf_counter()
-        times[phase] = now - started[0]
-        started[0] = now
+        now, used = time.perf_counter(), cpu_s()
+        times[phase], cpu[phase] = now - started[0], used - started[1]
+        started[:] = [now, used]
         if phase == "setup":
             baseline[0] = rss_mib()
 
     extra = TASKS[task](spec, clock)
-    print(json.dumps({"times": times, "peak_mib": rss_mib(), "baseline_mib": baseline[0], **extra}))
+    peak = rss_mib()
+    print(
+        json.dumps(
+            {"times": times, "cpu": cpu, "peak_mib": peak, "baseline_mib": baseline[0], **extra}
+        )
+    )
     return 0
 
 

@@ -27,7 +27,7 @@ def test_scan_matches_numpy_across_blocks_with_nan_and_infinities() -> None:
     x[[5, cols.BLOCK + 1]] = np.nan
     x[7] = np.inf
     x[2 * cols.BLOCK] = -np.inf
-    scan = cols.scan_numbers(x)
+    scan = cols.scan_numbers([x])
     finite = x[np.isfinite(x)]
     assert (scan.nan, scan.posinf, scan.neginf, scan.n_values) == (2, 1, 1, len(finite))
     assert (scan.min, scan.max) == (finite.min(), finite.max())
@@ -85,7 +85,7 @@ def test_high_cardinality_columns_use_the_hash_sample() -> None:
     col = profile_frame(pd.DataFrame({"x": x})).columns["x"]
     assert col.hll_exact is None and col.frequent is None
     assert col.distinct == pytest.approx(len(x), rel=0.1)
-    kept = cols.hash_sampled_values(x)
+    kept = cols.hash_sampled_values([x])
     assert len(kept) == len(np.unique(x[sk.sampled(sk.hash_floats(x))]))
 
 

@@ -140,7 +140,7 @@ def test_from_json_rejects_bad_input(text: str, message: str) -> None:
 
 def test_profile_frame_rejects_bad_arguments() -> None:
     with pytest.raises(DataError, match="expected a pandas DataFrame"):
-        profile_frame([1, 2])  # type: ignore[arg-type]
+        profile_frame([1, 2])
     with pytest.raises(DataError, match="'z' not found"):
         profile_frame(pd.DataFrame({"a": [1]}), columns=["z"])
     with pytest.raises(DataError, match="repeated"):

@@ -1,7 +1,8 @@
 """Data: reading tables, mergeable profiles, the feature schema, validation and drift.
 
-Entry points: :func:`read_table`, :func:`profile_frame`, :func:`infer_schema` /
-:func:`write_schema` / :func:`load_schema`, :func:`validate_frame` and :func:`detect_drift`.
+Entry points: :func:`read_table` / :func:`read_arrow`, :func:`profile_frame`,
+:func:`infer_schema` / :func:`write_schema` / :func:`load_schema`, :func:`validate_frame` and
+:func:`detect_drift`. Profiling and validation take a pandas frame or an Arrow table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from readyml.data.drift import (
     choose_method,
     detect_drift,
 )
-from readyml.data.io import read_table
+from readyml.data.io import read_arrow, read_table
 from readyml.data.profile import ColumnProfile, Profile, profile_column, profile_frame
 from readyml.data.schema import FeatureSchema, Schema, infer_schema, load_schema, write_schema
 from readyml.data.validate import (
@@ -57,6 +58,7 @@ __all__ = [
     "profile_column",
     "profile_frame",
     "raise_for_errors",
+    "read_arrow",
     "read_table",
     "record_validation_evidence",
     "validate_frame",

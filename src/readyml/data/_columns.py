@@ -1,14 +1,18 @@
 """Vectorised scans of one column: the numbers behind a profile, without Python loops over rows.
 
-Numbers are read in blocks of ``BLOCK`` values, so every temporary stays in the CPU cache and
-each block is touched once: a block whose sum is finite holds no NaN or infinity (the common
-case costs no extra pass), and its count, min, max, mean and sum of squared deviations are
-combined with Chan's parallel formula. Whole numbers are counted with ``bincount`` when their
-range is small, other values with a hash table, and only when a stratified sample of the
-column suggests few distinct values; otherwise only the values picked by hash sampling (one in
-``SAMPLE_RATE``) are made distinct. Labels are counted on categorical codes, with Arrow's
-hash table for Arrow-backed strings, or with ``collections.Counter`` for small batches, so the
-per-value sketch updates run once per distinct value.
+A numeric column arrives as a list of numpy chunks (one for a pandas column, one per Arrow
+record batch for an Arrow column, see ``_arrow``). Numbers are read in blocks of ``BLOCK``
+values counted from the column's first row, whatever the chunking (a block that straddles two
+chunks is copied), so both give bitwise the same results. Every temporary stays in the CPU
+cache and each block is touched once: a block whose sum is finite holds no NaN or infinity
+(the common case costs no extra pass), and its count, min, max, mean and sum of squared
+deviations are combined with Chan's parallel formula. Whole numbers are counted with
+``bincount`` when their range is small, other values with a hash table, and only when a
+stratified sample of the column suggests few distinct values; otherwise only the values picked
+by hash sampling (one in ``SAMPLE_RATE``) are made distinct. Labels are counted on categorical
+codes (or a dictionary column's indices), with Arrow's hash table for Arrow-backed strings, or
+with ``collections.Counter`` for small batches, so the per-value sketch updates run once per
+distinct value.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -33,6 +38,7 @@ SAMPLE_SEED: Final = 0x5EED  # fixed, so profiles of the same data are identical
 _HUGE: Final = 1e150  # magnitude above which sums of values or squares may overflow
 
 Table = tuple[NDArray[np.object_], NDArray[np.int64]]
+Chunks = Iterable[NDArray[Any]]  # one column's values, chunk after chunk; read more than once
 
 
 @dataclass
@@ -62,12 +68,40 @@ class Moments:
         self.min, self.max = min(self.min, low), max(self.max, high)
 
 
-def scan_numbers(values: NDArray[np.generic]) -> Moments:
+def blocks(chunks: Chunks, size: int = BLOCK) -> Iterator[NDArray[Any]]:
+    """Consecutive blocks of ``size`` values (the last may be shorter), views where possible."""
+    pending: list[NDArray[Any]] = []
+    held = 0
+    for chunk in chunks:
+        start = 0
+        if held:
+            start = min(size - held, len(chunk))
+            pending.append(chunk[:start])
+            held += start
+            if held < size:
+                continue
+            yield np.concatenate(pending)
+            pending, held = [], 0
+        stop = start + (len(chunk) - start) // size * size
+        for begin in range(start, stop, size):
+            yield chunk[begin : begin + size]
+        if stop < len(chunk):
+            pending, held = [chunk[stop:]], len(chunk) - stop
+    if held:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+
+def concatenate(parts: Sequence[NDArray[Any]]) -> NDArray[Any]:
+    """The parts as one array (no copy for a single part)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def scan_numbers(chunks: Chunks) -> Moments:
     """Counts of NaN and infinities, and exact moments of the finite values, block by block."""
     out = Moments()
     with np.errstate(over="ignore", invalid="ignore"):
-        for start in range(0, len(values), BLOCK):
-            _scan_block(values[start : start + BLOCK], out)
+        for block in blocks(chunks):
+            _scan_block(block, out)
     return out
 
 
@@ -98,30 +132,38 @@ def _scan_block(raw: NDArray[np.generic], out: Moments) -> None:
     out.add(count, low, high, mean, _saturate(m2))
 
 
-def quantile_sample(values: NDArray[np.generic], n_values: int) -> tuple[NDArray[np.float64], int]:
+def quantile_sample(chunks: Chunks, n_values: int) -> tuple[NDArray[np.float64], int]:
     """Finite values for the quantile sketch, and the sampling level (1 in ``2**level``).
 
     Up to ``KLL_SAMPLE_LIMIT`` finite values are all kept. Beyond, one row is drawn at random
     from each stratum of ``2**level`` consecutive rows (fixed seed): an unbiased sample of at
     least half the limit, whose rank error (~0.3 %) is small next to the sketch's own (~1.3 %).
     """
-    level = 0
-    picked = values
-    if n_values > KLL_SAMPLE_LIMIT:
-        level = math.ceil(math.log2(n_values / KLL_SAMPLE_LIMIT))
-        rate = 1 << level
-        starts = np.arange(0, len(values), rate, dtype=np.int64)
-        offsets = np.random.default_rng(SAMPLE_SEED).integers(0, rate, len(starts))
-        index = starts + offsets
-        picked = values[index[index < len(values)]]
-    sample = np.asarray(picked, dtype=np.float64)
-    if values.dtype.kind == "f":
-        sample = sample[np.isfinite(sample)]
-    return np.ascontiguousarray(sample), level
+    if n_values <= KLL_SAMPLE_LIMIT:
+        return finite_values(chunks), 0
+    level = math.ceil(math.log2(n_values / KLL_SAMPLE_LIMIT))
+    rate = 1 << level
+    length = sum(len(chunk) for chunk in chunks)
+    starts = np.arange(0, length, rate, dtype=np.int64)
+    offsets = np.random.default_rng(SAMPLE_SEED).integers(0, rate, len(starts))
+    index = starts + offsets
+    return finite_values([_take(chunks, index[index < length])]), level
+
+
+def _take(chunks: Chunks, index: NDArray[np.int64]) -> NDArray[Any]:
+    """The values at an increasing ``index`` of the whole column, in one pass over the chunks."""
+    parts: list[NDArray[Any]] = []
+    start = 0
+    for chunk in chunks:
+        stop = start + len(chunk)
+        low, high = np.searchsorted(index, [start, stop]).tolist()
+        parts.append(chunk[index[low:high] - start])
+        start = stop
+    return concatenate(parts)
 
 
 def number_counts(
-    values: NDArray[np.generic], moments: Moments
+    chunks: Chunks, moments: Moments
 ) -> tuple[tuple[NDArray[np.float64], NDArray[np.int64]] | None, NDArray[np.float64] | None]:
     """Distinct finite values with their counts, or ``None`` when there are clearly too many.
 
@@ -132,21 +174,21 @@ def number_counts(
         return (np.empty(0), np.empty(0, dtype=np.int64)), None
     width = moments.max - moments.min + 1
     if moments.n_values <= sk.EXACT_DISTINCT_LIMIT:
-        return value_counts(finite_values(values)), None
+        return value_counts(finite_values(chunks)), None
     if moments.integral and width <= min(BINCOUNT_LIMIT, 4 * moments.n_values):
-        return _bincount(values, int(moments.min), int(width)), None
-    kept = hash_sampled_values(values)
+        return _bincount(chunks, int(moments.min), int(width)), None
+    kept = hash_sampled_values(chunks)
     if len(kept) * sk.SAMPLE_RATE > 4 * sk.EXACT_DISTINCT_LIMIT:
         return None, kept
-    return value_counts(finite_values(values)), kept
+    return value_counts(finite_values(chunks)), kept
 
 
-def hash_sampled_values(values: NDArray[np.generic]) -> NDArray[np.float64]:
+def hash_sampled_values(chunks: Chunks) -> NDArray[np.float64]:
     """Distinct finite values whose hash is sampled (see ``_sketches``), block by block."""
     kept: list[NDArray[np.float64]] = []
-    hashed = np.empty(min(BLOCK, len(values)), dtype=np.uint64)
-    for start in range(0, len(values), BLOCK):
-        block = np.ascontiguousarray(values[start : start + BLOCK], dtype=np.float64)
+    hashed = np.empty(BLOCK, dtype=np.uint64)
+    for raw in blocks(chunks):
+        block = np.ascontiguousarray(raw, dtype=np.float64)
         mixed = hashed[: len(block)]
         np.multiply(block.view(np.uint64), sk.MIX1, out=mixed)
         kept.append(block[mixed < sk.SAMPLE_BELOW])
@@ -156,10 +198,15 @@ def hash_sampled_values(values: NDArray[np.generic]) -> NDArray[np.float64]:
     return np.asarray(pd.unique(chosen[np.isfinite(chosen)]), dtype=np.float64)
 
 
-def finite_values(values: NDArray[np.generic]) -> NDArray[np.float64]:
-    """The finite values as float64 (a copy)."""
-    numbers = np.asarray(values, dtype=np.float64)
-    return numbers[np.isfinite(numbers)] if values.dtype.kind == "f" else numbers
+def finite_values(chunks: Chunks) -> NDArray[np.float64]:
+    """The finite values as one contiguous float64 array."""
+    parts = [_finite(chunk) for chunk in chunks]
+    return np.ascontiguousarray(concatenate(parts)) if parts else np.empty(0)
+
+
+def _finite(chunk: NDArray[Any]) -> NDArray[np.float64]:
+    numbers = np.asarray(chunk, dtype=np.float64)
+    return numbers[np.isfinite(numbers)] if chunk.dtype.kind == "f" else numbers
 
 
 def value_counts(values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -193,12 +240,14 @@ def label_table(series: pd.Series, kind: str) -> tuple[Table, int]:
 
 
 def _category_table(series: pd.Series) -> tuple[Table, int]:
-    codes = series.cat.codes.to_numpy()
-    categories = series.cat.categories.tolist()
+    return category_table([series.cat.codes.to_numpy()], series.cat.categories.tolist())
+
+
+def category_table(codes: Chunks, categories: list[Any]) -> tuple[Table, int]:
+    """Like :func:`label_table` for category codes (-1 for null) into ``categories``."""
     counts = np.zeros(len(categories) + 1, dtype=np.int64)
-    for start in range(0, len(codes), BLOCK):
-        block = codes[start : start + BLOCK].astype(np.intp) + 1  # -1 (null) becomes 0
-        counts += np.bincount(block, minlength=len(counts))
+    for block in blocks(codes):
+        counts += np.bincount(block.astype(np.intp) + 1, minlength=len(counts))  # null: 0
     present = np.flatnonzero(counts[1:])
     labels = np.array([str(categories[i]) for i in present.tolist()], dtype=np.object_)
     return _sorted(labels, np.asarray(counts[1:][present], dtype=np.int64)), int(counts[0])
@@ -236,12 +285,12 @@ def _finite_part(block: NDArray[np.float64], out: Moments) -> NDArray[np.float64
 
 
 def _bincount(
-    values: NDArray[np.generic], low: int, width: int
+    chunks: Chunks, low: int, width: int
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     counts = np.zeros(width, dtype=np.int64)
-    step = BLOCK if width <= BLOCK else len(values)  # accumulating wide counts per block is slow
-    for start in range(0, len(values), step):
-        block = values[start : start + step]
+    # Accumulating wide counts per block is slow: count those chunk by chunk.
+    parts = blocks(chunks) if width <= BLOCK else iter(chunks)
+    for block in parts:
         if block.dtype.kind == "f":
             block = block[np.isfinite(block)]
         offsets = (block - low).astype(np.intp)

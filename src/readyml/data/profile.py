@@ -9,8 +9,9 @@ exactly for counts, min and max, to rounding for mean and standard deviation, an
 sketches' stated error for quantiles, distinct counts and frequencies. So serving traffic can
 be profiled in chunks and combined.
 
-Each column costs one vectorised pass (see ``_columns``): numbers are scanned in
-cache-sized blocks, the KLL sketch receives every finite value up to 131,072 of them and a
+Each column costs one vectorised pass (see ``_columns``); an Arrow table is profiled in place,
+with the same result as its pandas conversion (see ``_arrow``). Numbers are scanned in
+cache-sized blocks, the KLL sketch receives every finite value up to 65,536 of them and a
 stratified 1-in-2^level sample beyond (``kll_level``; merging weights each side by its
 level), and labels are counted first, so sketch updates run per distinct value, not per row.
 NaN counts as missing (as in pandas); statistics are over finite values only.
@@ -28,8 +29,10 @@ from typing import Any, Final
 import datasketches as ds
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numpy.typing import NDArray
 
+from readyml.data import _arrow
 from readyml.data import _columns as cols
 from readyml.data import _sketches as sk
 from readyml.data._types import column_type, is_numeric
@@ -330,37 +333,57 @@ class Profile:
         return cls.from_dict(data)
 
 
-def profile_frame(df: pd.DataFrame, *, columns: Iterable[str] | None = None) -> Profile:
+def profile_frame(df: pd.DataFrame | pa.Table, *, columns: Iterable[str] | None = None) -> Profile:
     """Profile every column (or the given ``columns``) of ``df`` in one pass per column.
 
     Args:
-        df: the data.
+        df: the data; an Arrow table (e.g. from :func:`~readyml.data.read_arrow`) is read
+            in place and profiled exactly as its pandas conversion would be.
         columns: names to profile, in order; all columns by default.
 
     Returns:
         The profile.
 
     Raises:
-        DataError: ``df`` is not a DataFrame, a column is missing, or names repeat.
+        DataError: ``df`` is not a DataFrame or Table, a column is missing, or names repeat.
 
     >>> import pandas as pd
     >>> p = profile_frame(pd.DataFrame({"city": ["Oslo", "Oslo", "Rome"]}))
     >>> p.columns["city"].top()
     [('Oslo', 2), ('Rome', 1)]
     """
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"profile: expected a pandas DataFrame, found {type(df).__name__}")
-    names = [str(c) for c in df.columns]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise DataError(f"frame: expected unique column names, found {repeated[0]!r} repeated")
+    names = column_names(df)
     wanted = names if columns is None else [str(c) for c in columns]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise DataError(f"profile: column {missing[0]!r} not found in the frame")
+    if isinstance(df, pa.Table):
+        types = _arrow.pandas_numpy_types(df)
+        profiles = {name: _profile_arrow(df, name, types.get(name)) for name in wanted}
+        return Profile(n_rows=df.num_rows, columns=profiles)
     series = dict(zip(names, (s for _, s in df.items()), strict=True))
     profiles = {name: profile_column(series[name], name=name) for name in wanted}
     return Profile(n_rows=len(df), columns=profiles)
+
+
+def column_names(df: pd.DataFrame | pa.Table) -> list[str]:
+    """The data columns of a frame or table, as text (a table's stored pandas index left out).
+
+    Raises:
+        DataError: ``df`` is neither a DataFrame nor an Arrow Table, or names repeat.
+    """
+    if isinstance(df, pa.Table):
+        names = _arrow.data_columns(df)
+    elif isinstance(df, pd.DataFrame):
+        names = [str(c) for c in df.columns]
+    else:
+        raise DataError(
+            f"frame: expected a pandas DataFrame or an Arrow Table, found {type(df).__name__}"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"frame: expected unique column names, found {repeated[0]!r} repeated")
+    return names
 
 
 def profile_column(series: pd.Series, *, name: str | None = None) -> ColumnProfile:
@@ -368,8 +391,20 @@ def profile_column(series: pd.Series, *, name: str | None = None) -> ColumnProfi
     label = str(series.name) if name is None else name
     kind = column_type(series)
     if is_numeric(kind):
-        return _profile_numbers(label, kind, series)
-    return _profile_labels(label, kind, series)
+        values, nulls = _number_array(series, kind)
+        return _profile_numbers(label, kind, [values], nulls, len(values))
+    return _profile_labels(label, kind, cols.label_table(series, kind), len(series))
+
+
+def _profile_arrow(table: pa.Table, name: str, numpy_type: str | None) -> ColumnProfile:
+    column = table.column(name)
+    numbers = _arrow.number_chunks(column, numpy_type)
+    if numbers is not None:
+        return _profile_numbers(name, numbers[0], numbers[1], None, len(column))
+    labels = _arrow.category_table(column)
+    if labels is not None:
+        return _profile_labels(name, "category", labels, len(column))
+    return profile_column(_arrow.to_series(table, name), name=name)
 
 
 def numeric_values(series: pd.Series, kind: str) -> NDArray[np.float64]:
@@ -407,10 +442,12 @@ def _number_array(series: pd.Series, kind: str) -> tuple[NDArray[np.generic], in
     )
 
 
-def _profile_numbers(name: str, kind: str, series: pd.Series) -> ColumnProfile:
-    values, nulls = _number_array(series, kind)
-    moments = cols.scan_numbers(values)
-    out = ColumnProfile(name=name, type=kind, count=len(values))
+def _profile_numbers(
+    name: str, kind: str, chunks: cols.Chunks, nulls: int | None, count: int
+) -> ColumnProfile:
+    """Profile of ``count`` numbers; ``nulls`` when they are not the NaN among ``chunks``."""
+    moments = cols.scan_numbers(chunks)
+    out = ColumnProfile(name=name, type=kind, count=count)
     out.missing = moments.nan if nulls is None else nulls
     out.nan = moments.nan if kind == "float" else 0
     out.posinf, out.neginf, out.n_values = moments.posinf, moments.neginf, moments.n_values
@@ -419,9 +456,9 @@ def _profile_numbers(name: str, kind: str, series: pd.Series) -> ColumnProfile:
     out.kll = ds.kll_doubles_sketch(sk.KLL_K)
     if not moments.n_values:
         return out
-    sample, out.kll_level = cols.quantile_sample(values, moments.n_values)
+    sample, out.kll_level = cols.quantile_sample(chunks, moments.n_values)
     out.kll.update(sample)
-    counted, kept = cols.number_counts(values, moments)
+    counted, kept = cols.number_counts(chunks, moments)
     if kept is None and counted is not None:
         kept = counted[0][sk.sampled(sk.hash_floats(counted[0]))]
     if kept is not None:
@@ -437,9 +474,12 @@ def _profile_numbers(name: str, kind: str, series: pd.Series) -> ColumnProfile:
     return out
 
 
-def _profile_labels(name: str, kind: str, series: pd.Series) -> ColumnProfile:
-    (labels, weights), missing = cols.label_table(series, kind)
-    out = ColumnProfile(name=name, type=kind, count=len(series), missing=missing)
+def _profile_labels(
+    name: str, kind: str, table: tuple[cols.Table, int], count: int
+) -> ColumnProfile:
+    """Profile of labels from their counts (``label_table``) in a column of ``count`` rows."""
+    (labels, weights), missing = table
+    out = ColumnProfile(name=name, type=kind, count=count, missing=missing)
     out.n_values = int(weights.sum())
     if not len(labels):
         return out

@@ -10,24 +10,37 @@ five example row indices (positions in the frame). Default severities:
   above ``max_null_share``, ``constant_column``, ``duplicate_rows``, ``distribution_change``.
 
 ``ValidationOptions.severities`` overrides the severity of any kind.
+
+The checks run on the frame's profile; rows are revisited only to name example rows of an
+anomaly found. An Arrow table is checked in place, and one of its columns is converted to
+pandas only to find such examples, so its report equals that of its pandas conversion.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 import datasketches as ds
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numpy.typing import NDArray
 from rich.table import Table
 
+from readyml.data import _arrow
 from readyml.data._types import compatible, is_numeric
 from readyml.data.drift import detect_drift
-from readyml.data.profile import ColumnProfile, Profile, numeric_values, profile_frame
+from readyml.data.profile import (
+    ColumnProfile,
+    Profile,
+    column_names,
+    numeric_values,
+    profile_frame,
+)
 from readyml.data.schema import FeatureSchema, Schema
 from readyml.types import Evidence
 
@@ -152,7 +165,7 @@ _DEFAULT_SEVERITY: Final[dict[str, Severity]] = {
 
 
 def validate_frame(
-    df: pd.DataFrame,
+    df: pd.DataFrame | pa.Table,
     *,
     schema: Schema | None = None,
     reference: Profile | None = None,
@@ -161,7 +174,8 @@ def validate_frame(
     """Check ``df`` against a schema and a reference profile; never raise for bad data.
 
     Args:
-        df: the data.
+        df: the data: a pandas frame or an Arrow table (read in place, see
+            :func:`~readyml.data.read_arrow`).
         schema: the checked-in schema; without it only schema-free checks run.
         reference: profile of the training data, for ``distribution_change``.
         options: thresholds and severities.
@@ -170,7 +184,7 @@ def validate_frame(
         The report, with the frame's profile attached.
 
     Raises:
-        DataError: ``df`` is not a DataFrame or has repeated column names.
+        DataError: ``df`` is not a DataFrame or Table, or has repeated column names.
 
     >>> import pandas as pd
     >>> report = validate_frame(pd.DataFrame({"x": [1.0, float("inf")]}))
@@ -179,21 +193,38 @@ def validate_frame(
     """
     opts = options or ValidationOptions()
     profile = profile_frame(df)
+    names = column_names(df)
     found = _Collector(opts)
-    if len(df) < opts.min_rows:
-        found.add("too_few_rows", None, f">= {opts.min_rows} rows", f"{len(df)} rows", "error")
+    if profile.n_rows < opts.min_rows:
+        found.add(
+            "too_few_rows", None, f">= {opts.min_rows} rows", f"{profile.n_rows} rows", "error"
+        )
     features = {f.name: f for f in schema.features} if schema is not None else {}
     if schema is not None:
-        _check_columns(df, schema, found)
-    for (_, series), column in zip(df.items(), profile.columns.values(), strict=True):
+        _check_columns(names, schema, found)
+    for series, column in zip(_series_getters(df), profile.columns.values(), strict=True):
         _check_column(series, column, features.get(column.name), found)
-    if opts.check_duplicates and len(df) > 1 and len(df.columns):
-        _check_duplicates(df, found)
+    if opts.check_duplicates and profile.n_rows > 1 and names:
+        _check_duplicates(df.to_pandas() if isinstance(df, pa.Table) else df, found)
     if reference is not None:
         _check_drift(reference, profile, opts, found)
     return ValidationReport(
-        anomalies=found.anomalies, n_rows=len(df), n_columns=len(df.columns), profile=profile
+        anomalies=found.anomalies, n_rows=profile.n_rows, n_columns=len(names), profile=profile
     )
+
+
+def _series_getters(df: pd.DataFrame | pa.Table) -> list[Callable[[], pd.Series]]:
+    """Each column as pandas, on demand: a table's column is converted when first needed."""
+    if isinstance(df, pa.Table):
+        return [
+            functools.cache(functools.partial(_arrow.to_series, df, name))
+            for name in _arrow.data_columns(df)
+        ]
+    return [functools.partial(_same, series) for _, series in df.items()]
+
+
+def _same(series: pd.Series) -> pd.Series:
+    return series
 
 
 class EvidenceStore(Protocol):
@@ -300,8 +331,8 @@ class _Collector:
         )
 
 
-def _check_columns(df: pd.DataFrame, schema: Schema, found: _Collector) -> None:
-    present = {str(c) for c in df.columns}
+def _check_columns(names: list[str], schema: Schema, found: _Collector) -> None:
+    present = set(names)
     for feature in schema.features:
         if feature.name not in present:
             found.add(
@@ -312,18 +343,21 @@ def _check_columns(df: pd.DataFrame, schema: Schema, found: _Collector) -> None:
                 "error" if feature.required else "warning",
             )
     declared = set(schema.names)
-    for name in present - declared:
+    for name in (n for n in names if n not in declared):
         found.add("unexpected_column", name, "only schema columns", "column not in schema")
 
 
 def _check_column(
-    series: pd.Series, column: ColumnProfile, feature: FeatureSchema | None, found: _Collector
+    series: Callable[[], pd.Series],
+    column: ColumnProfile,
+    feature: FeatureSchema | None,
+    found: _Collector,
 ) -> None:
     name = column.name
     opts = found.options
     nulls = column.missing
     if column.posinf or column.neginf:
-        values = numeric_values(series, column.type)
+        values = numeric_values(series(), column.type)
         found.add(
             "nan_or_inf",
             name,
@@ -339,7 +373,7 @@ def _check_column(
             "no nulls (nullable: false)",
             _count(nulls, column.count, "null"),
             "error",
-            examples=series.isna().to_numpy(),
+            examples=series().isna().to_numpy(),
         )
     elif column.count and column.null_share > opts.max_null_share:
         found.add(
@@ -348,7 +382,7 @@ def _check_column(
             f"null share <= {opts.max_null_share:g}",
             _count(nulls, column.count, "null"),
             "warning",
-            examples=series.isna().to_numpy(),
+            examples=series().isna().to_numpy(),
         )
     if column.n_values >= 2 and _is_constant(column):
         value = column.top(1)[0][0] if column.top(1) else f"{column.min:g}"
@@ -362,8 +396,8 @@ def _check_column(
             "type_mismatch",
             name,
             f"type {feature.type}",
-            f"type {column.type} ({series.dtype})",
-            examples=_wrong_type_rows(series, feature.type),
+            f"type {column.type} ({series().dtype})",
+            examples=_wrong_type_rows(series(), feature.type),
         )
         return
     if is_numeric(column.type) and column.type != "datetime":
@@ -399,14 +433,17 @@ def _wrong_type_rows(series: pd.Series, expected: str) -> NDArray[np.bool_]:
 
 
 def _check_range(
-    series: pd.Series, column: ColumnProfile, feature: FeatureSchema, found: _Collector
+    series: Callable[[], pd.Series],
+    column: ColumnProfile,
+    feature: FeatureSchema,
+    found: _Collector,
 ) -> None:
     low, high = feature.min, feature.max
     below = low is not None and column.min is not None and column.min < low
     above = high is not None and column.max is not None and column.max > high
     if not (below or above):
         return
-    values = numeric_values(series, column.type)
+    values = numeric_values(series(), column.type)
     mask = np.zeros(len(values), dtype=bool)
     if low is not None:
         mask |= values < low
@@ -423,11 +460,15 @@ def _check_range(
 
 
 def _check_categories(
-    series: pd.Series, column: ColumnProfile, feature: FeatureSchema, found: _Collector
+    data: Callable[[], pd.Series],
+    column: ColumnProfile,
+    feature: FeatureSchema,
+    found: _Collector,
 ) -> None:
     allowed = list(feature.categories or [])
     if _only_known_labels(column, set(allowed)):
         return
+    series = data()
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()
         bad = [i for i, c in enumerate(series.cat.categories) if str(c) not in set(allowed)]
