@@ -34,10 +34,10 @@ def profile(
     fmt: FormatOpt = "text",
 ) -> None:
     """Profile every column: counts, nulls, range, quantiles, distinct values, top values."""
-    from readyml.data import profile_frame, read_table
+    from readyml.data import profile_frame, read_arrow
 
     output = output_format(fmt)
-    result = profile_frame(read_table(data))
+    result = profile_frame(read_arrow(data))
     if out is not None:
         _write_text(out, result.to_json())
     if output == "json":
@@ -83,13 +83,13 @@ def validate(
     fmt: FormatOpt = "text",
 ) -> None:
     """Check data against a schema and a reference; exit 1 when an error anomaly is found."""
-    from readyml.data import ValidationOptions, load_schema, read_table, validate_frame
+    from readyml.data import ValidationOptions, load_schema, read_arrow, validate_frame
 
     output = output_format(fmt)
     checked = load_schema(schema) if schema is not None else None
     reference = _reference(against) if against is not None else None
     report = validate_frame(
-        read_table(data),
+        read_arrow(data),
         schema=checked,
         reference=reference,
         options=ValidationOptions(check_duplicates=duplicates),
@@ -123,7 +123,7 @@ def schema_infer(
     ] = 50,
 ) -> None:
     """Infer the schema from data and write it; features already in the file are kept."""
-    from readyml.data import infer_schema, load_schema, read_table, write_schema
+    from readyml.data import infer_schema, load_schema, read_arrow, write_schema
 
     target = out
     if target is None:
@@ -134,7 +134,7 @@ def schema_infer(
         target = loaded.root / SCHEMA_FILE
         label = label if label is not None else loaded.spec.label
     before = set(load_schema(target).names) if target.exists() and not overwrite else set()
-    inferred = infer_schema(read_table(data), label=label, max_categories=max_categories)
+    inferred = infer_schema(read_arrow(data), label=label, max_categories=max_categories)
     written = write_schema(inferred, target, overwrite=overwrite)
     added = len([n for n in written.names if n not in before])
     console.stdout.print(
@@ -144,10 +144,10 @@ def schema_infer(
 
 
 def _reference(path: Path) -> Profile:
-    from readyml.data import Profile, profile_frame, read_table
+    from readyml.data import Profile, profile_frame, read_arrow
 
     if path.suffix.lower() not in PROFILE_SUFFIXES:
-        return profile_frame(read_table(path))
+        return profile_frame(read_arrow(path))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
