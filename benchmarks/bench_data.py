@@ -241,7 +241,8 @@ def render(results: dict[str, dict[str, Any]], latency: dict[int, float]) -> str
         "seconds; *CPU* is the median user + system CPU seconds of read + check (all threads); "
         "*ratio* is the row's total over readyml's total for the same job; *peak* is "
         "the process's peak RSS, *data+work* is (peak − RSS before reading) / frame size. "
-        "readyml reads the file as an Arrow table (`read_arrow`) and checks it in place; "
+        "readyml reads the file as an Arrow table (`read_arrow`) and checks it in place, "
+        "profiling columns on one thread per core (pyarrow also reads on all cores); "
         "the row *on pandas* reads it with `read_table` instead. "
         f"Machine: {os.cpu_count()} cores shared with other jobs during the run, so times are "
         "noisy (±20 % between runs is usual).",

@@ -17,6 +17,7 @@ from readyml.data import (
     Schema,
     ValidationOptions,
     _arrow,
+    _parallel,
     infer_schema,
     profile_frame,
     read_arrow,
@@ -112,7 +113,7 @@ def test_numbers_and_categories_are_read_in_place(
 
     monkeypatch.setattr(_arrow, "to_series", spy)
     profile_frame(table)
-    assert converted == ["nullable", "text", "flag", "when"]
+    assert sorted(converted) == ["flag", "nullable", "text", "when"]  # threads: any order
 
 
 def test_table_columns_keep_their_pandas_types(table: pa.Table) -> None:
@@ -260,3 +261,42 @@ def test_parquet_files_keep_one_column_per_dictionary_after_reading(tmp_path: Pa
     assert comparable(profile_frame(table)) == comparable(
         profile_frame(read_table(tmp_path / "d.parquet"))
     )
+
+
+@pytest.mark.parametrize("sizes", [(), ODD_CHUNKS])
+def test_one_scan_gathers_what_the_separate_passes_would(sizes: tuple[int, ...]) -> None:
+    values = mixed_frame()["f"].to_numpy()
+    chunks = np.split(values, np.cumsum(sizes)) if sizes else [values]
+    scan = cols.scan_column(chunks, len(values))
+    assert scan.moments == cols.scan_numbers([values])
+    sample, level = cols.quantile_sample([values], scan.moments.n_values)
+    assert scan.level == level > 0 and scan.picked is not None
+    assert np.array_equal(scan.picked, sample)
+    assert scan.hashed is not None
+    assert np.array_equal(scan.hashed, cols.hash_sampled_values([values]))
+
+
+def test_scan_samples_again_when_its_guesses_do_not_hold() -> None:
+    rng = np.random.default_rng(12)
+    sparse = rng.normal(size=ROWS)
+    sparse[rng.random(ROWS) < 0.7] = np.nan  # the level of the finite values is lower
+    scan = cols.scan_column([sparse], ROWS)
+    n_values = int(np.isfinite(sparse).sum())
+    sample, level = cols.quantile_sample([sparse], n_values, scan)
+    assert level < scan.level
+    assert np.array_equal(sample, cols.quantile_sample([sparse], n_values)[0])
+    whole_first = np.concatenate([np.arange(cols.BLOCK, dtype=np.float64), rng.normal(size=ROWS)])
+    late = cols.scan_column([whole_first], len(whole_first))
+    assert late.hashed is None and not late.moments.integral  # the first block was not hashed
+    _, kept = cols.number_counts([whole_first], late.moments, late.hashed)
+    assert kept is not None
+    assert np.array_equal(kept, cols.hash_sampled_values([whole_first]))
+
+
+def test_profiles_do_not_depend_on_threads(
+    table: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threaded = profile_frame(table)
+    monkeypatch.setattr(_parallel, "MAX_THREADS", 1)
+    assert comparable(profile_frame(table)) == comparable(threaded)
+    assert list(threaded.columns) == _arrow.data_columns(table)

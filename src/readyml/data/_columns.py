@@ -6,7 +6,10 @@ values counted from the column's first row, whatever the chunking (a block that 
 chunks is copied), so both give bitwise the same results. Every temporary stays in the CPU
 cache and each block is touched once: a block whose sum is finite holds no NaN or infinity
 (the common case costs no extra pass), and its count, min, max, mean and sum of squared
-deviations are combined with Chan's parallel formula. Whole numbers are counted with
+deviations are combined with Chan's parallel formula. :func:`scan_column` reads a column once
+for its moments and, from each block while it is in the cache, the rows of the quantile
+sample and the hash-sampled values (a second pass happens only when the finite values are too
+few for the sample's level, or an early block looked integral). Whole numbers are counted with
 ``bincount`` when their range is small, other values with a hash table, and only when a
 stratified sample of the column suggests few distinct values; otherwise only the values picked
 by hash sampling (one in ``SAMPLE_RATE``) are made distinct. Labels are counted on categorical
@@ -30,7 +33,7 @@ from numpy.typing import NDArray
 
 from readyml.data import _sketches as sk
 
-BLOCK: Final = 1 << 16  # values per block: 512 KiB of float64, cache-resident temporaries
+BLOCK: Final = 1 << 17  # values per block: 1 MiB of float64, temporaries stay in the cache
 KLL_SAMPLE_LIMIT: Final = 1 << 16  # finite values fed to the quantile sketch whole, at most
 BINCOUNT_LIMIT: Final = 1 << 22  # widest range of whole numbers counted with bincount
 SMALL_BATCH: Final = 256  # rows up to which labels are counted in plain Python
@@ -39,6 +42,7 @@ _HUGE: Final = 1e150  # magnitude above which sums of values or squares may over
 
 Table = tuple[NDArray[np.object_], NDArray[np.int64]]
 Chunks = Iterable[NDArray[Any]]  # one column's values, chunk after chunk; read more than once
+Scratch = tuple[NDArray[np.uint64], NDArray[np.bool_]]  # one block's hashes and sampling mask
 
 
 @dataclass
@@ -68,6 +72,21 @@ class Moments:
         self.min, self.max = min(self.min, low), max(self.max, high)
 
 
+@dataclass
+class Scan:
+    """What one pass over a numeric column gathered (see :func:`scan_column`).
+
+    ``picked``: the finite values at the stratified sample's rows for ``level``, or ``None``
+    when not taken. ``hashed``: the distinct finite hash-sampled values, or ``None`` when not
+    every block was sampled (integer and integral columns are counted otherwise).
+    """
+
+    moments: Moments
+    level: int
+    picked: NDArray[np.float64] | None
+    hashed: NDArray[np.float64] | None
+
+
 def blocks(chunks: Chunks, size: int = BLOCK) -> Iterator[NDArray[Any]]:
     """Consecutive blocks of ``size`` values (the last may be shorter), views where possible."""
     pending: list[NDArray[Any]] = []
@@ -94,6 +113,41 @@ def blocks(chunks: Chunks, size: int = BLOCK) -> Iterator[NDArray[Any]]:
 def concatenate(parts: Sequence[NDArray[Any]]) -> NDArray[Any]:
     """The parts as one array (no copy for a single part)."""
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def scan_column(chunks: Chunks, length: int) -> Scan:
+    """Moments, quantile-sample rows and hash-sampled values of a column of ``length`` rows.
+
+    The quantile sample is taken at the level ``length`` calls for, which is the level of the
+    finite values unless many are missing (then :func:`quantile_sample` reads again).
+    """
+    level = sample_level(length)
+    index = sample_index(length, level) if level else None
+    moments = Moments()
+    picked: list[NDArray[Any]] = []
+    kept: list[NDArray[np.float64]] = []
+    every = True
+    scratch = _scratch()
+    start = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for block in blocks(chunks):
+            if index is not None:
+                picked.append(_pick(block, index, start))
+            _scan_block(block, moments)
+            if block.dtype.kind == "f" and not moments.integral:
+                kept.append(_hash_sample(block, scratch))
+            else:
+                every = False
+            start += len(block)
+    sample = _finite(concatenate(picked)) if picked and start == length else None
+    distinct = _distinct_finite(kept) if every and kept else None
+    return Scan(moments, level, sample, distinct)
+
+
+def _pick(block: NDArray[Any], index: NDArray[np.int64], start: int) -> NDArray[Any]:
+    """The values of ``block`` (rows ``start`` on) at the increasing ``index`` of the column."""
+    low, high = np.searchsorted(index, [start, start + len(block)]).tolist()
+    return block[index[low:high] - start]
 
 
 def scan_numbers(chunks: Chunks) -> Moments:
@@ -132,22 +186,40 @@ def _scan_block(raw: NDArray[np.generic], out: Moments) -> None:
     out.add(count, low, high, mean, _saturate(m2))
 
 
-def quantile_sample(chunks: Chunks, n_values: int) -> tuple[NDArray[np.float64], int]:
+def quantile_sample(
+    chunks: Chunks, n_values: int, scan: Scan | None = None
+) -> tuple[NDArray[np.float64], int]:
     """Finite values for the quantile sketch, and the sampling level (1 in ``2**level``).
 
     Up to ``KLL_SAMPLE_LIMIT`` finite values are all kept. Beyond, one row is drawn at random
     from each stratum of ``2**level`` consecutive rows (fixed seed): an unbiased sample of at
     least half the limit, whose rank error (~0.3 %) is small next to the sketch's own (~1.3 %).
+    A ``scan`` that already picked the rows at that level saves reading the column again.
     """
-    if n_values <= KLL_SAMPLE_LIMIT:
+    level = sample_level(n_values)
+    if not level:
         return finite_values(chunks), 0
-    level = math.ceil(math.log2(n_values / KLL_SAMPLE_LIMIT))
-    rate = 1 << level
+    if scan is not None and scan.level == level and scan.picked is not None:
+        return scan.picked, level
     length = sum(len(chunk) for chunk in chunks)
+    index = sample_index(length, level)
+    return finite_values([_take(chunks, index[index < length])]), level
+
+
+def sample_level(n_values: int) -> int:
+    """The quantile sample's level for ``n_values`` finite values (0: keep them all)."""
+    if n_values <= KLL_SAMPLE_LIMIT:
+        return 0
+    return math.ceil(math.log2(n_values / KLL_SAMPLE_LIMIT))
+
+
+def sample_index(length: int, level: int) -> NDArray[np.int64]:
+    """One random row in each stratum of ``2**level`` rows (fixed seed); may reach past the end."""
+    rate = 1 << level
     starts = np.arange(0, length, rate, dtype=np.int64)
     offsets = np.random.default_rng(SAMPLE_SEED).integers(0, rate, len(starts))
-    index = starts + offsets
-    return finite_values([_take(chunks, index[index < length])]), level
+    index: NDArray[np.int64] = starts + offsets
+    return index
 
 
 def _take(chunks: Chunks, index: NDArray[np.int64]) -> NDArray[Any]:
@@ -163,12 +235,13 @@ def _take(chunks: Chunks, index: NDArray[np.int64]) -> NDArray[Any]:
 
 
 def number_counts(
-    chunks: Chunks, moments: Moments
+    chunks: Chunks, moments: Moments, hashed: NDArray[np.float64] | None = None
 ) -> tuple[tuple[NDArray[np.float64], NDArray[np.int64]] | None, NDArray[np.float64] | None]:
     """Distinct finite values with their counts, or ``None`` when there are clearly too many.
 
     Exact whenever the column has at most ``EXACT_DISTINCT_LIMIT`` distinct values. Also
-    returns the hash-sampled distinct values when they were computed to decide.
+    returns the hash-sampled distinct values when they were used to decide (``hashed``, when
+    a scan already took them, else computed here).
     """
     if moments.n_values == 0 or moments.min is None or moments.max is None:
         return (np.empty(0), np.empty(0, dtype=np.int64)), None
@@ -177,7 +250,7 @@ def number_counts(
         return value_counts(finite_values(chunks)), None
     if moments.integral and width <= min(BINCOUNT_LIMIT, 4 * moments.n_values):
         return _bincount(chunks, int(moments.min), int(width)), None
-    kept = hash_sampled_values(chunks)
+    kept = hash_sampled_values(chunks) if hashed is None else hashed
     if len(kept) * sk.SAMPLE_RATE > 4 * sk.EXACT_DISTINCT_LIMIT:
         return None, kept
     return value_counts(finite_values(chunks)), kept
@@ -185,17 +258,29 @@ def number_counts(
 
 def hash_sampled_values(chunks: Chunks) -> NDArray[np.float64]:
     """Distinct finite values whose hash is sampled (see ``_sketches``), block by block."""
-    kept: list[NDArray[np.float64]] = []
-    hashed = np.empty(BLOCK, dtype=np.uint64)
-    for raw in blocks(chunks):
-        block = np.ascontiguousarray(raw, dtype=np.float64)
-        mixed = hashed[: len(block)]
-        np.multiply(block.view(np.uint64), sk.MIX1, out=mixed)
-        kept.append(block[mixed < sk.SAMPLE_BELOW])
-    if not kept:
+    scratch = _scratch()
+    return _distinct_finite([_hash_sample(block, scratch) for block in blocks(chunks)])
+
+
+def _hash_sample(raw: NDArray[Any], scratch: Scratch) -> NDArray[np.float64]:
+    """The values of one block whose hash is sampled."""
+    block = np.ascontiguousarray(raw, dtype=np.float64)
+    mixed, keep = scratch[0][: len(block)], scratch[1][: len(block)]
+    np.multiply(block.view(np.uint64), sk.MIX1, out=mixed)
+    np.less(mixed, sk.SAMPLE_BELOW, out=keep)
+    return np.compress(keep, block)
+
+
+def _scratch() -> Scratch:
+    """Space for one block's hashes and sampling mask."""
+    return np.empty(BLOCK, dtype=np.uint64), np.empty(BLOCK, dtype=np.bool_)
+
+
+def _distinct_finite(parts: list[NDArray[np.float64]]) -> NDArray[np.float64]:
+    if not parts:
         return np.empty(0)
-    chosen = np.concatenate(kept)
-    return np.asarray(pd.unique(chosen[np.isfinite(chosen)]), dtype=np.float64)
+    chosen = concatenate(parts)
+    return np.unique(chosen[np.isfinite(chosen)])  # sorts: faster than hashing, without the GIL
 
 
 def finite_values(chunks: Chunks) -> NDArray[np.float64]:
@@ -293,7 +378,7 @@ def _bincount(
     for block in parts:
         if block.dtype.kind == "f":
             block = block[np.isfinite(block)]
-        offsets = (block - low).astype(np.intp)
+        offsets = (block - low).astype(np.intp, copy=False)
         counts += np.bincount(offsets, minlength=width)
     present = np.flatnonzero(counts)
     return (present + low).astype(np.float64), counts[present]

@@ -10,7 +10,8 @@ sketches' stated error for quantiles, distinct counts and frequencies. So servin
 be profiled in chunks and combined.
 
 Each column costs one vectorised pass (see ``_columns``); an Arrow table is profiled in place,
-with the same result as its pandas conversion (see ``_arrow``). Numbers are scanned in
+with the same result as its pandas conversion (see ``_arrow``); columns of large frames are
+profiled on several threads (see ``_parallel``). Numbers are scanned in
 cache-sized blocks, the KLL sketch receives every finite value up to 65,536 of them and a
 stratified 1-in-2^level sample beyond (``kll_level``; merging weights each side by its
 level), and labels are counted first, so sketch updates run per distinct value, not per row.
@@ -35,6 +36,7 @@ from numpy.typing import NDArray
 from readyml.data import _arrow
 from readyml.data import _columns as cols
 from readyml.data import _sketches as sk
+from readyml.data._parallel import map_columns
 from readyml.data._types import column_type, is_numeric
 from readyml.errors import DataError
 
@@ -358,12 +360,14 @@ def profile_frame(df: pd.DataFrame | pa.Table, *, columns: Iterable[str] | None 
     if missing:
         raise DataError(f"profile: column {missing[0]!r} not found in the frame")
     if isinstance(df, pa.Table):
-        types = _arrow.pandas_numpy_types(df)
-        profiles = {name: _profile_arrow(df, name, types.get(name)) for name in wanted}
-        return Profile(n_rows=df.num_rows, columns=profiles)
+        table, types = df, _arrow.pandas_numpy_types(df)
+        done = map_columns(
+            lambda name: _profile_arrow(table, name, types.get(name)), wanted, len(df)
+        )
+        return Profile(n_rows=df.num_rows, columns=dict(zip(wanted, done, strict=True)))
     series = dict(zip(names, (s for _, s in df.items()), strict=True))
-    profiles = {name: profile_column(series[name], name=name) for name in wanted}
-    return Profile(n_rows=len(df), columns=profiles)
+    done = map_columns(lambda name: profile_column(series[name], name=name), wanted, len(df))
+    return Profile(n_rows=len(df), columns=dict(zip(wanted, done, strict=True)))
 
 
 def column_names(df: pd.DataFrame | pa.Table) -> list[str]:
@@ -446,7 +450,8 @@ def _profile_numbers(
     name: str, kind: str, chunks: cols.Chunks, nulls: int | None, count: int
 ) -> ColumnProfile:
     """Profile of ``count`` numbers; ``nulls`` when they are not the NaN among ``chunks``."""
-    moments = cols.scan_numbers(chunks)
+    scan = cols.scan_column(chunks, count)
+    moments = scan.moments
     out = ColumnProfile(name=name, type=kind, count=count)
     out.missing = moments.nan if nulls is None else nulls
     out.nan = moments.nan if kind == "float" else 0
@@ -456,9 +461,9 @@ def _profile_numbers(
     out.kll = ds.kll_doubles_sketch(sk.KLL_K)
     if not moments.n_values:
         return out
-    sample, out.kll_level = cols.quantile_sample(chunks, moments.n_values)
+    sample, out.kll_level = cols.quantile_sample(chunks, moments.n_values, scan)
     out.kll.update(sample)
-    counted, kept = cols.number_counts(chunks, moments)
+    counted, kept = cols.number_counts(chunks, moments, scan.hashed)
     if kept is None and counted is not None:
         kept = counted[0][sk.sampled(sk.hash_floats(counted[0]))]
     if kept is not None:
