@@ -62,6 +62,10 @@ def test_request_log_is_written_and_readable_with_duckdb(server: Server) -> None
         (server.root / ".readyml" / "logs" / "model=iris" / "version=1").glob("hour=*")
     )
     assert partitions and len(partitions[0].name) == len("hour=YYYYMMDDHH")
+    # The writer's CPU time is exported: the log's cost, beyond one append per request.
+    metrics = httpx.get(f"{server.url}/metrics").text
+    cpu = [line for line in metrics.splitlines() if line.startswith("readyml_request_log_cpu")]
+    assert cpu and float(cpu[0].split()[-1]) > 0
 
 
 def test_access_log_lines_are_json_without_secrets(server: Server) -> None:

@@ -192,6 +192,9 @@ class ServingApp:
         gc.set_threshold(*GC_THRESHOLDS)
         self.metrics.served = self._served
         if self.request_log is not None:
+            request_log = self.request_log
+            self.metrics.log_cpu_s = lambda: request_log.cpu_s
+        if self.request_log is not None:
             self.request_log.start()
         if self.access_log is not None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_access_log())

@@ -64,6 +64,8 @@ class ServerMetrics:
         # What is served now, as (model, version, load seconds): read at scrape time, so a
         # version that stopped serving leaves no series behind.
         self.served: Callable[[], Iterable[tuple[str, str, float]]] = lambda: ()
+        # CPU seconds spent by the request log's writer so far (read at scrape time).
+        self.log_cpu_s: Callable[[], float] = lambda: 0.0
         # (model, version, route, status) -> answered requests
         self._requests: dict[tuple[str, str, str, int], int] = {}
         # (model, version, route) -> [count per latency bucket, ..., +Inf count, sum of seconds]
@@ -152,6 +154,11 @@ class ServerMetrics:
         for model, version, seconds in self.served():
             load.add_metric([model, version], seconds)
         yield load
+        yield CounterMetricFamily(
+            "readyml_request_log_cpu_seconds",
+            "CPU seconds the request log's writer thread has spent building and writing files.",
+            value=self.log_cpu_s(),
+        )
 
     def reject(self, model: str, reason: str) -> None:
         """Count a request refused for ``reason`` (overloaded, invalid, unauthorized, ...)."""
