@@ -202,12 +202,18 @@ class AdaptiveBatcher(Generic[P, R]):
         if self._wait_handle is not None and self.queued_rows >= self.batch_limit_rows:
             self._wait_handle.cancel()
             self._wait_handle = None
-        if not self._busy and self._wait_handle is None and not self._dispatch_scheduled:
-            # Dispatch after the other requests already handed to this loop iteration have
-            # queued too: a burst becomes one batch, and a lone request waits no timer.
+        if not self._busy and self._wait_handle is None:
+            self._schedule_dispatch(loop)
+        return await pending.future
+
+    def _schedule_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Dispatch once the requests already handed to this loop pass have queued too.
+
+        A burst becomes one batch, and a lone request waits for no timer.
+        """
+        if not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             loop.call_soon(self._scheduled_dispatch, loop)
-        return await pending.future
 
     def _scheduled_dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         self._dispatch_scheduled = False
@@ -308,9 +314,8 @@ class AdaptiveBatcher(Generic[P, R]):
                 offset += item.rows
         if self.on_batch is not None:
             self.on_batch(BatchStats(batch.rows, len(batch.items), service_s, self.queued_rows))
-        if self._queue and not self._dispatch_scheduled:
-            self._dispatch_scheduled = True
-            loop.call_soon(self._scheduled_dispatch, loop)
+        if self._queue:
+            self._schedule_dispatch(loop)
 
     def _adapt(self, rows: int, service_s: float) -> None:
         """AIMD on the batch limit; EWMA of the service time per row."""
