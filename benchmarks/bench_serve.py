@@ -94,7 +94,8 @@ async def app(scope, receive, send):
         message = await receive()
         more = message.get("more_body", False)
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", b"19")]})
     await send({"type": "http.response.body", "body": b'{"predictions":[1]}'})
 """
 

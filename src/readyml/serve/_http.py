@@ -133,8 +133,8 @@ async def send_bytes(
     content_type: bytes = JSON_TYPE,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Send a complete answer."""
-    raw_headers = [(b"content-type", content_type)]
+    """Send a complete answer, with its length (so HTTP/1.1 needs no chunked encoding)."""
+    raw_headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
     if headers:
         raw_headers += headers
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
