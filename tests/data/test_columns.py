@@ -164,3 +164,15 @@ def test_record_validation_evidence_passes_only_without_errors() -> None:
         "kinds": {"nan_or_inf": 1},
         "source": "requests",
     }
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int64])
+def test_bincount_of_narrow_integers_does_not_overflow(dtype: type[np.integer]) -> None:
+    info = np.iinfo(dtype)
+    low, high = max(int(info.min), -100), min(int(info.max), 100)
+    values = np.random.default_rng(6).integers(low, high + 1, 50_000).astype(dtype)
+    chunks = np.split(values, [20_001, 20_002])
+    found = cols._bincount(chunks, int(values.min()), int(values.max()) - int(values.min()) + 1)
+    expected = np.unique(values, return_counts=True)
+    assert np.array_equal(found[0], expected[0].astype(np.float64))
+    assert np.array_equal(found[1], expected[1])

@@ -377,8 +377,9 @@ def _bincount(
     parts = blocks(chunks) if width <= BLOCK else iter(chunks)
     for block in parts:
         if block.dtype.kind == "f":
-            block = block[np.isfinite(block)]
-        offsets = (block - low).astype(np.intp, copy=False)
+            offsets = (block[np.isfinite(block)] - low).astype(np.intp, copy=False)
+        else:  # in intp: ``block - low`` can overflow a narrow type (int8 from -100 to 100)
+            offsets = np.subtract(block, low, dtype=np.intp, casting="unsafe")
         counts += np.bincount(offsets, minlength=width)
     present = np.flatnonzero(counts)
     return (present + low).astype(np.float64), counts[present]
