@@ -1,35 +1,46 @@
 """GPU serving: ResNet-18 (random weights) with batching vs batch-1 serving vs the ceiling.
 
 Needs a CUDA device (``main`` returns a one-line section without one). ResNet-18 is defined
-here (torchvision is not needed). The server is this file run as ``--serve MODE PORT`` in a
-separate process: readyml's app over an in-memory predictor (batching on, or max batch 1);
-the load generator (this process) sends V2 binary-tensor requests of one 3×224×224 image at
-concurrency 64. The ceiling is the in-process forward pass on batches of 64 on the same card.
-Target: batching ≥ 10× batch-1 serving.
+here (torchvision is not needed). The server is this file run as ``--serve MODE PORT
+WORKERS`` in a separate process: readyml's app over an in-memory predictor (batching on, or
+max batch 1), set up as ``readyml serve`` sets it up (GIL switch interval, uvloop and
+httptools when installed, ``WORKERS`` processes sharing the card). The load generator is
+``LOAD_PROCESSES`` processes of blocking keep-alive sockets, one thread per connection,
+sending V2 binary-tensor requests of one 3×224×224 image at concurrency 64. The ceilings are
+the in-process forward passes on the same card. Target: batching ≥ 10× batch-1 serving, with
+the same number of server processes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+HERE = Path(__file__).resolve().parent
 IMAGE_SHAPE = (3, 224, 224)
 # "cuda" for the benchmark; "cpu" only to smoke-test the mechanics on a machine without a GPU.
 DEVICE = os.environ.get("READYML_BENCH_DEVICE", "cuda")
 CONCURRENCY = 64
-LOAD_PROCESSES = 8  # client processes sharing the concurrency: one Python client caps early
-DURATION_S = float(os.environ.get("READYML_BENCH_SECONDS", "15"))
-START_TIMEOUT_S = 120.0
+LOAD_PROCESSES = 8  # client processes sharing the concurrency
+DURATION_S = float(os.environ.get("READYML_BENCH_SECONDS", "10"))
+WARMUP_S = 2.0
+CONNECT_STAGGER_S = 0.01
+START_TIMEOUT_S = 180.0
+MAX_BATCH = 64
+MAX_WAIT_MS = 2.0
+WORKER_COUNTS = tuple(int(n) for n in os.environ.get("READYML_BENCH_WORKERS", "1,4").split(","))
+SERVE_ENV = "READYML_BENCH_GPU_MODE"
 
 
 def resnet18(num_classes: int = 1000) -> Any:
@@ -71,7 +82,15 @@ def resnet18(num_classes: int = 1000) -> Any:
 
 
 class TorchImageModel:
-    """A minimal flavor adapter around a module on a device (for the Predictor)."""
+    """A minimal flavor adapter around a module on a device (for the Predictor).
+
+    The batch goes to the card through page-locked memory (torch's caching host allocator),
+    so the copy to the device is one DMA instead of the driver's staged copy, and comes back
+    the same way. The thread waits for the card on a blocking CUDA event: a plain ``.cpu()``
+    spins a core while the card works. On the card, torch's CPU thread pool only copies, and
+    its idle threads spin too, taking cores from the event loop (first run: 18 ms of server
+    CPU per request), so it gets one thread.
+    """
 
     flavor = "torch"
     task = "classification"
@@ -79,15 +98,27 @@ class TorchImageModel:
     def __init__(self, device: str) -> None:
         import torch
 
+        if device == "cuda":
+            torch.set_num_threads(1)
         self.device = device
         self.module = resnet18().to(device).eval()
         self.classes = np.arange(1000)
         self.torch = torch
 
     def predict_proba(self, X: Any) -> Any:
-        with self.torch.inference_mode():
-            batch = self.torch.from_numpy(np.ascontiguousarray(X, np.float32)).to(self.device)
-            return self.torch.softmax(self.module(batch), dim=1).float().cpu().numpy()
+        torch = self.torch
+        with torch.inference_mode():
+            host = torch.from_numpy(np.ascontiguousarray(X, np.float32))
+            if self.device != "cuda":
+                return torch.softmax(self.module(host), dim=1).numpy()
+            batch = host.pin_memory().to(self.device, non_blocking=True)
+            proba = torch.softmax(self.module(batch), dim=1)
+            answer = torch.empty(proba.shape, dtype=proba.dtype, pin_memory=True)
+            answer.copy_(proba, non_blocking=True)
+            done = torch.cuda.Event(blocking=True)
+            done.record()
+            done.synchronize()
+            return answer.numpy()
 
     def predict(self, X: Any) -> Any:
         return self.classes[self.predict_proba(X).argmax(axis=1)]
@@ -99,26 +130,51 @@ class TorchImageModel:
         }
 
 
-def serve(mode: str, port: int) -> None:
-    """Run the server process (``--serve batching|batch1 PORT``)."""
-    import uvicorn
-
+def make_app() -> Any:
+    """The serving app of one server process, for the mode in ``READYML_BENCH_GPU_MODE``."""
     from readyml.config import BatchingSpec, RequestLogSpec, ServingSpec
     from readyml.predict import Predictor
     from readyml.serve import Deployment, ModelTable, ServerMetrics, ServingApp
+    from readyml.serve.server import GIL_SWITCH_INTERVAL_S
 
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as ``readyml serve`` does
     model = TorchImageModel(DEVICE)
     predictor = Predictor(model=model, name="resnet18", version=1, signature=model.signature())  # type: ignore[arg-type]
-    batching = BatchingSpec(enabled=mode == "batching", max_batch_size=64, max_wait_ms=2.0)
+    batching = BatchingSpec(
+        enabled=os.environ[SERVE_ENV] == "batching",
+        max_batch_size=MAX_BATCH,
+        max_wait_ms=MAX_WAIT_MS,
+        max_queue_rows=4 * CONCURRENCY,
+        max_queue_delay_ms=60_000.0,  # measure capacity: shed nothing at this concurrency
+    )
     spec = ServingSpec(
         batching=batching, request_log=RequestLogSpec(enabled=False), access_log=False
     )
     executor = concurrent.futures.ThreadPoolExecutor(1)
     table = ModelTable()
-    metrics = ServerMetrics()
-    app = ServingApp(table=table, spec=spec, metrics=metrics, executor=executor)
-    table.put(Deployment.create(predictor, executor=executor, batching=batching))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    app = ServingApp(table=table, spec=spec, metrics=ServerMetrics(), executor=executor)
+    table.put(
+        Deployment.create(predictor, executor=executor, batching=batching, on_batch=app.on_batch)
+    )
+    return app
+
+
+def serve(mode: str, port: int, workers: int) -> None:
+    """Run the server (``--serve batching|batch1 PORT WORKERS``)."""
+    import uvicorn
+
+    os.environ[SERVE_ENV] = mode
+    uvicorn.run(
+        "bench_gpu_serve:make_app",
+        factory=True,
+        app_dir=str(HERE),
+        workers=workers,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 def _free_port() -> int:
@@ -128,13 +184,7 @@ def _free_port() -> int:
         return port
 
 
-async def _load(port: int, concurrency: int = CONCURRENCY) -> float:
-    """Images per second answered 200 by ``concurrency`` keep-alive connections.
-
-    A raw HTTP/1.1 client over asyncio streams: the request bytes are built once, and each
-    answer is read by its Content-Length, so the client costs a few microseconds a request
-    (httpx cost more than the server at these rates).
-    """
+def _request() -> bytes:
     raw = np.random.default_rng(0).normal(size=(1, *IMAGE_SHAPE)).astype("<f4").tobytes()
     header = json.dumps(
         {
@@ -155,36 +205,106 @@ async def _load(port: int, concurrency: int = CONCURRENCY) -> float:
         f"Inference-Header-Content-Length: {len(header)}\r\n"
         f"Content-Length: {len(header) + len(raw)}\r\n\r\n"
     ).encode()
-    request = head + header + raw
-    done = 0
-    deadline = time.monotonic() + DURATION_S
+    return head + header + raw
 
-    async def worker() -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+def _answer(sock: socket.socket, pending: bytes) -> tuple[bytes, bytes]:
+    """Read one HTTP/1.1 answer (status line, headers, Content-Length body)."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        pending += chunk
+    end = pending.index(b"\r\n\r\n") + 4
+    length = 0
+    for line in pending[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(pending) < end + length:
+        pending += sock.recv(65536)
+    return pending[9:12], pending[end + length :]
+
+
+def _load(port: int, connections: int, client: int) -> str:
+    """Answers (200 and others) in the timed window from ``connections`` keep-alive sockets.
+
+    One thread per connection with blocking ``sendall``/``recv``: the kernel moves each
+    600 KB request in one call, so a client process costs little next to the server (an
+    asyncio client spent ~3 ms of CPU a request on partial writes).
+    """
+    request = _request()
+    start = time.monotonic() + WARMUP_S
+    stop = start + DURATION_S
+    ok = [0] * connections
+    other = [0] * connections
+
+    def connection(index: int) -> None:
+        # Connections open one by one, so that server processes sharing the listening socket
+        # each accept some (opened at once, the first process to wake takes them all).
+        time.sleep(CONNECT_STAGGER_S * (index * LOAD_PROCESSES + client))
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pending = b""
+            while (now := time.monotonic()) < stop:
+                sock.sendall(request)
+                status, pending = _answer(sock, pending)
+                if now >= start:
+                    if status == b"200":
+                        ok[index] += 1
+                    else:
+                        other[index] += 1
+
+    threads = [threading.Thread(target=connection, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return json.dumps({"ok": sum(ok), "other": sum(other)})
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the uvicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            while time.monotonic() < deadline:
-                writer.write(request)
-                status = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                if status.split(b" ", 2)[1:2] == [b"200"]:
-                    done += 1
-        finally:
-            writer.close()
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.monotonic() - started)
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
-def _served(mode: str) -> float:
+def _loop_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process's main thread: the event loop (with one server process)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _share(fraction: float) -> str:
+    return "–" if fraction != fraction else f"{fraction:.0%}"  # NaN: not measured
+
+
+def _mean_batch(port: int) -> float:
+    """Mean batch size from one server process's ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        text = answer.read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("readyml_batch_size_rows_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("readyml_batch_size_rows_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total / count if count else float("nan")
+
+
+def _served(mode: str, workers: int) -> dict[str, float]:
     port = _free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--serve", mode, str(port)])
+    process = subprocess.Popen([sys.executable, __file__, "--serve", mode, str(port), str(workers)])
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -198,20 +318,45 @@ def _served(mode: str) -> float:
         share = CONCURRENCY // LOAD_PROCESSES
         clients = [
             subprocess.Popen(
-                [sys.executable, __file__, "--load", str(port), str(share)],
+                [sys.executable, __file__, "--load", str(port), str(share), str(client)],
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for _ in range(LOAD_PROCESSES)
+            for client in range(LOAD_PROCESSES)
         ]
-        return sum(float(c.communicate()[0].strip() or 0.0) for c in clients)
+        time.sleep(WARMUP_S)
+        cpu_before = _cpu_seconds(process.pid)
+        loop_before = _loop_cpu_seconds(process.pid) if workers == 1 else 0.0
+        counts = [json.loads(client.communicate()[0]) for client in clients]
+        cpu = _cpu_seconds(process.pid) - cpu_before
+        loop = _loop_cpu_seconds(process.pid) - loop_before if workers == 1 else float("nan")
+        ok = sum(count["ok"] for count in counts)
+        return {
+            "rate": ok / DURATION_S,
+            "other": sum(count["other"] for count in counts),
+            "cpu_ms": 1000.0 * cpu / max(ok, 1),
+            "loop": loop / DURATION_S,
+            "batch": _mean_batch(port),
+        }
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def _device_name(torch: Any) -> str:
-    return str(torch.cuda.get_device_name(0)) if DEVICE == "cuda" else DEVICE
+def _ceiling(model: TorchImageModel, rows: int, calls: int) -> float:
+    """In-process images per second at a fixed batch size (host to device and back)."""
+    torch = model.torch
+    batch = np.random.default_rng(0).normal(size=(rows, *IMAGE_SHAPE)).astype(np.float32)
+    for _ in range(3):
+        model.predict_proba(batch)
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(calls):
+        model.predict_proba(batch)
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    return calls * rows / (time.perf_counter() - started)
 
 
 def main() -> str:
@@ -223,42 +368,51 @@ def main() -> str:
     if DEVICE == "cuda" and not torch.cuda.is_available():
         return "### GPU serving (issue 5)\n\nSkipped: no CUDA device on this machine."
     model = TorchImageModel(DEVICE)
-    batch = np.random.default_rng(0).normal(size=(64, *IMAGE_SHAPE)).astype(np.float32)
-    for _ in range(3):
-        model.predict_proba(batch)
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(20):
-        model.predict_proba(batch)
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-    ceiling = 20 * 64 / (time.perf_counter() - started)
-    batched = _served("batching")
-    single = _served("batch1")
-    return "\n".join(
-        [
-            "### GPU serving (issue 5)",
-            "",
-            f"ResNet-18 (random weights), {_device_name(torch)}, one 3×224×224 image "
-            f"per request as a V2 binary tensor, concurrency {CONCURRENCY} "
-            f"from {LOAD_PROCESSES} client processes, {DURATION_S:.0f} s.",
-            "",
-            "| | images/s |",
-            "|---|---:|",
-            f"| readyml with batching (max 64, max wait 2 ms) | {batched:,.0f} |",
-            f"| readyml batch-1 serving | {single:,.0f} |",
-            f"| in-process ceiling (batches of 64) | {ceiling:,.0f} |",
-            "",
-            f"Batching / batch-1: {batched / single:.1f}× (target ≥ 10×).",
-        ]
-    )
+    ceilings = {rows: _ceiling(model, rows, calls) for rows, calls in ((1, 200), (64, 30))}
+    device = str(torch.cuda.get_device_name(0)) if DEVICE == "cuda" else DEVICE
+    del model
+    lines = [
+        "### GPU serving (issue 5)",
+        "",
+        f"ResNet-18 (random weights), {device}, torch {torch.__version__}, one 3×224×224 "
+        f"image per request as a V2 binary tensor (602 KB), concurrency {CONCURRENCY} from "
+        f"{LOAD_PROCESSES} client processes of blocking sockets, {DURATION_S:.0f} s after "
+        f"{WARMUP_S:.0f} s of warm-up. Batching: max {MAX_BATCH} rows, max wait "
+        f"{MAX_WAIT_MS:g} ms. Server CPU is user + system time of the server processes per "
+        "answered request; event loop busy is the CPU share of the server's main thread (one "
+        "process only); mean batch from one server process's `/metrics`.",
+        "",
+        "| server processes | readyml | images/s | vs batch-1 | server CPU ms/request "
+        "| event loop busy | mean batch | non-200 |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios = []
+    for workers in WORKER_COUNTS:
+        single = _served("batch1", workers)
+        batched = _served("batching", workers)
+        ratios.append((workers, batched["rate"] / single["rate"]))
+        for name, result in (("batch-1 serving", single), ("with batching", batched)):
+            lines.append(
+                f"| {workers} | {name} | {result['rate']:,.0f} | "
+                f"{result['rate'] / single['rate']:.1f}× | {result['cpu_ms']:.2f} | "
+                f"{_share(result['loop'])} | {result['batch']:.1f} | {result['other']:.0f} |"
+            )
+    lines += [
+        "",
+        f"In-process ceiling: {ceilings[1]:,.0f} images/s at batch 1, "
+        f"{ceilings[64]:,.0f} at batch 64.",
+        "",
+        "Batching / batch-1 serving (target ≥ 10×): "
+        + ", ".join(f"{ratio:.1f}× with {workers} server process(es)" for workers, ratio in ratios)
+        + ".",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], int(sys.argv[3]))
-    elif len(sys.argv) == 4 and sys.argv[1] == "--load":
-        print(asyncio.run(_load(int(sys.argv[2]), int(sys.argv[3]))))
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--load":
+        print(_load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
     else:
         print(main())
