@@ -39,6 +39,7 @@ def test_minimal_spec_fills_defaults() -> None:
         ({"metrics": {"primary": "acuracy"}}, "unknown metric 'acuracy'"),
         ({"gates": {"rules": [{"metric": "accuracy"}]}}, "give min, max or both"),
         ({"name": "bad name!"}, "name: "),
+        ({"serving": {"device": "gpu"}}, "serving.device"),
     ],
 )
 def test_bad_spec_gives_one_line_naming_the_key(change: dict[str, object], message: str) -> None:

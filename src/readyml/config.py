@@ -441,6 +441,12 @@ class ServingSpec(_Spec):
         default_factory=list, description="model references; empty: the project's champion"
     )
     runtime: Literal["native", "onnx", "auto"] = "native"
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="where PyTorch models predict: cpu, cuda, cuda:N, or auto (the first GPU "
+        "when present)",
+    )
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
     request_log: RequestLogSpec = Field(default_factory=RequestLogSpec)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -845,10 +851,10 @@ def parse_spec(raw: dict[str, Any], *, source: str = SPEC_FILE) -> ProjectSpec:
     try:
         return ProjectSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from exc
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     """Turn pydantic's first error into 'key: expected X, found Y'."""
     error = exc.errors()[0]
     loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))

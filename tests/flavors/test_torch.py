@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from readyml.errors import FlavorError
 from readyml.flavors import FLAVOR_FILE, load_model
 
 from . import helpers
@@ -99,3 +101,45 @@ def test_weights_file_is_a_plain_state_dict(datasets: dict[str, Dataset], tmp_pa
     TorchModel(epochs=1).fit(data.X_train, data.y_train).save(tmp_path)
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(isinstance(value, torch.Tensor) for value in state.values())
+
+
+def _small_cnn_model() -> tuple[TorchModel, np.ndarray]:
+    digits = load_digits()
+    images = (digits.images[:300] / 16.0).astype(np.float32)[:, None, :, :]
+    factory = f"{helpers.__name__}:small_cnn"
+    model = TorchModel(factory=factory, epochs=2, lr=0.01, seed=3)
+    return model.fit(images[:250], digits.target[:250]), images[250:]
+
+
+def test_to_device_cpu_and_auto_without_a_gpu_keep_predictions() -> None:
+    model, images = _small_cnn_model()
+    before = model.predict_proba(images)
+    assert model.to_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert model.to_device("auto") == "cpu"
+    np.testing.assert_allclose(model.predict_proba(images), before, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("gpu", "expected 'auto', 'cpu', 'cuda' or 'cuda:N', found 'gpu'"),
+        ("meta", "expected 'auto', 'cpu', 'cuda' or 'cuda:N', found 'meta'"),
+        ("cuda:7", "CUDA device(s), found 'cuda:7'"),
+    ],
+)
+def test_to_device_names_what_it_expected(device: str, message: str) -> None:
+    model, _ = _small_cnn_model()
+    with pytest.raises(FlavorError, match=re.escape(message)):
+        model.to_device(device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_the_gpu_predictions_match_the_cpu_and_save_loads_anywhere(tmp_path: Path) -> None:
+    model, images = _small_cnn_model()
+    before = model.predict_proba(images)
+    assert model.to_device("auto") == "cuda:0"
+    assert next(model.module_.parameters()).is_cuda
+    np.testing.assert_allclose(model.predict_proba(images), before, atol=1e-4)
+    model.save(tmp_path)
+    np.testing.assert_allclose(load_model(tmp_path).predict_proba(images), before, atol=1e-4)

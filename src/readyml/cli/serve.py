@@ -35,6 +35,12 @@ def serve(
             help="native, onnx, or auto (the parity-checked ONNX export when it is faster)."
         ),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where PyTorch models predict: auto (a GPU when present), cpu, cuda[:N]."
+        ),
+    ] = None,
     batching: Annotated[
         bool | None, typer.Option("--batching/--no-batching", help="Adaptive batching.")
     ] = None,
@@ -70,7 +76,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve models over REST: Open Inference Protocol V2, MLflow /invocations, /predict."""
-    from readyml.config import Project, ServingSpec
+    from pydantic import ValidationError
+
+    from readyml.config import Project, ServingSpec, describe_validation_error
     from readyml.errors import ConfigError
     from readyml.serve import run
 
@@ -83,6 +91,7 @@ def serve(
             "port": port,
             "workers": workers,
             "runtime": runtime,
+            "device": device,
             "access_log": access_log,
             "engine": engine,
         }.items()
@@ -106,8 +115,8 @@ def serve(
         overrides["request_log"] = spec.request_log.model_copy(update={"enabled": request_log})
     try:
         spec = ServingSpec.model_validate(spec.model_dump() | overrides)
-    except ValueError as exc:
-        raise ConfigError(f"serve options: {exc}".splitlines()[0]) from None
+    except ValidationError as exc:
+        raise ConfigError(f"serve options: {describe_validation_error(exc)}") from None
     if spec.engine == "ray":
         scale = (
             f"Ray Serve, {spec.ray.replicas} replica(s)"

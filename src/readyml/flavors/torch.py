@@ -363,15 +363,37 @@ class TorchModel:
     def _forward(module: nn.Module, inputs: Array) -> Array:
         was_training = module.training
         module.eval()
+        device = _device_of(module)
         chunks = []
         with torch.no_grad():
             for start in range(0, len(inputs), PREDICT_BATCH_ROWS):
                 batch = np.ascontiguousarray(inputs[start : start + PREDICT_BATCH_ROWS], np.float32)
-                chunks.append(module(torch.from_numpy(batch)).numpy())
+                if device.type == "cuda":
+                    chunks.append(_forward_on_card(module, torch.from_numpy(batch), device))
+                else:
+                    chunks.append(module(torch.from_numpy(batch)).numpy())
         module.train(was_training)
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(chunks)
+
+    def to_device(self, device: str) -> str:
+        """Predict on ``device`` from now on: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+
+        ``auto`` is the first GPU when torch sees one and the module is not quantized (dynamic
+        int8 runs on the CPU only), else the CPU. Returns the device chosen.
+
+        Raises:
+            FlavorError: ``device`` is not one of those, or names a GPU that is not there.
+        """
+        self._check_fitted("to_device")
+        target = _resolve_device(device, quantized=self.quantization_ is not None)
+        if target.type == "cuda":
+            # On the card, torch's CPU threads only copy, and idle ones spin: in a server they
+            # took the event loop's cores (18 ms of CPU per image instead of 1.2, on an H200).
+            torch.set_num_threads(1)
+        self.module_ = self.module_.to(target)
+        return str(_device_of(self.module_))
 
     def _check_fitted(self, attribute: str) -> None:
         if not hasattr(self, "module_"):
@@ -513,6 +535,49 @@ class TorchModel:
         module.eval()
         adapter.module_ = module
         return adapter
+
+
+def _resolve_device(device: str, *, quantized: bool) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() and not quantized else "cpu")
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise FlavorError(
+            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {device!r}"
+        ) from None
+    if target.type not in ("cpu", "cuda"):
+        raise FlavorError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {device!r}")
+    if target.type == "cuda":
+        if quantized:
+            raise FlavorError(
+                f"device: a dynamic-int8 module runs on the CPU only, found {device!r}"
+            )
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (target.index or 0) >= available:
+            raise FlavorError(
+                f"device: expected one of {available} CUDA device(s), found {device!r}"
+            )
+    return target
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _forward_on_card(module: nn.Module, batch: torch.Tensor, device: torch.device) -> Array:
+    """One batch on a GPU: page-locked copies both ways, then a blocking wait for the card.
+
+    A plain ``.cpu()`` spins a CPU core until the card is done; a blocking CUDA event sleeps.
+    """
+    outputs = module(batch.pin_memory().to(device, non_blocking=True))
+    host = torch.empty(outputs.shape, dtype=outputs.dtype, pin_memory=True)
+    host.copy_(outputs, non_blocking=True)
+    done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]
+    done.record()
+    done.synchronize()
+    return host.numpy()
 
 
 def build(

@@ -141,12 +141,15 @@ class Predictor:
         schema: Schema | None = None,
         runtime: RuntimeRequest = "native",
         allow_pickle: bool = False,
+        device: str = "cpu",
     ) -> Predictor:
         """Load ``ref`` (``NAME``, ``NAME:V`` or ``NAME@ALIAS``) from the registry.
 
         ``runtime="auto"`` runs the version's parity-checked ONNX export when its recorded
         latency is lower (:func:`readyml.predict.runtime.choose_runtime`); the predictor keeps
-        the version's own name, number and signature either way.
+        the version's own name, number and signature either way. ``device`` places a PyTorch
+        model (``cpu``, ``cuda``, ``cuda:N``, or ``auto``: the first GPU when present); other
+        flavors predict where their library does.
 
         Raises:
             VersionNotFound: No such model, version or alias.
@@ -167,6 +170,9 @@ class Predictor:
             model = load_model(directory, allow_pickle=allow_pickle)
             if used == "onnx" and model.flavor != "onnx":
                 model = to_onnx(model, version, Path(tmp))
+        place = getattr(model, "to_device", None)
+        if device != "cpu" and callable(place):
+            place(device)
         return cls(
             model=model,
             name=version.name,

@@ -81,7 +81,9 @@ def build_app(
     )
 
     def load(ref: str) -> Predictor:
-        return Predictor.load(registry, ref, schema=schema, runtime=spec.runtime)
+        return Predictor.load(
+            registry, ref, schema=schema, runtime=spec.runtime, device=spec.device
+        )
 
     def repository() -> list[str]:
         return [summary.name for summary in registry.list_models()]
