@@ -2,9 +2,10 @@
 
 Needs a CUDA device (``main`` returns a one-line section without one). ResNet-18 is defined
 here (torchvision is not needed). The server is this file run as ``--serve MODE PORT
-WORKERS`` in a separate process: readyml's app over an in-memory predictor (batching on, or
-max batch 1), set up as ``readyml serve`` sets it up (GIL switch interval, uvloop and
-httptools when installed, ``WORKERS`` processes sharing the card). The load generator is
+WORKERS`` in a separate process: readyml's app over the model as readyml's PyTorch flavor
+loads and places it (:func:`flavor_model`), batching on or max batch 1, set up as
+``readyml serve`` sets it up (GIL switch interval, uvloop and httptools when installed,
+``WORKERS`` processes sharing the card). The load generator is
 ``LOAD_PROCESSES`` processes of blocking keep-alive sockets, one thread per connection,
 sending V2 binary-tensor requests of one 3×224×224 image at concurrency 64. The ceilings are
 the in-process forward passes on the same card. Target: batching ≥ 10× batch-1 serving, with
@@ -19,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -81,53 +83,36 @@ def resnet18(num_classes: int = 1000) -> Any:
     return nn.Sequential(*layers)
 
 
-class TorchImageModel:
-    """A minimal flavor adapter around a module on a device (for the Predictor).
+def resnet18_factory(n_inputs: int, n_outputs: int) -> Any:
+    """ResNet-18 as a factory of readyml's PyTorch flavor (``factory(n_inputs, n_outputs)``)."""
+    return resnet18(n_outputs)
 
-    The batch goes to the card through page-locked memory (torch's caching host allocator),
-    so the copy to the device is one DMA instead of the driver's staged copy, and comes back
-    the same way. The thread waits for the card on a blocking CUDA event: a plain ``.cpu()``
-    spins a core while the card works. On the card, torch's CPU thread pool only copies, and
-    its idle threads spin too, taking cores from the event loop (first run: 18 ms of server
-    CPU per request), so it gets one thread.
+
+def flavor_model(device: str) -> Any:
+    """ResNet-18 loaded by readyml's PyTorch flavor (random weights), placed on ``device``.
+
+    The same path as a registered torch version served with ``serving.device``: the flavor
+    rebuilds the module from its factory, loads the weights and ``to_device`` moves it (a
+    batch then goes through page-locked memory, the thread sleeps on a blocking CUDA event,
+    torch's CPU pool gets one thread).
     """
+    import torch
 
-    flavor = "torch"
-    task = "classification"
+    from readyml.flavors.torch import WEIGHTS_FILE, TorchModel
 
-    def __init__(self, device: str) -> None:
-        import torch
-
-        if device == "cuda":
-            torch.set_num_threads(1)
-        self.device = device
-        self.module = resnet18().to(device).eval()
-        self.classes = np.arange(1000)
-        self.torch = torch
-
-    def predict_proba(self, X: Any) -> Any:
-        torch = self.torch
-        with torch.inference_mode():
-            host = torch.from_numpy(np.ascontiguousarray(X, np.float32))
-            if self.device != "cuda":
-                return torch.softmax(self.module(host), dim=1).numpy()
-            batch = host.pin_memory().to(self.device, non_blocking=True)
-            proba = torch.softmax(self.module(batch), dim=1)
-            answer = torch.empty(proba.shape, dtype=proba.dtype, pin_memory=True)
-            answer.copy_(proba, non_blocking=True)
-            done = torch.cuda.Event(blocking=True)
-            done.record()
-            done.synchronize()
-            return answer.numpy()
-
-    def predict(self, X: Any) -> Any:
-        return self.classes[self.predict_proba(X).argmax(axis=1)]
-
-    def signature(self) -> dict[str, Any]:
-        return {
-            "inputs": [{"name": "input", "dtype": "float32", "shape": [None, *IMAGE_SHAPE]}],
-            "output": {"task": "classification", "classes": self.classes.tolist(), "proba": True},
-        }
+    content = {
+        "factory": "bench_gpu_serve:resnet18_factory",
+        "task": "classification",
+        "n_inputs": int(np.prod(IMAGE_SHAPE)),
+        "n_outputs": 1000,
+        "features": [{"name": "input", "dtype": "float32", "shape": [None, *IMAGE_SHAPE]}],
+        "classes": list(range(1000)),
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(resnet18().state_dict(), Path(folder) / WEIGHTS_FILE)
+        model = TorchModel.load(Path(folder), content)
+    model.to_device(device)
+    return model
 
 
 def make_app() -> Any:
@@ -138,8 +123,8 @@ def make_app() -> Any:
     from readyml.serve.server import GIL_SWITCH_INTERVAL_S
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as ``readyml serve`` does
-    model = TorchImageModel(DEVICE)
-    predictor = Predictor(model=model, name="resnet18", version=1, signature=model.signature())  # type: ignore[arg-type]
+    model = flavor_model(DEVICE)
+    predictor = Predictor(model=model, name="resnet18", version=1, signature=model.signature())
     batching = BatchingSpec(
         enabled=os.environ[SERVE_ENV] == "batching",
         max_batch_size=MAX_BATCH,
@@ -343,9 +328,10 @@ def _served(mode: str, workers: int) -> dict[str, float]:
         process.wait(timeout=30)
 
 
-def _ceiling(model: TorchImageModel, rows: int, calls: int) -> float:
+def _ceiling(model: Any, rows: int, calls: int) -> float:
     """In-process images per second at a fixed batch size (host to device and back)."""
-    torch = model.torch
+    import torch
+
     batch = np.random.default_rng(0).normal(size=(rows, *IMAGE_SHAPE)).astype(np.float32)
     for _ in range(3):
         model.predict_proba(batch)
@@ -367,7 +353,7 @@ def main() -> str:
         return "### GPU serving (issue 5)\n\nSkipped: torch is not installed."
     if DEVICE == "cuda" and not torch.cuda.is_available():
         return "### GPU serving (issue 5)\n\nSkipped: no CUDA device on this machine."
-    model = TorchImageModel(DEVICE)
+    model = flavor_model(DEVICE)
     ceilings = {rows: _ceiling(model, rows, calls) for rows, calls in ((1, 200), (64, 30))}
     device = str(torch.cuda.get_device_name(0)) if DEVICE == "cuda" else DEVICE
     del model
