@@ -142,4 +142,6 @@ def test_on_the_gpu_predictions_match_the_cpu_and_save_loads_anywhere(tmp_path: 
     assert next(model.module_.parameters()).is_cuda
     np.testing.assert_allclose(model.predict_proba(images), before, atol=1e-4)
     model.save(tmp_path)
-    np.testing.assert_allclose(load_model(tmp_path).predict_proba(images), before, atol=1e-4)
+    loaded = load_model(tmp_path)
+    assert isinstance(loaded, TorchModel)
+    np.testing.assert_allclose(loaded.predict_proba(images), before, atol=1e-4)

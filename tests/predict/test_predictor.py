@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from readyml.errors import FlavorError
 from readyml.flavors.sklearn import SklearnModel
 from readyml.predict import InvalidInput, Predictor
-from readyml.registry import open_registry
+from readyml.registry import Registry, open_registry
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -93,3 +94,39 @@ def test_a_2d_tensor_must_have_one_column_per_feature(registry_with_iris: Path) 
         predictor.from_tensor(np.zeros((2, 3)))
     _, rows = predictor.from_tensor(np.ones((2, 4), dtype=np.float32))
     assert rows == 2
+
+
+def _registered_torch_model(tmp_path: Path) -> Registry:
+    torch_flavor = pytest.importorskip("readyml.flavors.torch")
+    frame = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(120, 4)), columns=[f"x{i}" for i in range(4)]
+    )
+    labels = np.where(frame["x0"] > 0, "up", "down")
+    model = torch_flavor.TorchModel(epochs=2, seed=1).fit(frame, labels)
+    files = model.save(tmp_path / "model")
+    registry = open_registry(tmp_path / ".readyml")
+    registry.register(
+        "mlp",
+        files={path.name: path for path in files},
+        model_fingerprint="fp",
+        signature=model.signature(),
+    )
+    return registry
+
+
+def test_load_places_a_torch_model_and_refuses_a_missing_gpu(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    registry = _registered_torch_model(tmp_path)
+    on_cpu = Predictor.load(registry, "mlp:1", device="cpu")
+    auto = Predictor.load(registry, "mlp:1", device="auto")
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert str(next(auto.model.module_.parameters()).device) == expected  # type: ignore[attr-defined]
+    row = {"x0": 0.5, "x1": -1.0, "x2": 0.1, "x3": 2.0}
+    first = on_cpu.predict_parts([on_cpu.from_records([row])[0]])
+    second = auto.predict_parts([auto.from_records([row])[0]])
+    assert first.labels_list == second.labels_list
+    assert first.proba is not None and second.proba is not None
+    np.testing.assert_allclose(first.proba, second.proba, atol=1e-5)
+    if not torch.cuda.is_available():
+        with pytest.raises(FlavorError, match="expected one of 0 CUDA device"):
+            Predictor.load(registry, "mlp:1", device="cuda")
