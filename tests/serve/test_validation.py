@@ -129,6 +129,14 @@ def test_bad_raw_request_is_4xx(
     assert "error" in answer.json()
 
 
+def test_oversized_chunked_body_without_length_is_413(server: Server) -> None:
+    chunks = iter([b"x" * 40_000, b"x" * 40_000])  # no Content-Length: sent chunked
+    with server.client() as client:
+        answer = client.post("/predict", content=chunks)
+    assert answer.status_code == 413, answer.text
+    assert "at most 65536 bytes" in answer.json()["error"]
+
+
 def test_nan_in_binary_tensor_is_refused(server: Server) -> None:
     raw = np.array([[np.nan, 1.0, 1.0, 1.0]], dtype="<f8").tobytes()
     header = orjson.dumps(

@@ -100,15 +100,19 @@ class Request:
         message = await receive()
         body: bytes | bytearray = message.get("body", b"")
         if message.get("more_body", False):
-            # Gathered into one writable buffer (grown by what arrives, never by what the
-            # headers claim): a binary tensor is then read in place.
-            buffer = bytearray(body)
+            # Joined once into a writable buffer of the size that arrived (one copy, no
+            # regrowth, nothing reserved for what the headers only claim): a binary tensor
+            # is then read in place.
+            chunks = [body]
+            size = len(body)
             while message.get("more_body", False):
                 message = await receive()
-                buffer += message.get("body", b"")
-                if len(buffer) > limit:
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
                     raise PayloadTooLarge(f"body: expected at most {limit} bytes, found more")
-            body = buffer
+                chunks.append(chunk)
+            body = bytearray().join(chunks)
         if len(body) > limit:
             raise PayloadTooLarge(f"body: expected at most {limit} bytes, found {len(body)}")
         self.body = body
