@@ -85,6 +85,18 @@ def predict(records: list[dict[str, float]]) -> dict:
             "probabilities": proba.tolist()}
 """
 
+# The hello-world runs with the settings ``readyml serve`` uses (no Server header, no proxy
+# header rewriting), so that it stays the ceiling of the same stack.
+UVICORN_BARE = (
+    sys.executable,
+    "-m",
+    "uvicorn",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+    "--no-server-header",
+    "--no-proxy-headers",
+)
 HELLO_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -256,7 +268,7 @@ def measure_round(root: Path, row: dict[str, Any], results: Results) -> None:
     body = json.dumps([row])
     (root / "naive").mkdir(exist_ok=True)
     (root / "hello.py").write_text(HELLO_APP, encoding="utf-8")
-    uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    uvicorn = [*UVICORN_BARE]
 
     def run(
         key: tuple[str, str],
@@ -306,7 +318,7 @@ def measure_paired(root: Path, row: dict[str, Any]) -> Paired:
 
     body = json.dumps([row])
     (root / "hello.py").write_text(HELLO_APP, encoding="utf-8")
-    uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    uvicorn = [*UVICORN_BARE]
     paired: Paired = {}
     for name in MODELS:
         with contextlib.ExitStack() as stack:

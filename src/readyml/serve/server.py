@@ -180,6 +180,8 @@ def run(
         "access_log": False,
         "lifespan": "on",
         "server_header": False,
+        # readyml reads neither the client address nor the scheme that X-Forwarded-* rewrite.
+        "proxy_headers": False,
     }
     if spec.workers == 1:
         app = build_app(project, spec=spec, models=models)
