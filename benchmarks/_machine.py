@@ -22,6 +22,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from the text of a ``/proc/PID[/task/TID]/stat`` file."""
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_gib() -> float:
     """Total memory in GiB."""
     pages = os.sysconf("SC_PHYS_PAGES")

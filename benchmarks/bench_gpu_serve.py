@@ -250,24 +250,26 @@ def _load(port: int, connections: int, client: int) -> str:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its children (the uvicorn workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    from _machine import stat_cpu_seconds
+
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) == pid or int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            total += stat_cpu_seconds(stat)
     return total
 
 
 def _loop_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process's main thread: the event loop (with one server process)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    from _machine import stat_cpu_seconds
+
+    return stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat").read_text())
 
 
 def _share(fraction: float) -> str:

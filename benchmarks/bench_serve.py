@@ -357,8 +357,9 @@ def _cpu(pid: int | None, url: str) -> tuple[float, float]:
         return (0.0, 0.0)
     import urllib.request
 
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    process_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    from _machine import stat_cpu_seconds
+
+    process_s = stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
     metrics_url = url.rsplit("/", 1)[0] + "/metrics"
     with urllib.request.urlopen(metrics_url, timeout=10) as answer:
         text = answer.read().decode()
