@@ -541,12 +541,10 @@ def _resolve_device(device: str, *, quantized: bool) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() and not quantized else "cpu")
     try:
-        target = torch.device(device)
+        target: torch.device | None = torch.device(device)
     except RuntimeError:
-        raise FlavorError(
-            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {device!r}"
-        ) from None
-    if target.type not in ("cpu", "cuda"):
+        target = None
+    if target is None or target.type not in ("cpu", "cuda"):
         raise FlavorError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {device!r}")
     if target.type == "cuda":
         if quantized:
