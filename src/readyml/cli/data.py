@@ -34,10 +34,10 @@ def profile(
     fmt: FormatOpt = "text",
 ) -> None:
     """Profile every column: counts, nulls, range, quantiles, distinct values, top values."""
-    from readyml.data import profile_frame, read_arrow
+    from readyml.data import profile_file
 
     output = output_format(fmt)
-    result = profile_frame(read_arrow(data))
+    result = profile_file(data)
     if out is not None:
         _write_text(out, result.to_json())
     if output == "json":
@@ -83,13 +83,13 @@ def validate(
     fmt: FormatOpt = "text",
 ) -> None:
     """Check data against a schema and a reference; exit 1 when an error anomaly is found."""
-    from readyml.data import ValidationOptions, load_schema, read_arrow, validate_frame
+    from readyml.data import ValidationOptions, load_schema, validate_file
 
     output = output_format(fmt)
     checked = load_schema(schema) if schema is not None else None
     reference = _reference(against) if against is not None else None
-    report = validate_frame(
-        read_arrow(data),
+    report = validate_file(
+        data,
         schema=checked,
         reference=reference,
         options=ValidationOptions(check_duplicates=duplicates),
@@ -144,10 +144,10 @@ def schema_infer(
 
 
 def _reference(path: Path) -> Profile:
-    from readyml.data import Profile, profile_frame, read_arrow
+    from readyml.data import Profile, profile_file
 
     if path.suffix.lower() not in PROFILE_SUFFIXES:
-        return profile_frame(read_arrow(path))
+        return profile_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

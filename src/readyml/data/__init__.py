@@ -2,7 +2,8 @@
 
 Entry points: :func:`read_table` / :func:`read_arrow`, :func:`profile_frame`,
 :func:`infer_schema` / :func:`write_schema` / :func:`load_schema`, :func:`validate_frame` and
-:func:`detect_drift`. Profiling and validation take a pandas frame or an Arrow table.
+:func:`detect_drift`. Profiling and validation take a pandas frame or an Arrow table;
+:func:`profile_file` and :func:`validate_file` take files, and read Parquet a column at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from readyml.data.drift import (
     choose_method,
     detect_drift,
 )
+from readyml.data.files import profile_file, validate_file
 from readyml.data.io import read_arrow, read_table
 from readyml.data.profile import ColumnProfile, Profile, profile_column, profile_frame
 from readyml.data.schema import FeatureSchema, Schema, infer_schema, load_schema, write_schema
@@ -56,11 +58,13 @@ __all__ = [
     "infer_schema",
     "load_schema",
     "profile_column",
+    "profile_file",
     "profile_frame",
     "raise_for_errors",
     "read_arrow",
     "read_table",
     "record_validation_evidence",
+    "validate_file",
     "validate_frame",
     "write_schema",
 ]

@@ -62,22 +62,41 @@ def _read(
     read_one: Callable[[Path], _Data],
     concat: Callable[[list[_Data]], _Data],
 ) -> _Data:
-    text = str(path_or_glob)
-    if glob.has_magic(text):
-        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
-        if not paths:
-            raise DataError(f"data files {text!r}: no file matches the pattern")
-    else:
-        paths = [Path(text)]
-        if not paths[0].is_file():
-            raise DataError(f"data file {text!r} not found")
-    parts = [read_one(p) for p in paths]
+    parts = [read_one(p) for p in data_paths(path_or_glob)]
     if len(parts) == 1:
         return parts[0]
     try:
         return concat(parts)
     except (TypeError, ValueError, pa.ArrowException) as exc:
-        raise DataError(f"data files {text!r}: cannot combine the files ({exc})") from exc
+        raise DataError(
+            f"data files {str(path_or_glob)!r}: cannot combine the files ({exc})"
+        ) from exc
+
+
+def data_paths(path_or_glob: str | Path) -> list[Path]:
+    """The files a path or glob names, in sorted order.
+
+    Raises:
+        DataError: the file is missing or nothing matches the glob.
+    """
+    text = str(path_or_glob)
+    if glob.has_magic(text):
+        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+        if not paths:
+            raise DataError(f"data files {text!r}: no file matches the pattern")
+        return paths
+    if not Path(text).is_file():
+        raise DataError(f"data file {text!r} not found")
+    return [Path(text)]
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether ``path`` is read as Parquet (by its extension).
+
+    Raises:
+        DataError: the extension is none of ``.csv``, ``.parquet``, ``.pq``.
+    """
+    return _kind(path) == "parquet"
 
 
 def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -92,7 +111,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
     if _kind(path) == "csv":
         return _read_csv(path)
     table = _read_parquet(path)
-    with _reading(path, "parquet"):
+    with reading(path, "parquet"):
         frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
     return _dates_as_datetime(frame)
@@ -101,19 +120,19 @@ def _read_frame(path: Path) -> pd.DataFrame:
 def _read_arrow(path: Path) -> pa.Table:
     if _kind(path) == "csv":
         frame = _read_csv(path)
-        with _reading(path, "csv"):
+        with reading(path, "csv"):
             return pa.Table.from_pandas(frame, preserve_index=False)
     return _read_parquet(path)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    with _reading(path, "csv"):
+    with reading(path, "csv"):
         frame = pd.read_csv(path, engine="pyarrow")
     return _dates_as_datetime(frame)
 
 
 def _read_parquet(path: Path) -> pa.Table:
-    with _reading(path, "parquet"):
+    with reading(path, "parquet"):
         return pq.read_table(path, pre_buffer=False)
 
 
@@ -128,7 +147,7 @@ def _kind(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _reading(path: Path, kind: str) -> Iterator[None]:
+def reading(path: Path, kind: str) -> Iterator[None]:
     """Translate the readers' errors into :class:`DataError` naming the file."""
     try:
         yield

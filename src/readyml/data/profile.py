@@ -362,7 +362,7 @@ def profile_frame(df: pd.DataFrame | pa.Table, *, columns: Iterable[str] | None 
     if isinstance(df, pa.Table):
         table, types = df, _arrow.pandas_numpy_types(df)
         done = map_columns(
-            lambda name: _profile_arrow(table, name, types.get(name)), wanted, len(df)
+            lambda name: profile_arrow_column(table, name, types.get(name)), wanted, len(df)
         )
         return Profile(n_rows=df.num_rows, columns=dict(zip(wanted, done, strict=True)))
     series = dict(zip(names, (s for _, s in df.items()), strict=True))
@@ -400,7 +400,8 @@ def profile_column(series: pd.Series, *, name: str | None = None) -> ColumnProfi
     return _profile_labels(label, kind, cols.label_table(series, kind), len(series))
 
 
-def _profile_arrow(table: pa.Table, name: str, numpy_type: str | None) -> ColumnProfile:
+def profile_arrow_column(table: pa.Table, name: str, numpy_type: str | None) -> ColumnProfile:
+    """Profile one column of an Arrow table, read in place (see :func:`profile_frame`)."""
     column = table.column(name)
     numbers = _arrow.number_chunks(column, numpy_type)
     if numbers is not None:

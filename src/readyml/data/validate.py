@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -46,6 +46,7 @@ from readyml.types import Evidence
 
 Severity = Literal["error", "warning"]
 MAX_EXAMPLES: Final = 5  # example row indices per anomaly
+_HASH_MULTIPLIER: Final = np.uint64(0x100000001B3)  # FNV-1 64-bit prime, to mix column hashes
 KINDS: Final = (
     "missing_column",
     "unexpected_column",
@@ -191,9 +192,33 @@ def validate_frame(
     >>> [(a.kind, a.column, a.severity, a.examples) for a in report.anomalies]
     [('nan_or_inf', 'x', 'error', [1])]
     """
+    return validate_columns(
+        profile_frame(df),
+        column_names(df),
+        _series_getters(df),
+        schema=schema,
+        reference=reference,
+        options=options,
+    )
+
+
+def validate_columns(
+    profile: Profile,
+    names: list[str],
+    columns: Sequence[Callable[[], pd.Series]],
+    *,
+    schema: Schema | None = None,
+    reference: Profile | None = None,
+    options: ValidationOptions | None = None,
+) -> ValidationReport:
+    """Check data from its profile, reading a column only to name example rows.
+
+    ``columns`` give each of ``names`` as a pandas series, in order, when called; each is
+    called at most once per check and its series dropped after, so a caller can read columns
+    lazily (see :func:`~readyml.data.validate_file`). Arguments and result as
+    :func:`validate_frame`.
+    """
     opts = options or ValidationOptions()
-    profile = profile_frame(df)
-    names = column_names(df)
     found = _Collector(opts)
     if profile.n_rows < opts.min_rows:
         found.add(
@@ -202,10 +227,10 @@ def validate_frame(
     features = {f.name: f for f in schema.features} if schema is not None else {}
     if schema is not None:
         _check_columns(names, schema, found)
-    for series, column in zip(_series_getters(df), profile.columns.values(), strict=True):
-        _check_column(series, column, features.get(column.name), found)
+    for read, column in zip(columns, profile.columns.values(), strict=True):
+        _check_column(functools.cache(read), column, features.get(column.name), found)
     if opts.check_duplicates and profile.n_rows > 1 and names:
-        _check_duplicates(df.to_pandas() if isinstance(df, pa.Table) else df, found)
+        _check_duplicates(columns, profile.n_rows, found)
     if reference is not None:
         _check_drift(reference, profile, opts, found)
     return ValidationReport(
@@ -214,12 +239,9 @@ def validate_frame(
 
 
 def _series_getters(df: pd.DataFrame | pa.Table) -> list[Callable[[], pd.Series]]:
-    """Each column as pandas, on demand: a table's column is converted when first needed."""
+    """Each column as pandas, on demand: a table's column is converted when called."""
     if isinstance(df, pa.Table):
-        return [
-            functools.cache(functools.partial(_arrow.to_series, df, name))
-            for name in _arrow.data_columns(df)
-        ]
+        return [functools.partial(_arrow.to_series, df, name) for name in _arrow.data_columns(df)]
     return [functools.partial(_same, series) for _, series in df.items()]
 
 
@@ -504,21 +526,37 @@ def _only_known_labels(column: ColumnProfile, allowed: set[str]) -> bool:
     return all(row[0] in allowed for row in rows)
 
 
-def _check_duplicates(df: pd.DataFrame, found: _Collector) -> None:
-    try:
-        hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    except TypeError:
-        hashes = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
-    duplicated = pd.Series(hashes).duplicated().to_numpy()
+def _check_duplicates(
+    columns: Sequence[Callable[[], pd.Series]], n_rows: int, found: _Collector
+) -> None:
+    duplicated = pd.Series(_row_hashes(columns)).duplicated().to_numpy()
     count = int(duplicated.sum())
     if count:
         found.add(
             "duplicate_rows",
             None,
             "no duplicate rows",
-            _count(count, len(df), "duplicate"),
+            _count(count, n_rows, "duplicate"),
             examples=duplicated,
         )
+
+
+def _row_hashes(columns: Sequence[Callable[[], pd.Series]]) -> NDArray[np.uint64]:
+    """One 64-bit hash per row, combined column by column so one column is held at a time."""
+    combined: NDArray[np.uint64] | None = None
+    for read in columns:
+        series = read()
+        try:
+            hashed = pd.util.hash_pandas_object(series, index=False).to_numpy()
+        except TypeError:  # unhashable values (lists, dicts): hash their text
+            hashed = pd.util.hash_pandas_object(series.astype(str), index=False).to_numpy()
+        if combined is None:
+            combined = np.array(hashed, dtype=np.uint64)
+            continue
+        np.multiply(combined, _HASH_MULTIPLIER, out=combined)  # wraps around, as intended
+        np.bitwise_xor(combined, hashed, out=combined)
+    assert combined is not None  # callers pass at least one column
+    return combined
 
 
 def _check_drift(
