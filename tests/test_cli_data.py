@@ -92,6 +92,30 @@ def test_validate_json_names_each_anomaly_and_exits_1(
     assert found[("unseen_categories", "city")]["severity"] == "error"
 
 
+def test_validate_a_glob_of_parquet_files_counts_rows_across_them(
+    tmp_path: Path, train_csv: Path, schema_file: Path
+) -> None:
+    frame = pd.read_csv(train_csv)
+    frame.loc[1500, "age"] = 500
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    frame.iloc[:1000].to_parquet(parts / "0.parquet", index=False)
+    frame.iloc[1000:].to_parquet(parts / "1.parquet", index=False)
+    pattern = str(parts / "*.parquet")
+    result = runner.invoke(
+        app, ["validate", pattern, "--schema", str(schema_file), "--format", "json"]
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["n_rows"] == 2000
+    assert [(a["kind"], a["column"], a["examples"]) for a in data["anomalies"]] == [
+        ("out_of_range", "age", [1500])
+    ]
+    profiled = runner.invoke(app, ["profile", pattern, "--format", "json"])
+    assert profiled.exit_code == 0, profiled.output
+    assert Profile.from_dict(json.loads(profiled.stdout)).columns["age"].max == 500
+
+
 def test_validate_text_output_shows_the_table(
     tmp_path: Path, train_csv: Path, schema_file: Path
 ) -> None:
