@@ -7,7 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from readyml.data import FeatureSchema, Schema, infer_schema, load_schema, write_schema
+from readyml.data import (
+    FeatureSchema,
+    Schema,
+    infer_schema,
+    load_schema,
+    profile_file,
+    write_schema,
+)
 from readyml.errors import SchemaError
 
 
@@ -24,6 +31,12 @@ def test_infer_schema_types_ranges_categories_and_nullability(frame: pd.DataFram
     assert by_name["rain"].type == "bool"
     assert by_name["day"].type == "datetime"
     assert by_name["note"].type == "string" and by_name["note"].categories is None
+
+
+def test_a_profile_infers_the_schema_of_its_data(frame: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "train.parquet"
+    frame.to_parquet(path)
+    assert infer_schema(profile_file(path), label="rain") == infer_schema(frame, label="rain")
 
 
 def test_infer_schema_rejects_unknown_label() -> None:

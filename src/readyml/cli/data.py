@@ -123,7 +123,7 @@ def schema_infer(
     ] = 50,
 ) -> None:
     """Infer the schema from data and write it; features already in the file are kept."""
-    from readyml.data import infer_schema, load_schema, read_arrow, write_schema
+    from readyml.data import infer_schema, load_schema, profile_file, write_schema
 
     target = out
     if target is None:
@@ -134,7 +134,7 @@ def schema_infer(
         target = loaded.root / SCHEMA_FILE
         label = label if label is not None else loaded.spec.label
     before = set(load_schema(target).names) if target.exists() and not overwrite else set()
-    inferred = infer_schema(read_arrow(data), label=label, max_categories=max_categories)
+    inferred = infer_schema(profile_file(data), label=label, max_categories=max_categories)
     written = write_schema(inferred, target, overwrite=overwrite)
     added = len([n for n in written.names if n not in before])
     console.stdout.print(

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from readyml.data._types import FEATURE_TYPES, FeatureType
-from readyml.data.profile import ColumnProfile, profile_frame
+from readyml.data.profile import ColumnProfile, Profile, profile_frame
 from readyml.errors import SchemaError
 
 SCHEMA_VERSION: Final = 1
@@ -139,18 +140,23 @@ class Schema:
         return cls.from_dict(data, source=source)
 
 
-def infer_schema(df: pd.DataFrame, *, label: str | None = None, max_categories: int = 50) -> Schema:
-    """Infer a schema from training data.
+def infer_schema(
+    df: pd.DataFrame | pa.Table | Profile, *, label: str | None = None, max_categories: int = 50
+) -> Schema:
+    """Infer a schema from training data, or from its profile.
 
     Strings with at most ``max_categories`` distinct values become ``category`` features
     listing them; numeric features get the observed range; columns with nulls are nullable.
+    A profile gives the same schema as its data (e.g. from
+    :func:`~readyml.data.profile_file`, for files larger than memory).
 
     Raises:
-        DataError: ``df`` is not a frame, or ``label`` is not one of its columns.
+        DataError: ``df`` is not a frame, table or profile, or ``label`` is not one of its
+            columns.
     """
-    profile = profile_frame(df)
+    profile = df if isinstance(df, Profile) else profile_frame(df)
     if label is not None and label not in profile.columns:
-        raise SchemaError(f"schema: label column {label!r} not found in the frame")
+        raise SchemaError(f"schema: label column {label!r} not found in the data")
     return Schema(
         features=[_infer(c, max_categories) for c in profile.columns.values()], label=label
     )
