@@ -7,8 +7,6 @@ import platform
 import subprocess
 from datetime import UTC, datetime
 
-from readyml.train.fingerprint import package_versions
-
 
 def cpu_model() -> str:
     """The CPU's model name, from /proc/cpuinfo when available."""
@@ -50,6 +48,10 @@ def git_commit() -> str:
 
 def machine_info() -> str:
     """One markdown line describing where and when a benchmark ran."""
+    # Imported here: importing readyml takes seconds, which the CPU-time helpers above must
+    # not cost a benchmark that reads them while it measures.
+    from readyml.train.fingerprint import package_versions
+
     versions = package_versions(["numpy", "pandas", "scikit-learn", "pyarrow"])
     packages = ", ".join(f"{k} {v}" for k, v in versions.items())
     return (

@@ -43,6 +43,8 @@ MAX_BATCH = 64
 MAX_WAIT_MS = 2.0
 WORKER_COUNTS = tuple(int(n) for n in os.environ.get("READYML_BENCH_WORKERS", "1,4").split(","))
 SERVE_ENV = "READYML_BENCH_GPU_MODE"
+MODEL_ENV = "READYML_BENCH_GPU_MODEL"  # "resnet18" (default), or "pool" (no compute to speak of)
+HTTP_ENV = "READYML_BENCH_HTTP"  # "readyml" (default): readyml's protocol; "uvicorn": uvicorn's
 
 
 def resnet18(num_classes: int = 1000) -> Any:
@@ -88,6 +90,14 @@ def resnet18_factory(n_inputs: int, n_outputs: int) -> Any:
     return resnet18(n_outputs)
 
 
+def pool_factory(n_inputs: int, n_outputs: int) -> Any:
+    """An image model with almost no compute (mean per channel, then a linear layer): serving
+    it measures what readyml spends to take in and answer 602 KB requests."""
+    from torch import nn
+
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, n_outputs))
+
+
 def flavor_model(device: str) -> Any:
     """ResNet-18 loaded by readyml's PyTorch flavor (random weights), placed on ``device``.
 
@@ -100,8 +110,9 @@ def flavor_model(device: str) -> Any:
 
     from readyml.flavors.torch import WEIGHTS_FILE, TorchModel
 
+    factory = os.environ.get(MODEL_ENV, "resnet18")
     content = {
-        "factory": "bench_gpu_serve:resnet18_factory",
+        "factory": f"bench_gpu_serve:{factory}_factory",
         "task": "classification",
         "n_inputs": int(np.prod(IMAGE_SHAPE)),
         "n_outputs": 1000,
@@ -109,7 +120,8 @@ def flavor_model(device: str) -> Any:
         "classes": list(range(1000)),
     }
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(resnet18().state_dict(), Path(folder) / WEIGHTS_FILE)
+        module = pool_factory(0, 1000) if factory == "pool" else resnet18()
+        torch.save(module.state_dict(), Path(folder) / WEIGHTS_FILE)
         model = TorchModel.load(Path(folder), content)
     model.to_device(device)
     return model
@@ -148,6 +160,9 @@ def serve(mode: str, port: int, workers: int) -> None:
     """Run the server (``--serve batching|batch1 PORT WORKERS``)."""
     import uvicorn
 
+    from readyml.serve.server import http_protocol
+
+    protocol = http_protocol() if os.environ.get(HTTP_ENV, "readyml") == "readyml" else "httptools"
     os.environ[SERVE_ENV] = mode
     uvicorn.run(
         "bench_gpu_serve:make_app",
@@ -159,6 +174,8 @@ def serve(mode: str, port: int, workers: int) -> None:
         log_level="warning",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
+        http=protocol,
     )
 
 

@@ -7,6 +7,7 @@ the app in each. Metrics are then per worker.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -182,6 +183,7 @@ def run(
         "server_header": False,
         # readyml reads neither the client address nor the scheme that X-Forwarded-* rewrite.
         "proxy_headers": False,
+        "http": http_protocol(),
     }
     if spec.workers == 1:
         app = build_app(project, spec=spec, models=models)
@@ -193,6 +195,20 @@ def run(
     uvicorn.run(
         "readyml.serve.server:app_from_environment", factory=True, workers=spec.workers, **common
     )
+
+
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's HTTP protocol for readyml: httptools with request bodies gathered in a list
+    (:mod:`readyml.serve._protocol`), or uvicorn's choice when httptools is not installed."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        from readyml.serve._protocol import ChunkedBodyProtocol
+    except ImportError:
+        return "auto"
+    if not hasattr(HttpToolsProtocol, "_start_asgi_task"):  # a uvicorn without the hook
+        return "auto"
+    return ChunkedBodyProtocol
 
 
 def app_from_environment() -> ServingApp:

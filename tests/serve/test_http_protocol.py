@@ -1,0 +1,171 @@
+"""The HTTP protocol readyml runs uvicorn with: request bodies gathered as a list of chunks."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from readyml.serve._protocol import BODY_HIGH_WATER, BodyChunks, ChunkedBodyProtocol
+from readyml.serve.server import http_protocol
+from support import iris_frame
+
+from .conftest import ROW, Server, serve_process, train_iris
+
+ROWS = 160_000  # 5.1 MB of FP64: more than BODY_HIGH_WATER, so reading pauses and resumes
+
+
+@pytest.fixture(scope="module")
+def big_body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    serving = {"max_body_bytes": 16 << 20, "request_log": {"enabled": False}}
+    root = train_iris(tmp_path_factory.mktemp("iris-big-bodies"), serving=serving)
+    with serve_process(root) as started:
+        yield started
+
+
+def test_readyml_serves_with_the_chunked_body_protocol() -> None:
+    assert http_protocol() is ChunkedBodyProtocol
+
+
+def test_body_chunks_hand_over_one_chunk_as_is_and_join_several_writably() -> None:
+    one = BodyChunks(b"abc")
+    assert one.take() is one.parts[0]
+    several = BodyChunks(b"ab")
+    several.append(b"cd")
+    joined = several.take()
+    assert joined == b"abcd" and isinstance(joined, bytearray) and len(several) == 4
+    assert bytes(several) == b"abcd" and bytes(one) is one.parts[0]  # uvicorn's receive
+
+
+def tiled_iris() -> tuple[np.ndarray, list[str]]:
+    features = iris_frame().drop(columns=["species"])
+    values = np.tile(features.to_numpy(dtype="<f8"), (ROWS // len(features) + 1, 1))[:ROWS]
+    return values, list(features.columns)
+
+
+def binary_request(values: np.ndarray) -> tuple[bytes, bytes]:
+    raw = values.astype("<f8").tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": list(values.shape),
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "predict_proba"}],
+        }
+    )
+    return header, raw
+
+
+def expected_proba(server: Server, values: np.ndarray, names: list[str]) -> np.ndarray:
+    """Probabilities of the first 150 rows by JSON records, tiled like the tensor."""
+    records = [dict(zip(names, row.tolist(), strict=True)) for row in values[:150]]
+    with server.client() as client:
+        answer = client.post("/predict", json=records)
+    assert answer.status_code == 200, answer.text
+    proba = np.asarray(answer.json()["probabilities"], dtype=np.float64)
+    return np.tile(proba, (ROWS // 150 + 1, 1))[:ROWS]
+
+
+@pytest.mark.parametrize("sent", ["with content-length", "chunked"])
+def test_a_body_larger_than_the_high_water_mark_arrives_whole(
+    big_body_server: Server, sent: str
+) -> None:
+    values, names = tiled_iris()
+    header, raw = binary_request(values)
+    body = header + raw
+    assert len(body) > BODY_HIGH_WATER
+    content: bytes | Iterator[bytes] = body
+    if sent == "chunked":  # no Content-Length: the client sends 64 KiB chunks
+        content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    with big_body_server.client() as client:
+        answer = client.post(
+            "/v2/models/iris/infer",
+            content=content,
+            headers={
+                "Inference-Header-Content-Length": str(len(header)),
+                "Content-Type": "application/octet-stream",
+            },
+        )
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    assert output["shape"] == [ROWS, 3]
+    got = np.asarray(output["data"]).reshape(ROWS, 3)
+    assert np.allclose(got, expected_proba(big_body_server, values, names))
+
+
+def raw_post(path: str, body: bytes, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` HTTP/1.1 answers (status, body) read off a socket, by Content-Length."""
+    buffer = b""
+    answers: list[tuple[int, bytes]] = []
+    while len(answers) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} answers"
+        buffer += chunk
+        while b"\r\n\r\n" in buffer:
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            if status == 100:
+                buffer = rest
+                answers.append((100, b""))
+                continue
+            length = next(
+                int(line.split(":", 1)[1])
+                for line in lines
+                if line.lower().startswith("content-length:")
+            )
+            if len(rest) < length:
+                break
+            answers.append((status, rest[:length]))
+            buffer = rest[length:]
+    return answers
+
+
+def connect(server: Server) -> socket.socket:
+    url = httpx.URL(server.url)
+    sock = socket.create_connection((url.host, url.port), timeout=30)
+    return sock
+
+
+def test_pipelined_requests_are_each_answered_in_order(big_body_server: Server) -> None:
+    other = dict(ROW, petal_length=6.0, petal_width=2.3)
+    first, second = orjson.dumps([ROW]), orjson.dumps([other, ROW])
+    with connect(big_body_server) as sock:
+        sock.sendall(raw_post("/predict", first) + raw_post("/predict", second))
+        answers = read_answers(sock, 2)
+    assert [status for status, _ in answers] == [200, 200]
+    assert orjson.loads(answers[0][1])["predictions"] == ["setosa"]
+    assert orjson.loads(answers[1][1])["predictions"] == ["virginica", "setosa"]
+
+
+def test_expect_100_continue_is_answered_before_the_body(big_body_server: Server) -> None:
+    body = orjson.dumps([ROW])
+    request = raw_post("/predict", body, "Expect: 100-continue\r\n")
+    with connect(big_body_server) as sock:
+        sock.sendall(request[: -len(body)])
+        assert read_answers(sock, 1) == [(100, b"")]
+        sock.sendall(body)
+        ((status, answer),) = read_answers(sock, 1)
+    assert status == 200 and orjson.loads(answer)["predictions"] == ["setosa"]
+
+
+def test_the_server_log_has_no_protocol_errors(big_body_server: Server) -> None:
+    log = Path(big_body_server.log).read_text(errors="replace")
+    assert "Traceback" not in log, log
