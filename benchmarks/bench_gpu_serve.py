@@ -236,6 +236,7 @@ def _load(port: int, connections: int, client: int) -> str:
     asyncio client spent ~3 ms of CPU a request on partial writes).
     """
     request = _request()
+    print("ready", flush=True)  # the parent starts its clocks from here (see ``loaded``)
     start = time.monotonic() + WARMUP_S
     stop = start + DURATION_S
     ok = [0] * connections
@@ -263,6 +264,20 @@ def _load(port: int, connections: int, client: int) -> str:
     for thread in threads:
         thread.join()
     return json.dumps({"ok": sum(ok), "other": sum(other)})
+
+
+def loaded(clients: list[subprocess.Popen[str]]) -> None:
+    """Wait until every load process has started, then for its warm-up: its timed window."""
+    for client in clients:
+        assert client.stdout is not None
+        client.stdout.readline()
+    time.sleep(WARMUP_S)
+
+
+def counted(client: subprocess.Popen[str]) -> dict[str, int]:
+    """A load process's answer counts (its last line of output)."""
+    counts: dict[str, int] = json.loads(client.communicate()[0].strip().splitlines()[-1])
+    return counts
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -328,10 +343,10 @@ def _served(mode: str, workers: int) -> dict[str, float]:
             )
             for client in range(LOAD_PROCESSES)
         ]
-        time.sleep(WARMUP_S)
+        loaded(clients)
         cpu_before = _cpu_seconds(process.pid)
         loop_before = _loop_cpu_seconds(process.pid) if workers == 1 else 0.0
-        counts = [json.loads(client.communicate()[0]) for client in clients]
+        counts = [counted(client) for client in clients]
         cpu = _cpu_seconds(process.pid) - cpu_before
         loop = _loop_cpu_seconds(process.pid) - loop_before if workers == 1 else float("nan")
         ok = sum(count["ok"] for count in counts)

@@ -13,6 +13,7 @@ import pytest
 
 from readyml.data import (
     ValidationOptions,
+    _parallel,
     infer_schema,
     profile_file,
     profile_frame,
@@ -107,9 +108,13 @@ def train() -> pd.DataFrame:
     )
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 def test_validate_file_reports_what_validate_frame_reports(
-    tmp_path: Path, train: pd.DataFrame
+    tmp_path: Path, train: pd.DataFrame, threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if threads == 2:  # columns are profiled on two threads from this many rows on
+        monkeypatch.setattr(_parallel, "PARALLEL_ROWS", 0)
+        monkeypatch.setattr(_parallel, "_cores", lambda: 2)
     pattern, bad = bad_parts(tmp_path, train)
     schema = infer_schema(train)
     opts = ValidationOptions(check_duplicates=True)
@@ -154,6 +159,24 @@ def test_csv_and_differing_parquet_schemas_are_read_whole(tmp_path: Path) -> Non
     csv.write_text("v,w\n1,a\n2,b\n", encoding="utf-8")
     assert ParquetColumns.open(csv) is None
     assert validate_file(csv).n_rows == 2
+
+
+def test_a_glob_matching_a_dataset_folder_reads_it_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "out.parquet"  # as Spark and Dask write a dataset
+    folder.mkdir()
+    pd.DataFrame({"v": [1.0, 2.0]}).to_parquet(folder / "part-0.parquet")
+    pd.DataFrame({"v": [3.0]}).to_parquet(folder / "part-1.parquet")
+    pattern = str(tmp_path / "*.parquet")
+    assert ParquetColumns.open(pattern) is None
+    profile = profile_file(pattern)
+    assert profile.n_rows == 3 and profile.columns["v"].max == 3.0
+
+
+def test_repeated_column_names_are_a_data_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["x", "x"]), path)
+    with pytest.raises(DataError, match=r"twice\.parquet': .*'x' repeated"):
+        validate_file(path)
 
 
 def test_bad_files_raise_data_errors_naming_them(tmp_path: Path) -> None:

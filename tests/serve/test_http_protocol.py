@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+import uvicorn
 
 from readyml.serve._protocol import BODY_HIGH_WATER, BodyChunks, ChunkedBodyProtocol
 from readyml.serve.server import http_protocol
@@ -29,7 +30,17 @@ def big_body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 
 def test_readyml_serves_with_the_chunked_body_protocol() -> None:
+    # Fails when uvicorn moves to a release the protocol was not checked against: compare its
+    # RequestResponseCycle.receive and HttpToolsProtocol.on_body with _protocol.py, then add
+    # the release to UVICORN_VERSIONS.
     assert http_protocol() is ChunkedBodyProtocol
+
+
+def test_another_uvicorn_release_gets_uvicorn_s_own_protocol(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(uvicorn, "__version__", "9.0.0")
+    assert http_protocol() == "auto"
 
 
 def test_body_chunks_hand_over_one_chunk_as_is_and_join_several_writably() -> None:

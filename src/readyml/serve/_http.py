@@ -99,6 +99,9 @@ class Request:
             )
         message = await receive()
         body: bytes | bytearray = message.get("body", b"")
+        if len(body) > limit:
+            found = "more" if message.get("more_body", False) else str(len(body))
+            raise PayloadTooLarge(f"body: expected at most {limit} bytes, found {found}")
         if message.get("more_body", False):
             # Joined once into a writable buffer of the size that arrived (one copy, no
             # regrowth, nothing reserved for what the headers only claim): a binary tensor
@@ -113,8 +116,6 @@ class Request:
                     raise PayloadTooLarge(f"body: expected at most {limit} bytes, found more")
                 chunks.append(chunk)
             body = bytearray().join(chunks)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body: expected at most {limit} bytes, found {len(body)}")
         self.body = body
         return body
 

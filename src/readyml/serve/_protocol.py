@@ -6,9 +6,9 @@ wait unread, so a 600 KB binary tensor reaches the app in about ten pieces that 
 once more. Here the chunks are kept in a list, handed to the app joined once into a writable
 buffer (a binary tensor is then read in place; one small chunk is handed over as it came), and
 reading pauses only above :data:`BODY_HIGH_WATER`, so a body usually arrives in one
-``receive``. The rest is uvicorn's: only ``on_body`` and ``receive`` change, and
-:func:`readyml.serve.server.http_protocol` falls back to uvicorn's own protocol when the
-uvicorn installed lacks the hook used here.
+``receive``. The rest is uvicorn's: only ``on_body`` and ``receive`` change, as written in
+the uvicorn releases of :data:`UVICORN_VERSIONS`; with any other release,
+:func:`readyml.serve.server.http_protocol` picks uvicorn's own protocol.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Any, Final
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 BODY_HIGH_WATER: Final = 4 << 20  # bytes buffered per connection before reading pauses
+# uvicorn releases whose ``receive`` and ``on_body`` the overrides below were checked against
+# (readyml.serve.server.http_protocol uses uvicorn's own protocol with any other).
+UVICORN_VERSIONS: Final = ("0.54.",)
 
 
 class BodyChunks:

@@ -200,13 +200,15 @@ def run(
 def http_protocol() -> type[asyncio.Protocol] | str:
     """uvicorn's HTTP protocol for readyml: httptools with request bodies gathered in a list
     (:mod:`readyml.serve._protocol`), or uvicorn's choice when httptools is not installed."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    import uvicorn
 
-        from readyml.serve._protocol import ChunkedBodyProtocol
+    try:
+        from readyml.serve._protocol import UVICORN_VERSIONS, ChunkedBodyProtocol
     except ImportError:
         return "auto"
-    if not hasattr(HttpToolsProtocol, "_start_asgi_task"):  # a uvicorn without the hook
+    # The protocol overrides two of uvicorn's methods as they are written in the versions it
+    # was checked against; with any other uvicorn, uvicorn's own protocol serves.
+    if not uvicorn.__version__.startswith(UVICORN_VERSIONS):
         return "auto"
     return ChunkedBodyProtocol
 
