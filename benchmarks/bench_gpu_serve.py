@@ -321,19 +321,24 @@ def _mean_batch(port: int) -> float:
     return total / count if count else float("nan")
 
 
+def wait_ready(process: subprocess.Popen[Any], port: int, what: str) -> None:
+    """Wait until the server on ``port`` is ready; raise if ``process`` exits or time runs out."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready"):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.5)
+
+
 def _served(mode: str, workers: int) -> dict[str, float]:
     port = _free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve", mode, str(port), str(workers)])
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready"):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"GPU server ({mode}) did not start") from None
-                time.sleep(0.5)
+        wait_ready(process, port, f"GPU server ({mode})")
         share = CONCURRENCY // LOAD_PROCESSES
         clients = [
             subprocess.Popen(

@@ -18,8 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import bench_gpu_serve as gpu
@@ -47,15 +45,7 @@ def measure(protocol: str) -> dict[str, float]:
         env=env,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + gpu.START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready"):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ingest server ({protocol}) did not start") from None
-                time.sleep(0.5)
+        gpu.wait_ready(server, port, f"ingest server ({protocol})")
         load = subprocess.Popen(
             ["taskset", "-c", "1", sys.executable, str(HERE / "bench_gpu_serve.py"), "--load",
              str(port), str(CONNECTIONS), "0"],

@@ -22,3 +22,17 @@ def frame() -> pd.DataFrame:
             "note": [f"note {i}" for i in range(n)],
         }
     )
+
+
+@pytest.fixture
+def train() -> pd.DataFrame:
+    """Training-like data: a float, an int and a two-category column, 3,000 rows."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    return pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, n),
+            "age": rng.integers(18, 90, n),
+            "city": rng.choice(["Oslo", "Rome"], n),
+        }
+    )

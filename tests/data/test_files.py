@@ -95,19 +95,6 @@ def bad_parts(tmp_path: Path, train: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     return str(tmp_path / "*.parquet"), bad
 
 
-@pytest.fixture
-def train() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    n = 3000
-    return pd.DataFrame(
-        {
-            "x": rng.normal(0, 1, n),
-            "age": rng.integers(18, 90, n),
-            "city": rng.choice(["Oslo", "Rome"], n),
-        }
-    )
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_validate_file_reports_what_validate_frame_reports(
     tmp_path: Path, train: pd.DataFrame, threads: int, monkeypatch: pytest.MonkeyPatch

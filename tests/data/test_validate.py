@@ -21,19 +21,6 @@ from readyml.data.validate import KINDS
 from readyml.errors import AnomalyError
 
 
-@pytest.fixture
-def train() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    n = 3000
-    return pd.DataFrame(
-        {
-            "x": rng.normal(0, 1, n),
-            "age": rng.integers(18, 90, n),
-            "city": rng.choice(["Oslo", "Rome"], n),
-        }
-    )
-
-
 def kinds(report: object) -> dict[tuple[str, str | None], object]:
     return {(a.kind, a.column): a for a in report.anomalies}  # type: ignore[attr-defined]
 
