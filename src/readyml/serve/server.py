@@ -199,7 +199,8 @@ def run(
 
 def http_protocol() -> type[asyncio.Protocol] | str:
     """uvicorn's HTTP protocol for readyml: httptools with request bodies gathered in a list
-    (:mod:`readyml.serve._protocol`), or uvicorn's choice when httptools is not installed."""
+    (:mod:`readyml.serve._protocol`), or uvicorn's own choice without httptools or with a
+    uvicorn release that protocol was not checked against."""
     import uvicorn
 
     try:
