@@ -31,6 +31,7 @@ from readyml.data.io import data_paths, is_parquet, read_arrow, reading
 from readyml.data.profile import (
     ColumnProfile,
     Profile,
+    chosen_columns,
     column_names,
     profile_arrow_column,
     profile_frame,
@@ -106,10 +107,7 @@ class ParquetColumns:
 
     def profile(self, columns: Iterable[str] | None = None) -> Profile:
         """Profile the given columns (all by default), one column read at a time per thread."""
-        wanted = self.names if columns is None else [str(c) for c in columns]
-        missing = [c for c in wanted if c not in self.names]
-        if missing:
-            raise DataError(f"profile: column {missing[0]!r} not found in the data")
+        wanted = chosen_columns(self.names, columns, "the data")
         done = map_columns(self._profile_column, wanted, self.n_rows)
         return Profile(n_rows=self.n_rows, columns=dict(zip(wanted, done, strict=True)))
 

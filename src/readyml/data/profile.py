@@ -355,10 +355,7 @@ def profile_frame(df: pd.DataFrame | pa.Table, *, columns: Iterable[str] | None 
     [('Oslo', 2), ('Rome', 1)]
     """
     names = column_names(df)
-    wanted = names if columns is None else [str(c) for c in columns]
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise DataError(f"profile: column {missing[0]!r} not found in the frame")
+    wanted = chosen_columns(names, columns, "the frame")
     if isinstance(df, pa.Table):
         table, types = df, _arrow.pandas_numpy_types(df)
         done = map_columns(
@@ -368,6 +365,19 @@ def profile_frame(df: pd.DataFrame | pa.Table, *, columns: Iterable[str] | None 
     series = dict(zip(names, (s for _, s in df.items()), strict=True))
     done = map_columns(lambda name: profile_column(series[name], name=name), wanted, len(df))
     return Profile(n_rows=len(df), columns=dict(zip(wanted, done, strict=True)))
+
+
+def chosen_columns(names: list[str], columns: Iterable[str] | None, where: str) -> list[str]:
+    """The columns to profile: ``columns`` as text, in order, or all ``names``.
+
+    Raises:
+        DataError: a chosen column is not among ``names`` (found in ``where``).
+    """
+    wanted = names if columns is None else [str(c) for c in columns]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise DataError(f"profile: column {missing[0]!r} not found in {where}")
+    return wanted
 
 
 def column_names(df: pd.DataFrame | pa.Table) -> list[str]:
