@@ -6,13 +6,21 @@ wait unread, so a 600 KB binary tensor reaches the app in about ten pieces that 
 once more. Here the chunks are kept in a list, handed to the app joined once into a writable
 buffer (a binary tensor is then read in place; one small chunk is handed over as it came), and
 reading pauses only above :data:`BODY_HIGH_WATER`, so a body usually arrives in one
-``receive``. The rest is uvicorn's: only ``on_body`` and ``receive`` change, as written in
-the uvicorn releases of :data:`UVICORN_VERSIONS`; with any other release,
+``receive``.
+
+uvicorn also writes a response's head and its body in two ``write`` calls: two system calls and
+two TCP segments for every small answer. Here the head waits, in :class:`HeadFirstWriter`, for
+the body's first bytes and both leave in one write (an answer that streams its body sends its
+head with the first chunk).
+
+The rest is uvicorn's: only ``on_body``, ``receive`` and the writes of ``send`` change, as
+written in the uvicorn releases of :data:`UVICORN_VERSIONS`; with any other release,
 :func:`readyml.serve.server.http_protocol` picks uvicorn's own protocol.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -21,6 +29,8 @@ BODY_HIGH_WATER: Final = 4 << 20  # bytes buffered per connection before reading
 # uvicorn releases whose ``receive`` and ``on_body`` the overrides below were checked against
 # (readyml.serve.server.http_protocol uses uvicorn's own protocol with any other).
 UVICORN_VERSIONS: Final = ("0.54.",)
+# A body up to this size is copied after the held head (one write); a larger one follows it.
+JOIN_LIMIT: Final = 64 << 10
 
 
 class BodyChunks:
@@ -49,8 +59,62 @@ class BodyChunks:
         return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
+class HeadFirstWriter:
+    """The connection's transport as one response sees it: the head is written with the body."""
+
+    __slots__ = ("held", "hold_next", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.hold_next = False
+        self.held = b""
+
+    def write(self, data: bytes) -> None:
+        """Write ``data``, after the held head if there is one; hold it if it is the head."""
+        if self.hold_next:
+            self.hold_next = False
+            self.held = data
+            return
+        held = self.held
+        if held:
+            self.held = b""
+            if len(data) <= JOIN_LIMIT:
+                data = held + data
+            else:
+                self.transport.write(held)
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        """Write the held head, if any (an answer with no body bytes, such as HEAD's)."""
+        self.hold_next = False
+        if self.held:
+            held, self.held = self.held, b""
+            self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
 class ChunkedBodyCycle(RequestResponseCycle):
-    """uvicorn's request/response cycle, reading the body that ``on_body`` gathered."""
+    """uvicorn's request/response cycle, reading the body that ``on_body`` gathered and
+    writing the response's head with its body."""
+
+    transport: Any  # a HeadFirstWriter around the connection's transport
+
+    async def send(self, message: Any) -> None:
+        writer = self.transport
+        if not self.response_started:
+            writer.hold_next = True  # uvicorn's next write is the head
+            await super().send(message)
+            writer.hold_next = False  # in case it wrote nothing (the client is gone)
+            return
+        await super().send(message)
+        if self.response_complete:
+            writer.flush()
 
     async def receive(self) -> Any:
         if self.waiting_for_100_continue and not self.transport.is_closing():
@@ -88,4 +152,5 @@ class ChunkedBodyProtocol(HttpToolsProtocol):
         # The cycle was made by uvicorn's on_headers_complete; its app task, created next,
         # looks up ``receive`` when it first runs, so it gets this class's.
         cycle.__class__ = ChunkedBodyCycle
+        cycle.transport = HeadFirstWriter(self.transport)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
