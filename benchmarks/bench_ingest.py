@@ -6,10 +6,11 @@ path without the card: the GPU benchmark's server (readyml's app, batching on, o
 serving a model with almost no compute (``pool``: mean per channel, then a linear layer), on
 the CPU, pinned to core 0, with one load process of 16 blocking keep-alive connections pinned
 to core 1, each sending one 3×224×224 FP32 image per V2 binary-tensor request. Two protocols,
-interleaved: readyml's (``readyml.serve._protocol``: body chunks kept in a list, joined once
-into a writable buffer) and uvicorn's httptools protocol (each chunk appended to a bytearray,
-copied again per ``receive``, reading paused every 64 KiB). Runs on any Linux machine with 2
-cores or more and torch installed.
+interleaved: readyml's (``readyml.serve._protocol``: a long body read by the kernel straight
+into one buffer of its length, the response's head written with its body) and uvicorn's
+httptools protocol (each chunk copied by the event loop and by the parser, appended to a
+bytearray, copied again per ``receive``, reading paused every 64 KiB). Runs on any Linux
+machine with 2 cores or more and torch installed.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def main() -> str:
     for name in PROTOCOLS:
         rates = [run["rate"] for run in runs[name]]
         medians[name] = statistics.median(rates)
-        label = "readyml's (chunks kept, joined once)" if name == "readyml" else "uvicorn's"
+        label = "readyml's (body read into one buffer)" if name == "readyml" else "uvicorn's"
         lines.append(
             f"| {label} | {medians[name]:,.0f} | "
             + ", ".join(f"{rate:,.0f}" for rate in rates)

@@ -154,3 +154,38 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     root = train_iris(tmp_path_factory.mktemp("iris-guarded"), serving=serving)
     with serve_process(root) as started:
         yield started
+
+
+def raw_post(path: str, body: bytes, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` HTTP/1.1 answers (status, body) read off a socket, by Content-Length."""
+    buffer = b""
+    answers: list[tuple[int, bytes]] = []
+    while len(answers) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} answers"
+        buffer += chunk
+        while b"\r\n\r\n" in buffer:
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            if status == 100:
+                buffer = rest
+                answers.append((100, b""))
+                continue
+            length = next(
+                int(line.split(":", 1)[1])
+                for line in lines
+                if line.lower().startswith("content-length:")
+            )
+            if len(rest) < length:
+                break
+            answers.append((status, rest[:length]))
+            buffer = rest[length:]
+    return answers

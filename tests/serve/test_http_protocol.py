@@ -16,7 +16,7 @@ from readyml.serve._protocol import BODY_HIGH_WATER, BodyChunks, ChunkedBodyProt
 from readyml.serve.server import http_protocol
 from support import iris_frame
 
-from .conftest import ROW, Server, serve_process, train_iris
+from .conftest import ROW, Server, raw_post, read_answers, serve_process, train_iris
 
 ROWS = 160_000  # 5.1 MB of FP64: more than BODY_HIGH_WATER, so reading pauses and resumes
 
@@ -112,41 +112,6 @@ def test_a_body_larger_than_the_high_water_mark_arrives_whole(
     assert output["shape"] == [ROWS, 3]
     got = np.asarray(output["data"]).reshape(ROWS, 3)
     assert np.allclose(got, expected_proba(big_body_server, values, names))
-
-
-def raw_post(path: str, body: bytes, extra: str = "") -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n{extra}\r\n"
-    ).encode() + body
-
-
-def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    """``count`` HTTP/1.1 answers (status, body) read off a socket, by Content-Length."""
-    buffer = b""
-    answers: list[tuple[int, bytes]] = []
-    while len(answers) < count:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {len(answers)} answers"
-        buffer += chunk
-        while b"\r\n\r\n" in buffer:
-            head, _, rest = buffer.partition(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            if status == 100:
-                buffer = rest
-                answers.append((100, b""))
-                continue
-            length = next(
-                int(line.split(":", 1)[1])
-                for line in lines
-                if line.lower().startswith("content-length:")
-            )
-            if len(rest) < length:
-                break
-            answers.append((status, rest[:length]))
-            buffer = rest[length:]
-    return answers
 
 
 def connect(server: Server) -> socket.socket:

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol, keeping request body chunks as they arrive.
+"""uvicorn's httptools protocol with fewer copies of request bodies and fewer writes.
 
 uvicorn appends each chunk of a request body to a ``bytearray`` (a copy, plus regrowth), copies
 that again into ``bytes`` for every ``receive``, and stops reading the socket whenever 64 KiB
@@ -6,16 +6,23 @@ wait unread, so a 600 KB binary tensor reaches the app in about ten pieces that 
 once more. Here the chunks are kept in a list, handed to the app joined once into a writable
 buffer (a binary tensor is then read in place; one small chunk is handed over as it came), and
 reading pauses only above :data:`BODY_HIGH_WATER`, so a body usually arrives in one
-``receive``.
+``receive``. A body of known length from :data:`DIRECT_MIN` up to :data:`BODY_HIGH_WATER`
+that does not arrive in the read with its head is read from then on straight into one buffer
+of its length (:class:`DirectReader`, the connection's protocol from its first long body on,
+hands the transport that buffer to read into): the event loop's and the parser's copies of
+each chunk are skipped, so most of a 600 KB tensor is copied once, by the kernel. Buffers
+so reserved before their bytes arrive total at most :data:`DIRECT_BUDGET` per process (past it,
+bodies take the chunk path, which holds only what was sent), so headers alone cannot claim
+unbounded memory.
 
 uvicorn also writes a response's head and its body in two ``write`` calls: two system calls and
 two TCP segments for every small answer. Here the head waits, in :class:`HeadFirstWriter`, for
 the body's first bytes and both leave in one write (an answer that streams its body sends its
 head with the first chunk).
 
-The rest is uvicorn's: only ``on_body``, ``receive`` and the writes of ``send`` change, as
-written in the uvicorn releases of :data:`UVICORN_VERSIONS`; with any other release,
-:func:`readyml.serve.server.http_protocol` picks uvicorn's own protocol.
+The rest is uvicorn's: only the reads, ``on_body``, ``receive`` and the writes of ``send``
+change, as written in the uvicorn releases of :data:`UVICORN_VERSIONS`; with any other
+release, :func:`readyml.serve.server.http_protocol` picks uvicorn's own protocol.
 """
 
 from __future__ import annotations
@@ -23,10 +30,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 BODY_HIGH_WATER: Final = 4 << 20  # bytes buffered per connection before reading pauses
-# uvicorn releases whose ``receive`` and ``on_body`` the overrides below were checked against
+# Bodies at least this long (and at most BODY_HIGH_WATER) are read straight into their buffer.
+DIRECT_MIN: Final = 64 << 10
+READ_SIZE: Final = 64 << 10  # bytes read at most per read outside a directly read body
+DIRECT_BUDGET: Final = 256 << 20  # bytes of direct-read buffers reserved at once, per process
+# uvicorn releases whose methods the overrides below were checked against
 # (readyml.serve.server.http_protocol uses uvicorn's own protocol with any other).
 UVICORN_VERSIONS: Final = ("0.54.",)
 # A body up to this size is copied after the held head (one write); a larger one follows it.
@@ -38,7 +50,7 @@ class BodyChunks:
 
     __slots__ = ("parts", "size")
 
-    def __init__(self, first: bytes) -> None:
+    def __init__(self, first: bytes | bytearray) -> None:
         self.parts = [first]
         self.size = len(first)
 
@@ -56,7 +68,7 @@ class BodyChunks:
 
     def __bytes__(self) -> bytes:
         # What uvicorn's own ``receive`` asks for, should a cycle ever miss the swap below.
-        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        return b"".join(self.parts)  # a lone ``bytes`` chunk comes back as itself
 
 
 class HeadFirstWriter:
@@ -132,8 +144,94 @@ class ChunkedBodyCycle(RequestResponseCycle):
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
 
+class DirectBody:
+    """A request body being read straight into a buffer of its length."""
+
+    __slots__ = ("buffer", "cycle", "filled")
+
+    def __init__(self, cycle: RequestResponseCycle, buffer: bytearray, filled: int) -> None:
+        self.cycle = cycle
+        self.buffer = buffer
+        self.filled = filled
+
+
+def direct_body_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The Content-Length of a body to read directly, or 0 (none, chunked, short or long)."""
+    length = 0
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() else 0
+        elif name == b"transfer-encoding":
+            return 0
+    return length if DIRECT_MIN <= length <= BODY_HIGH_WATER else 0
+
+
 class ChunkedBodyProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with request bodies kept as a list of chunks."""
+    """uvicorn's httptools protocol with request bodies kept as a list of chunks, or read
+    directly into one buffer when long."""
+
+    direct_length = 0  # the Content-Length of the body just begun, when read directly
+    direct: DirectBody | None = None  # set while a body is read straight into its buffer
+    reader: DirectReader | None = None  # the transport's protocol since the first long body
+    reserved = 0  # bytes of all connections' DirectBody buffers, against DIRECT_BUDGET
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        new = cycle is not None and cycle.scope is self.scope  # not an upgrade
+        self.direct_length = direct_body_length(self.headers) if new else 0
+        if ChunkedBodyProtocol.reserved + self.direct_length > DIRECT_BUDGET:
+            self.direct_length = 0
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        super().data_received(data)  # type: ignore[arg-type]
+        length = self.direct_length
+        if length:
+            self.direct_length = 0
+            cycle = self.cycle
+            if cycle.more_body and not cycle.response_complete and not self.transport.is_closing():
+                self._read_directly(cycle, length)
+
+    def _read_directly(self, cycle: RequestResponseCycle, length: int) -> None:
+        """Have the rest of ``cycle``'s body read into one buffer, bypassing the parser."""
+        buffer = bytearray(length)
+        filled = 0
+        gathered: Any = cycle.body
+        for part in gathered.parts if isinstance(gathered, BodyChunks) else ():
+            buffer[filled : filled + len(part)] = part
+            filled += len(part)
+        cycle.body = bytearray()  # what arrived so far now waits in ``buffer``
+        cycle.message_event.clear()
+        self.direct = DirectBody(cycle, buffer, filled)
+        ChunkedBodyProtocol.reserved += length
+        if self.reader is None:
+            # From now on this connection is read into buffers (a client that sends one long
+            # body tends to send more); connections of short requests keep the event loop's
+            # own reads, which cost less per request.
+            self.reader = DirectReader(self)
+            self.transport.set_protocol(self.reader)
+
+    def direct_body_read(self, direct: DirectBody) -> None:
+        """The body read into ``direct.buffer`` is whole: hand it over, parse afresh."""
+        self._release(direct)
+        # The parser last saw the middle of this body; the next request starts a new one.
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        cycle = direct.cycle
+        if cycle.response_complete or cycle.disconnected:
+            return
+        cycle.body = BodyChunks(direct.buffer)  # type: ignore[assignment]
+        cycle.more_body = False
+        cycle.message_event.set()
+
+    def _release(self, direct: DirectBody) -> None:
+        self.direct = None
+        ChunkedBodyProtocol.reserved -= len(direct.buffer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.direct is not None:
+            self._release(self.direct)
+        super().connection_lost(exc)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -154,3 +252,46 @@ class ChunkedBodyProtocol(HttpToolsProtocol):
         cycle.__class__ = ChunkedBodyCycle
         cycle.transport = HeadFirstWriter(self.transport)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
+
+
+class DirectReader(asyncio.BufferedProtocol):
+    """A connection's protocol once it has sent a long body: reads into buffers it hands out.
+
+    Bytes are read into a buffer of :data:`READ_SIZE` and given to the connection's
+    :class:`ChunkedBodyProtocol` to parse; while a long body is read directly, the transport
+    reads into that body's own buffer instead. (uvloop reads into a protocol's buffers only
+    when the protocol is not an ``asyncio.Protocol``, which uvicorn's is: hence two objects.)
+    """
+
+    def __init__(self, http: ChunkedBodyProtocol) -> None:
+        self.http = http
+        self.read_buffer = memoryview(bytearray(READ_SIZE))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        direct = self.http.direct
+        if direct is not None:
+            return memoryview(direct.buffer)[direct.filled :]
+        return self.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        http = self.http
+        direct = http.direct
+        if direct is None:
+            # The parser copies what it keeps, so the read buffer is free again on return.
+            http.data_received(self.read_buffer[:nbytes])
+            return
+        direct.filled += nbytes
+        if direct.filled == len(direct.buffer):
+            http.direct_body_read(direct)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.http.connection_lost(exc)
+
+    def eof_received(self) -> None:
+        self.http.eof_received()
+
+    def pause_writing(self) -> None:
+        self.http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.http.resume_writing()

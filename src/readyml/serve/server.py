@@ -199,15 +199,15 @@ def run(
 
 def http_protocol() -> type[asyncio.Protocol] | str:
     """uvicorn's HTTP protocol for readyml: httptools with request bodies gathered in a list
-    (:mod:`readyml.serve._protocol`), or uvicorn's own choice without httptools or with a
-    uvicorn release that protocol was not checked against."""
+    or read straight into one buffer (:mod:`readyml.serve._protocol`), or uvicorn's own choice
+    without httptools or with a uvicorn release that protocol was not checked against."""
     import uvicorn
 
     try:
         from readyml.serve._protocol import UVICORN_VERSIONS, ChunkedBodyProtocol
     except ImportError:
         return "auto"
-    # The protocol overrides two of uvicorn's methods as they are written in the versions it
+    # The protocol overrides some of uvicorn's methods as they are written in the versions it
     # was checked against; with any other uvicorn, uvicorn's own protocol serves.
     if not uvicorn.__version__.startswith(UVICORN_VERSIONS):
         return "auto"
