@@ -7,6 +7,7 @@ that reports what body it got and in how many messages.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -29,6 +30,7 @@ from readyml.serve._protocol import (
 from .conftest import free_port, raw_post, read_answers
 
 LONG = bytes(range(256)) * (600_000 // 256)  # about a 3x224x224 FP32 image
+KEEP_ALIVE_S = 1  # the server closes a connection idle this long
 
 
 async def report(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,9 +66,14 @@ async def report(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture(scope="module", params=["uvloop", "asyncio"])
 def port(request: pytest.FixtureRequest) -> Iterator[int]:
     chosen = free_port()
-    # uvicorn's annotation says asyncio.Protocol; it takes any protocol factory.
-    http: Any = ChunkedBodyProtocol
-    config = uvicorn.Config(report, port=chosen, loop=request.param, http=http, log_level="warning")
+    config = uvicorn.Config(
+        report,
+        port=chosen,
+        loop=request.param,
+        http=ChunkedBodyProtocol,
+        log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -211,3 +218,47 @@ def test_a_reservation_ends_with_its_connection(port: int) -> None:
     while ChunkedBodyProtocol.reserved and time.monotonic() < deadline:
         time.sleep(0.01)
     assert ChunkedBodyProtocol.reserved == 0
+
+
+def test_a_slow_body_after_an_early_answer_outlasts_the_keep_alive_timeout(port: int) -> None:
+    request = raw_post("/refuse", LONG)
+    head = len(request) - len(LONG)
+    with connect(port) as sock:
+        sock.sendall(request[:head])
+        ((status, _),) = read_answers(sock, 1)
+        assert status == 200
+        pieces = 5
+        step = len(LONG) // pieces + 1
+        for start in range(head, len(request), step):  # 2 s in all, twice the timeout
+            time.sleep(2 * KEEP_ALIVE_S / pieces)
+            sock.sendall(request[start : start + step])
+        sock.sendall(raw_post("/", b"after"))
+        (answer,) = read_answers(sock, 1)
+        assert reported(answer)["sha256"] == expected(b"after")["sha256"]
+
+
+def test_a_connection_idle_after_an_early_answered_body_is_closed(port: int) -> None:
+    request = raw_post("/refuse", LONG)
+    head = len(request) - len(LONG)
+    with connect(port) as sock:
+        sock.sendall(request[:head])
+        read_answers(sock, 1)
+        sock.sendall(request[head:])
+        sock.settimeout(5 * KEEP_ALIVE_S)
+        assert sock.recv(1) == b""  # closed by the server's keep-alive timeout
+
+
+def test_bytes_after_a_closing_request_s_long_body_are_ignored(port: int) -> None:
+    request = raw_post("/", LONG, "Connection: close\r\n")
+    with connect(port) as sock:
+        sock.sendall(request[: len(request) // 2])
+        time.sleep(0.05)
+        sock.sendall(request[len(request) // 2 :] + raw_post("/", b"after"))
+        (answer,) = read_answers(sock, 1)
+        sock.settimeout(5)
+        rest = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                rest += chunk
+    assert reported(answer)["sha256"] == expected(LONG)["sha256"]
+    assert rest == b""  # one answer, then the connection closed

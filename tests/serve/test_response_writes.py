@@ -60,9 +60,11 @@ def answer(body: bytes, *, headers: list[tuple[bytes, bytes]] | None = None) -> 
     return app
 
 
-async def exchange(app: App, request: bytes) -> RecordingTransport:
+async def exchange(
+    app: App, request: bytes, transport: RecordingTransport | None = None
+) -> RecordingTransport:
     config = Config(app=app, log_level="warning", access_log=False)
-    transport = RecordingTransport()
+    transport = transport or RecordingTransport()
     protocol = ChunkedBodyProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
     protocol.connection_made(transport)
     protocol.data_received(request)
@@ -98,17 +100,22 @@ def test_a_large_body_follows_its_head_in_a_second_write() -> None:
     assert transport.writes[0].endswith(b"\r\n\r\n") and transport.writes[1] == body
 
 
-def test_a_streamed_answer_sends_its_head_with_the_first_chunk() -> None:
+def test_a_streamed_answer_sends_its_head_before_its_first_chunk() -> None:
+    written_before_body: list[int] = []
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.01)  # a stream's first chunk may be long in coming
+        written_before_body.append(len(transport.writes))
         await send({"type": "http.response.body", "body": b"one", "more_body": True})
         await send({"type": "http.response.body", "body": b"two"})
 
-    transport = run(app)
-    assert len(transport.writes) == 2
+    transport = RecordingTransport()
+    asyncio.run(exchange(app, GET, transport))
+    assert written_before_body == [1]
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert transport.writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n3\r\none\r\n")
-    assert transport.writes[1] == b"3\r\ntwo\r\n0\r\n\r\n"
+    assert transport.writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n")
+    assert transport.writes[1:] == [b"3\r\none\r\n", b"3\r\ntwo\r\n0\r\n\r\n"]
 
 
 def test_connection_close_writes_the_answer_before_closing() -> None:

@@ -17,8 +17,8 @@ unbounded memory.
 
 uvicorn also writes a response's head and its body in two ``write`` calls: two system calls and
 two TCP segments for every small answer. Here the head waits, in :class:`HeadFirstWriter`, for
-the body's first bytes and both leave in one write (an answer that streams its body sends its
-head with the first chunk).
+the body's first bytes and both leave in one write (an answer that streams its body, with no
+Content-Length, sends its head at once).
 
 The rest is uvicorn's: only the reads, ``on_body``, ``receive`` and the writes of ``send``
 change, as written in the uvicorn releases of :data:`UVICORN_VERSIONS`; with any other
@@ -123,6 +123,8 @@ class ChunkedBodyCycle(RequestResponseCycle):
             writer.hold_next = True  # uvicorn's next write is the head
             await super().send(message)
             writer.hold_next = False  # in case it wrote nothing (the client is gone)
+            if self.chunked_encoding:
+                writer.flush()  # a streamed answer's first chunk may be long in coming
             return
         await super().send(message)
         if self.response_complete:
@@ -174,6 +176,7 @@ class ChunkedBodyProtocol(HttpToolsProtocol):
     direct: DirectBody | None = None  # set while a body is read straight into its buffer
     reader: DirectReader | None = None  # the transport's protocol since the first long body
     reserved = 0  # bytes of all connections' DirectBody buffers, against DIRECT_BUDGET
+    ignoring = False  # after a closing request's directly read body: bytes are dropped
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -214,11 +217,20 @@ class ChunkedBodyProtocol(HttpToolsProtocol):
     def direct_body_read(self, direct: DirectBody) -> None:
         """The body read into ``direct.buffer`` is whole: hand it over, parse afresh."""
         self._release(direct)
-        # The parser last saw the middle of this body; the next request starts a new one.
-        self.parser = httptools.HttpRequestParser(self)
-        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         cycle = direct.cycle
+        if cycle.keep_alive:
+            # The parser last saw the middle of this body; the next request starts a new one.
+            self.parser = httptools.HttpRequestParser(self)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        else:  # as uvicorn's parser does after a closing request: ignore what follows
+            self.ignoring = True
         if cycle.response_complete or cycle.disconnected:
+            # Answered before its body was read: the connection idles from now on.
+            if not self.pipeline and not self.transport.is_closing():
+                self._unset_keepalive_if_required()
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
             return
         cycle.body = BodyChunks(direct.buffer)  # type: ignore[assignment]
         cycle.more_body = False
@@ -278,8 +290,12 @@ class DirectReader(asyncio.BufferedProtocol):
         direct = http.direct
         if direct is None:
             # The parser copies what it keeps, so the read buffer is free again on return.
-            http.data_received(self.read_buffer[:nbytes])
+            if not http.ignoring:
+                http.data_received(self.read_buffer[:nbytes])
             return
+        # uvicorn stops the keep-alive timer on every read; an answer given before its body
+        # was read (a 401, a 413) may have started it.
+        http._unset_keepalive_if_required()
         direct.filled += nbytes
         if direct.filled == len(direct.buffer):
             http.direct_body_read(direct)
