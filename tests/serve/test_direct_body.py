@@ -159,14 +159,19 @@ def test_a_long_body_after_100_continue(port: int, direct_reads: list[int]) -> N
     assert direct_reads == [len(LONG)]
 
 
-def test_a_body_answered_before_it_is_read_does_not_derail_the_connection(port: int) -> None:
+def answered_early(sock: socket.socket) -> bytes:
+    """Send the head of a long request the app answers unread; return the body, unsent."""
     request = raw_post("/refuse", LONG)
     head = len(request) - len(LONG)
+    sock.sendall(request[:head])
+    ((status, body),) = read_answers(sock, 1)
+    assert status == 200 and orjson.loads(body) == {"refused": True}
+    return request[head:]
+
+
+def test_a_body_answered_before_it_is_read_does_not_derail_the_connection(port: int) -> None:
     with connect(port) as sock:
-        sock.sendall(request[:head])
-        ((status, body),) = read_answers(sock, 1)
-        assert status == 200 and orjson.loads(body) == {"refused": True}
-        sock.sendall(request[head:] + raw_post("/", b"after"))
+        sock.sendall(answered_early(sock) + raw_post("/", b"after"))
         (answer,) = read_answers(sock, 1)
     assert reported(answer) == {**expected(b"after"), "type": "bytes"}
 
@@ -221,29 +226,21 @@ def test_a_reservation_ends_with_its_connection(port: int) -> None:
 
 
 def test_a_slow_body_after_an_early_answer_outlasts_the_keep_alive_timeout(port: int) -> None:
-    request = raw_post("/refuse", LONG)
-    head = len(request) - len(LONG)
     with connect(port) as sock:
-        sock.sendall(request[:head])
-        ((status, _),) = read_answers(sock, 1)
-        assert status == 200
+        body = answered_early(sock)
         pieces = 5
-        step = len(LONG) // pieces + 1
-        for start in range(head, len(request), step):  # 2 s in all, twice the timeout
+        step = len(body) // pieces + 1
+        for start in range(0, len(body), step):  # 2 s in all, twice the timeout
             time.sleep(2 * KEEP_ALIVE_S / pieces)
-            sock.sendall(request[start : start + step])
+            sock.sendall(body[start : start + step])
         sock.sendall(raw_post("/", b"after"))
         (answer,) = read_answers(sock, 1)
         assert reported(answer)["sha256"] == expected(b"after")["sha256"]
 
 
 def test_a_connection_idle_after_an_early_answered_body_is_closed(port: int) -> None:
-    request = raw_post("/refuse", LONG)
-    head = len(request) - len(LONG)
     with connect(port) as sock:
-        sock.sendall(request[:head])
-        read_answers(sock, 1)
-        sock.sendall(request[head:])
+        sock.sendall(answered_early(sock))
         sock.settimeout(5 * KEEP_ALIVE_S)
         assert sock.recv(1) == b""  # closed by the server's keep-alive timeout
 
