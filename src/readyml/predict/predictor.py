@@ -30,6 +30,7 @@ from readyml.data.schema import Schema
 from readyml.errors import FlavorError
 from readyml.flavors import ModelAdapter, load_model
 from readyml.flavors._base import Array
+from readyml.predict.direct import ProbaFunction, direct_proba, fits_float32, probe_rows
 from readyml.predict.inputs import (
     Feature,
     InvalidInput,
@@ -49,6 +50,9 @@ Part = Array | dict[str, Array]
 RUNTIMES: tuple[RuntimeRequest, ...] = ("native", "onnx", "auto")
 # Largest absolute difference allowed between a fast path and the full model at load.
 PARITY_TOLERANCE = 1e-9
+# Larger batches go to scikit-learn: its checks cost little per row there, and a forest
+# with n_jobs > 1 spreads its trees over threads where the direct path runs them in one.
+DIRECT_MAX_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class Predictor:
         self.classes: Array | None = None if classes is None else np.asarray(classes)
         self.has_proba = bool(output.get("proba", False)) and self.classes is not None
         self._fast = self._fast_path()
+        self._direct = self._direct_path()
 
     # -- loading ------------------------------------------------------------------------
 
@@ -362,8 +367,10 @@ class Predictor:
         return Prediction(labels, proba, labels.tolist(), len(labels), data)
 
     def _fast_proba(self, data: Array) -> Array:
-        if not np.isfinite(data).all():
+        if not fits_float32(data):  # NaN, inf or past float32: let scikit-learn judge it
             return np.asarray(self._fast.predict_proba(data))
+        if self._direct is not None and len(data) <= DIRECT_MAX_ROWS:
+            return self._direct(data)
         # Finite input needs no second check: scikit-learn's per-call validation is most
         # of the cost of a small batch (about half for a logistic regression on one row).
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
@@ -394,7 +401,7 @@ class Predictor:
         estimator = steps[1][1]
         if not hasattr(estimator, "predict_proba"):
             return None
-        probe = np.linspace(-1.0, 1.0, 4 * len(self.names)).reshape(4, -1)
+        probe = probe_rows(len(self.names))
         try:
             expected = np.asarray(self.model.predict_proba(self.frame(probe)))
             fast = np.asarray(estimator.predict_proba(probe))
@@ -403,6 +410,23 @@ class Predictor:
         if fast.shape != expected.shape or np.abs(fast - expected).max() > PARITY_TOLERANCE:
             return None
         return estimator
+
+    def _direct_path(self) -> ProbaFunction | None:
+        """The fast path's probabilities without per-call validation, if they match."""
+        if self._fast is None:
+            return None
+        direct = direct_proba(self._fast)
+        if direct is None:
+            return None
+        probe = probe_rows(len(self.names))
+        try:
+            expected = np.asarray(self._fast.predict_proba(probe))
+            found = direct(probe)
+        except (AttributeError, TypeError, ValueError):  # a scikit-learn this code predates
+            return None
+        if found.shape != expected.shape or np.abs(found - expected).max() > PARITY_TOLERANCE:
+            return None
+        return direct
 
 
 def to_onnx(model: ModelAdapter, version: ModelVersion, workdir: Path) -> ModelAdapter:

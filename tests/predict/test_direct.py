@@ -1,0 +1,122 @@
+"""Direct probabilities: the same numbers as predict_proba, for the estimators they cover."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.linear_model import LogisticRegression
+
+from readyml.flavors.sklearn import SklearnModel
+from readyml.predict import Predictor
+from readyml.predict.direct import direct_proba, fits_float32, probe_rows
+
+
+def _data(classes: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = make_classification(
+        300, 8, n_informative=5, n_classes=classes, n_clusters_per_class=1, random_state=0
+    )
+    return x, y
+
+
+ESTIMATORS = {
+    "logistic": lambda: LogisticRegression(max_iter=500),
+    "boosting": lambda: GradientBoostingClassifier(n_estimators=20, random_state=0),
+    "boosting-zero-init": lambda: GradientBoostingClassifier(
+        n_estimators=20, init="zero", random_state=0
+    ),
+    "forest": lambda: RandomForestClassifier(n_estimators=15, random_state=0),
+    "extra-trees": lambda: ExtraTreesClassifier(n_estimators=15, random_state=0),
+}
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("kind", sorted(ESTIMATORS))
+def test_direct_probabilities_equal_predict_proba(kind: str, classes: int) -> None:
+    x, y = _data(classes)
+    estimator = ESTIMATORS[kind]().fit(x, y)
+    direct = direct_proba(estimator)
+    assert direct is not None
+    rows = np.vstack([x[:64], probe_rows(x.shape[1])])
+    for batch in (rows[:1], rows[:7], rows):
+        found = direct(np.ascontiguousarray(batch))
+        assert found.shape == (len(batch), classes)
+        assert np.abs(found - estimator.predict_proba(batch)).max() <= 1e-12
+
+
+def _uncovered() -> list[Any]:
+    x, y = _data(2)
+    custom_init = GradientBoostingClassifier(
+        n_estimators=5, init=LogisticRegression(), random_state=0
+    ).fit(x, y)
+    two_outputs = RandomForestClassifier(n_estimators=3, random_state=0).fit(
+        x, np.column_stack([y, 1 - y])
+    )
+    histogram = HistGradientBoostingClassifier(max_iter=5).fit(x, y)
+    return [custom_init, two_outputs, histogram]
+
+
+def test_estimators_it_does_not_cover_keep_the_public_path() -> None:
+    assert [direct_proba(estimator) for estimator in _uncovered()] == [None, None, None]
+
+
+def test_fits_float32_refuses_what_a_tree_cannot_compare() -> None:
+    assert fits_float32(np.array([[0.0, -3e38, 3e38]]))
+    assert not fits_float32(np.array([[0.0, 1e39]]))
+    assert not fits_float32(np.array([[np.nan, 1.0]]))
+    assert not fits_float32(np.array([[-np.inf, 1.0]]))
+
+
+def _predictor(estimator: Any) -> Predictor:
+    x, y = _data(3)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    model = SklearnModel(estimator=estimator).fit(frame, [f"c{v}" for v in y])
+    return Predictor(model=model, name="m", version=1, signature=model.signature())
+
+
+@pytest.mark.parametrize("kind", ["logistic", "forest"])
+def test_the_predictor_answers_through_the_direct_path(kind: str) -> None:
+    predictor = _predictor(ESTIMATORS[kind]())
+    assert predictor._direct is not None
+    block = np.random.default_rng(1).normal(size=(40, 8))
+    proba = predictor.predict_input(block).proba
+    expected = predictor.model.predict_proba(predictor.frame(block))
+    assert proba is not None and np.abs(proba - expected).max() <= 1e-12
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_values_past_float32_reach_scikit_learn_and_its_checks() -> None:
+    predictor = _predictor(ESTIMATORS["forest"]())
+    block = np.zeros((2, 8))
+    block[1, 3] = 1e300
+    with pytest.raises(ValueError, match="too large"):
+        predictor.predict_input(block)
+
+
+def test_large_batches_go_to_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from readyml.predict import predictor as predictor_module
+
+    predictor = _predictor(ESTIMATORS["logistic"]())
+    calls: list[int] = []
+    direct = predictor._direct
+    assert direct is not None
+
+    def counted(data: np.ndarray) -> np.ndarray:
+        calls.append(len(data))
+        return direct(data)
+
+    monkeypatch.setattr(predictor, "_direct", counted)
+    monkeypatch.setattr(predictor_module, "DIRECT_MAX_ROWS", 10)
+    rng = np.random.default_rng(2)
+    predictor.predict_input(rng.normal(size=(10, 8)))
+    large = predictor.predict_input(rng.normal(size=(11, 8)))
+    assert calls == [10] and large.rows == 11
