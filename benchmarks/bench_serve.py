@@ -453,7 +453,7 @@ def main() -> str:
             f"- {name}: {paired_ratio(samples, WITH_LOG, HELLO):.0%} of hello-world (target ≥ "
             f"40%), p99 {p99:.1f} ms (target < 20 ms), request-log cost "
             f"{1 - paired_ratio(samples, WITH_LOG, NO_LOG):.1%} in throughput (target < 5%; "
-            f"the writer thread's own share of the server's CPU: {log_share:.1%}); "
+            f"the log's own share of the server's CPU: {log_share:.1%}); "
             f"{of_naive:.1f}× naive FastAPI (target ≥ 5× the best peer; MLServer and BentoML: "
             f"`make bench-peers`); c1 p50 {c1:.2f} ms vs naive {naive_c1:.2f} ms."
         )

@@ -116,3 +116,44 @@ def test_sampling_keeps_about_the_given_share(tmp_path: Path) -> None:
     for index in range(2000):
         log.record(LogEntry(predictor, batch, 0, 1, f"r{index}", time.time(), 1.0, 200))
     assert 350 < log.flush() < 650
+
+
+def test_every_row_in_order_is_taken_without_a_gather() -> None:
+    predictor = _numeric_predictor()
+    labels = np.array(["x", "y"])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    batches = [
+        Prediction(labels, proba, labels.tolist(), 2, np.array([[1.0, 1.0], [2.0, np.nan]])),
+        predictor.predict_input(np.array([[6.0, 6.0]])),
+    ]
+    table = to_table(_entries(predictor, batches, [(0, 0, 1), (0, 1, 1), (1, 0, 1)]))
+    assert table.column("size").to_pylist() == [1.0, 2.0, 6.0]
+    assert table.column("count").to_pylist() == [1, None, 6]
+    assert table.column("request_id").to_pylist() == ["b0-o0", "b0-o1", "b1-o0"]
+
+
+def test_compacted_rows_are_written_with_the_rest(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
+    log = RequestLog(root=tmp_path)
+    log.record(LogEntry(predictor, batch, 0, 1, "early", time.time(), 1.0, 200))
+    log.compact()
+    log.record(LogEntry(predictor, batch, 1, 1, "late", time.time(), 1.0, 200))
+    assert log.compact_cpu_s > 0.0
+    assert log.flush() == 2
+    files = list(tmp_path.rglob("part-*.parquet"))
+    assert len(files) == 1  # one partition: the compacted table and the rest in one file
+    table = pq.read_table(files[0])
+    assert table.column("request_id").to_pylist() == ["early", "late"]
+    assert table.column("size").to_pylist() == [1.0, 6.0]
+
+
+def test_a_row_that_cannot_be_converted_is_counted_not_raised(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    broken = Prediction(np.array(["x"]), None, ["x"], 1, np.array([["not", "numeric"]]))
+    outcomes: list[tuple[str, str, int]] = []
+    log = RequestLog(root=tmp_path, on_outcome=lambda *args: outcomes.append(args))
+    log.record(LogEntry(predictor, broken, 0, 1, "bad", time.time(), 1.0, 200))
+    log.compact()
+    assert log.failed_rows == 1 and outcomes == [("num", "failed", 1)]
+    assert log.flush() == 0 and not list(tmp_path.rglob("*.parquet"))

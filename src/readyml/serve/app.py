@@ -49,7 +49,7 @@ from readyml.serve.batching import BatchStats, QueueFull
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from readyml.serve.openapi import build_openapi
-from readyml.serve.request_log import LogEntry, RequestLog
+from readyml.serve.request_log import COMPACT_INTERVAL_S, LogEntry, RequestLog
 from readyml.serve.rollout import RolloutManager, Route
 from readyml.types import ModelRef
 
@@ -161,6 +161,7 @@ class ServingApp:
         }
         self._openapi_cache: tuple[int, bytes] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -191,13 +192,14 @@ class ServingApp:
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         self.metrics.served = self._served
+        loop = asyncio.get_running_loop()
         if self.request_log is not None:
             request_log = self.request_log
             self.metrics.log_cpu_s = lambda: request_log.cpu_s
-        if self.request_log is not None:
-            self.request_log.start()
+            request_log.start()
+            self._compactor = loop.create_task(self._compact_request_log())
         if self.access_log is not None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_access_log())
+            self._flusher = loop.create_task(self._flush_access_log())
         if self.rollouts is not None:
             self.rollouts.start()
         if self.alias_watcher is not None:
@@ -211,15 +213,22 @@ class ServingApp:
             await self.rollouts.stop()
         for deployment in self.table:
             await deployment.batcher.drain(DRAIN_TIMEOUT_S)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._compactor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.access_log is not None:
             self.access_log.flush()
         if self.request_log is not None:
             await asyncio.to_thread(self.request_log.stop)
         self.executor.shutdown(wait=False)
+
+    async def _compact_request_log(self) -> None:
+        assert self.request_log is not None
+        while True:
+            await asyncio.sleep(COMPACT_INTERVAL_S)
+            self.request_log.compact()
 
     async def _flush_access_log(self) -> None:
         assert self.access_log is not None

@@ -156,7 +156,7 @@ class ServerMetrics:
         yield load
         yield CounterMetricFamily(
             "readyml_request_log_cpu_seconds",
-            "CPU seconds the request log's writer thread has spent building and writing files.",
+            "CPU seconds the request log has spent turning logged rows into tables and files.",
             value=self.log_cpu_s(),
         )
 

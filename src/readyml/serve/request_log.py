@@ -12,9 +12,15 @@ Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival), ``model`` (s
 when the rows were written; absent where ``/proc`` is not available). A request of N rows
 gives N log rows with one id.
 
-Recording is a sampled append to a bounded buffer on the event loop (about a microsecond);
-a background thread turns the buffer into Arrow tables and writes them. When the buffer is
-full the rows are dropped and counted; a failed write is counted and never reaches a request.
+Recording is a sampled append to a bounded buffer on the event loop (about a microsecond).
+The server's event loop turns what was recorded into Arrow tables every
+:data:`COMPACT_INTERVAL_S` (:meth:`RequestLog.compact`, well under a millisecond at
+thousands of requests a second, on batches still in cache), and a background thread joins
+and writes them, work Arrow and Parquet do mostly without the GIL. Building the tables in the
+writer thread instead made it trade the GIL with the event loop every few hundred
+microseconds for tens of milliseconds a flush, at two to three times the CPU of the same
+work done in one piece. When the buffer is full the rows are dropped and counted; a failed
+conversion or write is counted and never reaches a request.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 # Columns whose values repeat enough for Parquet's dictionary encoding to pay.
 DICTIONARY_COLUMNS = ["model", "prediction"]
+COMPACT_INTERVAL_S = 0.05  # how often the event loop turns recorded rows into tables
+
+PartitionKey = tuple[str, int, int]  # model, version, hour (hours since the epoch)
 
 
 class LogEntry(NamedTuple):
@@ -94,6 +103,7 @@ class RequestLog:
         self.flush_interval_s = flush_interval_s
         self.on_outcome = on_outcome
         self._entries: list[LogEntry] = []
+        self._tables: list[_Tabulated] = []
         self._buffered_rows = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -102,9 +112,15 @@ class RequestLog:
         self.written_rows = 0
         self.dropped_rows = 0
         self.failed_rows = 0
-        # CPU seconds the writer thread spent turning entries into files (its whole cost
-        # beyond the append on the event loop).
-        self.cpu_s = 0.0
+        # CPU seconds spent turning entries into tables (event loop) and files (writer
+        # thread): the log's whole cost beyond the append per request.
+        self.compact_cpu_s = 0.0
+        self.write_cpu_s = 0.0
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds spent turning recorded rows into tables and files."""
+        return self.compact_cpu_s + self.write_cpu_s
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -134,24 +150,34 @@ class RequestLog:
         self._entries.append(entry)
         self._buffered_rows += entry.rows
 
+    def compact(self) -> None:
+        """Turn the rows recorded so far into Arrow tables (the event loop calls this)."""
+        with self._lock:
+            entries, self._entries = self._entries, []
+        if not entries:
+            return
+        started_s = time.thread_time()
+        tables = self._tabulate(entries)
+        with self._lock:
+            self._tables.extend(tables)
+        self.compact_cpu_s += time.thread_time() - started_s
+
     def flush(self) -> int:
         """Write the buffered rows now (the writer thread calls this); return rows written."""
         with self._lock:
             entries, self._entries = self._entries, []
+            tables, self._tables = self._tables, []
             self._buffered_rows = 0
-        if not entries:
-            return 0
-        groups: dict[tuple[str, int, int], list[LogEntry]] = defaultdict(list)
-        for entry in entries:
-            predictor = entry.predictor
-            groups[(predictor.name, predictor.version, int(entry.ts_s // 3600))].append(entry)
+        tables += self._tabulate(entries)
+        partitions: dict[PartitionKey, list[_Tabulated]] = defaultdict(list)
+        for tabulated in tables:
+            partitions[tabulated.key].append(tabulated)
         written = 0
-        rss_mb = process_rss_mb()  # one sample per flush: enough for monitor-6's leak slope
-        for (name, version, hour_index), group in groups.items():
-            rows = sum(entry.rows for entry in group)
+        for (name, version, hour_index), parts in partitions.items():
+            rows = sum(part.rows for part in parts)
             hour = datetime.fromtimestamp(hour_index * 3600, UTC).strftime("%Y%m%d%H")
             try:
-                table = to_table(group, rss_mb=rss_mb)
+                table = pa.concat_tables([part.table for part in parts], promote_options="default")
                 folder = self.root / f"model={name}" / f"version={version}" / f"hour={hour}"
                 folder.mkdir(parents=True, exist_ok=True)
                 unique = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
@@ -161,15 +187,36 @@ class RequestLog:
                 pq.write_table(table, temporary, use_dictionary=DICTIONARY_COLUMNS)
                 temporary.rename(folder / f"part-{unique}.parquet")
             except Exception as exc:  # logging must never take the server down
-                self.failed_rows += rows
-                self._outcome(name, "failed", rows)
-                with contextlib.suppress(OSError, ValueError):
-                    print(f"readyml: request log write failed: {exc}", file=sys.stderr)
+                self._fail(name, rows, "write", exc)
                 continue
             written += rows
             self.written_rows += rows
             self._outcome(name, "written", rows)
         return written
+
+    def _tabulate(self, entries: list[LogEntry]) -> list[_Tabulated]:
+        """One table per partition of ``entries``; a partition that fails is counted."""
+        if not entries:
+            return []
+        groups: dict[PartitionKey, list[LogEntry]] = defaultdict(list)
+        for entry in entries:
+            predictor = entry.predictor
+            groups[(predictor.name, predictor.version, int(entry.ts_s // 3600))].append(entry)
+        rss_mb = process_rss_mb()  # one sample per table: enough for monitor-6's leak slope
+        tables: list[_Tabulated] = []
+        for key, group in groups.items():
+            rows = sum(entry.rows for entry in group)
+            try:
+                tables.append(_Tabulated(key, rows, to_table(group, rss_mb=rss_mb)))
+            except Exception as exc:  # logging must never take the server down
+                self._fail(key[0], rows, "conversion", exc)
+        return tables
+
+    def _fail(self, model: str, rows: int, step: str, exc: Exception) -> None:
+        self.failed_rows += rows
+        self._outcome(model, "failed", rows)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"readyml: request log {step} failed: {exc}", file=sys.stderr)
 
     def _outcome(self, model: str, outcome: str, rows: int) -> None:
         if self.on_outcome is not None:
@@ -186,7 +233,15 @@ class RequestLog:
     def _timed_flush(self) -> None:
         started_s = time.thread_time()
         self.flush()
-        self.cpu_s += time.thread_time() - started_s
+        self.write_cpu_s += time.thread_time() - started_s
+
+
+class _Tabulated(NamedTuple):
+    """Rows of one partition turned into a table, waiting to be written."""
+
+    key: PartitionKey
+    rows: int
+    table: pa.Table
 
 
 def process_rss_mb() -> float | None:
@@ -203,30 +258,18 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
     """The Arrow table of entries of one model version (see the module docstring).
 
     Every logged row is located among the distinct batches its requests were answered in;
-    each column is then one gather from the batches' arrays stacked end to end, so the cost
+    each column is then one gather from the batches' arrays stacked end to end (or none,
+    when the entries are every row of their batches in order, the usual case), so the cost
     is a few array operations per flush, not per request.
     """
     predictor = entries[0].predictor
     _, predictions, offsets, counts, request_ids, ts_s, latency_ms, status = zip(
         *entries, strict=True
     )
-    # Each distinct batch once, in order of first appearance, and where it starts when the
-    # batches are stacked end to end.
-    batches: dict[int, Prediction] = {}
-    for prediction in predictions:
-        batches.setdefault(id(prediction), prediction)
-    sizes = np.array([batch.rows for batch in batches.values()], dtype=np.int64)
-    starts = dict(zip(batches, (np.cumsum(sizes) - sizes).tolist(), strict=True))
-    first = np.array([starts[id(p)] for p in predictions], dtype=np.int64)
-    first += np.array(offsets, dtype=np.int64)
+    batches, rows = _locate(predictions, offsets, counts)
     repeat = np.array(counts, dtype=np.int64)
     one_row_each = int(repeat.max()) == 1
-    if one_row_each:
-        rows = first
-    else:  # requests of several rows: each row's position within its request
-        within = np.arange(int(repeat.sum())) - np.repeat(np.cumsum(repeat) - repeat, repeat)
-        rows = np.repeat(first, repeat) + within
-    total = len(rows)
+    total = len(entries) if one_row_each else int(repeat.sum())
 
     def per_row(values: tuple[Any, ...], dtype: Any = None) -> np.ndarray:
         array = np.array(values, dtype=dtype)
@@ -239,18 +282,18 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
         "version": pa.array(np.full(total, predictor.version, dtype=np.int64)),
     }
     if predictor.layout != "tensor":
-        columns.update(_feature_columns(predictor, list(batches.values()), rows))
-    labels = _gather([batch.labels for batch in batches.values()], rows)
+        columns.update(_feature_columns(predictor, batches, rows))
+    labels = _gather([batch.labels for batch in batches], rows)
     columns["prediction"] = pa.array(labels.tolist() if labels.dtype.kind in "OU" else labels)
-    probas = [batch.proba for batch in batches.values()]
+    probas = [batch.proba for batch in batches]
     if (
         predictor.has_proba
         and predictor.classes is not None
         and all(proba is not None for proba in probas)
     ):
-        proba = _gather([p for p in probas if p is not None], rows)
+        proba = _gather([p for p in probas if p is not None], rows).T.copy()
         for index, label in enumerate(predictor.classes.tolist()):
-            columns[f"proba_{label}"] = pa.array(proba[:, index], pa.float64())
+            columns[f"proba_{label}"] = pa.array(proba[index], pa.float64())
     columns["latency_ms"] = pa.array(per_row(latency_ms), pa.float64())
     columns["status"] = pa.array(per_row(status), pa.int32())
     if rss_mb is not None:
@@ -258,27 +301,58 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
     return pa.table(columns)
 
 
-def _gather(arrays: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Rows ``rows`` of the arrays stacked end to end."""
+def _locate(
+    predictions: tuple[Prediction, ...], offsets: tuple[int, ...], counts: tuple[int, ...]
+) -> tuple[list[Prediction], np.ndarray | None]:
+    """The distinct batches, in order of first appearance, and each logged row's index in
+    them stacked end to end; ``None`` for the index when it is every row in order."""
+    ids = np.fromiter(map(id, predictions), dtype=np.int64, count=len(predictions))
+    _, first_seen, which = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first_seen, kind="stable")  # unique sorts by id; restore arrival
+    batches = [predictions[index] for index in first_seen[order].tolist()]
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    sizes = np.array([batch.rows for batch in batches], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    first = starts[rank[which]] + np.array(offsets, dtype=np.int64)
+    repeat = np.array(counts, dtype=np.int64)
+    if int(repeat.max()) == 1:
+        rows = first
+    else:  # requests of several rows: each row's position within its request
+        within = np.arange(int(repeat.sum())) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+        rows = np.repeat(first, repeat) + within
+    if len(rows) == int(sizes.sum()) and bool((rows == np.arange(len(rows))).all()):
+        return batches, None
+    return batches, rows
+
+
+def _gather(arrays: list[np.ndarray], rows: np.ndarray | None) -> np.ndarray:
+    """Rows ``rows`` (all when None) of the arrays stacked end to end."""
     joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    if rows is None:
+        return joined
     gathered: np.ndarray = joined[rows]
     return gathered
 
 
 def _feature_columns(
-    predictor: Predictor, batches: list[Prediction], rows: np.ndarray
+    predictor: Predictor, batches: list[Prediction], rows: np.ndarray | None
 ) -> dict[str, pa.Array]:
     columns: dict[str, pa.Array] = {}
     inputs = [batch.inputs for batch in batches]
     if predictor.layout == "numeric":
-        block = _gather([np.asarray(part) for part in inputs], rows)
+        # Stacked feature-major, batch by batch (each small block transposes in cache), so
+        # that every column is contiguous and Arrow takes it without a copy of its own.
+        block = np.concatenate([np.asarray(part).T for part in inputs], axis=1)
+        if rows is not None:
+            block = block[:, rows]
+        missing = np.isnan(block).any(axis=1).tolist()
         for index, feature in enumerate(predictor.features):
-            values = block[:, index]
-            nulls = np.isnan(values)
+            values = block[index]
+            nulls = np.isnan(values) if missing[index] else None
             if feature.kind == "integer":
-                columns[feature.name] = pa.array(
-                    np.where(nulls, 0, values).astype(np.int64), pa.int64(), mask=nulls
-                )
+                whole = values if nulls is None else np.where(nulls, 0, values)
+                columns[feature.name] = pa.array(whole.astype(np.int64), pa.int64(), mask=nulls)
             else:
                 columns[feature.name] = pa.array(values, pa.float64(), mask=nulls)
         return columns
