@@ -137,6 +137,8 @@ def test_compacted_rows_are_written_with_the_rest(tmp_path: Path) -> None:
     batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
     log = RequestLog(root=tmp_path)
     log.record(LogEntry(predictor, batch, 0, 1, "early", time.time(), 1.0, 200))
+    log.compact(min_rows=2)
+    assert log.compact_cpu_s == 0.0  # one row waits: left to the next check or the flush
     log.compact()
     log.record(LogEntry(predictor, batch, 1, 1, "late", time.time(), 1.0, 200))
     assert log.compact_cpu_s > 0.0

@@ -49,7 +49,7 @@ from readyml.serve.batching import BatchStats, QueueFull
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from readyml.serve.openapi import build_openapi
-from readyml.serve.request_log import COMPACT_INTERVAL_S, LogEntry, RequestLog
+from readyml.serve.request_log import COMPACT_INTERVAL_S, COMPACT_ROWS, LogEntry, RequestLog
 from readyml.serve.rollout import RolloutManager, Route
 from readyml.types import ModelRef
 
@@ -228,7 +228,7 @@ class ServingApp:
         assert self.request_log is not None
         while True:
             await asyncio.sleep(COMPACT_INTERVAL_S)
-            self.request_log.compact()
+            self.request_log.compact(COMPACT_ROWS)
 
     async def _flush_access_log(self) -> None:
         assert self.access_log is not None
