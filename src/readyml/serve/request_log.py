@@ -272,15 +272,15 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
     Every logged row is located among the distinct batches its requests were answered in;
     each column is then one gather from the batches' arrays stacked end to end (or none,
     when the entries are every row of their batches in order, the usual case), so the cost
-    is a few array operations per flush, not per request.
+    is a few array operations per table, not per request.
     """
     predictor = entries[0].predictor
     _, predictions, offsets, counts, request_ids, ts_s, latency_ms, status = zip(
         *entries, strict=True
     )
-    batches, rows = _locate(predictions, offsets, counts)
     repeat = np.array(counts, dtype=np.int64)
     one_row_each = int(repeat.max()) == 1
+    batches, rows = _locate(predictions, offsets, repeat)
     total = len(entries) if one_row_each else int(repeat.sum())
 
     def per_row(values: tuple[Any, ...], dtype: Any = None) -> np.ndarray:
@@ -314,7 +314,7 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
 
 
 def _locate(
-    predictions: tuple[Prediction, ...], offsets: tuple[int, ...], counts: tuple[int, ...]
+    predictions: tuple[Prediction, ...], offsets: tuple[int, ...], repeat: np.ndarray
 ) -> tuple[list[Prediction], np.ndarray | None]:
     """The distinct batches, in order of first appearance, and each logged row's index in
     them stacked end to end; ``None`` for the index when it is every row in order."""
@@ -327,7 +327,6 @@ def _locate(
     sizes = np.array([batch.rows for batch in batches], dtype=np.int64)
     starts = np.cumsum(sizes) - sizes
     first = starts[rank[which]] + np.array(offsets, dtype=np.int64)
-    repeat = np.array(counts, dtype=np.int64)
     if int(repeat.max()) == 1:
         rows = first
     else:  # requests of several rows: each row's position within its request
