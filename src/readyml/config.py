@@ -450,6 +450,12 @@ class ServingSpec(_Spec):
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
     request_log: RequestLogSpec = Field(default_factory=RequestLogSpec)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_inflight_body_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="bytes of request bodies all requests in flight may hold at once, per "
+        "process; past it a request is answered 503 with Retry-After before its body is read",
+    )
     token_env: str = Field(default="READYML_SERVE_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     protect_predict: bool = False
     access_log: bool = True
@@ -461,6 +467,15 @@ class ServingSpec(_Spec):
         description="seconds between checks of the registry for models served by alias "
         "(NAME@champion); a moved alias is validated and swapped in; 0: never check",
     )
+
+    @model_validator(mode="after")
+    def _one_body_fits_the_budget(self) -> ServingSpec:
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "serving.max_inflight_body_bytes: expected at least serving.max_body_bytes "
+                f"({self.max_body_bytes}), found {self.max_inflight_body_bytes}"
+            )
+        return self
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")

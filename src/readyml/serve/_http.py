@@ -16,6 +16,7 @@ import orjson
 from readyml.errors import (
     BadRequest,
     MethodNotAllowed,
+    Overloaded,
     PayloadTooLarge,
     ReadymlError,
     Unauthorized,
@@ -39,10 +40,45 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
 
 
+class BodiesOverBudget(Overloaded):
+    """Request bodies in flight already hold the process's budget; retry after a while."""
+
+    retry_after_s = 1.0
+
+
+class BodyBudget:
+    """Bytes of request bodies held by the requests in flight, against a per-process cap.
+
+    A body that would take the total past ``limit_bytes`` is refused (503 + Retry-After)
+    before more of it is read, so many large or slow uploads at once cannot take the
+    server's memory: ``max_body_bytes`` bounds one request, this bounds them all. Used from
+    the event loop only, so it needs no lock.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
+
+    def take(self, size: int) -> None:
+        """Count ``size`` more bytes, or raise :class:`BodiesOverBudget`."""
+        if self.held_bytes + size > self.limit_bytes:
+            raise BodiesOverBudget(
+                f"body: the server holds {self.held_bytes} bytes of request bodies of at "
+                f"most {self.limit_bytes}; {size} more do not fit, retry shortly"
+            )
+        self.held_bytes += size
+
+    def give_back(self, size: int) -> None:
+        """Stop counting ``size`` bytes (their request finished)."""
+        self.held_bytes -= size
+
+
 class Request:
     """What a route needs of a request: method, path, query, a few headers, the body."""
 
     __slots__ = (
+        "_budget",
+        "_held",
         "authorization",
         "body",
         "content_length",
@@ -80,6 +116,8 @@ class Request:
             elif name == b"inference-header-content-length":
                 self.inference_header_length = value
         self.request_id = request_id or new_request_id()
+        self._budget: BodyBudget | None = None
+        self._held = 0
 
     def query_param(self, key: str) -> str | None:
         """One query-string parameter (first value), undecoded beyond ASCII."""
@@ -91,17 +129,30 @@ class Request:
                 return value
         return None
 
-    async def read_body(self, receive: Receive, limit: int) -> bytes | bytearray:
-        """Read the whole body, refusing more than ``limit`` bytes (413)."""
+    async def read_body(
+        self, receive: Receive, limit: int, budget: BodyBudget | None = None
+    ) -> bytes | bytearray:
+        """Read the whole body, refusing more than ``limit`` bytes (413).
+
+        With a ``budget`` the body's bytes are counted against it until :meth:`release`
+        (503 when they do not fit): its Content-Length before reading, else as it arrives.
+        """
         if self.content_length is not None and self.content_length > limit:
             raise PayloadTooLarge(
                 f"body: expected at most {limit} bytes, found Content-Length {self.content_length}"
             )
+        declared = self.content_length is not None and self.content_length >= 0
+        if budget is not None:
+            self._budget = budget
+            if declared:
+                self._hold(self.content_length or 0)
         message = await receive()
         body: bytes | bytearray = message.get("body", b"")
         if len(body) > limit:
             found = "more" if message.get("more_body", False) else str(len(body))
             raise PayloadTooLarge(f"body: expected at most {limit} bytes, found {found}")
+        if budget is not None and not declared:
+            self._hold(len(body))
         if message.get("more_body", False):
             # Joined once into a writable buffer of the size that arrived (one copy, no
             # regrowth, nothing reserved for what the headers only claim): a binary tensor
@@ -114,10 +165,23 @@ class Request:
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"body: expected at most {limit} bytes, found more")
+                if budget is not None and not declared:
+                    self._hold(len(chunk))
                 chunks.append(chunk)
             body = bytearray().join(chunks)
         self.body = body
         return body
+
+    def _hold(self, size: int) -> None:
+        assert self._budget is not None
+        self._budget.take(size)
+        self._held += size
+
+    def release(self) -> None:
+        """Give the body's bytes back to the budget they were counted against."""
+        if self._budget is not None and self._held:
+            self._budget.give_back(self._held)
+            self._held = 0
 
 
 def parse_json(body: bytes | bytearray, *, expected: str = "a JSON document") -> Any:

@@ -25,12 +25,20 @@ import orjson
 
 from readyml import __version__
 from readyml.config import ServingSpec
-from readyml.errors import BadRequest, MethodNotAllowed, NotFound, PredictionFailed, ReadymlError
+from readyml.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    Overloaded,
+    PredictionFailed,
+    ReadymlError,
+)
 from readyml.predict import Part, Prediction, Predictor
 from readyml.registry import CHAMPION
 from readyml.serve import mlflow, simple, v2
 from readyml.serve._http import (
     ASGIApp,
+    BodyBudget,
     Message,
     Receive,
     Request,
@@ -45,7 +53,7 @@ from readyml.serve._http import (
 from readyml.serve.access_log import AccessLog
 from readyml.serve.alias_watch import AliasWatcher
 from readyml.serve.auth import BearerAuth
-from readyml.serve.batching import BatchStats, QueueFull
+from readyml.serve.batching import BatchStats
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from readyml.serve.openapi import build_openapi
@@ -143,6 +151,7 @@ class ServingApp:
         self.alias_watcher = alias_watcher
         self.mounts = dict(mounts or {})
         self.max_body_bytes = spec.max_body_bytes
+        self.body_budget = BodyBudget(spec.max_inflight_body_bytes)
         self._routes: dict[str, dict[str, Handler]] = {
             "/predict": {"POST": self._simple},
             "/invocations": {"POST": self._mlflow},
@@ -271,6 +280,7 @@ class ServingApp:
                 headers=[(b"x-request-id", request.request_id.encode())],
             )
         finally:
+            request.release()
             self._account(exchange)
 
     async def _send_error(self, exchange: Exchange, exc: ReadymlError, send: Send) -> None:
@@ -281,7 +291,7 @@ class ServingApp:
             content["error_code"] = "BAD_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR"
             content["message"] = content["error"]
         model = exchange.deployment.name if exchange.deployment is not None else ""
-        if isinstance(exc, QueueFull):
+        if isinstance(exc, Overloaded):
             self.metrics.reject(model, "overloaded")
         elif exc.status_code in (400, 413, 415):
             self.metrics.reject(model, "invalid")
@@ -373,7 +383,7 @@ class ServingApp:
             # arrives never hands the request to a deployment that is being drained.
             if self.spec.protect_predict:
                 self.auth.check(exchange.request)
-            await exchange.request.read_body(receive, self.max_body_bytes)
+            await exchange.request.read_body(receive, self.max_body_bytes, self.body_budget)
             await self._v2_infer(exchange, self._pick(exchange, name, version), send)
             return
         deployment = self._candidate(name, version) or self.table.get(name, version)
@@ -448,7 +458,7 @@ class ServingApp:
     async def _body(self, exchange: Exchange, receive: Receive) -> bytes | bytearray:
         if self.spec.protect_predict:
             self.auth.check(exchange.request)
-        return await exchange.request.read_body(receive, self.max_body_bytes)
+        return await exchange.request.read_body(receive, self.max_body_bytes, self.body_budget)
 
     async def _submit(
         self, exchange: Exchange, deployment: Deployment, part: Part, rows: int
@@ -544,7 +554,7 @@ class ServingApp:
 
     async def _management_body(self, exchange: Exchange, receive: Receive) -> dict[str, Any]:
         self.auth.check(exchange.request)
-        body = await exchange.request.read_body(receive, self.max_body_bytes)
+        body = await exchange.request.read_body(receive, self.max_body_bytes, self.body_budget)
         if not body.strip():
             return {}
         document = parse_json(body, expected="a JSON object")
