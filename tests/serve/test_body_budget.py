@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from readyml.config import ServingSpec
-from readyml.serve._http import BodiesOverBudget, BodyBudget, Message, Request
+from readyml.serve._http import BodiesOverBudget, BodyBudget, Message, Receive, Request
 from serve.conftest import Server, raw_post, read_answers, serve_process, train_iris
 
 BUDGET = 100_000
@@ -21,7 +21,7 @@ def _request(headers: list[tuple[bytes, bytes]]) -> Request:
     return Request({"method": "POST", "path": "/predict", "query_string": b"", "headers": headers})
 
 
-def _receive(*chunks: bytes) -> object:
+def _receive(*chunks: bytes) -> Receive:
     messages = [
         {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
         for index, chunk in enumerate(chunks)
@@ -36,12 +36,12 @@ def _receive(*chunks: bytes) -> object:
 def test_a_declared_body_is_counted_before_it_is_read_and_given_back() -> None:
     budget = BodyBudget(100)
     first = _request([(b"content-length", b"60")])
-    asyncio.run(first.read_body(_receive(b"x" * 60), 1000, budget))  # type: ignore[arg-type]
+    asyncio.run(first.read_body(_receive(b"x" * 60), 1000, budget))
     assert budget.held_bytes == 60
     second = _request([(b"content-length", b"50")])
     unread = _receive(b"y" * 50)
     with pytest.raises(BodiesOverBudget) as refused:
-        asyncio.run(second.read_body(unread, 1000, budget))  # type: ignore[arg-type]
+        asyncio.run(second.read_body(unread, 1000, budget))
     assert refused.value.status_code == 503 and refused.value.retry_after_s == 1.0
     second.release()
     first.release()
@@ -53,7 +53,7 @@ def test_a_chunked_body_is_counted_as_it_arrives() -> None:
     budget = BodyBudget(100)
     request = _request([])
     with pytest.raises(BodiesOverBudget):
-        asyncio.run(request.read_body(_receive(b"a" * 60, b"b" * 60), 1000, budget))  # type: ignore[arg-type]
+        asyncio.run(request.read_body(_receive(b"a" * 60, b"b" * 60), 1000, budget))
     assert budget.held_bytes == 60  # the first chunk, until the request ends
     request.release()
     assert budget.held_bytes == 0
