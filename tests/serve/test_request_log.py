@@ -98,6 +98,25 @@ def test_flush_writes_hour_partitions_readable_as_parquet(tmp_path: Path) -> Non
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_each_model_version_gets_its_own_partition(tmp_path: Path) -> None:
+    numeric, mixed = _numeric_predictor(), _mixed_predictor()
+    numeric_batch = numeric.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
+    frame = pd.DataFrame({"size": [2.0], "city": ["b"], "count": [7]})
+    mixed_batch = mixed.predict_input(frame)
+    log = RequestLog(root=tmp_path)
+    now = time.time()
+    log.record(LogEntry(numeric, numeric_batch, 0, 1, "n0", now, 1.0, 200))
+    log.record(LogEntry(mixed, mixed_batch, 0, 1, "m0", now, 1.0, 200))
+    log.record(LogEntry(numeric, numeric_batch, 1, 1, "n1", now, 1.0, 200))
+    assert log.flush() == 3
+    [numeric_file] = (tmp_path / "model=num").rglob("part-*.parquet")
+    [mixed_file] = (tmp_path / "model=mixed").rglob("part-*.parquet")
+    numeric_rows = pq.read_table(numeric_file).to_pydict()
+    mixed_rows = pq.read_table(mixed_file).to_pydict()
+    assert numeric_rows["request_id"] == ["n0", "n1"] and numeric_rows["size"] == [1.0, 6.0]
+    assert mixed_rows["request_id"] == ["m0"] and mixed_rows["city"] == ["b"]
+
+
 def test_a_full_buffer_drops_and_counts(tmp_path: Path) -> None:
     predictor = _numeric_predictor()
     batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))

@@ -59,6 +59,10 @@ DICTIONARY_COLUMNS = ["model", "prediction"]
 COMPACT_INTERVAL_S = 0.05  # how often the event loop checks for rows to turn into tables
 # Rows converted at once: a table costs ~0.4 ms whatever its length, 0.6 µs a row beyond.
 COMPACT_ROWS = 2048
+# The C library's allocator for the log's Arrow buffers. With pyarrow's default (mimalloc)
+# the writer thread spent 1.3-2 times the CPU per row inside a loaded server (the same in
+# isolation), likely by returning its pages between flushes; measured, not explained.
+_POOL = pa.system_memory_pool()
 
 PartitionKey = tuple[str, int, int]  # model, version, hour (hours since the epoch)
 
@@ -189,14 +193,18 @@ class RequestLog:
             rows = sum(part.rows for part in parts)
             hour = datetime.fromtimestamp(hour_index * 3600, UTC).strftime("%Y%m%d%H")
             try:
-                table = pa.concat_tables([part.table for part in parts], promote_options="default")
+                table = pa.concat_tables(
+                    [part.table for part in parts], promote_options="default", memory_pool=_POOL
+                )
                 folder = self.root / f"model={name}" / f"version={version}" / f"hour={hour}"
                 folder.mkdir(parents=True, exist_ok=True)
                 unique = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
                 temporary = folder / f".part-{unique}.parquet.tmp"
                 # Dictionary pages only where values repeat: on float features and ids they
                 # cost three quarters of the write and save nothing.
-                pq.write_table(table, temporary, use_dictionary=DICTIONARY_COLUMNS)
+                pq.write_table(
+                    table, temporary, use_dictionary=DICTIONARY_COLUMNS, memory_pool=_POOL
+                )
                 temporary.rename(folder / f"part-{unique}.parquet")
             except Exception as exc:  # logging must never take the server down
                 self._fail(name, rows, "write", exc)
@@ -208,18 +216,12 @@ class RequestLog:
 
     def _tabulate(self, entries: list[LogEntry]) -> list[_Tabulated]:
         """One table per partition of ``entries``; a partition that fails is counted."""
-        if not entries:
-            return []
-        groups: dict[PartitionKey, list[LogEntry]] = defaultdict(list)
-        for entry in entries:
-            predictor = entry.predictor
-            groups[(predictor.name, predictor.version, int(entry.ts_s // 3600))].append(entry)
         rss_mb = process_rss_mb()  # one sample per table: enough for monitor-6's leak slope
         tables: list[_Tabulated] = []
-        for key, group in groups.items():
-            rows = sum(entry.rows for entry in group)
+        for key, columns in _partitions(entries):
+            rows = sum(columns.counts)
             try:
-                tables.append(_Tabulated(key, rows, to_table(group, rss_mb=rss_mb)))
+                tables.append(_Tabulated(key, rows, _table_of(columns, rss_mb)))
             except Exception as exc:  # logging must never take the server down
                 self._fail(key[0], rows, "conversion", exc)
         return tables
@@ -266,37 +268,75 @@ def process_rss_mb() -> float | None:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+class _Columns(NamedTuple):
+    """Entries of one partition, field by field (``zip(*entries)``)."""
+
+    predictors: tuple[Predictor, ...]
+    predictions: tuple[Prediction, ...]
+    offsets: tuple[int, ...]
+    counts: tuple[int, ...]
+    request_ids: tuple[str, ...]
+    ts_s: tuple[float, ...]
+    latency_ms: tuple[float, ...]
+    status: tuple[int, ...]
+
+
+def _partitions(entries: list[LogEntry]) -> list[tuple[PartitionKey, _Columns]]:
+    """``entries`` split by model version and hour, each as columns.
+
+    Usually every entry is of one version and hour, checked without a loop in Python.
+    """
+    if not entries:
+        return []
+    columns = _Columns(*zip(*entries, strict=True))
+    first = columns.predictors[0]
+    hours = np.array(columns.ts_s) // 3600
+    if columns.predictors.count(first) == len(entries) and hours.min() == hours.max():
+        return [((first.name, first.version, int(hours[0])), columns)]
+    groups: dict[PartitionKey, list[LogEntry]] = defaultdict(list)
+    for entry in entries:
+        predictor = entry.predictor
+        groups[(predictor.name, predictor.version, int(entry.ts_s // 3600))].append(entry)
+    return [(key, _Columns(*zip(*group, strict=True))) for key, group in groups.items()]
+
+
 def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Table:
-    """The Arrow table of entries of one model version (see the module docstring).
+    """The Arrow table of entries of one model version (see the module docstring)."""
+    return _table_of(_Columns(*zip(*entries, strict=True)), rss_mb)
+
+
+def _table_of(entries: _Columns, rss_mb: float | None) -> pa.Table:
+    """The Arrow table of one partition's entries.
 
     Every logged row is located among the distinct batches its requests were answered in;
     each column is then one gather from the batches' arrays stacked end to end (or none,
     when the entries are every row of their batches in order, the usual case), so the cost
     is a few array operations per table, not per request.
     """
-    predictor = entries[0].predictor
-    _, predictions, offsets, counts, request_ids, ts_s, latency_ms, status = zip(
-        *entries, strict=True
-    )
+    predictor = entries.predictors[0]
+    predictions, offsets, counts = entries.predictions, entries.offsets, entries.counts
     repeat = np.array(counts, dtype=np.int64)
     one_row_each = int(repeat.max()) == 1
     batches, rows = _locate(predictions, offsets, repeat)
-    total = len(entries) if one_row_each else int(repeat.sum())
+    total = len(offsets) if one_row_each else int(repeat.sum())
 
     def per_row(values: tuple[Any, ...], dtype: Any = None) -> np.ndarray:
         array = np.array(values, dtype=dtype)
         return array if one_row_each else np.repeat(array, repeat)
 
+    ids: Any = entries.request_ids if one_row_each else per_row(entries.request_ids, object)
+    ts_us = (per_row(entries.ts_s) * 1e6).astype(np.int64)
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array(per_row(request_ids, object), pa.string()),
-        "ts": pa.array((per_row(ts_s) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
-        "model": pa.repeat(pa.scalar(predictor.name, pa.string()), total),
+        "request_id": pa.array(ids, pa.string(), memory_pool=_POOL),
+        "ts": pa.array(ts_us, pa.timestamp("us", tz="UTC")),
+        "model": pa.repeat(pa.scalar(predictor.name, pa.string()), total, memory_pool=_POOL),
         "version": pa.array(np.full(total, predictor.version, dtype=np.int64)),
     }
     if predictor.layout != "tensor":
         columns.update(_feature_columns(predictor, batches, rows))
     labels = _gather([batch.labels for batch in batches], rows)
-    columns["prediction"] = pa.array(labels.tolist() if labels.dtype.kind in "OU" else labels)
+    prediction = labels.tolist() if labels.dtype.kind in "OU" else labels
+    columns["prediction"] = pa.array(prediction, memory_pool=_POOL)
     probas = [batch.proba for batch in batches]
     if (
         predictor.has_proba
@@ -306,8 +346,8 @@ def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Tabl
         proba = _gather([p for p in probas if p is not None], rows).T.copy()
         for index, label in enumerate(predictor.classes.tolist()):
             columns[f"proba_{label}"] = pa.array(proba[index], pa.float64())
-    columns["latency_ms"] = pa.array(per_row(latency_ms), pa.float64())
-    columns["status"] = pa.array(per_row(status), pa.int32())
+    columns["latency_ms"] = pa.array(per_row(entries.latency_ms), pa.float64())
+    columns["status"] = pa.array(per_row(entries.status, np.int32), pa.int32())
     if rss_mb is not None:
         columns["rss_mb"] = pa.array(np.full(total, rss_mb), pa.float64())
     return pa.table(columns)
@@ -363,15 +403,19 @@ def _feature_columns(
             nulls = np.isnan(values) if missing[index] else None
             if feature.kind == "integer":
                 whole = values if nulls is None else np.where(nulls, 0, values)
-                columns[feature.name] = pa.array(whole.astype(np.int64), pa.int64(), mask=nulls)
+                columns[feature.name] = pa.array(
+                    whole.astype(np.int64), pa.int64(), mask=nulls, memory_pool=_POOL
+                )
             else:
-                columns[feature.name] = pa.array(values, pa.float64(), mask=nulls)
+                columns[feature.name] = pa.array(
+                    values, pa.float64(), mask=nulls, memory_pool=_POOL
+                )
         return columns
     for feature in predictor.features:
         values = _gather([_column(part, feature.name) for part in inputs], rows)
         arrow_type = _ARROW_TYPES[feature.kind]
         data: Any = values.tolist() if values.dtype == object else values
-        columns[feature.name] = pa.array(data, arrow_type, from_pandas=True)
+        columns[feature.name] = pa.array(data, arrow_type, from_pandas=True, memory_pool=_POOL)
     return columns
 
 
