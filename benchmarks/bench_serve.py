@@ -47,7 +47,7 @@ DURATION_S = int(os.environ.get("READYML_BENCH_DURATION_S", "6"))
 # interleaved rounds and the medians reported.
 ROUNDS = int(os.environ.get("READYML_BENCH_ROUNDS", "1"))
 # The c64 targets are measured side by side: CYCLES slices of SLICE_S seconds per server.
-CYCLES = int(os.environ.get("READYML_BENCH_CYCLES", "7"))
+CYCLES = int(os.environ.get("READYML_BENCH_CYCLES", "11"))
 SLICE_S = 3
 HELLO = "bare ASGI hello-world"
 WITH_LOG = "readyml (batching)"
@@ -344,6 +344,9 @@ def measure_paired(root: Path, row: dict[str, Any]) -> Paired:
                     before = _cpu(pids.get(label), urls[label])
                     result = wrk(urls[label], body, 64, root, warmup_s=0, duration_s=SLICE_S)
                     after = _cpu(pids.get(label), urls[label])
+                    if label in pids:
+                        served = result["rps"] * SLICE_S
+                        result["cpu_us"] = (after[0] - before[0]) / served * 1e6
                     if label == WITH_LOG:
                         result["log_cpu_share"] = (after[1] - before[1]) / (after[0] - before[0])
                     samples[label].append(result)
@@ -369,8 +372,13 @@ def _cpu(pid: int | None, url: str) -> tuple[float, float]:
 
 def paired_ratio(samples: dict[str, list[dict[str, float]]], top: str, bottom: str) -> float:
     """The median over cycles of top's throughput over bottom's."""
+    return float(np.median(cycle_ratios(samples, top, bottom)))
+
+
+def cycle_ratios(samples: dict[str, list[dict[str, float]]], top: str, bottom: str) -> np.ndarray:
+    """Top's throughput over bottom's in each cycle."""
     pairs = zip(samples[top], samples[bottom], strict=True)
-    return float(np.median([a["rps"] / b["rps"] for a, b in pairs]))
+    return np.array([a["rps"] / b["rps"] for a, b in pairs])
 
 
 def median(results: Results, key: tuple[str, str, int], metric: str) -> float:
@@ -449,11 +457,17 @@ def main() -> str:
         c1 = median(results, (name, WITH_LOG, 1), "p50")
         naive_c1 = median(results, (name, "naive FastAPI", 1), "p50")
         log_share = float(np.median([r["log_cpu_share"] for r in samples[WITH_LOG]]))
+        log_costs = 1 - cycle_ratios(samples, WITH_LOG, NO_LOG)
+        low, high = np.percentile(log_costs, [25, 75])
+        cpu_with = float(np.median([r["cpu_us"] for r in samples[WITH_LOG]]))
+        cpu_without = float(np.median([r["cpu_us"] for r in samples[NO_LOG]]))
         lines.append(
             f"- {name}: {paired_ratio(samples, WITH_LOG, HELLO):.0%} of hello-world (target ≥ "
             f"40%), p99 {p99:.1f} ms (target < 20 ms), request-log cost "
-            f"{1 - paired_ratio(samples, WITH_LOG, NO_LOG):.1%} in throughput (target < 5%; "
-            f"the log's own share of the server's CPU: {log_share:.1%}); "
+            f"{float(np.median(log_costs)):.1%} in throughput (target < 5%; quartiles over "
+            f"cycles {low:.1%} to {high:.1%}; server CPU per request {cpu_with:.1f} µs with "
+            f"the log, {cpu_without:.1f} µs without ({cpu_with / cpu_without - 1:+.1%}); the "
+            f"log's own share of the server's CPU: {log_share:.1%}); "
             f"{of_naive:.1f}× naive FastAPI (target ≥ 5× the best peer; MLServer and BentoML: "
             f"`make bench-peers`); c1 p50 {c1:.2f} ms vs naive {naive_c1:.2f} ms."
         )
