@@ -349,6 +349,9 @@ class RequestLogSpec(_Spec):
     sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     buffer_rows: int = Field(default=100_000, ge=1, description="rows held before dropping")
     flush_interval_s: float = Field(default=2.0, gt=0.0, le=3600.0)
+    compression: Literal["snappy", "zstd", "lz4", "gzip", "none"] = Field(
+        default="snappy", description="Parquet codec of the log files"
+    )
 
 
 class RolloutSpec(_Spec):

@@ -117,6 +117,18 @@ def test_each_model_version_gets_its_own_partition(tmp_path: Path) -> None:
     assert mixed_rows["request_id"] == ["m0"] and mixed_rows["city"] == ["b"]
 
 
+def test_files_use_the_chosen_codec(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
+    for codec, expected in [("snappy", "SNAPPY"), ("none", "UNCOMPRESSED"), ("zstd", "ZSTD")]:
+        log = RequestLog(root=tmp_path / codec, compression=codec)
+        log.record(LogEntry(predictor, batch, 0, 2, "r", time.time(), 1.0, 200))
+        assert log.flush() == 2
+        [written] = (tmp_path / codec).rglob("part-*.parquet")
+        metadata = pq.ParquetFile(written).metadata
+        assert metadata.row_group(0).column(0).compression == expected
+
+
 def test_a_full_buffer_drops_and_counts(tmp_path: Path) -> None:
     predictor = _numeric_predictor()
     batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))

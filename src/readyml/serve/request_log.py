@@ -92,6 +92,8 @@ class RequestLog:
         sample_rate: Fraction of requests logged (0 to 1).
         buffer_rows: Rows held before new ones are dropped.
         flush_interval_s: How often the writer thread writes what is buffered.
+        compression: Parquet codec of the files (``snappy``, ``zstd``, ``lz4``, ``gzip`` or
+            ``none``).
         on_outcome: Called with ``(model, outcome, rows)``: written, dropped or failed.
     """
 
@@ -102,12 +104,14 @@ class RequestLog:
         sample_rate: float = 1.0,
         buffer_rows: int = 100_000,
         flush_interval_s: float = 2.0,
+        compression: str = "snappy",
         on_outcome: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.root = Path(root)
         self.sample_rate = sample_rate
         self.buffer_rows = buffer_rows
         self.flush_interval_s = flush_interval_s
+        self.compression = compression
         self.on_outcome = on_outcome
         self._entries: list[LogEntry] = []
         self._tables: list[_Tabulated] = []
@@ -203,7 +207,11 @@ class RequestLog:
                 # Dictionary pages only where values repeat: on float features and ids they
                 # cost three quarters of the write and save nothing.
                 pq.write_table(
-                    table, temporary, use_dictionary=DICTIONARY_COLUMNS, memory_pool=_POOL
+                    table,
+                    temporary,
+                    use_dictionary=DICTIONARY_COLUMNS,
+                    compression=self.compression,
+                    memory_pool=_POOL,
                 )
                 temporary.rename(folder / f"part-{unique}.parquet")
             except Exception as exc:  # logging must never take the server down

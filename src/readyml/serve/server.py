@@ -96,6 +96,7 @@ def build_app(
             sample_rate=spec.request_log.sample_rate,
             buffer_rows=spec.request_log.buffer_rows,
             flush_interval_s=spec.request_log.flush_interval_s,
+            compression=spec.request_log.compression,
             on_outcome=lambda model, outcome, rows: metrics.log_rows.labels(model, outcome).inc(
                 rows
             ),
