@@ -16,7 +16,6 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import skops.io as sio
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
@@ -36,6 +35,7 @@ from readyml.flavors._base import (
 )
 from readyml.flavors._imports import check_params, import_object, parameter_names
 from readyml.flavors._signature import infer_inputs, make_signature
+from readyml.flavors._skops import skops_io
 from readyml.flavors._tabular import split_columns
 from readyml.types import JSON
 
@@ -64,7 +64,7 @@ def _name(estimator: Any) -> str:
 
 def untrusted_types(path: Path) -> list[str]:
     """Types in a skops file that are outside skops' defaults and :data:`TRUSTED_TYPES`."""
-    return sorted(set(sio.get_untrusted_types(file=path)) - TRUSTED_TYPES)
+    return sorted(set(skops_io().get_untrusted_types(file=path)) - TRUSTED_TYPES)
 
 
 def preprocessing_pipeline(
@@ -245,7 +245,7 @@ class SklearnModel:
         path = directory / SKOPS_FILE
         refused: list[str]
         try:
-            sio.dump(model, path)
+            skops_io().dump(model, path)
             refused = untrusted_types(path)
         except (TypeError, ValueError, AttributeError) as exc:
             refused = [f"<skops cannot serialize: {exc}>"]
@@ -294,6 +294,7 @@ class SklearnModel:
                     f"{SKOPS_FILE}: refusing to load types outside the reviewed allow-list: "
                     f"{refused}"
                 )
+            sio = skops_io()
             model = sio.load(path, trusted=sorted(set(sio.get_untrusted_types(file=path))))
         elif file_format == "joblib":
             if not allow_pickle:
