@@ -40,7 +40,10 @@ def test_minimal_spec_fills_defaults() -> None:
         ({"gates": {"rules": [{"metric": "accuracy"}]}}, "give min, max or both"),
         ({"name": "bad name!"}, "name: "),
         ({"serving": {"device": "gpu"}}, "serving.device"),
-        ({"serving": {"request_log": {"compression": "brotli"}}}, "serving.request_log.compression"),
+        (
+            {"serving": {"request_log": {"compression": "brotli"}}},
+            "serving.request_log.compression",
+        ),
     ],
 )
 def test_bad_spec_gives_one_line_naming_the_key(change: dict[str, object], message: str) -> None:
