@@ -60,8 +60,8 @@ COMPACT_INTERVAL_S = 0.05  # how often the event loop checks for rows to turn in
 # Rows converted at once: a table costs ~0.4 ms whatever its length, 0.6 µs a row beyond.
 COMPACT_ROWS = 2048
 # The C library's allocator for the log's Arrow buffers. With pyarrow's default (mimalloc)
-# the writer thread spent 1.3-2 times the CPU per row inside a loaded server (the same in
-# isolation), likely by returning its pages between flushes; measured, not explained.
+# the writer thread spent 1.3-2 times the CPU per row inside a loaded server, though both
+# cost the same in isolation: perhaps pages given back between flushes; measured, not explained.
 _POOL = pa.system_memory_pool()
 
 PartitionKey = tuple[str, int, int]  # model, version, hour (hours since the epoch)
