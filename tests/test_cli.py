@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -151,3 +153,16 @@ def test_unknown_reference_is_exit_2(tmp_path: Path) -> None:
     assert code == 2 and "staging" in _one_error_line(err)
     code, _, err = _invoke("models", "show", "bad name", "-p", str(tmp_path))
     assert code == 2
+
+
+def test_the_cli_imports_no_heavy_module_before_a_command_runs() -> None:
+    # Each command imports what it needs; `readyml --help` and a typo stay instant.
+    script = (
+        "import sys, readyml.cli; "
+        "print(sorted(m for m in ('readyml.serve', 'sklearn', 'torch', 'pandas') "
+        "if m in sys.modules))"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert answer.stdout.strip() == "[]"

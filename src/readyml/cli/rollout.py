@@ -9,7 +9,6 @@ import typer
 
 from readyml import _console as console
 from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, who
-from readyml.serve.management_client import management_call
 
 app = typer.Typer(help="Roll model versions out (canary, shadow) and back.")
 
@@ -50,6 +49,7 @@ def deploy(
 ) -> None:
     """Infra-validate a version on the running server, then roll it out."""
     from readyml.errors import ConfigError
+    from readyml.serve.management_client import management_call
     from readyml.types import ModelRef
 
     parsed = ModelRef.parse(ref) if ":" in ref else None
@@ -65,6 +65,8 @@ def deploy(
 @cli_errors
 def rollout(project: ProjectOpt = Path("."), url: UrlOpt = None, fmt: FormatOpt = "text") -> None:
     """Show the running server's rollouts: state, weight, windows and decisions."""
+    from readyml.serve.management_client import management_call
+
     base, token_env = _server(project, url)
     result = management_call(base, "/v2/management/rollout", token_env=token_env)
     if output_format(fmt) == "json":
