@@ -17,7 +17,7 @@ from readyml.serve.batching import AdaptiveBatcher, BatchStats, QueueFull
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics
 from readyml.serve.ray_engine import RayEngine
-from readyml.serve.request_log import LogEntry, RequestLog
+from readyml.serve.request_log import RequestLog
 from readyml.serve.server import app_from_environment, build_app, run
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "BatchStats",
     "BearerAuth",
     "Deployment",
-    "LogEntry",
     "ModelTable",
     "QueueFull",
     "RayEngine",

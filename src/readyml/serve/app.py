@@ -57,7 +57,7 @@ from readyml.serve.batching import BatchStats
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from readyml.serve.openapi import build_openapi
-from readyml.serve.request_log import COMPACT_INTERVAL_S, COMPACT_ROWS, LogEntry, RequestLog
+from readyml.serve.request_log import SEAL_INTERVAL_S, RequestLog
 from readyml.serve.rollout import RolloutManager, Route
 from readyml.types import ModelRef
 
@@ -170,7 +170,7 @@ class ServingApp:
         }
         self._openapi_cache: tuple[int, bytes] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._compactor: asyncio.Task[None] | None = None
+        self._sealer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -206,7 +206,7 @@ class ServingApp:
             request_log = self.request_log
             self.metrics.log_cpu_s = lambda: request_log.cpu_s
             request_log.start()
-            self._compactor = loop.create_task(self._compact_request_log())
+            self._sealer = loop.create_task(self._seal_request_log())
         if self.access_log is not None:
             self._flusher = loop.create_task(self._flush_access_log())
         if self.rollouts is not None:
@@ -222,7 +222,7 @@ class ServingApp:
             await self.rollouts.stop()
         for deployment in self.table:
             await deployment.batcher.drain(DRAIN_TIMEOUT_S)
-        for task in (self._flusher, self._compactor):
+        for task in (self._flusher, self._sealer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -230,14 +230,15 @@ class ServingApp:
         if self.access_log is not None:
             self.access_log.flush()
         if self.request_log is not None:
+            self.request_log.seal()  # here, on the loop that records
             await asyncio.to_thread(self.request_log.stop)
         self.executor.shutdown(wait=False)
 
-    async def _compact_request_log(self) -> None:
+    async def _seal_request_log(self) -> None:
         assert self.request_log is not None
         while True:
-            await asyncio.sleep(COMPACT_INTERVAL_S)
-            self.request_log.compact(COMPACT_ROWS)
+            await asyncio.sleep(SEAL_INTERVAL_S)
+            self.request_log.seal()
 
     async def _flush_access_log(self) -> None:
         assert self.access_log is not None
@@ -502,16 +503,14 @@ class ServingApp:
                 self._in_background(self.rollouts.mirror(choice, part, exchange.rows))
         if self.request_log is not None and exchange.deployment is not None:
             self.request_log.record(
-                LogEntry(
-                    exchange.deployment.predictor,
-                    prediction,
-                    offset,
-                    exchange.rows,
-                    request_id,
-                    exchange.started_wall_s,
-                    (time.monotonic() - exchange.started_s) * 1000,
-                    200,
-                )
+                exchange.deployment.predictor,
+                prediction,
+                offset,
+                exchange.rows,
+                request_id,
+                exchange.started_wall_s,
+                (time.monotonic() - exchange.started_s) * 1000,
+                200,
             )
 
     # -- other routes -------------------------------------------------------------------

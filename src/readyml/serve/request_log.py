@@ -9,19 +9,21 @@ Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival), ``model`` (s
 ``version`` (int64), one column per input feature typed as the signature, ``prediction``,
 ``proba_<class>`` per class (classifiers), ``latency_ms`` (float64, arrival to prediction),
 ``status`` (int32, the HTTP status), ``rss_mb`` (float64, the server process's resident memory
-when the rows were written; absent where ``/proc`` is not available). A request of N rows
-gives N log rows with one id.
+when the rows were turned into a table; absent where ``/proc`` is not available). A request
+of N rows gives N log rows with one id.
 
-Recording is a sampled append to a bounded buffer on the event loop (about a microsecond).
-Under load the server's event loop turns what was recorded into Arrow tables
-(:meth:`RequestLog.compact`, checked every :data:`COMPACT_INTERVAL_S`, done once
-:data:`COMPACT_ROWS` rows wait: about a millisecond, on batches still in cache), and a
-background thread joins and writes them, work Arrow and Parquet do mostly without the GIL;
-what is left at a flush the thread converts itself. Building every table in the writer
-thread made it trade the GIL with the event loop every few hundred microseconds for tens of
-milliseconds a flush, at two to three times the CPU of the same work done in one piece.
-When the buffer is full the rows are dropped and counted; a failed conversion or write is
-counted and never reaches a request.
+Recording is a sampled append of a request's fields to its model version's buffer: one
+growing array per field (``array.array`` for numbers, a list for ids and batches), so no
+object is made per request and a conversion reads a few contiguous arrays, not thousands of
+scattered objects gone cold in the cache. The request's inputs are not copied: the buffer
+keeps the batch it was answered in, and the conversion gathers each logged row's features from
+the batches' arrays. The server's event loop, the only thread that records, hands its
+buffers over every :data:`SEAL_INTERVAL_S` (:meth:`RequestLog.seal`, a swap), so recording
+takes no lock. A background thread turns what was handed over into Arrow tables every
+:data:`CONVERT_INTERVAL_S`, which lets the batches go, and every ``flush_interval_s`` writes
+one file per model version and hour: a few dozen array operations per table, the write in
+Parquet without the GIL. When the buffer is full the rows are dropped and counted; a failed
+conversion or write is counted and never reaches a request.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,36 +59,51 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 # Columns whose values repeat enough for Parquet's dictionary encoding to pay.
 DICTIONARY_COLUMNS = ["model", "prediction"]
-COMPACT_INTERVAL_S = 0.05  # how often the event loop checks for rows to turn into tables
-# Rows converted at once: a table costs ~0.4 ms whatever its length, 0.6 µs a row beyond.
-COMPACT_ROWS = 2048
+SEAL_INTERVAL_S = 0.05  # how often the server's event loop hands recorded rows to the writer
+CONVERT_REQUESTS = 8192  # requests turned into one Arrow table at a time
+# How often the writer thread turns sealed buffers into tables between writes. Holding the
+# batches for a whole flush interval (2 s) cost the server ~2 us more CPU a request at c64
+# than letting them go every 0.25 s; every 0.1 s cost ~1 us more (smaller tables). Measured;
+# the memory held is the likely cause, not shown.
+CONVERT_INTERVAL_S = 0.25
 # The C library's allocator for the log's Arrow buffers. With pyarrow's default (mimalloc)
 # the writer thread spent 1.3-2 times the CPU per row inside a loaded server, though both
 # cost the same in isolation: perhaps pages given back between flushes; measured, not explained.
 _POOL = pa.system_memory_pool()
 
-PartitionKey = tuple[str, int, int]  # model, version, hour (hours since the epoch)
 
+class _Pending:
+    """The requests of one model version recorded since the last seal, one array per field."""
 
-class LogEntry(NamedTuple):
-    """One request's rows, waiting to be written: rows ``offset:offset + rows`` of a batch.
+    __slots__ = (
+        "counts",
+        "latency_ms",
+        "offsets",
+        "predictions",
+        "predictor",
+        "request_ids",
+        "status",
+        "ts_s",
+    )
 
-    The request's inputs are read from ``prediction.inputs`` (the batch the model saw), so a
-    flush gathers each logged row from a handful of batch arrays, not one request at a time.
-    """
-
-    predictor: Predictor
-    prediction: Prediction
-    offset: int
-    rows: int
-    request_id: str
-    ts_s: float
-    latency_ms: float
-    status: int
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.predictions: list[Prediction] = []
+        self.offsets = array("q")
+        self.counts = array("q")
+        self.request_ids: list[str] = []
+        self.ts_s = array("d")
+        self.latency_ms = array("d")
+        self.status = array("i")
 
 
 class RequestLog:
     """Sampled, bounded, background request logging.
+
+    :meth:`record` and :meth:`seal` are called from one thread (the server's event loop);
+    the writer thread started by :meth:`start` converts what was sealed every
+    :data:`CONVERT_INTERVAL_S` and writes it every ``flush_interval_s``. Recording takes no
+    lock: the writer never touches the buffers being appended to until a seal hands them over.
 
     Args:
         root: The ``logs`` folder.
@@ -113,26 +131,23 @@ class RequestLog:
         self.flush_interval_s = flush_interval_s
         self.compression = compression
         self.on_outcome = on_outcome
-        self._entries: list[LogEntry] = []
-        self._tables: list[_Tabulated] = []
-        self._buffered_rows = 0  # since the last flush, against buffer_rows
-        self._waiting_rows = 0  # recorded and not yet turned into a table
-        self._lock = threading.Lock()
+        self._pending: dict[Predictor, _Pending] = {}  # the recording thread's alone
+        self._sealed: list[_Pending] = []
+        # Rows held are recorded minus taken (written or failed): the recording thread counts
+        # the first, the writer (under the write lock) the second, so neither loses an update.
+        self._recorded_rows = 0
+        self._taken_rows = 0
+        self._tables: dict[tuple[Predictor, int], list[pa.Table]] = {}  # converted, unwritten
+        self._lock = threading.Lock()  # the handover of sealed buffers
+        self._write_lock = threading.Lock()  # one conversion or write at a time
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.written_rows = 0
         self.dropped_rows = 0
         self.failed_rows = 0
-        # CPU seconds spent turning entries into tables (event loop) and files (writer
-        # thread): the log's whole cost beyond the append per request.
-        self.compact_cpu_s = 0.0
-        self.write_cpu_s = 0.0
-
-    @property
-    def cpu_s(self) -> float:
-        """CPU seconds spent turning recorded rows into tables and files."""
-        return self.compact_cpu_s + self.write_cpu_s
+        # CPU seconds of conversions and writes: the log's whole cost beyond the appends.
+        self.cpu_s = 0.0
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -143,99 +158,131 @@ class RequestLog:
             self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is buffered and stop the writer thread."""
+        """Seal what was recorded, write it and stop the writer thread.
+
+        Call once nothing records any more: it seals from the calling thread.
+        """
+        self.seal()
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def record(self, entry: LogEntry) -> None:
-        """Buffer one request's rows if sampled and if there is room; never raises."""
+    def record(
+        self,
+        predictor: Predictor,
+        prediction: Prediction,
+        offset: int,
+        rows: int,
+        request_id: str,
+        ts_s: float,
+        latency_ms: float,
+        status: int,
+    ) -> None:
+        """Buffer one request's rows if sampled and if there is room; never raises.
+
+        The request's rows are rows ``offset:offset + rows`` of ``prediction``, the batch
+        it was answered in; ``ts_s`` is its arrival (seconds since the epoch).
+        """
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
-        if self._buffered_rows + entry.rows > self.buffer_rows:
-            self.dropped_rows += entry.rows
-            self._outcome(entry.predictor.name, "dropped", entry.rows)
+        if self._recorded_rows - self._taken_rows + rows > self.buffer_rows:
+            self.dropped_rows += rows
+            self._outcome(predictor.name, "dropped", rows)
             return
-        # list.append is atomic under the GIL; the writer swaps the list under the lock.
-        self._entries.append(entry)
-        self._buffered_rows += entry.rows
-        self._waiting_rows += entry.rows
+        self._recorded_rows += rows
+        pending = self._pending.get(predictor)
+        if pending is None:
+            pending = self._pending[predictor] = _Pending(predictor)
+        pending.predictions.append(prediction)
+        pending.offsets.append(offset)
+        pending.counts.append(rows)
+        pending.request_ids.append(request_id)
+        pending.ts_s.append(ts_s)
+        pending.latency_ms.append(latency_ms)
+        pending.status.append(status)
 
-    def compact(self, min_rows: int = 1) -> None:
-        """Turn the rows recorded so far into Arrow tables, if at least ``min_rows`` wait.
-
-        The event loop calls this (with :data:`COMPACT_ROWS`), where ``record`` runs.
-        """
-        if self._waiting_rows < min_rows:
-            return
-        with self._lock:
-            entries, self._entries = self._entries, []
-            self._waiting_rows = 0
-        if not entries:
-            return
-        started_s = time.thread_time()
-        tables = self._tabulate(entries)
-        with self._lock:
-            self._tables.extend(tables)
-        self.compact_cpu_s += time.thread_time() - started_s
+    def seal(self) -> None:
+        """Hand what was recorded so far to the writer; call from the recording thread."""
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            with self._lock:
+                self._sealed.extend(pending.values())
 
     def flush(self) -> int:
-        """Write the buffered rows now (the writer thread calls this); return rows written."""
-        with self._lock:
-            entries, self._entries = self._entries, []
-            tables, self._tables = self._tables, []
-            self._buffered_rows = 0
-            self._waiting_rows = 0
-        tables += self._tabulate(entries)
-        partitions: dict[PartitionKey, list[_Tabulated]] = defaultdict(list)
-        for tabulated in tables:
-            partitions[tabulated.key].append(tabulated)
-        written = 0
-        for (name, version, hour_index), parts in partitions.items():
-            rows = sum(part.rows for part in parts)
-            hour = datetime.fromtimestamp(hour_index * 3600, UTC).strftime("%Y%m%d%H")
-            try:
-                table = pa.concat_tables(
-                    [part.table for part in parts], promote_options="default", memory_pool=_POOL
-                )
-                folder = self.root / f"model={name}" / f"version={version}" / f"hour={hour}"
-                folder.mkdir(parents=True, exist_ok=True)
-                unique = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
-                temporary = folder / f".part-{unique}.parquet.tmp"
-                # Dictionary pages only where values repeat: on float features and ids they
-                # cost three quarters of the write and save nothing.
-                pq.write_table(
-                    table,
-                    temporary,
-                    use_dictionary=DICTIONARY_COLUMNS,
-                    compression=self.compression,
-                    memory_pool=_POOL,
-                )
-                temporary.rename(folder / f"part-{unique}.parquet")
-            except Exception as exc:  # logging must never take the server down
-                self._fail(name, rows, "write", exc)
-                continue
-            written += rows
-            self.written_rows += rows
-            self._outcome(name, "written", rows)
-        return written
+        """Seal and write what was recorded (from the recording thread); return rows written."""
+        self.seal()
+        return self.write_sealed()
 
-    def _tabulate(self, entries: list[LogEntry]) -> list[_Tabulated]:
-        """One table per partition of ``entries``; a partition that fails is counted."""
-        rss_mb = process_rss_mb()  # one sample per table: enough for monitor-6's leak slope
-        tables: list[_Tabulated] = []
-        for key, columns in _partitions(entries):
-            rows = sum(columns.counts)
-            try:
-                tables.append(_Tabulated(key, rows, _table_of(columns, rss_mb)))
-            except Exception as exc:  # logging must never take the server down
-                self._fail(key[0], rows, "conversion", exc)
-        return tables
+    def write_sealed(self) -> int:
+        """Convert what was sealed, then write every table held (the writer thread calls this,
+        every ``flush_interval_s``); return rows written."""
+        with self._write_lock:
+            self._convert_sealed()
+            tables, self._tables = self._tables, {}
+            started_s = time.thread_time()
+            written = 0
+            for (predictor, hour_index), parts in tables.items():
+                written += self._write(predictor, hour_index, parts)
+            self.cpu_s += time.thread_time() - started_s
+            return written
+
+    def convert_sealed(self) -> None:
+        """Turn what was sealed into Arrow tables, to be written at the next write."""
+        with self._write_lock:
+            self._convert_sealed()
+
+    def _convert_sealed(self) -> None:
+        with self._lock:
+            sealed, self._sealed = self._sealed, []
+        if not sealed:
+            return
+        started_s = time.thread_time()
+        rss_mb = process_rss_mb()  # one sample per conversion: enough for a leak's slope
+        for predictor, run in _runs(sealed):
+            for hour_index, columns in _hours(_columns_of(run)):
+                try:
+                    table = _table_of(predictor, columns, rss_mb)
+                except Exception as exc:  # logging must never take the server down
+                    self._fail(predictor.name, int(columns.counts.sum()), "conversion", exc)
+                    continue
+                self._tables.setdefault((predictor, hour_index), []).append(table)
+        self.cpu_s += time.thread_time() - started_s
+
+    def _write(self, predictor: Predictor, hour_index: int, parts: list[pa.Table]) -> int:
+        """Write one partition's tables as one file; return the rows written."""
+        name, rows = predictor.name, sum(int(part.num_rows) for part in parts)
+        hour = datetime.fromtimestamp(hour_index * 3600, UTC).strftime("%Y%m%d%H")
+        folder = self.root / f"model={name}" / f"version={predictor.version}" / f"hour={hour}"
+        unique = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
+        temporary = folder / f".part-{unique}.parquet.tmp"
+        try:
+            table = pa.concat_tables(parts, promote_options="default", memory_pool=_POOL)
+            folder.mkdir(parents=True, exist_ok=True)
+            # Dictionary pages only where values repeat: on float features and ids they
+            # cost three quarters of the write and save nothing.
+            pq.write_table(
+                table,
+                temporary,
+                use_dictionary=DICTIONARY_COLUMNS,
+                compression=self.compression,
+                memory_pool=_POOL,
+            )
+            temporary.rename(folder / f"part-{unique}.parquet")
+        except Exception as exc:  # logging must never take the server down
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            self._fail(name, rows, "write", exc)
+            return 0
+        self.written_rows += rows
+        self._taken_rows += rows
+        self._outcome(name, "written", rows)
+        return rows
 
     def _fail(self, model: str, rows: int, step: str, exc: Exception) -> None:
         self.failed_rows += rows
+        self._taken_rows += rows
         self._outcome(model, "failed", rows)
         with contextlib.suppress(OSError, ValueError):
             print(f"readyml: request log {step} failed: {exc}", file=sys.stderr)
@@ -246,24 +293,16 @@ class RequestLog:
                 self.on_outcome(model, outcome, rows)
 
     def _run(self) -> None:
+        write_at_s = time.monotonic() + self.flush_interval_s
         while not self._stopping:
-            self._wake.wait(self.flush_interval_s)
+            self._wake.wait(min(CONVERT_INTERVAL_S, self.flush_interval_s))
             self._wake.clear()
-            self._timed_flush()
-        self._timed_flush()
-
-    def _timed_flush(self) -> None:
-        started_s = time.thread_time()
-        self.flush()
-        self.write_cpu_s += time.thread_time() - started_s
-
-
-class _Tabulated(NamedTuple):
-    """Rows of one partition turned into a table, waiting to be written."""
-
-    key: PartitionKey
-    rows: int
-    table: pa.Table
+            if time.monotonic() >= write_at_s:
+                self.write_sealed()
+                write_at_s = time.monotonic() + self.flush_interval_s
+            else:
+                self.convert_sealed()
+        self.write_sealed()
 
 
 def process_rss_mb() -> float | None:
@@ -277,66 +316,110 @@ def process_rss_mb() -> float | None:
 
 
 class _Columns(NamedTuple):
-    """Entries of one partition, field by field (``zip(*entries)``)."""
+    """Requests of one partition, field by field."""
 
-    predictors: tuple[Predictor, ...]
-    predictions: tuple[Prediction, ...]
-    offsets: tuple[int, ...]
-    counts: tuple[int, ...]
-    request_ids: tuple[str, ...]
-    ts_s: tuple[float, ...]
-    latency_ms: tuple[float, ...]
-    status: tuple[int, ...]
+    predictions: list[Prediction]
+    offsets: np.ndarray
+    counts: np.ndarray
+    request_ids: list[str]
+    ts_s: np.ndarray
+    latency_ms: np.ndarray
+    status: np.ndarray
 
 
-def _partitions(entries: list[LogEntry]) -> list[tuple[PartitionKey, _Columns]]:
-    """``entries`` split by model version and hour, each as columns.
+def _runs(sealed: list[_Pending]) -> list[tuple[Predictor, list[_Pending]]]:
+    """Sealed buffers by model version, in runs of about :data:`CONVERT_REQUESTS` requests.
 
-    Usually every entry is of one version and hour, checked without a loop in Python.
+    A run is converted in one piece: long enough for the fixed cost of a table to vanish,
+    short enough that no single array operation holds the GIL from the event loop for long.
     """
-    if not entries:
+    runs: list[tuple[Predictor, list[_Pending]]] = []
+    open_runs: dict[Predictor, tuple[list[_Pending], list[int]]] = {}
+    for pending in sealed:
+        run, size = open_runs.setdefault(pending.predictor, ([], [0]))
+        run.append(pending)
+        size[0] += len(pending.offsets)
+        if size[0] >= CONVERT_REQUESTS:
+            runs.append((pending.predictor, run))
+            del open_runs[pending.predictor]
+    runs.extend((predictor, run) for predictor, (run, _) in open_runs.items())
+    return runs
+
+
+def _columns_of(parts: list[_Pending]) -> _Columns:
+    """Sealed buffers of one model version joined, as numpy arrays (no copy for one)."""
+
+    def joined(field: str, dtype: Any) -> np.ndarray:
+        arrays = [np.frombuffer(getattr(part, field), dtype=dtype) for part in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    return _Columns(
+        list(chain.from_iterable(part.predictions for part in parts)),
+        joined("offsets", np.int64),
+        joined("counts", np.int64),
+        list(chain.from_iterable(part.request_ids for part in parts)),
+        joined("ts_s", np.float64),
+        joined("latency_ms", np.float64),
+        joined("status", np.intc).astype(np.int32, copy=False),
+    )
+
+
+def _hours(columns: _Columns) -> list[tuple[int, _Columns]]:
+    """Requests split by the hour they arrived in (hours since the epoch).
+
+    Usually every request of a flush is of one hour, checked without a loop in Python.
+    """
+    if not columns.predictions:
         return []
-    columns = _Columns(*zip(*entries, strict=True))
-    first = columns.predictors[0]
-    hours = np.array(columns.ts_s) // 3600
-    if columns.predictors.count(first) == len(entries) and hours.min() == hours.max():
-        return [((first.name, first.version, int(hours[0])), columns)]
-    groups: dict[PartitionKey, list[LogEntry]] = defaultdict(list)
-    for entry in entries:
-        predictor = entry.predictor
-        groups[(predictor.name, predictor.version, int(entry.ts_s // 3600))].append(entry)
-    return [(key, _Columns(*zip(*group, strict=True))) for key, group in groups.items()]
+    hours = (columns.ts_s // 3600).astype(np.int64)
+    first, last = int(hours.min()), int(hours.max())
+    if first == last:
+        return [(first, columns)]
+    split = []
+    for hour in np.unique(hours).tolist():
+        where = np.flatnonzero(hours == hour)
+        chosen = where.tolist()
+        split.append(
+            (
+                hour,
+                _Columns(
+                    [columns.predictions[index] for index in chosen],
+                    columns.offsets[where],
+                    columns.counts[where],
+                    [columns.request_ids[index] for index in chosen],
+                    columns.ts_s[where],
+                    columns.latency_ms[where],
+                    columns.status[where],
+                ),
+            )
+        )
+    return split
 
 
-def to_table(entries: list[LogEntry], *, rss_mb: float | None = None) -> pa.Table:
-    """The Arrow table of entries of one model version (see the module docstring)."""
-    return _table_of(_Columns(*zip(*entries, strict=True)), rss_mb)
-
-
-def _table_of(entries: _Columns, rss_mb: float | None) -> pa.Table:
-    """The Arrow table of one partition's entries.
+def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> pa.Table:
+    """The Arrow table of one partition's requests.
 
     Every logged row is located among the distinct batches its requests were answered in;
     each column is then one gather from the batches' arrays stacked end to end (or none,
-    when the entries are every row of their batches in order, the usual case), so the cost
+    when the requests are every row of their batches in order, the usual case), so the cost
     is a few array operations per table, not per request.
     """
-    predictor = entries.predictors[0]
-    predictions, offsets, counts = entries.predictions, entries.offsets, entries.counts
-    repeat = np.array(counts, dtype=np.int64)
+    repeat = entries.counts
     one_row_each = int(repeat.max()) == 1
-    batches, rows = _locate(predictions, offsets, repeat)
-    total = len(offsets) if one_row_each else int(repeat.sum())
+    batches, rows = _locate(entries.predictions, entries.offsets, repeat)
+    total = len(repeat) if one_row_each else int(repeat.sum())
 
-    def per_row(values: tuple[Any, ...], dtype: Any = None) -> np.ndarray:
-        array = np.array(values, dtype=dtype)
-        return array if one_row_each else np.repeat(array, repeat)
+    def per_row(values: np.ndarray) -> np.ndarray:
+        return values if one_row_each else np.repeat(values, repeat)
 
-    ids: Any = entries.request_ids if one_row_each else per_row(entries.request_ids, object)
-    ts_us = (per_row(entries.ts_s) * 1e6).astype(np.int64)
+    ids: Any = entries.request_ids
+    if not one_row_each:
+        ids = np.repeat(np.array(ids, dtype=object), repeat)
     columns: dict[str, pa.Array] = {
         "request_id": pa.array(ids, pa.string(), memory_pool=_POOL),
-        "ts": pa.array(ts_us, pa.timestamp("us", tz="UTC")),
+        "ts": pa.array(
+            (per_row(entries.ts_s) * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")
+        ),
         "model": pa.repeat(pa.scalar(predictor.name, pa.string()), total, memory_pool=_POOL),
         "version": pa.array(np.full(total, predictor.version, dtype=np.int64)),
     }
@@ -355,14 +438,14 @@ def _table_of(entries: _Columns, rss_mb: float | None) -> pa.Table:
         for index, label in enumerate(predictor.classes.tolist()):
             columns[f"proba_{label}"] = pa.array(proba[index], pa.float64())
     columns["latency_ms"] = pa.array(per_row(entries.latency_ms), pa.float64())
-    columns["status"] = pa.array(per_row(entries.status, np.int32), pa.int32())
+    columns["status"] = pa.array(per_row(entries.status), pa.int32())
     if rss_mb is not None:
         columns["rss_mb"] = pa.array(np.full(total, rss_mb), pa.float64())
     return pa.table(columns)
 
 
 def _locate(
-    predictions: tuple[Prediction, ...], offsets: tuple[int, ...], repeat: np.ndarray
+    predictions: list[Prediction], offsets: np.ndarray, repeat: np.ndarray
 ) -> tuple[list[Prediction], np.ndarray | None]:
     """The distinct batches, in order of first appearance, and each logged row's index in
     them stacked end to end; ``None`` for the index when it is every row in order."""
@@ -374,7 +457,7 @@ def _locate(
     rank[order] = np.arange(len(order))
     sizes = np.array([batch.rows for batch in batches], dtype=np.int64)
     starts = np.cumsum(sizes) - sizes
-    first = starts[rank[which]] + np.array(offsets, dtype=np.int64)
+    first = starts[rank[which]] + offsets
     if int(repeat.max()) == 1:
         rows = first
     else:  # requests of several rows: each row's position within its request
