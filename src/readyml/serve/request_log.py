@@ -326,6 +326,19 @@ class _Columns(NamedTuple):
     latency_ms: np.ndarray
     status: np.ndarray
 
+    def take(self, mask: np.ndarray) -> _Columns:
+        """The requests where ``mask`` is true."""
+        chosen = np.flatnonzero(mask).tolist()
+        return _Columns(
+            [self.predictions[index] for index in chosen],
+            self.offsets[mask],
+            self.counts[mask],
+            [self.request_ids[index] for index in chosen],
+            self.ts_s[mask],
+            self.latency_ms[mask],
+            self.status[mask],
+        )
+
 
 def _runs(sealed: list[_Pending]) -> list[tuple[Predictor, list[_Pending]]]:
     """Sealed buffers by model version, in runs of about :data:`CONVERT_REQUESTS` requests.
@@ -334,15 +347,13 @@ def _runs(sealed: list[_Pending]) -> list[tuple[Predictor, list[_Pending]]]:
     short enough that no single array operation holds the GIL from the event loop for long.
     """
     runs: list[tuple[Predictor, list[_Pending]]] = []
-    open_runs: dict[Predictor, tuple[list[_Pending], list[int]]] = {}
+    open_runs: dict[Predictor, list[_Pending]] = {}
     for pending in sealed:
-        run, size = open_runs.setdefault(pending.predictor, ([], [0]))
+        run = open_runs.setdefault(pending.predictor, [])
         run.append(pending)
-        size[0] += len(pending.offsets)
-        if size[0] >= CONVERT_REQUESTS:
-            runs.append((pending.predictor, run))
-            del open_runs[pending.predictor]
-    runs.extend((predictor, run) for predictor, (run, _) in open_runs.items())
+        if sum(len(part.offsets) for part in run) >= CONVERT_REQUESTS:
+            runs.append((pending.predictor, open_runs.pop(pending.predictor)))
+    runs.extend(open_runs.items())
     return runs
 
 
@@ -375,25 +386,7 @@ def _hours(columns: _Columns) -> list[tuple[int, _Columns]]:
     first, last = int(hours.min()), int(hours.max())
     if first == last:
         return [(first, columns)]
-    split = []
-    for hour in np.unique(hours).tolist():
-        where = np.flatnonzero(hours == hour)
-        chosen = where.tolist()
-        split.append(
-            (
-                hour,
-                _Columns(
-                    [columns.predictions[index] for index in chosen],
-                    columns.offsets[where],
-                    columns.counts[where],
-                    [columns.request_ids[index] for index in chosen],
-                    columns.ts_s[where],
-                    columns.latency_ms[where],
-                    columns.status[where],
-                ),
-            )
-        )
-    return split
+    return [(hour, columns.take(hours == hour)) for hour in np.unique(hours).tolist()]
 
 
 def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> pa.Table:
