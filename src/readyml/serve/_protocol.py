@@ -40,7 +40,7 @@ READ_SIZE: Final = 64 << 10  # bytes read at most per read outside a directly re
 DIRECT_BUDGET: Final = 256 << 20  # bytes of direct-read buffers reserved at once, per process
 # uvicorn releases whose methods the overrides below were checked against
 # (readyml.serve.server.http_protocol uses uvicorn's own protocol with any other).
-UVICORN_VERSIONS: Final = ("0.54.",)
+UVICORN_VERSIONS: Final = ("0.54.", "0.55.")
 # A body up to this size is copied after the held head (one write); a larger one follows it.
 JOIN_LIMIT: Final = 64 << 10
 
