@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from readyml.serve.batching import AdaptiveBatcher, QueueFull
+from readyml.serve.batching import AdaptiveBatcher, Queued, QueueFull
 
 from .conftest import ROW, Server, serve_process
 
@@ -134,6 +134,34 @@ def test_a_failing_request_fails_alone() -> None:
     answers = asyncio.run(main())
     assert isinstance(answers[2], ValueError)
     assert [a for i, a in enumerate(answers) if i != 2] == [[1], [2], [3], [4]]
+
+
+def test_answered_batches_reach_the_hook_with_their_tags_in_order() -> None:
+    answered: list[tuple[list[int], list[object], list[int], bool]] = []
+
+    def on_result(result: list[int], items: list[Queued[list[int], list[int]]], at: float) -> None:
+        timely = all(item.arrived_s <= at for item in items)
+        answered.append(
+            (result, [item.tag for item in items], [item.rows for item in items], timely)
+        )
+
+    batcher, _ = _batcher(on_result=on_result)
+
+    async def main() -> None:
+        async def one(value: int) -> None:
+            await batcher.submit([value, value], rows=2, tag=f"id{value}")
+
+        gone = asyncio.ensure_future(batcher.submit([9], rows=1, tag="gone"))
+        await asyncio.sleep(0.01)  # its batch is running (the first one blocks 50 ms)
+        gone.cancel()
+        await asyncio.gather(one(1), one(2), one(-1), return_exceptions=True)
+
+    asyncio.run(main())
+    # The caller of [9] went away: its tag is cleared. The batch with -1 failed and never
+    # reached the hook; its requests ran again alone, and the good ones did.
+    assert answered[0] == ([9], [None], [1], True)
+    assert ([1, 1], ["id1"], [2], True) in answered and ([2, 2], ["id2"], [2], True) in answered
+    assert all(-1 not in result for result, *_ in answered)
 
 
 def test_full_queue_sheds_with_retry_after() -> None:

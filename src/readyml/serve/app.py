@@ -253,6 +253,16 @@ class ServingApp:
             deployments += self.rollouts.candidates()
         return [(d.name, d.version_label, d.predictor.load_time_s) for d in deployments]
 
+    def deploy(self, predictor: Predictor) -> Deployment:
+        """``predictor`` behind a batcher with this server's batching, metrics and log."""
+        return Deployment.create(
+            predictor,
+            executor=self.executor,
+            batching=self.spec.batching,
+            on_batch=self.on_batch,
+            on_result=self.request_log.record_batch if self.request_log is not None else None,
+        )
+
     def on_batch(self, model: str, stats: BatchStats) -> None:
         """Metrics of one batch (the deployments' batchers call this)."""
         self.metrics.batch(model, stats.rows, stats.service_s, stats.queue_rows)
@@ -468,7 +478,9 @@ class ServingApp:
             raise BadRequest("body: expected at least one row, found none")
         exchange.rows = rows
         try:
-            return await deployment.batcher.submit(part, rows=rows)
+            # The request id tags the request for the log, which records whole batches.
+            tag = exchange.request.request_id if self.request_log is not None else None
+            return await deployment.batcher.submit(part, rows=rows, tag=tag)
         except ReadymlError:
             raise
         except Exception as exc:
@@ -501,17 +513,6 @@ class ServingApp:
                 choice.arm.record(prediction, offset, exchange.rows)
             if choice.shadow is not None:
                 self._in_background(self.rollouts.mirror(choice, part, exchange.rows))
-        if self.request_log is not None and exchange.deployment is not None:
-            self.request_log.record(
-                exchange.deployment.predictor,
-                prediction,
-                offset,
-                exchange.rows,
-                request_id,
-                exchange.started_wall_s,
-                (time.monotonic() - exchange.started_s) * 1000,
-                200,
-            )
 
     # -- other routes -------------------------------------------------------------------
 
@@ -602,12 +603,7 @@ class ServingApp:
         if self.loader is None:
             raise NotFound(f"model {name!r}: this server has no registry to load from")
         predictor = await asyncio.to_thread(self.loader, ref)
-        deployment = Deployment.create(
-            predictor,
-            executor=self.executor,
-            batching=self.spec.batching,
-            on_batch=self.on_batch,
-        )
+        deployment = self.deploy(predictor)
         old = self.table.put(deployment)
         exchange.deployment = deployment
         if self.alias_watcher is not None:

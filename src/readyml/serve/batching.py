@@ -71,17 +71,24 @@ class BatchStats:
 
 
 @dataclass
-class _Pending(Generic[P, R]):
+class Queued(Generic[P, R]):
+    """One request in the queue: its part, rows, future and arrival (the batcher's clock).
+
+    ``tag`` is what the caller passed to :meth:`AdaptiveBatcher.submit` (a request id for
+    the request log); the batcher sets it to ``None`` when nobody awaits the answer any more.
+    """
+
     part: P
     rows: int
     future: asyncio.Future[tuple[R, int]]
     arrived_s: float
+    tag: Any = None
     alone: bool = False
 
 
 @dataclass
 class _Batch(Generic[P, R]):
-    items: list[_Pending[P, R]] = field(default_factory=list)
+    items: list[Queued[P, R]] = field(default_factory=list)
     rows: int = 0
 
 
@@ -100,6 +107,9 @@ class AdaptiveBatcher(Generic[P, R]):
         max_queue_rows: Queued rows beyond which requests are shed.
         max_queue_delay_s: Predicted queueing delay beyond which requests are shed.
         on_batch: Called on the event loop after every batch (metrics).
+        on_result: Called on the event loop after every batch that succeeded, with its
+            result, its requests in order (their rows are consecutive in the result) and
+            the clock when it finished (the request log).
         clock: Monotonic clock in seconds (a seam for tests).
 
     Example:
@@ -124,6 +134,7 @@ class AdaptiveBatcher(Generic[P, R]):
         max_queue_rows: int = 2048,
         max_queue_delay_s: float = 1.0,
         on_batch: Callable[[BatchStats], None] | None = None,
+        on_result: Callable[[R, list[Queued[P, R]], float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_batch = run_batch
@@ -134,6 +145,7 @@ class AdaptiveBatcher(Generic[P, R]):
         self.max_queue_rows = max_queue_rows
         self.max_queue_delay_s = max_queue_delay_s
         self.on_batch = on_batch
+        self.on_result = on_result
         self.clock = clock
         # Control-loop state.
         self.additive_step_rows = max(1, max_batch_rows // 16)
@@ -144,7 +156,7 @@ class AdaptiveBatcher(Generic[P, R]):
         self.arrival_gap_s = math.inf
         self.queued_rows = 0
         self._last_arrival_s: float | None = None
-        self._queue: deque[_Pending[P, R]] = deque()
+        self._queue: deque[Queued[P, R]] = deque()
         self._busy = False
         self._wait_handle: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
@@ -164,8 +176,10 @@ class AdaptiveBatcher(Generic[P, R]):
         """Queueing delay a new request of ``rows`` rows is expected to see."""
         return (self.queued_rows + rows) * self.row_time_s
 
-    async def submit(self, part: P, *, rows: int) -> tuple[R, int]:
+    async def submit(self, part: P, *, rows: int, tag: Any = None) -> tuple[R, int]:
         """Queue ``part`` (``rows`` rows) and wait for its batch's result and offset.
+
+        ``tag`` travels with the request to ``on_result``.
 
         Raises:
             QueueFull: The queue is full or too slow; the error carries ``retry_after_s``.
@@ -194,7 +208,7 @@ class AdaptiveBatcher(Generic[P, R]):
             )
         self._last_arrival_s = now
         loop = asyncio.get_running_loop()
-        pending: _Pending[P, R] = _Pending(part, rows, loop.create_future(), now)
+        pending: Queued[P, R] = Queued(part, rows, loop.create_future(), now, tag)
         self._queue.append(pending)
         self.queued_rows += rows
         if self._busy:
@@ -293,7 +307,8 @@ class AdaptiveBatcher(Generic[P, R]):
         self._busy = False
         self._overlapping = self._arrived_while_busy > 0
         self._arrived_while_busy = 0
-        service_s = self.clock() - started_s
+        finished_s = self.clock()
+        service_s = finished_s - started_s
         self._adapt(batch.rows, service_s)
         error = done.exception()
         if error is not None and len(batch.items) > 1:
@@ -306,16 +321,20 @@ class AdaptiveBatcher(Generic[P, R]):
             offset = 0
             result = None if error is not None else done.result()
             for item in batch.items:
-                if not item.future.done():
-                    if error is not None:
-                        item.future.set_exception(error)
-                    else:
-                        item.future.set_result((result, offset))  # type: ignore[arg-type]
+                if item.future.done():  # cancelled: its caller went away
+                    item.tag = None
+                elif error is not None:
+                    item.future.set_exception(error)
+                else:
+                    item.future.set_result((result, offset))  # type: ignore[arg-type]
                 offset += item.rows
         if self.on_batch is not None:
             self.on_batch(BatchStats(batch.rows, len(batch.items), service_s, self.queued_rows))
         if self._queue:
             self._schedule_dispatch(loop)
+        # Last, so that the batcher's state is whole even if the hook fails.
+        if error is None and self.on_result is not None:
+            self.on_result(done.result(), batch.items, finished_s)
 
     def _adapt(self, rows: int, service_s: float) -> None:
         """AIMD on the batch limit; EWMA of the service time per row."""

@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator
 from readyml.config import BatchingSpec
 from readyml.errors import NotFound
 from readyml.predict import Part, Prediction, Predictor
-from readyml.serve.batching import AdaptiveBatcher, BatchStats
+from readyml.serve.batching import AdaptiveBatcher, BatchStats, Queued
+
+# Called with a version's predictor, a batch's prediction, its requests and when it finished.
+OnResult = Callable[[Predictor, Prediction, list[Queued[Part, Prediction]], float], None]
 
 
 class Deployment:
@@ -40,13 +43,23 @@ class Deployment:
         executor: concurrent.futures.Executor,
         batching: BatchingSpec,
         on_batch: Callable[[str, BatchStats], None] | None = None,
+        on_result: OnResult | None = None,
     ) -> Deployment:
-        """A deployment whose batcher follows ``batching`` and runs on ``executor``."""
+        """A deployment whose batcher follows ``batching`` and runs on ``executor``.
+
+        ``on_batch`` gets every batch's statistics, ``on_result`` every answered batch.
+        """
         name = predictor.name
 
         def report(stats: BatchStats) -> None:
             if on_batch is not None:
                 on_batch(name, stats)
+
+        def answered(
+            prediction: Prediction, items: list[Queued[Part, Prediction]], finished_s: float
+        ) -> None:
+            if on_result is not None:
+                on_result(predictor, prediction, items, finished_s)
 
         batcher: AdaptiveBatcher[Part, Prediction] = AdaptiveBatcher(
             run_batch=predictor.predict_parts,
@@ -57,6 +70,7 @@ class Deployment:
             max_queue_rows=batching.max_queue_rows,
             max_queue_delay_s=batching.max_queue_delay_ms / 1000,
             on_batch=report,
+            on_result=answered if on_result is not None else None,
         )
         return cls(predictor=predictor, batcher=batcher)
 

@@ -5,25 +5,25 @@ renamed, so a reader never sees half a file)::
 
     {root}/model={name}/version={v}/hour=YYYYMMDDHH/part-{unique}.parquet
 
-Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival), ``model`` (string),
-``version`` (int64), one column per input feature typed as the signature, ``prediction``,
-``proba_<class>`` per class (classifiers), ``latency_ms`` (float64, arrival to prediction),
-``status`` (int32, the HTTP status), ``rss_mb`` (float64, the server process's resident memory
-when the rows were turned into a table; absent where ``/proc`` is not available). A request
-of N rows gives N log rows with one id.
+Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival at the batcher), ``model``
+(string), ``version`` (int64), one column per input feature typed as the signature,
+``prediction``, ``proba_<class>`` per class (classifiers), ``latency_ms`` (float64, arrival
+to prediction), ``status`` (int32, 200: every logged request was answered), ``rss_mb``
+(float64, the server process's resident memory when the rows were turned into a table;
+absent where ``/proc`` is not available). A request of N rows gives N log rows with one id.
 
-Recording is a sampled append of a request's fields to its model version's buffer: one
-growing array per field (``array.array`` for numbers, a list for ids and batches), so no
-object is made per request and a conversion reads a few contiguous arrays, not thousands of
-scattered objects gone cold in the cache. The request's inputs are not copied: the buffer
-keeps the batch it was answered in, and the conversion gathers each logged row's features from
-the batches' arrays. The server's event loop, the only thread that records, hands its
-buffers over every :data:`SEAL_INTERVAL_S` (:meth:`RequestLog.seal`, a swap), so recording
-takes no lock. A background thread turns what was handed over into Arrow tables every
-:data:`CONVERT_INTERVAL_S`, which lets the batches go, and every ``flush_interval_s`` writes
-one file per model version and hour: a few dozen array operations per table, the write in
-Parquet without the GIL. When the buffer is full the rows are dropped and counted; a failed
-conversion or write is counted and never reaches a request.
+The batcher hands every answered batch to :meth:`RequestLog.record_batch` on the event loop,
+with its requests (their ids are the batcher's tags) in order: one call a batch, not one a
+request. The batch's rows are copied once into its model version's store (feature-major
+arrays that grow by doubling, so each column is contiguous; a list of labels), and each
+sampled request appends its fields to one growing array per field (``array.array`` for
+numbers, a list for ids), so no object is made per request and the batch is let go at once.
+The event loop hands its buffers over every :data:`SEAL_INTERVAL_S` (:meth:`RequestLog.seal`,
+a swap), so recording takes no lock. A background thread turns what was handed over into
+Arrow tables every :data:`CONVERT_INTERVAL_S` (the store's arrays as they are when every row
+is logged in order, else one gather) and every ``flush_interval_s`` writes one file per model
+version and hour, in Parquet without the GIL. When the buffer is full the rows are dropped
+and counted; a failed copy, conversion or write is counted and never reaches a request.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from readyml.predict import Prediction, Predictor
+from readyml.serve.batching import Queued
 
 # Arrow type of each signature dtype family.
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -60,11 +61,12 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 # Columns whose values repeat enough for Parquet's dictionary encoding to pay.
 DICTIONARY_COLUMNS = ["model", "prediction"]
 SEAL_INTERVAL_S = 0.05  # how often the server's event loop hands recorded rows to the writer
+MIN_STORE_ROWS = 256  # rows a version's first buffers have room for
 CONVERT_REQUESTS = 8192  # requests turned into one Arrow table at a time
-# How often the writer thread turns sealed buffers into tables between writes. Holding the
-# batches for a whole flush interval (2 s) cost the server ~2 us more CPU a request at c64
-# than letting them go every 0.25 s; every 0.1 s cost ~1 us more (smaller tables). Measured;
-# the memory held is the likely cause, not shown.
+# How often the writer thread turns sealed buffers into tables between writes: often enough
+# that little memory is held, seldom enough that a table's fixed cost (a few dozen Arrow
+# calls) vanishes. When buffers held whole batches, 0.25 s cost ~2 us a request less than
+# converting at each 2 s write, and ~1 us less than every 0.1 s.
 CONVERT_INTERVAL_S = 0.25
 # The C library's allocator for the log's Arrow buffers. With pyarrow's default (mimalloc)
 # the writer thread spent 1.3-2 times the CPU per row inside a loaded server, though both
@@ -72,29 +74,106 @@ CONVERT_INTERVAL_S = 0.25
 _POOL = pa.system_memory_pool()
 
 
+class _Store:
+    """The rows of the batches one version's requests were answered in, copied once a batch.
+
+    Numeric features and probabilities go into feature-major arrays that double as they
+    fill, so every column is one contiguous array that Arrow takes without a copy; labels
+    go into a list. A mixed batch's frame is kept by reference, with the rows kept. The
+    batch itself is let go as soon as its answers are sent: holding thousands of batches
+    until a conversion cost the server more than the copy.
+    """
+
+    __slots__ = ("features", "frames", "labels", "mixed", "proba", "rows")
+
+    def __init__(self, predictor: Predictor, capacity: int) -> None:
+        self.rows = 0
+        self.mixed = predictor.layout == "mixed"
+        self.features = (
+            np.empty((len(predictor.features), capacity)) if predictor.layout == "numeric" else None
+        )
+        self.proba = (
+            np.empty((len(predictor.classes), capacity))
+            if predictor.has_proba and predictor.classes is not None
+            else None
+        )
+        self.labels: list[Any] = []
+        self.frames: list[tuple[Any, int, int]] = []  # (inputs, start, stop) of mixed batches
+
+    def add(self, prediction: Prediction, start: int, stop: int) -> int:
+        """Copy rows ``start:stop`` of a batch; return where they begin in the store."""
+        base = self.rows
+        end = base + stop - start
+        if self.features is not None:
+            self.features = _room(self.features, base, end)
+            self.features[:, base:end] = np.asarray(prediction.inputs)[start:stop].T
+        elif self.mixed:
+            self.frames.append((prediction.inputs, start, stop))
+        if self.proba is not None:
+            self.proba = _room(self.proba, base, end)
+            if prediction.proba is None:
+                self.proba[:, base:end] = np.nan
+            else:
+                self.proba[:, base:end] = prediction.proba[start:stop].T
+        labels = prediction.labels_list
+        self.labels.extend(labels if stop - start == len(labels) else labels[start:stop])
+        self.rows = end
+        return base
+
+
+def _room(array: np.ndarray, used: int, needed: int) -> np.ndarray:
+    """``array`` (feature-major), or a copy twice as wide when ``needed`` columns do not fit."""
+    if needed <= array.shape[1]:
+        return array
+    grown = np.empty((array.shape[0], max(needed, 2 * array.shape[1])))
+    grown[:, :used] = array[:, :used]
+    return grown
+
+
 class _Pending:
-    """The requests of one model version recorded since the last seal, one array per field."""
+    """The requests of one model version recorded since the last seal, one array per field,
+    and the rows of their batches."""
 
     __slots__ = (
+        "batch",
+        "batch_base",
+        "batch_start",
+        "batch_stop",
         "counts",
         "latency_ms",
-        "offsets",
-        "predictions",
+        "positions",
         "predictor",
         "request_ids",
-        "status",
+        "store",
         "ts_s",
     )
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Predictor, capacity: int) -> None:
         self.predictor = predictor
-        self.predictions: list[Prediction] = []
-        self.offsets = array("q")
+        self.store = _Store(predictor, capacity)
+        # The batch copied last, its rows start:stop, and where they begin in the store.
+        self.batch: Prediction | None = None
+        self.batch_start = self.batch_stop = self.batch_base = 0
+        self.positions = array("q")  # each request's first row in the store
         self.counts = array("q")
         self.request_ids: list[str] = []
         self.ts_s = array("d")
         self.latency_ms = array("d")
-        self.status = array("i")
+
+    def locate(self, prediction: Prediction, start: int, rows: int, whole: bool) -> int:
+        """Where rows ``start:start + rows`` of a batch are in the store, copied if not yet
+        (the whole batch when ``whole``, else only these rows)."""
+        copied = (
+            prediction is self.batch
+            and self.batch_start <= start
+            and start + rows <= self.batch_stop
+        )
+        if not copied:
+            self.batch = None  # until the copy succeeds
+            first, stop = (0, prediction.rows) if whole else (start, start + rows)
+            self.batch_base = self.store.add(prediction, first, stop)
+            self.batch, self.batch_start, self.batch_stop = prediction, first, stop
+        return self.batch_base + start - self.batch_start
 
 
 class RequestLog:
@@ -132,6 +211,7 @@ class RequestLog:
         self.compression = compression
         self.on_outcome = on_outcome
         self._pending: dict[Predictor, _Pending] = {}  # the recording thread's alone
+        self._capacity: dict[Predictor, int] = {}  # rows of each version's last buffers
         self._sealed: list[_Pending] = []
         # Rows held are recorded minus taken (written or failed): the recording thread counts
         # the first, the writer (under the write lock) the second, so neither loses an update.
@@ -145,7 +225,8 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self.written_rows = 0
         self.dropped_rows = 0
-        self.failed_rows = 0
+        # Failed rows, counted apart by the thread that failed them (one writer each).
+        self._failed_rows = {"record": 0, "writer": 0}
         # CPU seconds of conversions and writes: the log's whole cost beyond the appends.
         self.cpu_s = 0.0
 
@@ -169,44 +250,59 @@ class RequestLog:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def record(
+    def record_batch(
         self,
         predictor: Predictor,
         prediction: Prediction,
-        offset: int,
-        rows: int,
-        request_id: str,
-        ts_s: float,
-        latency_ms: float,
-        status: int,
+        requests: list[Queued[Any, Any]],
+        finished_s: float,
     ) -> None:
-        """Buffer one request's rows if sampled and if there is room; never raises.
+        """Buffer the sampled requests of one answered batch, if there is room; never raises.
 
-        The request's rows are rows ``offset:offset + rows`` of ``prediction``, the batch
-        it was answered in; ``ts_s`` is its arrival (seconds since the epoch).
+        The requests' rows are consecutive in ``prediction``, in order. A request's tag is
+        its id; one without (a shadow copy, a caller gone) is not logged. Arrivals and
+        ``finished_s`` are monotonic seconds; the latency logged is arrival to prediction.
         """
-        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
-            return
-        if self._recorded_rows - self._taken_rows + rows > self.buffer_rows:
-            self.dropped_rows += rows
-            self._outcome(predictor.name, "dropped", rows)
-            return
-        self._recorded_rows += rows
+        to_wall_s = time.time() - finished_s
         pending = self._pending.get(predictor)
-        if pending is None:
-            pending = self._pending[predictor] = _Pending(predictor)
-        pending.predictions.append(prediction)
-        pending.offsets.append(offset)
-        pending.counts.append(rows)
-        pending.request_ids.append(request_id)
-        pending.ts_s.append(ts_s)
-        pending.latency_ms.append(latency_ms)
-        pending.status.append(status)
+        offset = 0
+        for request in requests:
+            rows, start = request.rows, offset
+            offset += rows
+            if request.tag is None or (
+                self.sample_rate < 1.0 and random.random() >= self.sample_rate
+            ):
+                continue
+            if self._recorded_rows - self._taken_rows + rows > self.buffer_rows:
+                self.dropped_rows += rows
+                self._outcome(predictor.name, "dropped", rows)
+                continue
+            if pending is None:
+                capacity = self._capacity.get(predictor, MIN_STORE_ROWS)
+                pending = self._pending[predictor] = _Pending(predictor, capacity)
+            try:
+                position = pending.locate(prediction, start, rows, self.sample_rate >= 1.0)
+            except Exception as exc:  # logging must never fail a request
+                self._fail(predictor.name, rows, "copy", exc, taken=False)
+                continue
+            self._recorded_rows += rows
+            pending.positions.append(position)
+            pending.counts.append(rows)
+            pending.request_ids.append(request.tag)
+            pending.ts_s.append(request.arrived_s + to_wall_s)
+            pending.latency_ms.append((finished_s - request.arrived_s) * 1000)
 
     def seal(self) -> None:
         """Hand what was recorded so far to the writer; call from the recording thread."""
         if self._pending:
             pending, self._pending = self._pending, {}
+            for part in pending.values():
+                part.batch = None  # the writer needs the copy, not the batch
+            # The next buffers start as large as these grew: no doubling in the steady state.
+            self._capacity = {
+                predictor: max(MIN_STORE_ROWS, part.store.rows)
+                for predictor, part in pending.items()
+            }
             with self._lock:
                 self._sealed.extend(pending.values())
 
@@ -280,9 +376,19 @@ class RequestLog:
         self._outcome(name, "written", rows)
         return rows
 
-    def _fail(self, model: str, rows: int, step: str, exc: Exception) -> None:
-        self.failed_rows += rows
-        self._taken_rows += rows
+    @property
+    def failed_rows(self) -> int:
+        """Rows that could not be copied, converted or written."""
+        return sum(self._failed_rows.values())
+
+    def _fail(
+        self, model: str, rows: int, step: str, exc: Exception, *, taken: bool = True
+    ) -> None:
+        if taken:  # buffered rows: the writer's; they make room again
+            self._failed_rows["writer"] += rows
+            self._taken_rows += rows
+        else:
+            self._failed_rows["record"] += rows
         self._outcome(model, "failed", rows)
         with contextlib.suppress(OSError, ValueError):
             print(f"readyml: request log {step} failed: {exc}", file=sys.stderr)
@@ -315,28 +421,36 @@ def process_rss_mb() -> float | None:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-class _Columns(NamedTuple):
-    """Requests of one partition, field by field."""
+class _Joined(NamedTuple):
+    """The stores of one run of buffers, end to end."""
 
-    predictions: list[Prediction]
-    offsets: np.ndarray
+    rows: int
+    features: np.ndarray | None  # feature-major
+    proba: np.ndarray | None  # class-major
+    labels: list[Any]
+    frames: list[tuple[Any, int, int]]
+
+
+class _Columns(NamedTuple):
+    """Requests of one partition, field by field, and the rows they point into."""
+
+    joined: _Joined
+    positions: np.ndarray
     counts: np.ndarray
     request_ids: list[str]
     ts_s: np.ndarray
     latency_ms: np.ndarray
-    status: np.ndarray
 
     def take(self, mask: np.ndarray) -> _Columns:
         """The requests where ``mask`` is true."""
         chosen = np.flatnonzero(mask).tolist()
         return _Columns(
-            [self.predictions[index] for index in chosen],
-            self.offsets[mask],
+            self.joined,
+            self.positions[mask],
             self.counts[mask],
             [self.request_ids[index] for index in chosen],
             self.ts_s[mask],
             self.latency_ms[mask],
-            self.status[mask],
         )
 
 
@@ -351,7 +465,7 @@ def _runs(sealed: list[_Pending]) -> list[tuple[Predictor, list[_Pending]]]:
     for pending in sealed:
         run = open_runs.setdefault(pending.predictor, [])
         run.append(pending)
-        if sum(len(part.offsets) for part in run) >= CONVERT_REQUESTS:
+        if sum(len(part.positions) for part in run) >= CONVERT_REQUESTS:
             runs.append((pending.predictor, open_runs.pop(pending.predictor)))
     runs.extend(open_runs.items())
     return runs
@@ -364,14 +478,32 @@ def _columns_of(parts: list[_Pending]) -> _Columns:
         arrays = [np.frombuffer(getattr(part, field), dtype=dtype) for part in parts]
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
+    def blocks(field: str) -> np.ndarray | None:
+        arrays = [getattr(part.store, field) for part in parts]
+        if arrays[0] is None:
+            return None
+        used = [array[:, : part.store.rows] for array, part in zip(arrays, parts, strict=True)]
+        return used[0] if len(used) == 1 else np.concatenate(used, axis=1)
+
+    sizes = np.array([part.store.rows for part in parts], dtype=np.int64)
+    positions = joined("positions", np.int64)
+    if len(parts) > 1:  # each buffer's positions, shifted past the stores before it
+        requests = [len(part.positions) for part in parts]
+        positions = positions + np.repeat(np.cumsum(sizes) - sizes, requests)
+    store = _Joined(
+        int(sizes.sum()),
+        blocks("features"),
+        blocks("proba"),
+        list(chain.from_iterable(part.store.labels for part in parts)),
+        list(chain.from_iterable(part.store.frames for part in parts)),
+    )
     return _Columns(
-        list(chain.from_iterable(part.predictions for part in parts)),
-        joined("offsets", np.int64),
+        store,
+        positions,
         joined("counts", np.int64),
         list(chain.from_iterable(part.request_ids for part in parts)),
         joined("ts_s", np.float64),
         joined("latency_ms", np.float64),
-        joined("status", np.intc).astype(np.int32, copy=False),
     )
 
 
@@ -380,7 +512,7 @@ def _hours(columns: _Columns) -> list[tuple[int, _Columns]]:
 
     Usually every request of a flush is of one hour, checked without a loop in Python.
     """
-    if not columns.predictions:
+    if not columns.request_ids:
         return []
     hours = (columns.ts_s // 3600).astype(np.int64)
     first, last = int(hours.min()), int(hours.max())
@@ -392,14 +524,13 @@ def _hours(columns: _Columns) -> list[tuple[int, _Columns]]:
 def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> pa.Table:
     """The Arrow table of one partition's requests.
 
-    Every logged row is located among the distinct batches its requests were answered in;
-    each column is then one gather from the batches' arrays stacked end to end (or none,
-    when the requests are every row of their batches in order, the usual case), so the cost
-    is a few array operations per table, not per request.
+    Each column is one gather from the joined store, or none when the requests are every
+    row of their batches in order (the usual case, where Arrow takes the store's arrays as
+    they are): a few array operations per table, not per request.
     """
     repeat = entries.counts
     one_row_each = int(repeat.max()) == 1
-    batches, rows = _locate(entries.predictions, entries.offsets, repeat)
+    rows = _rows(entries.positions, repeat, one_row_each, entries.joined.rows)
     total = len(repeat) if one_row_each else int(repeat.sum())
 
     def per_row(values: np.ndarray) -> np.ndarray:
@@ -416,89 +547,68 @@ def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> 
         "model": pa.repeat(pa.scalar(predictor.name, pa.string()), total, memory_pool=_POOL),
         "version": pa.array(np.full(total, predictor.version, dtype=np.int64)),
     }
-    if predictor.layout != "tensor":
-        columns.update(_feature_columns(predictor, batches, rows))
-    labels = _gather([batch.labels for batch in batches], rows)
-    prediction = labels.tolist() if labels.dtype.kind in "OU" else labels
-    columns["prediction"] = pa.array(prediction, memory_pool=_POOL)
-    probas = [batch.proba for batch in batches]
-    if (
-        predictor.has_proba
-        and predictor.classes is not None
-        and all(proba is not None for proba in probas)
-    ):
-        proba = _gather([p for p in probas if p is not None], rows).T.copy()
+    joined = entries.joined
+    if joined.features is not None:
+        block = joined.features if rows is None else joined.features[:, rows]
+        columns.update(_numeric_columns(predictor, block))
+    elif predictor.layout == "mixed":
+        columns.update(_mixed_columns(predictor, joined.frames, rows))
+    labels = pa.array(joined.labels, memory_pool=_POOL)
+    columns["prediction"] = labels if rows is None else labels.take(rows)
+    if joined.proba is not None and predictor.classes is not None:
+        proba = joined.proba if rows is None else joined.proba[:, rows]
         for index, label in enumerate(predictor.classes.tolist()):
             columns[f"proba_{label}"] = pa.array(proba[index], pa.float64())
     columns["latency_ms"] = pa.array(per_row(entries.latency_ms), pa.float64())
-    columns["status"] = pa.array(per_row(entries.status), pa.int32())
+    columns["status"] = pa.array(np.full(total, 200, dtype=np.int32))  # answered requests
     if rss_mb is not None:
         columns["rss_mb"] = pa.array(np.full(total, rss_mb), pa.float64())
     return pa.table(columns)
 
 
-def _locate(
-    predictions: list[Prediction], offsets: np.ndarray, repeat: np.ndarray
-) -> tuple[list[Prediction], np.ndarray | None]:
-    """The distinct batches, in order of first appearance, and each logged row's index in
-    them stacked end to end; ``None`` for the index when it is every row in order."""
-    ids = np.fromiter(map(id, predictions), dtype=np.int64, count=len(predictions))
-    _, first_seen, which = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first_seen, kind="stable")  # unique sorts by id; restore arrival
-    batches = [predictions[index] for index in first_seen[order].tolist()]
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    sizes = np.array([batch.rows for batch in batches], dtype=np.int64)
-    starts = np.cumsum(sizes) - sizes
-    first = starts[rank[which]] + offsets
-    if int(repeat.max()) == 1:
-        rows = first
+def _rows(
+    positions: np.ndarray, repeat: np.ndarray, one_row_each: bool, stored: int
+) -> np.ndarray | None:
+    """Each logged row's index in the joined store; ``None`` when it is every row in order."""
+    if one_row_each:
+        rows = positions
     else:  # requests of several rows: each row's position within its request
         within = np.arange(int(repeat.sum())) - np.repeat(np.cumsum(repeat) - repeat, repeat)
-        rows = np.repeat(first, repeat) + within
-    if len(rows) == int(sizes.sum()) and bool((rows == np.arange(len(rows))).all()):
-        return batches, None
-    return batches, rows
+        rows = np.repeat(positions, repeat) + within
+    if len(rows) == stored and bool((rows == np.arange(stored)).all()):
+        return None
+    return rows
 
 
-def _gather(arrays: list[np.ndarray], rows: np.ndarray | None) -> np.ndarray:
-    """Rows ``rows`` (all when None) of the arrays stacked end to end."""
-    joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-    if rows is None:
-        return joined
-    gathered: np.ndarray = joined[rows]
-    return gathered
-
-
-def _feature_columns(
-    predictor: Predictor, batches: list[Prediction], rows: np.ndarray | None
-) -> dict[str, pa.Array]:
+def _numeric_columns(predictor: Predictor, block: np.ndarray) -> dict[str, pa.Array]:
+    """One Arrow column per feature from a feature-major block (no copy without nulls)."""
     columns: dict[str, pa.Array] = {}
-    inputs = [batch.inputs for batch in batches]
-    if predictor.layout == "numeric":
-        # Stacked feature-major, batch by batch (each small block transposes in cache), so
-        # that every column is contiguous and Arrow takes it without a copy of its own.
-        block = np.concatenate([np.asarray(part).T for part in inputs], axis=1)
-        if rows is not None:
-            block = block[:, rows]
-        missing = np.isnan(block).any(axis=1).tolist()
-        for index, feature in enumerate(predictor.features):
-            values = block[index]
-            nulls = np.isnan(values) if missing[index] else None
-            if feature.kind == "integer":
-                whole = values if nulls is None else np.where(nulls, 0, values)
-                columns[feature.name] = pa.array(
-                    whole.astype(np.int64), pa.int64(), mask=nulls, memory_pool=_POOL
-                )
-            else:
-                columns[feature.name] = pa.array(
-                    values, pa.float64(), mask=nulls, memory_pool=_POOL
-                )
-        return columns
+    missing = np.isnan(block).any(axis=1).tolist()
+    for index, feature in enumerate(predictor.features):
+        values = block[index]
+        nulls = np.isnan(values) if missing[index] else None
+        if feature.kind == "integer":
+            whole = values if nulls is None else np.where(nulls, 0, values)
+            columns[feature.name] = pa.array(
+                whole.astype(np.int64), pa.int64(), mask=nulls, memory_pool=_POOL
+            )
+        else:
+            columns[feature.name] = pa.array(values, pa.float64(), mask=nulls, memory_pool=_POOL)
+    return columns
+
+
+def _mixed_columns(
+    predictor: Predictor, frames: list[tuple[Any, int, int]], rows: np.ndarray | None
+) -> dict[str, pa.Array]:
+    """One Arrow column per feature, typed as the signature, from the batches' frames."""
+    columns: dict[str, pa.Array] = {}
     for feature in predictor.features:
-        values = _gather([_column(part, feature.name) for part in inputs], rows)
-        arrow_type = _ARROW_TYPES[feature.kind]
+        parts = [_column(frame, feature.name)[start:stop] for frame, start, stop in frames]
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if rows is not None:
+            values = values[rows]
         data: Any = values.tolist() if values.dtype == object else values
+        arrow_type = _ARROW_TYPES[feature.kind]
         columns[feature.name] = pa.array(data, arrow_type, from_pandas=True, memory_pool=_POOL)
     return columns
 

@@ -104,9 +104,7 @@ def build_app(
     table = ModelTable()
 
     def make_deployment(predictor: Predictor) -> Deployment:
-        return Deployment.create(
-            predictor, executor=executor, batching=spec.batching, on_batch=app.on_batch
-        )
+        return app.deploy(predictor)
 
     rollouts = RolloutManager(
         project=project.spec.name,
