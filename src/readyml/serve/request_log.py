@@ -84,10 +84,11 @@ class _Store:
     until a conversion cost the server more than the copy.
     """
 
-    __slots__ = ("features", "frames", "labels", "mixed", "proba", "rows")
+    __slots__ = ("capacity", "features", "frames", "labels", "mixed", "proba", "rows")
 
     def __init__(self, predictor: Predictor, capacity: int) -> None:
         self.rows = 0
+        self.capacity = capacity
         self.mixed = predictor.layout == "mixed"
         self.features = (
             np.empty((len(predictor.features), capacity)) if predictor.layout == "numeric" else None
@@ -104,48 +105,60 @@ class _Store:
         """Copy rows ``start:stop`` of a batch; return where they begin in the store."""
         base = self.rows
         end = base + stop - start
+        if end > self.capacity:
+            self._grow(end)
+        whole = start == 0 and stop == prediction.rows
         if self.features is not None:
-            self.features = _room(self.features, base, end)
-            self.features[:, base:end] = np.asarray(prediction.inputs)[start:stop].T
+            inputs = prediction.inputs
+            if type(inputs) is not np.ndarray:
+                inputs = np.asarray(inputs)
+            self.features[:, base:end] = (inputs if whole else inputs[start:stop]).T
         elif self.mixed:
             self.frames.append((prediction.inputs, start, stop))
         if self.proba is not None:
-            self.proba = _room(self.proba, base, end)
-            if prediction.proba is None:
+            proba = prediction.proba
+            if proba is None:
                 self.proba[:, base:end] = np.nan
             else:
-                self.proba[:, base:end] = prediction.proba[start:stop].T
+                self.proba[:, base:end] = (proba if whole else proba[start:stop]).T
         labels = prediction.labels_list
-        self.labels.extend(labels if stop - start == len(labels) else labels[start:stop])
+        self.labels.extend(labels if whole else labels[start:stop])
         self.rows = end
         return base
 
-
-def _room(array: np.ndarray, used: int, needed: int) -> np.ndarray:
-    """``array`` (feature-major), or a copy twice as wide when ``needed`` columns do not fit."""
-    if needed <= array.shape[1]:
-        return array
-    grown = np.empty((array.shape[0], max(needed, 2 * array.shape[1])))
-    grown[:, :used] = array[:, :used]
-    return grown
+    def _grow(self, needed: int) -> None:
+        """Make room for ``needed`` rows: at least twice the capacity, the rows kept."""
+        self.capacity = max(needed, 2 * self.capacity)
+        for name in ("features", "proba"):
+            old = getattr(self, name)
+            if old is not None:
+                grown = np.empty((old.shape[0], self.capacity))
+                grown[:, : self.rows] = old[:, : self.rows]
+                setattr(self, name, grown)
 
 
 class _Pending:
-    """The requests of one model version recorded since the last seal, one array per field,
-    and the rows of their batches."""
+    """What one model version recorded since the last seal: the rows of its batches, and
+    its requests field by field, grouped in runs of consecutive rows in the store.
+
+    A batch whose requests are all logged is one run; with sampling, each logged request is
+    a run of its own.
+    """
 
     __slots__ = (
+        "arrived_s",
         "batch",
         "batch_base",
         "batch_start",
         "batch_stop",
         "counts",
-        "latency_ms",
-        "positions",
         "predictor",
         "request_ids",
+        "run_base",
+        "run_finished_s",
+        "run_requests",
+        "run_to_wall_s",
         "store",
-        "ts_s",
     )
 
     def __init__(self, predictor: Predictor, capacity: int) -> None:
@@ -154,15 +167,34 @@ class _Pending:
         # The batch copied last, its rows start:stop, and where they begin in the store.
         self.batch: Prediction | None = None
         self.batch_start = self.batch_stop = self.batch_base = 0
-        self.positions = array("q")  # each request's first row in the store
-        self.counts = array("q")
         self.request_ids: list[str] = []
-        self.ts_s = array("d")
-        self.latency_ms = array("d")
+        self.counts = array("q")
+        self.arrived_s = array("d")  # monotonic
+        self.run_base = array("q")  # the run's first row in the store
+        self.run_requests = array("q")
+        self.run_finished_s = array("d")  # monotonic
+        self.run_to_wall_s = array("d")  # wall clock minus monotonic clock at that time
 
-    def locate(self, prediction: Prediction, start: int, rows: int, whole: bool) -> int:
-        """Where rows ``start:start + rows`` of a batch are in the store, copied if not yet
-        (the whole batch when ``whole``, else only these rows)."""
+    def add_run(
+        self,
+        base: int,
+        ids: list[str],
+        counts: list[int],
+        arrived_s: list[float],
+        finished_s: float,
+        to_wall_s: float,
+    ) -> None:
+        """Requests whose rows follow one another in the store from ``base``."""
+        self.request_ids.extend(ids)
+        self.counts.extend(counts)
+        self.arrived_s.extend(arrived_s)
+        self.run_base.append(base)
+        self.run_requests.append(len(ids))
+        self.run_finished_s.append(finished_s)
+        self.run_to_wall_s.append(to_wall_s)
+
+    def locate(self, prediction: Prediction, start: int, rows: int) -> int:
+        """Where rows ``start:start + rows`` of a batch are in the store, copied if not yet."""
         copied = (
             prediction is self.batch
             and self.batch_start <= start
@@ -170,16 +202,15 @@ class _Pending:
         )
         if not copied:
             self.batch = None  # until the copy succeeds
-            first, stop = (0, prediction.rows) if whole else (start, start + rows)
-            self.batch_base = self.store.add(prediction, first, stop)
-            self.batch, self.batch_start, self.batch_stop = prediction, first, stop
+            self.batch_base = self.store.add(prediction, start, start + rows)
+            self.batch, self.batch_start, self.batch_stop = prediction, start, start + rows
         return self.batch_base + start - self.batch_start
 
 
 class RequestLog:
     """Sampled, bounded, background request logging.
 
-    :meth:`record` and :meth:`seal` are called from one thread (the server's event loop);
+    :meth:`record_batch` and :meth:`seal` are called from one thread (the server's event loop);
     the writer thread started by :meth:`start` converts what was sealed every
     :data:`CONVERT_INTERVAL_S` and writes it every ``flush_interval_s``. Recording takes no
     lock: the writer never touches the buffers being appended to until a seal hands them over.
@@ -264,33 +295,62 @@ class RequestLog:
         ``finished_s`` are monotonic seconds; the latency logged is arrival to prediction.
         """
         to_wall_s = time.time() - finished_s
-        pending = self._pending.get(predictor)
-        offset = 0
-        for request in requests:
-            rows, start = request.rows, offset
-            offset += rows
-            if request.tag is None or (
-                self.sample_rate < 1.0 and random.random() >= self.sample_rate
-            ):
-                continue
-            if self._recorded_rows - self._taken_rows + rows > self.buffer_rows:
-                self.dropped_rows += rows
-                self._outcome(predictor.name, "dropped", rows)
-                continue
-            if pending is None:
-                capacity = self._capacity.get(predictor, MIN_STORE_ROWS)
-                pending = self._pending[predictor] = _Pending(predictor, capacity)
+        ids = [request.tag for request in requests]
+        counts = [request.rows for request in requests]
+        rows = prediction.rows
+        if (
+            self.sample_rate >= 1.0
+            and None not in ids
+            and sum(counts) == rows
+            and self._recorded_rows - self._taken_rows + rows <= self.buffer_rows
+        ):  # the usual case: the whole batch, one copy and one run
+            pending = self._pending_for(predictor)
             try:
-                position = pending.locate(prediction, start, rows, self.sample_rate >= 1.0)
+                base = pending.store.add(prediction, 0, rows)
             except Exception as exc:  # logging must never fail a request
                 self._fail(predictor.name, rows, "copy", exc, taken=False)
-                continue
+                return
             self._recorded_rows += rows
-            pending.positions.append(position)
-            pending.counts.append(rows)
-            pending.request_ids.append(request.tag)
-            pending.ts_s.append(request.arrived_s + to_wall_s)
-            pending.latency_ms.append((finished_s - request.arrived_s) * 1000)
+            arrived_s = [request.arrived_s for request in requests]
+            pending.add_run(base, ids, counts, arrived_s, finished_s, to_wall_s)
+            return
+        start = 0
+        for request in requests:
+            self._record_one(predictor, prediction, request, start, finished_s, to_wall_s)
+            start += request.rows
+
+    def _record_one(
+        self,
+        predictor: Predictor,
+        prediction: Prediction,
+        request: Queued[Any, Any],
+        start: int,
+        finished_s: float,
+        to_wall_s: float,
+    ) -> None:
+        """Buffer one request of a batch (rows from ``start``) if tagged, sampled and room."""
+        rows = request.rows
+        if request.tag is None or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
+            return
+        if self._recorded_rows - self._taken_rows + rows > self.buffer_rows:
+            self.dropped_rows += rows
+            self._outcome(predictor.name, "dropped", rows)
+            return
+        pending = self._pending_for(predictor)
+        try:
+            base = pending.locate(prediction, start, rows)
+        except Exception as exc:  # logging must never fail a request
+            self._fail(predictor.name, rows, "copy", exc, taken=False)
+            return
+        self._recorded_rows += rows
+        pending.add_run(base, [request.tag], [rows], [request.arrived_s], finished_s, to_wall_s)
+
+    def _pending_for(self, predictor: Predictor) -> _Pending:
+        pending = self._pending.get(predictor)
+        if pending is None:
+            capacity = self._capacity.get(predictor, MIN_STORE_ROWS)
+            pending = self._pending[predictor] = _Pending(predictor, capacity)
+        return pending
 
     def seal(self) -> None:
         """Hand what was recorded so far to the writer; call from the recording thread."""
@@ -465,14 +525,15 @@ def _runs(sealed: list[_Pending]) -> list[tuple[Predictor, list[_Pending]]]:
     for pending in sealed:
         run = open_runs.setdefault(pending.predictor, [])
         run.append(pending)
-        if sum(len(part.positions) for part in run) >= CONVERT_REQUESTS:
+        if sum(len(part.request_ids) for part in run) >= CONVERT_REQUESTS:
             runs.append((pending.predictor, open_runs.pop(pending.predictor)))
     runs.extend(open_runs.items())
     return runs
 
 
 def _columns_of(parts: list[_Pending]) -> _Columns:
-    """Sealed buffers of one model version joined, as numpy arrays (no copy for one)."""
+    """Sealed buffers of one model version joined: each request's position in the joined
+    store, arrival on the wall clock and latency, computed from its run."""
 
     def joined(field: str, dtype: Any) -> np.ndarray:
         arrays = [np.frombuffer(getattr(part, field), dtype=dtype) for part in parts]
@@ -486,10 +547,19 @@ def _columns_of(parts: list[_Pending]) -> _Columns:
         return used[0] if len(used) == 1 else np.concatenate(used, axis=1)
 
     sizes = np.array([part.store.rows for part in parts], dtype=np.int64)
-    positions = joined("positions", np.int64)
-    if len(parts) > 1:  # each buffer's positions, shifted past the stores before it
-        requests = [len(part.positions) for part in parts]
-        positions = positions + np.repeat(np.cumsum(sizes) - sizes, requests)
+    run_base = joined("run_base", np.int64)
+    if len(parts) > 1:  # each buffer's runs, shifted past the stores before it
+        runs = [len(part.run_base) for part in parts]
+        run_base = run_base + np.repeat(np.cumsum(sizes) - sizes, runs)
+    run_requests = joined("run_requests", np.int64)
+    counts = joined("counts", np.int64)
+    # Each request's first row: its run's base plus the rows of the run's requests before it.
+    starts = np.cumsum(counts) - counts
+    run_first = np.cumsum(run_requests) - run_requests
+    positions = np.repeat(run_base - starts[run_first], run_requests) + starts
+    arrived_s = joined("arrived_s", np.float64)
+    finished_s = np.repeat(joined("run_finished_s", np.float64), run_requests)
+    to_wall_s = np.repeat(joined("run_to_wall_s", np.float64), run_requests)
     store = _Joined(
         int(sizes.sum()),
         blocks("features"),
@@ -500,10 +570,10 @@ def _columns_of(parts: list[_Pending]) -> _Columns:
     return _Columns(
         store,
         positions,
-        joined("counts", np.int64),
+        counts,
         list(chain.from_iterable(part.request_ids for part in parts)),
-        joined("ts_s", np.float64),
-        joined("latency_ms", np.float64),
+        arrived_s + to_wall_s,
+        (finished_s - arrived_s) * 1000,
     )
 
 
