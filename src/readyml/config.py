@@ -440,6 +440,12 @@ class ServingSpec(_Spec):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
     engine: Literal["uvicorn", "ray"] = "uvicorn"
+    http_protocol: Literal["auto", "readyml", "uvicorn"] = Field(
+        default="auto",
+        description="HTTP protocol: readyml's (long bodies read with fewer copies), uvicorn's "
+        "own (cheaper a request for short JSON bodies), or auto: readyml's when a model served "
+        "at start takes a tensor, else uvicorn's",
+    )
     models: list[str] = Field(
         default_factory=list, description="model references; empty: the project's champion"
     )

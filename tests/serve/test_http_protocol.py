@@ -23,7 +23,11 @@ ROWS = 160_000  # 5.1 MB of FP64: more than BODY_HIGH_WATER, so reading pauses a
 
 @pytest.fixture(scope="module")
 def big_body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    serving = {"max_body_bytes": 16 << 20, "request_log": {"enabled": False}}
+    serving = {
+        "max_body_bytes": 16 << 20,
+        "request_log": {"enabled": False},
+        "http_protocol": "readyml",  # a tabular model would get uvicorn's own
+    }
     root = train_iris(tmp_path_factory.mktemp("iris-big-bodies"), serving=serving)
     with serve_process(root) as started:
         yield started
@@ -41,6 +45,21 @@ def test_another_uvicorn_release_gets_uvicorn_s_own_protocol(
 ) -> None:
     monkeypatch.setattr(uvicorn, "__version__", "9.0.0")
     assert http_protocol() == "auto"
+
+
+TABULAR = {"inputs": [{"name": "x", "type": "number"}]}
+TENSOR = {"inputs": [{"name": "image", "type": "number", "shape": [None, 3, 8, 8]}]}
+
+
+def test_auto_picks_readyml_s_protocol_only_when_a_model_takes_a_tensor() -> None:
+    assert http_protocol("auto", [TABULAR]) == "auto"  # uvicorn's own choice: httptools
+    assert http_protocol("auto", [TABULAR, TENSOR]) is ChunkedBodyProtocol
+    assert http_protocol("auto", []) == "auto"
+
+
+def test_an_explicit_protocol_is_kept_whatever_the_models() -> None:
+    assert http_protocol("uvicorn", [TENSOR]) == "auto"
+    assert http_protocol("readyml", [TABULAR]) is ChunkedBodyProtocol
 
 
 def test_body_chunks_hand_over_one_chunk_as_is_and_join_several_writably() -> None:

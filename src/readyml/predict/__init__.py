@@ -9,7 +9,14 @@ The serving system batches request parts through :meth:`Predictor.predict_parts`
 from __future__ import annotations
 
 from readyml.predict.inputs import Feature, InvalidInput, NumericBlock, features_from
-from readyml.predict.predictor import RUNTIMES, Part, Prediction, Predictor, to_onnx
+from readyml.predict.predictor import (
+    RUNTIMES,
+    Part,
+    Prediction,
+    Predictor,
+    takes_tensor,
+    to_onnx,
+)
 from readyml.predict.runtime import Runtime, RuntimeChoice, RuntimeRequest, choose_runtime
 
 __all__ = [
@@ -25,5 +32,6 @@ __all__ = [
     "RuntimeRequest",
     "choose_runtime",
     "features_from",
+    "takes_tensor",
     "to_onnx",
 ]

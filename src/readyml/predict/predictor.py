@@ -70,6 +70,13 @@ class Prediction:
     inputs: Array | pd.DataFrame | None = None
 
 
+def takes_tensor(signature: JSON) -> bool:
+    """Whether a version with ``signature`` takes one tensor (an image, a sequence), not
+    tabular features."""
+    inputs = signature.get("inputs", [])
+    return len(inputs) == 1 and inputs[0].get("shape") is not None
+
+
 class Predictor:
     """A model version ready to answer requests.
 
@@ -119,7 +126,7 @@ class Predictor:
         self.names = [f.name for f in self.features]
         inputs = signature.get("inputs", [])
         self.layout: Layout
-        if len(inputs) == 1 and inputs[0].get("shape") is not None:
+        if takes_tensor(signature):
             self.layout = "tensor"
             self.tensor_shape: list[int | None] = list(inputs[0]["shape"])
         elif all(f.kind in ("number", "integer") for f in self.features):
