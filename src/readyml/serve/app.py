@@ -82,7 +82,6 @@ class Exchange:
         "route",
         "rows",
         "started_s",
-        "started_wall_s",
         "status",
     )
 
@@ -94,7 +93,6 @@ class Exchange:
         self.choice: Route | None = None
         self.rows = 0
         self.started_s = time.monotonic()
-        self.started_wall_s = time.time()
 
 
 # Garbage-collection thresholds while serving: requests make short-lived, acyclic garbage that
