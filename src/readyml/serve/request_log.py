@@ -147,10 +147,6 @@ class _Pending:
 
     __slots__ = (
         "arrived_s",
-        "batch",
-        "batch_base",
-        "batch_start",
-        "batch_stop",
         "counts",
         "predictor",
         "request_ids",
@@ -164,9 +160,6 @@ class _Pending:
     def __init__(self, predictor: Predictor, capacity: int) -> None:
         self.predictor = predictor
         self.store = _Store(predictor, capacity)
-        # The batch copied last, its rows start:stop, and where they begin in the store.
-        self.batch: Prediction | None = None
-        self.batch_start = self.batch_stop = self.batch_base = 0
         self.request_ids: list[str] = []
         self.counts = array("q")
         self.arrived_s = array("d")  # monotonic
@@ -192,19 +185,6 @@ class _Pending:
         self.run_requests.append(len(ids))
         self.run_finished_s.append(finished_s)
         self.run_to_wall_s.append(to_wall_s)
-
-    def locate(self, prediction: Prediction, start: int, rows: int) -> int:
-        """Where rows ``start:start + rows`` of a batch are in the store, copied if not yet."""
-        copied = (
-            prediction is self.batch
-            and self.batch_start <= start
-            and start + rows <= self.batch_stop
-        )
-        if not copied:
-            self.batch = None  # until the copy succeeds
-            self.batch_base = self.store.add(prediction, start, start + rows)
-            self.batch, self.batch_start, self.batch_stop = prediction, start, start + rows
-        return self.batch_base + start - self.batch_start
 
 
 class RequestLog:
@@ -338,7 +318,7 @@ class RequestLog:
             return
         pending = self._pending_for(predictor)
         try:
-            base = pending.locate(prediction, start, rows)
+            base = pending.store.add(prediction, start, start + rows)
         except Exception as exc:  # logging must never fail a request
             self._fail(predictor.name, rows, "copy", exc, taken=False)
             return
@@ -356,8 +336,6 @@ class RequestLog:
         """Hand what was recorded so far to the writer; call from the recording thread."""
         if self._pending:
             pending, self._pending = self._pending, {}
-            for part in pending.values():
-                part.batch = None  # the writer needs the copy, not the batch
             # The next buffers start as large as these grew: no doubling in the steady state.
             self._capacity = {
                 predictor: max(MIN_STORE_ROWS, part.store.rows)
