@@ -8,6 +8,7 @@ does a slower scan run, to name the feature, the expected type and what came.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -188,14 +189,21 @@ class NumericBlock:
     def __init__(self, features: Sequence[Feature]) -> None:
         self.features = list(features)
         self.names = [f.name for f in self.features]
+        # One C call per record instead of a lookup per feature; a lone name gives a scalar.
+        self._values_of = operator.itemgetter(*self.names) if len(self.names) > 1 else None
         self.integer_columns = [i for i, f in enumerate(self.features) if f.kind == "integer"]
         self.nullable = any(f.nullable for f in self.features)
 
     def from_records(self, records: Sequence[Any]) -> Array:
         """A ``(rows, features)`` block from JSON records (objects keyed by feature name)."""
-        names = self.names
+        values_of = self._values_of
         try:
-            flat = [record[name] for record in records for name in names]
+            if values_of is None:
+                flat = [record[name] for record in records for name in self.names]
+            elif len(records) == 1:
+                flat = values_of(records[0])
+            else:
+                flat = [value for record in records for value in values_of(record)]
         except (KeyError, TypeError):
             raise self._record_error(records) from None
         return self._block(flat, len(records), row_major=True)
@@ -237,7 +245,7 @@ class NumericBlock:
         rows = len(lists[0]) if lists else 0
         return self._block(flat, rows, row_major=False)
 
-    def _block(self, flat: list[Any], rows: int, *, row_major: bool) -> Array:
+    def _block(self, flat: Sequence[Any], rows: int, *, row_major: bool) -> Array:
         types = set(map(type, flat))
         if not types <= _NUMBER_TYPES:
             self._raise_first_bad(flat, rows, row_major=row_major)
@@ -260,7 +268,7 @@ class NumericBlock:
             if not feature.nullable and nan[:, index].any():
                 raise feature.error(None, row=int(np.flatnonzero(nan[:, index])[0]))
 
-    def _raise_first_bad(self, flat: list[Any], rows: int, *, row_major: bool) -> None:
+    def _raise_first_bad(self, flat: Sequence[Any], rows: int, *, row_major: bool) -> None:
         width = len(self.features)
         for position, value in enumerate(flat):
             if type(value) not in _NUMBER_TYPES:
