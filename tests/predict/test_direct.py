@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -120,3 +121,78 @@ def test_large_batches_go_to_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> No
     predictor.predict_input(rng.normal(size=(10, 8)))
     large = predictor.predict_input(rng.normal(size=(11, 8)))
     assert calls == [10] and large.rows == 11
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_onnx_runtime_sums_the_same_trees_as_scikit_learn(classes: int) -> None:
+    pytest.importorskip("onnxruntime")
+    from readyml.predict.tree_ensemble import boosting_raw_scores
+
+    x, y = _data(classes)
+    estimator = GradientBoostingClassifier(n_estimators=30, max_depth=4, random_state=0)
+    estimator.fit(x, y)
+    raw_scores = boosting_raw_scores(estimator)
+    assert raw_scores is not None
+    rows = np.vstack([x, probe_rows(x.shape[1])])
+    start = estimator._raw_predict_init(rows[:1].astype(np.float32))[0]
+    expected = estimator.decision_function(rows).reshape(len(rows), -1)
+    assert np.abs(raw_scores(rows) + start - expected).max() <= 1e-12
+
+
+def test_boosting_batches_take_onnx_runtime_up_to_the_limit_and_scikit_learn_past_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from readyml.predict import direct as direct_module
+    from readyml.predict import tree_ensemble
+
+    compiled_rows: list[int] = []
+    built = tree_ensemble.boosting_raw_scores
+
+    def counting(estimator: Any) -> Any:
+        raw_scores = built(estimator)
+        assert raw_scores is not None
+
+        def counted(data: np.ndarray) -> np.ndarray:
+            compiled_rows.append(len(data))
+            return raw_scores(data)
+
+        return counted
+
+    monkeypatch.setattr(tree_ensemble, "boosting_raw_scores", counting)
+    x, y = _data(2)
+    estimator = ESTIMATORS["boosting"]().fit(x, y)
+    direct = direct_proba(estimator)
+    assert direct is not None
+    limit = direct_module.COMPILED_MAX_ROWS
+    for rows in (1, limit, limit + 1):
+        batch = np.ascontiguousarray(np.resize(x, (rows, x.shape[1])))
+        assert np.abs(direct(batch) - estimator.predict_proba(batch)).max() <= 1e-12
+    assert compiled_rows == [1, limit]
+
+
+def test_without_onnx_runtime_boosting_keeps_scikit_learns_trees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from readyml.predict.tree_ensemble import boosting_raw_scores
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    x, y = _data(2)
+    estimator = ESTIMATORS["boosting"]().fit(x, y)
+    assert boosting_raw_scores(estimator) is None
+    direct = direct_proba(estimator)
+    assert direct is not None
+    assert np.abs(direct(x[:5].copy()) - estimator.predict_proba(x[:5])).max() <= 1e-12
+
+
+def test_a_tree_that_is_one_leaf_keeps_scikit_learns_path() -> None:
+    pytest.importorskip("onnxruntime")
+    from readyml.predict.tree_ensemble import boosting_raw_scores
+
+    x = np.ones((40, 3))  # nothing to split on: every tree is its root leaf
+    y = np.arange(40) % 2
+    estimator = GradientBoostingClassifier(n_estimators=3, random_state=0).fit(x, y)
+    assert estimator.estimators_[0, 0].tree_.node_count == 1
+    assert boosting_raw_scores(estimator) is None
+    direct = direct_proba(estimator)
+    assert direct is not None and np.allclose(direct(x[:2].copy()), estimator.predict_proba(x[:2]))
