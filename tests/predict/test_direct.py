@@ -171,21 +171,37 @@ def test_boosting_batches_take_onnx_runtime_up_to_the_limit_and_scikit_learn_pas
     assert compiled_rows == [1, limit]
 
 
-def test_without_onnx_runtime_boosting_keeps_scikit_learns_trees(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("kind", ["boosting", "forest"])
+def test_without_onnx_runtime_trees_keep_scikit_learns_path(
+    monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    from readyml.predict.tree_ensemble import boosting_raw_scores
+    from readyml.predict.tree_ensemble import boosting_raw_scores, forest_proba
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     x, y = _data(2)
-    estimator = ESTIMATORS["boosting"]().fit(x, y)
-    assert boosting_raw_scores(estimator) is None
+    estimator = ESTIMATORS[kind]().fit(x, y)
+    compile_trees = boosting_raw_scores if kind == "boosting" else forest_proba
+    assert compile_trees(estimator) is None
     direct = direct_proba(estimator)
     assert direct is not None
     assert np.abs(direct(x[:5].copy()) - estimator.predict_proba(x[:5])).max() <= 1e-12
 
 
-def test_a_tree_that_is_one_leaf_keeps_scikit_learns_path() -> None:
+@pytest.mark.parametrize("classes", [2, 3])
+def test_onnx_runtime_answers_a_forests_probabilities(classes: int) -> None:
+    pytest.importorskip("onnxruntime")
+    from readyml.predict.tree_ensemble import forest_proba
+
+    x, y = _data(classes)
+    estimator = RandomForestClassifier(n_estimators=25, min_samples_leaf=2, random_state=0)
+    estimator.fit(x, y)
+    proba = forest_proba(estimator)
+    assert proba is not None
+    rows = np.vstack([x, probe_rows(x.shape[1])])
+    assert np.abs(proba(rows) - estimator.predict_proba(rows)).max() <= 1e-12
+
+
+def test_a_tree_that_is_one_leaf_is_a_root_every_row_passes() -> None:
     pytest.importorskip("onnxruntime")
     from readyml.predict.tree_ensemble import boosting_raw_scores
 
@@ -193,6 +209,8 @@ def test_a_tree_that_is_one_leaf_keeps_scikit_learns_path() -> None:
     y = np.arange(40) % 2
     estimator = GradientBoostingClassifier(n_estimators=3, random_state=0).fit(x, y)
     assert estimator.estimators_[0, 0].tree_.node_count == 1
-    assert boosting_raw_scores(estimator) is None
-    direct = direct_proba(estimator)
-    assert direct is not None and np.allclose(direct(x[:2].copy()), estimator.predict_proba(x[:2]))
+    raw_scores = boosting_raw_scores(estimator)
+    assert raw_scores is not None
+    start = estimator._raw_predict_init(x[:1].astype(np.float32))[0]
+    expected = estimator.decision_function(x[:2]).reshape(2, 1)
+    assert np.abs(raw_scores(x[:2].copy()) + start - expected).max() <= 1e-12

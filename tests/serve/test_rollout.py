@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from readyml.cli.rollout import app as rollout_cli
@@ -225,8 +227,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     shifted = register(root, lambda: LogisticRegression(max_iter=500), shift=True)
     nan = register_nan(root)
     overflowing = register_overflowing(root)
-    # Thousands of trees: correct answers, tens of milliseconds per call.
-    slow = register(root, lambda: RandomForestClassifier(n_estimators=3000, random_state=0))
+    # A thousand trees behind a scaler: correct answers, tens of milliseconds per call (the
+    # inner pipeline keeps readyml's direct path off, so scikit-learn dispatches each tree).
+    slow = register(
+        root,
+        lambda: make_pipeline(
+            StandardScaler(), RandomForestClassifier(n_estimators=1000, random_state=0)
+        ),
+    )
     with serve_process(root) as server:
         yield Fleet(root, server, healthy, shadow, shifted, nan, overflowing, slow)
 

@@ -1,16 +1,18 @@
-"""Gradient-boosted trees run by ONNX Runtime in double precision, for small batches.
+"""Tree ensembles run by ONNX Runtime in double precision, in one call a batch.
 
-scikit-learn's ``predict_stages`` walks each tree in compiled code, but per tree it looks up
-the estimator's ``tree_`` and checks the input's buffer again: for 200 depth-3 trees that is
-~60 µs a call in isolation, whatever the batch, and 2–3 times that inside a loaded server
-(``perf``: more than the tree walks themselves at 32 rows). ONNX Runtime's ``TreeEnsemble``
-(``ai.onnx.ml`` opset 5) takes every tree in one call, and with double thresholds, leaf
-weights and output it sums the same numbers as scikit-learn: on the input cast to float32
-first, as scikit-learn compares, results agree to ~1e-15.
+scikit-learn walks each tree in compiled code but reaches every tree from Python: a
+forest's direct path calls each tree's ``predict`` (200 trees: 200 calls), and gradient
+boosting's ``predict_stages`` looks up each estimator's ``tree_`` and checks the input's
+buffer again per tree: for 200 depth-3 trees ~55 µs a call alone on a core, whatever the
+batch, and two to three times that inside a loaded server (``perf``: more than the tree
+walks themselves at 32 rows). ONNX Runtime's ``TreeEnsemble`` (``ai.onnx.ml`` opset 5) takes
+every tree in one call, and with double thresholds, leaf weights and output it sums the same
+numbers as scikit-learn: on the input cast to float32 first, as scikit-learn compares,
+results agree to ~1e-15.
 
 Used by :mod:`readyml.predict.direct` when ``onnx`` and ``onnxruntime`` are installed
-(``readyml[onnx]``); without them, or if the runtime refuses the graph, it is None and the
-scikit-learn path serves.
+(``readyml[onnx]``); without them, or if the runtime refuses the graph, the functions here
+return None and scikit-learn's path serves.
 """
 
 from __future__ import annotations
@@ -33,105 +35,144 @@ class _Ensemble:
 
     def __init__(self) -> None:
         self.roots: list[int] = []
-        self.features: list[int] = []
-        self.splits: list[float] = []
-        self.true_ids: list[int] = []
-        self.true_is_leaf: list[int] = []
-        self.false_ids: list[int] = []
-        self.false_is_leaf: list[int] = []
-        self.leaf_targets: list[int] = []
-        self.leaf_weights: list[float] = []
+        self.nodes = 0
+        self.leaves = 0
+        # Per tree: features, splits, true ids, true is-leaf, false ids, false is-leaf.
+        self.branches: list[tuple[Array, ...]] = []
+        self.leaf_targets: list[Array] = []
+        self.leaf_weights: list[Array] = []
 
-    def add(self, tree: Any, target: int, scale: float) -> None:
-        """Add one regression tree whose leaves add ``scale * value`` to ``target``."""
+    def add(self, tree: Any, target: int, leaf_values: Array) -> None:
+        """Add one tree whose leaves add ``leaf_values[node]`` to output ``target``."""
         left, right = tree.children_left, tree.children_right
-        values = tree.value[:, 0, 0]
-        interior = np.flatnonzero(left >= 0).tolist()
-        number: dict[int, tuple[int, int]] = {}  # node -> (index, is_leaf)
-        for node in range(tree.node_count):
-            if left[node] < 0:
-                number[node] = (len(self.leaf_weights), 1)
-                self.leaf_weights.append(scale * float(values[node]))
-                self.leaf_targets.append(target)
-        for offset, node in enumerate(interior):
-            number[node] = (len(self.features) + offset, 0)
-        self.roots.append(number[0][0])
-        for node in interior:
-            self.features.append(int(tree.feature[node]))
-            self.splits.append(float(tree.threshold[node]))
-            true_id, true_leaf = number[int(left[node])]
-            false_id, false_leaf = number[int(right[node])]
-            self.true_ids.append(true_id)
-            self.true_is_leaf.append(true_leaf)
-            self.false_ids.append(false_id)
-            self.false_is_leaf.append(false_leaf)
+        is_leaf = left < 0
+        leaf_nodes = np.flatnonzero(is_leaf)
+        interior = np.flatnonzero(~is_leaf)
+        # Each node's number among the leaves or among the interior nodes of the ensemble.
+        number = np.empty(len(left), dtype=np.int64)
+        number[leaf_nodes] = self.leaves + np.arange(len(leaf_nodes))
+        number[interior] = self.nodes + np.arange(len(interior))
+        self.leaf_targets.append(np.full(len(leaf_nodes), target, dtype=np.int64))
+        self.leaf_weights.append(np.asarray(leaf_values, dtype=np.float64)[leaf_nodes])
+        self.leaves += len(leaf_nodes)
+        self.roots.append(self.nodes)  # node 0, the root, is the tree's first interior node
+        if not len(interior):  # a lone leaf: a root every finite value passes to its leaf
+            leaf, yes = number[:1], np.ones(1, dtype=np.int64)
+            self.branches.append(
+                (np.zeros(1, dtype=np.int64), np.full(1, np.inf), leaf, yes, leaf, yes)
+            )
+            self.nodes += 1
+            return
+        true, false = left[interior], right[interior]
+        self.branches.append(
+            (
+                tree.feature[interior].astype(np.int64),
+                tree.threshold[interior].astype(np.float64),
+                number[true],
+                is_leaf[true].astype(np.int64),
+                number[false],
+                is_leaf[false].astype(np.int64),
+            )
+        )
+        self.nodes += len(interior)
+
+    def compile(self, columns: int, outputs: int) -> RawScores | None:
+        """The ensemble as an ONNX Runtime session: float64 rows in, summed outputs out."""
+        try:
+            import onnxruntime
+            from onnx import TensorProto, helper, numpy_helper
+        except ImportError:
+            return None
+        features, splits, true_ids, true_leaves, false_ids, false_leaves = (
+            np.concatenate(column) for column in zip(*self.branches, strict=True)
+        )
+        node = helper.make_node(
+            "TreeEnsemble",
+            ["X"],
+            ["Y"],
+            domain="ai.onnx.ml",
+            aggregate_function=_SUM,
+            post_transform=_NO_TRANSFORM,
+            n_targets=outputs,
+            tree_roots=self.roots,
+            nodes_featureids=features.tolist(),
+            nodes_splits=numpy_helper.from_array(splits),
+            nodes_modes=numpy_helper.from_array(np.full(self.nodes, _BRANCH_LEQ, dtype=np.uint8)),
+            nodes_truenodeids=true_ids.tolist(),
+            nodes_trueleafs=true_leaves.tolist(),
+            nodes_falsenodeids=false_ids.tolist(),
+            nodes_falseleafs=false_leaves.tolist(),
+            leaf_targetids=np.concatenate(self.leaf_targets).tolist(),
+            leaf_weights=numpy_helper.from_array(np.concatenate(self.leaf_weights)),
+        )
+        graph = helper.make_graph(
+            [node],
+            "readyml_trees",
+            [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, columns])],
+            [helper.make_tensor_value_info("Y", TensorProto.DOUBLE, [None, outputs])],
+        )
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)],
+        )
+        options = onnxruntime.SessionOptions()
+        # One thread: batches already run one at a time on the server's inference worker,
+        # and idle pool threads would spin on the cores the event loop needs.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            session = onnxruntime.InferenceSession(
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception:  # an older runtime without TreeEnsemble: keep scikit-learn's path
+            return None
+        run = session.run
+
+        def raw_scores(data: Array) -> Array:
+            # scikit-learn compares float32 features with float64 thresholds.
+            as_compared = data.astype(np.float32).astype(np.float64)
+            return np.asarray(run(None, {"X": as_compared})[0])
+
+        return raw_scores
 
 
 def boosting_raw_scores(estimator: Any) -> RawScores | None:
     """A function giving a fitted ``GradientBoostingClassifier``'s summed tree outputs,
     ``(rows, K)``, without its initial score; None if ONNX Runtime cannot serve it here."""
-    try:
-        import onnxruntime
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return None
     stages = estimator.estimators_
     outputs = stages.shape[1]
-    trees = [stage.tree_ for stage in stages.ravel()]
-    if any(tree.node_count < 2 for tree in trees):
-        return None  # a lone leaf has no interior node to be a root
-    ensemble = _Ensemble()
     rate = float(estimator.learning_rate)
-    for index, tree in enumerate(trees):
-        ensemble.add(tree, index % outputs, rate)
-    node = helper.make_node(
-        "TreeEnsemble",
-        ["X"],
-        ["Y"],
-        domain="ai.onnx.ml",
-        aggregate_function=_SUM,
-        post_transform=_NO_TRANSFORM,
-        n_targets=outputs,
-        tree_roots=ensemble.roots,
-        nodes_featureids=ensemble.features,
-        nodes_splits=numpy_helper.from_array(np.array(ensemble.splits, dtype=np.float64)),
-        nodes_modes=numpy_helper.from_array(
-            np.full(len(ensemble.features), _BRANCH_LEQ, dtype=np.uint8)
-        ),
-        nodes_truenodeids=ensemble.true_ids,
-        nodes_trueleafs=ensemble.true_is_leaf,
-        nodes_falsenodeids=ensemble.false_ids,
-        nodes_falseleafs=ensemble.false_is_leaf,
-        leaf_targetids=ensemble.leaf_targets,
-        leaf_weights=numpy_helper.from_array(np.array(ensemble.leaf_weights, dtype=np.float64)),
-    )
-    columns = int(estimator.n_features_in_)
-    graph = helper.make_graph(
-        [node],
-        "readyml_boosting",
-        [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, columns])],
-        [helper.make_tensor_value_info("Y", TensorProto.DOUBLE, [None, outputs])],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)]
-    )
-    options = onnxruntime.SessionOptions()
-    # One thread: batches already run one at a time on the server's inference worker, and
-    # idle pool threads would spin on the cores the event loop needs.
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = onnxruntime.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-    except Exception:  # an older runtime without TreeEnsemble: keep scikit-learn's path
-        return None
-    run = session.run
+    ensemble = _Ensemble()
+    for index, stage in enumerate(stages.ravel()):
+        tree = stage.tree_
+        ensemble.add(tree, index % outputs, tree.value[:, 0, 0] * rate)
+    return ensemble.compile(int(estimator.n_features_in_), outputs)
 
-    def raw_scores(data: Array) -> Array:
-        # scikit-learn compares float32 features with float64 thresholds.
-        as_compared = data.astype(np.float32).astype(np.float64)
-        return np.asarray(run(None, {"X": as_compared})[0])
 
-    return raw_scores
+def forest_proba(estimator: Any) -> RawScores | None:
+    """A function giving a fitted single-output forest's ``predict_proba``, ``(rows,
+    classes)``; None if ONNX Runtime cannot serve it here.
+
+    A leaf of ``TreeEnsemble`` feeds one output, so each tree is added once per class; with
+    two classes, once, for the second, the first being its complement (as close to
+    scikit-learn's own sum as any two sums of the same fractions: ~1e-16).
+    """
+    trees = [member.tree_ for member in estimator.estimators_]
+    classes = int(estimator.n_classes_)
+    targets = [1] if classes == 2 else list(range(classes))
+    ensemble = _Ensemble()
+    for tree in trees:
+        values = tree.value[:, 0, :classes] / len(trees)
+        for output, target in enumerate(targets):
+            ensemble.add(tree, output, values[:, target])
+    sums = ensemble.compile(int(estimator.n_features_in_), len(targets))
+    if sums is None or classes != 2:
+        return sums
+    summed = sums
+
+    def binary(data: Array) -> Array:
+        positive = summed(data)[:, 0]
+        return np.stack([1.0 - positive, positive], axis=1)
+
+    return binary
