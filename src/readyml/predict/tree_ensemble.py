@@ -163,7 +163,10 @@ def forest_proba(estimator: Any) -> RawScores | None:
     targets = [1] if classes == 2 else list(range(classes))
     ensemble = _Ensemble()
     for tree in trees:
-        values = tree.value[:, 0, :classes] / len(trees)
+        values = tree.value[:, 0, :classes]
+        # Each tree's class fractions, as its predict_proba normalises them, over the trees.
+        totals = values.sum(axis=1, keepdims=True)
+        values = values / np.where(totals == 0.0, 1.0, totals) / len(trees)
         for output, target in enumerate(targets):
             ensemble.add(tree, output, values[:, target])
     sums = ensemble.compile(int(estimator.n_features_in_), len(targets))
