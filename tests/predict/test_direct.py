@@ -168,7 +168,8 @@ def test_boosting_batches_take_onnx_runtime_up_to_the_limit_and_scikit_learn_pas
     for rows in (1, limit, limit + 1):
         batch = np.ascontiguousarray(np.resize(x, (rows, x.shape[1])))
         assert np.abs(direct(batch) - estimator.predict_proba(batch)).max() <= 1e-12
-    assert compiled_rows == [1, limit]
+    probe = len(probe_rows(x.shape[1]))  # checked against predict_proba at load
+    assert compiled_rows == [probe, 1, limit]
 
 
 @pytest.mark.parametrize("kind", ["boosting", "forest"])
@@ -214,3 +215,22 @@ def test_a_tree_that_is_one_leaf_is_a_root_every_row_passes() -> None:
     start = estimator._raw_predict_init(x[:1].astype(np.float32))[0]
     expected = estimator.decision_function(x[:2]).reshape(2, 1)
     assert np.abs(raw_scores(x[:2].copy()) + start - expected).max() <= 1e-12
+
+
+@pytest.mark.parametrize("kind", ["boosting", "forest"])
+def test_a_runtime_that_disagrees_leaves_scikit_learns_trees_to_answer(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    from readyml.predict import tree_ensemble
+
+    def single_precision(estimator: Any) -> Any:
+        return lambda data: np.full((len(data), 1 if kind == "boosting" else 2), 0.25)
+
+    name = "boosting_raw_scores" if kind == "boosting" else "forest_proba"
+    monkeypatch.setattr(tree_ensemble, name, single_precision)
+    x, y = _data(2)
+    estimator = ESTIMATORS[kind]().fit(x, y)
+    direct = direct_proba(estimator)
+    assert direct is not None
+    batch = np.ascontiguousarray(x[:3])
+    assert np.abs(direct(batch) - estimator.predict_proba(batch)).max() <= 1e-12
