@@ -9,9 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
-from readyml.config import Project
+from readyml.config import SPEC_FILE, Project
 from readyml.deploy import ContainerBuild
+from readyml.deploy.container import uses_onnx_runtime
 from readyml.errors import ConfigError
 from readyml.predict import Predictor
 from readyml.registry import open_registry
@@ -220,3 +222,43 @@ def test_cli_build_writes_a_context_and_refuses_unknown_engines(
     bad = CliRunner().invoke(app, [*args[:-1], str(other), "--engine", "rkt"])
     assert bad.exit_code == 2
     assert "--engine" in bad.output and not other.exists()
+
+
+def _flavor(estimator: str) -> dict[str, str]:
+    return {"flavor": "sklearn", "estimator": estimator}
+
+
+@pytest.mark.parametrize(
+    ("flavor", "runtime", "baked", "expected"),
+    [
+        (_flavor("sklearn.ensemble._forest.RandomForestClassifier"), "native", True, True),
+        (_flavor("sklearn.ensemble._forest.ExtraTreesClassifier"), "native", True, True),
+        (_flavor("sklearn.ensemble._gb.GradientBoostingClassifier"), "native", True, True),
+        (_flavor("sklearn.linear_model._logistic.LogisticRegression"), "native", True, False),
+        (_flavor("sklearn.ensemble._forest.RandomForestRegressor"), "native", True, False),
+        ({"flavor": "xgboost", "estimator": "RandomForestClassifier"}, "native", True, False),
+        ({}, "native", False, False),
+        (_flavor("sklearn.linear_model._logistic.LogisticRegression"), "onnx", True, True),
+        # auto can choose an export only from a registry: a baked one holds none.
+        (_flavor("sklearn.linear_model._logistic.LogisticRegression"), "auto", False, True),
+        (_flavor("sklearn.linear_model._logistic.LogisticRegression"), "auto", True, False),
+    ],
+)
+def test_onnx_runtime_goes_in_where_the_server_would_use_it(
+    flavor: dict[str, str], runtime: str, baked: bool, expected: bool
+) -> None:
+    assert uses_onnx_runtime(flavor, runtime, baked=baked) is expected
+
+
+def test_runtime_onnx_puts_onnx_runtime_in_the_image(trained_project: Path, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(trained_project, root)
+    spec_path = root / SPEC_FILE
+    spec = yaml.safe_load(spec_path.read_text())
+    spec.setdefault("serving", {})["runtime"] = "onnx"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    _build(root, tmp_path / "ctx")
+    lines = (tmp_path / "ctx" / "requirements.txt").read_text().splitlines()
+    assert lines[0].startswith("readyml[serve,onnx]==")
+    pinned = {line.split("==")[0] for line in lines[1:]}
+    assert {"onnx", "onnxruntime", "skl2onnx"} <= pinned

@@ -47,7 +47,7 @@ from readyml.config import SPEC_FILE, WORKSPACE_DIR, Project
 from readyml.errors import ConfigError, ReadymlError
 from readyml.flavors import FLAVOR_FILE
 from readyml.registry import CHAMPION, ModelVersion, Registry, open_registry
-from readyml.types import ModelRef
+from readyml.types import JSON, ModelRef
 
 DEFAULT_BASE = "python:3.11-slim"
 DEFAULT_PORT = 8080
@@ -127,11 +127,8 @@ def training_packages(version: ModelVersion) -> dict[str, str]:
     return {_canonical(str(name)): str(value) for name, value in packages.items()}
 
 
-def model_libraries(registry: Registry, version: ModelVersion) -> list[str]:
-    """The distributions a version's flavor loads it with (from its ``flavor.json``).
-
-    Empty when the version has no ``flavor.json``. The file is verified by sha256.
-    """
+def model_flavor(registry: Registry, version: ModelVersion) -> JSON:
+    """A version's ``flavor.json``, verified by sha256; empty when it has none."""
     for artifact in version.artifacts:
         if artifact.name == FLAVOR_FILE:
             data = registry.artifacts.get_bytes(
@@ -140,9 +137,35 @@ def model_libraries(registry: Registry, version: ModelVersion) -> list[str]:
                 size=artifact.size,
                 label=f"model {version.name!r} version {version.version}, file {FLAVOR_FILE!r}",
             )
-            versions = json.loads(data).get("versions") or {}
-            return sorted(_canonical(str(name)) for name in versions if name != "python")
-    return []
+            content = json.loads(data)
+            return content if isinstance(content, dict) else {}
+    return {}
+
+
+def model_libraries(flavor: JSON) -> list[str]:
+    """The distributions a version's flavor loads it with (from its ``flavor.json``)."""
+    versions = flavor.get("versions") or {}
+    return sorted(_canonical(str(name)) for name in versions if name != "python")
+
+
+def uses_onnx_runtime(flavor: JSON, runtime: str, *, baked: bool) -> bool:
+    """Whether the image's server would run the version in ONNX Runtime (``readyml[onnx]``).
+
+    ``runtime: onnx`` converts the version at start and cannot run without it; ``auto`` may
+    choose the version's ONNX export, which only a registry the image pulls from holds; and
+    ``readyml serve`` runs a bare forest's or gradient boosting's trees in ONNX Runtime (many
+    times faster on small batches) where it is installed. A tree ensemble at the end of a
+    pipeline is counted too: ~50 MB of unused packages against a path left slow.
+    """
+    from readyml.predict.direct import TREE_ENSEMBLES
+
+    if runtime == "onnx" or (runtime == "auto" and not baked):
+        return True
+    estimator = str(flavor.get("estimator", ""))
+    module, _, name = estimator.rpartition(".")
+    # scikit-learn's classes live in private modules (sklearn.ensemble._forest).
+    public = f"{module.rsplit('._', 1)[0]}.{name}"
+    return flavor.get("flavor") == "sklearn" and public in TREE_ENSEMBLES
 
 
 def dependency_closure(name: str, extras: Sequence[str] = ()) -> dict[str, str]:
@@ -230,7 +253,9 @@ class ContainerBuild:
             shutil.copy2(project.root / SCHEMA_FILE, app / SCHEMA_FILE)
         if self.bake:
             self._bake(registry, version, alias, app)
-        requirements = self.requirements(version, model_libraries(registry, version))
+        flavor = model_flavor(registry, version)
+        onnx = uses_onnx_runtime(flavor, project.spec.serving.runtime, baked=self.bake)
+        requirements = self.requirements(version, model_libraries(flavor), onnx=onnx)
         (out / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
         (out / "wheels").mkdir()
         (out / "wheels" / "README").write_text(
@@ -300,11 +325,14 @@ class ContainerBuild:
         )
         (app / CHECKSUM_FILE).write_text("".join(f"{digest}  {name}\n" for digest, name in sums))
 
-    def requirements(self, version: ModelVersion, libraries: Collection[str] = ()) -> list[str]:
+    def requirements(
+        self, version: ModelVersion, libraries: Collection[str] = (), *, onnx: bool = False
+    ) -> list[str]:
         """Pinned requirement lines: ``readyml[EXTRAS]``, then every distribution it needs.
 
-        The image needs the dependency closure of ``readyml[EXTRAS]`` and the model's
-        ``libraries`` (its flavor's, see :func:`model_libraries`). Versions come from the
+        The image needs the dependency closure of ``readyml[EXTRAS]`` (with ``onnx`` where
+        the server runs the version in ONNX Runtime, see :func:`uses_onnx_runtime`) and the
+        model's ``libraries`` (its flavor's, see :func:`model_libraries`). Versions come from the
         training environment (the lineage) where it recorded them, else from this
         environment, so the image is as reproducible as the machine that built the
         context. Packages the training environment merely had installed (torch beside a
@@ -314,7 +342,9 @@ class ContainerBuild:
             ConfigError: readyml's version is known neither from the lineage nor here.
         """
         trained = training_packages(version)
-        extras = ("serve",) if self.bake else ("serve", "postgres", "s3")
+        extras = ["serve"] if self.bake else ["serve", "postgres", "s3"]
+        if onnx:
+            extras.append("onnx")
         readyml_version = trained.pop("readyml", None) or _installed("readyml")
         if readyml_version is None:
             raise ConfigError("readyml: expected its version in the lineage or installed here")

@@ -42,6 +42,12 @@ COMPILED_MAX_ROWS = 64
 FOREST_COMPILED_MAX_ROWS = 32
 # Largest difference from scikit-learn's predict_proba allowed of ONNX Runtime's at load.
 COMPILED_TOLERANCE = 1e-12
+# The estimators whose trees run in ONNX Runtime where readyml[onnx] is installed.
+TREE_ENSEMBLES = (
+    "sklearn.ensemble.ExtraTreesClassifier",
+    "sklearn.ensemble.GradientBoostingClassifier",
+    "sklearn.ensemble.RandomForestClassifier",
+)
 
 
 def direct_proba(estimator: Any) -> ProbaFunction | None:
