@@ -39,7 +39,7 @@ def _mixed_predictor() -> Predictor:
 
 
 def _requests(*requests: tuple[str | None, int], arrived_s: float = 0.0) -> list[Queued[Any, Any]]:
-    """A batch's requests, in order: (id, or None for one not logged; rows)."""
+    """A batch's requests, in order: (id, or None or "" for one not logged; rows)."""
     return [
         Queued(part=None, rows=rows, future=cast(Any, None), arrived_s=arrived_s, tag=tag)
         for tag, rows in requests
@@ -62,7 +62,7 @@ def _logged(
     log = RequestLog(root=root)
     for batch, requests in batches:
         _record(log, predictor, batch, *requests)
-    logged = sum(rows for _, requests in batches for tag, rows in requests if tag is not None)
+    logged = sum(rows for _, requests in batches for tag, rows in requests if tag)
     assert log.flush() == logged
     [written] = root.rglob("part-*.parquet")
     table = pq.read_table(written)
@@ -98,6 +98,13 @@ def test_rows_are_taken_from_their_batches_in_the_order_recorded(tmp_path: Path)
     assert table["latency_ms"] == pytest.approx([1.5] * 6)  # arrival to prediction
     stamps = [stamp.timestamp() for stamp in table["ts"]]
     assert max(stamps) - min(stamps) < 1e-3 and abs(stamps[0] - time.time()) < 60
+
+
+def test_a_request_with_an_empty_id_is_not_logged(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [2.0, 2.0]]))
+    table = _logged(tmp_path, predictor, [(batch, [("", 1), ("b", 1)])]).to_pydict()
+    assert table["request_id"] == ["b"] and table["size"] == [2.0]
 
 
 def test_missing_integers_are_nulls_not_zeros(tmp_path: Path) -> None:

@@ -272,18 +272,20 @@ class RequestLog:
         """Buffer the sampled requests of one answered batch, if there is room; never raises.
 
         The requests' rows are consecutive in ``prediction``, in order. A request's tag is
-        its id; one without (a shadow copy, a caller gone) is not logged. Arrivals and
-        ``finished_s`` are monotonic seconds; the latency logged is arrival to prediction.
+        its id; one without (``None`` or empty: a shadow copy, a caller gone) is not logged.
+        Arrivals and ``finished_s`` are monotonic seconds; the latency logged is arrival to
+        prediction.
         """
         to_wall_s = time.time() - finished_s
         ids = [request.tag for request in requests]
         rows = prediction.rows
         # A request has at least one row, so as many requests as rows is a row each.
-        counts = [1] * rows if len(ids) == rows else [request.rows for request in requests]
+        one_each = len(ids) == rows
+        counts = [1] * rows if one_each else [request.rows for request in requests]
         if (
             self.sample_rate >= 1.0
-            and None not in ids
-            and sum(counts) == rows
+            and all(ids)  # no request without an id (twice as fast as `None not in ids`)
+            and (one_each or sum(counts) == rows)
             and self._recorded_rows - self._taken_rows + rows <= self.buffer_rows
         ):  # the usual case: the whole batch, one copy and one run
             pending = self._pending_for(predictor)
@@ -312,7 +314,7 @@ class RequestLog:
     ) -> None:
         """Buffer one request of a batch (rows from ``start``) if tagged, sampled and room."""
         rows = request.rows
-        if request.tag is None or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
+        if not request.tag or (self.sample_rate < 1.0 and random.random() >= self.sample_rate):
             return
         if self._recorded_rows - self._taken_rows + rows > self.buffer_rows:
             self.dropped_rows += rows
