@@ -40,7 +40,9 @@ from readyml.cli.deploy import app as deploy_app
 from readyml.config import Project
 from readyml.deploy import build_image
 from readyml.predict import Predictor
-from readyml.train import open_project_registry
+from readyml.registry import CHAMPION
+from readyml.train import open_project_registry, run_project
+from support import IRIS_SPEC, write_project
 
 from .conftest import RENUMBERED_VERSION
 
@@ -321,3 +323,69 @@ def test_image_serves_the_champion_as_in_process_with_its_version_number(
         assert [p for row in simple["probabilities"] for p in row] == pytest.approx(flat, abs=1e-12)
     finally:
         podman("rm", "--force", "--time", "5", container)
+
+
+@pytest.fixture(scope="module")
+def forest_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An iris project whose champion is a random forest (served through ONNX Runtime)."""
+    model = {
+        "flavor": "sklearn",
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 20, "random_state": 0},
+    }
+    root = write_project(tmp_path_factory.mktemp("forest-project"), {**IRIS_SPEC, "model": model})
+    project = Project.load(root)
+    registry = open_project_registry(project)
+    try:
+        result = run_project(project, registry=registry)
+        assert result.status == "succeeded", result.error
+        registry.set_alias("iris", CHAMPION, 1, who="test", reason="forest image")
+    finally:
+        registry.store.close()
+    return root
+
+
+def test_a_forest_image_carries_onnx_runtime_and_serves_as_in_process(
+    podman: Podman, forest_project: Path, tmp_path: Path
+) -> None:
+    context = tmp_path / "context"
+    args = ["build", "iris@champion", "-p", str(forest_project), "--out", str(context)]
+    result = CliRunner().invoke(deploy_app, [*args, "--base", BASE_IMAGE])
+    assert result.exit_code == 0, result.output
+    assert (context / "requirements.txt").read_text().startswith("readyml[serve,onnx]==")
+    _readyml_wheel(context / "wheels", tmp_path)
+    tag = "localhost/readyml-test-forest:v1"
+    options = ["--network=host", *_pip_build_args(context)]
+    port = free_port()
+    container = f"readyml-test-{port}"
+    try:
+        build_image(
+            context, engine="podman", extra_args=podman.global_args, tag=tag, build_options=options
+        )
+        probe = "import onnx, onnxruntime; print(onnxruntime.__version__)"
+        run = ["run", "--rm", "--network=host", "--entrypoint", "python", tag, "-c", probe]
+        imported = podman(*run)
+        assert imported.returncode == 0, imported.stderr
+
+        registry = open_project_registry(Project.load(forest_project))
+        try:
+            predictor = Predictor.load(registry, "iris@champion")
+        finally:
+            registry.store.close()
+        part, _ = predictor.from_records(ROWS)
+        expected = predictor.predict_parts([part])
+        assert expected.proba is not None
+
+        url = f"http://127.0.0.1:{port}"
+        serve = ["--host", "127.0.0.1", "--port", str(port)]
+        started = podman("run", "--detach", "--name", container, "--network=host", tag, *serve)
+        assert started.returncode == 0, started.stderr
+        _wait_ready(podman, container, url)
+        answer = _post(f"{url}/predict", ROWS)
+        assert answer["predictions"] == expected.labels_list
+        flat = [p for row in answer["probabilities"] for p in row]
+        assert flat == pytest.approx(expected.proba.ravel().tolist(), abs=1e-12)
+    finally:
+        podman("rm", "--force", "--time", "5", container)
+        podman("rmi", "--force", tag)
+        podman("image", "prune", "--force")
