@@ -218,6 +218,9 @@ def test_cli_build_writes_a_context_and_refuses_unknown_engines(
     ]
     assert froms == ["FROM localbase:bookworm AS builder", "FROM localbase:bookworm"]
     assert (out / "sbom.json").exists()
+    text = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "text")])
+    assert text.exit_code == 0, text.output
+    assert "(model baked in; serves iris@champion; installs readyml[serve])" in text.output
     other = tmp_path / "other"
     bad = CliRunner().invoke(app, [*args[:-1], str(other), "--engine", "rkt"])
     assert bad.exit_code == 2

@@ -352,6 +352,7 @@ def test_a_forest_image_carries_onnx_runtime_and_serves_as_in_process(
     args = ["build", "iris@champion", "-p", str(forest_project), "--out", str(context)]
     result = CliRunner().invoke(deploy_app, [*args, "--base", BASE_IMAGE])
     assert result.exit_code == 0, result.output
+    assert "installs readyml[serve,onnx])" in result.output
     assert (context / "requirements.txt").read_text().startswith("readyml[serve,onnx]==")
     _readyml_wheel(context / "wheels", tmp_path)
     tag = "localhost/readyml-test-forest:v1"

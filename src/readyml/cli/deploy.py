@@ -60,8 +60,11 @@ def build(
     for warning in result.warnings:
         console.stdout.print(f"warning: {warning}")
     how = "baked in" if result.baked else "pulled from the registry at start"
+    installs = result.requirements[0].split("==")[0]
     console.stdout.print(
-        f"wrote {out} for {result.source_version} (model {how}; serves {result.served_ref})"
+        f"wrote {out} for {result.source_version} (model {how}; serves {result.served_ref}; "
+        f"installs {installs})",
+        markup=False,  # readyml[serve] is a name, not a style
     )
     if engine is None:
         console.stdout.print(f"next: docker build -t {image} {out}")
