@@ -39,7 +39,7 @@ from conftest import _unavailable, free_port
 from readyml.cli.deploy import app as deploy_app
 from readyml.config import Project
 from readyml.deploy import build_image
-from readyml.predict import Predictor
+from readyml.predict import Prediction, Predictor
 from readyml.registry import CHAMPION
 from readyml.train import open_project_registry, run_project
 from support import IRIS_SPEC, write_project
@@ -201,6 +201,17 @@ def _readyml_wheel(wheels: Path, scratch: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+def _in_process(project: Path) -> Prediction:
+    """The project's champion's answer to ``ROWS``, predicted here."""
+    registry = open_project_registry(Project.load(project))
+    try:
+        predictor = Predictor.load(registry, "iris@champion")
+    finally:
+        registry.store.close()
+    part, _ = predictor.from_records(ROWS)
+    return predictor.predict_parts([part])
+
+
 def _post(url: str, body: Any) -> Any:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -280,13 +291,7 @@ def image(
 def test_image_serves_the_champion_as_in_process_with_its_version_number(
     podman: Podman, image: str, renumbered_project: Path
 ) -> None:
-    registry = open_project_registry(Project.load(renumbered_project))
-    try:
-        predictor = Predictor.load(registry, "iris@champion")
-    finally:
-        registry.store.close()
-    part, _ = predictor.from_records(ROWS)
-    expected = predictor.predict_parts([part])
+    expected = _in_process(renumbered_project)
     assert expected.proba is not None
     expected_proba = expected.proba.tolist()
 
@@ -368,13 +373,7 @@ def test_a_forest_image_carries_onnx_runtime_and_serves_as_in_process(
         imported = podman(*run)
         assert imported.returncode == 0, imported.stderr
 
-        registry = open_project_registry(Project.load(forest_project))
-        try:
-            predictor = Predictor.load(registry, "iris@champion")
-        finally:
-            registry.store.close()
-        part, _ = predictor.from_records(ROWS)
-        expected = predictor.predict_parts([part])
+        expected = _in_process(forest_project)
         assert expected.proba is not None
 
         url = f"http://127.0.0.1:{port}"
