@@ -1,5 +1,6 @@
-"""The standard pipeline steps: load → profile → validate → split → train → evaluate → gate →
-register → export.
+"""The standard pipeline steps: load → privacy → profile → validate → split → review → tune →
+train → staleness → evaluate → gate → register → export (privacy, review, tune and staleness
+live in their own modules).
 
 Each step is a small object with declared inputs and outputs (see
 :class:`readyml.train.pipeline.Step`). Steps read the project spec through ``ctx`` and return
