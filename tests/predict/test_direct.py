@@ -103,6 +103,20 @@ def test_values_past_float32_reach_scikit_learn_and_its_checks() -> None:
         predictor.predict_input(block)
 
 
+def test_a_number_past_float32_is_named_as_the_requests_fault() -> None:
+    predictor = _predictor(ESTIMATORS["forest"]())
+    block = np.zeros((2, 8))
+    block[1, 3] = -1e300
+    error = predictor.beyond_float32(block)
+    assert error is not None and error.status_code == 400
+    assert error.field == "f3" and error.found == "number -1e+300"
+    block[1, 3] = np.inf
+    error = predictor.beyond_float32({"f0": np.zeros(2), "f5": block[:, 3]})
+    assert error is not None and error.field == "f5" and error.found == "number inf"
+    block[1, 3] = np.nan  # nulls are judged by the request's own checks
+    assert predictor.beyond_float32(block) is None
+
+
 def test_large_batches_go_to_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
     from readyml.predict import predictor as predictor_module
 
@@ -200,6 +214,22 @@ def test_onnx_runtime_answers_a_forests_probabilities(classes: int) -> None:
     assert proba is not None
     rows = np.vstack([x, probe_rows(x.shape[1])])
     assert np.abs(proba(rows) - estimator.predict_proba(rows)).max() <= 1e-12
+
+
+def test_a_forests_probabilities_never_pass_one() -> None:
+    pytest.importorskip("onnxruntime")
+    from sklearn.datasets import load_iris
+
+    from readyml.predict.tree_ensemble import forest_proba
+
+    x, y = load_iris(return_X_y=True)
+    estimator = RandomForestClassifier(n_estimators=100, random_state=0).fit(x, y)
+    proba = forest_proba(estimator)
+    assert proba is not None
+    answered = proba(x)
+    # Summing fractions already divided by the trees gave 1.0000000000000007 here.
+    assert answered.max() == 1.0 and answered.min() >= 0.0
+    assert np.array_equal(answered, estimator.predict_proba(x))
 
 
 def test_a_tree_that_is_one_leaf_is_a_root_every_row_passes() -> None:

@@ -65,7 +65,8 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"number {value!r}"
+        shown = repr(value)
+        return f"number {shown if len(shown) <= 40 else shown[:37] + '...'}"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
         return f"string {shown!r}"

@@ -30,7 +30,13 @@ from readyml.data.schema import Schema
 from readyml.errors import FlavorError
 from readyml.flavors import ModelAdapter, load_model
 from readyml.flavors._base import Array
-from readyml.predict.direct import ProbaFunction, direct_proba, fits_float32, probe_rows
+from readyml.predict.direct import (
+    FLOAT32_MAX,
+    ProbaFunction,
+    direct_proba,
+    fits_float32,
+    probe_rows,
+)
 from readyml.predict.inputs import (
     Feature,
     InvalidInput,
@@ -350,6 +356,36 @@ class Predictor:
             for name in self.names
         }
         return pd.DataFrame(columns)
+
+    def beyond_float32(self, part: Part) -> InvalidInput | None:
+        """The error for a part the model failed on, when one of its numbers is infinite or
+        past float32's range (about ±3.4e38), else None.
+
+        Tree ensembles and ONNX exports compute in float32, so such a number is the
+        request's fault, not the model's; it is looked for only after a failure, off the
+        path of requests that succeed.
+        """
+        if isinstance(part, np.ndarray):
+            columns = {"input": part} if self.layout == "tensor" else None
+            if columns is None and part.ndim == 2 and part.shape[1] == len(self.names):
+                columns = {name: part[:, index] for index, name in enumerate(self.names)}
+        else:
+            columns = part
+        for name, values in (columns or {}).items():
+            values = np.asarray(values)
+            if values.dtype.kind != "f":
+                continue
+            past = np.abs(values) > FLOAT32_MAX  # NaN compares False: nulls are checked apart
+            if past.any():
+                found = f"number {float(values.flat[int(np.argmax(past))])!r}"
+                expected = "a finite number within float32's range (±3.4e38)"
+                return InvalidInput(
+                    f"{name}: expected {expected}, found {found}",
+                    field=name,
+                    expected=expected,
+                    found=found,
+                )
+        return None
 
     def predict_parts(self, parts: Sequence[Part]) -> Prediction:
         """Predict a batch made of request parts, in one model call."""

@@ -156,7 +156,9 @@ def forest_proba(estimator: Any) -> RawScores | None:
 
     A leaf of ``TreeEnsemble`` feeds one output, so each tree is added once per class; with
     two classes, once, for the second, the first being its complement (as close to
-    scikit-learn's own sum as any two sums of the same fractions: ~1e-16).
+    scikit-learn's own sum as any two sums of the same fractions: ~1e-16). The trees'
+    fractions are summed and the sum divided by the number of trees, as scikit-learn does:
+    summing fractions already divided gave 1.0000000000000007 where all trees agree.
     """
     trees = [member.tree_ for member in estimator.estimators_]
     classes = int(estimator.n_classes_)
@@ -164,18 +166,22 @@ def forest_proba(estimator: Any) -> RawScores | None:
     ensemble = _Ensemble()
     for tree in trees:
         values = tree.value[:, 0, :classes]
-        # Each tree's class fractions, as its predict_proba normalises them, over the trees.
+        # Each tree's class fractions, as its predict_proba normalises them.
         totals = values.sum(axis=1, keepdims=True)
-        values = values / np.where(totals == 0.0, 1.0, totals) / len(trees)
+        values = values / np.where(totals == 0.0, 1.0, totals)
         for output, target in enumerate(targets):
             ensemble.add(tree, output, values[:, target])
     sums = ensemble.compile(int(estimator.n_features_in_), len(targets))
-    if sums is None or classes != 2:
-        return sums
-    summed = sums
+    if sums is None:
+        return None
+    summed, count = sums, float(len(trees))
 
-    def binary(data: Array) -> Array:
-        positive = summed(data)[:, 0]
+    def averaged(data: Array) -> Array:
+        # A sum of n fractions of at most 1 is at most n: no rounding takes this past 1.
+        proba = summed(data) / count
+        if classes != 2:
+            return proba
+        positive = proba[:, 0]
         return np.stack([1.0 - positive, positive], axis=1)
 
-    return binary
+    return averaged

@@ -482,6 +482,9 @@ class ServingApp:
         except ReadymlError:
             raise
         except Exception as exc:
+            bad_number = deployment.predictor.beyond_float32(part)
+            if bad_number is not None:
+                raise bad_number from exc
             raise PredictionFailed(
                 f"model {deployment.name!r} version {deployment.version}: cannot predict "
                 f"this input ({type(exc).__name__}: {exc})"

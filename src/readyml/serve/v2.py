@@ -51,6 +51,16 @@ _ACCEPTS = {
     "string": frozenset({"BYTES"}),
     "datetime": frozenset({"BYTES"}),
 }
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+_NARROW_FLOAT_MAX = {name: float(np.finfo(DATATYPES[name]).max) for name in ("FP16", "FP32")}
+# The JSON values each datatype takes, and how an error names them: a number for a float, an
+# integral number for an integer (``5.0`` is one, ``5.5`` is not), ``true``/``false`` for BOOL.
+# numpy alone would read ``true`` as 1.0, ``"0.2"`` as 0.2 and truncate 5.5 to 5.
+_JSON_VALUES: dict[str, tuple[frozenset[type], str]] = {
+    **{name: (frozenset({int, float}), "numbers") for name in _FLOAT_DATATYPES},
+    **{name: (frozenset({int, float}), "integers") for name in _ACCEPTS["integer"]},
+    "BOOL": (frozenset({bool}), "true or false"),
+}
 _KIND_DATATYPE = {
     "number": "FP64",
     "integer": "INT64",
@@ -244,17 +254,65 @@ def _from_json(data: Any, datatype: str, size: int, where: str) -> Array:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array
+    found = set(map(type, data))
+    nested = list in found
+    if nested:  # [N, F] tensors come as one list per row: gather the rows' types
+        found = set()
+        for row in data:
+            found.update(map(type, row) if type(row) is list else (type(row),))
+        if list in found:  # deeper: flatten
+            data = _flatten(data)
+            found = set(map(type, data))
+            nested = False
+    allowed, expected = _JSON_VALUES[datatype]
+    if not found <= allowed:
+        bad = next(value for value in _flatten(data) if type(value) not in allowed)
+        raise _field_error(f"{where} data", f"{expected} (datatype {datatype})", bad)
+    limit = _NARROW_FLOAT_MAX.get(datatype)
     try:
-        array = np.array(data, dtype=DATATYPES[datatype])
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(
-            f"{where} data: expected values of datatype {datatype}, found values that are not "
-            f"({exc})",
-            field=where,
-            expected=f"values of datatype {datatype}",
-            found="other values",
+        if limit is not None:  # FP16, FP32: numpy would warn and make inf of a larger number
+            if nested or len(data) > 64 or not _within(data, limit):
+                wide = np.array(data, dtype=np.float64)
+                if wide.size and np.abs(wide).max() > limit:
+                    raise OverflowError
+                array = wide.astype(DATATYPES[datatype])
+            else:
+                array = np.array(data, dtype=DATATYPES[datatype])
+        elif float in found and datatype != "FP64":
+            # A float past an integer type would be a warning and garbage.
+            with np.errstate(invalid="raise"):
+                array = np.array(data, dtype=DATATYPES[datatype])
+        else:
+            array = np.array(data, dtype=DATATYPES[datatype])  # past the range: OverflowError
+    except ValueError:  # rows of different lengths, a number beside a row
+        raise _field_error(f"{where} data", "a flat list or equal nested lists", data) from None
+    except (FloatingPointError, OverflowError):
+        bad = _out_of_range(_flatten(data), DATATYPES[datatype])
+        raise _field_error(
+            f"{where} data", f"{expected} within the range of datatype {datatype}", bad
         ) from None
+    if float in found and datatype not in _FLOAT_DATATYPES:
+        flat = _flatten(data)
+        fractional = np.asarray(flat, dtype=np.float64) % 1 != 0
+        if fractional.any():
+            bad = flat[int(np.argmax(fractional))]
+            raise _field_error(f"{where} data", f"{expected} (datatype {datatype})", bad)
     return array.reshape(-1)
+
+
+def _within(data: list[Any], limit: float) -> bool:
+    """Whether a short flat list of numbers is within ``±limit`` (Python's ``max`` and ``min``
+    cost less there than numpy's call overhead)."""
+    return not data or (max(data) <= limit and min(data) >= -limit)
+
+
+def _out_of_range(flat: list[Any], dtype: Any) -> Any:
+    """The first value of ``flat`` that ``dtype`` cannot hold."""
+    if np.dtype(dtype).kind == "f":
+        limit = float(np.finfo(dtype).max)
+        return next(value for value in flat if abs(value) > limit)
+    info = np.iinfo(dtype)
+    return next(value for value in flat if not info.min <= value <= info.max)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
