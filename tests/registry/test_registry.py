@@ -93,8 +93,14 @@ def test_get_errors_name_what_exists(registry: Registry, files: dict[str, Path])
     with pytest.raises(VersionNotFound, match=r"model 'weather' not found \(models: none\)"):
         registry.get("weather")
     _register(registry, files)
-    with pytest.raises(VersionNotFound, match=r"has no alias 'champion' \(aliases: none\)"):
+    with pytest.raises(
+        VersionNotFound,
+        match=r"has no alias 'champion' \(aliases: none\); make a version the champion: "
+        r"readyml models promote weather:N, or readyml run --promote",
+    ):
         registry.get("weather@champion")
+    with pytest.raises(VersionNotFound, match=r"has no alias 'staging' \(aliases: none\)$"):
+        registry.get("weather@staging")
     with pytest.raises(VersionNotFound, match=r"has no version 9 \(versions: 1\)"):
         registry.get("weather:9")
     with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+from click.testing import Result
 from typer.testing import CliRunner
 
 from readyml.cli import app
@@ -20,3 +22,36 @@ def test_unknown_device_is_one_line_naming_what_was_expected(tmp_path: Path) -> 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1
     assert "device" in lines[0] and "auto|cpu|cuda" in lines[0] and "'gpu'" in lines[0]
+
+
+def _one_line_error(result: Result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1, lines
+    assert "readyml serve:" not in result.stdout
+    return lines[0]
+
+
+def test_a_taken_port_is_one_line_before_anything_is_announced(tmp_path: Path) -> None:
+    root = train_iris(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "-p", str(root), "--port", str(port)])
+    line = _one_line_error(result)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
+
+
+def test_an_unknown_host_is_one_line(tmp_path: Path) -> None:
+    root = train_iris(tmp_path)
+    result = runner.invoke(app, ["serve", "-p", str(root), "--host", "no-such-host.invalid"])
+    assert "serving.host" in _one_line_error(result)
+
+
+def test_an_alias_that_does_not_exist_is_one_line_before_anything_is_announced(
+    tmp_path: Path,
+) -> None:
+    root = train_iris(tmp_path)
+    result = runner.invoke(app, ["serve", "-p", str(root), "-m", "iris@staging"])
+    assert "no alias 'staging'" in _one_line_error(result)

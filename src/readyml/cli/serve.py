@@ -81,6 +81,7 @@ def serve(
     from readyml.config import Project, ServingSpec, describe_validation_error
     from readyml.errors import ConfigError
     from readyml.serve import run
+    from readyml.serve.server import check_startup
 
     loaded = Project.load(project)
     spec = loaded.spec.serving
@@ -125,6 +126,7 @@ def serve(
         )
     else:
         scale = f"{spec.workers} worker(s)"
+    check_startup(loaded, spec, model or [])
     console.stdout.print(
         f"readyml serve: {', '.join(model or spec.models) or loaded.spec.name + '@champion'} "
         f"on http://{spec.host}:{spec.port} ({scale})"

@@ -394,8 +394,15 @@ class Registry:
                 aliases = sorted(
                     session.scalars(select(Alias.alias).where(Alias.model_name == name))
                 )
+                hint = (
+                    f"; make a version the champion: readyml models promote {name}:N, or "
+                    "readyml run --promote"
+                    if ref.alias == CHAMPION
+                    else ""
+                )
                 raise VersionNotFound(
                     f"model {name!r} has no alias {ref.alias!r} (aliases: {_listing(aliases)})"
+                    + hint
                 )
             query = query.where(Version.version == alias.version)
         elif ref.version is not None:

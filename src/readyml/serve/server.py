@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from readyml.config import Project, ServingSpec
 from readyml.data.schema import Schema, load_schema
-from readyml.errors import ConfigError
+from readyml.errors import ConfigError, ServeError
 from readyml.monitor import feedback_app
 from readyml.predict import Predictor, takes_tensor
 from readyml.registry import CHAMPION, Registry, open_registry
@@ -48,6 +49,43 @@ def project_schema(project: Project) -> Schema | None:
     """The project's checked-in schema, if it has one."""
     path = project.root / SCHEMA_FILE
     return load_schema(path) if path.exists() else None
+
+
+def check_startup(project: Project, spec: ServingSpec, models: Sequence[str] = ()) -> None:
+    """Fail early, as a user error, on what would stop the server starting: a model reference
+    that does not resolve, or an address uvicorn could not listen on (it would exit 3 with
+    its own message). A Ray engine's proxy listens itself, so only the models are checked.
+
+    Raises:
+        VersionNotFound: A model or alias does not exist.
+        ServeError: The host is unknown or the port is taken.
+    """
+    registry = open_registry(project.workspace)
+    for ref in list(models) or default_models(project, spec):
+        registry.get(ref)
+    if spec.engine == "uvicorn":
+        check_address(spec.host, spec.port)
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise :class:`ServeError` unless ``host:port`` can be listened on now (as uvicorn
+    binds: ``SO_REUSEADDR``, so a port in TIME_WAIT is free)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(
+            f"serving.host: expected an address to listen on, found {host!r} ({exc.strerror})"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServeError(
+                f"serving.port: cannot listen on {host}:{port} ({exc.strerror}); choose "
+                "another with --port"
+            ) from None
 
 
 def build_app(
