@@ -894,4 +894,4 @@ def describe_validation_error(exc: ValidationError) -> str:
     shown = repr(found)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return f"{loc}: {message.lower()}, found {shown}"
+    return f"{loc}: {message[:1].lower() + message[1:]}, found {shown}"

@@ -18,6 +18,8 @@ VersionStatus = Literal["candidate", "blessed", "vetoed", "archived"]
 
 # A rubric test id: data-1 … data-7, model-1 … model-7, infra-1 … infra-7, monitor-1 … monitor-7.
 _TEST_ID = re.compile(r"^(data|model|infra|monitor)-[1-7]$")
+# How an error message states what a model name may hold (``_REF``'s name group).
+NAME_RULE = "a name starts with a letter or digit, then letters, digits, '_', '.', '-'"
 _REF = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:(?::(?P<version>\d+))|(?:@(?P<alias>[A-Za-z0-9_.-]{1,64})))?$"
 )
@@ -43,8 +45,7 @@ class ModelRef:
         match = _REF.match(text.strip())
         if match is None:
             raise ValueError(
-                f"model reference {text!r}: expected NAME, NAME:VERSION or NAME@ALIAS "
-                "(letters, digits, '_', '.', '-')"
+                f"model reference {text!r}: expected NAME, NAME:VERSION or NAME@ALIAS ({NAME_RULE})"
             )
         version = match.group("version")
         return cls(

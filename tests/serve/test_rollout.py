@@ -270,6 +270,27 @@ def test_management_routes_need_the_token(fleet: Fleet) -> None:
     assert shown.exit_code == 0 and "rollouts" in json.loads(shown.output)
 
 
+def test_bad_management_bodies_are_400s_naming_the_key(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
+        answer = client.post(
+            "/v2/management/deploy",
+            json={"model": "iris", "version": 2, "rollout": {"steps": "x"}},
+            headers=AUTH,
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"].startswith("rollout.steps: "), answer.text
+        answer = client.post(
+            "/v2/management/deploy",
+            json={"model": "iris", "version": 2, "rollout": {"bogus": 1}},
+            headers=AUTH,
+        )
+        assert answer.status_code == 400 and "unknown key 'bogus'" in answer.json()["error"]
+        for name in ("../x", ".hidden", "iris@champion"):
+            answer = client.post("/v2/management/rollback", json={"model": name}, headers=AUTH)
+            assert answer.status_code == 400, answer.text
+            assert "expected a bare model name" in answer.json()["error"]
+
+
 def test_candidate_failing_infra_validation_never_receives_traffic(fleet: Fleet) -> None:
     with fleet.server.client() as client:
         stable = served_version(client)

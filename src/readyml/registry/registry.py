@@ -41,7 +41,7 @@ from readyml.registry.records import (
     ModelVersion,
 )
 from readyml.registry.store import MetadataStore, utcnow
-from readyml.types import JSON, Evidence, ModelRef, VersionStatus
+from readyml.types import JSON, NAME_RULE, Evidence, ModelRef, VersionStatus
 
 # The alias that serving follows by default.
 CHAMPION = "champion"
@@ -69,9 +69,7 @@ def _check_name(name: str) -> str:
     except ValueError as exc:
         raise RegistryError(f"model name {name!r}: {exc}") from exc
     if ref.version is not None or ref.alias is not None or ref.name != name:
-        raise RegistryError(
-            f"model name {name!r}: expected a bare name (letters, digits, '_', '.', '-')"
-        )
+        raise RegistryError(f"model name {name!r}: expected a bare name ({NAME_RULE})")
     return name
 
 

@@ -59,7 +59,7 @@ from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from readyml.serve.openapi import build_openapi
 from readyml.serve.request_log import SEAL_INTERVAL_S, RequestLog
 from readyml.serve.rollout import RolloutManager, Route
-from readyml.types import ModelRef
+from readyml.types import NAME_RULE, ModelRef
 
 # How often buffered access-log lines are written (s).
 ACCESS_LOG_FLUSH_S = 0.5
@@ -628,7 +628,7 @@ class ServingApp:
 
     async def _deploy(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         document = await self._management_body(exchange, receive)
-        name = _text(document, "model")
+        name = _model_name(document)
         version = document.get("version")
         if type(version) is not int or version < 1:
             raise BadRequest(f"version: expected a version number, found {version!r}")
@@ -642,7 +642,7 @@ class ServingApp:
 
     async def _promote(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         document = await self._management_body(exchange, receive)
-        name = _text(document, "model")
+        name = _model_name(document)
         reason = str(document.get("reason") or "promoted by hand")
         result = await self._manager().promote(name, reason=reason)
         exchange.status = 200
@@ -651,7 +651,7 @@ class ServingApp:
     async def _rollback(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         """Abort a running rollout; serve the registry's champion again when asked (or idle)."""
         document = await self._management_body(exchange, receive)
-        name = _text(document, "model")
+        name = _model_name(document)
         manager = self._manager()
         result: dict[str, Any] = {}
         if name in manager.rollouts:
@@ -684,10 +684,17 @@ def _not_allowed(path: str, methods: dict[str, Any]) -> MethodNotAllowed:
     return MethodNotAllowed(f"{path}: expected method {' or '.join(allowed)}", allowed=allowed)
 
 
-def _text(document: dict[str, Any], key: str) -> str:
+def _model_name(document: dict[str, Any], key: str = "model") -> str:
+    """A management body's bare model name (letters, digits, '_', '.', '-'), or a 400."""
     value = document.get(key)
     if type(value) is not str or not value:
         raise BadRequest(f"{key}: expected a model name, found {value!r}")
+    try:
+        ref = ModelRef.parse(value)
+    except ValueError:
+        ref = None
+    if ref is None or ref.name != value:
+        raise BadRequest(f"{key}: expected a bare model name ({NAME_RULE}), found {value!r}")
     return value
 
 

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from readyml.config import RolloutSpec
+from readyml.config import RolloutSpec, describe_validation_error
 from readyml.data.drift import JensenShannon
 from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
 from readyml.predict import Prediction, Predictor
@@ -473,8 +474,8 @@ class RolloutManager:
             )
         try:
             spec = RolloutSpec.model_validate(self.spec.model_dump() | dict(overrides or {}))
-        except ValueError as exc:
-            raise BadRequest(f"rollout: {str(exc).splitlines()[0]}") from None
+        except ValidationError as exc:
+            raise BadRequest(f"rollout.{describe_validation_error(exc)}") from None
         stable = self.table.get(name)
         ref = f"{name}:{version}"
         candidate = await asyncio.to_thread(self._validate, ref, spec)
