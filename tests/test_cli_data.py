@@ -142,6 +142,31 @@ def test_validate_against_a_saved_profile_reports_drift(tmp_path: Path, train_cs
     assert ("distribution_change", "x", "warning") in kinds
 
 
+def test_validate_against_a_reference_alone_checks_the_schema_inferred_from_it(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    frame = pd.read_csv(train_csv)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[0, "age"] = "old"
+    frame.loc[1, "x"] = None
+    frame.loc[2, "city"] = "Paris"
+    frame.loc[3, "x"] = 1e6  # past the reference's range: not an anomaly without a schema
+    path = tmp_path / "broken.csv"
+    frame.drop(columns=["y"]).to_csv(path, index=False)
+    result = runner.invoke(
+        app, ["validate", str(path), "--against", str(train_csv), "--format", "json"]
+    )
+    assert result.exit_code == 1, result.output
+    kinds = {(a["kind"], a["column"]) for a in json.loads(result.stdout)["anomalies"]}
+    assert {
+        ("missing_column", "y"),
+        ("type_mismatch", "age"),
+        ("nan_or_inf", "x"),
+        ("unseen_categories", "city"),
+    } <= kinds
+    assert not any(kind == "out_of_range" for kind, _ in kinds)
+
+
 def test_validate_finds_duplicates_only_when_asked(tmp_path: Path, train_csv: Path) -> None:
     frame = pd.read_csv(train_csv)
     path = tmp_path / "dup.csv"

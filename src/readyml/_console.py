@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -10,8 +11,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Width of output that goes to a pipe or file (CI logs): rich's default of 80 columns cut
+# every table's cells to "wine…". A terminal, or COLUMNS, keeps its own width.
+PIPED_WIDTH = 200
+
+
+def _width(stream: Any) -> int | None:
+    isatty = getattr(stream, "isatty", None)
+    return None if "COLUMNS" in os.environ or (isatty is not None and isatty()) else PIPED_WIDTH
+
+
+stdout = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
 def print_json(value: Any) -> None:

@@ -74,7 +74,10 @@ def validate(
     data: DataArg,
     against: Annotated[
         Path | None,
-        typer.Option(help="Reference for drift: a data file or a saved profile (.json)."),
+        typer.Option(
+            help="Reference: a data file or a saved profile (.json); drift, and the schema "
+            "when --schema is not given."
+        ),
     ] = None,
     schema: Annotated[Path | None, typer.Option(help="Schema YAML to check against.")] = None,
     duplicates: Annotated[
@@ -82,12 +85,23 @@ def validate(
     ] = False,
     fmt: FormatOpt = "text",
 ) -> None:
-    """Check data against a schema and a reference; exit 1 when an error anomaly is found."""
-    from readyml.data import ValidationOptions, load_schema, validate_file
+    """Check data against a schema and a reference; exit 1 when an error anomaly is found.
+
+    With ``--against`` and no ``--schema``, the schema is inferred from the reference, as
+    TFDV does with training statistics: a column missing, of another type, with nulls or a
+    category the reference never had is an anomaly, besides drift. The reference's observed
+    ranges are left out: new data of a continuous column passes them by chance alone (a
+    reviewed schema.yaml states real bounds).
+    """
+    from readyml.data import ValidationOptions, infer_schema, load_schema, validate_file
 
     output = output_format(fmt)
     checked = load_schema(schema) if schema is not None else None
     reference = _reference(against) if against is not None else None
+    if checked is None and reference is not None:
+        checked = infer_schema(reference, label=None)
+        for feature in checked.features:
+            feature.min = feature.max = None
     report = validate_file(
         data,
         schema=checked,
