@@ -7,8 +7,16 @@ lives in its own module and is registered here.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+try:  # typer 0.20 and later carry their own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer on click itself
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+from readyml import _console as console
 from readyml.cli import (
     batch,
     capture,
@@ -46,9 +54,22 @@ app.add_typer(models.app, name="models")
 app.add_typer(review.app, name="review")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors (a bad option value, a missing argument) are
+    one red line and exit 2, like every other user error, not click's boxed usage text."""
+    try:
+        code = app(args=args, prog_name="readyml", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(2)
+    except UsageError as exc:
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        console.error_line(exc.format_message() + where)
+        sys.exit(2)
+    except typer.Abort:
+        console.error_line("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

@@ -1,0 +1,5 @@
+"""``python -m readyml``: the ``readyml`` command."""
+
+from readyml.cli import main
+
+main()
