@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -58,6 +59,27 @@ def test_compress_command_without_a_method_exits_2(tmp_path: Path) -> None:
     ref = _project(tmp_path)
     result = CliRunner().invoke(app, [ref, "-p", str(tmp_path)])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--max-loss", "-1"], "--max-loss: expected a loss of 0 or more, found -1.0"),
+        (["--max-slice-loss", "-0.5"], "--max-slice-loss: expected a loss of 0 or more"),
+        (["--output", "yaml"], "--output: expected 'text' or 'json', found 'yaml'"),
+    ],
+)
+def test_bad_option_values_are_one_line_before_any_work(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    ref = _project(tmp_path)
+    registry = open_project_registry(Project.load(tmp_path))
+    before = registry.list_versions(ref.split(":")[0])
+    result = CliRunner().invoke(app, [ref, "--format", "onnx", *arguments, "-p", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0]
+    assert registry.list_versions(ref.split(":")[0]) == before
 
 
 def test_torch_int8_of_a_scikit_learn_model_exits_2_naming_the_flavor(tmp_path: Path) -> None:

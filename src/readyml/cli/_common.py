@@ -40,10 +40,10 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def output_format(value: str) -> Literal["text", "json"]:
-    """Check a ``--format`` value."""
+def output_format(value: str, option: str = "--format") -> Literal["text", "json"]:
+    """Check the value of the output option (``--format``, or ``option`` where that is taken)."""
     if value not in ("text", "json"):
-        raise ConfigError(f"--format: expected 'text' or 'json', found {value!r}")
+        raise ConfigError(f"{option}: expected 'text' or 'json', found {value!r}")
     return "json" if value == "json" else "text"
 
 

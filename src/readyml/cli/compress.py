@@ -61,9 +61,13 @@ def compress(
     from readyml.compress import Methods, compress_version
     from readyml.compress.splits import version_splits
     from readyml.config import Project
+    from readyml.errors import ConfigError
     from readyml.train import open_project_registry
 
-    fmt = output_format(output)
+    fmt = output_format(output, "--output")
+    for option, value in (("--max-loss", max_loss), ("--max-slice-loss", max_slice_loss)):
+        if not value >= 0.0:  # before any work: a negative bound would fail only at the gate
+            raise ConfigError(f"{option}: expected a loss of 0 or more, found {value}")
     loaded = Project.load(project)
     registry = open_project_registry(loaded)
     parent = registry.get(ref)

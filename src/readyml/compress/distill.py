@@ -63,7 +63,7 @@ class StudentSpec:
                 return cls("tree", "", {"max_depth": int(rest) if rest else DEFAULT_DEPTH})
         except ValueError as exc:
             raise ConfigError(f"--distill {text!r}: expected integers after ':' ({exc})") from exc
-        if rest and head:
+        if all(part.isidentifier() for part in head.split(".")) and rest.isidentifier():
             return cls("torch", text.strip(), {})
         raise ConfigError(
             f"--distill: expected 'mlp[:W,W]', 'tree[:DEPTH]' or a torch factory "

@@ -99,6 +99,22 @@ class Methods:
                 "--static: torch's int8 quantization here is dynamic only; use --quantize int8 "
                 "--static for calibrated int8 through ONNX Runtime"
             )
+        if self.calibration < 1:
+            raise ConfigError(f"--calibration: expected at least 1 row, found {self.calibration}")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise ConfigError(f"--prune: expected a sparsity in (0, 1), found {self.prune}")
+        if self.fine_tune_epochs < 0:
+            raise ConfigError(
+                f"--fine-tune: expected 0 or more epochs, found {self.fine_tune_epochs}"
+            )
+        if not self.temperature > 0.0:
+            raise ConfigError(f"--temperature: expected a number > 0, found {self.temperature}")
+        if not 0.0 <= self.soft_weight <= 1.0:
+            raise ConfigError(
+                f"--soft-weight: expected a weight in [0, 1], found {self.soft_weight}"
+            )
+        if self.distill is not None:
+            StudentSpec.parse(self.distill)
         if not any((self.format, self.quantize, self.prune is not None, self.distill)):
             raise ConfigError(
                 "compress: expected at least one of --format, --quantize, --prune, --distill"
