@@ -105,6 +105,10 @@ def test_get_errors_name_what_exists(registry: Registry, files: dict[str, Path])
         registry.get("weather:9")
     with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
         registry.list_versions("x")
+    with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
+        registry.history("x")
+    with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
+        registry.rollback("x", who="t", reason="r")
 
 
 def test_register_rejects_bad_input(registry: Registry, files: dict[str, Path]) -> None:
@@ -175,6 +179,19 @@ def test_vetoed_or_archived_version_never_becomes_champion(
     with pytest.raises(AliasError, match="version 2 is archived"):
         registry.rollback("weather", who="ana", reason="back")
     assert registry.get("weather@champion").version == 3
+
+
+def test_a_veto_is_explained_by_the_gates_failed_checks(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    gate = {
+        "decision": "veto",
+        "reasons": [{"rule": "accuracy >= 1.01", "passed": False, "value": 0.93}],
+        "failed": ["accuracy 0.9300 < 1.0100"],
+    }
+    _register(registry, files, status="vetoed", gate=gate)
+    with pytest.raises(AliasError, match=r"\(reasons: accuracy 0.9300 < 1.0100\)$"):
+        registry.promote("weather:1", who="ana", reason="yolo")
 
 
 def test_set_status_records_gate(registry: Registry, files: dict[str, Path]) -> None:

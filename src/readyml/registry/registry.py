@@ -87,7 +87,12 @@ def _check_status(status: str) -> VersionStatus:
 
 
 def _veto_reasons(gate: JSON | None) -> str:
-    reasons = (gate or {}).get("reasons") or []
+    """The gate's failed checks as text (its ``failed`` messages, as the run printed them)."""
+    gate = gate or {}
+    failed = gate.get("failed")
+    if isinstance(failed, list) and failed:
+        return "; ".join(str(message) for message in failed)
+    reasons = gate.get("reasons") or []
     if isinstance(reasons, str):
         return reasons
     return "; ".join(str(reason) for reason in reasons) or "no reasons recorded"
@@ -599,8 +604,11 @@ class Registry:
         Raises:
             AliasError: The alias has never moved from an earlier version, or the earlier
                 version may no longer hold it (vetoed or archived since).
+            VersionNotFound: No model has that name.
         """
         with self.store.session() as session:
+            if session.get(Model, name) is None:
+                raise VersionNotFound(self._missing_model_message(session, name))
             last = session.scalars(
                 select(AliasEventRow)
                 .where(
@@ -621,13 +629,19 @@ class Registry:
         )
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
-        """Return the alias moves of ``name`` (of one alias, or all), oldest first."""
+        """Return the alias moves of ``name`` (of one alias, or all), oldest first.
+
+        Raises:
+            VersionNotFound: No model has that name.
+        """
         query = (
             select(AliasEventRow).where(AliasEventRow.model_name == name).order_by(AliasEventRow.id)
         )
         if alias is not None:
             query = query.where(AliasEventRow.alias == alias)
         with self.store.session() as session:
+            if session.get(Model, name) is None:
+                raise VersionNotFound(self._missing_model_message(session, name))
             return [_event(row) for row in session.scalars(query)]
 
     # -- files -----------------------------------------------------------------------
