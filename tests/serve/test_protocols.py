@@ -171,6 +171,10 @@ def test_mlflow_health_and_openapi_document(server: Server) -> None:
         document = client.get("/openapi.json").json()
     assert "/v2/models/{model_name}/infer" in document["paths"]
     assert "/invocations" in document["paths"] and "/predict" in document["paths"]
+    for route in ("/predict", "/invocations"):
+        (query,) = document["paths"][route]["parameters"]
+        assert query["name"] == "model" and query["in"] == "query"
+        assert query["schema"]["enum"] == ["iris"]
     for path in ("deploy", "promote", "rollback"):
         operation = document["paths"][f"/v2/management/{path}"]["post"]
         assert operation["security"] == [{"bearer": []}] and "401" in operation["responses"]

@@ -127,6 +127,8 @@ def test_bad_json_request_is_4xx_naming_the_field(
         ("/invocations", b"{}", {"Content-Type": "application/xml"}, 415),
         ("/v2/models/iris/infer", b"{}", {"Inference-Header-Content-Length": "99"}, 400),
         ("/v2/models/nope/infer", b"{}", {}, 404),
+        ("/predict?model=", b"[{}]", {}, 400),
+        ("/invocations?model=nope", b"{}", {"Content-Type": "application/json"}, 404),
         ("/v2/models/../../etc/passwd/infer", b"{}", {}, 404),
     ],
     ids=[
@@ -137,6 +139,8 @@ def test_bad_json_request_is_4xx_naming_the_field(
         "media type",
         "binary header",
         "no model",
+        "empty model query",
+        "unknown model query",
         "traversal",
     ],
 )

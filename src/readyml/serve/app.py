@@ -437,7 +437,10 @@ class ServingApp:
 
     def _default(self, exchange: Exchange) -> Deployment:
         name = exchange.request.query_param("model")
-        stable = self.table.get(name) if name else self.table.default()
+        if name == "":
+            loaded = ", ".join(self.table.names())
+            raise BadRequest(f"model: expected a loaded model's name ({loaded}), found ''")
+        stable = self.table.get(name) if name is not None else self.table.default()
         return self._pick(exchange, stable.name, None, stable)
 
     def _pick(

@@ -78,6 +78,13 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
         "required": True,
         "schema": {"type": "string", "enum": names},
     }
+    model_query = {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "description": "The loaded model to ask (default: the first one served).",
+        "schema": {"type": "string", "enum": names},
+    }
     version_param = {
         "name": "model_version",
         "in": "path",
@@ -196,8 +203,9 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
             "post": {"summary": "Model repository extension: unload"} | repository_model,
         },
         "/predict": {
+            "parameters": [model_query],
             "post": {
-                "summary": "Predict JSON records with the default model",
+                "summary": "Predict JSON records with the default model, or ?model=NAME",
                 "security": predict_security,
                 "requestBody": {
                     "required": True,
@@ -219,8 +227,9 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
             }
         },
         "/invocations": {
+            "parameters": [model_query],
             "post": {
-                "summary": "MLflow scoring protocol with the default model",
+                "summary": "MLflow scoring protocol with the default model, or ?model=NAME",
                 "description": (
                     "dataframe_split, dataframe_records, instances or inputs as JSON; "
                     "text/csv with a header row of feature names is read too."
