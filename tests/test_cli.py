@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from readyml.cli import app
-from support import IRIS_SPEC, write_project
+from support import IRIS_SPEC, iris_frame, write_project
 
 runner = CliRunner()
 
@@ -166,3 +166,41 @@ def test_the_cli_imports_no_heavy_module_before_a_command_runs() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
     assert answer.stdout.strip() == "[]"
+
+
+def test_label_as_feature_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "features": ["sepal_length", "species"]})
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert _one_error_line(err) == (
+        "error: readyml.yaml: features: 'species' is the label; "
+        "a model cannot take its own label as input"
+    )
+
+
+def test_one_class_label_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    write_project(tmp_path, frame=iris_frame().assign(species="a"))
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert _one_error_line(err) == (
+        "error: label 'species': classification needs at least 2 classes, found 1 ('a')"
+    )
+
+
+def test_init_into_a_file_or_a_missing_parent_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    file = tmp_path / "wine.csv"
+    file.write_text("a,b\n1,2\n")
+    code, _, err = _invoke("init", str(file))
+    assert code == 2
+    assert _one_error_line(err) == (
+        f"error: directory '{file}': expected a folder (new or existing), found a file"
+    )
+    code, _, err = _invoke("init", str(file / "sub"))
+    assert code == 2
+    assert f"directory '{file / 'sub'}': cannot create the project there" in _one_error_line(err)
+
+
+def test_init_help_says_the_workflow_needs_ci() -> None:
+    code, out, _ = _invoke("init", "--help")
+    assert code == 0
+    assert "with --ci, a CI workflow" in " ".join(out.split())

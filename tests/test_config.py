@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,90 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
     project = Project.load(tmp_path / "readyml.yaml")
     assert project.root == tmp_path.resolve()
     assert project.workspace == tmp_path.resolve() / ".readyml"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"features": ["sepal_length", "species"]},
+            "features: 'species' is the label; a model cannot take its own label as input",
+        ),
+        (
+            {"features": ["sepal_length", {"name": "species", "type": "float"}]},
+            "features: 'species' is the label; a model cannot take its own label as input",
+        ),
+        (
+            {"gates": {"rules": [{"metric": "acc", "min": 0.5}]}},
+            "gates.rules[0].metric: unknown metric 'acc'; expected one of ['accuracy', ",
+        ),
+        (
+            {"gates": {"champion": {"metric": "acc"}}},
+            "gates.champion.metric: unknown metric 'acc'; expected one of ['accuracy', ",
+        ),
+        (
+            {"task": "regression"},
+            "gates.rules[0].metric: expected a regression metric among "
+            "['mae', 'rmse', 'r2', 'mape'], found 'accuracy'",
+        ),
+        (
+            {"task": "classification", "metrics": {"primary": "rmse"}},
+            "metrics.primary: expected a classification metric among ['accuracy', ",
+        ),
+        ({"seed": -1}, "seed: expected 0 <= seed < 2**32, found -1"),
+        ({"seed": 5_000_000_000}, "seed: expected 0 <= seed < 2**32, found 5000000000"),
+        (
+            {"features": [{"name": "sepal_length", "type": "floaty"}]},
+            "features[0].type: input should be 'float', 'int', 'bool', 'category', 'string' "
+            "or 'datetime', found 'floaty'",
+        ),
+        ({"features": [{"name": "a", "typ": "float"}]}, "unknown key 'features[0].typ'"),
+        ({"features": [{"type": "float"}]}, "missing required key 'features[0].name'"),
+        (
+            {"features": ["a", 5]},
+            "features[1]: expected a column name or a mapping with name and type, found 5",
+        ),
+        (
+            {"split": {"method": "time", "time_column": "day", "cutoff": "yesterday"}},
+            "split.cutoff: expected a date (YYYY-MM-DD) or datetime, found 'yesterday'",
+        ),
+        (
+            {"slices": [{"name": "s", "column": "c", "values": [[1]]}]},
+            "slices[0].values[0]: expected a string, an integer, a number or a boolean, found [1]",
+        ),
+    ],
+)
+def test_bad_spec_message_names_the_key_expected_and_found(
+    change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec({**IRIS_SPEC, **change})
+    assert str(info.value).startswith(f"readyml.yaml: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_cutoff_takes_a_date_or_a_datetime() -> None:
+    split = {"method": "time", "time_column": "day"}
+    spec = parse_spec({**IRIS_SPEC, "split": {**split, "cutoff": "2024-04-15"}})
+    assert spec.split.cutoff == date(2024, 4, 15)
+    spec = parse_spec({**IRIS_SPEC, "split": {**split, "cutoff": "2024-04-15T06:30:00"}})
+    assert spec.split.cutoff == datetime(2024, 4, 15, 6, 30)
+    spec = parse_spec({**IRIS_SPEC, "split": {**split, "cutoff": date(2024, 4, 15)}})
+    assert spec.split.cutoff == date(2024, 4, 15)
+
+
+def test_seed_bounds_are_accepted() -> None:
+    assert parse_spec({**IRIS_SPEC, "seed": 0}).seed == 0
+    assert parse_spec({**IRIS_SPEC, "seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+def test_init_into_a_file_or_an_unwritable_path_is_a_config_error(tmp_path: Path) -> None:
+    file = tmp_path / "wine.csv"
+    file.write_text("a,b\n1,2\n")
+    with pytest.raises(ConfigError) as info:
+        init_project(file)
+    assert (
+        str(info.value) == f"directory '{file}': expected a folder (new or existing), found a file"
+    )
+    with pytest.raises(ConfigError, match=r"cannot create the project there \(Not a directory"):
+        init_project(file / "sub")

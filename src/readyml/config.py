@@ -8,13 +8,22 @@ data is loaded, in :mod:`readyml.train.steps`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from readyml.errors import ConfigError
 
@@ -23,6 +32,9 @@ _LOADER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 WORKSPACE_DIR = ".readyml"
 
 FeatureType = Literal["float", "int", "bool", "category", "string", "datetime"]
+_DATE_OR_DATETIME: TypeAdapter[date | datetime] = TypeAdapter(date | datetime)
+# Seeds reach numpy and scikit-learn, which take 0 <= seed < 2**32.
+MAX_SEED = 2**32
 
 
 class _Spec(BaseModel):
@@ -83,6 +95,16 @@ class SplitSpec(_Spec):
     time_column: str | None = None
     cutoff: date | datetime | None = None
 
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        if value is None or isinstance(value, date):  # a datetime is a date too
+            return value
+        if isinstance(value, str):
+            with contextlib.suppress(ValidationError):
+                return _DATE_OR_DATETIME.validate_python(value)
+        raise ValueError(f"expected a date (YYYY-MM-DD) or datetime, found {value!r}")
+
     @model_validator(mode="after")
     def _time_needs_column(self) -> SplitSpec:
         if self.method == "time" and (self.time_column is None or self.cutoff is None):
@@ -124,6 +146,13 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
 
 
+def _known_metric(name: str) -> str:
+    known = sorted({*CLASSIFICATION_METRICS, *REGRESSION_METRICS})
+    if name not in known:
+        raise ValueError(f"unknown metric {name!r}; expected one of {known}")
+    return name
+
+
 class MetricsSpec(_Spec):
     """The primary metric (used by gates) and other metrics to record.
 
@@ -142,10 +171,8 @@ class MetricsSpec(_Spec):
     @field_validator("primary", "others")
     @classmethod
     def _known(cls, value: str | list[str] | None) -> str | list[str] | None:
-        known = set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS)
         for name in [value] if isinstance(value, str) else value or []:
-            if name not in known:
-                raise ValueError(f"unknown metric {name!r}; expected one of {sorted(known)}")
+            _known_metric(name)
         return value
 
 
@@ -191,6 +218,11 @@ class GateRule(_Spec):
     max: float | None = None
     slice: str | None = None
 
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _known_metric(value)
+
     @model_validator(mode="after")
     def _has_bound(self) -> GateRule:
         if self.min is None and self.max is None:
@@ -210,6 +242,11 @@ class ChampionRule(_Spec):
     relative: bool = True
     slices: bool = True
     max_slice_regression: float | None = Field(default=None, ge=0.0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return value if value is None else _known_metric(value)
 
 
 _BASELINES: tuple[Literal["dummy", "linear"], ...] = ("dummy", "linear")
@@ -816,11 +853,64 @@ class ProjectSpec(_Spec):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     score: ScoreSpec = Field(default_factory=ScoreSpec)
 
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int) -> int:
+        if not 0 <= value < MAX_SEED:
+            raise ValueError(f"seed: expected 0 <= seed < 2**32, found {value}")
+        return value
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _feature_items(cls, value: Any) -> Any:
+        """Each item is a column name or a feature mapping; an error names the item's key."""
+        if not isinstance(value, list):
+            return value
+        items: list[Any] = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                try:
+                    item = FeatureSpec.model_validate(item)
+                except ValidationError as exc:
+                    raise ValueError(
+                        describe_validation_error(exc, prefix=f"features[{i}]")
+                    ) from None
+            elif not isinstance(item, str | FeatureSpec):
+                raise ValueError(
+                    f"features[{i}]: expected a column name or a mapping with name and type, "
+                    f"found {item!r}"
+                )
+            items.append(item)
+        return items
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProjectSpec:
+        if self.label in [f.name for f in self.feature_specs() or []]:
+            raise ValueError(
+                f"features: {self.label!r} is the label; a model cannot take its own label as input"
+            )
+        problem = None if self.task == "auto" else self.metric_mismatch(self.task)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     def feature_specs(self) -> list[FeatureSpec] | None:
         """Declared features as :class:`FeatureSpec` (``None``: use every column)."""
         if self.features is None:
             return None
         return [FeatureSpec(name=f) if isinstance(f, str) else f for f in self.features]
+
+    def metric_mismatch(self, task: str) -> str | None:
+        """The first metric the spec names that ``task`` does not compute, as a message."""
+        valid = list(REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS)
+        named = [("metrics.primary", self.metrics.primary)]
+        named += [(f"gates.rules[{i}].metric", r.metric) for i, r in enumerate(self.gates.rules)]
+        if self.gates.champion is not None:
+            named.append(("gates.champion.metric", self.gates.champion.metric))
+        for key, metric in named:
+            if metric is not None and metric not in valid:
+                return f"{key}: expected a {task} metric among {valid}, found {metric!r}"
+        return None
 
 
 class Project:
@@ -878,20 +968,54 @@ def parse_spec(raw: dict[str, Any], *, source: str = SPEC_FILE) -> ProjectSpec:
         raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """Turn pydantic's first error into 'key: expected X, found Y'."""
-    error = exc.errors()[0]
-    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+# What a member of a union of plain types expects; pydantic's error names it by its type.
+_UNION_MEMBERS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "date": "a date",
+    "datetime": "a datetime",
+}
+
+
+def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
+    """Turn pydantic's first error into 'key: expected X, found Y' (keys under ``prefix``)."""
+    errors = exc.errors()
+    error = errors[0]
     kind = error["type"]
     found = error.get("input")
+    shown = repr(found)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    # A value no member of a union of plain types takes: one error per member, on one input.
+    members = [
+        str(e["loc"][-1])
+        for e in errors
+        if e["loc"] and e["loc"][:-1] == error["loc"][:-1] and e.get("input") is found
+    ]
+    if len(members) > 1 and all(m in _UNION_MEMBERS for m in members):
+        *others, last = [_UNION_MEMBERS[m] for m in members]
+        key = _key(error["loc"][:-1], prefix)
+        return f"{key}: expected {', '.join(others)} or {last}, found {shown}"
+    loc = _key(error["loc"], prefix)
     if kind == "extra_forbidden":
         return f"unknown key '{loc}'"
     if kind == "missing":
         return f"missing required key '{loc}'"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
-        return f"{loc}: {message}" if loc and not message.startswith(loc.split(".")[0]) else message
-    shown = repr(found)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+        named = message.startswith((loc.split(".")[0], "unknown key", "missing required key"))
+        return f"{loc}: {message}" if loc and not named else message
     return f"{loc}: {message[:1].lower() + message[1:]}, found {shown}"
+
+
+def _key(loc: tuple[int | str, ...], prefix: str) -> str:
+    """``features[0].type`` from pydantic's ``('features', 0, 'type')``."""
+    key = prefix
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif not part.startswith("function-"):
+            key += f".{part}" if key else part
+    return key

@@ -24,10 +24,25 @@ def init_project(directory: Path, *, force: bool = False, ci: str | None = None)
     """Create ``directory`` with a starter ``readyml.yaml``, a ``data/`` folder and a .gitignore.
 
     With ``ci="github"``, also a GitHub Actions workflow (``.github/workflows/readyml.yml``).
-    Refuses to overwrite an existing spec unless ``force``.
+    Refuses to overwrite an existing spec unless ``force``; a path that is not a folder, or
+    one that cannot be written, is a ConfigError.
     """
     if ci is not None and ci not in CI_SYSTEMS:
         raise ConfigError(f"--ci: expected one of {list(CI_SYSTEMS)}, found {ci!r}")
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(
+            f"directory '{directory}': expected a folder (new or existing), found a file"
+        )
+    try:
+        return _write_project(directory, force=force, ci=ci)
+    except OSError as exc:
+        raise ConfigError(
+            f"directory '{directory}': cannot create the project there "
+            f"({exc.strerror or exc}: '{exc.filename}')"
+        ) from exc
+
+
+def _write_project(directory: Path, *, force: bool, ci: str | None) -> list[Path]:
     spec_path = directory / SPEC_FILE
     if spec_path.exists() and not force:
         raise ConfigError(f"'{spec_path}' already exists; pass --force to overwrite it")

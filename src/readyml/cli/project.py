@@ -23,7 +23,7 @@ def init(
         str | None, typer.Option("--ci", help="Also write a CI workflow: github.")
     ] = None,
 ) -> None:
-    """Write a commented starter project (readyml.yaml, data/, .gitignore, CI workflow)."""
+    """Write a starter project: readyml.yaml, data/, .gitignore and, with --ci, a CI workflow."""
     from readyml.scaffold import init_project
 
     for path in init_project(directory, force=force, ci=ci):

@@ -8,7 +8,8 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from readyml.config import FeatureType, ProjectSpec
-from readyml.errors import DataError
+from readyml.errors import ConfigError, DataError
+from readyml.types import JSON
 
 # Columns the pipeline adds (production weights, provenance); never features.
 RESERVED_PREFIX = "_readyml_"
@@ -52,7 +53,8 @@ def infer_type(series: pd.Series) -> FeatureType:
 
 
 def check_columns(frame: pd.DataFrame, spec: ProjectSpec) -> None:
-    """Every column the spec names must be in the data; the message lists what is there."""
+    """Every column the spec names must be in the data (the message lists what is there), and
+    a time split's column must hold dates."""
     present = [str(c) for c in frame.columns]
     shown = ", ".join(present[:20]) + (" …" if len(present) > 20 else "")
     named: list[tuple[str, str]] = [("label", spec.label)]
@@ -64,6 +66,59 @@ def check_columns(frame: pd.DataFrame, spec: ProjectSpec) -> None:
     for key, column in named:
         if column not in frame.columns:
             raise DataError(f"{key}: column '{column}' not in the data (columns: {shown})")
+    if spec.split.method == "time" and spec.split.time_column is not None:
+        time_values(frame, spec.split.time_column)
+
+
+def checked_spec(spec: ProjectSpec) -> JSON:
+    """The spec fields the load step's checks read, so that changing one reruns them."""
+    champion = spec.gates.champion
+    return {
+        "label": spec.label,
+        "task": spec.task,
+        "features": [f.name for f in spec.feature_specs() or []],
+        "exclude": spec.exclude,
+        "split": [spec.split.method, spec.split.time_column],
+        "slices": [s.columns for s in spec.slices],
+        "metrics": [
+            spec.metrics.primary,
+            [r.metric for r in spec.gates.rules],
+            None if champion is None else champion.metric,
+        ],
+    }
+
+
+def time_values(frame: pd.DataFrame, column: str) -> pd.Series:
+    """The split's time column as datetimes; a column that holds other values is a DataError."""
+    values = frame[column]
+    if ptypes.is_datetime64_any_dtype(values):
+        return values
+    expected = f"split.time_column '{column}': expected a date/datetime column"
+    if not (ptypes.is_object_dtype(values) or ptypes.is_string_dtype(values)):
+        raise DataError(f"{expected}, found {values.dtype}")
+    times = pd.to_datetime(values, errors="coerce")
+    bad = values[times.isna() & values.notna()]
+    if len(bad):
+        raise DataError(f"{expected}, found values such as {bad.iloc[0]!r}")
+    return times
+
+
+def check_task(frame: pd.DataFrame, spec: ProjectSpec) -> str:
+    """The task, checked against the label's classes and the metrics the spec names."""
+    label = frame[spec.label]
+    task = resolve_task(label, spec.task)
+    if task == "classification" and label.nunique() < 2:
+        classes = label.unique().tolist()
+        raise DataError(
+            f"label '{spec.label}': classification needs at least 2 classes, "
+            f"found {len(classes)} ({', '.join(repr(c) for c in classes)})"
+        )
+    problem = spec.metric_mismatch(task)
+    if problem is not None:
+        raise ConfigError(
+            f"{problem} (task inferred from label '{spec.label}'; set task to override)"
+        )
+    return task
 
 
 def is_reserved(column: object) -> bool:

@@ -36,7 +36,14 @@ from readyml.data import (
 from readyml.data.io import read_table
 from readyml.errors import AnomalyError, ConfigError, DataError, FlavorError, RegistryError
 from readyml.flavors import ModelAdapter, build_model
-from readyml.train.features import check_columns, resolve_features, resolve_task
+from readyml.train.features import (
+    check_columns,
+    check_task,
+    checked_spec,
+    resolve_features,
+    resolve_task,
+    time_values,
+)
 from readyml.train.fingerprint import hash_callable_source, hash_file, package_versions
 from readyml.train.pipeline import Kind, RunContext, StepResult
 from readyml.train.production_data import (
@@ -100,10 +107,10 @@ def _xy(frame: pd.DataFrame, names: list[str], label: str) -> tuple[pd.DataFrame
 
 
 class LoadData:
-    """Read the data source; check that the label and named columns exist."""
+    """Read the data source; check the named columns, the label and the task against it."""
 
     name: ClassVar[str] = "load"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[dict[str, Kind]] = {"data": "frame", "production": "json"}
     cacheable: ClassVar[bool] = True
@@ -111,10 +118,16 @@ class LoadData:
     def params(self, ctx: RunContext) -> JSON:
         spec, root = ctx.project.spec, ctx.project.root
         production = production_params(ctx.project)
+        checks = checked_spec(spec)  # a spec edit reruns the checks, not a cached success
         if spec.data.is_loader:
             # A loader reads the outside world, so its output is never reused from a cache;
             # steps after it are still skipped when the frame it returns is unchanged.
-            return {"loader": spec.data.source, "run": ctx.run_id, "production": production}
+            return {
+                "loader": spec.data.source,
+                "run": ctx.run_id,
+                "production": production,
+                "checks": checks,
+            }
         files = data_files(spec, root)
         return {
             "files": {
@@ -122,6 +135,7 @@ class LoadData:
                 for p in files
             },
             "production": production,
+            "checks": checks,
         }
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
@@ -144,6 +158,7 @@ class LoadData:
             )
         columns = frame.shape[1]
         frame, production = blend_production(frame, ctx.project)
+        check_task(frame, spec)
         if production:
             origin += f" + {production['rows']:,} production examples"
         return StepResult(
@@ -271,7 +286,7 @@ class SplitData:
         split = spec.split
         if split.method == "time" and split.time_column and split.cutoff is not None:
             column = split.time_column
-            times = pd.to_datetime(frame[column])
+            times = time_values(frame, column)
             cutoff = pd.Timestamp(split.cutoff)
             if times.dt.tz is not None and cutoff.tz is None:
                 cutoff = cutoff.tz_localize(times.dt.tz)
