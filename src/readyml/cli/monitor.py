@@ -6,13 +6,17 @@ import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from readyml import _console as console
 from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
 from readyml.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from readyml.config import Project
+    from readyml.monitor import FeedbackResult
 
 app = typer.Typer(help="Monitor served traffic and record feedback labels.")
 
@@ -42,12 +46,26 @@ def monitor(
     Exit code 1 when a check failed.
     """
     from readyml.config import Project, duration_seconds
-    from readyml.monitor import report_path, run_every, run_monitor, write_alert_rules, write_report
+    from readyml.monitor import (
+        check_settings,
+        report_path,
+        run_every,
+        run_monitor,
+        write_alert_rules,
+        write_report,
+    )
     from readyml.train import open_project_registry
 
     form = output_format(fmt)
+    if count is not None and count < 1:
+        raise ConfigError(f"--count: expected a number of runs of at least 1, found {count}")
     loaded = Project.load(project)
+    period = every or (None if count is None else loaded.spec.monitoring.every)
+    if period is None and count is not None:
+        raise ConfigError("--count: needs --every (or monitoring.every)")
+    period_s = None if period is None else duration_seconds(period, key="--every")
     registry = open_project_registry(loaded)
+    check_settings(loaded, registry)
     if prometheus_rules is not None:
         path = write_alert_rules(
             loaded.spec.monitoring.performance, prometheus_rules, project=loaded.spec.name
@@ -84,14 +102,11 @@ def monitor(
         if retrain is not None:
             console.stdout.print(f"retrain {retrain.id}: {retrain.state}: {retrain.reason}")
 
-    period = every or (None if count is None else loaded.spec.monitoring.every)
-    if period is None:
-        if count is not None:
-            raise ConfigError("--count: needs --every (or monitoring.every)")
+    if period_s is None:
         once()
     else:
         with contextlib.suppress(KeyboardInterrupt):
-            run_every(duration_seconds(period, key="--every"), once, count=count)
+            run_every(period_s, once, count=count)
     if failed:
         raise typer.Exit(code=1)
 
@@ -118,16 +133,31 @@ def feedback(
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:
-    """Record labels that arrived after the predictions, joined to the log by request id."""
+    """Record labels that arrived after the predictions, joined to the log by request id.
+
+    A record without an id, or whose label is not one of the served model's classes (a
+    number, for a regressor), is rejected and reported by its row number; the others are
+    recorded. Exit code 1 when a record was rejected.
+    """
     from readyml.config import Project
     from readyml.monitor import record_feedback
 
     form = output_format(fmt)
     loaded = Project.load(project)
-    result = record_feedback(loaded.workspace, _records(file), now=datetime.now(UTC))
+    records = _records(file)
+    classes, numeric = _served_labels(loaded)
+    result = record_feedback(
+        loaded.workspace, records, now=datetime.now(UTC), classes=classes, numeric=numeric
+    )
     if form == "json":
         console.print_json(result.to_dict())
-        return
+    else:
+        _show_feedback(file, result)
+    if result.rejected:
+        raise typer.Exit(code=1)
+
+
+def _show_feedback(file: Path, result: FeedbackResult) -> None:
     console.key_values(
         f"feedback from {file.name}",
         [
@@ -140,37 +170,69 @@ def feedback(
     )
     for error in result.errors:
         console.stderr.print(f"  rejected {error}")
+    if result.rejected > len(result.errors):
+        console.stderr.print(f"  … and {result.rejected - len(result.errors)} more rejected")
+
+
+def _served_labels(project: Project) -> tuple[list[str] | None, bool]:
+    """The served version's classes, and whether its labels are numbers (no version: any)."""
+    from readyml.errors import VersionNotFound
+    from readyml.monitor.inputs import served_target, served_task
+    from readyml.train import open_project_registry
+
+    try:
+        version = open_project_registry(project).get(served_target(project))
+    except VersionNotFound:
+        return None, False
+    if served_task(version) == "regression":
+        return None, True
+    classes = version.signature.get("output", {}).get("classes")
+    return ([str(c) for c in classes] if classes else None), False
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
     """Feedback records from a file, by its suffix."""
     import pandas as pd
 
-    if not path.exists():
-        raise DataError(f"feedback file '{path}' not found")
+    if not path.is_file():
+        raise DataError(f"feedback file: expected a file, found nothing at {path}")
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"feedback file {path.name}: expected records with request_id and label, "
+            "found an empty file"
+        )
     suffix = path.suffix.lower()
     if suffix == ".json":
         from readyml.monitor.feedback import parse_feedback_body
 
         return parse_feedback_body(path.read_bytes())
     if suffix in (".jsonl", ".ndjson"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path.name}: expected UTF-8 JSON lines ({exc.reason})") from exc
         records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path.name}: line {number}: not JSON ({exc.msg})") from exc
         return records
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype={"request_id": str})
-    elif suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    else:
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise DataError(
             f"feedback file '{path.name}': expected .csv, .parquet, .json or .jsonl, "
             f"found {suffix or 'no suffix'}"
         )
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype={"request_id": str})
+        else:
+            frame = pd.read_parquet(path)
+    except (ValueError, OSError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        reason = " ".join(str(exc).split())
+        raise DataError(f"feedback file {path.name}: expected {kind} ({reason})") from exc
     if "request_id" not in frame.columns or "label" not in frame.columns:
         raise DataError(
             f"{path.name}: expected columns request_id and label, found {list(frame.columns)}"

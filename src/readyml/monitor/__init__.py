@@ -38,6 +38,7 @@ from readyml.monitor.inputs import MonitorInputs, Reference, load_inputs, read_t
 from readyml.monitor.monitor import Monitor, MonitorReport, report_path, run_every, run_monitor
 from readyml.monitor.prometheus import alert_rules, write_alert_rules
 from readyml.monitor.report import render_monitoring_html, write_report
+from readyml.monitor.settings import check_settings
 
 __all__ = [
     "Alert",
@@ -64,6 +65,7 @@ __all__ = [
     "TrainingGuard",
     "WebhookSink",
     "alert_rules",
+    "check_settings",
     "checks_from_spec",
     "feedback_app",
     "load_inputs",

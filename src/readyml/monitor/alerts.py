@@ -296,6 +296,9 @@ class _HttpSink:
                 status = self.poster(self._target(), body, self.timeout_s)
             except OSError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            except ValueError as exc:  # a malformed URL: retrying cannot help
+                problem = f"invalid URL ({exc})"
+                break
             else:
                 if 200 <= status < 300:
                     return

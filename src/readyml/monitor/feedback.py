@@ -5,11 +5,12 @@ a temporary name, then renamed) with ``request_id``, ``label`` (text), ``ts`` (w
 outcome happened, UTC; defaults to the time received), ``received`` and ``seq`` (order within
 the call). Nothing is rewritten: the last label written for an id wins when joined.
 
-A bad record (no id, no label) is counted as rejected and skipped; an id absent from the
-request log is counted as unknown (and kept: the server writes its log in the background, so
-a label may arrive before its request's row). Duplicates — twice in one call, or already
-labelled — are counted; the newest label wins. Nothing in a batch is lost to another
-record's problem.
+A bad record (no id, no label, a label that is not one of the model's classes when they are
+given, a time that is not one) is counted as rejected and listed by its row number (from 1);
+an id absent from the request log is counted as unknown (and kept: the server writes its log
+in the background, so a label may arrive before its request's row). Duplicates — twice in
+one call, or already labelled — are counted; the newest label wins. Nothing in a batch is
+lost to another record's problem.
 
 :func:`feedback_app` is the ``POST /v2/feedback`` endpoint as a plain ASGI application.
 """
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +44,8 @@ from readyml.types import JSON
 
 # Unknown or rejected ids listed in a result (the counts are complete).
 MAX_LISTED: Final = 20
+# Classes named in a rejected label's message.
+MAX_CLASSES_SHOWN: Final = 10
 # Largest feedback request body the endpoint accepts.
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 
@@ -108,7 +112,12 @@ def _stamp(value: Any, default: datetime) -> datetime:
 
 
 def record_feedback(
-    workspace: Path, records: list[dict[str, Any]], *, now: datetime | None = None
+    workspace: Path,
+    records: list[dict[str, Any]],
+    *,
+    now: datetime | None = None,
+    classes: Sequence[str] | None = None,
+    numeric: bool = False,
 ) -> FeedbackResult:
     """Append labels (``{"request_id", "label"[, "ts"]}``) for logged requests.
 
@@ -116,6 +125,8 @@ def record_feedback(
         workspace: The project's ``.readyml`` folder.
         records: One mapping per labelled request.
         now: When the labels were received (default: now).
+        classes: The classifier's classes; another label is rejected (``None``: any).
+        numeric: Labels must be finite numbers (a regressor's).
 
     Returns:
         Counts of recorded, unknown, duplicate and rejected records.
@@ -131,22 +142,18 @@ def record_feedback(
     result = FeedbackResult(received=len(records))
     rows: dict[str, tuple[str, datetime, int]] = {}
     for seq, record in enumerate(records):
-        problem = _problem(record)
-        if problem is not None:
+        label: str | None = None
+        ts, problem = received, _problem(record)
+        if problem is None:
+            label, problem = _label(record.get("label"), classes, numeric=numeric)
+        if problem is None:
+            ts, problem = _time(record.get("ts"), received)
+        if problem is not None or label is None:
             result.rejected += 1
             if len(result.errors) < MAX_LISTED:
-                result.errors.append(f"record {seq}: {problem}")
+                result.errors.append(f"row {seq + 1}: {problem}")
             continue
         request_id = str(record["request_id"])
-        label = _label_text(record["label"])
-        assert label is not None  # checked by _problem
-        try:
-            ts = _stamp(record.get("ts"), received)
-        except (ValueError, TypeError):
-            result.rejected += 1
-            if len(result.errors) < MAX_LISTED:
-                result.errors.append(f"record {seq}: ts: expected a time, found {record['ts']!r}")
-            continue
         if request_id in rows:
             result.duplicates += 1
         rows[request_id] = (label, ts, seq)
@@ -169,9 +176,49 @@ def _problem(record: Any) -> str | None:
     request_id = record.get("request_id")
     if not isinstance(request_id, str | int) or isinstance(request_id, bool) or request_id == "":
         return f"request_id: expected a non-empty string, found {request_id!r}"
-    if "label" not in record or _label_text(record["label"]) is None:
-        return f"label: expected a value, found {record.get('label')!r}"
     return None
+
+
+def _time(value: Any, default: datetime) -> tuple[datetime, str | None]:
+    """When the outcome happened, or a problem."""
+    try:
+        return _stamp(value, default), None
+    except (ValueError, TypeError):
+        return default, f"ts: expected a time, found {value!r}"
+
+
+def _label(
+    value: Any, classes: Sequence[str] | None, *, numeric: bool
+) -> tuple[str | None, str | None]:
+    """The label text to store, or a problem (``1.0`` matches the class ``1``)."""
+    text = _label_text(value)
+    if text is None:
+        return None, f"label: expected a value, found {value!r}"
+    if numeric:
+        try:
+            number = float(text)
+        except ValueError:
+            return None, f"label: expected a number, found {value!r}"
+        if not math.isfinite(number):
+            return None, f"label: expected a finite number, found {value!r}"
+        return text, None
+    if not classes:
+        return text, None
+    for candidate in (text, _integer_text(text)):
+        if candidate in classes:
+            return candidate, None
+    shown = ", ".join(classes[:MAX_CLASSES_SHOWN]) + (
+        " …" if len(classes) > MAX_CLASSES_SHOWN else ""
+    )
+    return None, f"label: expected one of {shown}, found {value!r}"
+
+
+def _integer_text(text: str) -> str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
 
 
 def _ids_table(ids: list[str]) -> pd.DataFrame:
@@ -249,12 +296,15 @@ def parse_feedback_body(body: bytes) -> list[dict[str, Any]]:
     return data
 
 
-def feedback_app(workspace: Path) -> ASGIApp:
+def feedback_app(
+    workspace: Path, *, classes: Sequence[str] | None = None, numeric: bool = False
+) -> ASGIApp:
     """The ``POST /v2/feedback`` endpoint: JSON records in, a :class:`FeedbackResult` out.
 
     Answers 200 with the counts (unknown ids and bad records included), 400 on a body that
     is not JSON records, 405 on another method and 413 on a body over 16 MiB. The Parquet
-    write runs in a worker thread.
+    write runs in a worker thread. ``classes`` and ``numeric`` check labels as
+    :func:`record_feedback` does.
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -280,7 +330,9 @@ def feedback_app(workspace: Path) -> ASGIApp:
         except DataError as exc:
             await _answer(send, 400, {"error": str(exc)})
             return
-        result = await asyncio.to_thread(record_feedback, workspace, records)
+        result = await asyncio.to_thread(
+            record_feedback, workspace, records, classes=classes, numeric=numeric
+        )
         await _answer(send, 200, result.to_dict())
 
     return app

@@ -273,18 +273,28 @@ def load_inputs(
 ) -> MonitorInputs:
     """Inputs of a monitoring run of ``project`` (the served version: ``monitoring.model``,
     else the champion)."""
-    spec = project.spec
-    target = ref or spec.monitoring.model or f"{spec.name}@champion"
-    version = registry.get(target)
+    version = registry.get(served_target(project, ref))
     reference = load_reference(project, registry, version)
     return MonitorInputs(
         workspace=project.workspace,
-        project=spec.name,
-        spec=spec.monitoring,
+        project=project.spec.name,
+        spec=project.spec.monitoring,
         reference=reference,
         now=now or datetime.now(UTC),
         root=project.root,
     )
+
+
+def served_target(project: Project, ref: str | None = None) -> str:
+    """The version monitored: ``ref``, else ``monitoring.model``, else the champion."""
+    spec = project.spec
+    return ref or spec.monitoring.model or f"{spec.name}@champion"
+
+
+def served_task(version: ModelVersion) -> str:
+    """``classification`` or ``regression``, from the version's signature or metrics."""
+    output = version.signature.get("output", {})
+    return str(output.get("task") or (version.metrics or {}).get("task") or "classification")
 
 
 def load_reference(project: Project, registry: Registry, version: ModelVersion) -> Reference:
@@ -301,7 +311,7 @@ def load_reference(project: Project, registry: Registry, version: ModelVersion) 
         model=version.name,
         version=version.version,
         created_at=_aware(version.created_at),
-        task=str(output.get("task") or metrics.get("task") or "classification"),
+        task=served_task(version),
         features=[str(c["name"]) for c in inputs],
         dtypes={str(c["name"]): str(c.get("dtype", "")) for c in inputs},
         label=project.spec.label,

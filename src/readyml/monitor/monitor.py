@@ -29,6 +29,7 @@ from readyml.monitor.alerts import (
 from readyml.monitor.checks import Check, CheckResult, checks_from_spec
 from readyml.monitor.checks._base import clean
 from readyml.monitor.inputs import MonitorInputs, load_inputs
+from readyml.monitor.settings import check_settings
 from readyml.registry import Registry
 from readyml.types import JSON, Evidence
 
@@ -209,8 +210,10 @@ def run_monitor(
     """Run every enabled check on the project's served version; record evidence; alert.
 
     Raises:
+        ConfigError: a ``monitoring`` value is invalid (see :func:`check_settings`).
         VersionNotFound: the served version (``monitoring.model`` or the champion) is missing.
     """
+    check_settings(project, registry, ref=ref)
     inputs = load_inputs(project, registry, now=now or datetime.now(UTC), ref=ref)
     source = project.spec.data.source
     data_source = None if project.spec.data.is_loader else source

@@ -28,6 +28,7 @@ from readyml.monitor.inputs import PROBA_PREFIX, MonitorInputs, Reference, proba
 
 CALIBRATION_BINS = 10  # bins of the confidence → accuracy reliability curve
 MAX_SLICE_VALUES = 20  # a categorical feature with more values is not sliced automatically
+MAX_LISTED = 10  # unknown label values listed in the details
 
 
 class QualityCheck:
@@ -81,7 +82,14 @@ class QualityCheck:
             if "label" in frame.columns
             else np.zeros(len(frame), bool)
         )
+        stray = _stray_labels(frame, ref)
+        labelled = labelled & ~stray
         details["labelled"] = int(labelled.sum())
+        if stray.any():
+            details["unknown_labels"] = {
+                "rows": int(stray.sum()),
+                "values": sorted(frame.loc[stray, "label"].astype(str).unique())[:MAX_LISTED],
+            }
         details["prediction_shift"] = self._shift(frame, ref, findings)
         details["slice_bias"] = self._slice_bias(frame, ref, inputs, findings)
         estimate = self._cbpe(frame, ref) if classifier else None
@@ -147,6 +155,10 @@ class QualityCheck:
             if isinstance(shown, float)
             else f"{details['labelled']} labelled rows (< {self.min_labels}); judged on predictions"
         )
+        if stray.any():
+            summary += (
+                f"; {int(stray.sum())} labelled row(s) left out: label not one of the classes"
+            )
         return verdict(self.name, self.test_id, findings, summary, details=details, series=series)
 
     # -- with labels -----------------------------------------------------------------
@@ -370,6 +382,16 @@ class QualityCheck:
             return confidence
         bins = np.clip((confidence * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
         return np.asarray(curve[bins], dtype=np.float64)
+
+
+def _stray_labels(frame: pd.DataFrame, ref: Reference) -> np.ndarray:
+    """Rows whose label is not one of the classifier's classes (metrics cannot score them)."""
+    probas = proba_columns(frame)
+    classes = [c[len(PROBA_PREFIX) :] for c in probas] if probas else ref.classes
+    if ref.task != "classification" or not classes or "label" not in frame.columns:
+        return np.zeros(len(frame), bool)
+    labels = frame["label"]
+    return np.asarray(labels.notna() & ~labels.astype(str).isin(classes), dtype=bool)
 
 
 def _drop(metric: str, reference: float, measured: float) -> float:

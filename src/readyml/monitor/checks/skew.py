@@ -18,7 +18,10 @@ fails the check.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -32,6 +35,7 @@ from readyml.monitor.inputs import MonitorInputs
 
 # Example request ids listed per skewed feature.
 MAX_EXAMPLES = 5
+OFFLINE_KEY: Final = "monitoring.skew.offline_features"
 
 
 class SkewCheck:
@@ -106,19 +110,18 @@ class SkewCheck:
         if project_imports_target(source):
             if inputs.root is None:
                 return None
-            project_imports.prepare(inputs.root, source)
-            import importlib
-
-            module, function = source.split(":", 1)
-            frame = getattr(importlib.import_module(module), function)(inputs.traffic())
+            frame = offline_function(inputs.root, source)(inputs.traffic())
             if not isinstance(frame, pd.DataFrame):
                 raise ConfigError(
-                    f"monitoring.skew.offline_features: {source} returned "
+                    f"{OFFLINE_KEY}: {source} returned "
                     f"{type(frame).__name__}, expected a pandas DataFrame"
                 )
             return frame
         base = inputs.root if inputs.root is not None else inputs.workspace.parent
-        return read_table(base / source)
+        try:
+            return read_table(base / source)
+        except DataError as exc:
+            raise DataError(f"{OFFLINE_KEY}: {exc}") from exc
 
     def _per_example(self, inputs: MonitorInputs, findings: list[Finding]) -> dict[str, Any] | None:
         offline = self._offline(inputs)
@@ -248,6 +251,29 @@ def _score(
         p = adjusted if adjusted is not None else p_value
         return float((1.0 - p) / max(1.0 - threshold, 1e-9))
     return float(statistic / threshold) if threshold else 0.0
+
+
+def offline_function(root: Path, source: str) -> Callable[[pd.DataFrame], Any]:
+    """The ``module:function`` of ``skew.offline_features``, imported from the project.
+
+    Raises:
+        ConfigError: the module cannot be imported or has no such function.
+    """
+    project_imports.prepare(root, source)
+    module_name, name = source.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{OFFLINE_KEY}: expected an importable module:function, found {source!r} ({exc})"
+        ) from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(
+            f"{OFFLINE_KEY}: expected a function {name!r} in module {module_name!r}, found "
+            f"{'nothing' if function is None else type(function).__name__}"
+        )
+    return cast(Callable[[pd.DataFrame], Any], function)
 
 
 def project_imports_target(source: str) -> bool:
