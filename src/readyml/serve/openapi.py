@@ -224,7 +224,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
                     "200": _json_body(_ref("PredictResponse"), "Predictions."),
                     **_errors("400", "401", "404", "413", "422", "503"),
                 },
-            }
+            },
         },
         "/invocations": {
             "parameters": [model_query],
@@ -250,7 +250,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
                     ),
                     **_errors("400", "401", "404", "413", "415", "422", "503"),
                 },
-            }
+            },
         },
         "/ping": {"get": {"summary": "MLflow health check", "responses": _health()}},
         "/health": {"get": {"summary": "MLflow health check", "responses": _health()}},
