@@ -495,14 +495,21 @@ class RegisterModel:
         fingerprints = ctx.fingerprints
         model_fp = ctx.values["model"].fingerprint
         existing = registry.find_by_fingerprint(spec.name, model_fp)
+        gate = inputs["gate"]
         if existing is not None:
+            message = f"this model is already {spec.name}:{existing.version}"
+            # Gate rules changed since a veto (a typo fixed): the same model blessed now is
+            # blessed in the registry too. A veto of a blessed version changes nothing there:
+            # it may be serving, and demoting it is a person's call.
+            if existing.status == "vetoed" and gate["decision"] == "blessed":
+                registry.set_status(spec.name, existing.version, "blessed", gate=gate)
+                message += ", vetoed before and blessed by this run's gate"
             return StepResult(
                 {"registered": {"name": spec.name, "version": existing.version, "new": False}},
-                f"this model is already {spec.name}:{existing.version}",
+                message,
                 skipped=True,
             )
         model: ModelAdapter = inputs["model"]
-        gate = inputs["gate"]
         names = [c["name"] for c in model.signature()["inputs"]]
         example = json.loads(
             inputs["train"][names]
