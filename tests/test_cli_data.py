@@ -167,6 +167,17 @@ def test_validate_against_a_reference_alone_checks_the_schema_inferred_from_it(
     assert not any(kind == "out_of_range" for kind, _ in kinds)
 
 
+def test_profile_out_to_a_folder_is_one_line_and_leaves_nothing(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    result = runner.invoke(app, ["profile", str(train_csv), "--out", str(folder)])
+    assert result.exit_code == 2
+    assert "expected a file name, found a folder" in result.stderr
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_validate_finds_duplicates_only_when_asked(tmp_path: Path, train_csv: Path) -> None:
     frame = pd.read_csv(train_csv)
     path = tmp_path / "dup.csv"

@@ -101,3 +101,12 @@ def test_attest_rejects_an_unknown_test_and_an_empty_link(project: Path) -> None
     code, _, err = invoke("attest", "model-1", "-p", str(project), "--note", "n")
     assert code == 2 and "link: expected a non-empty string" in err
     assert not (project / "attestations.yaml").exists()
+
+
+@pytest.mark.parametrize("limit", ["99", "-1", "7.5"])
+def test_fail_under_outside_the_scale_is_one_line(project: Path, limit: str) -> None:
+    code, _, err = invoke("score", "-p", str(project), "--fail-under", limit)
+    assert code == 2
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"error: --fail-under: expected a score from 0 to 7, found {float(limit):g}"
+    ]

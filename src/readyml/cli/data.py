@@ -175,13 +175,17 @@ def _reference(path: Path) -> Profile:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole (a temporary file renamed), or raise ``DataError``."""
+    if path.is_dir():
+        raise DataError(f"output file '{path}': expected a file name, found a folder")
+    temporary = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
     except OSError as exc:
-        raise DataError(f"output file '{path}': cannot write it ({exc})") from exc
+        temporary.unlink(missing_ok=True)
+        raise DataError(f"output file '{path}': cannot write it ({exc.strerror})") from exc
 
 
 def _number(value: float | None) -> str:

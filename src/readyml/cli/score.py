@@ -33,11 +33,17 @@ def score(
 ) -> None:
     """Compute the ML Test Score (28 tests) from recorded evidence and attestations."""
     from readyml.config import Project
+    from readyml.errors import ConfigError
     from readyml.score import render, report_format, score_project, summary_line, table_rows
     from readyml.score.report import TABLE_COLUMNS
+    from readyml.score.scoring import SECTION_MAX
     from readyml.train import open_project_registry
 
     chosen = report_format(fmt)
+    if fail_under is not None and not 0.0 <= fail_under <= SECTION_MAX:
+        raise ConfigError(
+            f"--fail-under: expected a score from 0 to {SECTION_MAX:g}, found {fail_under:g}"
+        )
     loaded = Project.load(project)
     report = score_project(loaded, open_project_registry(loaded))
     if out is not None:

@@ -20,6 +20,7 @@ from readyml.errors import (
     PayloadTooLarge,
     ReadymlError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 Scope = MutableMapping[str, Any]
@@ -81,6 +82,7 @@ class Request:
         "_held",
         "authorization",
         "body",
+        "content_encoding",
         "content_length",
         "content_type",
         "inference_header_length",
@@ -99,6 +101,7 @@ class Request:
         self.body: bytes | bytearray = b""
         self.content_length: int | None = None
         self.content_type = b""
+        self.content_encoding: bytes | None = None
         self.inference_header_length: bytes | None = None
         self.authorization: bytes | None = None
         request_id: str | None = None
@@ -115,6 +118,8 @@ class Request:
                 self.authorization = value
             elif name == b"inference-header-content-length":
                 self.inference_header_length = value
+            elif name == b"content-encoding":
+                self.content_encoding = value
         self.request_id = request_id or new_request_id()
         self._budget: BodyBudget | None = None
         self._held = 0
@@ -136,7 +141,14 @@ class Request:
 
         With a ``budget`` the body's bytes are counted against it until :meth:`release`
         (503 when they do not fit): its Content-Length before reading, else as it arrives.
+        A compressed body is refused (415): it would be read as the bytes it was sent as.
         """
+        encoding = self.content_encoding
+        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+            raise UnsupportedMediaType(
+                "header Content-Encoding: expected identity (an uncompressed body), found "
+                f"{encoding.decode('latin-1')!r}"
+            )
         if self.content_length is not None and self.content_length > limit:
             raise PayloadTooLarge(
                 f"body: expected at most {limit} bytes, found Content-Length {self.content_length}"
