@@ -30,7 +30,8 @@ def test_a_vetoed_model_blessed_after_a_rule_is_fixed_can_become_champion(
     blessed = run_project(project, registry=registry)
     assert blessed.value("registered") == {"name": "iris", "version": 1, "new": False}
     version = registry.get("iris:1")
-    assert version.status == "blessed" and version.gate["decision"] == "blessed"
+    assert version.status == "blessed"
+    assert version.gate is not None and version.gate["decision"] == "blessed"
     registry.promote("iris:1", who="tests", reason="the rule is fixed")
     assert registry.get("iris@champion").version == 1
 
