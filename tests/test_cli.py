@@ -54,6 +54,12 @@ def test_run_then_models_commands(tmp_path: Path) -> None:
     code, out, _ = _invoke("models", "show", "iris:1", "-p", str(tmp_path))
     assert code == 0 and "input_example" in out
 
+    # The registry's commands need only where the project is, not a valid spec.
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump({**IRIS_SPEC, "features": 3}))
+    code, out, _ = _invoke("models", "show", "iris@champion", "-p", str(tmp_path))
+    assert code == 0 and "input_example" in out
+    assert _invoke("run", "-p", str(tmp_path))[0] == 2
+
 
 def test_promote_rollback_history_keep_reasons(tmp_path: Path) -> None:
     write_project(tmp_path)

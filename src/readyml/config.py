@@ -930,12 +930,7 @@ class Project:
     @classmethod
     def load(cls, path: str | Path = ".") -> Project:
         """Load ``readyml.yaml`` from a project directory (or the file itself)."""
-        path = Path(path)
-        spec_path = path / SPEC_FILE if path.is_dir() else path
-        if not spec_path.exists():
-            raise ConfigError(
-                f"project spec '{spec_path}' not found; run 'readyml init DIR' to create one"
-            )
+        spec_path = find_spec_file(path)
         try:
             raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
@@ -958,6 +953,21 @@ class Project:
     def spec_path(self) -> Path:
         """Path of ``readyml.yaml``."""
         return self.root / SPEC_FILE
+
+
+def find_spec_file(path: str | Path = ".") -> Path:
+    """The ``readyml.yaml`` of a project directory (or the file itself), unread.
+
+    Raises:
+        ConfigError: There is no such file.
+    """
+    path = Path(path)
+    spec_path = path / SPEC_FILE if path.is_dir() else path
+    if not spec_path.exists():
+        raise ConfigError(
+            f"project spec '{spec_path}' not found; run 'readyml init DIR' to create one"
+        )
+    return spec_path
 
 
 def parse_spec(raw: dict[str, Any], *, source: str = SPEC_FILE) -> ProjectSpec:

@@ -87,3 +87,18 @@ def test_torch_int8_of_a_scikit_learn_model_exits_2_naming_the_flavor(tmp_path: 
     result = CliRunner().invoke(app, [ref, "--quantize", "torch-int8", "-p", str(tmp_path)])
     assert result.exit_code == 2
     assert "expected a torch model, found flavor 'sklearn'" in " ".join(result.output.split())
+
+
+def test_a_second_compression_of_a_parent_keeps_the_first_report(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    for to_format in ("onnx", "ort"):
+        result = CliRunner().invoke(app, [ref, "--format", to_format, "-p", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    reports = tmp_path / ".readyml" / "reports"
+    # iris:1's first compression made iris:2; its second made iris:3 (ONNX) and iris:4 (ORT).
+    assert sorted(p.name for p in reports.glob("compress-*")) == [
+        "compress-iris-v1-to-v2",
+        "compress-iris-v1-to-v3",
+    ]
+    second = json.loads((reports / "compress-iris-v1-to-v3" / "compression.json").read_text())
+    assert [row["method"] for row in second["rows"]] == ["parent", "onnx", "ort"]

@@ -53,8 +53,14 @@ def who() -> str:
 
 
 def project_registry(project: Path) -> Registry:
-    """The registry of the project in ``project``."""
-    from readyml.config import Project
-    from readyml.train import open_project_registry
+    """The registry of the project in ``project``.
 
-    return open_project_registry(Project.load(project))
+    The spec is found but not parsed: the registry's commands need only where the project
+    is, and must work while ``readyml.yaml`` has a mistake elsewhere.
+    """
+    from readyml.config import WORKSPACE_DIR, find_spec_file
+    from readyml.registry import open_registry
+
+    workspace = find_spec_file(project).parent.resolve() / WORKSPACE_DIR
+    workspace.mkdir(parents=True, exist_ok=True)
+    return open_registry(workspace)

@@ -49,7 +49,8 @@ def compress(
     ] = 0.01,
     max_slice_loss: Annotated[float, typer.Option(help="The same, per slice.")] = 0.05,
     out: Annotated[
-        Path | None, typer.Option(help="Report folder (default: WORKSPACE/reports/compress-…).")
+        Path | None,
+        typer.Option(help="Report folder (default: WORKSPACE/reports/compress-NAME-vN-to-vM)."),
     ] = None,
     project: ProjectOpt = Path("."),
     output: Annotated[str, typer.Option("--output", help="Output: text or json.")] = "text",
@@ -83,7 +84,6 @@ def compress(
         temperature=temperature,
         soft_weight=soft_weight,
     ).check()
-    folder = out or loaded.workspace / "reports" / f"compress-{parent.name}-v{parent.version}"
     report = compress_version(
         registry,
         parent.ref,
@@ -93,8 +93,15 @@ def compress(
         primary=loaded.spec.metrics.primary,
         max_quality_loss=max_loss,
         max_slice_loss=max_slice_loss,
-        out=folder,
     )
+    # Named after the first version it made too: a second compression of the same parent
+    # must not overwrite the first one's report.
+    first = report.rows[1].ref.rpartition(":")[2]
+    folder = (
+        out
+        or loaded.workspace / "reports" / f"compress-{parent.name}-v{parent.version}-to-v{first}"
+    )
+    report.write(folder)
     if fmt == "json":
         console.print_json(report.to_dict())
     else:

@@ -163,9 +163,3 @@ def _print_event(event: Any, fmt: str) -> None:
         + (f" ({event.reason})" if event.reason else "")
     )
 
-
-def _registry(project: Path) -> Any:
-    from readyml.config import Project
-    from readyml.train import open_project_registry
-
-    return open_project_registry(Project.load(project))

@@ -360,6 +360,19 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
     if methods.format is not None or methods.quantize == ONNX_INT8:
         onnx_path = workdir / "onnx" / "model.onnx"
         export_onnx(base, workdir / "export.onnx").save(workdir / "onnx")
+        # Quantized before anything is registered: a graph with nothing to quantize (a
+        # forest) fails here, not after its export became a version.
+        quantized = None
+        if methods.quantize == ONNX_INT8:
+            mode: Mode = "static" if methods.static else "dynamic"
+            quantized = quantize_onnx(
+                onnx_path,
+                workdir / "int8.onnx",
+                mode=mode,
+                calibration=splits.X_train,
+                calibration_rows=methods.calibration,
+                sample=splits.X_valid,
+            )
         onnx_model = load_model(workdir / "onnx")
         files = {p.name: p for p in (workdir / "onnx").iterdir()}
         onnx_version = judge.add(
@@ -384,16 +397,8 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
                 timed=ort_path,
                 size_of=[ort_path],
             )
-        if methods.quantize == ONNX_INT8:
-            mode: Mode = "static" if methods.static else "dynamic"
-            quantized = quantize_onnx(
-                onnx_path,
-                workdir / "int8.onnx",
-                mode=mode,
-                calibration=splits.X_train,
-                calibration_rows=methods.calibration,
-                sample=splits.X_valid,
-            )
+        if quantized is not None:
+            mode = quantized.mode
             files = _saved(_onnx_adapter(base, quantized.path), workdir / f"int8-{mode}")
             judge.add(
                 report,
