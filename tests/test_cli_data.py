@@ -253,3 +253,19 @@ def test_schema_infer_without_a_project_exits_2(tmp_path: Path, train_csv: Path)
         app, ["schema", "infer", str(train_csv), "--out", str(tmp_path / "s.yaml"), "--label", "z"]
     )
     assert bad_label.exit_code == 2 and "'z'" in bad_label.output
+
+
+def test_schema_infer_refuses_a_header_only_file_and_negative_categories(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("x,age,city,y\n")
+    out = tmp_path / "s.yaml"
+    result = runner.invoke(app, ["schema", "infer", str(empty), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "expected data rows to infer a schema from, found none" in result.output
+    negative = runner.invoke(
+        app, ["schema", "infer", str(train_csv), "--out", str(out), "--max-categories", "-3"]
+    )
+    assert negative.exit_code == 2 and "--max-categories" in negative.output
+    assert not out.exists()

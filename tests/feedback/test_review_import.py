@@ -81,6 +81,19 @@ def test_jsonl_import_and_relabelling_make_a_new_version(project: Project, tmp_p
     assert len(latest) == 2
 
 
+def test_a_json_array_is_read_and_a_line_that_is_not_an_object_is_named(
+    project: Project, tmp_path: Path
+) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0, 50])
+    path = tmp_path / "filled.json"
+    filled(project, manifest.id, ["setosa", "versicolor"]).to_json(path, orient="records")
+    assert import_review(project.workspace, path, label="species").kept == 2
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text('{"example_id": "req-0:0", "label": "setosa"}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl: line 2: expected a JSON object .*found list"):
+        import_review(project.workspace, lines, label="species")
+
+
 def test_regression_labels_must_be_finite_numbers(project: Project, tmp_path: Path) -> None:
     manifest, _ = write_iris_set(project.workspace, [0, 1, 2], task="regression")
     frame = filled(project, manifest.id, ["1.5", "abc", "inf"])

@@ -61,6 +61,15 @@ def test_dependency_check_reports_served_and_upstream_schema_changes(workspace: 
     assert any("new column extra" in c for c in changes)
 
 
+def test_dependency_check_reports_an_upstream_source_left_with_a_header_only(
+    workspace: Path,
+) -> None:
+    log_traffic(workspace, make_log())
+    (workspace.parent / "upstream.csv").write_text("x1,x2,city\n")
+    result = DependencyCheck(sources=["upstream.csv"]).run(inputs_for(workspace))
+    assert result.details["source_changes"] == ["upstream.csv: no rows (a header only)"]
+
+
 # -- monitor-2 ---------------------------------------------------------------------------
 
 

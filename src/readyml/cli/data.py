@@ -133,7 +133,8 @@ def schema_infer(
         bool, typer.Option(help="Replace hand-edited features instead of keeping them.")
     ] = False,
     max_categories: Annotated[
-        int, typer.Option(help="Text columns with at most this many values are categories.")
+        int,
+        typer.Option(min=0, help="Text columns with at most this many values are categories."),
     ] = 50,
 ) -> None:
     """Infer the schema from data and write it; features already in the file are kept."""
@@ -148,7 +149,10 @@ def schema_infer(
         target = loaded.root / SCHEMA_FILE
         label = label if label is not None else loaded.spec.label
     before = set(load_schema(target).names) if target.exists() and not overwrite else set()
-    inferred = infer_schema(profile_file(data), label=label, max_categories=max_categories)
+    profile = profile_file(data)
+    if profile.n_rows == 0:  # every column would be inferred from nothing
+        raise DataError(f"{data}: expected data rows to infer a schema from, found none")
+    inferred = infer_schema(profile, label=label, max_categories=max_categories)
     written = write_schema(inferred, target, overwrite=overwrite)
     added = len([n for n in written.names if n not in before])
     console.stdout.print(

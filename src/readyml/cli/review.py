@@ -20,7 +20,9 @@ app = typer.Typer(no_args_is_help=True, help="Import labelled review sets; list 
 @app.command("import")
 @cli_errors
 def import_(
-    file: Annotated[Path, typer.Argument(help="A filled examples.csv or examples.jsonl.")],
+    file: Annotated[
+        Path, typer.Argument(help="A filled examples.csv or examples.jsonl (or a .json array).")
+    ],
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:

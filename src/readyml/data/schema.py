@@ -152,9 +152,11 @@ def infer_schema(
 
     Raises:
         DataError: ``df`` is not a frame, table or profile, or ``label`` is not one of its
-            columns.
+            columns; ``max_categories`` is negative.
     """
     profile = df if isinstance(df, Profile) else profile_frame(df)
+    if max_categories < 0:
+        raise SchemaError(f"schema: max_categories must be 0 or more, found {max_categories}")
     if label is not None and label not in profile.columns:
         raise SchemaError(f"schema: label column {label!r} not found in the data")
     return Schema(

@@ -68,8 +68,7 @@ def read_review_file(path: Path) -> pd.DataFrame:
         if suffix == ".csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         elif suffix in (".jsonl", ".json"):
-            records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
-            frame = pd.DataFrame.from_records(records)
+            frame = pd.DataFrame.from_records(_json_records(path))
         else:
             raise DataError(f"review file: expected .csv or .jsonl, found {suffix or 'no suffix'}")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -81,6 +80,24 @@ def read_review_file(path: Path) -> pd.DataFrame:
             f"found {list(frame.columns)[:12]}"
         )
     return frame
+
+
+def _json_records(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file, or of a ``.json`` file holding one array of them."""
+    text = path.read_text("utf-8")
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        records = json.loads(text)
+        where = "item"
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        where = "line"
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise DataError(
+                f"review file {path.name}: {where} {number}: expected a JSON object with "
+                f"example_id and label, found {type(record).__name__}"
+            )
+    return records
 
 
 def _blank(value: Any) -> bool:

@@ -155,6 +155,9 @@ class DependencyCheck:
             except ReadymlError as exc:
                 changes.append(f"{source}: unreadable ({exc})")
                 continue
+            if frame.empty:
+                changes.append(f"{source}: no rows (a header only)")
+                continue
             found = {f.name: f.type for f in infer_schema(frame).features}
             for feature in schema.features:
                 if feature.name not in found:
