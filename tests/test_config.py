@@ -144,6 +144,15 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             {"slices": [{"name": "s", "column": "c", "values": [[1]]}]},
             "slices[0].values[0]: expected a string, an integer, a number or a boolean, found [1]",
         ),
+        (
+            {"monitoring": {"staleness": {"max_model_age": "3 days"}}},
+            "monitoring.staleness.max_model_age: expected a duration such as 90s, 5m, 1h, 7d, "
+            "found '3 days'",
+        ),
+        (
+            {"monitoring": {"on_alert": {"cooldown": "soon"}}},
+            "monitoring.on_alert.cooldown: expected a duration",
+        ),
     ],
 )
 def test_bad_spec_message_names_the_key_expected_and_found(

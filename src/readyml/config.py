@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -59,8 +60,8 @@ class ProductionDataSpec(_Spec):
 
     @field_validator("max_age", "window")
     @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        return _check_duration(value, "data.production")
+    def _duration(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_duration(value, f"data.production.{info.field_name}")
 
 
 class DataSpec(_Spec):
@@ -604,8 +605,8 @@ class StalenessMonitorSpec(_Spec):
 
     @field_validator("max_model_age", "default_max_age")
     @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        return _check_duration(value, "monitoring.staleness")
+    def _duration(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_duration(value, f"monitoring.staleness.{info.field_name}")
 
     @field_validator("max_stage_age")
     @classmethod
@@ -738,8 +739,8 @@ class OnAlertSpec(_Spec):
 
     @field_validator("period", "cooldown")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        _check_duration(value, "monitoring.on_alert")
+    def _duration(cls, value: str, info: ValidationInfo) -> str:
+        _check_duration(value, f"monitoring.on_alert.{info.field_name}")
         return value
 
     @field_validator("checks")
