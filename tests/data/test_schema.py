@@ -12,6 +12,7 @@ from readyml.data import (
     Schema,
     infer_schema,
     load_schema,
+    mostly_numeric_text,
     profile_file,
     write_schema,
 )
@@ -119,3 +120,23 @@ def test_load_schema_errors_name_the_key(tmp_path: Path, text: str, message: str
 def test_load_schema_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="not found"):
         load_schema(tmp_path / "nope.yaml")
+
+
+def test_mostly_numeric_text_names_text_columns_of_numbers_and_strays() -> None:
+    frame = pd.DataFrame(
+        {
+            "price": ["1.5", "2", "3", "4", "5", "6", "7", "8", "9", "10", "n/a"],
+            "city": ["Oslo", "Rome", "1", "Oslo", "Rome", "Oslo", "Rome", "Oslo", "Rome", "a", "b"],
+            "code": [str(i) for i in range(11)],  # all numbers: a category on purpose
+        }
+    )
+    schema = Schema(
+        features=[
+            FeatureSchema("price", "string"),
+            FeatureSchema("city", "string"),
+            FeatureSchema("code", "category"),
+        ]
+    )
+    assert mostly_numeric_text(frame, schema) == [
+        "column 'price' is typed string though 10 of 11 values are numbers (not numbers: 'n/a')"
+    ]

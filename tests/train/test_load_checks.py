@@ -124,3 +124,18 @@ def test_time_values_parse_date_strings() -> None:
     times = time_values(frame, "day")
     assert times.tolist()[:2] == [pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-01")]
     assert times.isna().tolist() == [False, False, True]
+
+
+def test_a_numeric_column_made_text_by_stray_strings_is_named_when_the_schema_is_written(
+    tmp_path: Path,
+) -> None:
+    frame = iris_frame()
+    lengths = frame["sepal_length"].astype(object)
+    lengths[[3, 7]] = ["?", "unknown"]
+    write_project(tmp_path, frame=frame.assign(sepal_length=lengths))
+    result, _ = _run(tmp_path)
+    (validate,) = [s for s in result.steps if s.name == "validate"]
+    assert validate.message.endswith(
+        "wrote schema.yaml (review and check it in); column 'sepal_length' is typed category "
+        "though 148 of 150 values are numbers (not numbers: '?', 'unknown')"
+    )

@@ -25,7 +25,14 @@ from readyml.data.drift import (
 from readyml.data.files import profile_file, validate_file
 from readyml.data.io import read_arrow, read_table
 from readyml.data.profile import ColumnProfile, Profile, profile_column, profile_frame
-from readyml.data.schema import FeatureSchema, Schema, infer_schema, load_schema, write_schema
+from readyml.data.schema import (
+    FeatureSchema,
+    Schema,
+    infer_schema,
+    load_schema,
+    mostly_numeric_text,
+    write_schema,
+)
 from readyml.data.validate import (
     Anomaly,
     ValidationOptions,
@@ -57,6 +64,7 @@ __all__ = [
     "detect_drift",
     "infer_schema",
     "load_schema",
+    "mostly_numeric_text",
     "profile_column",
     "profile_file",
     "profile_frame",

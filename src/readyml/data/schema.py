@@ -164,6 +164,37 @@ def infer_schema(
     )
 
 
+# Share of a text feature's values that parse as numbers above which the rest look like
+# stray markers ('n/a', '?') that turned a numeric column into text.
+MOSTLY_NUMERIC = 0.9
+
+
+def mostly_numeric_text(frame: pd.DataFrame, schema: Schema) -> list[str]:
+    """Notes on ``string`` and ``category`` features whose values are mostly numbers.
+
+    A few stray strings in a numeric column make pandas read the column as text, and an
+    inferred schema then types it ``string`` without a word; each note names the column,
+    how many values are numbers, and up to three of those that are not.
+    """
+    notes = []
+    for feature in schema.features:
+        if feature.type not in ("string", "category") or feature.name not in frame.columns:
+            continue
+        values = frame[feature.name].dropna()
+        if values.empty:
+            continue
+        text = values.astype(str)
+        numbers = pd.to_numeric(text, errors="coerce")
+        parsed = int(numbers.notna().sum())
+        if MOSTLY_NUMERIC * len(text) <= parsed < len(text):
+            stray = ", ".join(repr(v) for v in text[numbers.isna()].unique()[:3])
+            notes.append(
+                f"column '{feature.name}' is typed {feature.type} though {parsed} of "
+                f"{len(text)} values are numbers (not numbers: {stray})"
+            )
+    return notes
+
+
 def write_schema(schema: Schema, path: str | Path, *, overwrite: bool = False) -> Schema:
     """Write ``schema`` as YAML, keeping the features already in the file unless ``overwrite``.
 

@@ -29,6 +29,7 @@ from readyml.data import (
     Schema,
     infer_schema,
     load_schema,
+    mostly_numeric_text,
     profile_frame,
     validate_frame,
     write_schema,
@@ -224,6 +225,7 @@ class ValidateData:
         if not path.exists():
             schema = write_schema(schema, path)
             wrote = f"; wrote {SCHEMA_FILE} (review and check it in)"
+            wrote += "".join(f"; {note}" for note in mostly_numeric_text(frame, schema))
         report = validate_frame(frame, schema=schema)
         if production.any():
             examples = without_reserved(data)[production]
