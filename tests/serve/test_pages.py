@@ -18,10 +18,19 @@ def test_feedback_then_report_pages(tmp_path: Path) -> None:
 
         fed = client.post(
             "/v2/feedback",
-            json=[{"request_id": "req-1", "label": "setosa"}, {"request_id": "nope", "label": "x"}],
+            json=[
+                {"request_id": "req-1", "label": "setosa"},
+                {"request_id": "nope", "label": "virginica"},
+                {"request_id": "req-1", "label": "rose"},  # not a class of the served model
+            ],
         )
         assert fed.status_code == 200, fed.text
-        assert fed.json()["recorded"] >= 1 and fed.json()["unknown"] >= 0
+        counts = fed.json()
+        # req-1 may not be in the request log's files yet: "unknown" counts it until it is.
+        assert (counts["recorded"], counts["rejected"]) == (2, 1) and counts["unknown"] >= 1
+        assert counts["errors"] == [
+            "row 3: label: expected one of setosa, versicolor, virginica, found 'rose'"
+        ]
 
         missing = client.get("/ui/monitoring")
         assert missing.status_code == 404

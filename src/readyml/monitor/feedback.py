@@ -297,14 +297,19 @@ def parse_feedback_body(body: bytes) -> list[dict[str, Any]]:
 
 
 def feedback_app(
-    workspace: Path, *, classes: Sequence[str] | None = None, numeric: bool = False
+    workspace: Path,
+    *,
+    classes: Sequence[str] | None = None,
+    numeric: bool = False,
+    labels: Callable[[], tuple[Sequence[str] | None, bool]] | None = None,
 ) -> ASGIApp:
     """The ``POST /v2/feedback`` endpoint: JSON records in, a :class:`FeedbackResult` out.
 
     Answers 200 with the counts (unknown ids and bad records included), 400 on a body that
     is not JSON records, 405 on another method and 413 on a body over 16 MiB. The Parquet
     write runs in a worker thread. ``classes`` and ``numeric`` check labels as
-    :func:`record_feedback` does.
+    :func:`record_feedback` does; ``labels``, when given, is asked for both at each request
+    (a server's models can change while it runs).
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -330,8 +335,9 @@ def feedback_app(
         except DataError as exc:
             await _answer(send, 400, {"error": str(exc)})
             return
+        allowed, numbers = labels() if labels is not None else (classes, numeric)
         result = await asyncio.to_thread(
-            record_feedback, workspace, records, classes=classes, numeric=numeric
+            record_feedback, workspace, records, classes=allowed, numeric=numbers
         )
         await _answer(send, 200, result.to_dict())
 

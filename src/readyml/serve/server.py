@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from readyml.config import Project, ServingSpec
 from readyml.data.schema import Schema, load_schema
 from readyml.errors import ConfigError, ServeError
@@ -173,7 +175,7 @@ def build_app(
         rollouts=rollouts,
         alias_watcher=watcher,
         mounts={
-            "/v2/feedback": feedback_app(project.workspace),
+            "/v2/feedback": feedback_app(project.workspace, labels=lambda: served_labels(table)),
             "/ui/monitoring": monitoring_page(project.workspace),
             "/ui/score": score_page(project, registry),
         },
@@ -189,6 +191,20 @@ def build_app(
             watcher.follow(ref, predictor.version)
     rollouts.resume()
     return app
+
+
+def served_labels(table: ModelTable) -> tuple[list[str] | None, bool]:
+    """The labels feedback may carry for the models served now, as ``(classes, numeric)``.
+
+    Their classes when every model is a classifier, numbers when every one is a regressor,
+    anything when they are mixed or none is served.
+    """
+    predictors = [deployment.predictor for deployment in table]
+    if not predictors:
+        return None, False
+    if all(p.classes is not None for p in predictors):
+        return sorted({str(c) for p in predictors for c in np.asarray(p.classes).tolist()}), False
+    return None, all(p.task == "regression" for p in predictors)
 
 
 def run(
