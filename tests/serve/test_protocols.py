@@ -187,3 +187,9 @@ def test_wrong_method_is_405_with_allow(server: Server) -> None:
         answer = client.get("/predict")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "POST"
+    assert answer.json() == {
+        "error": "method: expected POST for /predict, found GET",
+        "field": "method",
+        "expected": "POST for /predict",
+        "found": "GET",
+    }

@@ -155,6 +155,25 @@ def test_bad_raw_request_is_4xx(
     assert "error" in answer.json()
 
 
+def test_errors_without_their_own_details_still_name_field_expected_and_found(
+    server: Server,
+) -> None:
+    with server.client() as client:
+        answer = client.post(
+            "/invocations", content=b"\xff\xfe", headers={"Content-Type": "text/csv"}
+        )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "body: expected UTF-8 CSV text, found other bytes",
+        "field": "body",
+        "expected": "UTF-8 CSV text",
+        "found": "other bytes",
+        # MLflow's own error keys, for its clients
+        "error_code": "BAD_REQUEST",
+        "message": "body: expected UTF-8 CSV text, found other bytes",
+    }
+
+
 def test_oversized_chunked_body_without_length_is_413(server: Server) -> None:
     chunks = iter([b"x" * 40_000, b"x" * 40_000])  # no Content-Length: sent chunked
     with server.client() as client:

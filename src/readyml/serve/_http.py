@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -234,17 +235,28 @@ async def send_json(
     )
 
 
+# The server's error messages read "FIELD: expected WHAT[, found WHAT]".
+_FIELD_MESSAGE = re.compile(
+    r"(?P<field>[^:\n]+): expected (?P<expected>.+?)(?:, found (?P<found>.+))?"
+)
+
+
 def error_content(exc: ReadymlError) -> dict[str, Any]:
     """The JSON body of an error: ``{"error": message}`` plus the field details if known.
 
     The Open Inference Protocol's error format is ``{"error": "<message>"}``; the extra keys
-    (``field``, ``expected``, ``found``) name the offending input.
+    (``field``, ``expected``, ``found``) name the offending input. An error without its own
+    ``to_dict`` has them split out of its message, which follows the same pattern.
     """
     to_dict = getattr(exc, "to_dict", None)
     if callable(to_dict):
         content: dict[str, Any] = to_dict()
         return content
-    return {"error": str(exc)}
+    message = str(exc)
+    parts = _FIELD_MESSAGE.fullmatch(message)
+    if parts is None:
+        return {"error": message}
+    return {"error": message, **{k: v for k, v in parts.groupdict().items() if v is not None}}
 
 
 def error_headers(exc: ReadymlError, request_id: str) -> list[tuple[bytes, bytes]]:

@@ -336,7 +336,7 @@ class ServingApp:
             exchange.route = path
             handler = methods.get(request.method)
             if handler is None:
-                raise _not_allowed(path, methods)
+                raise _not_allowed(path, methods, request.method)
             await handler(exchange, receive, send)
             return
         mounted = self.mounts.get(path)
@@ -386,7 +386,7 @@ class ServingApp:
             raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
         exchange.route = f"{template}/{verb}" if verb else template
         if exchange.request.method != method:
-            raise _not_allowed(exchange.route, {method: self._live})
+            raise _not_allowed(exchange.route, {method: self._live}, exchange.request.method)
         if verb == "infer":
             # The body is read before the model is looked up, so that a swap while it
             # arrives never hands the request to a deployment that is being drained.
@@ -592,7 +592,7 @@ class ServingApp:
             raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
         exchange.route = f"/v2/repository/models/{{model_name}}/{action}"
         if exchange.request.method != "POST":
-            raise _not_allowed(exchange.route, {"POST": self._live})
+            raise _not_allowed(exchange.route, {"POST": self._live}, exchange.request.method)
         document = await self._management_body(exchange, receive)
         if action == "unload":
             deployment = self.table.remove(name)
@@ -682,9 +682,11 @@ class ServingApp:
         task.add_done_callback(self._background.discard)
 
 
-def _not_allowed(path: str, methods: dict[str, Any]) -> MethodNotAllowed:
+def _not_allowed(path: str, methods: dict[str, Any], method: str) -> MethodNotAllowed:
     allowed = sorted(methods)
-    return MethodNotAllowed(f"{path}: expected method {' or '.join(allowed)}", allowed=allowed)
+    return MethodNotAllowed(
+        f"method: expected {' or '.join(allowed)} for {path}, found {method}", allowed=allowed
+    )
 
 
 def _model_name(document: dict[str, Any], key: str = "model") -> str:

@@ -20,7 +20,17 @@ HTML = b"text/html; charset=utf-8"
 async def _refuse_other_methods(scope: Scope, send: Send) -> bool:
     if scope["method"] in ("GET", "HEAD"):
         return False
-    await send_json(send, 405, {"error": f"method {scope['method']}: expected GET"})
+    found = scope["method"]
+    await send_json(
+        send,
+        405,
+        {
+            "error": f"method: expected GET, found {found}",
+            "field": "method",
+            "expected": "GET",
+            "found": found,
+        },
+    )
     return True
 
 
