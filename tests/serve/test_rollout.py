@@ -413,6 +413,33 @@ def test_rollback_command_is_instant_and_tells_the_server(fleet: Fleet) -> None:
     assert evidence[-1].details["seconds"] == report["seconds"]
 
 
+def test_rollback_of_a_direct_deploy_tells_the_server_when_champion_never_moved(
+    tmp_path: Path,
+) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    with serve_process(root) as server, server.client() as client:
+        body = {"model": "iris", "version": candidate, "mode": "direct"}
+        assert client.post("/v2/management/deploy", json=body, headers=AUTH).status_code == 200
+        assert served_version(client) == str(candidate)
+        arguments = ["rollback", "iris", "--project", str(root), "--url", server.url]
+        result = CliRunner().invoke(
+            rollout_cli, [*arguments, "--format", "json"], env={"READYML_SERVE_TOKEN": TOKEN}
+        )
+        assert result.exit_code == 0, result.output
+        assert served_version(client) == "1"
+    report = json.loads(result.output)
+    assert (report["from_version"], report["to_version"], report["registry"]) == (
+        None,
+        1,
+        "unchanged",
+    )
+    assert registry_of(root).get("iris@champion").version == 1
+    # Without a server there is nothing to undo: the registry's answer stands.
+    alone = CliRunner().invoke(rollout_cli, ["rollback", "iris", "--project", str(root)])
+    assert alone.exit_code == 2 and "nothing to roll back to" in alone.output
+
+
 def test_rollout_state_survives_a_restart(tmp_path: Path) -> None:
     root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
     candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))

@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from readyml.errors import ServeError
-from readyml.registry import Registry
+from readyml.errors import AliasError, ServeError
+from readyml.registry import CHAMPION, Registry
 from readyml.types import Evidence
 
 # Seconds a management call may take before the CLI gives up.
@@ -73,19 +73,31 @@ def rollback_model(
     The wall time of the whole rollback is measured and recorded as evidence ``infra-7``
     (ML Test Score: models can be quickly and safely rolled back).
 
+    When ``champion`` never moved but ``url`` is given, what is undone is a version the
+    server was given directly (``readyml deploy --mode direct``): the server goes back to
+    the champion, and the registry is left as it is.
+
     Raises:
+        AliasError: ``champion`` never moved and no ``url`` was given.
         ManagementCallFailed: the server is unreachable or refused the reload.
     """
     started_s = time.monotonic()
-    event = registry.rollback(name, who=who, reason=reason)
+    try:
+        event = registry.rollback(name, who=who, reason=reason)
+        from_version, to_version = event.from_version, event.to_version
+    except AliasError:
+        if url is None:
+            raise
+        from_version, to_version = None, registry.get(f"{name}@{CHAMPION}").version
     served: dict[str, Any] | None = None
     if url is not None:
         body = {"model": name, "reload": True, "reason": reason}
         served = management_call(url, "/v2/management/rollback", body, token_env=token_env)
     result: dict[str, Any] = {
         "model": name,
-        "from_version": event.from_version,
-        "to_version": event.to_version,
+        "from_version": from_version,
+        "to_version": to_version,
+        "registry": "rolled back" if from_version is not None else "unchanged",
         "server": url,
         "seconds": time.monotonic() - started_s,
     }
@@ -97,7 +109,7 @@ def rollback_model(
             project=project,
             details={**result, "reason": reason, "served": served},
             model_name=name,
-            version=event.to_version,
+            version=to_version,
         )
     )
     return result
