@@ -17,7 +17,7 @@ def test_all_is_sorted_and_pinned() -> None:
     for name in readyml.data.__all__:
         assert hasattr(readyml.data, name)
     assert "detect_drift" in readyml.data.__all__
-    assert len(readyml.data.__all__) == 31
+    assert len(readyml.data.__all__) == 32
 
 
 @pytest.mark.parametrize("module", MODULES)
