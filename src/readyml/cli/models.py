@@ -162,4 +162,3 @@ def _print_event(event: Any, fmt: str) -> None:
         f"{event.model_name}@{event.alias}: {event.from_version or '-'} → {event.to_version}"
         + (f" ({event.reason})" if event.reason else "")
     )
-
