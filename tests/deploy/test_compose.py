@@ -69,3 +69,50 @@ def test_github_workflow_matches_the_schema_and_runs_the_gates(tmp_path: Path) -
     assert any("pytest" in r for r in runs)
     bad = CliRunner().invoke(project_app, ["init", str(tmp_path / "x"), "--ci", "gitlab"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bad ref!"], "model reference 'bad ref!'"),
+        (["nope@champion"], "model 'nope' not found"),
+        (["iris@champion", "--port", "0"], "port: expected 1 to 65535, found 0"),
+        (["iris@champion", "--build-context", ""], "--build-context: expected a folder"),
+    ],
+)
+def test_compose_refuses_bad_values_and_writes_nothing(
+    trained_project: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "stack"
+    result = CliRunner().invoke(
+        app, ["compose", *args, "-p", str(trained_project), "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_compose_refuses_a_folder_with_files_or_a_file(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    args = ["compose", "iris@champion", "-p", str(trained_project), "--out"]
+    assert CliRunner().invoke(app, [*args, str(tmp_path / "stack")]).exit_code == 0
+    again = CliRunner().invoke(app, [*args, str(tmp_path / "stack")])
+    assert again.exit_code == 2 and "expected an empty or new folder" in again.output
+    (tmp_path / "file").write_text("mine")
+    file = CliRunner().invoke(app, [*args, str(tmp_path / "file")])
+    assert file.exit_code == 2 and "expected a folder, found the file" in file.output
+
+
+def test_github_workflow_needs_no_dependency_file_for_its_cache() -> None:
+    from readyml.deploy import github_workflow
+
+    # setup-python's pip cache fails without requirements.txt or pyproject.toml, and a new
+    # readyml project has neither.
+    workflow = yaml.safe_load(github_workflow())
+    setup = next(
+        step
+        for step in workflow["jobs"]["readyml"]["steps"]
+        if step.get("uses", "").startswith("actions/setup-python")
+    )
+    assert "cache" not in setup["with"]

@@ -14,7 +14,7 @@ import yaml
 from readyml.config import SPEC_FILE, Project
 from readyml.deploy import ContainerBuild
 from readyml.deploy.container import uses_onnx_runtime
-from readyml.errors import ConfigError
+from readyml.errors import ConfigError, ReadymlError
 from readyml.predict import Predictor
 from readyml.registry import open_registry
 from readyml.train import open_project_registry
@@ -265,3 +265,92 @@ def test_runtime_onnx_puts_onnx_runtime_in_the_image(trained_project: Path, tmp_
     assert lines[0].startswith("readyml[serve,onnx]==")
     pinned = {line.split("==")[0] for line in lines[1:]}
     assert {"onnx", "onnxruntime", "skl2onnx"} <= pinned
+
+
+def test_build_refuses_a_file_as_out_or_a_path_under_one(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "file"
+    file.write_text("mine")
+    for out in (file, file / "ctx"):
+        with pytest.raises(ConfigError, match="expected a folder, found the file"):
+            _build(trained_project, out)
+    assert file.read_text() == "mine"
+
+
+def test_failed_build_leaves_the_folder_as_it_found_it(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(trained_project, root)
+    model = next((root / ".readyml" / "artifacts" / "models").rglob("model.*"))
+    model.write_bytes(model.read_bytes() + b"x")  # the download fails its sha256 check
+    with pytest.raises(ReadymlError, match="expected sha256"):
+        _build(root, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReadymlError, match="expected sha256"):
+        _build(root, tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--base", ""], ["--base", "python:3.11-slim\nRUN id"], ["--tag", "Bad Tag!"]],
+)
+def test_cli_build_refuses_a_bad_image_reference(
+    trained_project: Path, tmp_path: Path, option: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from readyml.cli.deploy import app
+
+    out = tmp_path / "ctx"
+    args = ["build", "iris@champion", "-p", str(trained_project), "--out", str(out), *option]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{option[0]}: expected an image reference" in result.output
+    assert not out.exists()
+
+
+def test_pulled_image_of_a_version_serves_that_version(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    project = Project.load(trained_project)
+    registry = open_project_registry(project)
+    try:
+        result = ContainerBuild(ref="iris:1", bake=False).write(project, registry, tmp_path / "c")
+    finally:
+        registry.store.close()
+    assert result.served_ref == "iris:1"
+    assert json.loads((tmp_path / "c" / "image.json").read_text())["ref"] == "iris:1"
+
+
+def test_baked_image_serves_its_registry_whatever_the_store_urls(
+    baked: Path, tmp_path: Path
+) -> None:
+    # A stand-in for readyml on PATH shows the environment the entry point starts it with.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "readyml"
+    fake.write_text(
+        f"#!{sys.executable}\nimport os\n"
+        "print(os.environ.get('READYML_STORE_URL'), os.environ.get('READYML_ARTIFACTS_URL'))\n"
+    )
+    fake.chmod(0o755)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("READYML_")}
+    environment |= {
+        "PATH": f"{bin_dir}{os.pathsep}{environment.get('PATH', '')}",
+        "READYML_APP_DIR": str(baked / "app"),
+        "READYML_STORE_URL": "postgresql+psycopg://USER:PASSWORD@HOST:5432/readyml",
+        "READYML_ARTIFACTS_URL": "s3://bucket/artifacts",
+    }
+    completed = subprocess.run(
+        [sys.executable, str(baked / "entrypoint.py")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["None", "None"]

@@ -115,3 +115,51 @@ def test_cli_writes_manifests_for_a_registered_version(
         app, ["k8s", "nope@champion", "-p", str(trained_project), "--out", str(tmp_path)]
     )
     assert missing.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"replicas": 0}, "replicas: expected 1 to max_replicas"),
+        ({"max_replicas": 0}, "max_replicas: expected 1 or more, found 0"),
+        ({"namespace": "Bad_NS"}, "--namespace: expected a DNS-1123 label"),
+        ({"image": ""}, "--image: expected an image reference"),
+        ({"canary_model": "iris:2"}, "--canary-model: expected --canary with it"),
+        ({"canary_image": "readyml-iris:v2"}, "--canary-image: expected --canary with it"),
+        ({"canary": True, "canary_model": "bad ref!"}, "--canary-model: model reference"),
+        ({"canary": True, "canary_image": "Bad Image"}, "--canary-image: expected an image"),
+    ],
+)
+def test_bad_values_are_refused_and_nothing_is_written(
+    tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    values = {"name": "iris", "image": "readyml-iris:v1", "model": "iris@champion", **options}
+    with pytest.raises(ConfigError, match=message):
+        KubernetesManifests(**values).write(tmp_path / "k8s")
+    assert not (tmp_path / "k8s").exists()
+
+
+def test_a_folder_with_manifests_or_a_file_is_refused(tmp_path: Path) -> None:
+    # Writing over older manifests would leave a stale deployment-canary.yaml to apply.
+    _manifests(canary=True).write(tmp_path / "k8s")
+    with pytest.raises(ConfigError, match="expected an empty or new folder"):
+        _manifests().write(tmp_path / "k8s")
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ConfigError, match="expected a folder, found the file"):
+        _manifests().write(tmp_path / "file")
+
+
+def test_secret_template_applied_unedited_enables_no_token(tmp_path: Path) -> None:
+    _manifests().write(tmp_path)
+    secret = _load(tmp_path / "secret.example.yaml")
+    assert secret["stringData"]["READYML_SERVE_TOKEN"] == ""
+
+
+def test_cli_manifests_of_a_version_serve_that_version(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["k8s", "iris:1", "-p", str(trained_project), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert _load(tmp_path / "configmap.yaml")["data"]["READYML_MODEL"] == "iris:1"

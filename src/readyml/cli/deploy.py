@@ -42,12 +42,14 @@ def build(
     """Write a container build context: Dockerfile, .dockerignore, sbom.json, the model."""
     from readyml.config import Project
     from readyml.deploy import ContainerBuild, build_image
-    from readyml.deploy.container import ENGINES
+    from readyml.deploy.container import ENGINES, check_image
     from readyml.errors import ConfigError
 
     output = output_format(fmt)
     if engine is not None and engine not in ENGINES:
         raise ConfigError(f"--engine: expected one of {list(ENGINES)}, found {engine!r}")
+    if tag is not None:
+        check_image("--tag", tag)
     loaded = Project.load(project)
     registry = project_registry(project)
     result = ContainerBuild(ref=ref, bake=bake, base=base, port=port).write(loaded, registry, out)
@@ -105,10 +107,12 @@ def k8s(
 
     version = project_registry(project).get(ref)
     parsed = ModelRef.parse(ref)
+    # NAME:VERSION is served as that version; an alias (champion for NAME) follows its moves.
+    pinned = parsed.version is not None
     manifests = KubernetesManifests(
         name=version.name,
-        image=image or image_name(version),
-        model=f"{version.name}@{parsed.alias or CHAMPION}",
+        image=image if image is not None else image_name(version),
+        model=version.ref if pinned else f"{version.name}@{parsed.alias or CHAMPION}",
         namespace=namespace,
         replicas=replicas,
         max_replicas=max_replicas,
@@ -139,16 +143,19 @@ def compose(
     """Write docker-compose.yml: server, PostgreSQL, MinIO, Prometheus, Alertmanager."""
     from readyml.config import Project
     from readyml.deploy import ComposeStack
+    from readyml.deploy.container import DEFAULT_PORT
     from readyml.monitor.prometheus import alert_rules
 
     loaded = Project.load(project)
+    project_registry(project).get(ref)  # the next step builds its image: it must exist
     stack = ComposeStack(
         project=loaded.spec.name, model=ref, build_context=build_context, port=port
     )
     rules = alert_rules(loaded.spec.monitoring.performance, project=loaded.spec.name)
     for path in stack.write(out, alert_rules=rules):
         console.stdout.print(f"wrote {path}")
+    port_option = "" if port == DEFAULT_PORT else f" --port {port}"
     console.stdout.print(
-        f"next: readyml build {ref} --no-bake --out {out / build_context}, set "
+        f"next: readyml build {ref} --no-bake{port_option} --out {out / build_context}, set "
         "POSTGRES_PASSWORD, MINIO_PASSWORD and READYML_SERVE_TOKEN, then docker compose up"
     )

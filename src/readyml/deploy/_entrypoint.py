@@ -1,7 +1,8 @@
 """Container entry point written by ``readyml build``: check the model, then serve.
 
 Baked images carry ``SHA256SUMS`` beside the project; every listed file must match before
-the server starts (exit 3 names the first that does not). Images that pull the model need
+the server starts (exit 3 names the first that does not), and the server reads that registry
+even where the store variables are set. Images that pull the model need
 ``READYML_STORE_URL`` and ``READYML_ARTIFACTS_URL`` (exit 2 names the missing one).
 ``READYML_MODEL`` overrides the model reference served (a canary runs the same image).
 Standard library only: it runs before anything else is trusted.
@@ -52,6 +53,10 @@ def main(argv: list[str]) -> int:
         if problem is not None:
             print(f"readyml: baked model check failed: {problem}", file=sys.stderr)
             return 3
+        # The checked registry is the one served: a shared registry's URLs (a Kubernetes
+        # Secret's, say) must not redirect the server to a store it has no drivers for.
+        for name in STORE_ENV:
+            os.environ.pop(name, None)
     else:
         missing = [name for name in STORE_ENV if not os.environ.get(name)]
         if missing:

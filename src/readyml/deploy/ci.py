@@ -38,10 +38,9 @@ def github_workflow(*, python_version: str = PYTHON_VERSION, min_score: int = MI
                 "timeout-minutes": 60,
                 "steps": [
                     {"uses": "actions/checkout@v4"},
-                    {
-                        "uses": "actions/setup-python@v5",
-                        "with": {"python-version": python_version, "cache": "pip"},
-                    },
+                    # No pip cache: setup-python fails it where the repository has no
+                    # requirements.txt or pyproject.toml, as a new readyml project has not.
+                    {"uses": "actions/setup-python@v5", "with": {"python-version": python_version}},
                     {
                         "name": "Install",
                         "run": "python -m pip install --upgrade pip\n"

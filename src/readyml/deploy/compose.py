@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-from readyml.deploy.container import DEFAULT_PORT
+from readyml.deploy.container import DEFAULT_PORT, check_out
+from readyml.errors import ConfigError
+from readyml.types import ModelRef
 
 POSTGRES_IMAGE = "postgres:16-bookworm"
 MINIO_IMAGE = "minio/minio:RELEASE.2024-10-13T13-34-11Z"
@@ -49,6 +51,16 @@ class ComposeStack:
         self.build_context = build_context
         self.image = image
         self.port = port
+
+    def _check(self) -> None:
+        try:
+            ModelRef.parse(self.model)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port: expected 1 to 65535, found {self.port}")
+        if not self.build_context.strip():
+            raise ConfigError("--build-context: expected a folder relative to --out, found ''")
 
     def compose(self) -> dict[str, Any]:
         """The compose document."""
@@ -207,10 +219,15 @@ class ComposeStack:
         """Write ``docker-compose.yml``, ``prometheus/`` and ``alertmanager/`` into ``out``.
 
         Args:
-            out: The folder (created).
+            out: The folder (created; must be empty or absent).
             alert_rules: The Prometheus rules document
                 (:func:`readyml.monitor.prometheus.alert_rules`).
+
+        Raises:
+            ConfigError: ``out`` has files in it or is a file, or a parameter is invalid.
         """
+        self._check()
+        check_out(out)
         files = {
             out / "docker-compose.yml": self.compose(),
             out / "prometheus" / "prometheus.yml": self.prometheus_config(),

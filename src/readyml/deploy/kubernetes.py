@@ -15,14 +15,16 @@ the canary's weight with pauses for analysis.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from readyml.deploy.container import DEFAULT_PORT, USER_ID
+from readyml.deploy.container import DEFAULT_PORT, USER_ID, check_image, check_out
 from readyml.errors import ConfigError
+from readyml.types import ModelRef
 
 HEALTH_READY = "/v2/health/ready"
 HEALTH_LIVE = "/v2/health/live"
@@ -33,6 +35,8 @@ ARGO_STEPS: tuple[tuple[int, str], ...] = ((10, "5m"), (50, "10m"))
 # Start-up budget: failureThreshold x periodSeconds = 5 minutes to load the model.
 STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 30
+# A namespace is a DNS-1123 label.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -150,16 +154,24 @@ class KubernetesManifests:
         return manifests
 
     def write(self, out: Path) -> list[Path]:
-        """Write each manifest to ``out/FILENAME``; return the paths."""
+        """Write each manifest to ``out/FILENAME`` (a new or empty folder); return the paths.
+
+        Raises:
+            ConfigError: ``out`` has files in it or is a file, or :meth:`render` refused.
+        """
+        check_out(out)
+        manifests = self.render()
         out.mkdir(parents=True, exist_ok=True)
         paths = []
-        for manifest in self.render():
+        for manifest in manifests:
             path = out / manifest.filename
             path.write_text(yaml.safe_dump(manifest.document, sort_keys=False), encoding="utf-8")
             paths.append(path)
         return paths
 
     def _check(self) -> None:
+        if self.max_replicas < 1:
+            raise ConfigError(f"max_replicas: expected 1 or more, found {self.max_replicas}")
         if not 1 <= self.replicas <= self.max_replicas:
             raise ConfigError(
                 f"replicas: expected 1 to max_replicas ({self.max_replicas}), found {self.replicas}"
@@ -168,6 +180,25 @@ class KubernetesManifests:
             raise ConfigError("--canary and --argo: expected one of them, found both")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port: expected 1 to 65535, found {self.port}")
+        if self.namespace is not None and DNS_LABEL.fullmatch(self.namespace) is None:
+            raise ConfigError(
+                "--namespace: expected a DNS-1123 label (lower-case letters, digits and '-', "
+                f"at most 63), found {self.namespace!r}"
+            )
+        check_image("--image", self.image)
+        for option, value in (
+            ("--canary-model", self.canary_model),
+            ("--canary-image", self.canary_image),
+        ):
+            if value is not None and not self.canary:
+                raise ConfigError(f"{option}: expected --canary with it, found no --canary")
+        if self.canary_image is not None:
+            check_image("--canary-image", self.canary_image)
+        if self.canary_model is not None:
+            try:
+                ModelRef.parse(self.canary_model)
+            except ValueError as exc:
+                raise ConfigError(f"--canary-model: {exc}") from None
 
     def _canary_model(self) -> str:
         return self.canary_model or f"{self.model.split('@')[0].split(':')[0]}@challenger"
@@ -193,7 +224,9 @@ class KubernetesManifests:
             "type": "Opaque",
             "stringData": {
                 "READYML_STORE_URL": "postgresql+psycopg://USER:PASSWORD@HOST:5432/readyml",
-                "READYML_SERVE_TOKEN": "CHANGE-ME",
+                # Empty refuses every management call: a template applied unedited
+                # (kubectl apply -f DIR) must not enable a token anyone can guess.
+                "READYML_SERVE_TOKEN": "",
                 "AWS_ACCESS_KEY_ID": "CHANGE-ME",
                 "AWS_SECRET_ACCESS_KEY": "CHANGE-ME",
             },
