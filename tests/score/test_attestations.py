@@ -117,3 +117,25 @@ def test_attestations_count_half_a_point_until_they_go_stale(
     # 40 days is inside model-3's 90-day window, but outside the attestation limit.
     assert (report.test("model-3").points, report.test("model-3").status) == (0.0, "stale")
     assert report.sections["model"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe- test: model-1\n", "expected a UTF-8 YAML file, cannot read it"),
+        (b"- test: model-1\n  date: 2026-13-01\n", "expected dates such as 2026-11-20, found an"),
+    ],
+)
+def test_unreadable_file_or_impossible_date_is_a_config_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "attestations.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"^attestations\.yaml: " + message):
+        load_attestations(path, now=NOW)
+
+
+def test_a_folder_in_place_of_the_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "attestations.yaml").mkdir()
+    with pytest.raises(ConfigError, match=r"^attestations\.yaml: expected a UTF-8 YAML file"):
+        load_attestations(tmp_path / "attestations.yaml", now=NOW)

@@ -110,3 +110,14 @@ def test_fail_under_outside_the_scale_is_one_line(project: Path, limit: str) -> 
     assert [line for line in err.splitlines() if line.strip()] == [
         f"error: --fail-under: expected a score from 0 to 7, found {float(limit):g}"
     ]
+
+
+def test_out_to_a_folder_or_below_a_file_is_one_line(project: Path) -> None:
+    code, _, err = invoke("score", "-p", str(project), "--out", str(project))
+    assert code == 2
+    assert err.strip() == f"error: --out: expected a file name, found a folder ({str(project)!r})"
+    below_a_file = project / "readyml.yaml" / "score.md"
+    code, _, err = invoke("score", "-p", str(project), "--out", str(below_a_file))
+    assert code == 2
+    assert err.strip().startswith(f"error: --out: cannot write {str(below_a_file)!r} (")
+    assert len(err.strip().splitlines()) == 1

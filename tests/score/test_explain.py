@@ -112,3 +112,33 @@ def test_cli_explain_prints_steps_and_records_evidence(trained_projects: dict[st
     assert json.loads(result.stdout)["consistent"] is True
     result = CliRunner().invoke(app, ["explain", "iris", "-p", str(tmp_path), "--example", "[1"])
     assert result.exit_code == 2 and "--example: expected a JSON object" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "found"), [("abc", "string 'abc'"), ([1, 2], "an array"), ({"a": 1}, "an object")]
+)
+def test_a_value_the_model_cannot_take_names_the_feature(
+    trained: Trained, value: object, found: str
+) -> None:
+    _, registry = trained(FOREST)
+    with pytest.raises(ConfigError) as caught:
+        explain_prediction(registry, "iris", {**EXAMPLE, "petal_width": value})
+    assert str(caught.value) == (
+        f"explain iris: feature 'petal_width': expected a number, found {found}"
+    )
+
+
+def test_cli_explain_prints_a_plain_prediction_and_rejects_a_binary_example_file(
+    trained_projects: dict[str, Path], tmp_path: Path
+) -> None:
+    root = trained_projects[LINEAR]
+    result = CliRunner().invoke(app, ["explain", "iris", "-p", str(root)])
+    assert result.exit_code == 0, result.stdout
+    assert "np." not in result.stdout
+    binary = tmp_path / "example.json"
+    binary.write_bytes(b"\xff\xfe{")
+    result = CliRunner().invoke(
+        app, ["explain", "iris", "-p", str(root), "--example", f"@{binary}"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: --example: cannot read {str(binary)!r}")

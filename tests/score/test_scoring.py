@@ -10,6 +10,7 @@ from readyml.config import ScoreSpec
 from readyml.registry import Registry
 from readyml.score import RUBRIC, ScoreReport, band, compute_score
 from readyml.score.attestations import Attestation
+from readyml.types import Evidence
 from score.conftest import NOW, PROJECT, record, record_repeated
 
 ALL_IDS = [t.id for t in RUBRIC]
@@ -220,3 +221,22 @@ def test_report_lists_at_most_five_newest_records_newest_first(registry: Registr
     evidence = scored(registry).test("data-1").evidence
     assert len(evidence) == 5
     assert [round(e.age_s / 86400) for e in evidence] == [1, 2, 3, 4, 5]
+
+
+def test_a_failing_test_says_why_from_its_evidence(registry: Registry) -> None:
+    registry.add_evidence(
+        Evidence(
+            "model-3",
+            False,
+            True,
+            PROJECT,
+            run_id="r1",
+            created_at=NOW - timedelta(days=1),
+            details={"reason": "no search space declared (tuning.space)"},
+        )
+    )
+    record(registry, "model-4", passed=False)
+    assert scored(registry).test("model-3").reason == (
+        "the latest automated run failed: no search space declared (tuning.space)"
+    )
+    assert scored(registry).test("model-4").reason == "the latest automated run failed"

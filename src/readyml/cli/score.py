@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,8 +48,7 @@ def score(
     loaded = Project.load(project)
     report = score_project(loaded, open_project_registry(loaded))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(report, chosen), encoding="utf-8")
+        _write_report(out, render(report, chosen))
         console.stdout.print(f"{summary_line(report)}\nwrote {out}")
     elif chosen == "text":
         console.table(f"ML Test Score: {report.project}", TABLE_COLUMNS, table_rows(report))
@@ -58,6 +58,21 @@ def score(
     if fail_under is not None and report.final < fail_under:
         console.error_line(f"ML Test Score {report.final:g} is below --fail-under {fail_under:g}")
         raise typer.Exit(code=1)
+
+
+def _write_report(path: Path, text: str) -> None:
+    """Write ``--out`` whole (a temporary file renamed), or raise ``ConfigError``."""
+    if path.is_dir():
+        raise ConfigError(f"--out: expected a file name, found a folder ({str(path)!r})")
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise ConfigError(f"--out: cannot write {str(path)!r} ({exc.strerror or exc})") from exc
 
 
 @app.command()
@@ -93,7 +108,7 @@ def _example(text: str) -> dict[str, Any]:
     if text.startswith("@"):
         try:
             text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"--example: cannot read {text[1:]!r} ({exc})") from exc
     try:
         value = json.loads(text)
@@ -138,8 +153,9 @@ def explain(
         for key, value in step.rows(limit=25):
             console.stdout.print(f"  {key:<32} {value}")
     verdict = "matches" if explanation.consistent else "DOES NOT match"
+    prediction = explanation.to_dict()["prediction"]
     console.stdout.print(
-        f"\nprediction: {explanation.prediction!r}; the step-by-step trace {verdict} predict()"
+        f"\nprediction: {prediction!r}; the step-by-step trace {verdict} predict()"
     )
     if not explanation.consistent:
         raise typer.Exit(code=1)

@@ -151,11 +151,21 @@ def load_attestations(path: str | Path, *, now: datetime | None = None) -> list[
     if not target.exists():
         return []
     try:
-        raw = yaml.safe_load(target.read_text(encoding="utf-8"))
+        text = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{target.name}: expected a UTF-8 YAML file, cannot read it ({exc})"
+        ) from exc
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{target.name}: not valid YAML{line}") from exc
+    except ValueError as exc:  # a date-like scalar that is no date, such as 2026-13-01
+        raise ConfigError(
+            f"{target.name}: expected dates such as 2026-11-20, found an impossible one ({exc})"
+        ) from exc
     if raw is None:
         return []
     if not isinstance(raw, list):

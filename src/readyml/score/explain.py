@@ -32,6 +32,7 @@ import pandas as pd
 
 from readyml.errors import ConfigError
 from readyml.flavors import ModelAdapter, load_model
+from readyml.predict.inputs import InvalidInput, features_from
 from readyml.registry import Registry
 from readyml.types import JSON, Evidence
 
@@ -326,6 +327,18 @@ def explain_model(adapter: ModelAdapter, example: JSON) -> tuple[list[ExplainSte
     return steps, prediction, ok
 
 
+def _misfit(signature: JSON, row: JSON, error: Exception) -> str:
+    """Why the model could not take ``row``: the first value its signature rejects."""
+    for feature in features_from(signature, None):
+        try:
+            feature.check_values([row[feature.name]])
+        except InvalidInput as exc:
+            return str(exc.args[0]).removesuffix(" (row 0)")
+        except (KeyError, ValueError, TypeError):
+            continue
+    return f"expected values the model accepts, found an example it cannot take ({error})"
+
+
 def explain_prediction(registry: Registry, ref: str, example: JSON | None = None) -> Explanation:
     """Load a registered version and trace one example (default: its stored input example).
 
@@ -347,7 +360,11 @@ def explain_prediction(registry: Registry, ref: str, example: JSON | None = None
         )
     with tempfile.TemporaryDirectory() as tmp:
         adapter = load_model(registry.download(version, Path(tmp) / "model"))
-    steps, prediction, ok = explain_model(adapter, {k: example[k] for k in needed or example})
+    row = {k: example[k] for k in needed or example}
+    try:
+        steps, prediction, ok = explain_model(adapter, row)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"explain {ref}: {_misfit(version.signature, row, exc)}") from exc
     return Explanation(
         model=f"{version.name}:{version.version}",
         flavor=adapter.flavor,

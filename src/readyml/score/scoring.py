@@ -200,6 +200,15 @@ def _limit_s(evidence: Evidence, window: timedelta) -> float:
     return limit
 
 
+def _why_failed(item: EvidenceItem) -> str:
+    """The reason a failed record gives: its ``summary``, ``reason``, ``error`` or ``note``."""
+    for key in ("summary", "reason", "error", "note"):
+        value = item.details.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
 def _distinct_runs(items: Iterable[EvidenceItem]) -> int:
     return len({item.run_id or item.created_at.isoformat() for item in items})
 
@@ -243,7 +252,9 @@ def score_test(
     latest = fresh[0]
     if not latest.passed:
         kind = "automated run" if latest.automated else "manual attestation"
-        return result(0.0, "failing", f"the latest {kind} failed", latest.automated)
+        why = _why_failed(latest)
+        reason = f"the latest {kind} failed" + (f": {why}" if why else "")
+        return result(0.0, "failing", reason, latest.automated)
     automated = [item for item in fresh if item.automated] if test.automated else []
     manual = [item for item in fresh if not item.automated] if test.manual else []
     if automated and automated[0].passed:
