@@ -153,6 +153,14 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             {"monitoring": {"on_alert": {"cooldown": "soon"}}},
             "monitoring.on_alert.cooldown: expected a duration",
         ),
+        (
+            {"score": {"max_age_days": {"monitor": float("inf")}}},
+            "score.max_age_days.monitor: expected more than 0 and at most 36500, found inf",
+        ),
+        (
+            {"score": {"max_age_days": {"monitor-4": float("nan")}}},
+            "score.max_age_days.monitor-4: expected more than 0 and at most 36500, found nan",
+        ),
     ],
 )
 def test_bad_spec_message_names_the_key_expected_and_found(

@@ -788,6 +788,10 @@ _SCORE_SECTIONS = ("data", "model", "infra", "monitor")
 _SCORE_TEST_ID = re.compile(r"^(data|model|infra|monitor)-[1-7]$")
 
 
+# The longest window evidence may count for (a century), so it is a real date span.
+MAX_AGE_DAYS = 36_500
+
+
 class ScoreSpec(_Spec):
     """ML Test Score settings: freshness of evidence, attestations, the automated checks.
 
@@ -799,7 +803,7 @@ class ScoreSpec(_Spec):
     attestations: str = Field(
         default="attestations.yaml", description="Manual attestations file, relative to the project"
     )
-    attestation_max_age_days: float = Field(default=180.0, gt=0)
+    attestation_max_age_days: float = Field(default=180.0, gt=0, le=MAX_AGE_DAYS)
     repeat_runs: int = Field(
         default=2, ge=1, description="Automated passing runs in the window for a full point"
     )
@@ -825,8 +829,11 @@ class ScoreSpec(_Spec):
                     f"score.max_age_days: expected a section ({', '.join(_SCORE_SECTIONS)}) "
                     f"or a test id such as monitor-4, found {key!r}"
                 )
-            if days <= 0:
-                raise ValueError(f"score.max_age_days.{key}: expected more than 0, found {days}")
+            if not 0 < days <= MAX_AGE_DAYS:  # also refuses nan
+                raise ValueError(
+                    f"score.max_age_days.{key}: expected more than 0 and at most "
+                    f"{MAX_AGE_DAYS}, found {days}"
+                )
         return value
 
 
