@@ -71,6 +71,15 @@ def test_sqlite_uses_wal(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_file_that_is_no_database_is_one_line_naming_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "readyml.db"
+    path.write_bytes(b"not a database, " * 64)
+    with pytest.raises(RegistryError) as info:
+        MetadataStore(f"sqlite:///{path}").open()
+    assert str(info.value).endswith("cannot open ((sqlite3.DatabaseError) file is not a database)")
+    assert "\n" not in str(info.value)
+
+
 def test_unsupported_url_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="expected a sqlite or postgresql URL"):
         MetadataStore("mysql://localhost/x").open()

@@ -75,13 +75,19 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _first_line(exc: Exception) -> str:
+    """The driver's message, without SQLAlchemy's SQL and "Background on this error" lines."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _make_engine(url: str) -> Engine:
     try:
         backend = make_url(url).get_backend_name()
     except SQLAlchemyError as exc:
         raise ConfigError(
             f"metadata store URL {url!r}: expected sqlite:///PATH or "
-            f"postgresql+psycopg://USER@HOST:PORT/DB ({exc})"
+            f"postgresql+psycopg://USER@HOST:PORT/DB ({_first_line(exc)})"
         ) from exc
     if backend == "sqlite":
         return _sqlite_engine(url)
@@ -198,7 +204,9 @@ class MetadataStore:
                 self._migrate(engine)
             except SQLAlchemyError as exc:
                 engine.dispose()
-                raise RegistryError(f"metadata store {self!r}: cannot open ({exc})") from exc
+                raise RegistryError(
+                    f"metadata store {self!r}: cannot open ({_first_line(exc)})"
+                ) from exc
             self._engine = engine
         return self
 
