@@ -240,3 +240,22 @@ def test_a_failing_test_says_why_from_its_evidence(registry: Registry) -> None:
         "the latest automated run failed: no search space declared (tuning.space)"
     )
     assert scored(registry).test("model-4").reason == "the latest automated run failed"
+
+
+def test_a_run_that_reused_a_cached_check_is_not_another_execution(registry: Registry) -> None:
+    record(registry, "data-1", run_id="r1", days_ago=2)
+    registry.add_evidence(
+        Evidence(
+            "data-1",
+            True,
+            True,
+            PROJECT,
+            run_id="r2",
+            created_at=NOW - timedelta(days=1),
+            details={"reused_from_run": "r1"},
+        )
+    )
+    once = scored(registry).test("data-1")
+    assert (once.status, once.points) == ("automated-once", 0.5)
+    record(registry, "data-1", run_id="r3", days_ago=0.5)
+    assert scored(registry).test("data-1").status == "automated"

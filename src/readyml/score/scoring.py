@@ -210,7 +210,14 @@ def _why_failed(item: EvidenceItem) -> str:
 
 
 def _distinct_runs(items: Iterable[EvidenceItem]) -> int:
-    return len({item.run_id or item.created_at.isoformat() for item in items})
+    """Runs that executed the check: a run that reused a step's cached result (its inputs
+    unchanged) counts as the run it reused, not as another execution."""
+    return len(
+        {
+            item.details.get("reused_from_run") or item.run_id or item.created_at.isoformat()
+            for item in items
+        }
+    )
 
 
 def score_test(
