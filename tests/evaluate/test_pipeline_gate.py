@@ -128,3 +128,21 @@ def test_candidate_worse_on_one_declared_slice_only_is_vetoed_naming_it(tmp_path
     assert "on slice 'north' vs champion v1 failed" in failed[0]["message"]
     with pytest.raises(AliasError):
         registry.promote("regions:2", who="test", reason="try anyway")
+
+
+def test_failed_baseline_and_slice_tests_say_why(tmp_path: Path) -> None:
+    # Iris declares no slices and has no categorical feature; the model is the linear
+    # baseline itself, so a required margin of 0.5 cannot be met.
+    write_project(tmp_path, {**IRIS_SPEC, "gates": {"beat_baselines": {"margin": 0.5}}})
+    result, registry, _ = run(tmp_path)
+    evidence = {
+        e.test_id: e for e in registry.list_evidence(project="iris") if e.run_id == result.run_id
+    }
+    baselines, slices = evidence["model-5"], evidence["model-6"]
+    assert not baselines.passed and not slices.passed
+    assert baselines.details["reason"].startswith("accuracy does not beat by more than 0.5: ")
+    assert "linear (" in baselines.details["reason"]
+    assert slices.details["reason"] == (
+        "no slice was judged: declare slices, or categorical features, with at least "
+        "gates.min_slice_size validation rows each"
+    )

@@ -216,18 +216,20 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     # better a baseline may look before the difference counts (validation-set noise).
     rule = spec.gates.beat_baselines
     margin = rule.margin if rule is not None else 0.0
-    record(
-        ctx,
-        "model-5",
-        all(m is not None and m > margin for m in margins.values()),
-        {
-            "metric": primary,
-            "candidate": result["valid"].get(primary),
-            "baselines": {k: v for k, v in result["baselines"].items() if k != "margins"},
-            "margins": margins,
-            "required_margin": margin,
-        },
-    )
+    behind = {k: m for k, m in margins.items() if m is None or not m > margin}
+    baseline_details: JSON = {
+        "metric": primary,
+        "candidate": result["valid"].get(primary),
+        "baselines": {k: v for k, v in result["baselines"].items() if k != "margins"},
+        "margins": margins,
+        "required_margin": margin,
+    }
+    if behind:
+        shown = ", ".join(
+            f"{k} ({'not measured' if m is None else f'{m:+.4g}'})" for k, m in behind.items()
+        )
+        baseline_details["reason"] = f"{primary} does not beat by more than {margin:g}: {shown}"
+    record(ctx, "model-5", not behind, baseline_details)
     # Without importance (importance.enabled: false) nothing was measured: record nothing.
     if "importance" in result:
         importance = result["importance"] or {}
@@ -362,18 +364,22 @@ def gate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     record(ctx, "infra-4", bool(judged), {**out, "rules_judged": len(judged)})
     slice_reasons = [r for r in decision.reasons if r.slice]
     judged_slices = [s["name"] for s in evaluation.get("slices") or [] if s["judged"]]
-    record(
-        ctx,
-        "model-6",
-        bool(judged_slices) and all(r.passed for r in slice_reasons if r.judged),
-        {
-            "slices": [
-                {k: s.get(k) for k in ("name", "kind", "size", "judged", "reason", "metrics")}
-                for s in evaluation.get("slices") or []
-            ],
-            "reasons": [r.message for r in slice_reasons],
-        },
-    )
+    failed_slices = [r.message for r in slice_reasons if r.judged and not r.passed]
+    slice_details: JSON = {
+        "slices": [
+            {k: s.get(k) for k in ("name", "kind", "size", "judged", "reason", "metrics")}
+            for s in evaluation.get("slices") or []
+        ],
+        "reasons": [r.message for r in slice_reasons],
+    }
+    if not judged_slices:
+        slice_details["reason"] = (
+            "no slice was judged: declare slices, or categorical features, with at least "
+            "gates.min_slice_size validation rows each"
+        )
+    elif failed_slices:
+        slice_details["reason"] = "; ".join(failed_slices)
+    record(ctx, "model-6", bool(judged_slices) and not failed_slices, slice_details)
     fairness = evaluation.get("fairness") or {}
     fair_reasons = [r for r in decision.reasons if r.kind == "fairness"]
     measured = any(a.get("disparities") for a in (fairness.get("attributes") or {}).values())
