@@ -248,7 +248,7 @@ class ValidateData:
                     "anomalies": len(report.anomalies),
                     "errors": len(errors),
                 },
-                artifact=str(path),
+                artifact=SCHEMA_FILE,  # relative to the project, as every step links it
             )
         )
         if errors:
