@@ -200,6 +200,7 @@ def test_detect_drift_skips_columns_without_values_and_rejects_bad_options() -> 
     cur = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]})
     report = detect_drift(ref, cur)
     assert "x" in report.skipped and "y" in report.columns
+    assert report.skipped["x"] == "column 'x': the reference data has no finite values"
     empty = detect_drift(profile_frame(ref.iloc[:0]), cur)
     assert set(empty.skipped) == {"x", "y"} and not empty.dataset_drifted
     with pytest.raises(ConfigError, match="drift method"):
@@ -208,5 +209,9 @@ def test_detect_drift_skips_columns_without_values_and_rejects_bad_options() -> 
         detect_drift(ref, cur, correction="holm")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="'z' not found"):
         detect_drift(ref, cur, columns=["z"])
+    with pytest.raises(ConfigError, match="drift_share"):
+        detect_drift(ref, cur, drift_share=5)
+    with pytest.raises(ConfigError, match="bins"):
+        detect_drift(ref, cur, method="psi", bins=0)
     with pytest.raises(DataError, match="expected numeric values"):
         KS().run(np.array(["a"], dtype=object), np.array(["b"], dtype=object))

@@ -43,3 +43,8 @@ def test_read_table_raises_data_error_naming_the_file(
         (tmp_path / name).write_bytes(content)
     with pytest.raises(DataError, match=message):
         read_table(tmp_path / name)
+
+
+def test_read_table_of_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"expected a file or a glob .*found a folder"):
+        read_table(tmp_path)

@@ -145,3 +145,10 @@ def test_profile_frame_rejects_bad_arguments() -> None:
         profile_frame(pd.DataFrame({"a": [1]}), columns=["z"])
     with pytest.raises(DataError, match="repeated"):
         profile_frame(pd.DataFrame([[1, 2]], columns=["a", "a"]))
+
+
+def test_distinct_estimate_is_never_above_the_number_of_values() -> None:
+    days = pd.DataFrame({"day": pd.date_range("2012-01-01", periods=1461, freq="D")})
+    column = profile_frame(days).columns["day"]
+    assert column.hll_exact.get_estimate() > 1461  # HyperLogLog overestimates this one
+    assert column.distinct == 1461

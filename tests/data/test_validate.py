@@ -18,7 +18,7 @@ from readyml.data import (
     validate_frame,
 )
 from readyml.data.validate import KINDS
-from readyml.errors import AnomalyError
+from readyml.errors import AnomalyError, ConfigError
 
 
 def kinds(report: object) -> dict[tuple[str, str | None], object]:
@@ -135,3 +135,19 @@ def test_report_json_and_table(train: pd.DataFrame) -> None:
     console = Console(record=True, width=160)
     console.print(table)
     assert "nan_or_inf" in console.export_text()
+
+
+def test_a_schema_inferred_from_mixed_values_accepts_them() -> None:
+    df = pd.DataFrame({"code": [1, "a", 2, "b"] * 5})  # an object column of ints and text
+    schema = infer_schema(df)
+    assert schema.features[0].type == "category"
+    assert validate_frame(df, schema=schema).anomalies == []
+
+
+@pytest.mark.parametrize(
+    ("severities", "message"),
+    [({"out_of_rang": "error"}, "'out_of_rang'"), ({"out_of_range": "fatal"}, "'fatal'")],
+)
+def test_severities_must_name_a_kind_and_a_level(severities: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ValidationOptions(severities=severities)  # type: ignore[arg-type]

@@ -75,3 +75,12 @@ def test_regression_bootstrap_and_empty_resamples() -> None:
         assert ci.low <= ci.value <= ci.high
     none = bootstrap_ci("rmse", "regression", y, pred, resamples=0)
     assert none.resamples == 0 and none.to_dict()["low"] is None
+
+
+def test_a_label_the_model_never_saw_counts_with_probability_zero() -> None:
+    classes = np.array(["drizzle", "rain", "sun"])
+    proba = np.array([[0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.8, 0.1, 0.1]])
+    y = np.array(["snow", "rain", "drizzle"])  # 'snow' is not among the model's classes
+    m = compute_metrics("classification", y, classes[proba.argmax(axis=1)], proba, classes)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([1e-15, 0.8, 0.8])))
+    assert m["brier"] == pytest.approx(np.mean([0.66 + 1.0, 0.06, 0.06]))

@@ -380,7 +380,8 @@ def detect_drift(
         The report; columns that cannot be tested (e.g. no values) are in ``skipped``.
 
     Raises:
-        ConfigError: unknown method or correction.
+        ConfigError: unknown method or correction, ``drift_share`` outside (0, 1], or
+            fewer than 2 ``bins``.
         DataError: a requested column is missing.
 
     >>> import numpy as np, pandas as pd
@@ -393,6 +394,10 @@ def detect_drift(
         raise ConfigError(
             f"drift correction: expected bh, bonferroni or none, found {correction!r}"
         )
+    if not 0.0 < drift_share <= 1.0:
+        raise ConfigError(f"drift_share: expected a share in (0, 1], found {drift_share!r}")
+    if bins < 2:
+        raise ConfigError(f"drift bins: expected at least 2, found {bins!r}")
     names = _shared_columns(reference, current, columns)
     use_profiles = isinstance(reference, Profile) or isinstance(current, Profile)
     if use_profiles:
@@ -437,8 +442,9 @@ def _frame_column(
     ref_type, cur_type = column_type(ref), column_type(cur)
     numeric = is_numeric(ref_type) and is_numeric(cur_type)
     if numeric:
-        ref_values = _finite(numeric_values(ref, ref_type), f"column {ref.name!r}: reference")
-        cur_values = _finite(numeric_values(cur, cur_type), f"column {ref.name!r}: current")
+        where = f"column {ref.name!r}"
+        ref_values = _finite(numeric_values(ref, ref_type), "reference", where)
+        cur_values = _finite(numeric_values(cur, cur_type), "current", where)
         n_distinct = len(pd.unique(np.concatenate([ref_values, cur_values])))
         n_ref = len(ref_values)
     else:
@@ -542,11 +548,11 @@ def _is_number_array(values: NDArray[Any]) -> bool:
     return values.dtype.kind in "iuf"
 
 
-def _finite(values: NDArray[Any], side: str) -> NDArray[np.float64]:
+def _finite(values: NDArray[Any], side: str, where: str = "drift") -> NDArray[np.float64]:
     numbers = np.asarray(values, dtype=np.float64).ravel()
     numbers = numbers[np.isfinite(numbers)]
     if not len(numbers):
-        raise DataError(f"drift: the {side} data has no finite values")
+        raise DataError(f"{where}: the {side} data has no finite values")
     return numbers
 
 

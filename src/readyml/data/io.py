@@ -85,6 +85,11 @@ def data_paths(path_or_glob: str | Path) -> list[Path]:
         if not paths:
             raise DataError(f"data files {text!r}: no file matches the pattern")
         return paths
+    if Path(text).is_dir():
+        raise DataError(
+            f"data file {text!r}: expected a file or a glob (e.g. '{text}/*.parquet'), "
+            "found a folder"
+        )
     if not Path(text).is_file():
         raise DataError(f"data file {text!r} not found")
     return [Path(text)]

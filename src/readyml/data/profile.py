@@ -106,11 +106,12 @@ class ColumnProfile:
 
     @property
     def distinct(self) -> int:
-        """Estimated number of distinct non-null values."""
+        """Estimated number of distinct non-null values (at most ``n_values``)."""
         if self.hll_exact is not None:
             estimate = float(self.hll_exact.get_estimate())
-            return round(estimate)
-        return round(float(self.hll_sampled.get_estimate()) * sk.SAMPLE_RATE)
+        else:
+            estimate = float(self.hll_sampled.get_estimate()) * sk.SAMPLE_RATE
+        return min(round(estimate), self.n_values)
 
     @property
     def length_mean(self) -> float | None:

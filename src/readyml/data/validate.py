@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from rich.table import Table
 
 from readyml.data import _arrow
-from readyml.data._types import compatible, is_numeric
+from readyml.data._types import MIXED, compatible, is_numeric
 from readyml.data.drift import detect_drift
 from readyml.data.profile import (
     ColumnProfile,
@@ -42,6 +42,7 @@ from readyml.data.profile import (
     profile_frame,
 )
 from readyml.data.schema import FeatureSchema, Schema
+from readyml.errors import ConfigError
 from readyml.types import Evidence
 
 Severity = Literal["error", "warning"]
@@ -99,6 +100,9 @@ class ValidationOptions:
         drift_method: ``method`` passed to :func:`~readyml.data.drift.detect_drift`.
         drift_thresholds: ``thresholds`` passed to ``detect_drift``.
         severities: severity per anomaly kind, overriding the defaults.
+
+    Raises:
+        ConfigError: a severity names an unknown kind, or is neither error nor warning.
     """
 
     min_rows: int = 1
@@ -108,6 +112,18 @@ class ValidationOptions:
     drift_method: str = "auto"
     drift_thresholds: Mapping[str, float] = field(default_factory=dict)
     severities: Mapping[str, Severity] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for kind, level in self.severities.items():
+            if kind not in KINDS:
+                raise ConfigError(
+                    f"validation severities: expected an anomaly kind ({', '.join(KINDS)}), "
+                    f"found {kind!r}"
+                )
+            if level not in ("error", "warning"):
+                raise ConfigError(
+                    f"validation severities.{kind}: expected 'error' or 'warning', found {level!r}"
+                )
 
 
 @dataclass
@@ -433,7 +449,8 @@ def _type_ok(feature: FeatureSchema, column: ColumnProfile) -> bool:
         return True
     if feature.type == "int" and column.type == "float":
         return column.min is None or (column.nan == column.missing and column.integral)
-    return False
+    # Values of several kinds are profiled as text, and a schema inferred from them is text.
+    return column.type == MIXED and feature.type in ("category", "string")
 
 
 def _wrong_type_rows(series: pd.Series, expected: str) -> NDArray[np.bool_]:

@@ -109,12 +109,17 @@ def _pr_auc(y: Array, proba: Array, classes: Array) -> float:
 def _brier_rows(y: Array, proba: Array, classes: Array) -> Array:
     if proba.shape[1] == 2:  # scikit-learn's binary convention: the positive class only
         return np.asarray((proba[:, 1] - (y == classes[1])) ** 2, dtype=float)
-    return np.asarray(((proba - _one_hot(y, classes)) ** 2).sum(axis=1), dtype=float)
+    one_hot = _one_hot(y, classes)
+    unseen = one_hot.sum(axis=1) == 0  # a label the model has no column for: its share was 0
+    return np.asarray(((proba - one_hot) ** 2).sum(axis=1) + unseen, dtype=float)
 
 
 def _log_loss_rows(y: Array, proba: Array, classes: Array) -> Array:
+    """Per-row log loss; a label the model never saw has probability 0 (clipped to 1e-15)."""
     index = np.searchsorted(classes, y) if _sorted(classes) else _index_of(y, classes)
-    picked = proba[np.arange(len(y)), np.clip(index, 0, proba.shape[1] - 1)]
+    index = np.clip(index, 0, proba.shape[1] - 1)
+    rows = np.arange(len(y))
+    picked = np.where(classes[index] == y, proba[rows, index], 0.0)
     total = proba.sum(axis=1)
     return np.asarray(-np.log(np.clip(picked / np.where(total > 0, total, 1.0), _EPS, 1.0)))
 
