@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import json
@@ -82,9 +83,11 @@ def test_monitor_run_fires_then_resolves_when_the_condition_clears(workspace: Pa
 class _Receiver(http.server.BaseHTTPRequestHandler):
     failures = 0
     bodies: ClassVar[list[Any]] = []
+    auth: ClassVar[list[str | None]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).auth.append(self.headers.get("Authorization"))
         if type(self).failures > 0:
             type(self).failures -= 1
             self.send_response(503)
@@ -100,7 +103,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"failures": 0, "bodies": []})
+    handler = type("Receiver", (_Receiver,), {"failures": 0, "bodies": [], "auth": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -129,6 +132,20 @@ def test_webhook_gives_up_after_its_retries(receiver: tuple[str, Any]) -> None:
     with pytest.raises(DeliveryError, match="HTTP 503"):
         sink.send([_alert()])
     assert sink.attempts_ == 3
+
+
+def test_a_password_in_a_sink_url_is_basic_auth_and_never_shown(
+    receiver: tuple[str, Any],
+) -> None:
+    url, handler = receiver
+    secret_url = url.replace("http://", "http://admin:s3cret%2FPW@") + "?token=t0ken"
+    AlertmanagerSink(url=secret_url, retries=0).send([_alert()])
+    assert handler.auth == ["Basic " + base64.b64encode(b"admin:s3cret/PW").decode()]
+    handler.failures = 10
+    with pytest.raises(DeliveryError) as info:
+        WebhookSink(url=secret_url, retries=0).send([_alert()])
+    assert "s3cret" not in str(info.value) and "t0ken" not in str(info.value)
+    assert "admin:***@127.0.0.1" in str(info.value)
 
 
 def _binary(*names: str) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from readyml.data import profile_frame
 from readyml.monitor import (
     CheckResult,
     DependencyCheck,
@@ -23,7 +24,7 @@ from readyml.monitor import (
     record_feedback,
 )
 
-from .helpers import NOW, inputs_for, log_traffic, make_log
+from .helpers import NOW, inputs_for, log_traffic, make_log, predict, training_frame
 
 
 def keys(result: CheckResult) -> set[str]:
@@ -315,3 +316,33 @@ def test_lookback_leaves_out_old_traffic(workspace: Path) -> None:
     log_traffic(workspace, make_log(seed=5))
     inputs = inputs_for(workspace)
     assert len(inputs.traffic()) == 400
+
+
+def test_quality_check_matches_integer_classes_to_their_training_profile(
+    workspace: Path,
+) -> None:
+    as_int = {"a": 1, "b": 0}
+    log = make_log().rename(columns={"proba_a": "proba_1", "proba_b": "proba_0"})
+    log["prediction"] = log["prediction"].map(as_int)
+    log_traffic(workspace, log)
+    record_feedback(
+        workspace,
+        [
+            {"request_id": r, "label": as_int[y]}
+            for r, y in zip(log["request_id"], log.attrs["truth"], strict=True)
+        ],
+    )
+    train, valid = training_frame(), training_frame(300, seed=7)
+    train["y"], valid["y"] = train["y"].map(as_int), valid["y"].map(as_int)
+    result = QualityCheck().run(
+        inputs_for(
+            workspace,
+            classes=["0", "1"],
+            profile=profile_frame(train),  # profiles a whole-number label as "1.0", "0.0"
+            valid=valid,
+            valid_pred=np.vectorize(as_int.get)(predict(valid)[0]),
+        )
+    )
+    assert "drift:label" not in keys(result)
+    assert result.details["label_shift"]["distance"] < 0.1
+    assert set(result.details["label_shift"]["reference"]) == {"0", "1"}

@@ -185,6 +185,11 @@ def test_monitor_leaves_out_stored_labels_not_among_the_classes(
             "monitoring.alerts.alertmanager_url: expected an http(s) URL, found 'ftp://host'",
         ),
         (
+            {"alerts": {"alertmanager_url": "htp://admin:s3cretPW@host:9093"}},
+            "monitoring.alerts.alertmanager_url: expected an http(s) URL, "
+            "found 'htp://admin:***@host:9093'",
+        ),
+        (
             {"skew": {"offline_features": "nomod:nofn"}},
             "monitoring.skew.offline_features: expected an importable module:function, "
             "found 'nomod:nofn'",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,36 @@ def test_missing_blob_raises_integrity_error(store: ArtifactStore) -> None:
 def test_unsafe_keys_are_rejected(tmp_path: Path, key: str) -> None:
     with pytest.raises(RegistryError, match="artifact key"):
         ArtifactStore(str(tmp_path)).put_bytes(key, b"x")
+
+
+def test_a_bucket_that_does_not_exist_is_one_registry_error(s3_url: str) -> None:
+    bucket = s3_url.split("/")[2]
+    store = ArtifactStore(s3_url.replace(bucket, bucket + "-missing"))
+    with pytest.raises(RegistryError) as info:
+        store.put_bytes("models/m/a.bin", b"x")
+    message = str(info.value)
+    assert message.startswith(f"artifact store {store.url!r}: cannot write 'models/m/a.bin'")
+    assert "expected an existing bucket" in message
+    assert "\n" not in message
+
+
+def test_an_s3_endpoint_that_is_down_is_one_registry_error(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("READYML_S3_ENDPOINT_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    store = ArtifactStore(
+        s3_url, storage_options={"config_kwargs": {"retries": {"max_attempts": 1}}}
+    )
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"x")
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("write", lambda: store.put_file("k/a.bin", source)),
+        ("read", lambda: store.get_bytes("k/a.bin", sha256="0" * 64, label=LABEL)),
+        ("check", lambda: store.exists("k/a.bin")),
+        ("delete", lambda: store.delete("k/a.bin")),
+    ]
+    for action, call in calls:
+        with pytest.raises(RegistryError, match=f"cannot {action} 'k/a.bin' \\(Endpoint"):
+            call()

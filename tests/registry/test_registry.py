@@ -11,6 +11,7 @@ import pytest
 
 from readyml.errors import AliasError, IntegrityError, RegistryError, VersionNotFound
 from readyml.registry import ArtifactStore, MetadataStore, ModelVersion, Registry, open_registry
+from readyml.registry.records import ArtifactInfo
 from readyml.types import Evidence, ModelRef
 
 VETO = {"decision": "veto", "reasons": ["accuracy 0.41 < 0.50", "slice 'rain' regressed"]}
@@ -350,3 +351,32 @@ def test_registry_on_s3_artifacts(
     with pytest.raises(IntegrityError, match=r"model 'weather' version 1, file 'model\.skops'"):
         registry.download(version, tmp_path / "dl2")
     registry.store.close()
+
+
+class _FailingStore(ArtifactStore):
+    """A store whose service goes down after the first upload (deletes fail too)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.puts = 0
+
+    def put_file(self, key: str, local_path: Path) -> ArtifactInfo:
+        self.puts += 1
+        if self.puts > 1:
+            raise RegistryError(f"artifact store down: cannot write {key!r}")
+        return super().put_file(key, local_path)
+
+    def delete(self, key: str) -> None:
+        raise RegistryError(f"artifact store down: cannot delete {key!r}")
+
+
+def test_a_store_failing_mid_upload_reports_the_upload_and_registers_nothing(
+    store_url: str, tmp_path: Path, files: dict[str, Path]
+) -> None:
+    store = MetadataStore(store_url)
+    registry = Registry(store, _FailingStore(str(tmp_path / "artifacts")))
+    with pytest.raises(RegistryError, match=r"cannot write 'models/weather/\w+/onnx/model.onnx'"):
+        _register(registry, files)
+    with pytest.raises(VersionNotFound):
+        registry.get("weather")
+    store.close()

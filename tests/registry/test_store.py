@@ -188,3 +188,19 @@ def test_evidence_round_trips_and_filters(store: MetadataStore) -> None:
     ]
     assert store.delete_evidence("p", test_id="data-1") == 1
     assert [e.test_id for e in store.list_evidence("p")] == ["infra-3"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://admin:s3cretPW@db:3306/readyml",
+        "postgresql+psycopg://admin:s3cretPW@db:54x2/readyml",
+        "postgresql+psycopg://admin:s3cretPW@db:5432:1/readyml",
+    ],
+)
+def test_a_bad_url_is_one_config_error_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="metadata store URL") as info:
+        MetadataStore(url).open()
+    assert "s3cretPW" not in str(info.value)
+    assert "admin:***@db" in str(info.value)
+    assert "s3cretPW" not in repr(MetadataStore(url))

@@ -18,13 +18,16 @@ exponential back-off), :class:`AlertmanagerSink` POSTs to Alertmanager's ``/api/
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -245,11 +248,38 @@ class LogSink:
 Poster = Callable[[str, bytes, float], int]
 
 
-def post_json(url: str, body: bytes, timeout_s: float) -> int:
-    """POST a JSON body; return the HTTP status (raises ``OSError`` on connection errors)."""
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part and its query values hidden."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a port that is not a number: hide what looks like a password
+        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url.split("?", 1)[0])
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{host}{port}"
+    query = "&".join(
+        f"{key}=***" for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def post_json(url: str, body: bytes, timeout_s: float) -> int:
+    """POST a JSON body; return the HTTP status (raises ``OSError`` on connection errors).
+
+    A ``user:password@`` part of the URL is sent as HTTP basic authentication.
+    """
+    headers = {"Content-Type": "application/json"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status: int = response.status
@@ -307,7 +337,8 @@ class _HttpSink:
                     break
             if attempt < self.retries:
                 self.sleep(self.backoff_s * 2**attempt)
-        raise DeliveryError(f"{self.name} {self._target()}: not delivered ({problem})")
+        target = redact_url(self._target())
+        raise DeliveryError(f"{self.name} {target}: not delivered ({problem})")
 
 
 class WebhookSink(_HttpSink):

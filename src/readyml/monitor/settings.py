@@ -16,6 +16,7 @@ from readyml.config import AlertSinksSpec, Project, QualityMonitorSpec, SkewMoni
 from readyml.data import METHODS
 from readyml.errors import ConfigError
 from readyml.evaluate.metrics import DEFAULT_PRIMARY, HIGHER_IS_BETTER, REGRESSION
+from readyml.monitor.alerts import redact_url
 from readyml.monitor.checks.skew import offline_function, project_imports_target
 from readyml.monitor.inputs import served_target, served_task
 from readyml.registry import ModelVersion, Registry
@@ -91,7 +92,9 @@ def _check_alerts(alerts: AlertSinksSpec) -> None:
         ("alertmanager_url", alerts.alertmanager_url),
     ):
         if url and not _http_url(url):
-            raise ConfigError(f"monitoring.alerts.{key}: expected an http(s) URL, found {url!r}")
+            raise ConfigError(
+                f"monitoring.alerts.{key}: expected an http(s) URL, found {redact_url(url)!r}"
+            )
 
 
 def _http_url(text: str) -> bool:

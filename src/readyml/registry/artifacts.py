@@ -62,6 +62,23 @@ def check_key(key: str) -> str:
     return key
 
 
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """What a filesystem raises when its service fails: OSError, and botocore's own errors."""
+    try:
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+        )
+    except ImportError:
+        return (OSError,)
+    return (OSError, BotoCoreError, ClientError)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _verify(data_sha: str, data_size: int, *, sha256: str, size: int | None, label: str) -> None:
     if size is not None and data_size != size:
         kind = "truncated" if data_size < size else "too long"
@@ -153,6 +170,27 @@ class ArtifactStore:
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
 
+    @contextlib.contextmanager
+    def _service(self, action: str, key: str) -> Iterator[None]:
+        """Turn a failure of the storage service into one ``RegistryError`` line.
+
+        ``FileNotFoundError`` passes through on reads (the caller names the missing blob);
+        on a write it means the bucket or folder does not exist.
+        """
+        try:
+            yield
+        except FileNotFoundError as exc:
+            if action != "write":
+                raise
+            raise RegistryError(
+                f"artifact store {self.url!r}: cannot write {key!r}: expected an existing "
+                f"bucket or folder, found none ({exc})"
+            ) from exc
+        except _backend_errors() as exc:
+            raise RegistryError(
+                f"artifact store {self.url!r}: cannot {action} {key!r} ({_one_line(exc)})"
+            ) from exc
+
     def url_for(self, key: str) -> str:
         """The full URL of a key (``/abs/path/key`` locally, ``s3://bucket/prefix/key``)."""
         if self.protocol == "file":
@@ -166,20 +204,22 @@ class ArtifactStore:
         local_path = Path(local_path)
         sha256, size = sha256_file(local_path)
         target = self._path(key)
-        if self.protocol == "file":
-            with local_path.open("rb") as source:
-                self._write_local_atomic(Path(target), _chunks(source))
-        else:
-            self.fs.put_file(str(local_path), target)
+        with self._service("write", key):
+            if self.protocol == "file":
+                with local_path.open("rb") as source:
+                    self._write_local_atomic(Path(target), _chunks(source))
+            else:
+                self.fs.put_file(str(local_path), target)
         return ArtifactInfo(key=key, sha256=sha256, size=size)
 
     def put_bytes(self, key: str, data: bytes) -> ArtifactInfo:
         """Store ``data`` under ``key``, atomically, and return its sha256 and size."""
         target = self._path(key)
-        if self.protocol == "file":
-            self._write_local_atomic(Path(target), iter([data]))
-        else:
-            self.fs.pipe_file(target, data)
+        with self._service("write", key):
+            if self.protocol == "file":
+                self._write_local_atomic(Path(target), iter([data]))
+            else:
+                self.fs.pipe_file(target, data)
         return ArtifactInfo(key=key, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
     @staticmethod
@@ -213,7 +253,8 @@ class ArtifactStore:
             IntegrityError: The blob is missing, truncated, or its sha256 differs.
         """
         try:
-            data: bytes = self.fs.cat_file(self._path(key))
+            with self._service("read", key):
+                data: bytes = self.fs.cat_file(self._path(key))
         except FileNotFoundError as exc:
             raise IntegrityError(
                 f"{label}: missing, expected {self.url_for(key)} (sha256 {sha256})"
@@ -236,7 +277,8 @@ class ArtifactStore:
         tmp = Path(tmp_name)
         try:
             try:
-                self.fs.get_file(self._path(key), tmp_name)
+                with self._service("read", key):
+                    self.fs.get_file(self._path(key), tmp_name)
             except FileNotFoundError as exc:
                 raise IntegrityError(
                     f"{label}: missing, expected {self.url_for(key)} (sha256 {sha256})"
@@ -250,18 +292,20 @@ class ArtifactStore:
 
     def exists(self, key: str) -> bool:
         """Whether a blob is stored under ``key``."""
-        return bool(self.fs.exists(self._path(key)))
+        with self._service("check", key):
+            return bool(self.fs.exists(self._path(key)))
 
     def delete(self, key: str) -> None:
         """Delete a blob; deleting a missing blob is not an error."""
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), self._service("delete", key):
             self.fs.rm_file(self._path(key))
 
     def list_keys(self, prefix: str = "") -> dict[str, datetime]:
         """Return every key under ``prefix`` with its last-modified time (UTC)."""
         base = self.root if not prefix else self._path(prefix.rstrip("/"))
         try:
-            found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True)
+            with self._service("list", prefix or "/"):
+                found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return {}
         keys: dict[str, datetime] = {}

@@ -17,6 +17,7 @@ A vetoed or archived version can never become ``champion``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -313,8 +314,11 @@ class Registry:
                     _check_copy(f"model {name!r} version {number}", expected[relname], uploaded[-1])
             return self._insert_version(name, uploaded, row, number)
         except Exception:
+            # Best effort: the first failure is the one to report (the store may be down),
+            # and an orphan left behind is removed by gc.
             for info in uploaded:
-                self.artifacts.delete(info.key)
+                with contextlib.suppress(RegistryError):
+                    self.artifacts.delete(info.key)
             raise
 
     def _insert_version(

@@ -12,6 +12,7 @@ one model with ``SELECT ... FOR UPDATE`` on its ``models`` row.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -81,12 +82,24 @@ def _first_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+# The password of a URL's ``user:password@`` part, for URLs SQLAlchemy cannot parse.
+_USERINFO_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return _USERINFO_PASSWORD.sub(r"\1***@", url)
+
+
 def _make_engine(url: str) -> Engine:
     try:
         backend = make_url(url).get_backend_name()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is not a number
         raise ConfigError(
-            f"metadata store URL {url!r}: expected sqlite:///PATH or "
+            f"metadata store URL {redact_url(url)!r}: expected sqlite:///PATH or "
             f"postgresql+psycopg://USER@HOST:PORT/DB ({_first_line(exc)})"
         ) from exc
     if backend == "sqlite":
@@ -96,11 +109,12 @@ def _make_engine(url: str) -> Engine:
             return create_engine(url, pool_pre_ping=True)
         except ImportError as exc:
             raise ConfigError(
-                f"metadata store URL {url!r} needs a PostgreSQL driver: "
+                f"metadata store URL {redact_url(url)!r} needs a PostgreSQL driver: "
                 "pip install 'readyml[postgres]'"
             ) from exc
     raise ConfigError(
-        f"metadata store URL {url!r}: expected a sqlite or postgresql URL, found {backend!r}"
+        f"metadata store URL {redact_url(url)!r}: expected a sqlite or postgresql URL, "
+        f"found {backend!r}"
     )
 
 
@@ -175,7 +189,7 @@ class MetadataStore:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"MetadataStore(url={make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"MetadataStore(url={redact_url(self.url)!r})"
 
     def __enter__(self) -> MetadataStore:
         self.open()

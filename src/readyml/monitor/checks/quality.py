@@ -271,12 +271,10 @@ class QualityCheck:
             or ref.label not in ref.profile.columns
         ):
             return None
-        top = ref.profile.columns[ref.label].top(1000)
-        total = sum(c for _, c in top)
-        if not total:
+        reference = _profile_classes(ref)
+        if reference is None:
             return None
-        reference = pd.Series({k: c / total for k, c in top})
-        current = frame["label"].astype(str).value_counts(normalize=True)
+        current = frame["label"].astype(str).map(_as_class).value_counts(normalize=True)
         labels = sorted(set(reference.index) | set(current.index))
         p = reference.reindex(labels, fill_value=0.0).to_numpy()
         q = current.reindex(labels, fill_value=0.0).to_numpy()
@@ -403,10 +401,29 @@ def _reference_classes(ref: Reference) -> pd.Series | None:
     if ref.valid_pred is not None:
         return pd.Series(np.asarray(ref.valid_pred).astype(str)).value_counts(normalize=True)
     if ref.profile is not None and ref.label in ref.profile.columns:
-        top = ref.profile.columns[ref.label].top(1000)
-        total = sum(c for _, c in top)
-        return pd.Series({k: c / total for k, c in top}) if total else None
+        return _profile_classes(ref)
     return None
+
+
+def _as_class(value: str) -> str:
+    """A class as served and labelled: a whole number profiled as a float (``"1.0"``) is ``"1"``."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else value
+
+
+def _profile_classes(ref: Reference) -> pd.Series | None:
+    """Share of each class among the training labels, from the training profile."""
+    if ref.profile is None:
+        return None
+    top = ref.profile.columns[ref.label].top(1000)
+    total = sum(c for _, c in top)
+    if not total:
+        return None
+    shares = pd.Series([c / total for _, c in top], index=[_as_class(k) for k, _ in top])
+    return shares.groupby(level=0).sum()
 
 
 def _reliability(ref: Reference) -> np.ndarray | None:
