@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from readyml.config import Project
-from readyml.errors import AliasError, DataError
+from readyml.errors import AliasError, DataError, RegistryError
 from readyml.registry import Registry
 from readyml.train import RunResult, check_reproducible, open_project_registry, run_project
 from support import IRIS_SPEC, iris_frame, write_project
@@ -210,3 +210,20 @@ def test_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:
     result, _ = _run(tmp_path)
     assert _statuses(result)["train"] == "succeeded"
     assert _statuses(result)["evaluate"] == "skipped"
+
+
+def test_an_artifact_store_failing_on_a_cached_output_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(tmp_path)
+    project = Project.load(tmp_path)
+    registry = open_project_registry(project)
+
+    def down(key: str, data: bytes) -> None:
+        raise RegistryError(f"artifact store: cannot write {key!r} (the service is down)")
+
+    monkeypatch.setattr(registry.artifacts, "put_bytes", down)
+    result = run_project(project, registry=registry)
+    assert result.status == "failed" and isinstance(result.error, RegistryError)
+    assert _statuses(result) == {"load": "failed"}
+    assert registry.store.get_run(result.run_id).status == "failed"

@@ -269,8 +269,12 @@ class Pipeline:
         output_fp = hash_json({n: v.fingerprint for n, v in outputs.items()}) if outputs else None
         stored_outputs: JSON = {}
         if status == "succeeded" and step.cacheable:
-            stored_outputs = self._store_outputs(step, ctx, input_fp, outputs)
-            stored_outputs[EVIDENCE_KEY] = [_evidence_to_json(e) for e in ctx.recorded]
+            try:
+                stored_outputs = self._store_outputs(step, ctx, input_fp, outputs)
+                stored_outputs[EVIDENCE_KEY] = [_evidence_to_json(e) for e in ctx.recorded]
+            except ReadymlError as exc:  # the artifact store failed: the run must end failed
+                error, status, detail = exc, "failed", str(exc)
+                stored_outputs = {}
         duration = time.monotonic() - started
         ctx.registry.store.record_step(
             run_id=ctx.run_id,
