@@ -150,6 +150,10 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             "found '3 days'",
         ),
         (
+            {"monitoring": {"lookback": "7x"}},
+            "monitoring.lookback: expected a duration such as 90s, 5m, 1h, 7d, found '7x'",
+        ),
+        (
             {"monitoring": {"on_alert": {"cooldown": "soon"}}},
             "monitoring.on_alert.cooldown: expected a duration",
         ),

@@ -780,8 +780,8 @@ class MonitoringSpec(_Spec):
 
     @field_validator("lookback", "every")
     @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        return _check_duration(value, "monitoring")
+    def _duration(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_duration(value, f"monitoring.{info.field_name}")
 
 
 _SCORE_SECTIONS = ("data", "model", "infra", "monitor")
