@@ -80,6 +80,11 @@ def test_a_file_that_is_no_database_is_one_line_naming_the_store(tmp_path: Path)
     assert "\n" not in str(info.value)
 
 
+def test_a_postgresql_driver_that_is_not_installed_names_the_one_to_use() -> None:
+    with pytest.raises(ConfigError, match=r"use postgresql\+psycopg:// .*not asyncpg"):
+        MetadataStore("postgresql+asyncpg://user:secret@127.0.0.1/db").open()
+
+
 def test_unsupported_url_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="expected a sqlite or postgresql URL"):
         MetadataStore("mysql://localhost/x").open()

@@ -108,9 +108,14 @@ def _make_engine(url: str) -> Engine:
         try:
             return create_engine(url, pool_pre_ping=True)
         except ImportError as exc:
-            raise ConfigError(
-                f"metadata store URL {redact_url(url)!r} needs a PostgreSQL driver: "
+            driver = make_url(url).get_driver_name()
+            hint = (
                 "pip install 'readyml[postgres]'"
+                if driver == "psycopg"
+                else f"use postgresql+psycopg:// (installed by readyml[postgres]), not {driver}"
+            )
+            raise ConfigError(
+                f"metadata store URL {redact_url(url)!r} needs a PostgreSQL driver: {hint}"
             ) from exc
     raise ConfigError(
         f"metadata store URL {redact_url(url)!r}: expected a sqlite or postgresql URL, "
