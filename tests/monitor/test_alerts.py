@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -112,6 +112,24 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_alertmanager_hears_every_firing_alert_at_each_run_with_a_future_end(
+    workspace: Path, receiver: tuple[str, Any]
+) -> None:
+    url, handler = receiver
+    spec = MonitoringSpec(windows=1, every="1h")
+    log_traffic(workspace, make_log(shift=2.0))
+    sinks = [LogSink(stream=io.StringIO()), AlertmanagerSink(url=url, retries=0)]
+    first = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    second = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    assert second.sent == [] and second.deduplicated == len(first.alerts) > 0
+    # Deduplicated for the log, yet sent again to Alertmanager, which would end it otherwise.
+    assert len(handler.bodies) == 2
+    for body, report in zip(handler.bodies, (first, second), strict=True):
+        assert {a["labels"]["key"] for a in body} == {a.labels["key"] for a in first.alerts}
+        ends = {datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) for a in body}
+        assert ends == {report.at + timedelta(hours=3)}
 
 
 def test_webhook_retries_with_backoff_until_delivered(receiver: tuple[str, Any]) -> None:

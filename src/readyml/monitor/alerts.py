@@ -13,7 +13,8 @@ resolved and the resolution sent; a check that was skipped resolves nothing.
 Sinks share one method, ``send(alerts)``: :class:`LogSink` writes one JSON line per alert,
 :class:`WebhookSink` POSTs a JSON document (retrying 5xx, 429 and connection errors with
 exponential back-off), :class:`AlertmanagerSink` POSTs to Alertmanager's ``/api/v2/alerts``
-(a resolved alert carries ``endsAt``).
+every firing alert at each run, with ``endsAt`` a few runs ahead (as Prometheus does), and
+the resolved ones with ``endsAt`` now.
 """
 
 from __future__ import annotations
@@ -219,9 +220,15 @@ class AlertBook:
 
 
 class Sink(Protocol):
-    """Where alerts go: ``send`` delivers a batch or raises :class:`DeliveryError`."""
+    """Where alerts go: ``send`` delivers a batch or raises :class:`DeliveryError`.
+
+    ``resends_firing`` marks a receiver that must hear of every firing alert at each run and
+    ends one it stops hearing about (Alertmanager); the others get only new, repeated and
+    resolved alerts.
+    """
 
     name: str
+    resends_firing: bool
 
     def send(self, alerts: Sequence[Alert]) -> None: ...
 
@@ -234,6 +241,7 @@ class LogSink:
     """One JSON line per alert on a stream (stderr by default)."""
 
     name = "log"
+    resends_firing = False
 
     def __init__(self, *, stream: IO[str] | None = None) -> None:
         self.stream = stream
@@ -290,6 +298,7 @@ def post_json(url: str, body: bytes, timeout_s: float) -> int:
 
 class _HttpSink:
     name = "http"
+    resends_firing = False
 
     def __init__(
         self,
@@ -365,9 +374,14 @@ class WebhookSink(_HttpSink):
 
 
 class AlertmanagerSink(_HttpSink):
-    """POST alerts to Alertmanager's API v2 (``{url}/api/v2/alerts``)."""
+    """POST alerts to Alertmanager's API v2 (``{url}/api/v2/alerts``).
+
+    Alertmanager resolves an alert it has not heard of within its ``resolve_timeout``, so
+    it is sent every firing alert at each run, each valid until a given ``endsAt``.
+    """
 
     name = "alertmanager"
+    resends_firing = True
 
     def _target(self) -> str:
         return self.url.rstrip("/") + "/api/v2/alerts"
@@ -388,6 +402,17 @@ class AlertmanagerSink(_HttpSink):
 
 def _rfc3339(stamp: datetime) -> str:
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def deliver_update(
+    sinks: Sequence[Sink], update: AlertUpdate, *, now: datetime, valid_for: timedelta
+) -> list[JSON]:
+    """Send one run's alerts: what changed to most sinks, and to a sink that
+    ``resends_firing`` every firing alert (valid until ``now + valid_for``) and the resolved."""
+    changed = [sink for sink in sinks if not sink.resends_firing]
+    everything = [sink for sink in sinks if sink.resends_firing]
+    current = [replace(alert, ends_at=now + valid_for) for alert in update.firing]
+    return deliver(changed, update.notify) + deliver(everything, current + update.resolved)
 
 
 def deliver(sinks: Sequence[Sink], alerts: Sequence[Alert]) -> list[JSON]:

@@ -23,7 +23,7 @@ from readyml.monitor.alerts import (
     AlertBook,
     Sink,
     alert_for,
-    deliver,
+    deliver_update,
     sinks_from_spec,
 )
 from readyml.monitor.checks import Check, CheckResult, checks_from_spec
@@ -148,7 +148,12 @@ class Monitor:
         report.resolved = update.resolved
         report.deduplicated = update.deduplicated
         sinks = self.sinks if self.sinks is not None else sinks_from_spec(spec.alerts)
-        report.deliveries = deliver(sinks, update.notify)
+        # A firing alert stays valid in Alertmanager for three runs: the schedule's period,
+        # or the repeat interval when the monitor runs from cron.
+        period_s = duration_seconds(spec.every or spec.alerts.repeat_interval)
+        report.deliveries = deliver_update(
+            sinks, update, now=inputs.now, valid_for=timedelta(seconds=3 * period_s)
+        )
         return report
 
     def _evidence(self, inputs: MonitorInputs, report: MonitorReport) -> None:
