@@ -151,7 +151,9 @@ def test_a_folder_with_manifests_or_a_file_is_refused(tmp_path: Path) -> None:
 
 def test_secret_template_applied_unedited_enables_no_token(tmp_path: Path) -> None:
     _manifests().write(tmp_path)
-    secret = _load(tmp_path / "secret.example.yaml")
+    # Not among what `kubectl apply -f DIR` reads (a folder's files, not its subfolders).
+    assert "Secret" not in {_load(p)["kind"] for p in tmp_path.glob("*.yaml")}
+    secret = _load(tmp_path / "templates" / "secret.example.yaml")
     assert secret["stringData"]["READYML_SERVE_TOKEN"] == ""
 
 

@@ -102,6 +102,7 @@ def k8s(
 ) -> None:
     """Write Kubernetes manifests: Deployment, Service, autoscaler, budget, config."""
     from readyml.deploy import KubernetesManifests, image_name
+    from readyml.deploy.kubernetes import SECRET_TEMPLATE
     from readyml.registry import CHAMPION
     from readyml.types import ModelRef
 
@@ -125,7 +126,7 @@ def k8s(
     for path in manifests.write(out):
         console.stdout.print(f"wrote {path}")
     console.stdout.print(
-        f"next: fill in {out / 'secret.example.yaml'} and apply it, then kubectl apply -f {out}"
+        f"next: fill in {out / SECRET_TEMPLATE} and apply it, then kubectl apply -f {out}"
     )
 
 

@@ -35,6 +35,7 @@ ARGO_STEPS: tuple[tuple[int, str], ...] = ((10, "5m"), (50, "10m"))
 # Start-up budget: failureThreshold x periodSeconds = 5 minutes to load the model.
 STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 30
+SECRET_TEMPLATE = "templates/secret.example.yaml"
 # A namespace is a DNS-1123 label.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -131,7 +132,9 @@ class KubernetesManifests:
         self._check()
         manifests = [
             Manifest("configmap.yaml", self.config_map()),
-            Manifest("secret.example.yaml", self.secret()),
+            # In a subfolder: `kubectl apply -f DIR` (not recursive) must never apply the
+            # template over a Secret made another way.
+            Manifest(SECRET_TEMPLATE, self.secret()),
         ]
         if self.argo:
             manifests.append(Manifest("rollout.yaml", self.rollout()))
@@ -165,6 +168,7 @@ class KubernetesManifests:
         paths = []
         for manifest in manifests:
             path = out / manifest.filename
+            path.parent.mkdir(exist_ok=True)
             path.write_text(yaml.safe_dump(manifest.document, sort_keys=False), encoding="utf-8")
             paths.append(path)
         return paths
