@@ -112,6 +112,10 @@ def test_cli_explain_prints_steps_and_records_evidence(trained_projects: dict[st
     assert json.loads(result.stdout)["consistent"] is True
     result = CliRunner().invoke(app, ["explain", "iris", "-p", str(tmp_path), "--example", "[1"])
     assert result.exit_code == 2 and "--example: expected a JSON object" in result.stderr
+    # A trace asked for by hand is manual evidence: it is not run again and again.
+    registry = open_project_registry(Project.load(tmp_path))
+    evidence = registry.list_evidence(project="iris", test_id="infra-5")
+    assert evidence and not any(e.automated for e in evidence)
 
 
 @pytest.mark.parametrize(

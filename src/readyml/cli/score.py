@@ -143,7 +143,7 @@ def explain(
     explanation = explain_prediction(
         registry, ref, _example(example) if example is not None else None
     )
-    record_explanation(registry, loaded.spec.name, explanation)
+    record_explanation(registry, loaded.spec.name, explanation, automated=False)
     if output == "json":
         console.print_json(explanation.to_dict())
         return

@@ -375,14 +375,20 @@ def explain_prediction(registry: Registry, ref: str, example: JSON | None = None
     )
 
 
-def record_explanation(registry: Registry, project: str, explanation: Explanation) -> int:
-    """Store infra-5 evidence: the trace was produced and reproduces the prediction."""
+def record_explanation(
+    registry: Registry, project: str, explanation: Explanation, *, automated: bool = True
+) -> int:
+    """Store infra-5 evidence: the trace was produced and reproduces the prediction.
+
+    ``automated=False`` for a trace a person asked for (``readyml explain``): it shows the
+    model can be debugged, not that something checks it again and again.
+    """
     name, _, version = explanation.model.partition(":")
     return registry.add_evidence(
         Evidence(
             test_id="infra-5",
             passed=explanation.consistent,
-            automated=True,
+            automated=automated,
             project=project,
             model_name=name,
             version=int(version) if version.isdigit() else None,
