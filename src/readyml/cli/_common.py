@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
@@ -50,6 +51,22 @@ def output_format(value: str, option: str = "--format") -> Literal["text", "json
 def who() -> str:
     """Who is acting, for audit records: ``READYML_USER`` or the login name."""
     return os.environ.get("READYML_USER") or getpass.getuser()
+
+
+def write_output(path: Path, text: str, option: str = "--out") -> None:
+    """Write an output file whole (a temporary file renamed), or raise a one-line
+    ``ConfigError`` naming ``option``; nothing is left behind when it fails."""
+    if path.is_dir():
+        raise ConfigError(f"{option}: expected a file name, found a folder ({str(path)!r})")
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise ConfigError(f"{option}: cannot write {str(path)!r} ({exc.strerror or exc})") from exc
 
 
 def project_registry(project: Path) -> Registry:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
+from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, write_output
 from readyml.errors import DataError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def profile(
     output = output_format(fmt)
     result = profile_file(data)
     if out is not None:
-        _write_text(out, result.to_json())
+        write_output(out, result.to_json())
     if output == "json":
         console.print_json(result.to_dict())
         return
@@ -176,20 +176,6 @@ def _reference(path: Path) -> Profile:
         return Profile.from_json(text)
     except DataError as exc:
         raise DataError(f"profile file '{path}': {exc}") from exc
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole (a temporary file renamed), or raise ``DataError``."""
-    if path.is_dir():
-        raise DataError(f"output file '{path}': expected a file name, found a folder")
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise DataError(f"output file '{path}': cannot write it ({exc.strerror})") from exc
 
 
 def _number(value: float | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, who
+from readyml.cli._common import (
+    FormatOpt,
+    ProjectOpt,
+    cli_errors,
+    output_format,
+    who,
+    write_output,
+)
 from readyml.errors import ConfigError
 
 app = typer.Typer()
@@ -48,7 +54,7 @@ def score(
     loaded = Project.load(project)
     report = score_project(loaded, open_project_registry(loaded))
     if out is not None:
-        _write_report(out, render(report, chosen))
+        write_output(out, render(report, chosen))
         console.stdout.print(f"{summary_line(report)}\nwrote {out}")
     elif chosen == "text":
         console.table(f"ML Test Score: {report.project}", TABLE_COLUMNS, table_rows(report))
@@ -58,21 +64,6 @@ def score(
     if fail_under is not None and report.final < fail_under:
         console.error_line(f"ML Test Score {report.final:g} is below --fail-under {fail_under:g}")
         raise typer.Exit(code=1)
-
-
-def _write_report(path: Path, text: str) -> None:
-    """Write ``--out`` whole (a temporary file renamed), or raise ``ConfigError``."""
-    if path.is_dir():
-        raise ConfigError(f"--out: expected a file name, found a folder ({str(path)!r})")
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise ConfigError(f"--out: cannot write {str(path)!r} ({exc.strerror or exc})") from exc
 
 
 @app.command()
