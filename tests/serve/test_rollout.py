@@ -285,10 +285,36 @@ def test_bad_management_bodies_are_400s_naming_the_key(fleet: Fleet) -> None:
             headers=AUTH,
         )
         assert answer.status_code == 400 and "unknown key 'bogus'" in answer.json()["error"]
+        assert answer.json()["field"] == "rollout.bogus", answer.text
+        assert "min_requests" in answer.json()["expected"]
+        for override, key, found in (
+            ({"steps": "x"}, "rollout.steps", "'x'"),
+            ({"steps": []}, "rollout.steps", "[]"),
+            ({"min_requests": 0}, "rollout.min_requests", "0"),
+            ({"steps": [1, "a", 100]}, "rollout.steps[1]", "'a'"),
+        ):
+            body = {"model": "iris", "version": 2, "rollout": override}
+            answer = client.post("/v2/management/deploy", json=body, headers=AUTH)
+            assert answer.status_code == 400, answer.text
+            assert (answer.json()["field"], answer.json()["found"]) == (key, found), answer.text
         for name in ("../x", ".hidden", "iris@champion"):
             answer = client.post("/v2/management/rollback", json={"model": name}, headers=AUTH)
             assert answer.status_code == 400, answer.text
             assert "expected a bare model name" in answer.json()["error"]
+
+
+def test_vetoed_version_is_refused_in_every_mode(fleet: Fleet) -> None:
+    vetoed = register(fleet.root, lambda: LogisticRegression(max_iter=500, C=0.7))
+    registry_of(fleet.root).set_status("iris", vetoed, "vetoed")
+    with fleet.server.client() as client:
+        stable = served_version(client)
+        for mode in ("canary", "shadow", "direct"):
+            answer = deploy(client, vetoed, mode=mode)
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["field"] == "version", answer.text
+            assert answer.json()["found"] == f"version {vetoed} vetoed", answer.text
+            assert rollout_state(client).get("candidate_version") != vetoed
+            assert served_version(client) == stable
 
 
 def test_candidate_failing_infra_validation_never_receives_traffic(fleet: Fleet) -> None:
@@ -440,13 +466,52 @@ def test_rollback_of_a_direct_deploy_tells_the_server_when_champion_never_moved(
     assert alone.exit_code == 2 and "nothing to roll back to" in alone.output
 
 
+def test_rollback_of_a_direct_deploy_leaves_a_moved_champion_alone(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    registry_of(root).promote(f"iris:{candidate}", who="tests", reason="champion moved once")
+    with serve_process(root) as server, server.client() as client:
+        body = {"model": "iris", "version": 1, "mode": "direct"}
+        assert client.post("/v2/management/deploy", json=body, headers=AUTH).status_code == 200
+        assert served_version(client) == "1"
+        arguments = ["rollback", "iris", "--project", str(root), "--url", server.url]
+        result = CliRunner().invoke(
+            rollout_cli, [*arguments, "--format", "json"], env={"READYML_SERVE_TOKEN": TOKEN}
+        )
+        assert result.exit_code == 0, result.output
+        assert served_version(client) == str(candidate)
+    report = json.loads(result.output)
+    assert (report["from_version"], report["to_version"], report["registry"]) == (
+        None,
+        candidate,
+        "unchanged",
+    )
+    assert registry_of(root).get("iris@champion").version == candidate
+
+
+def test_deploy_usage_errors_are_one_line_before_any_call(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    nowhere = ["--project", str(root), "--url", "http://127.0.0.1:9"]
+    for arguments, expected in (
+        (["deploy", "iris:2", *nowhere, "--format", "yaml"], "--format: expected"),
+        (["rollout", *nowhere, "--format", "yaml"], "--format: expected"),
+        (["deploy", "iris:x", *nowhere], "ref: expected NAME:VERSION"),
+        (["deploy", "iris:2", "--project", str(root), "--url", "nowhere"], "url: expected"),
+    ):
+        result = CliRunner().invoke(rollout_cli, arguments, env={"READYML_SERVE_TOKEN": TOKEN})
+        assert result.exit_code == 2, result.output
+        assert expected in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_rollout_state_survives_a_restart(tmp_path: Path) -> None:
     root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
     candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
     slow = {**FAST_STEPS, "step_duration_s": 600.0}
     with serve_process(root) as server, server.client() as client:
         assert deploy(client, candidate, rollout=slow).status_code == 200
-        assert deploy(client, candidate).status_code == 409
+        refused = deploy(client, candidate)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["found"] == f"version {candidate} in canary", refused.text
     with serve_process(root) as server, server.client() as client:
         state = rollout_state(client)
         assert state["state"] == "canary" and state["candidate_version"] == candidate
@@ -456,6 +521,8 @@ def test_rollout_state_survives_a_restart(tmp_path: Path) -> None:
         assert {version for _, version in traffic.answers} == {"1", str(candidate)}
         answer = client.post("/v2/management/promote", json={"model": "iris"}, headers=AUTH)
         assert answer.status_code == 200 and answer.json()["state"] == "promoted"
+        again = client.post("/v2/management/promote", json={"model": "iris"}, headers=AUTH)
+        assert again.status_code == 409 and again.json()["found"] == "none", again.text
 
 
 def test_canary_demo_promotes_a_healthy_second_version(tmp_path: Path) -> None:

@@ -52,7 +52,11 @@ def deploy(
     from readyml.serve.management_client import management_call
     from readyml.types import ModelRef
 
-    parsed = ModelRef.parse(ref) if ":" in ref else None
+    output_format(fmt)  # before the call: a usage error must not leave a rollout started
+    try:
+        parsed = ModelRef.parse(ref) if ":" in ref else None
+    except ValueError:
+        parsed = None
     if parsed is None or parsed.version is None:
         raise ConfigError(f"ref: expected NAME:VERSION, found {ref!r}")
     base, token_env = _server(project, url)
@@ -67,6 +71,7 @@ def rollout(project: ProjectOpt = Path("."), url: UrlOpt = None, fmt: FormatOpt 
     """Show the running server's rollouts: state, weight, windows and decisions."""
     from readyml.serve.management_client import management_call
 
+    output_format(fmt)
     base, token_env = _server(project, url)
     result = management_call(base, "/v2/management/rollout", token_env=token_env)
     if output_format(fmt) == "json":

@@ -22,9 +22,18 @@ CALL_TIMEOUT_S = 60.0
 
 
 class ManagementCallFailed(ServeError):
-    """A management call to a running server failed or was refused."""
+    """A management call to a running server failed or was refused.
+
+    Args:
+        message: What failed.
+        answered: The server's HTTP status, when it answered at all.
+    """
 
     status_code = 502
+
+    def __init__(self, message: str, *, answered: int | None = None) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 def management_call(
@@ -40,9 +49,17 @@ def management_call(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url.rstrip("/") + path, data=data, headers=headers, method="GET" if body is None else "POST"
-    )
+    try:
+        request = urllib.request.Request(
+            url.rstrip("/") + path,
+            data=data,
+            headers=headers,
+            method="GET" if body is None else "POST",
+        )
+    except ValueError:
+        raise ManagementCallFailed(
+            f"url: expected the http:// URL of a running server, found {url!r}"
+        ) from None
     try:
         with urllib.request.urlopen(request, timeout=CALL_TIMEOUT_S) as answer:
             result: dict[str, Any] = json.loads(answer.read())
@@ -51,7 +68,9 @@ def management_call(
         text = error.read().decode(errors="replace")
         with contextlib.suppress(ValueError):
             text = json.loads(text).get("error", text)
-        raise ManagementCallFailed(f"{url}{path}: server answered {error.code}: {text}") from None
+        raise ManagementCallFailed(
+            f"{url}{path}: server answered {error.code}: {text}", answered=error.code
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         raise ManagementCallFailed(
             f"{url}{path}: expected a running server, found {error}"
@@ -73,22 +92,28 @@ def rollback_model(
     The wall time of the whole rollback is measured and recorded as evidence ``infra-7``
     (ML Test Score: models can be quickly and safely rolled back).
 
-    When ``champion`` never moved but ``url`` is given, what is undone is a version the
-    server was given directly (``readyml deploy --mode direct``): the server goes back to
-    the champion, and the registry is left as it is.
+    When the server at ``url`` serves another version than ``champion`` (it was given one
+    directly: ``readyml deploy --mode direct``), or ``champion`` never moved, what is undone
+    is that version: the server goes back to the champion, and the registry is left as it is.
 
     Raises:
         AliasError: ``champion`` never moved and no ``url`` was given.
         ManagementCallFailed: the server is unreachable or refused the reload.
     """
     started_s = time.monotonic()
-    try:
-        event = registry.rollback(name, who=who, reason=reason)
-        from_version, to_version = event.from_version, event.to_version
-    except AliasError:
-        if url is None:
-            raise
-        from_version, to_version = None, registry.get(f"{name}@{CHAMPION}").version
+    champion = registry.get(f"{name}@{CHAMPION}").version if url is not None else None
+    served_before = _served_version(url, name, token_env) if url is not None else None
+    if served_before is not None and served_before != champion:
+        # The server was given another version directly: undo that, not the registry.
+        from_version, to_version = None, champion
+    else:
+        try:
+            event = registry.rollback(name, who=who, reason=reason)
+            from_version, to_version = event.from_version, event.to_version
+        except AliasError:
+            if url is None:
+                raise
+            from_version, to_version = None, champion
     served: dict[str, Any] | None = None
     if url is not None:
         body = {"model": name, "reload": True, "reason": reason}
@@ -113,3 +138,15 @@ def rollback_model(
         )
     )
     return result
+
+
+def _served_version(url: str, name: str, token_env: str) -> int | None:
+    """The version of ``name`` the server at ``url`` serves (``None``: it serves none)."""
+    try:
+        metadata = management_call(url, f"/v2/models/{name}", token_env=token_env)
+    except ManagementCallFailed as exc:
+        if exc.answered == 404:
+            return None
+        raise
+    versions = metadata.get("versions") or []
+    return int(versions[0]) if versions else None

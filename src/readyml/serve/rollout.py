@@ -65,6 +65,8 @@ MAX_SAMPLES = 50_000
 DRAIN_TIMEOUT_S = 10.0
 # Percent buckets a sticky key is hashed into.
 STICKY_BUCKETS = 10_000
+# Version statuses that never serve (as they can never become ``champion``).
+NEVER_SERVED = ("vetoed", "archived")
 
 Loader = Callable[[str], Predictor]
 MakeDeployment = Callable[[Predictor], Deployment]
@@ -102,6 +104,12 @@ class IllegalTransition(ServeError):
 
 class RolloutConflict(ServeError):
     """A rollout is already running for this model, or none is and one was expected."""
+
+    status_code = 409
+
+
+class VersionRefused(InfraValidationFailed):
+    """A vetoed or archived version was asked to serve; it never does (no replay is run)."""
 
     status_code = 409
 
@@ -467,15 +475,15 @@ class RolloutManager:
         if mode not in ("canary", "shadow", "direct"):
             raise BadRequest(f"mode: expected 'canary', 'shadow' or 'direct', found {mode!r}")
         if name in self.rollouts:
+            running = self.rollouts[name].record
             raise RolloutConflict(
-                f"model {name!r}: a rollout of version "
-                f"{self.rollouts[name].record.candidate_version} is running; promote or roll "
-                "it back first"
+                f"model: expected no rollout of {name!r} running (promote or roll it back "
+                f"first), found version {running.candidate_version} in {running.state}"
             )
         try:
             spec = RolloutSpec.model_validate(self.spec.model_dump() | dict(overrides or {}))
         except ValidationError as exc:
-            raise BadRequest(f"rollout.{describe_validation_error(exc)}") from None
+            raise BadRequest(override_error(exc)) from None
         stable = self.table.get(name)
         ref = f"{name}:{version}"
         candidate = await asyncio.to_thread(self._validate, ref, spec)
@@ -500,6 +508,11 @@ class RolloutManager:
 
     def _validate(self, ref: str, spec: RolloutSpec) -> Predictor:
         version = self.registry.get(ref)
+        if version.status in NEVER_SERVED:
+            raise VersionRefused(
+                f"version: expected a version of model {version.name!r} that may serve, found "
+                f"version {version.version} {version.status}"
+            )
         validator = InfraValidator(
             latency_budget_ms=spec.infra_latency_budget_ms, log_rows=spec.infra_log_rows
         )
@@ -601,7 +614,7 @@ class RolloutManager:
     def _active(self, name: str) -> Rollout:
         rollout = self.rollouts.get(name)
         if rollout is None:
-            raise RolloutConflict(f"model {name!r}: no rollout is running")
+            raise RolloutConflict(f"model: expected a running rollout of {name!r}, found none")
         return rollout
 
     def _finish(self, name: str, drain: Deployment | None = None) -> None:
@@ -736,6 +749,32 @@ class RolloutManager:
         temporary = path.with_suffix(f".json.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(record.to_dict(), indent=2, default=str))
         os.replace(temporary, path)
+
+
+def override_error(exc: ValidationError) -> str:
+    """A deploy's bad rollout override as ``rollout.KEY: expected WHAT, found WHAT``.
+
+    >>> try:
+    ...     RolloutSpec.model_validate({"min_requests": 0})
+    ... except ValidationError as exc:
+    ...     override_error(exc)
+    'rollout.min_requests: expected greater than or equal to 1, found 0'
+    """
+    error = exc.errors()[0]
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(RolloutSpec.model_fields)
+        key = ".".join(str(part) for part in error["loc"])
+        return f"rollout.{key}: expected a rollout setting ({known}), found unknown key {key!r}"
+    key, _, rest = f"rollout.{describe_validation_error(exc)}".partition(": ")
+    if rest.startswith("expected "):
+        return f"{key}: {rest}"
+    # pydantic's own wording: "input should be WHAT, found VALUE".
+    wording, separator, found = rest.rpartition(", found ")
+    if not separator:
+        return f"{key}: expected {rest}"
+    if error["type"] == "too_short":
+        wording = f"at least {error.get('ctx', {}).get('min_length')} item(s)"
+    return f"{key}: expected {wording.removeprefix('input should be ')}, found {found}"
 
 
 def _now() -> str:
