@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -18,12 +19,14 @@ from readyml.cli import app as readyml_app
 from readyml.config import Project, SliceSpec
 from readyml.errors import ConfigError, DataError
 from readyml.feedback.capture import Capture, CaptureResult, capture
+from readyml.feedback.review_import import import_review
 from readyml.feedback.review_sets import (
     LEAD_COLUMNS,
     REASONS,
     TAIL_COLUMNS,
     captured_ids,
     read_examples,
+    review_root,
 )
 from readyml.monitor import read_traffic, record_feedback, replay_offline, write_log
 from readyml.monitor.inputs import Reference
@@ -242,6 +245,23 @@ def test_a_second_capture_never_selects_an_example_again(workspace: Path) -> Non
     assert "earlier review set" in third.notes[-1]
 
 
+def test_a_labelled_example_is_not_captured_again_after_its_review_set_is_deleted(
+    workspace: Path,
+) -> None:
+    write_log(workspace, make_log(n=30))
+    first = run(workspace, only(random=10))
+    assert first.set_id is not None
+    filled = examples(workspace, first).assign(label="a")
+    filled.to_csv(workspace / "filled.csv", index=False)
+    assert import_review(workspace, workspace / "filled.csv", label="y").kept == 10
+    shutil.rmtree(review_root(workspace) / first.set_id)
+
+    second = run(workspace, only(random=50))
+
+    assert second.already_captured == 10 and second.total == 20
+    assert not set(examples(workspace, second)["example_id"]) & set(filled["example_id"])
+
+
 def test_the_time_window_leaves_out_rows_outside_it(workspace: Path) -> None:
     old = make_log(n=40, start=NOW - timedelta(hours=6))
     new = make_log(n=40, seed=2, start=NOW - timedelta(hours=2))
@@ -382,3 +402,18 @@ def test_cli_capture_writes_a_set_and_reports_bad_options_on_one_line(
         assert result.exit_code == 2
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and "budget" in lines[0]
+
+
+def test_cli_rare_share_option_is_used_and_checked(
+    served: tuple[Project, Registry, pd.DataFrame],
+) -> None:
+    project, _, _ = served
+    base = ["capture", "-p", str(project.root), "--budget", "random=1", "--format", "json"]
+    runner = CliRunner()
+    result = runner.invoke(readyml_app, [*base, "--rare-share", "0.5"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((Path(json.loads(result.stdout)["path"]) / "manifest.json").read_text())
+    assert manifest["details"]["rare_share"] == 0.5
+    result = runner.invoke(readyml_app, [*base, "--rare-share", "1.5"])
+    assert result.exit_code == 2
+    assert "capture rare_share: expected a share in [0, 1], found 1.5" in result.stderr

@@ -105,3 +105,19 @@ def test_unknown_dataset_version_is_a_one_line_error(project: Project) -> None:
     result = run_project(project, registry=open_project_registry(project))
     assert result.error is not None
     assert "data.production.datasets: expected stored versions [1], found [7]" in str(result.error)
+
+
+def test_a_dataset_changed_after_a_run_fails_the_next_run_not_the_cache(project: Project) -> None:
+    label_set(project, ROWS[:10])
+    project = with_production(project.root, {"weight": 2.0})
+    registry = open_project_registry(project)
+    assert run_project(project, registry=registry).error is None
+    path = project.workspace / "production" / "v0001" / "examples.parquet"
+    stored = pd.read_parquet(path)
+    stored.loc[0, "species"] = "virginica"
+    stored.to_parquet(path, index=False)
+
+    result = run_project(project, registry=registry)
+
+    assert result.error is not None
+    assert "production:v1: expected sha256" in str(result.error)

@@ -194,3 +194,17 @@ def test_only_listed_checks_and_severities_trigger() -> None:
         alert("staleness", "critical"),
     ]
     assert [a.labels["check"] for a in triggering(alerts, spec)] == ["quality"]
+
+
+def test_a_damaged_retrain_record_is_one_line_not_a_traceback(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    write_project(tmp_path)
+    write_spec(tmp_path, {"deploy": "none"})
+    records = tmp_path / ".readyml" / "retrain"
+    records.mkdir(parents=True)
+    (records / "rt-broken.json").write_text('{"id": "rt-broken"}')
+    for command in (["retrains"], ["approve", "rt-broken"]):
+        result = runner.invoke(app, [*command, "-p", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert "retrain record rt-broken.json: expected a record" in result.output

@@ -131,3 +131,25 @@ def test_cli_exit_codes(project: Project, tmp_path: Path) -> None:
     document = json.loads(listed.stdout)
     assert [d["version"] for d in document["datasets"]] == [1]
     assert document["review_sets"][0]["id"] == manifest.id
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"id": "x"}'])
+def test_a_damaged_manifest_is_one_line_naming_the_set_or_dataset(
+    project: Project, tmp_path: Path, text: str
+) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0])
+    filled(project, manifest.id, ["setosa"]).to_csv(tmp_path / "f.csv", index=False)
+    assert import_review(project.workspace, tmp_path / "f.csv", label="species").kept == 1
+    runner = CliRunner()
+    listing = ["review", "list", "-p", str(project.root)]
+    dataset = project.workspace / "production" / "v0001" / "manifest.json"
+    good = dataset.read_text()
+    dataset.write_text(text)
+    damaged = runner.invoke(app, listing)
+    assert damaged.exit_code == 2, damaged.output
+    assert "production dataset v0001: expected a manifest.json" in damaged.output
+    dataset.write_text(good)
+    (review_root(project.workspace) / manifest.id / "manifest.json").write_text(text)
+    damaged = runner.invoke(app, listing)
+    assert damaged.exit_code == 2, damaged.output
+    assert f"review set {manifest.id}: expected a manifest.json" in damaged.output

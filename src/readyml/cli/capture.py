@@ -47,6 +47,12 @@ def capture(
             "--confidence-below", help="Top probability under which a prediction is low-confidence."
         ),
     ] = 0.6,
+    rare_share: Annotated[
+        float,
+        typer.Option(
+            "--rare-share", help="Training share under which a value or slice is rare (0.02: 2 %)."
+        ),
+    ] = 0.02,
     fmt: FormatOpt = "text",
 ) -> None:
     """Select logged examples for review and write them as a review set.
@@ -78,6 +84,7 @@ def capture(
         until=end,
         budget=counts,
         confidence_below=confidence_below,
+        rare_share=rare_share,
         now=now,
     )
     if form == "json":

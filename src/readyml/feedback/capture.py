@@ -6,7 +6,9 @@ rules); the reasons then take their rows in that order, each up to its budget, s
 matching several is selected once, under the first, and its ``detail`` names the others.
 ``random`` comes last: a seeded uniform sample of the rows still left, the control group that
 shows what the targeted reasons miss. Rows already in any review set of the workspace are
-never selected again (:func:`~readyml.feedback.review_sets.captured_ids`).
+never selected again (:func:`~readyml.feedback.review_sets.captured_ids`), nor are rows a
+production dataset holds (:func:`~readyml.feedback.production.labelled_ids`), should their
+review set have been deleted.
 
 The log holds only answered requests: a request the server rejected (bad types, missing
 features) is not there, so ``schema_violation`` finds the rows that were served although
@@ -33,6 +35,7 @@ from numpy.typing import NDArray
 from readyml.config import Project, SliceSpec
 from readyml.errors import ConfigError, DataError
 from readyml.feedback import _reasons as reasons
+from readyml.feedback.production import labelled_ids
 from readyml.feedback.review_sets import (
     REASONS,
     ReviewSetManifest,
@@ -215,7 +218,7 @@ class Capture:
         traffic = traffic.reset_index(drop=True)
         pairs = zip(traffic["request_id"], traffic["row"], strict=True)
         ids = pd.Series([example_id(str(r), int(i)) for r, i in pairs])
-        seen = ids.isin(captured_ids(workspace)).to_numpy()
+        seen = ids.isin(captured_ids(workspace) | labelled_ids(workspace)).to_numpy()
         result.already_captured = int(seen.sum())
         available = ~seen & ~ids.duplicated().to_numpy()
         top = reasons.confidence(traffic, reference.task)

@@ -74,7 +74,13 @@ def list_datasets(workspace: Path) -> list[ProductionDataset]:
         return []
     found = []
     for manifest in sorted(root.glob("v*/manifest.json")):
-        found.append(ProductionDataset(**json.loads(manifest.read_text())))
+        try:
+            found.append(ProductionDataset(**json.loads(manifest.read_text("utf-8"))))
+        except (ValueError, TypeError) as exc:
+            raise DataError(
+                f"production dataset {manifest.parent.name}: expected a manifest.json as "
+                f"review import wrote it, found {type(exc).__name__}: {exc}"
+            ) from None
     return found
 
 
@@ -116,8 +122,8 @@ def write_dataset(
     return dataset
 
 
-def read_dataset(workspace: Path, dataset: ProductionDataset) -> pd.DataFrame:
-    """The examples of one version, checked against its fingerprint.
+def check_dataset(workspace: Path, dataset: ProductionDataset) -> Path:
+    """The examples file of one version, checked against its fingerprint.
 
     Raises:
         DataError: the file is missing or its content changed since it was written.
@@ -131,7 +137,27 @@ def read_dataset(workspace: Path, dataset: ProductionDataset) -> pd.DataFrame:
             f"{dataset.ref}: expected sha256 {dataset.fingerprint[:12]}…, found "
             f"{digest[:12]}… (the file changed after it was stored)"
         )
-    return pd.read_parquet(path)
+    return path
+
+
+def read_dataset(workspace: Path, dataset: ProductionDataset) -> pd.DataFrame:
+    """The examples of one version, checked against its fingerprint.
+
+    Raises:
+        DataError: the file is missing or its content changed since it was written.
+    """
+    return pd.read_parquet(check_dataset(workspace, dataset))
+
+
+def labelled_ids(workspace: Path) -> set[str]:
+    """Every ``example_id`` stored in a production dataset of the workspace (labelled
+    already, so never to be captured again, even when its review set was deleted)."""
+    ids: set[str] = set()
+    for dataset in list_datasets(workspace):
+        path = production_root(workspace) / f"v{dataset.version:04d}" / EXAMPLES_FILE
+        if path.exists():
+            ids.update(pd.read_parquet(path, columns=["example_id"])["example_id"].astype(str))
+    return ids
 
 
 def select_datasets(workspace: Path, versions: list[int] | None = None) -> list[ProductionDataset]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from readyml.config import OnAlertSpec, Project, duration_seconds
-from readyml.errors import ConfigError, ReadymlError
+from readyml.errors import ConfigError, DataError, ReadymlError
 from readyml.monitor.alerts import Alert
 from readyml.registry import Registry
 from readyml.types import JSON, Evidence
@@ -82,7 +82,16 @@ def list_retrains(workspace: Path) -> list[RetrainRecord]:
     """Every trigger record, oldest first."""
     root = retrain_root(workspace)
     paths = sorted(root.glob("rt-*.json")) if root.exists() else []
-    return [RetrainRecord(**json.loads(p.read_text())) for p in paths]
+    records = []
+    for path in paths:
+        try:
+            records.append(RetrainRecord(**json.loads(path.read_text("utf-8"))))
+        except (ValueError, TypeError) as exc:
+            raise DataError(
+                f"retrain record {path.name}: expected a record as readyml monitor wrote it, "
+                f"found {type(exc).__name__}: {exc}"
+            ) from None
+    return records
 
 
 def _save(workspace: Path, record: RetrainRecord) -> None:

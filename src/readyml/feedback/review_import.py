@@ -86,7 +86,7 @@ def _json_records(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON-lines file, or of a ``.json`` file holding one array of them."""
     text = path.read_text("utf-8")
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        records = json.loads(text)
+        records: list[Any] = json.loads(text)
         where = "item"
     else:
         records = [json.loads(line) for line in text.splitlines() if line.strip()]

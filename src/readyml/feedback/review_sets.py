@@ -130,7 +130,7 @@ Production examples of model `{manifest.model}` chosen for review
 Fill in the `label` column (the true `{manifest.label}`: {classes}) in `examples.csv` or
 `examples.jsonl`, leave rows you cannot judge blank, then run
 
-    readyml review import examples.csv
+    readyml review import examples.csv -p PROJECT
 
 | column | meaning |
 |---|---|
@@ -149,7 +149,18 @@ def list_review_sets(workspace: Path) -> list[ReviewSetManifest]:
     """Every review set of a workspace, oldest first."""
     root = review_root(workspace)
     manifests = sorted(root.glob("rs-*/manifest.json")) if root.exists() else []
-    return [ReviewSetManifest.from_dict(json.loads(p.read_text())) for p in manifests]
+    return [_read_manifest(p) for p in manifests]
+
+
+def _read_manifest(path: Path) -> ReviewSetManifest:
+    """One review set's manifest, or a one-line :class:`DataError` saying what is wrong."""
+    try:
+        return ReviewSetManifest.from_dict(json.loads(path.read_text("utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise DataError(
+            f"review set {path.parent.name}: expected a manifest.json as capture wrote it, "
+            f"found {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def read_examples(workspace: Path, set_id: str) -> pd.DataFrame:

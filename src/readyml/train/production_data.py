@@ -23,7 +23,7 @@ import pandas as pd
 from readyml.config import Project, duration_seconds
 from readyml.data.schema import Schema
 from readyml.errors import DataError, ReadymlError
-from readyml.feedback.production import load_production, select_datasets
+from readyml.feedback.production import check_dataset, load_production, select_datasets
 from readyml.train.features import RESERVED_PREFIX
 from readyml.types import JSON
 
@@ -62,6 +62,8 @@ def production_params(project: Project, now: datetime | None = None) -> JSON | N
     if spec is None or not spec.enabled:
         return None
     datasets = select_datasets(project.workspace, spec.datasets)
+    for dataset in datasets:  # a changed file must fail the run, not hit the load cache
+        check_dataset(project.workspace, dataset)
     params: JSON = {
         "spec": spec.model_dump(mode="json"),
         "datasets": {d.ref: d.fingerprint for d in datasets},
