@@ -15,7 +15,7 @@ from readyml.feedback.review_import import import_review
 from readyml.feedback.review_sets import review_root
 from readyml.train import open_project_registry, run_project
 from readyml.train.production_data import SOURCE_COLUMN, WEIGHT_COLUMN
-from support import IRIS_SPEC, write_project
+from support import IRIS_SPEC, iris_frame, write_project
 
 from .helpers import write_iris_set
 
@@ -121,3 +121,23 @@ def test_a_dataset_changed_after_a_run_fails_the_next_run_not_the_cache(project:
 
     assert result.error is not None
     assert "production:v1: expected sha256" in str(result.error)
+
+
+def test_a_time_split_trains_on_undated_production_examples(tmp_path: Path) -> None:
+    frame = iris_frame().sample(frac=1.0, random_state=0).reset_index(drop=True)
+    frame["day"] = [str(d.date()) for d in pd.date_range("2024-01-01", periods=150)]
+    split = {"method": "time", "time_column": "day", "cutoff": "2024-04-15"}
+    spec = {**IRIS_SPEC, "split": split, "exclude": ["day"]}
+    project = Project.load(write_project(tmp_path, spec, frame))
+    label_set(project, ROWS)
+    spec["data"] = {**IRIS_SPEC["data"], "production": {"weight": 1.0}}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), "utf-8")
+    project = Project.load(tmp_path)
+    result = run_project(project, registry=open_project_registry(project))
+    assert result.error is None, result.error
+    train, valid = result.value("train"), result.value("valid")
+    # The examples have no day: they are learned from, never judged as the later period.
+    assert train[SOURCE_COLUMN].notna().sum() == len(ROWS)
+    assert valid[SOURCE_COLUMN].isna().all()
+    split_step = next(s for s in result.steps if s.name == "split")
+    assert split_step.message.endswith(f"({len(ROWS)} undated production examples in training)")

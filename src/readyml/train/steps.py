@@ -269,7 +269,7 @@ class SplitData:
     """Split rows into training and validation sets, at random with a seed or by time."""
 
     name: ClassVar[str] = "split"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: undated production examples train
     inputs: ClassVar[tuple[str, ...]] = ("data",)
     outputs: ClassVar[dict[str, Kind]] = {"train": "frame", "valid": "frame"}
     cacheable: ClassVar[bool] = True
@@ -292,9 +292,14 @@ class SplitData:
             cutoff = pd.Timestamp(split.cutoff)
             if times.dt.tz is not None and cutoff.tz is None:
                 cutoff = cutoff.tz_localize(times.dt.tz)
-            is_train = (times < cutoff).to_numpy()
+            # Production examples carry only what the server saw: without a time they are
+            # training rows, folded in to be learned from.
+            undated = (times.isna() & production_mask(frame)).to_numpy()
+            is_train = (times < cutoff).to_numpy() | undated
             train, valid = frame[is_train], frame[~is_train]
             how = f"by {column} at {cutoff.date()}"
+            if undated.any():
+                how += f" ({int(undated.sum()):,} undated production examples in training)"
         else:
             task = resolve_task(frame[spec.label], spec.task)
             labels = frame[spec.label]
