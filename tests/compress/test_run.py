@@ -168,6 +168,17 @@ def test_no_method_is_a_config_error() -> None:
         (Methods(distill="mlp", soft_weight=2.0), r"--soft-weight: expected a weight in \[0, 1\]"),
         (Methods(distill="foo:3"), r"--distill: expected 'mlp\[:W,W\]', .* found 'foo:3'"),
         (Methods(distill="mlp:a"), "--distill 'mlp:a': expected integers after ':'"),
+        (
+            Methods(format="onnx", static=True),
+            "--static: expected with --quantize int8, found no --quantize",
+        ),
+        (Methods(format="onnx", structured=True), "--structured: expected with --prune"),
+        (Methods(distill="mlp", fine_tune_epochs=3), "--fine-tune: expected with --prune"),
+        (Methods(distill="mlp:0"), r"--distill 'mlp:0': expected sizes of 1 or more, found \[0\]"),
+        (Methods(distill="mlp:8,-3"), r"--distill 'mlp:8,-3': expected sizes of 1 or more"),
+        (Methods(distill="tree:0"), r"--distill 'tree:0': expected sizes of 1 or more"),
+        (Methods(distill="no_such_module:make"), "--distill 'no_such_module:make': cannot import"),
+        (Methods(distill="readyml.flavors.torch:nope"), "no such function in module"),
     ],
 )
 def test_bad_method_values_are_config_errors_before_any_work(
@@ -184,3 +195,34 @@ def test_labels_survive_as_strings(registry: Registry, iris_splits: Splits) -> N
         report.rows[0].quality["valid"]["accuracy"]
     )
     assert np.isfinite(report.rows[1].latency_ms["64"])
+
+
+@pytest.mark.parametrize(
+    ("student", "found"),
+    [
+        ("readyml.examples.digits:cnn", "ValueError: cnn: expected 8×8 images"),  # iris columns
+        ("sklearn.tree:DecisionTreeClassifier", "TypeError"),  # not a factory
+    ],
+)
+def test_a_student_factory_that_does_not_fit_is_a_flavor_error(
+    registry: Registry, iris_splits: Splits, student: str, found: str
+) -> None:
+    teacher = _sklearn_parent(registry, iris_splits)
+    with pytest.raises(
+        FlavorError, match=rf"--distill '{student}': expected a torch factory.*{found}"
+    ):
+        compress_version(registry, teacher.ref, iris_splits, Methods(distill=student))
+    assert registry.get("iris").version == teacher.version
+
+
+def test_a_method_failing_after_others_worked_registers_nothing(
+    registry: Registry, iris_splits: Splits
+) -> None:
+    parent = _torch_parent(registry, iris_splits, [8])
+    methods = Methods(
+        format="ort", quantize="torch-int8", prune=0.5, distill="readyml.examples.digits:cnn"
+    )
+    with pytest.raises(FlavorError, match="--distill"):
+        compress_version(registry, parent.ref, iris_splits, methods)
+    # The ONNX, ORT, torch int8 and pruned results were made, but none became a version.
+    assert registry.get("iris").version == parent.version

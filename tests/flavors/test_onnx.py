@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -131,3 +132,32 @@ def test_unreadable_graph_is_a_flavor_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a graph")
     with pytest.raises(FlavorError, match="ONNX Runtime cannot load it"):
         OnnxModel(path=path).open()
+
+
+def test_probabilities_rounded_below_zero_are_not_read_as_scores(tmp_path: Path) -> None:
+    # A binary forest's graph gives [1 - p, p] in float32: p = 1 leaves -1.2e-07, not a logit.
+    import onnx
+    from onnx import TensorProto, helper
+
+    one = onnx.numpy_helper.from_array(np.ones((1, 1), dtype=np.float32), "one")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sub", ["one", "p"], ["q"]),
+            helper.make_node("Concat", ["q", "p"], ["probabilities"], axis=1),
+        ],
+        "binary",
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        initializer=[one],
+    )
+    path = tmp_path / "binary.onnx"
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
+    onnx_model = OnnxModel(path=path, classes=["no", "yes"])
+    X = pd.DataFrame({"p": np.asarray([1.0000001, 0.25], dtype=np.float32)})
+
+    proba = onnx_model.predict_proba(X)
+
+    np.testing.assert_allclose(proba, [[0.0, 1.0], [0.75, 0.25]], atol=1e-6)
+    assert proba.min() >= 0.0

@@ -25,6 +25,7 @@ import pandas as pd
 
 from readyml.errors import ConfigError, FlavorError
 from readyml.flavors import ModelAdapter
+from readyml.flavors._imports import import_object
 
 # Defaults of the soft-target loss and of student training.
 TEMPERATURE = 2.0
@@ -58,17 +59,30 @@ class StudentSpec:
         try:
             if head == "mlp":
                 hidden = [int(w) for w in rest.split(",")] if rest else DEFAULT_HIDDEN
+                _check_positive(text, hidden)
                 return cls("torch", MLP_FACTORY, {"hidden": hidden})
             if head == "tree":
-                return cls("tree", "", {"max_depth": int(rest) if rest else DEFAULT_DEPTH})
+                depth = int(rest) if rest else DEFAULT_DEPTH
+                _check_positive(text, [depth])
+                return cls("tree", "", {"max_depth": depth})
         except ValueError as exc:
             raise ConfigError(f"--distill {text!r}: expected integers after ':' ({exc})") from exc
         if all(part.isidentifier() for part in head.split(".")) and rest.isidentifier():
+            # Imported now: a factory that is not there fails before any version is made.
+            try:
+                import_object(text.strip(), field="--distill", kind="function")
+            except FlavorError as exc:
+                raise ConfigError(str(exc)) from exc
             return cls("torch", text.strip(), {})
         raise ConfigError(
             f"--distill: expected 'mlp[:W,W]', 'tree[:DEPTH]' or a torch factory "
             f"'module:function', found {text!r}"
         )
+
+
+def _check_positive(text: str, sizes: list[int]) -> None:
+    if any(size < 1 for size in sizes):
+        raise ConfigError(f"--distill {text!r}: expected sizes of 1 or more, found {sizes}")
 
 
 def soften(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -134,20 +148,30 @@ def distill(
     soft = soften(proba, temperature)
     if student.kind == "tree":
         return _tree_student(teacher, student, X, y, soft, codes, soft_weight, seed)
-    return _torch_student(
-        teacher,
-        student,
-        X,
-        y,
-        soft,
-        codes,
-        X_valid,
-        y_valid,
-        temperature,
-        soft_weight,
-        epochs,
-        seed,
-    )
+    try:
+        return _torch_student(
+            teacher,
+            student,
+            X,
+            y,
+            soft,
+            codes,
+            X_valid,
+            y_valid,
+            temperature,
+            soft_weight,
+            epochs,
+            seed,
+        )
+    except (RuntimeError, TypeError, ValueError) as exc:
+        # A factory that does not fit the teacher's inputs (a CNN on table columns, a class
+        # that is not a factory): torch's or Python's own error, named.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FlavorError(
+            f"--distill {student.factory!r}: expected a torch factory "
+            f"(n_inputs, n_outputs) -> nn.Module whose network takes the training inputs, "
+            f"found {type(exc).__name__}: {first}"
+        ) from exc
 
 
 def _tree_student(

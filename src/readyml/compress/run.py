@@ -37,7 +37,7 @@ from readyml.compress.report import CompressionReport, Row
 from readyml.config import ChampionRule, GatesSpec, SliceSpec
 from readyml.errors import ConfigError
 from readyml.evaluate import compute_metrics, primary_metric
-from readyml.evaluate.gate import gate
+from readyml.evaluate.gate import Decision, gate
 from readyml.evaluate.slices import evaluate_slices
 from readyml.flavors import ModelAdapter, load_model
 from readyml.flavors.onnx import OnnxModel
@@ -99,6 +99,11 @@ class Methods:
                 "--static: torch's int8 quantization here is dynamic only; use --quantize int8 "
                 "--static for calibrated int8 through ONNX Runtime"
             )
+        if self.static and self.quantize != ONNX_INT8:  # torch-int8 is refused above
+            raise ConfigError("--static: expected with --quantize int8, found no --quantize")
+        if (self.structured or self.fine_tune_epochs > 0) and self.prune is None:
+            option = "--structured" if self.structured else "--fine-tune"
+            raise ConfigError(f"{option}: expected with --prune SPARSITY, found no --prune")
         if self.calibration < 1:
             raise ConfigError(f"--calibration: expected at least 1 row, found {self.calibration}")
         if self.prune is not None and not 0.0 < self.prune < 1.0:
@@ -283,16 +288,16 @@ class _Judge:
 
     def add(
         self,
-        report: CompressionReport,
         model: ModelAdapter,
         method: JSON,
         files: dict[str, Path],
         *,
-        parent: ModelVersion,
+        parent: ModelVersion | _Result,
         export: bool = False,
         timed: Path | None = None,
         size_of: list[Path] | None = None,
-    ) -> ModelVersion:
+    ) -> _Result:
+        """Check parity, evaluate, gate and measure one result; nothing is registered yet."""
         tolerance = parity_checks.EXPORT_TOLERANCE if export else None
         minimum = parity_checks.EXPORT_MIN_IDENTICAL if export else None
         agreement = parity_checks.compare(
@@ -315,47 +320,84 @@ class _Judge:
             "latency_ms": row.latency_ms,
             "base_latency_ms": self.base_latency_ms,
         }
-        lineage = {
-            **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
-            "parent_version": parent.version,
-            "base": self.root.ref,
-            METHOD_KEY: {**method, "parity": agreement.to_dict()},
-        }
-        version = self.registry.register(
-            parent.name,
-            files=files,
-            model_fingerprint=_fingerprint(files),
-            lineage=lineage,
-            metrics={**quality, "compression": measured},
-            signature=model.signature(),
-            input_example=list(self.root.input_example),
-            tags={"flavor": model.flavor, "task": model.task, "compression": method["name"]},
-            status=decision.decision,
-            gate=decision_dict,
-            run_id=self.root.run_id,
-            parent_version=parent.version,
-            description=f"{method['name']} of {self.root.ref}",
-        )
-        row.ref = version.ref
-        row.parent = parent.ref
         row.quality = quality
         row.parity = agreement.to_dict()
         row.gate = decision_dict
         row.details = method
+        return _Result(
+            model=model,
+            method=method,
+            files=files,
+            parent=parent,
+            row=row,
+            metrics={**quality, "compression": measured},
+            status=decision.decision,
+        )
+
+    def register(self, report: CompressionReport, result: _Result) -> ModelVersion:
+        """Register a judged result (after its parent) and add its row to the report."""
+        parent = result.parent if isinstance(result.parent, ModelVersion) else result.parent.version
+        if parent is None:
+            raise RuntimeError("compress: a result was registered before its parent")
+        method, row = result.method, result.row
+        lineage = {
+            **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
+            "parent_version": parent.version,
+            "base": self.root.ref,
+            METHOD_KEY: {**method, "parity": row.parity},
+        }
+        version = self.registry.register(
+            parent.name,
+            files=result.files,
+            model_fingerprint=_fingerprint(result.files),
+            lineage=lineage,
+            metrics=result.metrics,
+            signature=result.model.signature(),
+            input_example=list(self.root.input_example),
+            tags={
+                "flavor": result.model.flavor,
+                "task": result.model.task,
+                "compression": method["name"],
+            },
+            status=result.status,
+            gate=row.gate,
+            run_id=self.root.run_id,
+            parent_version=parent.version,
+            description=f"{method['name']} of {self.root.ref}",
+        )
+        result.version = version
+        row.ref = version.ref
+        row.parent = parent.ref
         report.rows.append(row)
         return version
 
 
+@dataclass
+class _Result:
+    """One result, judged and measured; registered only once every method asked for worked."""
+
+    model: ModelAdapter
+    method: JSON
+    files: dict[str, Path]
+    parent: ModelVersion | _Result
+    row: Row
+    metrics: JSON
+    status: Decision
+    version: ModelVersion | None = None
+
+
 def _produce(judge: _Judge, methods: Methods, workdir: Path, report: CompressionReport) -> None:
+    """Produce and judge every result, then register them: a method that fails leaves none."""
     base, splits, parent = judge.base, judge.splits, judge.root
+    results: list[_Result] = []
     if methods.quantize == TORCH_INT8:
         from readyml.compress.torch_quantize import describe, quantize_torch_dynamic
 
         dynamic = quantize_torch_dynamic(base)
         # Judged as loaded back from its saved files: what is measured is what ships.
         files = _saved(dynamic, workdir / "torch-int8")
-        judge.add(
-            report, load_model(workdir / "torch-int8"), describe(dynamic), files, parent=parent
+        results.append(
+            judge.add(load_model(workdir / "torch-int8"), describe(dynamic), files, parent=parent)
         )
     if methods.format is not None or methods.quantize == ONNX_INT8:
         onnx_path = workdir / "onnx" / "model.onnx"
@@ -376,36 +418,38 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
         onnx_model = load_model(workdir / "onnx")
         files = {p.name: p for p in (workdir / "onnx").iterdir()}
         onnx_version = judge.add(
-            report,
             onnx_model,
             {"name": "onnx", "opset": "default"},
             files,
             parent=parent,
             export=True,
         )
+        results.append(onnx_version)
         if methods.format == "ort":
             ort_path = to_ort(onnx_path, workdir / "ort-file" / ORT_FILE)
             files = _saved(_onnx_adapter(base, onnx_path), workdir / "ort")
             files[ORT_FILE] = ort_path
-            judge.add(
-                report,
-                _onnx_adapter(base, ort_path),
-                {"name": "ort", "file": ORT_FILE},
-                files,
-                parent=onnx_version,
-                export=True,
-                timed=ort_path,
-                size_of=[ort_path],
+            results.append(
+                judge.add(
+                    _onnx_adapter(base, ort_path),
+                    {"name": "ort", "file": ORT_FILE},
+                    files,
+                    parent=onnx_version,
+                    export=True,
+                    timed=ort_path,
+                    size_of=[ort_path],
+                )
             )
         if quantized is not None:
             mode = quantized.mode
             files = _saved(_onnx_adapter(base, quantized.path), workdir / f"int8-{mode}")
-            judge.add(
-                report,
-                load_model(workdir / f"int8-{mode}"),
-                {"name": f"int8-{mode}", **quantized.to_dict()},
-                files,
-                parent=onnx_version,
+            results.append(
+                judge.add(
+                    load_model(workdir / f"int8-{mode}"),
+                    {"name": f"int8-{mode}", **quantized.to_dict()},
+                    files,
+                    parent=onnx_version,
+                )
             )
     if methods.prune is not None:
         from readyml.compress.prune import prune_structured, prune_unstructured, sparsity_of
@@ -425,7 +469,9 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
             "weight_sparsity": sparsity_of(pruned.module_),
             "fine_tune_epochs": methods.fine_tune_epochs,
         }
-        judge.add(report, pruned, method, _saved(pruned, workdir / f"prune-{kind}"), parent=parent)
+        results.append(
+            judge.add(pruned, method, _saved(pruned, workdir / f"prune-{kind}"), parent=parent)
+        )
     if methods.distill is not None:
         student = distill(
             base,
@@ -445,4 +491,8 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
             "soft_weight": methods.soft_weight,
             "teacher": parent.ref,
         }
-        judge.add(report, student, method, _saved(student, workdir / "distill"), parent=parent)
+        results.append(
+            judge.add(student, method, _saved(student, workdir / "distill"), parent=parent)
+        )
+    for result in results:  # in order: an ONNX export before the versions made from it
+        judge.register(report, result)

@@ -222,8 +222,10 @@ class OnnxModel:
             )
         scores = scores.astype(np.float64)
         rows = scores.sum(axis=1)
-        if np.all(scores >= 0) and np.allclose(rows, 1.0, atol=_PROBA_TOLERANCE):
-            return scores
+        # float32 rounding leaves probabilities like -1.2e-07 (a forest's 1 - p): still ones.
+        if np.all(scores >= -_PROBA_TOLERANCE) and np.allclose(rows, 1.0, atol=_PROBA_TOLERANCE):
+            clipped: Array = np.clip(scores, 0.0, 1.0)
+            return clipped
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         probabilities: Array = shifted / shifted.sum(axis=1, keepdims=True)
         return probabilities
