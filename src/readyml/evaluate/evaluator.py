@@ -152,6 +152,7 @@ def evaluate_model(
                 max_rows=settings.max_rows,
                 seed=spec.seed,
                 refit=refit_without if use_drop else None,
+                refit_budget_s=settings.drop_column_max_s,
             ),
         )
         result["feature_cost"] = clock.time(

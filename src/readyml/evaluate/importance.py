@@ -99,12 +99,26 @@ def drop_column_importance(
     *,
     metric: str,
     base: float,
-) -> dict[str, float]:
-    """Loss of ``metric`` when the model is refitted without each column (``refit(column)``)."""
+    budget_s: float | None = None,
+) -> dict[str, float] | str:
+    """Loss of ``metric`` when the model is refitted without each column (``refit(column)``).
+
+    With ``budget_s``, the first refit is timed: when all of them would take longer, the
+    rest are not run and the reason is returned instead of the losses.
+    """
     out: dict[str, float] = {}
+    started_s = time.monotonic()
     for column in X.columns:
         model = refit(str(column))
         out[str(column)] = better(metric, base, _score(model, X.drop(columns=[column]), y, metric))
+        if budget_s is not None and len(out) == 1:
+            each_s = time.monotonic() - started_s
+            if each_s * X.shape[1] > budget_s:
+                return (
+                    f"{X.shape[1]} refits of {each_s:.1f} s each would take about "
+                    f"{each_s * X.shape[1]:.0f} s, above importance.drop_column_max_s "
+                    f"({budget_s:g} s)"
+                )
     return out
 
 
@@ -118,8 +132,10 @@ def feature_importance(
     max_rows: int = 20_000,
     seed: int = 0,
     refit: Callable[[str], ModelAdapter] | None = None,
+    refit_budget_s: float | None = None,
 ) -> dict[str, Any]:
-    """Permutation importance, plus drop-column importance when ``refit`` is given.
+    """Permutation importance, plus drop-column importance when ``refit`` is given (and its
+    refits fit in ``refit_budget_s``; otherwise ``drop_column_skipped`` says why).
 
     The result lists the features that do not help (``not_helping``) and those whose benefit
     is within noise (``uncertain``).
@@ -127,8 +143,14 @@ def feature_importance(
     result = permutation_importance(
         model, X, y, metric=metric, repeats=repeats, max_rows=max_rows, seed=seed
     )
+    dropped: dict[str, float] | str | None = None
     if refit is not None:
-        dropped = drop_column_importance(refit, X, y, metric=metric, base=result["base"])
+        dropped = drop_column_importance(
+            refit, X, y, metric=metric, base=result["base"], budget_s=refit_budget_s
+        )
+    if isinstance(dropped, str):
+        result["drop_column_skipped"] = dropped
+    elif dropped is not None:
         for name, loss in dropped.items():
             result["features"][name]["drop_column"] = loss
             if loss <= 0 and result["features"][name]["verdict"] == "uncertain":
@@ -136,7 +158,7 @@ def feature_importance(
     features = result["features"]
     result["not_helping"] = [n for n, f in features.items() if f["verdict"] == "not helping"]
     result["uncertain"] = [n for n, f in features.items() if f["verdict"] == "uncertain"]
-    result["method"] = "permutation + drop-column" if refit is not None else "permutation"
+    result["method"] = "permutation + drop-column" if isinstance(dropped, dict) else "permutation"
     return dict(clean(result))
 
 
