@@ -297,6 +297,11 @@ def test_bad_management_bodies_are_400s_naming_the_key(fleet: Fleet) -> None:
             answer = client.post("/v2/management/deploy", json=body, headers=AUTH)
             assert answer.status_code == 400, answer.text
             assert (answer.json()["field"], answer.json()["found"]) == (key, found), answer.text
+        for mode in (5, None):
+            body = {"model": "iris", "version": 2, "mode": mode}
+            answer = client.post("/v2/management/deploy", json=body, headers=AUTH)
+            assert answer.status_code == 400, answer.text
+            assert (answer.json()["field"], answer.json()["found"]) == ("mode", json.dumps(mode))
         for name in ("../x", ".hidden", "iris@champion"):
             answer = client.post("/v2/management/rollback", json={"model": name}, headers=AUTH)
             assert answer.status_code == 400, answer.text

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import json
 import sys
 import time
 import traceback
@@ -639,7 +640,11 @@ class ServingApp:
         if type(overrides) is not dict:
             raise BadRequest(f"rollout: expected an object, found {type(overrides).__name__}")
         mode = document.get("mode", "canary")
-        result = await self._manager().deploy(name, version, mode=str(mode), overrides=overrides)
+        if type(mode) is not str:
+            raise BadRequest(
+                f"mode: expected 'canary', 'shadow' or 'direct', found {json.dumps(mode)}"
+            )
+        result = await self._manager().deploy(name, version, mode=mode, overrides=overrides)
         exchange.status = 200
         await send_json(send, 200, result)
 
