@@ -287,3 +287,15 @@ def test_quality_check_counts_stray_labels_in_its_details(workspace: Path) -> No
     result = QualityCheck(metric="f1_macro", min_labels=10).run(inputs_for(workspace))
     assert result.details["unknown_labels"] == {"rows": 1, "values": ["zebra"]}
     assert result.details["labelled"] == 59
+
+
+def test_a_broken_request_log_file_is_one_line(tmp_path: Path) -> None:
+    from readyml.errors import DataError
+    from readyml.monitor.inputs import query
+
+    broken = tmp_path / "part-1.parquet"
+    broken.write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        query("select * from read_parquet(?)", [str(broken)])
+    assert str(info.value).startswith("request log query failed: ")
+    assert "\n" not in str(info.value)

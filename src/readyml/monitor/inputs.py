@@ -73,7 +73,9 @@ def query(sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         try:
             return con.execute(sql, list(params)).df()
         except duckdb.Error as exc:
-            raise DataError(f"request log query failed: {exc}") from exc
+            # DuckDB's first line is the reason; the rest quotes the SQL with a caret.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"request log query failed: {reason}") from exc
 
 
 def latest_labels_sql(files: list[str]) -> str:
