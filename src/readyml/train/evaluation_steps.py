@@ -258,7 +258,8 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
 
 
 def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame) -> JSON:
-    """Candidate and champion on the newest production examples of the validation split."""
+    """Candidate and champion on the newest production examples of the validation split,
+    leaving out the rows the champion trained on (judged there, it would look better)."""
     from readyml.predict import Predictor
 
     spec = ctx.project.spec
@@ -270,6 +271,8 @@ def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame
             champion_model = Predictor.load(ctx.registry, champion.ref).model
         except ReadymlError:
             champion_model = None
+        else:
+            valid = _unseen_by(ctx, champion, valid)
     return production_window(
         valid=valid,
         window=spec.data.production.window,
@@ -292,7 +295,6 @@ def _champion_on_rows(
     champion trained on into the new validation split; judged there, the champion would
     look better than it is.
     """
-    from readyml.monitor.inputs import step_output
     from readyml.predict import Predictor
 
     spec = ctx.project.spec
@@ -300,16 +302,7 @@ def _champion_on_rows(
         model = Predictor.load(ctx.registry, champion.ref).model
     except ReadymlError:
         return None
-    rows = valid
-    trained = None
-    if champion.run_id:
-        steps = ctx.registry.store.steps_for_run(champion.run_id)
-        trained = step_output(ctx.registry, spec.name, steps, "split", "train")
-    if isinstance(trained, pd.DataFrame):
-        columns = [c for c in valid.columns if c in trained.columns and not is_reserved(c)]
-        seen = set(pd.util.hash_pandas_object(trained[columns], index=False))
-        fresh = ~pd.util.hash_pandas_object(valid[columns], index=False).isin(seen).to_numpy()
-        rows = valid[fresh]
+    rows = _unseen_by(ctx, champion, valid)
     if rows.empty:
         return None
     features = model_inputs(candidate)
@@ -323,6 +316,23 @@ def _champion_on_rows(
         "rows": len(rows),
         "left_out": len(valid) - len(rows),
     }
+
+
+def _unseen_by(ctx: RunContext, champion: Any, valid: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``valid`` that were not in the champion's training split (all of them
+    when that split cannot be read)."""
+    from readyml.monitor.inputs import step_output
+
+    if not champion.run_id:
+        return valid
+    steps = ctx.registry.store.steps_for_run(champion.run_id)
+    trained = step_output(ctx.registry, ctx.project.spec.name, steps, "split", "train")
+    if not isinstance(trained, pd.DataFrame):
+        return valid
+    columns = [c for c in valid.columns if c in trained.columns and not is_reserved(c)]
+    seen = set(pd.util.hash_pandas_object(trained[columns], index=False))
+    fresh = ~pd.util.hash_pandas_object(valid[columns], index=False).isin(seen).to_numpy()
+    return valid[fresh]
 
 
 def champion_of(registry: Registry, name: str) -> Any:
