@@ -32,6 +32,7 @@ from readyml.monitor import (
     alert_rules,
     write_alert_rules,
 )
+from readyml.monitor.alerts import Sink
 
 from .helpers import NOW, inputs_for, log_traffic, make_log
 
@@ -120,7 +121,7 @@ def test_alertmanager_hears_every_firing_alert_at_each_run_with_a_future_end(
     url, handler = receiver
     spec = MonitoringSpec(windows=1, every="1h")
     log_traffic(workspace, make_log(shift=2.0))
-    sinks = [LogSink(stream=io.StringIO()), AlertmanagerSink(url=url, retries=0)]
+    sinks: list[Sink] = [LogSink(stream=io.StringIO()), AlertmanagerSink(url=url, retries=0)]
     first = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
     second = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
     assert second.sent == [] and second.deduplicated == len(first.alerts) > 0
