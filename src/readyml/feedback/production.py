@@ -23,6 +23,7 @@ from typing import Final
 import pandas as pd
 
 from readyml.errors import DataError
+from readyml.feedback._records import read_record
 from readyml.types import JSON
 
 PRODUCTION_DIR: Final = "production"
@@ -74,13 +75,14 @@ def list_datasets(workspace: Path) -> list[ProductionDataset]:
         return []
     found = []
     for manifest in sorted(root.glob("v*/manifest.json")):
-        try:
-            found.append(ProductionDataset(**json.loads(manifest.read_text("utf-8"))))
-        except (ValueError, TypeError) as exc:
-            raise DataError(
-                f"production dataset {manifest.parent.name}: expected a manifest.json as "
-                f"review import wrote it, found {type(exc).__name__}: {exc}"
-            ) from None
+        found.append(
+            read_record(
+                manifest,
+                lambda data: ProductionDataset(**data),
+                what=f"production dataset {manifest.parent.name}",
+                expected="a manifest.json as review import wrote it",
+            )
+        )
     return found
 
 

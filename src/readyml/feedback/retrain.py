@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from readyml.config import OnAlertSpec, Project, duration_seconds
-from readyml.errors import ConfigError, DataError, ReadymlError
+from readyml.errors import ConfigError, ReadymlError
+from readyml.feedback._records import read_record
 from readyml.monitor.alerts import Alert
 from readyml.registry import Registry
 from readyml.types import JSON, Evidence
@@ -84,13 +85,14 @@ def list_retrains(workspace: Path) -> list[RetrainRecord]:
     paths = sorted(root.glob("rt-*.json")) if root.exists() else []
     records = []
     for path in paths:
-        try:
-            records.append(RetrainRecord(**json.loads(path.read_text("utf-8"))))
-        except (ValueError, TypeError) as exc:
-            raise DataError(
-                f"retrain record {path.name}: expected a record as readyml monitor wrote it, "
-                f"found {type(exc).__name__}: {exc}"
-            ) from None
+        records.append(
+            read_record(
+                path,
+                lambda data: RetrainRecord(**data),
+                what=f"retrain record {path.name}",
+                expected="a record as readyml monitor wrote it",
+            )
+        )
     return records
 
 

@@ -27,6 +27,7 @@ from typing import Final
 import pandas as pd
 
 from readyml.errors import DataError
+from readyml.feedback._records import read_record
 from readyml.types import JSON
 
 REVIEW_DIR: Final = "review"
@@ -154,13 +155,12 @@ def list_review_sets(workspace: Path) -> list[ReviewSetManifest]:
 
 def _read_manifest(path: Path) -> ReviewSetManifest:
     """One review set's manifest, or a one-line :class:`DataError` saying what is wrong."""
-    try:
-        return ReviewSetManifest.from_dict(json.loads(path.read_text("utf-8")))
-    except (ValueError, TypeError) as exc:
-        raise DataError(
-            f"review set {path.parent.name}: expected a manifest.json as capture wrote it, "
-            f"found {type(exc).__name__}: {exc}"
-        ) from None
+    return read_record(
+        path,
+        ReviewSetManifest.from_dict,
+        what=f"review set {path.parent.name}",
+        expected="a manifest.json as capture wrote it",
+    )
 
 
 def read_examples(workspace: Path, set_id: str) -> pd.DataFrame:
