@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol
 
 from readyml.monitor.checks._base import CheckResult, Finding
+from readyml.registry.store import redact_url as redact_password
 from readyml.types import JSON
 
 AlertStatus = Literal["firing", "resolved"]
@@ -263,7 +263,7 @@ def redact_url(url: str) -> str:
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:  # a port that is not a number: hide what looks like a password
-        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url.split("?", 1)[0])
+        return redact_password(url.split("?", 1)[0])
     netloc = parts.netloc
     if parts.password is not None:
         netloc = f"{parts.username}:***@{host}{port}"
