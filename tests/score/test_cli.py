@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from readyml.cli.score import app
@@ -121,3 +122,67 @@ def test_out_to_a_folder_or_below_a_file_is_one_line(project: Path) -> None:
     assert code == 2
     assert err.strip().startswith(f"error: --out: cannot write {str(below_a_file)!r} (")
     assert len(err.strip().splitlines()) == 1
+
+
+def damage_row(project: Path, test_id: str, assignment: str) -> int:
+    """Edit the newest evidence row of ``test_id`` by hand; return its id."""
+    registry = open_registry(project / ".readyml")
+    try:
+        with registry.store.engine.begin() as connection:
+            row_id = int(
+                connection.execute(
+                    text("SELECT max(id) FROM evidence WHERE test_id = :t"), {"t": test_id}
+                ).scalar_one()
+            )
+            connection.execute(text(f"UPDATE evidence SET {assignment} WHERE id = {row_id}"))
+    finally:
+        registry.store.close()
+    return row_id
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
+def test_score_survives_a_damaged_evidence_row(project: Path, fmt: str) -> None:
+    row_id = damage_row(project, "model-2", "details = '{not json'")
+    code, out, err = invoke("score", "-p", str(project), "--format", fmt)
+    assert (code, err) == (0, ""), err
+    expected = f"evidence row {row_id} (test model-2, run b): details: expected a JSON object"
+    if fmt == "json":
+        data = json.loads(out)
+        jsonschema.validate(data, score_schema())
+        tests = {t["id"]: t for t in data["tests"]}
+        assert (tests["model-2"]["points"], tests["model-2"]["status"]) == (0, "failing")
+        assert tests["model-2"]["evidence"][0]["details"]["damaged_row"] == row_id
+        assert (tests["model-1"]["points"], data["sections"]["model"]) == (1, 1)
+    elif fmt == "text":
+        (row,) = [line for line in out.splitlines() if "model-2 Offline" in line]
+        assert "failing" in row and f"fix it: evidence row {row_id} (" in row
+    else:
+        assert expected in out
+
+
+def test_score_warns_of_a_row_that_names_no_rubric_test(project: Path) -> None:
+    row_id = damage_row(project, "data-2", "test_id = 'data-9'")
+    code, out, err = invoke("score", "-p", str(project), "--format", "json")
+    assert code == 0
+    assert json.loads(out)["sections"]["data"] == 1.5
+    assert err.splitlines() == [
+        f"warning: evidence row {row_id} (run b): test_id: expected a rubric test id (data-N, "
+        "model-N, infra-N, monitor-N with N in 1..7), found 'data-9'; it counts for no test: "
+        "fix or delete it"
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html"])
+def test_a_report_file_lists_a_row_that_names_no_rubric_test(project: Path, fmt: str) -> None:
+    row_id = damage_row(project, "data-2", "test_id = 'data-9'")
+    target = project / f"score.{fmt}"
+    code, _, _ = invoke("score", "-p", str(project), "--format", fmt, "--out", str(target))
+    assert code == 0
+    assert f"Warning: evidence row {row_id} (run b): test_id: expected" in target.read_text()
+
+
+def test_attest_rejects_an_empty_by(project: Path) -> None:
+    code, _, err = invoke("attest", "model-1", "-p", str(project), "--by", "", "--note", "n")
+    assert code == 2
+    assert err.strip() == "error: readyml attest.by: expected a non-empty string, found ''"
+    assert not (project / "attestations.yaml").exists()

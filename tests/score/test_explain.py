@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,3 +147,14 @@ def test_cli_explain_prints_a_plain_prediction_and_rejects_a_binary_example_file
     )
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: --example: cannot read {str(binary)!r}")
+
+
+@pytest.mark.parametrize("value", [1e308, float("inf")])
+def test_a_value_too_large_is_one_error_without_warnings(trained: Trained, value: float) -> None:
+    _, registry = trained(FOREST)
+    with warnings.catch_warnings(), pytest.raises(ConfigError) as caught:
+        warnings.simplefilter("error")  # a warning that escapes would be a second stderr line
+        explain_prediction(registry, "iris", {**EXAMPLE, "petal_width": value})
+    assert str(caught.value).startswith(
+        "explain iris: expected values the model accepts, found an example it cannot take ("
+    )

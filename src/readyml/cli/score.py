@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from readyml import _console as console
 from readyml.cli._common import (
@@ -42,7 +43,7 @@ def score(
     from readyml.config import Project
     from readyml.errors import ConfigError
     from readyml.score import render, report_format, score_project, summary_line, table_rows
-    from readyml.score.report import TABLE_COLUMNS
+    from readyml.score.report import TABLE_COLUMNS, unattributed_lines
     from readyml.score.scoring import SECTION_MAX
     from readyml.train import open_project_registry
 
@@ -61,6 +62,8 @@ def score(
         console.stdout.print(f"\n[bold]{summary_line(report)}[/]")
     else:
         typer.echo(render(report, chosen), nl=False)
+    for line in unattributed_lines(report):
+        console.stderr.print(f"[yellow]warning:[/] {escape(line)}")
     if fail_under is not None and report.final < fail_under:
         console.error_line(f"ML Test Score {report.final:g} is below --fail-under {fail_under:g}")
         raise typer.Exit(code=1)
@@ -83,7 +86,7 @@ def attest(
     loaded = Project.load(project)
     attestation = Attestation(
         test_id=test_id,
-        by=by or who(),
+        by=who() if by is None else by,
         at=datetime.now(UTC),
         note=note,
         link=link,

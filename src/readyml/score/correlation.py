@@ -23,6 +23,7 @@ import pandas as pd
 
 from readyml.errors import RegistryError
 from readyml.registry import Registry
+from readyml.score.evidence_rows import read_evidence
 from readyml.types import JSON, Evidence
 
 ONLINE_TEST = "monitor-7"
@@ -93,7 +94,11 @@ def version_points(
     if not isinstance(metric, str):
         return None, []
     online: dict[int, float] = {}
-    for evidence in registry.list_evidence(project=project, test_id=ONLINE_TEST):
+    # Damaged rows are left out here: they fail monitor-7 itself in the score.
+    records, _ = read_evidence(registry, project)
+    for evidence in records:
+        if evidence.test_id != ONLINE_TEST:
+            continue
         if evidence.model_name != model or evidence.version is None:
             continue
         value = _online_value(evidence.details, metric)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,7 +363,11 @@ def explain_prediction(registry: Registry, ref: str, example: JSON | None = None
         adapter = load_model(registry.download(version, Path(tmp) / "model"))
     row = {k: example[k] for k in needed or example}
     try:
-        steps, prediction, ok = explain_model(adapter, row)
+        # A value the model cannot take is reported in one line below, not also as numpy's
+        # overflow warnings on stderr.
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            steps, prediction, ok = explain_model(adapter, row)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"explain {ref}: {_misfit(version.signature, row, exc)}") from exc
     return Explanation(

@@ -102,6 +102,13 @@ def summary_line(report: ScoreReport) -> str:
     return f"ML Test Score {fmt_points(report.final)} ({report.band}); {sections}"
 
 
+def unattributed_lines(report: ScoreReport) -> list[str]:
+    """One line per damaged evidence row that names no rubric test (so fails none)."""
+    return [
+        f"{row.describe()}; it counts for no test: fix or delete it" for row in report.unattributed
+    ]
+
+
 def render_json(report: ScoreReport) -> str:
     """The score JSON, indented."""
     return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
@@ -133,7 +140,10 @@ def render_markdown(report: ScoreReport) -> str:
         "|" + "---|" * len(TABLE_COLUMNS),
         *["| " + " | ".join(_cell(c) for c in row) + " |" for row in table_rows(report)],
         "",
+        *[f"- Warning: {_cell(line)}" for line in unattributed_lines(report)],
     ]
+    if report.unattributed:
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -207,7 +217,8 @@ newest evidence</summary>
 {% endfor %}
 </tbody>
 </table>
-</body>
+{% for line in warnings %}<p class="status-failing">Warning: {{ line }}</p>
+{% endfor %}</body>
 </html>
 """
 
@@ -226,6 +237,7 @@ def render_score_html(report: ScoreReport) -> str:
         columns=TABLE_COLUMNS,
         titles=SECTION_TITLES,
         fmt_points=fmt_points,
+        warnings=unattributed_lines(report),
     )
 
 

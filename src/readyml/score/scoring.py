@@ -30,6 +30,7 @@ from typing import Literal
 from readyml.config import Project, ScoreSpec
 from readyml.registry import Registry
 from readyml.score.attestations import load_attestations
+from readyml.score.evidence_rows import DamagedEvidence, read_evidence
 from readyml.score.rubric import RUBRIC, SECTIONS, RubricTest, Section, max_age
 from readyml.types import JSON, Evidence
 
@@ -145,6 +146,8 @@ class ScoreReport:
         band: The paper's reading of ``final``.
         sections: Points per section (each at most 7).
         tests: All 28 tests in rubric order.
+        unattributed: Damaged evidence rows that name no rubric test (each damaged row that
+            names one fails that test instead).
     """
 
     project: str
@@ -153,6 +156,7 @@ class ScoreReport:
     band: str
     sections: dict[Section, float]
     tests: list[TestScore]
+    unattributed: list[DamagedEvidence] = field(default_factory=list)
 
     def to_dict(self) -> JSON:
         """The score JSON (see ``docs/score-schema.json``)."""
@@ -192,6 +196,28 @@ def _item(evidence: Evidence, now: datetime, window: timedelta) -> EvidenceItem:
     )
 
 
+def _damaged_item(row: DamagedEvidence, now: datetime) -> EvidenceItem:
+    created = row.created_at or now
+    return EvidenceItem(
+        source="store",
+        automated=bool(row.automated),
+        passed=False,
+        created_at=created,
+        age_s=(now - created).total_seconds(),
+        fresh=True,
+        run_id=row.run_id,
+        details={"damaged_row": row.row_id, "error": row.problem},
+    )
+
+
+def _damaged_result(damaged: Sequence[DamagedEvidence]) -> tuple[str, bool]:
+    """The reason a test with damaged rows fails, and whether the newest of them was automated."""
+    newest = max(damaged, key=lambda row: row.created_at or datetime.max.replace(tzinfo=UTC))
+    more = len(damaged) - 1
+    reason = f"{newest.describe()}" + (f" (and {more} more damaged row(s))" if more else "")
+    return f"{reason}; fix or delete the damaged evidence", bool(newest.automated)
+
+
 def _limit_s(evidence: Evidence, window: timedelta) -> float:
     limit = window.total_seconds()
     own = evidence.details.get(MAX_AGE_DETAIL)
@@ -227,8 +253,13 @@ def score_test(
     now: datetime,
     window: timedelta | None = None,
     repeat_runs: int = 2,
+    damaged: Sequence[DamagedEvidence] = (),
 ) -> TestScore:
     """Score one rubric test from its evidence (any order; other tests' evidence ignored).
+
+    A damaged evidence row of the test (``damaged``: see
+    :mod:`readyml.score.evidence_rows`) fails it, whatever the other rows say: its evidence
+    can no longer be trusted until the row is fixed or deleted.
 
     Example:
         >>> from readyml.score.rubric import rubric_test
@@ -245,13 +276,21 @@ def score_test(
         key=lambda item: item.created_at,
         reverse=True,
     )
-    shown = items[:EVIDENCE_SHOWN]
+    own_damaged = [row for row in damaged if row.test_id == test.id]
+    shown = sorted(
+        [*(_damaged_item(row, now) for row in own_damaged), *items],
+        key=lambda item: item.created_at,
+        reverse=True,
+    )[:EVIDENCE_SHOWN]
     fresh = [item for item in items if item.fresh]
     days = window.total_seconds() / 86400
 
     def result(points: float, status: TestStatus, reason: str, automated: bool) -> TestScore:
         return TestScore(test, points, status, reason, automated, window, shown)
 
+    if own_damaged:
+        reason, automated_row = _damaged_result(own_damaged)
+        return result(0.0, "failing", reason, automated_row)
     if not items:
         return result(0.0, "missing", "no evidence recorded", False)
     if not fresh:
@@ -291,8 +330,12 @@ def compute_score(
     project: str = "",
     now: datetime | None = None,
     spec: ScoreSpec | None = None,
+    damaged: Sequence[DamagedEvidence] = (),
 ) -> ScoreReport:
     """Score all 28 tests from evidence records (store evidence and attestations alike).
+
+    Each damaged row in ``damaged`` fails the test it names; rows that name no rubric test
+    are listed in the report's ``unattributed``.
 
     Example:
         >>> compute_score([]).final
@@ -310,6 +353,7 @@ def compute_score(
             now=now,
             window=max_age(test, spec.max_age_days),
             repeat_runs=spec.repeat_runs,
+            damaged=damaged,
         )
         for test in RUBRIC
     ]
@@ -318,28 +362,32 @@ def compute_score(
         for section in SECTIONS
     }
     final = min(sections.values())
-    return ScoreReport(project, now, final, band(final), sections, tests)
+    unattributed = [row for row in damaged if row.test_id is None]
+    return ScoreReport(project, now, final, band(final), sections, tests, unattributed)
 
 
 def project_evidence(
     project: Project, registry: Registry, *, now: datetime | None = None
-) -> list[Evidence]:
-    """Every evidence record of a project: the registry's, plus its fresh-or-not attestations.
+) -> tuple[list[Evidence], list[DamagedEvidence]]:
+    """Every evidence record of a project: the registry's, plus its fresh-or-not attestations;
+    and the registry's rows that are damaged (unreadable, or not what the store writes).
 
     Each attestation carries ``score.attestation_max_age_days`` as its own limit, so that a
     test window longer than that does not keep it alive.
 
     Raises:
         ConfigError: The attestations file is invalid.
+        RegistryError: The metadata store cannot be read.
     """
     spec = project.spec.score
-    records = registry.list_evidence(project=project.spec.name)
+    now = as_utc(now or datetime.now(UTC))
+    records, damaged = read_evidence(registry, project.spec.name, now=now)
     path = project.root / spec.attestations
     for attestation in load_attestations(path, now=now):
         evidence = attestation.to_evidence(project.spec.name, source=spec.attestations)
         evidence.details[MAX_AGE_DETAIL] = spec.attestation_max_age_days
         records.append(evidence)
-    return records
+    return records, damaged
 
 
 def score_project(
@@ -353,9 +401,7 @@ def score_project(
         True
     """
     now = as_utc(now or datetime.now(UTC))
+    records, damaged = project_evidence(project, registry, now=now)
     return compute_score(
-        project_evidence(project, registry, now=now),
-        project=project.spec.name,
-        now=now,
-        spec=project.spec.score,
+        records, project=project.spec.name, now=now, spec=project.spec.score, damaged=damaged
     )
