@@ -269,3 +269,28 @@ def test_schema_infer_refuses_a_header_only_file_and_negative_categories(
     )
     assert negative.exit_code == 2 and "--max-categories" in negative.output
     assert not out.exists()
+
+
+def test_profile_table_shows_datetimes_as_iso_and_their_std_as_a_duration(
+    tmp_path: Path,
+) -> None:
+    stamps = pd.Series(pd.to_datetime(pd.Series(["2021-03-01 00:00", "2021-03-03 00:00", None])))
+    zoned = pd.date_range("2021-03-01", periods=3, freq="D", tz="Europe/Oslo")
+    path = tmp_path / "times.parquet"
+    pd.DataFrame({"t": stamps, "z": zoned}).to_parquet(path)
+    result = runner.invoke(app, ["profile", str(path)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("t "))
+    assert "2021-03-01T00:00:00" in row and "2021-03-02T00:00:00" in row  # min and mean
+    assert "1 days 09:56:28" in row  # std of two stamps two days apart: sqrt(2) days
+    assert "e+18" not in result.output
+    assert "2021-03-01T00:00:00+01:00" in result.output
+
+
+def test_a_csv_with_repeated_column_names_exits_2_naming_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("a,b,a\n1,2,3\n")
+    result = runner.invoke(app, ["profile", str(path)])
+    assert result.exit_code == 2
+    assert "expected unique column names, found 'a' repeated" in result.output
+    assert "Traceback" not in result.output

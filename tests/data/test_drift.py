@@ -215,3 +215,11 @@ def test_detect_drift_skips_columns_without_values_and_rejects_bad_options() -> 
         detect_drift(ref, cur, method="psi", bins=0)
     with pytest.raises(DataError, match="expected numeric values"):
         KS().run(np.array(["a"], dtype=object), np.array(["b"], dtype=object))
+
+
+def test_wasserstein_scale_of_values_near_the_float_limit_is_finite() -> None:
+    ref = np.linspace(-1.0, 1.0, 50)
+    exact = Wasserstein().run(ref, ref * 0.9)
+    huge = Wasserstein().run(ref * 1e308, ref * 0.9e308)
+    assert huge.details["scale"] == pytest.approx(exact.details["scale"] * 1e308)
+    assert huge.statistic == pytest.approx(exact.statistic)

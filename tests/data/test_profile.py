@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import statistics
+import sys
 
 import numpy as np
 import pandas as pd
@@ -152,3 +155,59 @@ def test_distinct_estimate_is_never_above_the_number_of_values() -> None:
     column = profile_frame(days).columns["day"]
     assert column.hll_exact.get_estimate() > 1461  # HyperLogLog overestimates this one
     assert column.distinct == 1461
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1e308, -1e308],
+        [1e308, 5e307, -1e308, 1.0],
+        [1e200, -1e200, 3.0],
+        [1.7e308, 1.7e308, 1.7e308],
+    ],
+)
+def test_std_of_values_near_the_float_limit_is_finite_and_exact(values: list[float]) -> None:
+    """The sum of squared deviations overflows: it is held scaled, so std stays exact."""
+    scaled = [math.ldexp(v, -1024) for v in values]  # exact: a power of two
+    expected = math.ldexp(statistics.stdev(scaled), 1024)  # exact fractions
+    col = profile_frame(pd.DataFrame({"x": values})).columns["x"]
+    assert col.std == pytest.approx(expected, rel=1e-12)
+    back = Profile.from_json(profile_frame(pd.DataFrame({"x": values})).to_json())
+    assert back.columns["x"].std == pytest.approx(expected, rel=1e-12)
+    halves = [pd.DataFrame({"x": values[:1]}), pd.DataFrame({"x": values[1:]})]
+    merged = profile_frame(halves[0]).merge(profile_frame(halves[1])).columns["x"]
+    assert merged.std == pytest.approx(expected, rel=1e-12)
+
+
+def test_std_of_a_long_column_of_huge_values_is_exact() -> None:
+    values = np.full(300_000, 1e308)
+    values[::2] = -1e308
+    expected = math.ldexp(float(np.std(np.ldexp(values, -1024), ddof=1)), 1024)
+    assert profile_frame(pd.DataFrame({"x": values})).columns["x"].std == pytest.approx(
+        expected, rel=1e-9
+    )
+
+
+def test_a_std_beyond_the_largest_float_is_capped_so_json_stays_valid() -> None:
+    prof = profile_frame(pd.DataFrame({"x": [1.7e308, -1.7e308]}))
+    assert prof.columns["x"].std == sys.float_info.max
+    json.loads(prof.to_json())
+
+
+def test_datetimes_past_2262_and_object_dates_with_nulls_are_profiled() -> None:
+    far = pd.Series(["3000-01-01", "1500-01-01", None]).astype("datetime64[s]")
+    col = profile_frame(pd.DataFrame({"t": far})).columns["t"]
+    epoch = pd.Timestamp("1970-01-01")
+    expected_max = (pd.Timestamp("3000-01-01") - epoch).total_seconds() * 1e9
+    assert (col.max, col.missing) == (expected_max, 1)
+    assert col.min is not None and col.min < 0
+    dates = pd.Series([None, datetime.date(2000, 1, 1)], dtype=object)
+    col = profile_frame(pd.DataFrame({"d": dates})).columns["d"]
+    assert (col.type, col.missing, col.min) == ("datetime", 1, pd.Timestamp("2000-01-01").value)
+
+
+def test_a_time_zone_is_kept_through_merge_and_json() -> None:
+    stamps = pd.date_range("2021-03-01", periods=3, freq="h", tz="Europe/Oslo")
+    prof = profile_frame(pd.DataFrame({"t": stamps}))
+    col = Profile.from_json(prof.merge(prof).to_json()).columns["t"]
+    assert (col.timezone, col.min) == ("Europe/Oslo", stamps[0].value)

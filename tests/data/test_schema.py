@@ -14,6 +14,7 @@ from readyml.data import (
     load_schema,
     mostly_numeric_text,
     profile_file,
+    validate_frame,
     write_schema,
 )
 from readyml.errors import SchemaError
@@ -140,3 +141,29 @@ def test_mostly_numeric_text_names_text_columns_of_numbers_and_strays() -> None:
     assert mostly_numeric_text(frame, schema) == [
         "column 'price' is typed string though 10 of 11 values are numbers (not numbers: 'n/a')"
     ]
+
+
+def test_yaml_round_trip_keeps_unicode_line_breaks_in_names_and_categories() -> None:
+    """YAML reads a bare NEL (U+0085) or U+2028 as a line break: such text is quoted."""
+    schema = Schema([FeatureSchema("a\x85b", "category", categories=["\x85", "x\u2028y", "ø"])])
+    assert Schema.from_yaml(schema.to_yaml()) == schema
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["\x85"],
+        [1, "\x85"],
+        [b"x"],
+        [b"x", b"y", None] * 100,  # over 256 rows: counted by pandas, not in Python
+        [None, pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2020-01-01", tz="Asia/Tokyo")],
+    ],
+)
+def test_data_passes_the_schema_inferred_from_it_after_a_yaml_round_trip(
+    values: list[object],
+) -> None:
+    frame = pd.DataFrame({"c": pd.Series(values, dtype=object)})
+    for part in (frame, frame.iloc[:1], frame.iloc[-1:]):  # also one-row batches
+        schema = Schema.from_yaml(infer_schema(part).to_yaml())
+        report = validate_frame(part, schema=schema)
+        assert report.ok, report.errors

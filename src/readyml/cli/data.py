@@ -16,7 +16,7 @@ from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
 from readyml.errors import DataError
 
 if TYPE_CHECKING:
-    from readyml.data import Profile
+    from readyml.data import ColumnProfile, Profile
 
 app = typer.Typer(no_args_is_help=True, help="Profile and validate data; infer its schema.")
 schema_app = typer.Typer(no_args_is_help=True, help="The feature schema (schema.yaml).")
@@ -53,15 +53,16 @@ def profile(
                 column.count,
                 column.missing,
                 column.distinct,
-                _number(column.min),
-                _number(column.max),
-                _number(column.mean),
+                _statistic(column, column.min),
+                _statistic(column, column.max),
+                _statistic(column, column.mean),
+                _spread(column.type, column.std),
                 top,
             ]
         )
     console.table(
         f"{result.n_rows} rows x {len(result.columns)} columns",
-        ["column", "type", "rows", "missing", "distinct", "min", "max", "mean", "top"],
+        ["column", "type", "rows", "missing", "distinct", "min", "max", "mean", "std", "top"],
         rows,
     )
     if out is not None:
@@ -178,8 +179,47 @@ def _reference(path: Path) -> Profile:
         raise DataError(f"profile file '{path}': {exc}") from exc
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+def _statistic(column: ColumnProfile, value: float | None) -> str:
+    """A number as text; a datetime column's (nanoseconds since the epoch) as ISO 8601."""
+    if value is None:
+        return ""
+    if column.type == "datetime":
+        return _timestamp(value, column.timezone)
+    return f"{value:.6g}"
+
+
+def _spread(kind: str, value: float | None) -> str:
+    """A standard deviation as text; a datetime column's (nanoseconds) as a duration."""
+    if value is None:
+        return ""
+    if kind == "datetime":
+        return _duration(value)
+    return f"{value:.6g}"
+
+
+def _timestamp(nanoseconds: float, timezone: str | None) -> str:
+    import numpy as np
+    import pandas as pd
+
+    try:  # a float holds nanoseconds near today to 256 ns: microseconds are what is known
+        stamp = pd.Timestamp(round(nanoseconds), unit="ns").round("us")
+        if timezone is not None:
+            stamp = stamp.tz_localize("UTC").tz_convert(timezone)
+    except (OverflowError, ValueError):  # outside pandas' range (years 1677 to 2262), as UTC
+        return str(np.datetime_as_string(np.datetime64(round(nanoseconds / 1e3), "us"), "s"))
+    return stamp.isoformat(timespec="seconds" if stamp.microsecond == 0 else "microseconds")
+
+
+def _duration(nanoseconds: float) -> str:
+    import pandas as pd
+
+    try:
+        span = pd.Timedelta(round(nanoseconds), unit="ns")
+    except (OverflowError, ValueError):  # over 292 years
+        return f"{nanoseconds / 86_400e9:.6g} days"
+    if span >= pd.Timedelta(seconds=1):
+        span = span.round("s")
+    return str(span)
 
 
 __all__ = ["app", "schema_app"]

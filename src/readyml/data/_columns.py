@@ -57,19 +57,64 @@ class Moments:
     max: float | None = None
     mean: float | None = None
     m2: float = 0.0
+    m2_exp: int = 0
     integral: bool = True
 
-    def add(self, count: int, low: float, high: float, mean: float, m2: float) -> None:
-        """Combine one block's statistics (Chan et al.'s parallel update)."""
+    def add(
+        self, count: int, low: float, high: float, mean: float, m2: float, m2_exp: int = 0
+    ) -> None:
+        """Combine one block's statistics (Chan et al.'s parallel update).
+
+        The block's sum of squared deviations is ``m2 * 4**m2_exp`` (see :func:`combine`).
+        """
         if self.mean is None or self.min is None or self.max is None:
-            self.n_values, self.min, self.max, self.mean, self.m2 = count, low, high, mean, m2
+            self.n_values, self.min, self.max, self.mean = count, low, high, mean
+            self.m2, self.m2_exp = m2, m2_exp
             return
-        total = self.n_values + count
-        delta = mean - self.mean
-        self.mean += delta * count / total
-        self.m2 = _saturate(self.m2 + m2 + delta * delta * self.n_values * count / total)
-        self.n_values = total
+        self.mean, self.m2, self.m2_exp = combine(
+            (self.n_values, self.mean, self.m2, self.m2_exp), (count, mean, m2, m2_exp)
+        )
+        self.n_values += count
         self.min, self.max = min(self.min, low), max(self.max, high)
+
+
+Part = tuple[int, float, float, int]  # count, mean, m2, m2_exp of a group of values
+_M2_STEP: Final = 64  # powers of 4 by which a sum of squares is scaled down when it overflows
+
+
+def combine(left: Part, right: Part) -> tuple[float, float, int]:
+    """Mean and sum of squared deviations of two groups (Chan et al.'s parallel formula).
+
+    A sum of squared deviations is held as ``m2 * 4**m2_exp``, so that values near the float
+    limit (whose squares overflow) keep an exact-to-rounding standard deviation; ``m2_exp`` is
+    0 unless the plain sum overflows, and then the arithmetic is the plain formula's.
+    """
+    n_a, mean_a, m2_a, exp_a = left
+    n_b, mean_b, m2_b, exp_b = right
+    total = n_a + n_b
+    mean = mean_a + (mean_b - mean_a) * n_b / total
+    if not math.isfinite(mean):  # the difference of the means overflowed
+        mean = mean_a * (n_a / total) + mean_b * (n_b / total)
+    exp = max(exp_a, exp_b)
+    for _ in range(32):  # two steps at most for finite inputs
+        delta = math.ldexp(mean_b, -exp) - math.ldexp(mean_a, -exp)
+        m2 = (
+            math.ldexp(m2_a, 2 * (exp_a - exp))
+            + math.ldexp(m2_b, 2 * (exp_b - exp))
+            + delta * delta * n_a * n_b / total
+        )
+        if math.isfinite(m2):
+            return mean, m2, exp
+        exp += _M2_STEP
+    return mean, sys.float_info.max, exp
+
+
+def scaled_sqrt(m2: float, m2_exp: int, divisor: int) -> float:
+    """``sqrt(m2 * 4**m2_exp / divisor)``, capped at the largest float (JSON has no inf)."""
+    try:
+        return math.ldexp(math.sqrt(max(m2, 0.0) / divisor), m2_exp)
+    except OverflowError:
+        return sys.float_info.max
 
 
 @dataclass
@@ -176,14 +221,15 @@ def _scan_block(raw: NDArray[np.generic], out: Moments) -> None:
         low, high = float(raw.min()), float(raw.max())
         block = raw.astype(np.float64)
         total = float(np.add.reduce(block))
-    count = len(block)
-    if math.isfinite(total) and max(abs(low), abs(high)) < _HUGE:
+    count, largest = len(block), max(abs(low), abs(high))
+    if math.isfinite(total) and largest < _HUGE:
         mean = total / count
         deviation = block - mean
         m2 = float(np.add.reduce(np.square(deviation, out=deviation)))  # not BLAS: no threads
-    else:
-        mean, m2 = _scaled_moments(block, max(abs(low), abs(high)))
-    out.add(count, low, high, mean, _saturate(m2))
+        if math.isfinite(m2):
+            out.add(count, low, high, mean, m2)
+            return
+    out.add(count, low, high, *_scaled_moments(block, low, high))
 
 
 def quantile_sample(
@@ -385,13 +431,19 @@ def _bincount(
     return (present + low).astype(np.float64), counts[present]
 
 
-def _scaled_moments(finite: NDArray[np.float64], scale: float) -> tuple[float, float]:
-    # Scaling keeps the mean finite near the float limit; m2 saturates there (JSON has no inf).
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = float((finite / scale).mean()) * scale if scale > 0 else 0.0
-        deviation = finite - mean
-        return mean, float(np.add.reduce(np.square(deviation, out=deviation)))
+def _scaled_moments(
+    finite: NDArray[np.float64], low: float, high: float
+) -> tuple[float, float, int]:
+    """Mean, and sum of squared deviations as ``(m2, m2_exp)``, of values in ``[low, high]``.
 
-
-def _saturate(m2: float) -> float:
-    return m2 if math.isfinite(m2) else sys.float_info.max
+    The values are divided by a power of two above their magnitude (exactly, but for those
+    too small to matter), so neither their sum nor their squared deviations overflow.
+    """
+    if low == high:  # a constant, exactly
+        return low, 0.0, 0
+    exp = math.frexp(max(abs(low), abs(high)))[1]
+    scaled = np.ldexp(finite, -exp)
+    mean = float(np.add.reduce(scaled)) / len(scaled)
+    deviation = scaled - mean
+    m2 = float(np.add.reduce(np.square(deviation, out=deviation)))
+    return math.ldexp(mean, exp), m2, exp

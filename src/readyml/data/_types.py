@@ -14,7 +14,6 @@ NUMERIC_TYPES: Final = frozenset({"float", "int", "datetime"})
 _INFERRED: Final = {
     "string": "string",
     "unicode": "string",
-    "bytes": "string",
     "empty": "string",
     "integer": "int",
     "floating": "float",

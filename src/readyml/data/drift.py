@@ -224,14 +224,14 @@ class Wasserstein(DriftMethod):
 
     def _numbers(self, ref: NDArray[np.float64], cur: NDArray[np.float64]) -> DriftResult:
         distance = float(stats.wasserstein_distance(ref, cur))
-        scale = max(float(np.std(ref)), STD_FLOOR)
+        scale = max(_std(ref), STD_FLOOR)
         return self._result(distance / scale, None, distance=distance, scale=scale)
 
     def _sketches(self, ref: ColumnProfile, cur: ColumnProfile) -> DriftResult:
         ranks = (np.arange(GRID) + 0.5) / GRID
         gap = np.abs(np.asarray(ref.quantiles(ranks)) - np.asarray(cur.quantiles(ranks)))
         distance = float(gap.mean())
-        scale = max(np.sqrt(max(ref.m2, 0.0) / ref.n_values), STD_FLOOR)
+        scale = max(ref.population_std or 0.0, STD_FLOOR)
         return self._result(distance / scale, None, distance=distance, scale=float(scale))
 
 
@@ -615,3 +615,13 @@ def _shares(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> Counts:
 def _kl(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
     mask = p > 0
     return float(np.sum(p[mask] * np.log2(p[mask] / q[mask])))
+
+
+def _std(values: NDArray[np.float64]) -> float:
+    """``np.std(values)``, computed on values scaled by a power of two so it cannot overflow."""
+    peak = float(np.max(np.abs(values))) if len(values) else 0.0
+    if not 0.0 < peak < float("inf"):
+        return float(np.std(values))
+    exponent = int(np.frexp(peak)[1])
+    with np.errstate(over="ignore"):
+        return float(np.ldexp(np.std(np.ldexp(values, -exponent)), exponent))

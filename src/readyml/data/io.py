@@ -12,6 +12,7 @@ converted (10 M rows × 20 columns, read and validated: 1.7× the frame at peak,
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,8 +133,19 @@ def _read_arrow(path: Path) -> pa.Table:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     with reading(path, "csv"):
+        header = _csv_header(path)
         frame = pd.read_csv(path, engine="pyarrow")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # pandas would rename them ('a', 'a.1') without a word
+        raise DataError(
+            f"data file '{path}': expected unique column names, found {repeated[0]!r} repeated"
+        )
     return _dates_as_datetime(frame)
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        return next(csv.reader(handle), [])
 
 
 def _read_parquet(path: Path) -> pa.Table:

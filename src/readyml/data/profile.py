@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -60,9 +59,11 @@ class ColumnProfile:
 
     ``n_values`` counts the values behind the distribution: finite numbers for numeric
     columns (``float``, ``int``, ``datetime`` as nanoseconds since the epoch), non-null labels
-    for the others (``bool``, ``category``, ``string``, ``mixed``). ``integral``: every finite
-    value is a whole number. ``kll_level``: the KLL sketch holds one value in
-    ``2**kll_level``.
+    for the others (``bool``, ``category``, ``string``, ``mixed``). The sum of squared
+    deviations from the mean is ``m2 * 4**m2_exp`` (``m2_exp`` is 0 unless values are so large
+    that it overflows). ``integral``: every finite value is a whole number. ``timezone``: the
+    time zone of a datetime column whose values carry one (they are held as UTC).
+    ``kll_level``: the KLL sketch holds one value in ``2**kll_level``.
     """
 
     name: str
@@ -77,11 +78,13 @@ class ColumnProfile:
     max: float | None = None
     mean: float | None = None
     m2: float = 0.0
+    m2_exp: int = 0
     length_min: int | None = None
     length_max: int | None = None
     length_sum: int = 0
     integral: bool = True
     kll_level: int = 0
+    timezone: str | None = None
     kll: Any = None
     hll_sampled: Any = field(default_factory=_new_hll)
     hll_exact: Any = field(default_factory=_new_hll)
@@ -102,7 +105,14 @@ class ColumnProfile:
         """Sample standard deviation (``ddof=1``, as pandas) of the finite values."""
         if not self.numeric or self.n_values < 2:
             return None
-        return math.sqrt(max(self.m2, 0.0) / (self.n_values - 1))
+        return cols.scaled_sqrt(self.m2, self.m2_exp, self.n_values - 1)
+
+    @property
+    def population_std(self) -> float | None:
+        """Population standard deviation (``ddof=0``, as numpy) of the finite values."""
+        if not self.numeric or self.n_values < 1:
+            return None
+        return cols.scaled_sqrt(self.m2, self.m2_exp, self.n_values)
 
     @property
     def distinct(self) -> int:
@@ -178,11 +188,12 @@ class ColumnProfile:
         out.n_values = self.n_values + other.n_values
         out.min = _pick(min, self.min, other.min)
         out.max = _pick(max, self.max, other.max)
-        out.mean, out.m2 = _chan(self, other)
+        out.mean, out.m2, out.m2_exp = _chan(self, other)
         out.length_min = _pick(min, self.length_min, other.length_min)
         out.length_max = _pick(max, self.length_max, other.length_max)
         out.length_sum = self.length_sum + other.length_sum
         out.integral = self.integral and other.integral
+        out.timezone = self.timezone if self.timezone == other.timezone else None
         if is_numeric(kind):
             out.kll, out.kll_level = _merge_kll(self, other)
         else:
@@ -215,11 +226,13 @@ class ColumnProfile:
             "max": self.max,
             "mean": self.mean,
             "m2": self.m2,
+            "m2_exp": self.m2_exp,
             "length_min": self.length_min,
             "length_max": self.length_max,
             "length_sum": self.length_sum,
             "integral": self.integral,
             "kll_level": self.kll_level,
+            "timezone": self.timezone,
             "summary": {
                 "std": self.std,
                 "distinct": self.distinct,
@@ -254,8 +267,11 @@ class ColumnProfile:
             for key in ("min", "max", "mean"):
                 setattr(out, key, None if data[key] is None else float(data[key]))
             out.m2 = float(data["m2"])
+            out.m2_exp = int(data.get("m2_exp", 0))
             out.integral = bool(data.get("integral", True))
             out.kll_level = int(data.get("kll_level", 0))
+            timezone = data.get("timezone")
+            out.timezone = None if timezone is None else str(timezone)
             out.length_min = None if data["length_min"] is None else int(data["length_min"])
             out.length_max = None if data["length_max"] is None else int(data["length_max"])
             out.kll = _load(ds.kll_doubles_sketch, sketches["kll"])
@@ -268,6 +284,8 @@ class ColumnProfile:
             raise DataError(f"profile column {data.get('name')!r}: unreadable ({exc})") from exc
         if out.hll_sampled is None:
             raise DataError(f"profile column {out.name!r}: expected sketch 'hll_sampled'")
+        if not math.isfinite(out.m2):
+            raise DataError(f"profile column {out.name!r}: m2: expected a number, found {out.m2}")
         return out
 
 
@@ -407,7 +425,10 @@ def profile_column(series: pd.Series, *, name: str | None = None) -> ColumnProfi
     kind = column_type(series)
     if is_numeric(kind):
         values, nulls = _number_array(series, kind)
-        return _profile_numbers(label, kind, [values], nulls, len(values))
+        out = _profile_numbers(label, kind, [values], nulls, len(values))
+        timezone = getattr(series.dtype, "tz", None)
+        out.timezone = None if timezone is None else str(timezone)
+        return out
     return _profile_labels(label, kind, cols.label_table(series, kind), len(series))
 
 
@@ -427,10 +448,17 @@ def numeric_values(series: pd.Series, kind: str) -> NDArray[np.float64]:
     """A numeric column as float64 with NaN for nulls (datetimes as ns since the epoch)."""
     if kind == "datetime":
         values = series
-        if getattr(series.dtype, "tz", None) is not None:
-            values = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        stamps = values.to_numpy(dtype="datetime64[ns]")
-        out = stamps.view(np.int64).astype(np.float64)
+        if series.dtype == object:  # dates, or stamps of several time zones: as UTC
+            values = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+        if getattr(values.dtype, "tz", None) is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        stamps = np.asarray(values.to_numpy())
+        if stamps.dtype.kind != "M":
+            stamps = stamps.astype("datetime64[ns]")
+        # In the column's own unit, then scaled: converting to ns first wraps past 2262.
+        unit, step = np.datetime_data(stamps.dtype)
+        per_unit = float(np.array(step, dtype=f"m8[{unit}]").astype("m8[ns]").view(np.int64))
+        out = stamps.view(np.int64).astype(np.float64) * per_unit
         out[np.isnat(stamps)] = np.nan
         return out
     if isinstance(series.dtype, pd.CategoricalDtype):
@@ -468,7 +496,8 @@ def _profile_numbers(
     out.missing = moments.nan if nulls is None else nulls
     out.nan = moments.nan if kind == "float" else 0
     out.posinf, out.neginf, out.n_values = moments.posinf, moments.neginf, moments.n_values
-    out.min, out.max, out.mean, out.m2 = moments.min, moments.max, moments.mean, moments.m2
+    out.min, out.max, out.mean = moments.min, moments.max, moments.mean
+    out.m2, out.m2_exp = moments.m2, moments.m2_exp
     out.integral = moments.integral
     out.kll = ds.kll_doubles_sketch(sk.KLL_K)
     if not moments.n_values:
@@ -547,17 +576,15 @@ def _pick(choose: Any, left: Any, right: Any) -> Any:
     return choose(left, right)
 
 
-def _chan(left: ColumnProfile, right: ColumnProfile) -> tuple[float | None, float]:
+def _chan(left: ColumnProfile, right: ColumnProfile) -> tuple[float | None, float, int]:
     if left.mean is None or left.n_values == 0:
-        return right.mean, right.m2
+        return right.mean, right.m2, right.m2_exp
     if right.mean is None or right.n_values == 0:
-        return left.mean, left.m2
-    total = left.n_values + right.n_values
-    delta = right.mean - left.mean
-    mean = left.mean + delta * right.n_values / total
-    with np.errstate(over="ignore"):
-        m2 = left.m2 + right.m2 + delta * delta * left.n_values * right.n_values / total
-    return mean, m2 if math.isfinite(m2) else sys.float_info.max
+        return left.mean, left.m2, left.m2_exp
+    return cols.combine(
+        (left.n_values, left.mean, left.m2, left.m2_exp),
+        (right.n_values, right.mean, right.m2, right.m2_exp),
+    )
 
 
 def _merge_kll(left: ColumnProfile, right: ColumnProfile) -> tuple[Any, int]:

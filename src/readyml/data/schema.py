@@ -124,7 +124,7 @@ class Schema:
 
     def to_yaml(self) -> str:
         """YAML text, features in order, for checking into the project."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "schema") -> Schema:
@@ -138,6 +138,21 @@ class Schema:
         except yaml.YAMLError as exc:
             raise SchemaError(f"{source}: expected YAML, found invalid text ({exc})") from exc
         return cls.from_dict(data, source=source)
+
+
+_LINE_BREAKS: Final = ("\x85", "\u2028", "\u2029")  # YAML reads these back as breaks
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML whose strings read back as written: ones with Unicode breaks are quoted."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = '"' if any(mark in text for mark in _LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
 
 
 def infer_schema(
