@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -210,3 +212,142 @@ def test_init_help_says_the_workflow_needs_ci() -> None:
     code, out, _ = _invoke("init", "--help")
     assert code == 0
     assert "with --ci, a CI workflow" in " ".join(out.split())
+
+
+def _registry_project(root: Path) -> Path:
+    """A project whose registry holds demo:1 (champion), demo:2 and a vetoed demo:3."""
+    from readyml.registry import open_registry
+
+    write_project(root)
+    weights = root / "weights.bin"
+    weights.write_bytes(b"weights")
+    registry = open_registry(root / ".readyml")
+    for fingerprint in ("a", "b"):
+        registry.register("demo", files={"model.bin": weights}, model_fingerprint=fingerprint)
+    registry.register(
+        "demo",
+        files={"model.bin": weights},
+        model_fingerprint="c",
+        status="vetoed",
+        gate={"decision": "vetoed", "failed": ["accuracy 0.40 < 0.90"]},
+    )
+    registry.promote("demo:1", who="tests", reason="first")
+    registry.store.close()
+    return root
+
+
+def _champion_moves(root: Path) -> list[list[int | None]]:
+    code, out, _ = _invoke(
+        "models", "history", "demo", "--alias", "champion", "-p", str(root), "--format", "json"
+    )
+    assert code == 0, out
+    return [[e["from_version"], e["to_version"]] for e in json.loads(out)]
+
+
+def test_promoting_the_champion_again_changes_nothing(tmp_path: Path) -> None:
+    root = _registry_project(tmp_path)
+    for ref in ("demo:1", "demo@champion"):
+        code, out, err = _invoke("models", "promote", ref, "-p", str(root))
+        assert (code, out, err) == (0, "demo:1 is already champion; nothing changed\n", "")
+    code, out, _ = _invoke("models", "promote", "demo:1", "-p", str(root), "--format", "json")
+    assert code == 0
+    assert json.loads(out) == {
+        "model_name": "demo",
+        "alias": "champion",
+        "from_version": 1,
+        "to_version": 1,
+        "moved": False,
+    }
+    assert _champion_moves(root) == [[None, 1]]
+    code, out, _ = _invoke("models", "promote", "demo:2", "-p", str(root), "--format", "json")
+    assert code == 0
+    moved = json.loads(out)
+    assert (moved["from_version"], moved["to_version"], moved["moved"]) == (1, 2, True)
+
+
+def test_a_bad_format_is_refused_before_the_alias_moves(tmp_path: Path) -> None:
+    root = _registry_project(tmp_path)
+    code, _, err = _invoke("models", "promote", "demo:2", "-p", str(root), "--format", "yaml")
+    assert code == 2
+    assert _one_error_line(err) == "error: --format: expected 'text' or 'json', found 'yaml'"
+    code, _, err = _invoke("models", "rollback", "demo", "-p", str(root), "--format", "yml")
+    assert code == 2 and "found 'yml'" in _one_error_line(err)
+    assert _champion_moves(root) == [[None, 1]]
+
+
+def test_reasons_and_names_with_markup_are_printed_as_written(tmp_path: Path) -> None:
+    root = _registry_project(tmp_path)
+    reason = "fix [/b] and [bold]ticket[/bold] “42”"
+    code, out, err = _invoke("models", "promote", "demo:2", "--reason", reason, "-p", str(root))
+    assert (code, err) == (0, "")
+    assert out == f"demo@champion: 1 → 2 ({reason})\n"
+    code, out, err = _invoke("models", "history", "demo", "-p", str(root))
+    assert (code, err) == (0, "")
+    assert reason in out
+    # Times to the second; a first move shows "-" as where it came from.
+    assert re.search(r"\d\d:\d\d:\d\d\.\d", out) is None
+    assert re.search(r"Z\s+│ champion │ -\s+│ 1 ", out), out
+    code, out, _ = _invoke("models", "history", "demo", "-p", str(root), "--format", "json")
+    assert code == 0 and json.loads(out)[-1]["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["show", "nope:1"],
+            "model: expected a registered model (models: demo), found 'nope'",
+        ),
+        (
+            ["show", "demo:0"],
+            "model 'demo' version: expected a registered version (versions: 1, 2, 3), found 0",
+        ),
+        (
+            ["promote", "demo:99999999999999999999999"],
+            "model 'demo' version: expected a registered version (versions: 1, 2, 3), "
+            "found 99999999999999999999999",
+        ),
+        (
+            ["show", "demo@staging"],
+            "model 'demo' alias: expected an existing alias (aliases: champion), found 'staging'",
+        ),
+        (
+            ["promote", "demo:3"],
+            "model 'demo' version 3: expected a version that may become 'champion' (not vetoed "
+            "or archived), found it vetoed (reasons: accuracy 0.40 < 0.90)",
+        ),
+        (
+            ["promote", "demo:2", "--alias", "bad alias"],
+            "alias: expected 1-64 letters, digits, '_', '.', '-', found 'bad alias'",
+        ),
+        (
+            ["rollback", "demo"],
+            "model 'demo' alias 'champion': expected a move from an earlier version, found "
+            "nothing to roll back to (it never pointed at another version)",
+        ),
+        (
+            ["rollback", "demo", "--alias", "staging"],
+            "model 'demo' alias: expected an existing alias (aliases: champion), found 'staging'",
+        ),
+        (
+            ["history", "demo", "--alias", "stagin"],
+            "model 'demo' alias: expected an existing alias (aliases: champion), found 'stagin'",
+        ),
+        (
+            ["history", "../demo"],
+            "model: expected a registered model (models: demo), found '../demo'",
+        ),
+        (
+            ["show", "demo:\u0661"],
+            "model reference 'demo:\u0661': expected NAME, NAME:VERSION or NAME@ALIAS in ASCII",
+        ),
+    ],
+)
+def test_registry_mistakes_are_one_line_exit_2_and_change_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    root = _registry_project(tmp_path)
+    code, out, err = _invoke("models", *args, "-p", str(root))
+    assert (code, out) == (2, "")
+    assert _one_error_line(err).startswith(f"error: {message}")
+    assert _champion_moves(root) == [[None, 1]]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 from readyml.errors import AliasError, IntegrityError, RegistryError, VersionNotFound
 from readyml.registry import ArtifactStore, MetadataStore, ModelVersion, Registry, open_registry
 from readyml.registry.records import ArtifactInfo
-from readyml.types import Evidence, ModelRef
+from readyml.types import Evidence, ModelRef, VersionStatus
 
 VETO = {"decision": "veto", "reasons": ["accuracy 0.41 < 0.50", "slice 'rain' regressed"]}
+# The shape of every user-facing message (``serve/_http.py`` splits 4xx bodies by it).
+FIELD_MESSAGE = re.compile(r"[^:\n]+: expected .+?, found .+")
 
 
 @pytest.fixture
@@ -91,36 +94,116 @@ def test_find_by_fingerprint(registry: Registry, files: dict[str, Path]) -> None
 
 
 def test_get_errors_name_what_exists(registry: Registry, files: dict[str, Path]) -> None:
-    with pytest.raises(VersionNotFound, match=r"model 'weather' not found \(models: none\)"):
+    with pytest.raises(
+        VersionNotFound,
+        match=r"^model: expected a registered model \(models: none\), found 'weather'$",
+    ):
         registry.get("weather")
     _register(registry, files)
     with pytest.raises(
         VersionNotFound,
-        match=r"has no alias 'champion' \(aliases: none\); make a version the champion: "
-        r"readyml models promote weather:N, or readyml run --promote",
+        match=r"^model 'weather' alias: expected an existing alias \(aliases: none\), found "
+        r"'champion'; make a version the champion: readyml models promote weather:N, or "
+        r"readyml run --promote$",
     ):
         registry.get("weather@champion")
-    with pytest.raises(VersionNotFound, match=r"has no alias 'staging' \(aliases: none\)$"):
+    with pytest.raises(VersionNotFound, match=r"\(aliases: none\), found 'staging'$"):
         registry.get("weather@staging")
-    with pytest.raises(VersionNotFound, match=r"has no version 9 \(versions: 1\)"):
+    with pytest.raises(
+        VersionNotFound,
+        match=r"^model 'weather' version: expected a registered version \(versions: 1\), "
+        r"found 9$",
+    ):
         registry.get("weather:9")
-    with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
+    missing = r"^model: expected a registered model \(models: weather\), found 'x'$"
+    with pytest.raises(VersionNotFound, match=missing):
         registry.list_versions("x")
-    with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
+    with pytest.raises(VersionNotFound, match=missing):
         registry.history("x")
-    with pytest.raises(VersionNotFound, match=r"model 'x' not found \(models: weather\)"):
+    with pytest.raises(VersionNotFound, match=missing):
         registry.rollback("x", who="t", reason="r")
+    with pytest.raises(VersionNotFound, match=missing):
+        registry.promote("x:1", who="t", reason="r")
+
+
+@pytest.mark.parametrize(
+    ("ref", "found"),
+    [
+        ("weather:0", "0"),
+        ("weather:99999999999999999999999", "99999999999999999999999"),
+        (f"weather:{2**31}", str(2**31)),
+    ],
+)
+def test_versions_no_store_can_hold_are_not_found(
+    registry: Registry, files: dict[str, Path], ref: str, found: str
+) -> None:
+    """A number past the INTEGER column is "no such version", never a driver overflow."""
+    _register(registry, files)
+    with pytest.raises(VersionNotFound, match=rf"\(versions: 1\), found {found}$"):
+        registry.get(ref)
+    with pytest.raises(VersionNotFound, match=rf"found {found}$"):
+        registry.set_alias("weather", "staging", int(found), who="t", reason="r")
+    with pytest.raises(VersionNotFound, match=rf"found {found}$"):
+        registry.set_status("weather", int(found), "blessed")
+    assert registry.history("weather") == []
+
+
+def test_non_ascii_digits_are_not_a_version(registry: Registry, files: dict[str, Path]) -> None:
+    _register(registry, files)
+    with pytest.raises(
+        VersionNotFound, match=r"expected NAME, NAME:VERSION or NAME@ALIAS in ASCII"
+    ):
+        registry.get("weather:\u0661")  # ARABIC-INDIC DIGIT ONE, which int() reads as 1
+    with pytest.raises(VersionNotFound, match="in ASCII"):
+        registry.promote("weather:\u0661", who="t", reason="r")
+    assert registry.history("weather") == []
+
+
+def test_registry_errors_follow_the_field_expected_found_pattern(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    """The server splits 4xx messages into field/expected/found; these must fit."""
+    _register(registry, files, status="vetoed", gate=VETO)
+    _register(registry, files)
+    registry.promote("weather:2", who="t", reason="r")
+    attempts: list[Callable[[], object]] = [
+        lambda: registry.get("nope"),
+        lambda: registry.get("weather:7"),
+        lambda: registry.get("weather@nope"),
+        lambda: registry.promote("weather:1", who="t", reason="r"),
+        lambda: registry.rollback("weather", who="t", reason="r"),
+        lambda: registry.set_status("weather", 2, "archived"),
+        lambda: registry.set_alias("weather", "bad alias", 2, who="t", reason="r"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(RegistryError) as caught:
+            attempt()
+        assert FIELD_MESSAGE.fullmatch(str(caught.value)), str(caught.value)
 
 
 def test_register_rejects_bad_input(registry: Registry, files: dict[str, Path]) -> None:
-    with pytest.raises(RegistryError, match="model name"):
-        registry.register("bad name", files=files, model_fingerprint="f")
-    with pytest.raises(RegistryError, match="at least one file"):
+    for name in ("bad name", "a/b", "..", "démo", "a" * 129, "demo:1", " demo"):
+        with pytest.raises(RegistryError) as caught:
+            registry.register(name, files=files, model_fingerprint="f")
+        assert str(caught.value) == (
+            "model name: expected a bare name of 1-128 characters (a name starts with a "
+            f"letter or digit, then letters, digits, '_', '.', '-'), found {name!r}"
+        )
+    with pytest.raises(RegistryError, match=r"^model 'm' files: expected at least one file"):
         registry.register("m", files={}, model_fingerprint="f")
     with pytest.raises(RegistryError, match="artifact key"):
         registry.register("m", files={"../x": files["model.skops"]}, model_fingerprint="f")
-    with pytest.raises(RegistryError, match="is not a file"):
+    with pytest.raises(
+        RegistryError,
+        match=r"^model 'm' file 'x': expected a file, found '/nonexistent' \(missing",
+    ):
         registry.register("m", files={"x": Path("/nonexistent")}, model_fingerprint="f")
+    with pytest.raises(
+        RegistryError,
+        match=r"^version status: expected one of candidate, blessed, vetoed, archived, "
+        r"found 'great'$",
+    ):
+        registry.register("m", files=files, model_fingerprint="f", status="great")  # type: ignore[arg-type]
     assert registry.list_models() == []
 
 
@@ -128,6 +211,7 @@ def test_promote_set_alias_history_and_summary(registry: Registry, files: dict[s
     for i in range(3):
         _register(registry, files, fp=str(i))
     first = registry.promote("weather:1", who="ana", reason="initial")
+    assert first is not None
     assert (first.from_version, first.to_version, first.action) == (None, 1, "set")
     registry.set_alias("weather", "champion", 2, who="bo", reason="better")
     registry.set_alias("weather", "staging", 3, who="bo", reason="try")
@@ -150,10 +234,14 @@ def test_rollback_returns_to_previous_and_twice_undoes(
 ) -> None:
     for i in range(3):
         _register(registry, files, fp=str(i))
-    with pytest.raises(AliasError, match="nothing to roll back to"):
+    with pytest.raises(VersionNotFound, match="found 'champion'; make a version the champion"):
         registry.rollback("weather", who="ana", reason="oops")
     registry.promote("weather:1", who="ana", reason="a")
-    with pytest.raises(AliasError, match="nothing to roll back to"):
+    with pytest.raises(
+        AliasError,
+        match=r"^model 'weather' alias 'champion': expected a move from an earlier version, "
+        r"found nothing to roll back to",
+    ):
         registry.rollback("weather", who="ana", reason="oops")
     registry.promote("weather:3", who="ana", reason="b")
 
@@ -168,18 +256,118 @@ def test_vetoed_or_archived_version_never_becomes_champion(
     registry: Registry, files: dict[str, Path]
 ) -> None:
     _register(registry, files, status="vetoed", gate=VETO)
-    with pytest.raises(AliasError, match=r"version 1 is vetoed .* accuracy 0.41 < 0.50"):
+    with pytest.raises(
+        AliasError,
+        match=r"^model 'weather' version 1: expected a version that may become 'champion' "
+        r"\(not vetoed or archived\), found it vetoed \(reasons: accuracy 0.41 < 0.50",
+    ):
         registry.promote("weather:1", who="ana", reason="yolo")
     registry.set_alias("weather", "shadow", 1, who="ana", reason="observe")
 
     _register(registry, files)
     registry.promote("weather:2", who="ana", reason="ok")
-    registry.set_status("weather", 2, "archived")
     _register(registry, files)
     registry.promote("weather:3", who="ana", reason="ok")
-    with pytest.raises(AliasError, match="version 2 is archived"):
+    registry.set_status("weather", 2, "archived")
+    with pytest.raises(AliasError, match="found it archived"):
         registry.rollback("weather", who="ana", reason="back")
     assert registry.get("weather@champion").version == 3
+
+
+@pytest.mark.parametrize("status", ["vetoed", "archived"])
+def test_the_champion_cannot_be_vetoed_or_archived(
+    registry: Registry, files: dict[str, Path], status: VersionStatus
+) -> None:
+    """Otherwise the alias serving follows would name a version that may never hold it."""
+    _register(registry, files)
+    registry.promote("weather:1", who="ana", reason="ok")
+    with pytest.raises(
+        AliasError,
+        match=rf"^model 'weather' version 1: expected a version that is not 'champion' to "
+        rf"become {status}, found it is 'champion'",
+    ):
+        registry.set_status("weather", 1, status, gate=VETO)
+    unchanged = registry.get("weather@champion")
+    assert (unchanged.version, unchanged.status, unchanged.gate) == (1, "candidate", None)
+    registry.set_status("weather", 1, "blessed")
+    _register(registry, files)
+    registry.promote("weather:2", who="ana", reason="better")
+    assert registry.set_status("weather", 1, status).status == status
+
+
+def test_promoting_the_current_version_changes_nothing(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    _register(registry, files)
+    _register(registry, files)
+    registry.set_alias("weather", "staging", 2, who="ana", reason="try")
+    moved = registry.promote("weather:1", who="ana", reason="first")
+    assert moved is not None and (moved.from_version, moved.to_version) == (None, 1)
+    assert registry.promote("weather:1", who="bo", reason="again") is None
+    assert registry.promote("weather@champion", who="bo", reason="again") is None
+    assert registry.promote("weather@staging", alias="staging", who="bo", reason="r") is None
+    assert [(e.from_version, e.to_version) for e in registry.history("weather", "champion")] == [
+        (None, 1)
+    ]
+    # set_alias is the audit call: it records every call, moved or not.
+    registry.set_alias("weather", "champion", 1, who="ops", reason="audit")
+    assert len(registry.history("weather", "champion")) == 2
+
+
+def test_racing_promotes_of_one_version_record_one_move(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    _register(registry, files)
+    _register(registry, files)
+    registry.promote("weather:1", who="ana", reason="first")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        events = list(
+            pool.map(lambda i: registry.promote("weather:2", who=f"w{i}", reason="race"), range(8))
+        )
+    assert sum(event is not None for event in events) == 1
+    moves = [(e.from_version, e.to_version) for e in registry.history("weather", "champion")]
+    assert moves == [(None, 1), (1, 2)]
+
+
+def test_racing_rollbacks_undo_the_last_move_once(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    for i in range(3):
+        _register(registry, files, fp=str(i))
+    registry.promote("weather:1", who="ana", reason="a")
+    registry.promote("weather:3", who="ana", reason="b")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda i: _rollback_or_error(registry, f"ops{i}"), range(2)))
+    # The first takes 3 back to 1; the second, reading that move, takes 1 back to 3.
+    # Reading the move outside the write transaction, both took 3 -> 1 (the second a 1 -> 1).
+    assert sorted(results) == [(1, 3), (3, 1)]
+
+
+def _rollback_or_error(registry: Registry, who: str) -> tuple[int | None, int | None]:
+    event = registry.rollback("weather", who=who, reason="race")
+    return event.from_version, event.to_version
+
+
+def test_alias_names_are_checked_by_every_alias_call(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    _register(registry, files)
+    registry.promote("weather:1", who="ana", reason="a")
+    refused = r"^alias: expected 1-64 letters, digits, '_', '.', '-', found "
+    with pytest.raises(AliasError, match=refused + r"'champion\\n'$"):
+        registry.set_alias("weather", "champion\n", 1, who="ana", reason="r")
+    with pytest.raises(AliasError, match=refused + r"'bad alias'$"):
+        registry.rollback("weather", alias="bad alias", who="ana", reason="r")
+    with pytest.raises(AliasError, match=refused + r"'bad alias'$"):
+        registry.history("weather", "bad alias")
+    with pytest.raises(AliasError, match=refused + r"'bad alias'$"):
+        registry.promote("weather:1", alias="bad alias", who="ana", reason="r")
+    unknown = r"expected an existing alias \(aliases: champion\), found 'staging'$"
+    with pytest.raises(VersionNotFound, match=unknown):
+        registry.history("weather", "staging")
+    with pytest.raises(VersionNotFound, match=unknown):
+        registry.rollback("weather", alias="staging", who="ana", reason="r")
+    assert [e.to_version for e in registry.history("weather")] == [1]
 
 
 def test_a_veto_is_explained_by_the_gates_failed_checks(
@@ -199,7 +387,7 @@ def test_set_status_records_gate(registry: Registry, files: dict[str, Path]) -> 
     _register(registry, files)
     blessed = registry.set_status("weather", 1, "blessed", gate={"decision": "bless"})
     assert blessed.status == "blessed" and blessed.gate == {"decision": "bless"}
-    with pytest.raises(RegistryError, match="version status 'great'"):
+    with pytest.raises(RegistryError, match="version status: expected one of"):
         registry.set_status("weather", 1, "great")  # type: ignore[arg-type]
     with pytest.raises(VersionNotFound):
         registry.set_status("weather", 5, "blessed")

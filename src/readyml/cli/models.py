@@ -1,11 +1,17 @@
-"""``readyml models``: inspect and move registered model versions."""
+"""``readyml models``: inspect and move registered model versions.
+
+Text output escapes rich markup in everything the registry holds (reasons, names, paths):
+a reason such as ``"fix [/b]"`` is shown as written, never styled or refused.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from readyml import _console as console
 from readyml.cli._common import (
@@ -16,6 +22,9 @@ from readyml.cli._common import (
     project_registry,
     who,
 )
+
+if TYPE_CHECKING:
+    from readyml.registry import AliasEvent
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and move registered model versions.")
 
@@ -33,7 +42,11 @@ def models_list(project: ProjectOpt = Path("."), fmt: FormatOpt = "text") -> Non
         None,
         ["model", "latest", "aliases"],
         [
-            [s.name, s.latest_version, ", ".join(f"{a}→{v}" for a, v in sorted(s.aliases.items()))]
+            [
+                escape(s.name),
+                s.latest_version,
+                escape(", ".join(f"{a}→{v}" for a, v in sorted(s.aliases.items()))),
+            ]
             for s in summaries
         ],
     )
@@ -53,22 +66,23 @@ def models_show(
         console.print_json(data)
         return
     metrics = data.get("metrics", {}).get("valid", {})
+    pairs: list[tuple[str, Any]] = [
+        ("status", version.status),
+        ("aliases", ", ".join(version.aliases) or "-"),
+        ("created", _when(version.created_at)),
+        ("run", version.run_id or "-"),
+        ("parent", version.parent_version or "-"),
+        ("gate", (version.gate or {}).get("decision", "-")),
+        *[(k, console.fmt_metric(v)) for k, v in metrics.items()],
+        (
+            "inputs",
+            ", ".join(f"{c['name']}:{c['dtype']}" for c in version.signature.get("inputs", [])),
+        ),
+        ("files", ", ".join(a.name for a in version.artifacts)),
+    ]
     console.key_values(
-        f"{version.name}:{version.version}",
-        [
-            ("status", version.status),
-            ("aliases", ", ".join(version.aliases) or "-"),
-            ("created", version.created_at),
-            ("run", version.run_id),
-            ("parent", version.parent_version or "-"),
-            ("gate", (version.gate or {}).get("decision", "-")),
-            *[(k, console.fmt_metric(v)) for k, v in metrics.items()],
-            (
-                "inputs",
-                ", ".join(f"{c['name']}:{c['dtype']}" for c in version.signature.get("inputs", [])),
-            ),
-            ("files", ", ".join(a.name for a in version.artifacts)),
-        ],
+        escape(f"{version.name}:{version.version}"),
+        [(escape(key), escape(str(value))) for key, value in pairs],
     )
     console.stdout.print("input_example:")
     console.print_json(version.input_example)
@@ -83,9 +97,28 @@ def models_promote(
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:
-    """Point an alias (champion by default) at a version. A vetoed version is refused."""
-    event = project_registry(project).promote(ref, alias=alias, who=who(), reason=reason)
-    _print_event(event, fmt)
+    """Point an alias (champion by default) at a version. A vetoed version is refused.
+
+    Promoting the version the alias already names changes nothing and records nothing.
+    """
+    fmt = output_format(fmt)
+    registry = project_registry(project)
+    version = registry.get(ref)
+    event = registry.promote(version.ref, alias=alias, who=who(), reason=reason)
+    if event is not None:
+        _print_event(event, fmt)
+    elif fmt == "json":
+        console.print_json(
+            {
+                "model_name": version.name,
+                "alias": alias,
+                "from_version": version.version,
+                "to_version": version.version,
+                "moved": False,
+            }
+        )
+    else:
+        console.stdout.print(escape(f"{version.ref} is already {alias}; nothing changed"))
 
 
 @app.command("rollback")
@@ -98,6 +131,7 @@ def models_rollback(
     fmt: FormatOpt = "text",
 ) -> None:
     """Move an alias back to the version it pointed at before its last move."""
+    fmt = output_format(fmt)
     event = project_registry(project).rollback(name, alias=alias, who=who(), reason=reason)
     _print_event(event, fmt)
 
@@ -110,15 +144,27 @@ def models_history(
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:
-    """Every alias move: from, to, when, who, why."""
+    """Every alias move: from, to, when (UTC), who, why."""
+    fmt = output_format(fmt)
     events = project_registry(project).history(name, alias=alias)
-    if output_format(fmt) == "json":
+    if fmt == "json":
         console.print_json([e.to_dict() for e in events])
         return
     console.table(
         None,
-        ["when", "alias", "from", "to", "who", "reason"],
-        [[e.at, e.alias, e.from_version, e.to_version, e.who, e.reason] for e in events],
+        ["when", "alias", "from", "to", "who", "reason", "action"],
+        [
+            [
+                _when(e.at),
+                escape(e.alias),
+                e.from_version if e.from_version is not None else "-",
+                e.to_version,
+                escape(e.who),
+                escape(e.reason) or "-",
+                e.action,
+            ]
+            for e in events
+        ],
     )
 
 
@@ -136,7 +182,7 @@ def models_verify(
     with tempfile.TemporaryDirectory() as tmp:
         registry.download(version, Path(tmp))
     console.stdout.print(
-        f"{version.name}:{version.version}: {len(version.artifacts)} file(s) verified"
+        escape(f"{version.name}:{version.version}: {len(version.artifacts)} file(s) verified")
     )
 
 
@@ -151,14 +197,23 @@ def models_download(
     registry = project_registry(project)
     version = registry.get(ref)
     registry.download(version, out)
-    console.stdout.print(f"{version.name}:{version.version} → {out}")
+    console.stdout.print(escape(f"{version.name}:{version.version} → {out}"))
 
 
-def _print_event(event: Any, fmt: str) -> None:
-    if output_format(fmt) == "json":
-        console.print_json(event.to_dict())
+def _when(at: datetime) -> str:
+    """A timestamp to the second, in UTC: ``2025-01-31 09:15:02Z`` (naive means UTC)."""
+    utc = at if at.tzinfo is None else at.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_event(event: AliasEvent, fmt: str) -> None:
+    if fmt == "json":
+        console.print_json({**event.to_dict(), "moved": True})
         return
+    from_version = "-" if event.from_version is None else event.from_version
     console.stdout.print(
-        f"{event.model_name}@{event.alias}: {event.from_version or '-'} → {event.to_version}"
-        + (f" ({event.reason})" if event.reason else "")
+        escape(
+            f"{event.model_name}@{event.alias}: {from_version} → {event.to_version}"
+            + (f" ({event.reason})" if event.reason else "")
+        )
     )

@@ -12,7 +12,9 @@ keeps its number (a baked image serves ``iris:7`` as 7), and refuses a number al
 
 Aliases (``champion``, ``staging``...) point at versions; every move is an event with who,
 when and why, and ``rollback`` moves an alias back to where its last move took it from.
-A vetoed or archived version can never become ``champion``.
+``promote`` onto the version an alias already names changes nothing and records nothing.
+A vetoed or archived version can never become ``champion``, and the champion cannot be
+vetoed or archived while it holds the alias.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ MODELS_PREFIX = "models"
 # Orphan blobs younger than this may belong to a registration still in progress.
 GC_GRACE = timedelta(hours=1)
 _ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The largest version number a store can hold (a 32-bit INTEGER column on PostgreSQL).
+_MAX_VERSION = 2**31 - 1
 # How many names an error message lists before it says "...".
 _LIST_IN_MESSAGE = 10
 
@@ -67,24 +71,45 @@ def _listing(items: list[str]) -> str:
 def _check_name(name: str) -> str:
     try:
         ref = ModelRef.parse(name)
-    except ValueError as exc:
-        raise RegistryError(f"model name {name!r}: {exc}") from exc
-    if ref.version is not None or ref.alias is not None or ref.name != name:
-        raise RegistryError(f"model name {name!r}: expected a bare name ({NAME_RULE})")
+    except ValueError:
+        ref = None
+    if ref is None or ref.version is not None or ref.alias is not None or ref.name != name:
+        raise RegistryError(
+            f"model name: expected a bare name of 1-128 characters ({NAME_RULE}), found {name!r}"
+        )
     return name
 
 
 def _check_alias(alias: str) -> str:
-    if not _ALIAS.match(alias):
-        raise AliasError(f"alias {alias!r}: expected 1-64 letters, digits, '_', '.', '-'")
+    if not _ALIAS.fullmatch(alias):
+        raise AliasError(f"alias: expected 1-64 letters, digits, '_', '.', '-', found {alias!r}")
     return alias
+
+
+def _parse_ref(text: str) -> ModelRef:
+    """Parse a reference as :meth:`ModelRef.parse` does, refusing non-ASCII digits.
+
+    ``ModelRef.parse`` matches ``\\d``, so it reads ``demo:`` followed by an Arabic-Indic
+    digit one as ``demo:1``.
+    """
+    try:
+        if not text.isascii():
+            raise ValueError(
+                f"model reference {text!r}: expected NAME, NAME:VERSION or NAME@ALIAS in "
+                f"ASCII ({NAME_RULE})"
+            )
+        return ModelRef.parse(text)
+    except ValueError as exc:
+        raise VersionNotFound(str(exc)) from exc
 
 
 def _check_status(status: str) -> VersionStatus:
     for known in VERSION_STATUSES:
         if status == known:
             return known
-    raise RegistryError(f"version status {status!r}: expected one of {VERSION_STATUSES}")
+    raise RegistryError(
+        f"version status: expected one of {', '.join(VERSION_STATUSES)}, found {status!r}"
+    )
 
 
 def _veto_reasons(gate: JSON | None) -> str:
@@ -141,6 +166,8 @@ class Registry:
         ...                        model_fingerprint="f1")
         >>> registry.promote("demo:1", who="me", reason="first").to_version
         1
+        >>> registry.promote("demo:1", who="me", reason="again") is None  # already champion
+        True
         >>> registry.get("demo@champion").version
         1
     """
@@ -294,13 +321,18 @@ class Registry:
         With ``expected``, each stored file must match its sha256 and size.
         """
         if not files:
-            raise RegistryError(f"model {name!r}: a version needs at least one file, found none")
+            raise RegistryError(f"model {name!r} files: expected at least one file, found none")
         for relname, local in files.items():
             if PurePosixPath(relname).as_posix() != relname:
-                raise RegistryError(f"model {name!r}, file {relname!r}: expected a POSIX path")
+                raise RegistryError(
+                    f"model {name!r} file name: expected a POSIX path, found {relname!r}"
+                )
             check_key(relname)
             if not Path(local).is_file():
-                raise RegistryError(f"model {name!r}, file {relname!r}: {local} is not a file")
+                raise RegistryError(
+                    f"model {name!r} file {relname!r}: expected a file, found "
+                    f"{str(local)!r} (missing, or not a file)"
+                )
 
         staging = f"{MODELS_PREFIX}/{name}/{uuid.uuid4().hex}"
         uploaded: list[ArtifactInfo] = []
@@ -382,10 +414,7 @@ class Registry:
                 what does.
         """
         if isinstance(ref, str):
-            try:
-                ref = ModelRef.parse(ref)
-            except ValueError as exc:
-                raise VersionNotFound(str(exc)) from exc
+            ref = _parse_ref(ref)
         with self.store.session() as session:
             row = self._resolve(session, ref)
             return self._to_version(session, row)
@@ -398,22 +427,13 @@ class Registry:
         if ref.alias is not None:
             alias = session.get(Alias, (name, ref.alias))
             if alias is None:
-                aliases = sorted(
-                    session.scalars(select(Alias.alias).where(Alias.model_name == name))
-                )
-                hint = (
-                    f"; make a version the champion: readyml models promote {name}:N, or "
-                    "readyml run --promote"
-                    if ref.alias == CHAMPION
-                    else ""
-                )
-                raise VersionNotFound(
-                    f"model {name!r} has no alias {ref.alias!r} (aliases: {_listing(aliases)})"
-                    + hint
-                )
+                raise VersionNotFound(self._missing_alias_message(session, name, ref.alias))
             query = query.where(Version.version == alias.version)
         elif ref.version is not None:
-            query = query.where(Version.version == ref.version)
+            # A number no store can hold is simply not registered (and must not reach the
+            # driver, which raises OverflowError on SQLite and DataError on PostgreSQL).
+            number = ref.version if 1 <= ref.version <= _MAX_VERSION else 0
+            query = query.where(Version.version == number)
         row = session.scalars(query.order_by(Version.version.desc()).limit(1)).first()
         if row is None:
             versions = [
@@ -424,15 +444,31 @@ class Registry:
                     .order_by(Version.version)
                 )
             ]
+            found = "none" if ref.version is None else str(ref.version)
             raise VersionNotFound(
-                f"model {name!r} has no version {ref.version} (versions: {_listing(versions)})"
+                f"model {name!r} version: expected a registered version "
+                f"(versions: {_listing(versions)}), found {found}"
             )
         return row
 
     @staticmethod
     def _missing_model_message(session: Session, name: str) -> str:
         names = list(session.scalars(select(Model.name).order_by(Model.name)))
-        return f"model {name!r} not found (models: {_listing(names)})"
+        return f"model: expected a registered model (models: {_listing(names)}), found {name!r}"
+
+    @staticmethod
+    def _missing_alias_message(session: Session, name: str, alias: str) -> str:
+        aliases = sorted(session.scalars(select(Alias.alias).where(Alias.model_name == name)))
+        hint = (
+            f"; make a version the champion: readyml models promote {name}:N, or "
+            "readyml run --promote"
+            if alias == CHAMPION
+            else ""
+        )
+        return (
+            f"model {name!r} alias: expected an existing alias (aliases: {_listing(aliases)}), "
+            f"found {alias!r}{hint}"
+        )
 
     @staticmethod
     def _to_version(session: Session, row: Version) -> ModelVersion:
@@ -531,12 +567,21 @@ class Registry:
 
         Raises:
             RegistryError: The status is not a version status.
+            AliasError: The version is ``champion`` and the status would be vetoed or
+                archived (promote another version or roll back first).
             VersionNotFound: The version does not exist.
         """
         status = _check_status(status)
         with self.store.session(write=True) as session:
             self._lock_model(session, name, create=False)
             row = self._resolve(session, ModelRef(name, version=version))
+            champion = session.get(Alias, (name, CHAMPION))
+            if status in _NO_CHAMPION and champion is not None and champion.version == version:
+                raise AliasError(
+                    f"model {name!r} version {version}: expected a version that is not "
+                    f"{CHAMPION!r} to become {status}, found it is {CHAMPION!r} (promote "
+                    f"another version or roll back first: readyml models rollback {name})"
+                )
             row.status = status
             if gate is not None:
                 row.gate = dict(gate)
@@ -548,71 +593,117 @@ class Registry:
     ) -> AliasEvent:
         """Point ``alias`` of ``name`` at ``version`` and record who did it and why.
 
+        Every call records an event, even one that leaves the alias where it was: callers
+        use such events as an audit trail (a rollout records each decision on its
+        ``canary`` alias). :meth:`promote` is the move that skips an unchanged alias.
+
         Raises:
             AliasError: The alias name is invalid, or the move would make a vetoed or
                 archived version ``champion``.
             VersionNotFound: The version does not exist.
         """
-        return self._move_alias(name, alias, version, who=who, reason=reason, action="set")
-
-    def _move_alias(
-        self, name: str, alias: str, version: int, *, who: str, reason: str, action: AliasAction
-    ) -> AliasEvent:
         _check_alias(alias)
         with self.store.session(write=True) as session:
             self._lock_model(session, name, create=False)
-            target = self._resolve(session, ModelRef(name, version=version))
-            if alias == CHAMPION and target.status in _NO_CHAMPION:
-                raise AliasError(
-                    f"model {name!r} version {version} is {target.status} and cannot become "
-                    f"{CHAMPION!r} (reasons: {_veto_reasons(target.gate)})"
-                )
+            self._alias_target(session, name, alias, version)
             current = session.get(Alias, (name, alias))
-            from_version = None if current is None else current.version
-            if current is None:
-                session.add(Alias(model_name=name, alias=alias, version=version))
-            else:
-                current.version = version
-            event = AliasEventRow(
-                model_name=name,
-                alias=alias,
-                from_version=from_version,
-                to_version=version,
-                at=utcnow(),
-                who=who,
-                reason=reason,
-                action=action,
+            return self._write_alias(
+                session, current, name, alias, version, who=who, reason=reason, action="set"
             )
-            session.add(event)
-            session.flush()
-            return _event(event)
+
+    def _alias_target(self, session: Session, name: str, alias: str, version: int) -> Version:
+        """The version row ``alias`` may point at; refuse a vetoed or archived champion."""
+        target = self._resolve(session, ModelRef(name, version=version))
+        if alias == CHAMPION and target.status in _NO_CHAMPION:
+            raise AliasError(
+                f"model {name!r} version {version}: expected a version that may become "
+                f"{CHAMPION!r} (not vetoed or archived), found it {target.status} "
+                f"(reasons: {_veto_reasons(target.gate)})"
+            )
+        return target
+
+    @staticmethod
+    def _write_alias(
+        session: Session,
+        current: Alias | None,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        who: str,
+        reason: str,
+        action: AliasAction,
+    ) -> AliasEvent:
+        """Point the alias at ``version`` and add its event, in the caller's transaction."""
+        from_version = None if current is None else current.version
+        if current is None:
+            session.add(Alias(model_name=name, alias=alias, version=version))
+        else:
+            current.version = version
+        event = AliasEventRow(
+            model_name=name,
+            alias=alias,
+            from_version=from_version,
+            to_version=version,
+            at=utcnow(),
+            who=who,
+            reason=reason,
+            action=action,
+        )
+        session.add(event)
+        session.flush()
+        return _event(event)
 
     def promote(
         self, ref: str | ModelRef, *, alias: str = CHAMPION, who: str, reason: str
-    ) -> AliasEvent:
+    ) -> AliasEvent | None:
         """Point ``alias`` (``champion`` by default) at the version ``ref`` names.
 
+        Promoting the version the alias already names changes nothing and records no
+        event (two racing promotes of one version record one move, not two).
+
+        Returns:
+            The recorded move, or ``None`` when the alias already named that version.
+
         Raises:
-            AliasError: The version is vetoed or archived and the alias is ``champion``.
+            AliasError: The alias name is invalid, or the version is vetoed or archived and
+                the alias is ``champion``.
             VersionNotFound: ``ref`` names nothing.
         """
-        version = self.get(ref)
-        return self.set_alias(version.name, alias, version.version, who=who, reason=reason)
+        _check_alias(alias)
+        if isinstance(ref, str):
+            ref = _parse_ref(ref)
+        with self.store.session(write=True) as session:
+            self._lock_model(session, ref.name, create=False)
+            version = self._resolve(session, ref).version
+            self._alias_target(session, ref.name, alias, version)
+            current = session.get(Alias, (ref.name, alias))
+            if current is not None and current.version == version:
+                return None
+            return self._write_alias(
+                session, current, ref.name, alias, version, who=who, reason=reason, action="set"
+            )
 
     def rollback(self, name: str, *, alias: str = CHAMPION, who: str, reason: str) -> AliasEvent:
         """Move ``alias`` back to the version its last move took it from.
 
         The target is the ``from_version`` of the newest event that changed the alias, so a
-        second rollback undoes the first (it does not walk further back in history).
+        second rollback undoes the first (it does not walk further back in history). The
+        target is read and the alias moved in one transaction, so two racing rollbacks
+        cannot both read the same move and undo it twice.
 
         Raises:
-            AliasError: The alias has never moved from an earlier version, or the earlier
-                version may no longer hold it (vetoed or archived since).
-            VersionNotFound: No model has that name.
+            AliasError: The alias name is invalid, the alias has never moved from an
+                earlier version, or the earlier version may no longer hold it (vetoed or
+                archived since).
+            VersionNotFound: No model has that name, or it has no such alias.
         """
-        with self.store.session() as session:
-            if session.get(Model, name) is None:
-                raise VersionNotFound(self._missing_model_message(session, name))
+        _check_alias(alias)
+        with self.store.session(write=True) as session:
+            self._lock_model(session, name, create=False)
+            current = session.get(Alias, (name, alias))
+            if current is None:
+                raise VersionNotFound(self._missing_alias_message(session, name, alias))
             last = session.scalars(
                 select(AliasEventRow)
                 .where(
@@ -623,30 +714,38 @@ class Registry:
                 .order_by(AliasEventRow.id.desc())
                 .limit(1)
             ).first()
-        if last is None or last.from_version is None:
-            raise AliasError(
-                f"model {name!r} alias {alias!r}: nothing to roll back to "
-                "(it never pointed at another version)"
+            if last is None or last.from_version is None:
+                raise AliasError(
+                    f"model {name!r} alias {alias!r}: expected a move from an earlier "
+                    "version, found nothing to roll back to (it never pointed at another "
+                    "version)"
+                )
+            target = last.from_version
+            self._alias_target(session, name, alias, target)
+            return self._write_alias(
+                session, current, name, alias, target, who=who, reason=reason, action="rollback"
             )
-        return self._move_alias(
-            name, alias, last.from_version, who=who, reason=reason, action="rollback"
-        )
 
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Return the alias moves of ``name`` (of one alias, or all), oldest first.
 
         Raises:
-            VersionNotFound: No model has that name.
+            AliasError: ``alias`` is not a valid alias name.
+            VersionNotFound: No model has that name, or ``alias`` never existed for it.
         """
         query = (
             select(AliasEventRow).where(AliasEventRow.model_name == name).order_by(AliasEventRow.id)
         )
         if alias is not None:
+            _check_alias(alias)
             query = query.where(AliasEventRow.alias == alias)
         with self.store.session() as session:
             if session.get(Model, name) is None:
                 raise VersionNotFound(self._missing_model_message(session, name))
-            return [_event(row) for row in session.scalars(query)]
+            events = [_event(row) for row in session.scalars(query)]
+            if alias is not None and not events and session.get(Alias, (name, alias)) is None:
+                raise VersionNotFound(self._missing_alias_message(session, name, alias))
+            return events
 
     # -- files -----------------------------------------------------------------------
 
