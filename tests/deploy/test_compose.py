@@ -75,7 +75,7 @@ def test_github_workflow_matches_the_schema_and_runs_the_gates(tmp_path: Path) -
     ("args", "message"),
     [
         (["bad ref!"], "model reference 'bad ref!'"),
-        (["nope@champion"], "model 'nope' not found"),
+        (["nope@champion"], "model: expected a registered model (models: iris), found 'nope'"),
         (["iris@champion", "--port", "0"], "port: expected 1 to 65535, found 0"),
         (["iris@champion", "--build-context", ""], "--build-context: expected a folder"),
     ],

@@ -174,6 +174,13 @@ def test_errors_without_their_own_details_still_name_field_expected_and_found(
     }
 
 
+def test_invocations_errors_carry_mlflow_error_codes_by_status(server: Server) -> None:
+    with server.client() as client:
+        unknown = client.post("/invocations?model=nope", json={"inputs": [[1.0]]})
+    assert unknown.status_code == 404
+    assert unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
 def test_oversized_chunked_body_without_length_is_413(server: Server) -> None:
     chunks = iter([b"x" * 40_000, b"x" * 40_000])  # no Content-Length: sent chunked
     with server.client() as client:

@@ -298,7 +298,7 @@ class ServingApp:
         headers = error_headers(exc, request.request_id)
         content = error_content(exc)
         if exchange.route == "/invocations":
-            content["error_code"] = "BAD_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR"
+            content["error_code"] = mlflow.error_code(exc.status_code)
             content["message"] = content["error"]
         model = exchange.deployment.name if exchange.deployment is not None else ""
         if isinstance(exc, Overloaded):
@@ -606,7 +606,9 @@ class ServingApp:
             return
         ref = _load_ref(name, document)
         if self.loader is None:
-            raise NotFound(f"model {name!r}: this server has no registry to load from")
+            raise NotFound(
+                f"model {name!r}: expected a server with a registry to load from, found none"
+            )
         predictor = await asyncio.to_thread(self.loader, ref)
         deployment = self.deploy(predictor)
         old = self.table.put(deployment)
@@ -627,7 +629,7 @@ class ServingApp:
 
     def _manager(self) -> RolloutManager:
         if self.rollouts is None:
-            raise NotFound("rollouts: this server has no registry to deploy from")
+            raise NotFound("rollouts: expected a server with a registry to deploy from, found none")
         return self.rollouts
 
     async def _deploy(self, exchange: Exchange, receive: Receive, send: Send) -> None:

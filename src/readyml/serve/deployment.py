@@ -96,11 +96,11 @@ class ModelTable:
         deployment = self._deployments.get(name)
         if deployment is None:
             loaded = ", ".join(sorted(self._deployments)) or "none"
-            raise NotFound(f"model {name!r}: not loaded (loaded models: {loaded})")
+            raise NotFound(f"model: expected a loaded model (loaded: {loaded}), found {name!r}")
         if version is not None and version != deployment.version_label:
             raise NotFound(
-                f"model {name!r} version {version!r}: not loaded (serving version "
-                f"{deployment.version_label})"
+                f"model {name!r} version: expected {deployment.version_label} (the version "
+                f"it serves), found {version!r}"
             )
         return deployment
 
@@ -108,7 +108,10 @@ class ModelTable:
         """The first model put in the table (the project's champion by default)."""
         for deployment in self._deployments.values():
             return deployment
-        raise NotFound("no model is loaded; load one with POST /v2/repository/models/{name}/load")
+        raise NotFound(
+            "model: expected a loaded model, found none; load one with "
+            "POST /v2/repository/models/{name}/load"
+        )
 
     def put(self, deployment: Deployment) -> Deployment | None:
         """Serve ``deployment`` under its name; return the one it replaced, if any."""

@@ -141,3 +141,20 @@ def _cell(text: str) -> Any:
 def encode(prediction: Prediction, offset: int, rows: int) -> bytes:
     """``{"predictions": [...]}`` for one request's rows of a batch."""
     return orjson.dumps({"predictions": prediction.labels_list[offset : offset + rows]})
+
+
+# MLflow's error codes for the statuses readyml answers (its clients branch on them).
+_ERROR_CODES = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+def error_code(status_code: int) -> str:
+    """MLflow's ``error_code`` for an HTTP status (``BAD_REQUEST`` for other 4xx)."""
+    if status_code in _ERROR_CODES:
+        return _ERROR_CODES[status_code]
+    return "BAD_REQUEST" if status_code < 500 else "INTERNAL_ERROR"
