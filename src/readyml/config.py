@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from readyml.errors import ConfigError
+from readyml.types import is_test_id
 
 SPEC_FILE = "readyml.yaml"
 _LOADER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -787,7 +788,6 @@ class MonitoringSpec(_Spec):
 
 
 _SCORE_SECTIONS = ("data", "model", "infra", "monitor")
-_SCORE_TEST_ID = re.compile(r"^(data|model|infra|monitor)-[1-7]$")
 
 
 # The longest window evidence may count for (a century), so it is a real date span.
@@ -826,7 +826,7 @@ class ScoreSpec(_Spec):
     @classmethod
     def _known_windows(cls, value: dict[str, float]) -> dict[str, float]:
         for key, days in value.items():
-            if key not in _SCORE_SECTIONS and not _SCORE_TEST_ID.match(key):
+            if key not in _SCORE_SECTIONS and not is_test_id(key):
                 raise ValueError(
                     f"score.max_age_days: expected a section ({', '.join(_SCORE_SECTIONS)}) "
                     f"or a test id such as monitor-4, found {key!r}"

@@ -17,11 +17,11 @@ JSON = dict[str, Any]
 VersionStatus = Literal["candidate", "blessed", "vetoed", "archived"]
 
 # A rubric test id: data-1 … data-7, model-1 … model-7, infra-1 … infra-7, monitor-1 … monitor-7.
-_TEST_ID = re.compile(r"^(data|model|infra|monitor)-[1-7]$")
+_TEST_ID = re.compile(r"(data|model|infra|monitor)-[1-7]")
 # How an error message states what a model name may hold (``_REF``'s name group).
 NAME_RULE = "a name starts with a letter or digit, then letters, digits, '_', '.', '-'"
 _REF = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:(?::(?P<version>\d+))|(?:@(?P<alias>[A-Za-z0-9_.-]{1,64})))?$"
+    r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:(?::(?P<version>[0-9]+))|(?:@(?P<alias>[A-Za-z0-9_.-]{1,64})))?"
 )
 
 
@@ -42,7 +42,7 @@ class ModelRef:
     @classmethod
     def parse(cls, text: str) -> ModelRef:
         """Parse a reference; raise ``ValueError`` naming the accepted forms."""
-        match = _REF.match(text.strip())
+        match = _REF.fullmatch(text.strip())
         if match is None:
             raise ValueError(
                 f"model reference {text!r}: expected NAME, NAME:VERSION or NAME@ALIAS ({NAME_RULE})"
@@ -64,7 +64,7 @@ class ModelRef:
 
 def is_test_id(text: str) -> bool:
     """Whether ``text`` is an ML Test Score rubric id such as ``infra-1``."""
-    return _TEST_ID.match(text) is not None
+    return _TEST_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

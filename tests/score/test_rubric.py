@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from readyml.score import RUBRIC, SECTIONS, max_age, rubric_test
-from readyml.types import is_test_id
+from readyml.types import ModelRef, is_test_id
 
 
 def test_rubric_has_seven_tests_in_each_of_four_sections_in_order() -> None:
@@ -47,3 +47,14 @@ def test_window_overrides_prefer_the_test_over_its_section() -> None:
 def test_unknown_test_id_names_the_accepted_forms() -> None:
     with pytest.raises(KeyError, match="data-N"):
         rubric_test("data-8")
+
+
+@pytest.mark.parametrize("text", ["data-2\n", " data-2", "data-2 "])
+def test_a_test_id_with_whitespace_is_not_one(text: str) -> None:
+    assert not is_test_id(text)
+
+
+@pytest.mark.parametrize("text", ["demo:\u0661", "demo@champion\nx", "demo:1\nx"])
+def test_a_model_reference_takes_ascii_digits_and_nothing_after(text: str) -> None:
+    with pytest.raises(ValueError, match="expected NAME, NAME:VERSION or NAME@ALIAS"):
+        ModelRef.parse(text)
