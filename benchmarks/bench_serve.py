@@ -199,8 +199,16 @@ def wrk(
     warmup_s: int = WARMUP_S,
     duration_s: int = DURATION_S,
 ) -> dict[str, float]:
-    """Requests/s and p50/p99 latency (ms) from one pinned wrk run (after a warm-up run)."""
-    script = lua_dir / "post.lua"
+    """Requests/s and p50/p99 latency (ms) from one pinned wrk run (after a warm-up run).
+
+    Raises:
+        RuntimeError: Some answers were not 2xx (their speed is not the server's).
+    """
+    # One script per call: two wrk runs at once must not read each other's half-written file
+    # (an empty script makes wrk send GETs, answered 405 at hello-world speed).
+    handle, name = tempfile.mkstemp(prefix="wrk-", suffix=".lua", dir=lua_dir)
+    os.close(handle)
+    script = Path(name)
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = '{body}'\n"
@@ -213,6 +221,10 @@ def wrk(
     output = subprocess.run(
         [*base, f"-d{duration_s}s", "--latency", url], capture_output=True, text=True, check=True
     ).stdout
+    script.unlink()
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if bad is not None:
+        raise RuntimeError(f"wrk {url}: {bad.group(1)} answers were not 2xx")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
