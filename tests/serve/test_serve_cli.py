@@ -53,4 +53,6 @@ def test_an_alias_that_does_not_exist_is_one_line_before_anything_is_announced(
 ) -> None:
     root = train_iris(tmp_path)
     result = runner.invoke(app, ["serve", "-p", str(root), "-m", "iris@staging"])
-    assert "no alias 'staging'" in _one_line_error(result)
+    assert "alias: expected an existing alias (aliases: champion), found 'staging'" in (
+        _one_line_error(result)
+    )
