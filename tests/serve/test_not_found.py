@@ -93,6 +93,23 @@ def _split(status: int, body: dict[str, Any]) -> tuple[int, str, str, str]:
             "1 (the version it serves)",
             "'7'",
         ),
+        ("GET", "/nowhere", None, "path", "a route listed in /openapi.json", "'/nowhere'"),
+        (
+            "GET",
+            "/v2/models/iris/explain",
+            None,
+            "path",
+            "a route listed in /openapi.json",
+            "'/v2/models/iris/explain'",
+        ),
+        (
+            "POST",
+            "/v2/repository/models/iris/reload",
+            {},
+            "path",
+            "a route listed in /openapi.json",
+            "'/v2/repository/models/iris/reload'",
+        ),
     ],
 )
 def test_unknown_models_and_versions_answer_404_with_field_expected_found(

@@ -350,7 +350,7 @@ class ServingApp:
         if path.startswith(_REPOSITORY_PREFIX):
             await self._repository_route(exchange, path[len(_REPOSITORY_PREFIX) :], receive, send)
             return
-        raise NotFound(f"path {path!r}: no such route; see /openapi.json")
+        raise _no_route(path)
 
     async def _mounted(
         self, app: ASGIApp, exchange: Exchange, receive: Receive, send: Send
@@ -380,11 +380,11 @@ class ServingApp:
             action = parts[1:]
             template = "/v2/models/{model_name}"
         if len(action) > 1 or not name or (len(parts) == 2 and parts[1] == "versions"):
-            raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
+            raise _no_route(exchange.request.path)
         verb = action[0] if action else ""
         method = "POST" if verb == "infer" else "GET"
         if verb not in ("", "ready", "infer"):
-            raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
+            raise _no_route(exchange.request.path)
         exchange.route = f"{template}/{verb}" if verb else template
         if exchange.request.method != method:
             raise _not_allowed(exchange.route, {method: self._live}, exchange.request.method)
@@ -590,7 +590,7 @@ class ServingApp:
     ) -> None:
         name, _, action = rest.partition("/")
         if action not in ("load", "unload") or "/" in name:
-            raise NotFound(f"path {exchange.request.path!r}: no such route; see /openapi.json")
+            raise _no_route(exchange.request.path)
         exchange.route = f"/v2/repository/models/{{model_name}}/{action}"
         if exchange.request.method != "POST":
             raise _not_allowed(exchange.route, {"POST": self._live}, exchange.request.method)
@@ -687,6 +687,11 @@ class ServingApp:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _no_route(path: str) -> NotFound:
+    """The 404 of a path no route serves, in the field form every error body follows."""
+    return NotFound(f"path: expected a route listed in /openapi.json, found {path!r}")
 
 
 def _not_allowed(path: str, methods: dict[str, Any], method: str) -> MethodNotAllowed:
