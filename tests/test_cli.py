@@ -351,3 +351,74 @@ def test_registry_mistakes_are_one_line_exit_2_and_change_nothing(
     assert (code, out) == (2, "")
     assert _one_error_line(err).startswith(f"error: {message}")
     assert _champion_moves(root) == [[None, 1]]
+
+
+def test_veto_archive_and_restore_keep_who_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _registry_project(tmp_path)
+    monkeypatch.setenv("READYML_USER", "ana")
+    code, out, err = _invoke(
+        "models", "veto", "demo:2", "--reason", "leaks [b]ids[/b]", "-p", str(root)
+    )
+    assert (code, out, err) == (0, "demo:2: candidate → vetoed (leaks [b]ids[/b])\n", "")
+    code, out, _ = _invoke("models", "show", "demo:2", "-p", str(root), "--format", "json")
+    change = json.loads(out)["tags"]["status_change"]
+    assert (change["status"], change["by"], change["reason"]) == (
+        "vetoed",
+        "ana",
+        "leaks [b]ids[/b]",
+    )
+    # A vetoed version cannot become champion.
+    code, _, err = _invoke("models", "promote", "demo:2", "-p", str(root))
+    assert code == 2 and "vetoed" in _one_error_line(err)
+    code, out, _ = _invoke("models", "veto", "demo:2", "--reason", "again", "-p", str(root))
+    assert (code, out) == (0, "demo:2 is already vetoed; nothing changed\n")
+    code, out, _ = _invoke(
+        "models",
+        "restore",
+        "demo:2",
+        "--reason",
+        "false alarm",
+        "-p",
+        str(root),
+        "--format",
+        "json",
+    )
+    moved = json.loads(out)
+    assert code == 0
+    assert (moved["from_status"], moved["to_status"], moved["moved"]) == (
+        "vetoed",
+        "candidate",
+        True,
+    )
+    assert moved["change"]["reason"] == "false alarm"
+    code, out, _ = _invoke("models", "archive", "demo:3", "--reason", "old", "-p", str(root))
+    assert (code, out) == (0, "demo:3: vetoed → archived (old)\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["veto", "demo:1", "--reason", "bad"], "expected a version that is not 'champion'"),
+        (["archive", "demo:1", "--reason", "old"], "expected a version that is not 'champion'"),
+        (["veto", "demo:2", "--reason", " "], "--reason: expected why the version is to veto"),
+        (["veto", "demo@champion", "--reason", "x"], "version: expected NAME:VERSION, found"),
+        (["veto", "demo", "--reason", "x"], "version: expected NAME:VERSION, found 'demo'"),
+        (["veto", "demo:9", "--reason", "x"], "expected"),
+        (["restore", "demo:2", "--reason", "x"], "demo:2: expected a vetoed or archived version"),
+    ],
+)
+def test_status_mistakes_are_one_line_exit_2_and_change_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    root = _registry_project(tmp_path)
+    code, _, err = _invoke("models", *args, "-p", str(root))
+    assert code == 2
+    assert message in _one_error_line(err)
+    code, out, _ = _invoke("models", "show", "demo:1", "-p", str(root), "--format", "json")
+    assert (
+        json.loads(out)["status"] == "candidate" and "status_change" not in json.loads(out)["tags"]
+    )
+    code, out, _ = _invoke("models", "show", "demo:2", "-p", str(root), "--format", "json")
+    assert json.loads(out)["status"] == "candidate"

@@ -393,6 +393,23 @@ def test_set_status_records_gate(registry: Registry, files: dict[str, Path]) -> 
         registry.set_status("weather", 5, "blessed")
 
 
+def test_a_status_set_by_a_person_keeps_who_and_why(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    _register(registry, files, tags={"team": "ml"})
+    vetoed = registry.set_status("weather", 1, "vetoed", who="ana", reason="leaks the label")
+    change = vetoed.tags["status_change"]
+    assert (change["status"], change["by"], change["reason"]) == (
+        "vetoed",
+        "ana",
+        "leaks the label",
+    )
+    assert vetoed.tags["team"] == "ml"
+    assert registry.get("weather:1").tags["status_change"] == change
+    # The gate's own changes (no person) leave the tag as the person wrote it.
+    assert registry.set_status("weather", 1, "candidate").tags["status_change"] == change
+
+
 def test_download_verifies_every_file(
     registry: Registry, files: dict[str, Path], tmp_path: Path
 ) -> None:

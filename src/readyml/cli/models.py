@@ -6,6 +6,7 @@ a reason such as ``"fix [/b]"`` is shown as written, never styled or refused.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,9 +23,11 @@ from readyml.cli._common import (
     project_registry,
     who,
 )
+from readyml.errors import ConfigError
 
 if TYPE_CHECKING:
-    from readyml.registry import AliasEvent
+    from readyml.registry import AliasEvent, ModelVersion
+    from readyml.types import VersionStatus
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and move registered model versions.")
 
@@ -68,6 +71,7 @@ def models_show(
     metrics = data.get("metrics", {}).get("valid", {})
     pairs: list[tuple[str, Any]] = [
         ("status", version.status),
+        ("status set", _status_note(version.tags.get("status_change"))),
         ("aliases", ", ".join(version.aliases) or "-"),
         ("created", _when(version.created_at)),
         ("run", version.run_id or "-"),
@@ -134,6 +138,98 @@ def models_rollback(
     fmt = output_format(fmt)
     event = project_registry(project).rollback(name, alias=alias, who=who(), reason=reason)
     _print_event(event, fmt)
+
+
+_STATUS_MOVES: dict[str, VersionStatus] = {
+    "veto": "vetoed",
+    "archive": "archived",
+    "restore": "candidate",
+}
+ReasonOpt = Annotated[str, typer.Option(help="Why (required); kept on the version.")]
+
+
+@app.command("veto")
+@cli_errors
+def models_veto(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to veto.")],
+    reason: ReasonOpt,
+    project: ProjectOpt = Path("."),
+    fmt: FormatOpt = "text",
+) -> None:
+    """Mark a version unfit: it can no longer be promoted. The champion cannot be vetoed."""
+    _set_status(ref, "veto", reason, project, fmt)
+
+
+@app.command("archive")
+@cli_errors
+def models_archive(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to archive.")],
+    reason: ReasonOpt,
+    project: ProjectOpt = Path("."),
+    fmt: FormatOpt = "text",
+) -> None:
+    """Retire a version: kept for audit, never promoted. The champion cannot be archived."""
+    _set_status(ref, "archive", reason, project, fmt)
+
+
+@app.command("restore")
+@cli_errors
+def models_restore(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to make a candidate again.")],
+    reason: ReasonOpt,
+    project: ProjectOpt = Path("."),
+    fmt: FormatOpt = "text",
+) -> None:
+    """Make a vetoed or archived version a candidate again (its gate decision is kept)."""
+    _set_status(ref, "restore", reason, project, fmt)
+
+
+def _set_status(ref: str, move: str, reason: str, project: Path, fmt: str) -> None:
+    fmt = output_format(fmt)
+    if ":" not in ref or "@" in ref:
+        raise ConfigError(f"version: expected NAME:VERSION, found {ref!r}")
+    if not reason.strip():
+        raise ConfigError(f"--reason: expected why the version is to {move}, found nothing")
+    registry = project_registry(project)
+    before = registry.get(ref)
+    status = _STATUS_MOVES[move]
+    if move == "restore" and before.status not in ("vetoed", "archived"):
+        raise ConfigError(
+            f"{before.ref}: expected a vetoed or archived version to restore, "
+            f"found it {before.status}"
+        )
+    if before.status == status:
+        if fmt == "json":
+            console.print_json(_status_move(before, before, moved=False))
+        else:
+            console.stdout.print(escape(f"{before.ref} is already {status}; nothing changed"))
+        return
+    after = registry.set_status(before.name, before.version, status, who=who(), reason=reason)
+    if fmt == "json":
+        console.print_json(_status_move(before, after, moved=True))
+        return
+    console.stdout.print(escape(f"{after.ref}: {before.status} → {after.status} ({reason})"))
+
+
+def _status_note(change: Any) -> str:
+    """Who set the status by hand, when and why; ``-`` if only the gate ever did."""
+    if not isinstance(change, dict):
+        return "-"
+    at = str(change.get("at"))
+    with contextlib.suppress(ValueError):  # a hand-edited tag is shown as written
+        at = _when(datetime.fromisoformat(at))
+    return f"{change.get('status')} by {change.get('by')} at {at}: {change.get('reason')}"
+
+
+def _status_move(before: ModelVersion, after: ModelVersion, *, moved: bool) -> dict[str, Any]:
+    return {
+        "model_name": after.name,
+        "version": after.version,
+        "from_status": before.status,
+        "to_status": after.status,
+        "moved": moved,
+        "change": after.tags.get("status_change"),
+    }
 
 
 @app.command("history")

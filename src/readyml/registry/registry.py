@@ -24,7 +24,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -562,8 +562,14 @@ class Registry:
         version: int,
         status: VersionStatus,
         gate: Mapping[str, Any] | None = None,
+        *,
+        who: str | None = None,
+        reason: str = "",
     ) -> ModelVersion:
         """Change a version's status (and record the gate decision behind it).
+
+        A change by a person (``who`` given) is kept in the version's ``status_change`` tag:
+        status, who, why and when; the latest such change, as there is no status history.
 
         Raises:
             RegistryError: The status is not a version status.
@@ -585,6 +591,14 @@ class Registry:
             row.status = status
             if gate is not None:
                 row.gate = dict(gate)
+            if who is not None:
+                change = {
+                    "status": status,
+                    "by": who,
+                    "reason": reason,
+                    "at": datetime.now(UTC).isoformat(),
+                }
+                row.tags = {**row.tags, "status_change": change}
             session.flush()
             return self._to_version(session, row)
 
