@@ -24,7 +24,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -596,7 +596,7 @@ class Registry:
                     "status": status,
                     "by": who,
                     "reason": reason,
-                    "at": datetime.now(UTC).isoformat(),
+                    "at": utcnow().isoformat(),
                 }
                 row.tags = {**row.tags, "status_change": change}
             session.flush()
