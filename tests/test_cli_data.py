@@ -294,3 +294,14 @@ def test_a_csv_with_repeated_column_names_exits_2_naming_the_column(tmp_path: Pa
     assert result.exit_code == 2
     assert "expected unique column names, found 'a' repeated" in result.output
     assert "Traceback" not in result.output
+
+
+def test_profile_shows_names_and_values_with_brackets_as_written(tmp_path: Path) -> None:
+    # Rich reads "[/x]" as a closing tag: a column or value like it once crashed the table.
+    data = tmp_path / "brackets.csv"
+    data.write_text("price[usd],note\n1.5,[/x] odd\n2.5,[bold]b\n3.5,plain\n", encoding="utf-8")
+    result = runner.invoke(app, ["profile", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "price[usd]" in result.output
+    assert "[/x] odd" in result.output
+    assert "[bold]b" in result.output

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 # Width of output that goes to a pipe or file (CI logs): rich's default of 80 columns cut
 # every table's cells to "wine…". A terminal, or COLUMNS, keeps its own width.
@@ -37,21 +38,27 @@ def error_line(message: str) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    """Print a simple table on stdout."""
-    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    """Print a simple table on stdout; titles and cells are plain text, never markup
+    (a column named ``price[usd]`` or a value like ``[/x]`` is shown as written)."""
+    grid = Table(
+        title=None if title is None else Text(title),
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
     for column in columns:
-        grid.add_column(column)
+        grid.add_column(Text(column))
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     stdout.print(grid)
 
 
 def key_values(title: str, pairs: list[tuple[str, Any]]) -> None:
-    """Print ``key: value`` lines under a bold title."""
-    stdout.print(f"[bold]{title}[/]")
+    """Print ``key: value`` lines under a bold title; keys and values are plain text."""
+    stdout.print(Text(title, style="bold"))
     width = max((len(k) for k, _ in pairs), default=0)
     for key, value in pairs:
-        stdout.print(f"  {key:<{width}}  {value}")
+        stdout.print(Text(f"  {key:<{width}}  {value}"))
 
 
 def fmt_metric(value: Any) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from readyml import _console as console
 from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
@@ -53,7 +54,7 @@ def import_(
             ],
         )
         for problem in result.problems:
-            console.stderr.print(f"[red]{problem}[/]")
+            console.stderr.print(f"[red]{escape(problem)}[/]")
         if result.rejected > len(result.problems):
             console.stderr.print(f"… and {result.rejected - len(result.problems)} more")
     if result.rejected:

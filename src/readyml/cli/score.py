@@ -141,15 +141,18 @@ def explain(
     if output == "json":
         console.print_json(explanation.to_dict())
         return
-    console.stdout.print(f"[bold]{explanation.model}[/] ({explanation.flavor})")
+    console.stdout.print(f"[bold]{escape(explanation.model)}[/] ({escape(explanation.flavor)})")
     for number, step in enumerate(explanation.steps, start=1):
-        console.stdout.print(f"\n[bold]{number}. {step.name}[/] [dim]{step.kind}[/]")
+        console.stdout.print(
+            f"\n[bold]{number}. {escape(step.name)}[/] [dim]{escape(step.kind)}[/]"
+        )
         for key, value in step.rows(limit=25):
-            console.stdout.print(f"  {key:<32} {value}")
+            console.stdout.print(f"  {key:<32} {value}", markup=False)
     verdict = "matches" if explanation.consistent else "DOES NOT match"
     prediction = explanation.to_dict()["prediction"]
     console.stdout.print(
-        f"\nprediction: {prediction!r}; the step-by-step trace {verdict} predict()"
+        f"\nprediction: {prediction!r}; the step-by-step trace {verdict} predict()",
+        markup=False,
     )
     if not explanation.consistent:
         raise typer.Exit(code=1)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rich.markup import escape
 
 from readyml import _console as console
 from readyml.config import Project
@@ -109,7 +110,8 @@ def monitor_demo(
     report = run_monitor(project, registry, now=now, sinks=sinks)
     path = write_report(report, report_path(project.workspace, report.at))
     console.stdout.print(
-        f"\n[bold]monitoring[/] {report.model}:{report.version} over {report.rows:,} logged rows"
+        f"\n[bold]monitoring[/] {escape(report.model)}:{report.version} "
+        f"over {report.rows:,} logged rows"
     )
     console.table(
         None,
@@ -118,8 +120,8 @@ def monitor_demo(
     )
     for alert in report.alerts:
         console.stdout.print(
-            f"  [red]ALERT[/] {alert.severity:8} {alert.name}: "
-            f"{alert.annotations.get('summary', '')}"
+            f"  [red]ALERT[/] {alert.severity:8} {escape(alert.name)}: "
+            f"{escape(alert.annotations.get('summary', ''))}"
         )
     console.stdout.print(f"report: {path}")
     return report, path
