@@ -158,6 +158,10 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             "monitoring.on_alert.cooldown: expected a duration",
         ),
         (
+            {"score": {"repeat_runs": 1}},
+            "score.repeat_runs: input should be greater than or equal to 2, found 1",
+        ),
+        (
             {"score": {"max_age_days": {"monitor": float("inf")}}},
             "score.max_age_days.monitor: expected more than 0 and at most 36500, found inf",
         ),

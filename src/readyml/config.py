@@ -806,8 +806,9 @@ class ScoreSpec(_Spec):
         default="attestations.yaml", description="Manual attestations file, relative to the project"
     )
     attestation_max_age_days: float = Field(default=180.0, gt=0, le=MAX_AGE_DAYS)
+    # The rubric's full point is for tests run repeatedly: one run is not a repetition.
     repeat_runs: int = Field(
-        default=2, ge=1, description="Automated passing runs in the window for a full point"
+        default=2, ge=2, description="Automated passing runs in the window for a full point"
     )
     max_age_days: dict[str, float] = Field(default_factory=dict)
     tests_dir: str = Field(default="tests", description="The project's own unit tests")
