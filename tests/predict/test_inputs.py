@@ -29,6 +29,13 @@ def test_a_missing_feature_is_named_for_one_record_or_many(records: list[dict[st
         _block("a", "b").from_records(records)
 
 
+def test_a_record_keyed_by_other_than_text_still_gets_the_missing_feature_error() -> None:
+    # Python API callers can key a record by anything; listing the keys given once raised.
+    record: dict[object, float] = {1: 1.0, ("x",): 2.0}
+    with pytest.raises(InvalidInput, match=r"found no such field \(fields given: \('x',\), 1\)"):
+        _block("a").from_records([record])
+
+
 @pytest.mark.parametrize(
     ("record", "found"),
     [

@@ -171,7 +171,8 @@ def features_from(signature: JSON, schema: Schema | None) -> list[Feature]:
 
 def missing(name: str, expected: str, present: Sequence[str]) -> InvalidInput:
     """The error for a feature absent from a request."""
-    shown = ", ".join(sorted(present)[:10]) or "none"
+    # str(): keys given through the Python API need not be text, and must not break the error.
+    shown = ", ".join(sorted(map(str, present))[:10]) or "none"
     return InvalidInput(
         f"feature {name!r}: expected {expected}, found no such field (fields given: {shown})",
         field=name,
