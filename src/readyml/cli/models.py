@@ -46,9 +46,9 @@ def models_list(project: ProjectOpt = Path("."), fmt: FormatOpt = "text") -> Non
         ["model", "latest", "aliases"],
         [
             [
-                escape(s.name),
+                s.name,
                 s.latest_version,
-                escape(", ".join(f"{a}→{v}" for a, v in sorted(s.aliases.items()))),
+                ", ".join(f"{a}→{v}" for a, v in sorted(s.aliases.items())),
             ]
             for s in summaries
         ],
@@ -84,10 +84,7 @@ def models_show(
         ),
         ("files", ", ".join(a.name for a in version.artifacts)),
     ]
-    console.key_values(
-        escape(f"{version.name}:{version.version}"),
-        [(escape(key), escape(str(value))) for key, value in pairs],
-    )
+    console.key_values(f"{version.name}:{version.version}", pairs)
     console.stdout.print("input_example:")
     console.print_json(version.input_example)
 
@@ -252,11 +249,11 @@ def models_history(
         [
             [
                 _when(e.at),
-                escape(e.alias),
+                e.alias,
                 e.from_version if e.from_version is not None else "-",
                 e.to_version,
-                escape(e.who),
-                escape(e.reason) or "-",
+                e.who,
+                e.reason or "-",
                 e.action,
             ]
             for e in events
