@@ -304,7 +304,7 @@ def test_a_failed_write_is_counted_and_leaves_no_file(tmp_path: Path) -> None:
     assert [path.name for path in tmp_path.iterdir()] == ["logs"]
 
 
-def test_a_conversion_lets_the_batches_go_and_its_rows_wait_for_the_write(
+def test_recording_lets_the_batch_go_and_its_rows_wait_for_the_write(
     tmp_path: Path,
 ) -> None:
     predictor = _numeric_predictor()
@@ -313,13 +313,49 @@ def test_a_conversion_lets_the_batches_go_and_its_rows_wait_for_the_write(
     log = RequestLog(root=tmp_path)
     _record(log, predictor, batch, ("early", 2))
     log.seal()
-    log.convert_sealed()
     del batch
     gc.collect()
-    assert held() is None  # the log keeps a table, not the batch
+    assert held() is None  # the log keeps copies of the rows, not the batch
     assert not list(tmp_path.rglob("*.parquet"))
     late = predictor.predict_input(np.array([[3.0, 3.0]]))
     _record(log, predictor, late, ("late", 1))
     assert log.flush() == 3
     [written] = tmp_path.rglob("part-*.parquet")
     assert pq.read_table(written).column("request_id").to_pylist() == ["early"] * 2 + ["late"]
+
+
+def test_caller_ids_keep_their_text_and_multi_row_requests_repeat_theirs(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [2.0, 2.0], [6.0, 6.0]]))
+    table = _logged(tmp_path, predictor, [(batch, [("café-1 ✓", 2), ("x y", 1)])])
+    assert table.column("request_id").to_pylist() == ["café-1 ✓", "café-1 ✓", "x y"]
+
+
+def test_an_id_that_is_not_text_is_counted_not_raised(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [2.0, 2.0]]))
+    outcomes: list[tuple[str, str, int]] = []
+    log = RequestLog(root=tmp_path, on_outcome=lambda *args: outcomes.append(args))
+    requests = _requests(("fine", 1), ("other", 1))
+    requests[1].tag = 7  # not text: the whole batch's copy fails, counted
+    log.record_batch(predictor, batch, requests, 10.0)
+    assert log.flush() == 0
+    assert log.failed_rows == 2 and outcomes == [("num", "failed", 2)]
+
+
+def test_an_id_with_a_newline_fails_its_table_not_the_server(tmp_path: Path) -> None:
+    # The server's ids are printable; one given through the Python API with a newline
+    # cannot be told apart from two, so its table is counted failed.
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0]]))
+    log = RequestLog(root=tmp_path)
+    _record(log, predictor, batch, ("two\nlines", 1))
+    assert log.flush() == 0 and log.failed_rows == 1
+
+
+def test_labels_of_batches_with_different_widths_are_joined(tmp_path: Path) -> None:
+    predictor = _numeric_predictor()
+    short = Prediction(np.array(["x"]), None, ["x"], 1, np.array([[1.0, 1.0]]))
+    long = Prediction(np.array(["longer"]), None, ["longer"], 1, np.array([[2.0, 2.0]]))
+    table = _logged(tmp_path, predictor, [(short, [("a", 1)]), (long, [("b", 1)])])
+    assert table.column("prediction").to_pylist() == ["x", "longer"]
