@@ -299,3 +299,43 @@ def test_a_broken_request_log_file_is_one_line(tmp_path: Path) -> None:
         query("select * from read_parquet(?)", [str(broken)])
     assert str(info.value).startswith("request log query failed: ")
     assert "\n" not in str(info.value)
+
+
+def test_a_damaged_staleness_row_is_skipped_and_other_projects_rows_ignored(
+    served: tuple[Path, pd.DataFrame],
+) -> None:
+    import dataclasses
+
+    from sqlalchemy import text
+
+    from readyml.monitor.inputs import load_reference
+    from readyml.types import Evidence
+
+    root, _ = served
+    project = Project.load(root)
+    registry = open_project_registry(project)
+    # Without a staleness curve of its own, the version's limit comes from model-4 evidence.
+    served_version = registry.get("iris@champion")
+    metrics = {k: v for k, v in (served_version.metrics or {}).items() if k != "staleness"}
+    version = dataclasses.replace(served_version, metrics=metrics)
+
+    def staleness(project_name: str, days: float) -> int:
+        return registry.add_evidence(
+            Evidence(
+                test_id="model-4",
+                passed=True,
+                automated=True,
+                project=project_name,
+                details={"retrain_every_days": days},
+            )
+        )
+
+    staleness(project.spec.name, 5.0)
+    damaged = staleness(project.spec.name, 9.0)
+    with registry.store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE evidence SET details = '{oops' WHERE id = :id"), {"id": damaged}
+        )
+    staleness("another-project", 1.0)
+    reference = load_reference(project, registry, version)
+    assert reference.retrain_every_days == 5.0

@@ -30,6 +30,7 @@ from readyml.config import SPEC_FILE, MonitoringSpec, Project
 from readyml.data import Profile, Schema, load_schema
 from readyml.errors import DataError, ReadymlError
 from readyml.registry import ModelVersion, Registry, StepRecord
+from readyml.score.evidence_rows import read_evidence
 
 LOGS_DIR: Final = "logs"
 FEEDBACK_DIR: Final = "feedback"
@@ -324,7 +325,7 @@ def load_reference(project: Project, registry: Registry, version: ModelVersion) 
         packages=dict(env.get("packages", {})),
         run_id=run_id,
         stage_success=_stage_success(registry, project.spec.name),
-        retrain_every_days=_retrain_every(registry, version),
+        retrain_every_days=_retrain_every(registry, project.spec.name, version),
         previous_version=version.parent_version,
     )
     profile = step_output(registry, project.spec.name, steps, "profile", "profile")
@@ -360,12 +361,14 @@ def _stage_success(registry: Registry, project: str) -> dict[str, datetime]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _retrain_every(registry: Registry, version: ModelVersion) -> float | None:
+def _retrain_every(registry: Registry, project: str, version: ModelVersion) -> float | None:
     staleness = (version.metrics or {}).get("staleness") or {}
     value = staleness.get("retrain_every_days") if isinstance(staleness, dict) else None
     if value is None:
-        for evidence in reversed(registry.store.list_evidence(test_id="model-4")):
-            if evidence.model_name in (None, version.name):
+        # Row by row, as the score reads them: a damaged evidence row is skipped, not raised.
+        evidence_rows, _ = read_evidence(registry, project)
+        for evidence in reversed(evidence_rows):
+            if evidence.test_id == "model-4" and evidence.model_name in (None, version.name):
                 value = evidence.details.get("retrain_every_days")
                 if value is not None:
                     break
