@@ -366,9 +366,9 @@ def _retrain_every(registry: Registry, project: str, version: ModelVersion) -> f
     value = staleness.get("retrain_every_days") if isinstance(staleness, dict) else None
     if value is None:
         # Row by row, as the score reads them: a damaged evidence row is skipped, not raised.
-        evidence_rows, _ = read_evidence(registry, project)
+        evidence_rows, _ = read_evidence(registry, project, test_id="model-4")
         for evidence in reversed(evidence_rows):
-            if evidence.test_id == "model-4" and evidence.model_name in (None, version.name):
+            if evidence.model_name in (None, version.name):
                 value = evidence.details.get("retrain_every_days")
                 if value is not None:
                     break

@@ -215,10 +215,15 @@ def parse_evidence_row(
 
 
 def read_evidence(
-    registry: Registry, project: str, *, now: datetime | None = None
+    registry: Registry,
+    project: str,
+    *,
+    now: datetime | None = None,
+    test_id: str | None = None,
 ) -> tuple[list[Evidence], list[DamagedEvidence]]:
-    """A project's evidence rows, oldest first: the good ones, and the damaged ones (with
-    ``now``, rows dated after it count as damaged: see :func:`parse_evidence_row`).
+    """A project's evidence rows (of one rubric test, or all), oldest first: the good ones,
+    and the damaged ones (with ``now``, rows dated after it count as damaged: see
+    :func:`parse_evidence_row`).
 
     Raises:
         RegistryError: The metadata store cannot be read at all.
@@ -229,6 +234,8 @@ def read_evidence(
         .where(evidence.c.project == project)
         .order_by(evidence.c.created_at, evidence.c.id)
     )
+    if test_id is not None:
+        query = query.where(evidence.c.test_id == test_id)
     try:
         with registry.store.engine.connect() as connection:
             rows = [dict(row) for row in connection.execute(query).mappings()]
