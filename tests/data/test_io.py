@@ -33,7 +33,8 @@ def test_read_table_concatenates_a_glob_in_sorted_order(tmp_path: Path) -> None:
         ("data.xlsx", b"x", "expected extension"),
         ("bad.parquet", b"garbage", "cannot read it as parquet"),
         ("bad.csv", b"a,b\n1,2,3\n", "cannot read it as csv"),
-        ("empty.csv", b"", "cannot read it as csv"),
+        ("empty.csv", b"", "expected a header row of column names, found none"),
+        ("blank.csv", b"\n\n", "expected a header row of column names, found none"),
     ],
 )
 def test_read_table_raises_data_error_naming_the_file(

@@ -195,6 +195,17 @@ def test_evidence_round_trips_and_filters(store: MetadataStore) -> None:
     assert [e.test_id for e in store.list_evidence("p")] == ["infra-3"]
 
 
+def test_a_hand_damaged_evidence_row_is_a_registry_error(store: MetadataStore) -> None:
+    # PostgreSQL's JSON column refuses text that is not JSON; SQLite stores anything.
+    damages = ["'[1, 2]'"] + (["'{not json'"] if store.dialect == "sqlite" else [])
+    row_id = store.add_evidence(Evidence("data-1", True, True, "p", details={"n": 1}))
+    for details in damages:
+        with store.engine.begin() as connection:
+            connection.execute(text(f"UPDATE evidence SET details = {details} WHERE id = {row_id}"))
+        with pytest.raises(RegistryError, match="an evidence row is damaged"):
+            store.list_evidence(project="p")
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -134,6 +134,12 @@ def _read_arrow(path: Path) -> pa.Table:
 def _read_csv(path: Path) -> pd.DataFrame:
     with reading(path, "csv"):
         header = _csv_header(path)
+        if not any(name.strip() for name in header):
+            # Checked here: pyarrow's reader, failing on a file without columns, has been
+            # seen to abort the process at exit ("terminate called without an active exception").
+            raise DataError(
+                f"data file '{path}': expected a header row of column names, found none"
+            )
         frame = pd.read_csv(path, engine="pyarrow")
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:  # pandas would rename them ('a', 'a.1') without a word

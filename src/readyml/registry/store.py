@@ -470,7 +470,12 @@ class MetadataStore:
         test_id: str | None = None,
         since: datetime | None = None,
     ) -> list[Evidence]:
-        """Return evidence, oldest first, filtered by project, rubric test and time."""
+        """Return evidence, oldest first, filtered by project, rubric test and time.
+
+        Raises:
+            RegistryError: A row was edited by hand into something that is not evidence
+                (``readyml score`` names such rows and scores around them).
+        """
         query = select(EvidenceRow).order_by(EvidenceRow.created_at, EvidenceRow.id)
         if project is not None:
             query = query.where(EvidenceRow.project == project)
@@ -478,8 +483,14 @@ class MetadataStore:
             query = query.where(EvidenceRow.test_id == test_id)
         if since is not None:
             query = query.where(EvidenceRow.created_at >= since)
-        with self.session() as session:
-            return [_evidence(row) for row in session.scalars(query)]
+        try:
+            with self.session() as session:
+                return [_evidence(row) for row in session.scalars(query)]
+        except (ValueError, TypeError) as exc:  # bad JSON, a dict of a non-object, ...
+            raise RegistryError(
+                f"metadata store {self!r}: an evidence row is damaged ({type(exc).__name__}: "
+                f"{exc}); `readyml score` names it"
+            ) from exc
 
     def delete_evidence(self, project: str, test_id: str | None = None) -> int:
         """Delete a project's evidence (of one rubric test, or all); return how many."""
