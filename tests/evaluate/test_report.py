@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from evaluate.conftest import RanProject
+from readyml.cli import compress as compress_cli
 from readyml.cli import evaluate as evaluate_cli
 from readyml.cli import models as models_cli
 
@@ -32,6 +33,7 @@ PLOTS = ["confusion", "roc", "pr", "calibration", "slices", "baselines", "import
 def _app() -> typer.Typer:
     app = typer.Typer()
     app.registered_commands += evaluate_cli.app.registered_commands
+    app.registered_commands += compress_cli.app.registered_commands
     app.add_typer(models_cli.app, name="models")
     return app
 
@@ -77,6 +79,52 @@ def test_evaluate_writes_json_with_every_section(report_paths: dict[str, str]) -
     ):
         assert evaluation.get(key), key
     assert report["curves"]["confusion"] and report["curves"]["roc"]
+
+
+def test_evaluate_keeps_the_registered_drop_column_importance(
+    report_paths: dict[str, str], ran_regions: RanProject
+) -> None:
+    registered = ran_regions.registry.get("regions:1").metrics["importance"]
+    assert registered["method"] == "permutation + drop-column"
+    importance = json.loads(Path(report_paths["json"]).read_text())["evaluation"]["importance"]
+    assert importance["method"] == "permutation + drop-column"
+    for name, values in importance["features"].items():
+        assert values["drop_column"] == registered["features"][name]["drop_column"], name
+
+
+def test_evaluate_reports_an_onnx_export(ran_regions: RanProject, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(ran_regions.root, root)
+    runner = CliRunner()
+    exported = runner.invoke(_app(), ["compress", "regions:1", "--format", "onnx", "-p", str(root)])
+    assert exported.exit_code == 0, exported.output
+    result = runner.invoke(
+        _app(),
+        [
+            "evaluate",
+            "regions:2",
+            "-p",
+            str(root),
+            "--out",
+            str(tmp_path / "r"),
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(json.loads(result.stdout)["json"]).read_text())
+    assert report["model"] == "regions:2" and report["evaluation"]["serving"]
+
+
+def test_evaluate_into_a_file_exits_2(ran_regions: RanProject, tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    result = CliRunner().invoke(
+        _app(), ["evaluate", "regions:1", "-p", str(ran_regions.root), "--out", str(taken)]
+    )
+    assert result.exit_code == 2
+    assert "--out: expected a folder, found a file" in result.output
+    assert taken.read_text() == "mine"
 
 
 def test_models_show_json_carries_gate_baselines_and_slices(ran_regions: RanProject) -> None:

@@ -69,6 +69,20 @@ def write_output(path: Path, text: str, option: str = "--out") -> None:
         raise ConfigError(f"{option}: cannot write {str(path)!r} ({exc.strerror or exc})") from exc
 
 
+def output_folder(path: Path, option: str = "--out") -> Path:
+    """Create the folder an output is written into (before any work is done), or raise a
+    one-line ``ConfigError`` naming ``option``."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option}: expected a folder, found a file ({str(path)!r})")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: cannot create the folder {str(path)!r} ({exc.strerror or exc})"
+        ) from exc
+    return path
+
+
 def project_registry(project: Path) -> Registry:
     """The registry of the project in ``project``.
 

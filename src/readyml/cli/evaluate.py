@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
+from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_folder, output_format
 
 app = typer.Typer()
 
@@ -44,6 +44,8 @@ def evaluate(
     from readyml.train.evaluation_steps import evaluate_version
 
     output = output_format(fmt)
+    if out is not None:
+        output_folder(out)
     loaded, registry, result = _up_to_date(project)
     json_path, html_path, report = evaluate_version(
         loaded,

@@ -524,13 +524,18 @@ def evaluate_version(
     """
     spec = project.spec
     version = registry.get(ref)
+    # The model is used inside the folder: an ONNX model reads its file again when the
+    # serving-cost step saves it.
     with tempfile.TemporaryDirectory() as tmp:
         registry.download(version, Path(tmp))
         model = load_model(Path(tmp))
-    evaluation = evaluate_model(model, train, valid, spec=spec)
+        evaluation = evaluate_model(model, train, valid, spec=spec)
+        names = [str(c["name"]) for c in model.signature()["inputs"]]
+        pred, proba, classes = predict(model, valid[names])
     kept = {**(stored or {}), **version.metrics}
     for key in ("staleness", "spec_review"):
         evaluation[key] = kept.get(key)
+    _keep_drop_column(evaluation.get("importance"), kept.get("importance"))
     champion = champion_of(registry, version.name)
     same = champion is not None and champion.model_fingerprint == version.model_fingerprint
     decision = gate(
@@ -541,8 +546,6 @@ def evaluate_version(
         else {"version": champion.version, "metrics": champion.metrics},
         same_as_champion=same,
     )
-    names = [str(c["name"]) for c in model.signature()["inputs"]]
-    pred, proba, classes = predict(model, valid[names])
     report: JSON = {
         "model": f"{version.name}:{version.version}",
         "status": version.status,
@@ -599,3 +602,24 @@ class TuneModel:
             f"{best if best is None else round(best, 4)} (current params "
             f"{round(result['current_value'], 4)})",
         )
+
+
+def _keep_drop_column(importance: Any, registered: Any) -> None:
+    """Carry the drop-column importance measured when the version was registered into a
+    recomputed ``importance``: it needs the training pipeline's refits, which a report of a
+    registered version (possibly exported or distilled since) does not repeat."""
+    if not isinstance(importance, dict) or not isinstance(registered, dict):
+        return
+    then = registered.get("features")
+    now = importance.get("features")
+    if not isinstance(then, dict) or not isinstance(now, dict):
+        return
+    carried = 0
+    for name, values in now.items():
+        old = then.get(name)
+        if isinstance(values, dict) and isinstance(old, dict) and "drop_column" in old:
+            values["drop_column"] = old["drop_column"]
+            carried += 1
+    if carried:
+        importance["method"] = "permutation + drop-column"
+        importance["drop_column_source"] = "the version's registration run"
