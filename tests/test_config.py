@@ -158,6 +158,52 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             "monitoring.on_alert.cooldown: expected a duration",
         ),
         (
+            {"gates": {"rules": [{"metric": "accuracy", "min": 0.9, "max": 0.1}]}},
+            "gates.rules[0]: expected min <= max, found min 0.9 > max 0.1 (no value could pass)",
+        ),
+        (
+            {"slices": [{"name": "s", "column": "c", "min": 5, "max": -5}]},
+            "slices[0]: expected min < max (min inclusive, max exclusive), found min 5 and max -5",
+        ),
+        (
+            {"slices": [{"name": "a", "column": "c"}, {"name": "a", "column": "d"}]},
+            "slices: expected unique names, found 'a' repeated",
+        ),
+        (
+            {"gates": {"rules": [{"metric": "accuracy", "min": 0.5, "slice": "nosuch"}]}},
+            "gates.rules[0].slice: expected a declared slice among [] or 'column=value', "
+            "found 'nosuch'",
+        ),
+        (
+            {"gates": {"fairness": [{"metric": "accuracy_difference", "max": 0.1}]}},
+            "gates.fairness[0]: expected fairness.sensitive to declare attributes, found none",
+        ),
+        (
+            {
+                "gates": {"fairness": [{"metric": "bogus", "max": 0.1}]},
+                "fairness": {"sensitive": [{"name": "site"}]},
+            },
+            "gates.fairness[0].metric: expected demographic_parity_difference or "
+            "equalized_odds_difference or <metric>_difference, found 'bogus'",
+        ),
+        (
+            {
+                "gates": {
+                    "fairness": [{"metric": "accuracy_difference", "max": 0.1, "attribute": "x"}]
+                },
+                "fairness": {"sensitive": [{"name": "site"}]},
+            },
+            "gates.fairness[0].attribute: expected one of fairness.sensitive ['site'], found 'x'",
+        ),
+        (
+            {
+                "metrics": {"primary": "f1_macro"},
+                "gates": {"fairness": [{"metric": "accuracy_difference", "max": 0.1}]},
+                "fairness": {"sensitive": [{"name": "site"}]},
+            },
+            "gates.fairness[0].metric: expected f1_macro_difference (the primary metric's gap)",
+        ),
+        (
             {"score": {"repeat_runs": 1}},
             "score.repeat_runs: input should be greater than or equal to 2, found 1",
         ),
@@ -188,6 +234,27 @@ def test_cutoff_takes_a_date_or_a_datetime() -> None:
     assert spec.split.cutoff == datetime(2024, 4, 15, 6, 30)
     spec = parse_spec({**IRIS_SPEC, "split": {**split, "cutoff": date(2024, 4, 15)}})
     assert spec.split.cutoff == date(2024, 4, 15)
+
+
+def test_gate_rules_may_name_a_value_slice_and_the_primary_gap() -> None:
+    spec = parse_spec(
+        {
+            **IRIS_SPEC,
+            "slices": [{"name": "site", "column": "site"}],
+            "gates": {
+                "rules": [
+                    {"metric": "accuracy", "min": 0.5, "slice": "site"},
+                    {"metric": "accuracy", "min": 0.5, "slice": "site=north"},
+                ],
+                "fairness": [
+                    {"metric": "accuracy_difference", "max": 0.2},
+                    {"metric": "demographic_parity_difference", "max": 0.2, "attribute": "site"},
+                ],
+            },
+            "fairness": {"sensitive": [{"name": "site"}]},
+        }
+    )
+    assert [rule.slice for rule in spec.gates.rules] == ["site", "site=north"]
 
 
 def test_seed_bounds_are_accepted() -> None:

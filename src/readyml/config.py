@@ -148,6 +148,10 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
 
 
+# Disparities fairness rules can bound besides the primary metric's ``<metric>_difference``.
+_CLASS_DISPARITIES = ("demographic_parity_difference", "equalized_odds_difference")
+
+
 def _known_metric(name: str) -> str:
     known = sorted({*CLASSIFICATION_METRICS, *REGRESSION_METRICS})
     if name not in known:
@@ -198,9 +202,14 @@ class SliceSpec(_Spec):
         if self.cross is not None and (
             self.values is not None or self.min is not None or self.max is not None
         ):
-            raise ValueError(f"slices[{self.name}]: cross takes no values or min/max")
+            raise ValueError("cross takes no values or min/max")
         if self.values is not None and (self.min is not None or self.max is not None):
-            raise ValueError(f"slices[{self.name}]: give values or min/max, not both")
+            raise ValueError("give values or min/max, not both")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(
+                "expected min < max (min inclusive, max exclusive), "
+                f"found min {self.min:g} and max {self.max:g} (an empty slice)"
+            )
         return self
 
     @property
@@ -228,7 +237,12 @@ class GateRule(_Spec):
     @model_validator(mode="after")
     def _has_bound(self) -> GateRule:
         if self.min is None and self.max is None:
-            raise ValueError(f"gates.rules[{self.metric}]: give min, max or both")
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"expected min <= max, found min {self.min:g} > max {self.max:g} "
+                "(no value could pass)"
+            )
         return self
 
 
@@ -271,6 +285,19 @@ class FairnessRule(_Spec):
     metric: str
     max: float = Field(ge=0.0)
     attribute: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value in _CLASS_DISPARITIES:
+            return value
+        if not value.endswith("_difference"):
+            raise ValueError(
+                f"expected {' or '.join(_CLASS_DISPARITIES)} or <metric>_difference, "
+                f"found {value!r}"
+            )
+        _known_metric(value.removesuffix("_difference"))
+        return value
 
 
 class GatesSpec(_Spec):
@@ -645,10 +672,10 @@ class PerformanceMonitorSpec(_Spec):
     min_requests: int = Field(default=20, ge=1)
     rule_for: str = "5m"
 
-    @field_validator("min_memory_span")
+    @field_validator("min_memory_span", "rule_for")
     @classmethod
-    def _span(cls, value: str) -> str:
-        _check_duration(value, "monitoring.performance.min_memory_span")
+    def _span(cls, value: str, info: ValidationInfo) -> str:
+        _check_duration(value, f"monitoring.performance.{info.field_name}")
         return value
 
 
@@ -903,7 +930,50 @@ class ProjectSpec(_Spec):
         problem = None if self.task == "auto" else self.metric_mismatch(self.task)
         if problem is not None:
             raise ValueError(problem)
+        problem = self._slice_mismatch() or self._fairness_mismatch()
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+    def _slice_mismatch(self) -> str | None:
+        """A repeated slice name, or a gate rule on a slice that is never evaluated."""
+        names = [s.name for s in self.slices]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            return f"slices: expected unique names, found {repeated[0]!r} repeated"
+        for index, rule in enumerate(self.gates.rules):
+            # "column=value" names an automatic slice or one value of a per-value slice,
+            # known only once the data is read; the gate says when none was evaluated.
+            if rule.slice is not None and rule.slice not in names and "=" not in rule.slice:
+                return (
+                    f"gates.rules[{index}].slice: expected a declared slice among {names} "
+                    f"or 'column=value', found {rule.slice!r}"
+                )
+        return None
+
+    def _fairness_mismatch(self) -> str | None:
+        """A fairness rule without a declared attribute, or on a disparity never computed."""
+        attributes = [a.name for a in self.fairness.sensitive]
+        for index, rule in enumerate(self.gates.fairness):
+            key = f"gates.fairness[{index}]"
+            if not attributes:
+                return f"{key}: expected fairness.sensitive to declare attributes, found none"
+            if rule.attribute is not None and rule.attribute not in attributes:
+                return (
+                    f"{key}.attribute: expected one of fairness.sensitive {attributes}, "
+                    f"found {rule.attribute!r}"
+                )
+            primary = self.metrics.primary
+            if (
+                primary is not None
+                and rule.metric not in _CLASS_DISPARITIES
+                and rule.metric != f"{primary}_difference"
+            ):
+                return (
+                    f"{key}.metric: expected {primary}_difference (the primary metric's gap) "
+                    f"or one of {list(_CLASS_DISPARITIES)}, found {rule.metric!r}"
+                )
+        return None
 
     def feature_specs(self) -> list[FeatureSpec] | None:
         """Declared features as :class:`FeatureSpec` (``None``: use every column)."""

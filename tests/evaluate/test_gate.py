@@ -65,6 +65,32 @@ def test_absolute_rule_on_a_slice_names_the_slice() -> None:
     )
 
 
+def test_a_rule_on_a_per_value_slice_judges_every_value() -> None:
+    evaluation = _evaluation()
+    evaluation["slices"] = [
+        {
+            "name": f"region={value}",
+            "kind": "declared",
+            "source": "region",
+            "size": size,
+            "judged": size >= 30,
+            "reason": "",
+            "metrics": {"accuracy": accuracy},
+        }
+        for value, accuracy, size in [("east", 0.90, 60), ("north", 0.79, 48), ("west", 0.1, 5)]
+    ]
+    spec = _spec(rules=[{"metric": "accuracy", "min": 0.85, "slice": "region"}])
+    decision = gate(evaluation, spec)
+    assert decision.decision == "vetoed"
+    assert [r.slice for r in decision.reasons if r.kind == "absolute"] == [
+        "region=east",
+        "region=north",
+        "region=west",
+    ]
+    assert [r.slice for r in decision.failed] == ["region=north"]
+    assert not [r for r in decision.reasons if r.slice == "region=west"][0].judged
+
+
 def test_champion_regression_overall_and_per_slice() -> None:
     spec = _spec(champion={"max_regression": 0.005})
     champion = {"version": 3, "metrics": _evaluation(accuracy=0.9, north=0.95)}

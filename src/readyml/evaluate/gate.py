@@ -132,21 +132,37 @@ def _slices(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _slice_rules(rule: GateRule, evaluation: dict[str, Any]) -> list[Reason]:
+    """The rule on the named slice, or on every slice a per-value or cross slice made."""
     slices = _slices(evaluation)
     name = str(rule.slice)
-    found = slices.get(name) or next(
-        (s for s in slices.values() if s.get("source") == name and s.get("kind") == "declared"),
-        None,
+    found = (
+        [slices[name]]
+        if name in slices
+        else [s for s in slices.values() if s.get("source") == name and s.get("kind") == "declared"]
     )
-    if found is None:
+    if not found:
         message = f"{rule.metric} on slice '{name}': no such slice was evaluated"
         return [Reason(f"slice {name}", rule.metric, None, None, False, message, "absolute", name)]
-    if not found.get("judged", True):
-        message = f"slice '{found['name']}' not judged: {found.get('reason')}"
-        return [
-            Reason(f"slice {name}", rule.metric, None, None, True, message, "absolute", name, False)
-        ]
-    return _absolute(rule, found.get("metrics") or {}, found["name"])
+    reasons: list[Reason] = []
+    for each in found:
+        if not each.get("judged", True):
+            message = f"slice '{each['name']}' not judged: {each.get('reason')}"
+            reasons.append(
+                Reason(
+                    f"slice {each['name']}",
+                    rule.metric,
+                    None,
+                    None,
+                    True,
+                    message,
+                    "absolute",
+                    each["name"],
+                    False,
+                )
+            )
+            continue
+        reasons.extend(_absolute(rule, each.get("metrics") or {}, each["name"]))
+    return reasons
 
 
 def _regression_reason(
