@@ -102,3 +102,25 @@ def test_a_second_compression_of_a_parent_keeps_the_first_report(tmp_path: Path)
     ]
     second = json.loads((reports / "compress-iris-v1-to-v3" / "compression.json").read_text())
     assert [row["method"] for row in second["rows"]] == ["parent", "onnx", "ort"]
+
+
+def test_an_out_that_is_a_file_exits_2_before_anything_is_registered(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    result = CliRunner().invoke(
+        app, [ref, "--format", "onnx", "-p", str(tmp_path), "--out", str(taken)]
+    )
+    assert result.exit_code == 2
+    assert "--out: expected a folder, found a file" in result.output
+    registry = open_project_registry(Project.load(tmp_path))
+    assert [v.version for v in registry.list_versions("iris")] == [1]
+
+
+def test_a_label_renamed_since_the_run_exits_2_naming_it(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    spec = tmp_path / SPEC_FILE
+    spec.write_text(spec.read_text().replace("label: species", "label: kind"))
+    result = CliRunner().invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "expected its run's split to hold 'kind' (the label in readyml.yaml)" in result.output

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import ProjectOpt, cli_errors, output_format
+from readyml.cli._common import ProjectOpt, cli_errors, output_folder, output_format
 
 app = typer.Typer(help="Compress a registered model version.")
 
@@ -69,6 +69,8 @@ def compress(
     for option, value in (("--max-loss", max_loss), ("--max-slice-loss", max_slice_loss)):
         if not value >= 0.0:  # before any work: a negative bound would fail only at the gate
             raise ConfigError(f"{option}: expected a loss of 0 or more, found {value}")
+    if out is not None:  # before anything is registered
+        output_folder(out)
     loaded = Project.load(project)
     registry = open_project_registry(loaded)
     parent = registry.get(ref)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from readyml.compress.run import Splits
 from readyml.config import ProjectSpec
-from readyml.errors import RegistryError
+from readyml.errors import ConfigError, RegistryError
 from readyml.registry import ModelVersion, Registry
 
 SPLIT_STEP = "split"
@@ -59,6 +59,13 @@ def version_splits(registry: Registry, version: ModelVersion, spec: ProjectSpec)
     frames = _frames(registry, outputs)
     names = [str(f["name"]) for f in version.signature.get("inputs", [])]
     train, valid = frames["train"], frames["valid"]
+    missing = [name for name in [*names, spec.label] if name not in train.columns]
+    if missing:
+        what = "the label in readyml.yaml" if missing[0] == spec.label else "a model input"
+        raise ConfigError(
+            f"{version.ref}: expected its run's split to hold {missing[0]!r} ({what}), "
+            f"found columns {[str(c) for c in train.columns]}"
+        )
     return Splits(
         X_train=train[names],
         y_train=np.asarray(train[spec.label]),
