@@ -214,6 +214,23 @@ def test_monitor_leaves_out_stored_labels_not_among_the_classes(
             {"quality": {"max_drop": 2}},
             "monitoring.quality.max_drop: expected a drop of accuracy between 0 and 1, found 2",
         ),
+        (
+            {"skew": {"drift_thresholds": {"ks": -1}}},
+            "monitoring.skew.drift_thresholds.ks: expected a p-value level between 0 and 1, "
+            "found -1",
+        ),
+        (
+            {"skew": {"drift_thresholds": {"jensenshannon": 0}}},
+            "monitoring.skew.drift_thresholds.jensenshannon: expected a distance above 0, found 0",
+        ),
+        (
+            {"performance": {"rule_for": "banana"}},
+            "monitoring.performance.rule_for: expected a duration such as 90s, 5m, 1h, 7d",
+        ),
+        (
+            {"staleness": {"max_stage_age": {"trian": "1d"}}},
+            "monitoring.staleness.max_stage_age: expected pipeline steps among ['load', ",
+        ),
     ],
 )
 def test_a_wrong_monitoring_value_is_one_line_naming_its_key_before_any_work(
@@ -227,6 +244,15 @@ def test_a_wrong_monitoring_value_is_one_line_naming_its_key_before_any_work(
     line = one_error_line(err)
     assert expected in line, line
     assert not rules.exists()  # nothing was done
+
+
+def test_prometheus_rules_into_a_folder_is_one_line(
+    served: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    root, _ = served
+    code, _, err = invoke("monitor", "-p", str(root), "--prometheus-rules", str(tmp_path))
+    assert code == 2
+    assert "--prometheus-rules: expected a file name, found a folder" in one_error_line(err)
 
 
 def test_offline_features_function_missing_from_its_module(

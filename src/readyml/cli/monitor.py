@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format
+from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, write_output
 from readyml.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -51,9 +51,9 @@ def monitor(
         report_path,
         run_every,
         run_monitor,
-        write_alert_rules,
         write_report,
     )
+    from readyml.monitor.prometheus import alert_rules_text
     from readyml.train import open_project_registry
 
     form = output_format(fmt)
@@ -67,10 +67,9 @@ def monitor(
     registry = open_project_registry(loaded)
     check_settings(loaded, registry)
     if prometheus_rules is not None:
-        path = write_alert_rules(
-            loaded.spec.monitoring.performance, prometheus_rules, project=loaded.spec.name
-        )
-        console.stderr.print(f"wrote Prometheus rules to {path}")
+        rules = alert_rules_text(loaded.spec.monitoring.performance, project=loaded.spec.name)
+        write_output(prometheus_rules, rules, "--prometheus-rules")
+        console.stderr.print(f"wrote Prometheus rules to {prometheus_rules}")
     failed = False
 
     def once() -> None:

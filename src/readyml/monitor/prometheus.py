@@ -106,12 +106,15 @@ def alert_rules(spec: PerformanceMonitorSpec, *, project: str) -> dict[str, Any]
     return {"groups": [{"name": f"readyml-{project}", "rules": rules}]}
 
 
+def alert_rules_text(spec: PerformanceMonitorSpec, *, project: str) -> str:
+    """The rules file's text (YAML, with a header comment)."""
+    return "# Prometheus alerting rules written by `readyml monitor --prometheus-rules`.\n" + (
+        yaml.safe_dump(alert_rules(spec, project=project), sort_keys=False)
+    )
+
+
 def write_alert_rules(spec: PerformanceMonitorSpec, path: Path, *, project: str) -> Path:
     """Write the rules file (YAML) and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Prometheus alerting rules written by `readyml monitor --prometheus-rules`.\n"
-        + yaml.safe_dump(alert_rules(spec, project=project), sort_keys=False),
-        encoding="utf-8",
-    )
+    path.write_text(alert_rules_text(spec, project=project), encoding="utf-8")
     return path

@@ -3,12 +3,14 @@
 The spec's types check each value alone; these need more: a drift method or quality metric
 must exist (for the served version's task), ``max_drop`` of a metric bounded by 1 must be a
 share, slice columns must be the served version's inputs, ``skew.offline_features`` as
-``module:function`` must import, alert URLs must be http(s). Each problem is a
+``module:function`` must import, drift thresholds must be a p-value level or a positive
+distance, ``max_stage_age`` must name pipeline steps, alert URLs must be http(s). Each problem is a
 :class:`~readyml.errors.ConfigError` naming its key, raised before any work.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -37,8 +39,21 @@ def check_settings(project: Project, registry: Registry, *, ref: str | None = No
     spec = project.spec.monitoring
     version = registry.get(served_target(project, ref))
     _check_skew(spec.skew, project)
+    _check_stages(spec.staleness.max_stage_age)
     _check_quality(spec.quality, version)
     _check_alerts(spec.alerts)
+
+
+def _check_stages(limits: dict[str, str]) -> None:
+    from readyml.train.steps import default_steps
+
+    steps = [step.name for step in default_steps()]
+    unknown = [name for name in limits if name not in steps]
+    if unknown:
+        raise ConfigError(
+            f"monitoring.staleness.max_stage_age: expected pipeline steps among {steps}, "
+            f"found {unknown[0]!r}"
+        )
 
 
 def _check_skew(skew: SkewMonitorSpec, project: Project) -> None:
@@ -53,6 +68,12 @@ def _check_skew(skew: SkewMonitorSpec, project: Project) -> None:
             f"monitoring.skew.drift_thresholds: expected keys among {', '.join(METHODS)}, "
             f"found {unknown[0]!r}"
         )
+    for name, threshold in skew.drift_thresholds.items():
+        key = f"monitoring.skew.drift_thresholds.{name}"
+        if METHODS[name].uses_p_value and not 0.0 < threshold < 1.0:
+            raise ConfigError(f"{key}: expected a p-value level between 0 and 1, found {threshold}")
+        if not METHODS[name].uses_p_value and not 0.0 < threshold < math.inf:
+            raise ConfigError(f"{key}: expected a distance above 0, found {threshold}")
     source = skew.offline_features
     if source is not None and project_imports_target(source):
         offline_function(project.root, source)

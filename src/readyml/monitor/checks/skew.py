@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from readyml import _project_imports as project_imports
-from readyml.data import Profile, detect_drift, profile_frame, read_table
+from readyml.data import METHODS, Profile, detect_drift, profile_frame, read_table
+from readyml.data.drift import DriftResult
 from readyml.errors import ConfigError, DataError
 from readyml.monitor.checks._base import CheckResult, Finding, Severity, skipped, verdict
 from readyml.monitor.checks.invariants import SERVED_PROFILE
@@ -195,8 +196,8 @@ class SkewCheck:
                 findings.append(
                     Finding(
                         key=f"drift:{result.column}",
-                        message=f"feature {result.column} drifted from training: {result.method} "
-                        f"{result.statistic:.3g} (threshold {result.threshold:g})",
+                        message=f"feature {result.column} drifted from training: "
+                        + _measured(result),
                         severity=severity,
                         value=result.statistic,
                         threshold=result.threshold,
@@ -297,3 +298,15 @@ def _skewed(served: pd.Series, offline: pd.Series, tolerance: float) -> np.ndarr
             served_missing | offline_missing
         )
     return np.asarray(differ | (served_missing != offline_missing), dtype=bool)
+
+
+def _measured(result: DriftResult) -> str:
+    """The drift test's figure against its threshold: a p-value (adjusted for the number of
+    features tested) against its level, or a distance against its bound."""
+    p_value = result.adjusted_p_value if result.adjusted_p_value is not None else result.p_value
+    if METHODS[result.method].uses_p_value and p_value is not None:
+        return (
+            f"{result.method} p = {p_value:.3g} below {result.threshold:g} "
+            f"(statistic {result.statistic:.3g})"
+        )
+    return f"{result.method} {result.statistic:.3g} (threshold {result.threshold:g})"
