@@ -278,6 +278,13 @@ def test_build_refuses_a_file_as_out_or_a_path_under_one(
     assert file.read_text() == "mine"
 
 
+def test_build_into_a_folder_that_cannot_be_made_is_a_config_error(
+    trained_project: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="--out '/proc/readyml-out': cannot create the folder"):
+        _build(trained_project, Path("/proc/readyml-out"))
+
+
 def test_failed_build_leaves_the_folder_as_it_found_it(
     trained_project: Path, tmp_path: Path
 ) -> None:

@@ -230,6 +230,14 @@ def check_out(out: Path) -> None:
             break
     if out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"--out '{out}': expected an empty or new folder, found files")
+    if not out.exists():  # a probe, so that a folder that cannot be made fails before any work
+        try:
+            out.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--out '{out}': cannot create the folder ({exc.strerror or exc})"
+            ) from exc
+        out.rmdir()
 
 
 def image_name(version: ModelVersion) -> str:
