@@ -1,12 +1,17 @@
-"""Feature importance: drop-column refits stay within their time budget."""
+"""Feature importance: drop-column refits stay within their time budget, and a model of one
+feature is not refitted without it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from sklearn.linear_model import LogisticRegression
 
 from readyml.evaluate.importance import feature_importance
 from readyml.flavors.sklearn import SklearnModel
-from support import iris_frame
+from readyml.config import Project
+from readyml.train import open_project_registry, run_project
+from support import IRIS_SPEC, iris_frame, write_project
 
 
 def test_drop_column_refits_beyond_the_budget_are_skipped_and_say_why() -> None:
@@ -29,3 +34,17 @@ def test_drop_column_refits_beyond_the_budget_are_skipped_and_say_why() -> None:
     assert beyond["drop_column_skipped"].startswith("4 refits of ")
     assert beyond["drop_column_skipped"].endswith("above importance.drop_column_max_s (1e-09 s)")
     assert all("drop_column" not in f for f in beyond["features"].values())
+
+
+def test_a_project_of_one_feature_trains_and_says_why_drop_column_was_skipped(
+    tmp_path: Path,
+) -> None:
+    frame = iris_frame()[["petal_length", "species"]]
+    project = Project.load(write_project(tmp_path, IRIS_SPEC, frame))
+    result = run_project(project, registry=open_project_registry(project))
+    assert result.status == "succeeded", result.error
+    importance = result.value("metrics")["importance"]
+    assert importance["method"] == "permutation"
+    assert importance["drop_column_skipped"] == (
+        "a single feature: no model can be refitted without it"
+    )

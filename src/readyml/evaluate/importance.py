@@ -144,7 +144,10 @@ def feature_importance(
         model, X, y, metric=metric, repeats=repeats, max_rows=max_rows, seed=seed
     )
     dropped: dict[str, float] | str | None = None
-    if refit is not None:
+    if refit is not None and X.shape[1] < 2:
+        # Without its only feature there is nothing to refit on.
+        dropped = "a single feature: no model can be refitted without it"
+    elif refit is not None:
         dropped = drop_column_importance(
             refit, X, y, metric=metric, base=result["base"], budget_s=refit_budget_s
         )
