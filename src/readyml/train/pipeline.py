@@ -120,6 +120,7 @@ class StepRun:
     output_fingerprint: str | None
     message: str
     error: str | None = None
+    reused_from_run: str | None = None  # the run whose cached outputs were reused
 
 
 @dataclass
@@ -198,6 +199,16 @@ class Pipeline:
         status: Literal["succeeded", "failed"] = "failed" if error else "succeeded"
         registry.store.finish_run(record.id, status=status, error=str(error) if error else None)
         duration = time.monotonic() - started
+        details: JSON = {
+            "steps": {r.name: r.status for r in runs},
+            "duration_s": round(duration, 3),
+            "error": str(error) if error else None,
+        }
+        reused = [r.reused_from_run for r in runs if r.reused_from_run is not None]
+        if reused and not any(r.status == "succeeded" for r in runs):
+            # Nothing computed: the run repeats earlier work and counts as the run that
+            # computed its last step (ML Test Score, "repeated" runs), not as another one.
+            details["reused_from_run"] = reused[-1]
         # ML Test Score infra-3: the full pipeline ran end to end (or where it broke).
         registry.store.add_evidence(
             Evidence(
@@ -206,11 +217,7 @@ class Pipeline:
                 automated=True,
                 project=spec.name,
                 run_id=record.id,
-                details={
-                    "steps": {r.name: r.status for r in runs},
-                    "duration_s": round(duration, 3),
-                    "error": str(error) if error else None,
-                },
+                details=details,
             )
         )
         result = RunResult(record.id, status, runs, values, duration, error)
@@ -229,6 +236,7 @@ class Pipeline:
         message = ""
         status: StepStatus = "succeeded"
         detail: str | None = None
+        reused_from: str | None = None
         ctx.recorded = []
         try:
             input_fp = hash_json(
@@ -241,7 +249,7 @@ class Pipeline:
             )
             cached = None if ctx.force or not step.cacheable else self._cached(step, ctx, input_fp)
             if cached is not None:
-                outputs, message, evidence = cached
+                outputs, message, evidence, reused_from = cached
                 for record in evidence:
                     ctx.registry.store.add_evidence(record)
                 status = "skipped"
@@ -289,7 +297,9 @@ class Pipeline:
             message=message,
             error=detail,
         )
-        step_run = StepRun(step.name, status, duration, input_fp, output_fp, message, detail)
+        step_run = StepRun(
+            step.name, status, duration, input_fp, output_fp, message, detail, reused_from
+        )
         reporter.step_finished(step_run)
         return step_run, outputs, error
 
@@ -315,7 +325,7 @@ class Pipeline:
 
     def _cached(
         self, step: Step, ctx: RunContext, input_fp: str
-    ) -> tuple[dict[str, Value], str, list[Evidence]] | None:
+    ) -> tuple[dict[str, Value], str, list[Evidence], str] | None:
         record = ctx.registry.store.find_cached_step(ctx.project.spec.name, step.name, input_fp)
         if record is None:
             return None
@@ -345,7 +355,7 @@ class Pipeline:
             for item in record.outputs.get(EVIDENCE_KEY, [])
         ]
         message = f"inputs unchanged since run {record.run_id[:8]}; reused its outputs"
-        return values, message, evidence
+        return values, message, evidence, record.run_id
 
 
 def _evidence_to_json(evidence: Evidence) -> JSON:
