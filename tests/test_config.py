@@ -88,6 +88,28 @@ def test_init_writes_a_spec_that_validates(tmp_path: Path) -> None:
         init_project(tmp_path / "new")
 
 
+def test_a_key_given_twice_is_named_with_its_lines(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    spec = tmp_path / "readyml.yaml"
+    spec.write_text(spec.read_text() + "name: other\n")
+    with pytest.raises(ConfigError) as info:
+        Project.load(tmp_path)
+    assert str(info.value).startswith(
+        "readyml.yaml: expected each key once in a mapping, found 'name' at lines 1 and "
+    )
+
+
+def test_init_adds_the_workspace_to_an_existing_gitignore(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("*.log")
+    written = init_project(tmp_path)
+    assert tmp_path / ".gitignore" in written
+    assert (tmp_path / ".gitignore").read_text() == "*.log\n.readyml/\n__pycache__/\n"
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / ".gitignore").write_text(".readyml/\n__pycache__/\n")
+    assert again / ".gitignore" not in init_project(again)
+
+
 def test_project_load_resolves_root(tmp_path: Path) -> None:
     write_project(tmp_path)
     project = Project.load(tmp_path / "readyml.yaml")
@@ -123,7 +145,12 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             {"task": "classification", "metrics": {"primary": "rmse"}},
             "metrics.primary: expected a classification metric among ['accuracy', ",
         ),
+        (
+            {"task": "classification", "metrics": {"others": ["accuracy", "rmse"]}},
+            "metrics.others[1]: expected a classification metric among ['accuracy', ",
+        ),
         ({"seed": -1}, "seed: expected 0 <= seed < 2**32, found -1"),
+        ({"seed": True}, "seed: input should be a valid integer, found True"),
         ({"seed": 5_000_000_000}, "seed: expected 0 <= seed < 2**32, found 5000000000"),
         (
             {"features": [{"name": "sepal_length", "type": "floaty"}]},

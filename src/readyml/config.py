@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Hashable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -872,7 +873,7 @@ class ProjectSpec(_Spec):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     description: str = ""
-    seed: int = 42
+    seed: int = Field(default=42, strict=True)  # strict: YAML `true` is not seed 1
     data: DataSpec
     label: str
     task: Literal["auto", "classification", "regression"] = "auto"
@@ -985,6 +986,7 @@ class ProjectSpec(_Spec):
         """The first metric the spec names that ``task`` does not compute, as a message."""
         valid = list(REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS)
         named = [("metrics.primary", self.metrics.primary)]
+        named += [(f"metrics.others[{i}]", m) for i, m in enumerate(self.metrics.others)]
         named += [(f"gates.rules[{i}].metric", r.metric) for i, r in enumerate(self.gates.rules)]
         if self.gates.champion is not None:
             named.append(("gates.champion.metric", self.gates.champion.metric))
@@ -992,6 +994,28 @@ class ProjectSpec(_Spec):
             if metric is not None and metric not in valid:
                 return f"{key}: expected a {task} metric among {valid}, found {metric!r}"
         return None
+
+
+class _RepeatedKey(yaml.YAMLError):
+    """A mapping in the spec names one key twice (YAML would keep the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in seen:
+                raise _RepeatedKey(
+                    f"expected each key once in a mapping, found {key!r} at lines "
+                    f"{seen[key]} and {line}"
+                )
+            if isinstance(key, Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 class Project:
@@ -1013,7 +1037,9 @@ class Project:
         """Load ``readyml.yaml`` from a project directory (or the file itself)."""
         spec_path = find_spec_file(path)
         try:
-            raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+            raw = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        except _RepeatedKey as exc:
+            raise ConfigError(f"{spec_path.name}: {exc}") from exc
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -53,6 +53,8 @@ def _write_project(directory: Path, *, force: bool, ci: str | None) -> list[Path
     if not gitignore.exists():
         gitignore.write_text(GITIGNORE, encoding="utf-8")
         written.append(gitignore)
+    elif _add_ignored(gitignore):
+        written.append(gitignore)
     if ci == "github":
         from readyml.deploy.ci import WORKFLOW_PATH, github_workflow
 
@@ -63,3 +65,16 @@ def _write_project(directory: Path, *, force: bool, ci: str | None) -> list[Path
         workflow.write_text(github_workflow(), encoding="utf-8")
         written.append(workflow)
     return written
+
+
+def _add_ignored(gitignore: Path) -> bool:
+    """Append the lines of :data:`GITIGNORE` an existing ``.gitignore`` lacks (the workspace
+    holds the metadata store and model artifacts, which belong in no commit)."""
+    text = gitignore.read_text(encoding="utf-8", errors="replace")
+    present = {line.strip() for line in text.splitlines()}
+    missing = [line for line in GITIGNORE.splitlines() if line not in present]
+    if not missing:
+        return False
+    joined = "" if not text or text.endswith("\n") else "\n"
+    gitignore.write_text(text + joined + "\n".join(missing) + "\n", encoding="utf-8")
+    return True
