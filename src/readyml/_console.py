@@ -26,9 +26,11 @@ stdout = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 stderr = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
-def print_json(value: Any) -> None:
-    """Write ``value`` as indented JSON on stdout (plain, no colour, for machines)."""
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+def print_json(value: Any, *, one_line: bool = False) -> None:
+    """Write ``value`` as indented JSON on stdout (plain, no colour, for machines);
+    ``one_line`` writes one line instead, for a stream of JSON Lines."""
+    text = json.dumps(value, default=str) if one_line else json.dumps(value, indent=2, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

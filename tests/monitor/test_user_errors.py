@@ -290,6 +290,16 @@ def test_count_below_1_is_one_line_and_exit_2(
     )
 
 
+def test_repeated_json_runs_print_json_lines(served: tuple[Path, pd.DataFrame]) -> None:
+    root, _ = served
+    code, out, _ = invoke(
+        "monitor", "-p", str(root), "--every", "1s", "--count", "2", "--format", "json"
+    )
+    assert code in (0, 1)
+    runs = [json.loads(line) for line in out.splitlines()]
+    assert len(runs) == 2 and all(run["checks"] for run in runs)
+
+
 def test_a_malformed_sink_url_is_a_failed_delivery_not_a_crash() -> None:
     alert = Alert(
         labels={"alertname": "readyml_skew"}, annotations={}, status="firing", starts_at=NOW

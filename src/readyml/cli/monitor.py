@@ -82,8 +82,8 @@ def monitor(
         retrain = _retrain(loaded, registry, result.sent)
         if retrain is not None:
             data["retrain"] = retrain.to_dict()
-        if form == "json":
-            console.print_json(data)
+        if form == "json":  # repeated runs: one JSON document a line (JSON Lines)
+            console.print_json(data, one_line=period_s is not None)
             return
         console.table(
             f"{result.model}:{result.version} — {result.rows:,} logged rows",
