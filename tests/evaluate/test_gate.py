@@ -88,7 +88,7 @@ def test_a_rule_on_a_per_value_slice_judges_every_value() -> None:
         "region=west",
     ]
     assert [r.slice for r in decision.failed] == ["region=north"]
-    assert not [r for r in decision.reasons if r.slice == "region=west"][0].judged
+    assert not next(r for r in decision.reasons if r.slice == "region=west").judged
 
 
 def test_champion_regression_overall_and_per_slice() -> None:

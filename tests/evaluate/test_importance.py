@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sklearn.linear_model import LogisticRegression
 
+from readyml.config import Project
 from readyml.evaluate.importance import feature_importance
 from readyml.flavors.sklearn import SklearnModel
-from readyml.config import Project
 from readyml.train import open_project_registry, run_project
 from support import IRIS_SPEC, iris_frame, write_project
 
