@@ -108,3 +108,14 @@ def test_export_of_an_unknown_flavor_names_the_supported_ones(tmp_path: Path) ->
 
     with pytest.raises(FlavorError, match="supports"):
         export_onnx(Stub(), tmp_path / "model.onnx")  # type: ignore[arg-type]
+
+
+def test_parameter_count_includes_a_linear_model_s_coefficients(
+    iris_splits: Splits, tmp_path: Path
+) -> None:
+    from readyml.compress._onnx import parameter_count
+
+    parent = _sklearn().fit(iris_splits.X_train, iris_splits.y_train)
+    export_onnx(parent, tmp_path / "model.onnx")
+    # 3 classes x (4 measurements + 2 one-hot sites) coefficients and 3 intercepts, at least
+    assert parameter_count(tmp_path / "model.onnx") >= 3 * 6 + 3

@@ -105,20 +105,44 @@ def check(model_or_path: Any) -> None:
         raise FlavorError(f"onnx.checker: the exported graph is invalid ({exc})") from exc
 
 
+# Attributes of ``ai.onnx.ml`` operators that hold learned numbers (coefficients, support
+# vectors, scaler and imputer statistics); tree ensembles hold theirs under these prefixes.
+_LEARNED_ATTRIBUTES = frozenset(
+    {
+        "coefficients",
+        "intercepts",
+        "support_vectors",
+        "rho",
+        "prob_a",
+        "prob_b",
+        "offset",
+        "scale",
+        "imputed_value_floats",
+        "imputed_value_int64s",
+    }
+)
+_TREE_PREFIXES = ("nodes_", "class_", "target_", "leaf_")
+
+
 def parameter_count(path: Path) -> int:
-    """Numbers stored in the graph: initializer elements plus tree-ensemble node attributes."""
+    """Numbers stored in the graph: initializer elements plus the learned numbers that
+    ``ai.onnx.ml`` operators (linear models, SVMs, tree ensembles, scalers) keep as attributes."""
     onnx = import_library("onnx")
     model = onnx.load(str(path))
     count = 0
     for tensor in model.graph.initializer:
         count += int(np.prod(tensor.dims)) if len(tensor.dims) else 1
     for node in model.graph.node:
-        if node.domain == "ai.onnx.ml" and node.op_type.startswith("TreeEnsemble"):
-            count += sum(
-                len(attribute.floats) + len(attribute.ints)
-                for attribute in node.attribute
-                if attribute.name.startswith(("nodes_", "class_", "target_"))
-            )
+        if node.domain != "ai.onnx.ml":
+            continue
+        tree = node.op_type.startswith("TreeEnsemble")
+        for attribute in node.attribute:
+            if attribute.name in _LEARNED_ATTRIBUTES or (
+                tree and attribute.name.startswith(_TREE_PREFIXES)
+            ):
+                count += len(attribute.floats) + len(attribute.ints)
+                if attribute.HasField("t"):
+                    count += int(np.prod(attribute.t.dims)) if len(attribute.t.dims) else 1
     return count
 
 
