@@ -124,3 +124,22 @@ def test_a_label_renamed_since_the_run_exits_2_naming_it(tmp_path: Path) -> None
     result = CliRunner().invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path)])
     assert result.exit_code == 2
     assert "expected its run's split to hold 'kind' (the label in readyml.yaml)" in result.output
+
+
+def test_an_onnx_version_converts_to_ort_but_is_not_exported_again(tmp_path: Path) -> None:
+    ref = _project(tmp_path)
+    runner = CliRunner()
+    exported = runner.invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path)])
+    assert exported.exit_code == 0, exported.output
+    again = runner.invoke(app, ["iris:2", "--format", "onnx", "-p", str(tmp_path)])
+    assert again.exit_code == 2
+    assert "--format onnx: expected a version that is not ONNX yet, found iris:2" in again.output
+    ort = runner.invoke(app, ["iris:2", "--format", "ort", "-p", str(tmp_path), "--output", "json"])
+    assert ort.exit_code == 0, ort.output
+    rows = json.loads(ort.output)["rows"]
+    assert [(row["method"], row["ref"]) for row in rows] == [
+        ("parent", "iris:2"),
+        ("ort", "iris:3"),
+    ]
+    registry = open_project_registry(Project.load(tmp_path))
+    assert registry.get("iris:3").parent_version == 2

@@ -84,6 +84,19 @@ def test_static_int8_quantization_shrinks_the_file(registry: Registry, iris_spli
     assert version.parent_version == registry.get(onnx_row.ref).version
 
 
+def test_an_onnx_version_is_quantized_as_it_is(registry: Registry, iris_splits: Splits) -> None:
+    parent = _torch_parent(registry, iris_splits, [128, 128])
+    exported = compress_version(registry, parent.ref, iris_splits, Methods(format="onnx"))
+    onnx_ref = exported.rows[1].ref
+    report = compress_version(
+        registry, onnx_ref, iris_splits, Methods(quantize="int8"), max_quality_loss=0.1
+    )
+    assert [row.method for row in report.rows] == ["parent", "int8-dynamic"]
+    quantized = registry.get(report.rows[1].ref)
+    assert quantized.parent_version == registry.get(onnx_ref).version
+    assert report.rows[1].size_bytes < report.rows[0].size_bytes
+
+
 def test_structured_pruning_shrinks_the_saved_model_and_loads(
     registry: Registry, iris_splits: Splits, tmp_path: Path
 ) -> None:

@@ -400,57 +400,7 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
             judge.add(load_model(workdir / "torch-int8"), describe(dynamic), files, parent=parent)
         )
     if methods.format is not None or methods.quantize == ONNX_INT8:
-        onnx_path = workdir / "onnx" / "model.onnx"
-        export_onnx(base, workdir / "export.onnx").save(workdir / "onnx")
-        # Quantized before anything is registered: a graph with nothing to quantize (a
-        # forest) fails here, not after its export became a version.
-        quantized = None
-        if methods.quantize == ONNX_INT8:
-            mode: Mode = "static" if methods.static else "dynamic"
-            quantized = quantize_onnx(
-                onnx_path,
-                workdir / "int8.onnx",
-                mode=mode,
-                calibration=splits.X_train,
-                calibration_rows=methods.calibration,
-                sample=splits.X_valid,
-            )
-        onnx_model = load_model(workdir / "onnx")
-        files = {p.name: p for p in (workdir / "onnx").iterdir()}
-        onnx_version = judge.add(
-            onnx_model,
-            {"name": "onnx", "opset": "default"},
-            files,
-            parent=parent,
-            export=True,
-        )
-        results.append(onnx_version)
-        if methods.format == "ort":
-            ort_path = to_ort(onnx_path, workdir / "ort-file" / ORT_FILE)
-            files = _saved(_onnx_adapter(base, onnx_path), workdir / "ort")
-            files[ORT_FILE] = ort_path
-            results.append(
-                judge.add(
-                    _onnx_adapter(base, ort_path),
-                    {"name": "ort", "file": ORT_FILE},
-                    files,
-                    parent=onnx_version,
-                    export=True,
-                    timed=ort_path,
-                    size_of=[ort_path],
-                )
-            )
-        if quantized is not None:
-            mode = quantized.mode
-            files = _saved(_onnx_adapter(base, quantized.path), workdir / f"int8-{mode}")
-            results.append(
-                judge.add(
-                    load_model(workdir / f"int8-{mode}"),
-                    {"name": f"int8-{mode}", **quantized.to_dict()},
-                    files,
-                    parent=onnx_version,
-                )
-            )
+        _onnx_methods(judge, methods, workdir, results)
     if methods.prune is not None:
         from readyml.compress.prune import prune_structured, prune_unstructured, sparsity_of
 
@@ -496,3 +446,69 @@ def _produce(judge: _Judge, methods: Methods, workdir: Path, report: Compression
         )
     for result in results:  # in order: an ONNX export before the versions made from it
         judge.register(report, result)
+
+
+def _onnx_methods(judge: _Judge, methods: Methods, workdir: Path, results: list[_Result]) -> None:
+    """The ONNX export (unless the parent is ONNX already), its ORT file and its int8 forms."""
+    base, splits, parent = judge.base, judge.splits, judge.root
+    onnx_version: ModelVersion | _Result = parent
+    parent_file = base.path if isinstance(base, OnnxModel) else None
+    if parent_file is not None:
+        if methods.format == "onnx":
+            raise ConfigError(
+                f"--format onnx: expected a version that is not ONNX yet, found {parent.ref} "
+                "(flavor onnx); --format ort and --quantize int8 take it as it is"
+            )
+        onnx_path = Path(parent_file)
+    else:
+        onnx_path = workdir / "onnx" / "model.onnx"
+        export_onnx(base, workdir / "export.onnx").save(workdir / "onnx")
+    # Quantized before anything is registered: a graph with nothing to quantize (a
+    # forest) fails here, not after its export became a version.
+    quantized = None
+    if methods.quantize == ONNX_INT8:
+        mode: Mode = "static" if methods.static else "dynamic"
+        quantized = quantize_onnx(
+            onnx_path,
+            workdir / "int8.onnx",
+            mode=mode,
+            calibration=splits.X_train,
+            calibration_rows=methods.calibration,
+            sample=splits.X_valid,
+        )
+    if parent_file is None:
+        files = {p.name: p for p in (workdir / "onnx").iterdir()}
+        onnx_version = judge.add(
+            load_model(workdir / "onnx"),
+            {"name": "onnx", "opset": "default"},
+            files,
+            parent=parent,
+            export=True,
+        )
+        results.append(onnx_version)
+    if methods.format == "ort":
+        ort_path = to_ort(onnx_path, workdir / "ort-file" / ORT_FILE)
+        files = _saved(_onnx_adapter(base, onnx_path), workdir / "ort")
+        files[ORT_FILE] = ort_path
+        results.append(
+            judge.add(
+                _onnx_adapter(base, ort_path),
+                {"name": "ort", "file": ORT_FILE},
+                files,
+                parent=onnx_version,
+                export=True,
+                timed=ort_path,
+                size_of=[ort_path],
+            )
+        )
+    if quantized is not None:
+        mode = quantized.mode
+        files = _saved(_onnx_adapter(base, quantized.path), workdir / f"int8-{mode}")
+        results.append(
+            judge.add(
+                load_model(workdir / f"int8-{mode}"),
+                {"name": f"int8-{mode}", **quantized.to_dict()},
+                files,
+                parent=onnx_version,
+            )
+        )
