@@ -118,6 +118,36 @@ def test_cli_writes_manifests_for_a_registered_version(
 
 
 @pytest.mark.parametrize(
+    ("canary", "message"),
+    [
+        (["--canary"], "--canary-model: model 'iris' alias: expected an existing alias"),
+        (["--canary", "--canary-model", "iris:99"], "--canary-model: "),
+        (["--canary", "--canary-model", "nope:1"], "--canary-model: "),
+    ],
+)
+def test_cli_canary_model_must_be_a_version_of_the_model(
+    trained_project: Path, tmp_path: Path, canary: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["k8s", "iris:1", "-p", str(trained_project), "--out", str(tmp_path), *canary]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_canary_on_the_stable_image_warns(trained_project: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["k8s", "iris@champion", "-p", str(trained_project), "--out", str(tmp_path / "k")]
+        + ["--canary", "--canary-model", "iris:1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: the canary runs the stable's image" in result.output
+    assert (tmp_path / "k" / "deployment-canary.yaml").is_file()
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"replicas": 0}, "replicas: expected 1 to max_replicas"),

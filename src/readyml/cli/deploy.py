@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from readyml import _console as console
 from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, project_registry
+
+if TYPE_CHECKING:
+    from readyml.registry import Registry
 
 app = typer.Typer(help="Container images, Kubernetes manifests and compose stacks.")
 
@@ -106,10 +109,13 @@ def k8s(
     from readyml.registry import CHAMPION
     from readyml.types import ModelRef
 
-    version = project_registry(project).get(ref)
+    registry = project_registry(project)
+    version = registry.get(ref)
     parsed = ModelRef.parse(ref)
     # NAME:VERSION is served as that version; an alias (champion for NAME) follows its moves.
     pinned = parsed.version is not None
+    if canary:
+        _check_canary(registry, version.name, canary_model, canary_image)
     manifests = KubernetesManifests(
         name=version.name,
         image=image if image is not None else image_name(version),
@@ -128,6 +134,30 @@ def k8s(
     console.stdout.print(
         f"next: fill in {out / SECRET_TEMPLATE} and apply it, then kubectl apply -f {out}"
     )
+
+
+def _check_canary(
+    registry: Registry, name: str, canary_model: str | None, canary_image: str | None
+) -> None:
+    """The canary's model must exist and be a version of the stable's model; a canary on
+    the stable's image can serve it only if that image pulls from the registry."""
+    from readyml.errors import ConfigError, ReadymlError
+
+    target = canary_model or f"{name}@challenger"
+    try:
+        found = registry.get(target)
+    except ReadymlError as exc:
+        raise ConfigError(f"--canary-model: {exc}") from None
+    if found.name != name:
+        raise ConfigError(
+            f"--canary-model: expected a version of {name!r} (the canary shares its Service), "
+            f"found {found.ref}"
+        )
+    if canary_image is None:
+        console.stdout.print(
+            f"warning: the canary runs the stable's image; it serves {target} only if that "
+            "image pulls from the registry (readyml build --no-bake), else pass --canary-image"
+        )
 
 
 @app.command("compose")
