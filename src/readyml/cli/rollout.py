@@ -89,14 +89,22 @@ def rollback(
     name: Annotated[str, typer.Argument(help="The model to roll back.")],
     project: ProjectOpt = Path("."),
     url: Annotated[
-        str | None, typer.Option("--url", help="Also tell this running server (instantly).")
+        str | None,
+        typer.Option(
+            "--url",
+            help="The running server: abort its rollout of NAME, else serve the rolled-back "
+            "champion at once.",
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit).")] = "rolled back by hand",
     fmt: FormatOpt = "text",
 ) -> None:
-    """Move ``champion`` back to its previous version and tell a running server to serve it.
+    """Abort the server's running rollout of NAME, or move ``champion`` back and serve it.
 
-    The wall time of the whole rollback is measured and recorded as evidence ``infra-7``.
+    During a canary or shadow on the server at ``--url`` only the rollout is aborted: the
+    stable version keeps serving and ``champion`` does not move. A server that is
+    unreachable or refuses the token fails the command before the registry changes. The
+    wall time of the whole rollback is measured and recorded as evidence ``infra-7``.
     """
     from readyml.cli._common import project_registry
     from readyml.config import Project
