@@ -111,6 +111,12 @@ def test_alert_from_a_monitor_run_retrains_gates_and_canaries(tmp_path: Path) ->
             stop.set()
             sender.join(timeout=30)
     assert [d["action"] for d in state["decisions"]][-1] == "promote"
+    listed = CliRunner().invoke(app, ["retrains", "-p", str(tmp_path), "--format", "json"])
+    settled = json.loads(listed.stdout)[-1]
+    assert settled["state"] == "promoted" and settled["reason"].startswith(
+        "the server's rollout controller: promote: "
+    )
+    assert [r.state for r in list_retrains(project.workspace)] == ["promoted"]  # saved
     registry = open_project_registry(project)
     assert registry.get("iris@champion").version == 2
     lineage = registry.get("iris:2").lineage["production"]
@@ -167,9 +173,27 @@ def test_approval_step_holds_the_candidate_until_approved(
     assert document["state"] == "registered" and document["approved_by"]
     again = runner.invoke(app, ["approve", record.id, "-p", str(tmp_path)])
     assert again.exit_code == 2
-    assert "expected state awaiting_approval, found registered" in again.output
+    assert "expected state awaiting_approval or deploy_failed, found registered" in again.output
     listed = runner.invoke(app, ["retrains", "-p", str(tmp_path), "--format", "json"])
     assert [r["state"] for r in json.loads(listed.stdout)] == ["registered"]
+
+
+def test_a_failed_deploy_is_retried_by_approve(tmp_path: Path, runner: CliRunner) -> None:
+    on_alert = {"server_url": "http://127.0.0.1:1"}  # nothing listens there
+    project = trained(tmp_path, on_alert)
+    record = retrain(project)
+    assert record.state == "deploy_failed"
+    with serve_process(project.root) as server:
+        write_spec(tmp_path, {**on_alert, "server_url": server.url})
+        retried = runner.invoke(
+            app,
+            ["approve", record.id, "-p", str(tmp_path), "--format", "json"],
+            env={"READYML_SERVE_TOKEN": TOKEN},
+        )
+    assert retried.exit_code == 0, retried.output
+    document = json.loads(retried.stdout)
+    assert document["state"] == "canary" and document["approved_by"] is None
+    assert [h["state"] for h in document["history"]][-3:] == ["deploy_failed", "approved", "canary"]
 
 
 def test_a_vetoed_candidate_is_not_deployed(tmp_path: Path) -> None:

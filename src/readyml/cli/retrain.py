@@ -20,7 +20,8 @@ def approve(
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:
-    """Approve a retrained candidate waiting for approval, then roll it out."""
+    """Approve a retrained candidate waiting for approval, then roll it out; or retry the
+    roll-out of one whose deploy failed (state deploy_failed)."""
     from readyml.config import Project
     from readyml.feedback.retrain import approve as approve_retrain
     from readyml.train import open_project_registry
@@ -41,10 +42,12 @@ def approve(
 def retrains(project: ProjectOpt = Path("."), fmt: FormatOpt = "text") -> None:
     """Every retrain an alert triggered, with its outcome, oldest first."""
     from readyml.config import Project
-    from readyml.feedback.retrain import list_retrains
+    from readyml.feedback.retrain import settle_rollouts
+    from readyml.train import open_project_registry
 
     form = output_format(fmt)
-    records = list_retrains(Project.load(project).workspace)
+    loaded = Project.load(project)
+    records = settle_rollouts(loaded, open_project_registry(loaded))
     if form == "json":
         console.print_json([r.to_dict() for r in records])
         return

@@ -41,8 +41,23 @@ RETRAIN_DIR: Final = "retrain"
 SEVERITY_RANK: Final = {"info": 0, "warning": 1, "critical": 2}
 # States of a trigger that count as a retrain having run (for the guard rails).
 RAN_STATES: Final = frozenset(
-    {"failed", "vetoed", "unchanged", "awaiting_approval", "registered", "canary", "deploy_failed"}
+    {
+        "failed",
+        "vetoed",
+        "unchanged",
+        "awaiting_approval",
+        "registered",
+        "canary",
+        "deploy_failed",
+        "promoted",
+        "rolled_back",
+    }
 )
+# The rollout controller's decisions in the registry audit (serve.rollout.AUDIT_ALIAS), by
+# the prefix of their reason, and the state a canary retrain ends in.
+_ROLLOUT_OUTCOMES: Final = {"promote:": "promoted", "rollback:": "rolled_back"}
+# States ``readyml approve`` acts on: a candidate waiting for approval, or a deploy to retry.
+APPROVABLE: Final = ("awaiting_approval", "deploy_failed")
 Runner = Callable[..., Any]
 
 
@@ -93,6 +108,36 @@ def list_retrains(workspace: Path) -> list[RetrainRecord]:
                 expected="a record as readyml monitor wrote it",
             )
         )
+    return records
+
+
+def settle_rollouts(project: Project, registry: Registry) -> list[RetrainRecord]:
+    """Every trigger record, with each ``canary`` one moved to ``promoted`` or
+    ``rolled_back`` once the server's rollout controller decided (read from the registry
+    audit); a settled record is saved."""
+    from readyml.serve.rollout import AUDIT_ALIAS
+
+    records = list_retrains(project.workspace)
+    waiting = [r for r in records if r.state == "canary" and r.version is not None]
+    if not waiting:
+        return records
+    try:
+        decisions = registry.history(project.spec.name, AUDIT_ALIAS)
+    except ReadymlError:  # no rollout decided yet for this model
+        return records
+    for record in waiting:
+        started = datetime.fromisoformat(record.history[-1]["at"]) if record.history else None
+        for event in decisions:
+            if event.to_version != record.version or (started and event.at < started):
+                continue
+            outcome = next(
+                (s for prefix, s in _ROLLOUT_OUTCOMES.items() if event.reason.startswith(prefix)),
+                None,
+            )
+            if outcome is not None:
+                record.move(outcome, f"the server's rollout controller: {event.reason}", event.at)
+                _save(project.workspace, record)
+                break
     return records
 
 
@@ -191,14 +236,17 @@ def approve(
     if record is None:
         known = ", ".join(r.id for r in records[-5:]) or "none"
         raise ConfigError(f"approve: expected a retrain id or run id ({known}), found {ident!r}")
-    if record.state != "awaiting_approval":
+    if record.state not in APPROVABLE:
         raise ConfigError(
-            f"approve {record.id}: expected state awaiting_approval, found {record.state}"
+            f"approve {record.id}: expected state {' or '.join(APPROVABLE)}, found {record.state}"
         )
     spec = project.spec.monitoring.on_alert or OnAlertSpec()
     at = now or datetime.now(UTC)
-    record.approved_by, record.approved_at = who, at.isoformat()
-    record.move("approved", f"approved by {who}", at)
+    if record.state == "deploy_failed":
+        record.move("approved", f"deploy retried by {who}", at)
+    else:
+        record.approved_by, record.approved_at = who, at.isoformat()
+        record.move("approved", f"approved by {who}", at)
     _deploy(project, record, spec, at)
     _save(project.workspace, record)
     return record
