@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from readyml.monitor import feedback_app, read_traffic, record_feedback
 
 from .helpers import NOW, inputs_for, log_traffic, make_log
@@ -87,3 +89,26 @@ def test_feedback_endpoint_records_and_answers_counts(workspace: Path) -> None:
     assert (payload["recorded"], payload["unknown"]) == (2, 1)
     assert _call(app, "POST", b"{not json")[0] == 400
     assert _call(app, "GET", b"")[0] == 405
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "found"),
+    [
+        (b"{not json", "body", "invalid text"),
+        (b"null", "body", "null"),
+        (b"5", "body", "number 5"),
+        (b'{"records": 5}', "records", "number 5"),
+    ],
+)
+def test_feedback_endpoint_names_field_expected_and_found(
+    workspace: Path, body: bytes, field: str, found: str
+) -> None:
+    status, payload = _call(feedback_app(workspace), "POST", body)
+    assert status == 400
+    assert (payload["field"], payload["found"]) == (field, found)
+    assert payload["expected"] and payload["error"].startswith("feedback body: ")
+
+
+def test_a_record_that_is_not_an_object_is_named_in_json_terms(workspace: Path) -> None:
+    status, payload = _call(feedback_app(workspace), "POST", b"[5]")
+    assert status == 200 and payload["errors"] == ["row 1: expected an object, found number 5"]

@@ -117,7 +117,7 @@ def test_record_feedback_numbers_rows_from_1_and_checks_numbers(workspace: Path)
     assert result.recorded == 1  # 1.0 is the class 1
     assert result.errors == [
         "row 2: label: expected one of 0, 1, found 'x'",
-        "row 3: request_id: expected a non-empty string, found None",
+        "row 3: request_id: expected a non-empty string, found null",
     ]
     numbers = record_feedback(
         workspace,

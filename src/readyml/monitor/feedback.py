@@ -40,6 +40,7 @@ from readyml.monitor.inputs import (
     logs_root,
     query,
 )
+from readyml.predict.inputs import describe
 from readyml.types import JSON
 
 # Unknown or rejected ids listed in a result (the counts are complete).
@@ -172,10 +173,10 @@ def record_feedback(
 
 def _problem(record: Any) -> str | None:
     if not isinstance(record, dict):
-        return f"expected an object, found {type(record).__name__}"
+        return f"expected an object, found {describe(record)}"
     request_id = record.get("request_id")
     if not isinstance(request_id, str | int) or isinstance(request_id, bool) or request_id == "":
-        return f"request_id: expected a non-empty string, found {request_id!r}"
+        return f"request_id: expected a non-empty string, found {describe(request_id)}"
     return None
 
 
@@ -286,14 +287,49 @@ def parse_feedback_body(body: bytes) -> list[dict[str, Any]]:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"feedback body: expected JSON, found invalid text ({exc})") from exc
-    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        raise FeedbackBodyError(
+            f"feedback body: expected JSON, found invalid text ({exc})",
+            field="body",
+            expected="JSON",
+            found="invalid text",
+        ) from exc
+    if isinstance(data, dict) and "records" in data:
+        if not isinstance(data["records"], list):
+            raise FeedbackBodyError(
+                f"feedback body: records: expected a list of records, found "
+                f"{describe(data['records'])}",
+                field="records",
+                expected="a list of records",
+                found=describe(data["records"]),
+            )
         data = data["records"]
     elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise DataError(f"feedback body: expected a list of records, found {type(data).__name__}")
+        raise FeedbackBodyError(
+            f"feedback body: expected a list of records, found {describe(data)}",
+            field="body",
+            expected="a list of records, {records: [...]} or one record",
+            found=describe(data),
+        )
     return data
+
+
+class FeedbackBodyError(DataError):
+    """A feedback body that holds no records; names the field, what was expected and found."""
+
+    def __init__(self, message: str, *, field: str, expected: str, found: str) -> None:
+        super().__init__(message)
+        self.field, self.expected, self.found = field, expected, found
+
+    def to_dict(self) -> JSON:
+        """The error as the server's JSON body."""
+        return {
+            "error": str(self),
+            "field": self.field,
+            "expected": self.expected,
+            "found": self.found,
+        }
 
 
 def feedback_app(
@@ -332,8 +368,8 @@ def feedback_app(
             more = bool(message.get("more_body", False))
         try:
             records = parse_feedback_body(b"".join(chunks))
-        except DataError as exc:
-            await _answer(send, 400, {"error": str(exc)})
+        except FeedbackBodyError as exc:
+            await _answer(send, 400, exc.to_dict())
             return
         allowed, numbers = labels() if labels is not None else (classes, numeric)
         result = await asyncio.to_thread(
