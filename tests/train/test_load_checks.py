@@ -83,6 +83,14 @@ def test_time_column_without_dates_fails_at_load(tmp_path: Path) -> None:
         DataError,
         "split.time_column 'day': expected a date/datetime column, found values such as 'soon'",
     )
+    # No date format to infer from the first value: pandas warns, readyml says it in one line.
+    words = ["north", "south", "east"] * 50
+    write_project(tmp_path, {**IRIS_SPEC, "split": split}, frame=_day_frame(words))
+    _load_fails(
+        tmp_path,
+        DataError,
+        "split.time_column 'day': expected a date/datetime column, found values such as 'north'",
+    )
 
 
 def test_time_split_on_dates_read_from_a_csv(tmp_path: Path) -> None:

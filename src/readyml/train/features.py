@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -96,7 +97,11 @@ def time_values(frame: pd.DataFrame, column: str) -> pd.Series:
     expected = f"split.time_column '{column}': expected a date/datetime column"
     if not (ptypes.is_object_dtype(values) or ptypes.is_string_dtype(values)):
         raise DataError(f"{expected}, found {values.dtype}")
-    times = pd.to_datetime(values, errors="coerce")
+    with warnings.catch_warnings():
+        # pandas warns when it cannot infer one format and parses value by value; a value
+        # it cannot parse is reported below.
+        warnings.simplefilter("ignore", UserWarning)
+        times = pd.to_datetime(values, errors="coerce")
     bad = values[times.isna() & values.notna()]
     if len(bad):
         raise DataError(f"{expected}, found values such as {bad.iloc[0]!r}")
