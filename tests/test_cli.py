@@ -100,6 +100,51 @@ def test_vetoed_run_exits_1(tmp_path: Path) -> None:
     assert code == 2 and "vetoed" in _one_error_line(err)
 
 
+def test_run_promote_refuses_a_version_a_person_vetoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun whose gate blesses the model again neither lifts the veto nor promotes it."""
+    monkeypatch.setenv("READYML_USER", "ana")
+    write_project(tmp_path)
+    assert _invoke("run", "-p", str(tmp_path))[0] == 0
+    code, _, _ = _invoke(
+        "models", "veto", "iris:1", "--reason", "leaks the label", "-p", str(tmp_path)
+    )
+    assert code == 0
+    code, out, err = _invoke("run", "-p", str(tmp_path), "--promote")
+    assert (code, out) == (2, "")
+    assert _one_error_line(err) == (
+        "error: model 'iris' version 1: expected a version that may become 'champion' (not "
+        "vetoed or archived), found it vetoed (by ana: leaks the label)"
+    )
+    assert "this run's gate blessed it, a status set by a person stays" in err
+    code, out, _ = _invoke("models", "show", "iris:1", "-p", str(tmp_path), "--format", "json")
+    shown = json.loads(out)
+    assert (shown["status"], shown["aliases"]) == ("vetoed", [])
+
+
+def test_an_archived_version_is_refused_for_every_alias_with_the_person_s_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("READYML_USER", "ana")
+    write_project(tmp_path)
+    assert _invoke("run", "-p", str(tmp_path))[0] == 0
+    code, _, _ = _invoke("models", "archive", "iris:1", "--reason", "retired", "-p", str(tmp_path))
+    assert code == 0
+    for alias in ("challenger", "staging", "champion"):
+        code, out, err = _invoke(
+            "models", "promote", "iris:1", "--alias", alias, "-p", str(tmp_path)
+        )
+        assert (code, out) == (2, "")
+        # The person's reason, not the gate rules the version passed.
+        assert _one_error_line(err) == (
+            f"error: model 'iris' version 1: expected a version that may become '{alias}' "
+            "(not vetoed or archived), found it archived (by ana: retired)"
+        )
+    code, out, _ = _invoke("models", "list", "-p", str(tmp_path), "--format", "json")
+    assert json.loads(out)[0]["aliases"] == {}
+
+
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     write_project(tmp_path, {**IRIS_SPEC, "modle": {}})
     code, _, err = _invoke("run", "-p", str(tmp_path))
@@ -395,6 +440,28 @@ def test_veto_archive_and_restore_keep_who_and_why(
     assert moved["change"]["reason"] == "false alarm"
     code, out, _ = _invoke("models", "archive", "demo:3", "--reason", "old", "-p", str(root))
     assert (code, out) == (0, "demo:3: vetoed → archived (old)\n")
+
+
+def test_a_veto_of_a_gate_vetoed_version_is_recorded_as_the_person_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise a later run's gate, blessing the model under fixed rules, would lift it."""
+    root = _registry_project(tmp_path)
+    monkeypatch.setenv("READYML_USER", "ana")
+    code, out, err = _invoke("models", "veto", "demo:3", "--reason", "confirmed", "-p", str(root))
+    assert (code, out, err) == (
+        0,
+        "demo:3 is already vetoed; now recorded as set by ana (confirmed)\n",
+        "",
+    )
+    code, out, _ = _invoke("models", "show", "demo:3", "-p", str(root), "--format", "json")
+    change = json.loads(out)["tags"]["status_change"]
+    assert (change["status"], change["by"], change["reason"]) == ("vetoed", "ana", "confirmed")
+    code, out, _ = _invoke(
+        "models", "veto", "demo:3", "--reason", "again", "-p", str(root), "--format", "json"
+    )
+    moved = json.loads(out)
+    assert (code, moved["moved"], moved["change"]["reason"]) == (0, False, "confirmed")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from readyml.errors import AliasError, IntegrityError, RegistryError, VersionNotFound
 from readyml.registry import ArtifactStore, MetadataStore, ModelVersion, Registry, open_registry
 from readyml.registry.records import ArtifactInfo
+from readyml.registry.registry import status_set_by_person
 from readyml.types import Evidence, ModelRef, VersionStatus
 
 VETO = {"decision": "veto", "reasons": ["accuracy 0.41 < 0.50", "slice 'rain' regressed"]}
@@ -272,6 +273,85 @@ def test_vetoed_or_archived_version_never_becomes_champion(
     with pytest.raises(AliasError, match="found it archived"):
         registry.rollback("weather", who="ana", reason="back")
     assert registry.get("weather@champion").version == 3
+
+
+@pytest.mark.parametrize("status", ["vetoed", "archived"])
+def test_promote_and_rollback_refuse_a_vetoed_or_archived_version_for_every_alias(
+    registry: Registry, files: dict[str, Path], status: VersionStatus
+) -> None:
+    """A server may follow any alias (NAME@staging), so none may move onto such a version."""
+    for fp in ("a", "b"):
+        _register(registry, files, fp=fp)
+    registry.promote("weather:1", alias="challenger", who="ana", reason="try")
+    registry.promote("weather:2", alias="challenger", who="ana", reason="better")
+    registry.set_status("weather", 1, status, who="ana", reason="retired")
+    for alias in ("staging", "challenger", "champion"):
+        with pytest.raises(
+            AliasError,
+            match=rf"^model 'weather' version 1: expected a version that may become '{alias}' "
+            rf"\(not vetoed or archived\), found it {status} \(by ana: retired\)$",
+        ):
+            registry.promote("weather:1", alias=alias, who="bo", reason="r")
+    with pytest.raises(AliasError, match=rf"'challenger'.*found it {status} \(by ana: retired\)$"):
+        registry.rollback("weather", alias="challenger", who="bo", reason="back")
+    assert registry.get("weather@challenger").version == 2
+    # set_alias is the audit call: a rollout records its decisions about a candidate on
+    # canary even after a person vetoed it; champion stays out of reach.
+    registry.set_alias("weather", "canary", 1, who="rollout", reason="rollback: refused")
+    with pytest.raises(AliasError, match="may become 'champion'"):
+        registry.set_alias("weather", "champion", 1, who="bo", reason="r")
+    assert [(e.alias, e.to_version) for e in registry.history("weather")] == [
+        ("challenger", 1),
+        ("challenger", 2),
+        ("canary", 1),
+    ]
+
+
+def test_a_refusal_gives_the_reason_of_whoever_set_the_status(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    blessed = {
+        "decision": "blessed",
+        "reasons": [{"rule": "accuracy >= 0.5", "passed": True, "message": "accuracy passed"}],
+        "failed": [],
+    }
+    _register(registry, files, fp="a", status="blessed", gate=blessed)
+    registry.set_status("weather", 1, "archived", who="ana", reason="retired")
+    with pytest.raises(AliasError, match=r"found it archived \(by ana: retired\)$"):
+        registry.promote("weather:1", who="bo", reason="r")
+    # Archived by code: the checks a blessed gate passed explain nothing.
+    _register(registry, files, fp="b", status="blessed", gate=blessed)
+    registry.set_status("weather", 2, "archived")
+    with pytest.raises(AliasError, match=r"found it archived \(reasons: no reasons recorded\)$"):
+        registry.promote("weather:2", who="bo", reason="r")
+    # Vetoed by the gate: its failed checks only, even where no "failed" list was kept.
+    gate = {
+        "decision": "vetoed",
+        "reasons": [
+            {"passed": True, "message": "accuracy passed"},
+            {"passed": False, "message": "slice 'rain' regressed"},
+        ],
+    }
+    _register(registry, files, fp="c", status="vetoed", gate=gate)
+    with pytest.raises(AliasError, match=r"found it vetoed \(reasons: slice 'rain' regressed\)$"):
+        registry.promote("weather:3", who="bo", reason="r")
+    # A person's restore, then a veto by code: the person's words no longer explain it.
+    registry.set_status("weather", 3, "candidate", who="ana", reason="false alarm")
+    registry.set_status("weather", 3, "vetoed")
+    with pytest.raises(AliasError, match=r"found it vetoed \(reasons: slice 'rain' regressed\)$"):
+        registry.promote("weather:3", who="bo", reason="r")
+
+
+def test_status_set_by_person_only_while_the_status_is_theirs(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    _register(registry, files, status="vetoed", gate=VETO)
+    assert status_set_by_person(registry.get("weather:1")) is None
+    registry.set_status("weather", 1, "candidate", who="ana", reason="false alarm")
+    change = status_set_by_person(registry.get("weather:1"))
+    assert change is not None and (change["by"], change["reason"]) == ("ana", "false alarm")
+    registry.set_status("weather", 1, "vetoed")
+    assert status_set_by_person(registry.get("weather:1")) is None
 
 
 @pytest.mark.parametrize("status", ["vetoed", "archived"])

@@ -9,6 +9,7 @@ from readyml.config import Project
 from readyml.errors import AliasError, DataError, RegistryError
 from readyml.registry import Registry
 from readyml.train import RunResult, check_reproducible, open_project_registry, run_project
+from readyml.types import VersionStatus
 from support import IRIS_SPEC, iris_frame, write_project
 
 
@@ -115,6 +116,61 @@ def test_vetoed_candidate_is_registered_but_never_champion(tmp_path: Path) -> No
     assert version.status == "vetoed"
     with pytest.raises(AliasError, match="vetoed"):
         registry.promote("iris:1", who="test", reason="try anyway")
+
+
+def _register_message(result: RunResult) -> str:
+    [register] = [s for s in result.steps if s.name == "register"]
+    return register.message
+
+
+@pytest.mark.parametrize("status", ["vetoed", "archived"])
+def test_a_status_a_person_set_outlasts_a_rerun_whose_gate_blesses_the_model(
+    tmp_path: Path, status: VersionStatus
+) -> None:
+    write_project(tmp_path)
+    _, registry = _run(tmp_path)
+    registry.set_status("iris", 1, status, who="ana", reason="leaks the label")
+    again, registry = _run(tmp_path)
+    assert again.value("gate")["decision"] == "blessed"
+    assert _register_message(again) == (
+        f"this model is already iris:1 ({status} by ana: leaks the label); this run's gate "
+        "blessed it, a status set by a person stays"
+    )
+    version = registry.get("iris:1")
+    assert version.status == status and version.tags["status_change"]["by"] == "ana"
+    with pytest.raises(AliasError, match=rf"found it {status} \(by ana: leaks the label\)$"):
+        registry.promote("iris:1", who="test", reason="run --promote")
+
+
+def test_fixed_rules_do_not_lift_a_person_s_veto_of_a_gate_vetoed_model(tmp_path: Path) -> None:
+    """The gate lifts only its own veto (tests/train/test_register.py); a person's stays."""
+    strict = {**IRIS_SPEC, "gates": {"rules": [{"metric": "accuracy", "min": 1.01}]}}
+    write_project(tmp_path, strict)
+    _, registry = _run(tmp_path)
+    assert registry.get("iris:1").status == "vetoed"
+    # A person vetoes the gate-vetoed version too (readyml models veto records it so).
+    registry.set_status("iris", 1, "vetoed", who="ana", reason="leaks the label")
+    write_project(tmp_path)
+    fixed, registry = _run(tmp_path)
+    assert fixed.value("gate")["decision"] == "blessed"
+    assert fixed.value("registered") == {"name": "iris", "version": 1, "new": False}
+    assert registry.get("iris:1").status == "vetoed"
+    assert "a status set by a person stays" in _register_message(fixed)
+
+
+def test_a_stricter_gate_says_it_left_a_blessed_version_unchanged(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    _, registry = _run(tmp_path)
+    write_project(
+        tmp_path, {**IRIS_SPEC, "gates": {"rules": [{"metric": "accuracy", "min": 1.01}]}}
+    )
+    stricter, registry = _run(tmp_path)
+    assert stricter.value("gate")["decision"] == "vetoed"
+    assert _register_message(stricter) == (
+        "this model is already iris:1 (blessed); this run's gate vetoed it, registry status "
+        "left unchanged"
+    )
+    assert registry.get("iris:1").status == "blessed"
 
 
 def test_unknown_label_column_fails_the_run_with_the_column_named(tmp_path: Path) -> None:

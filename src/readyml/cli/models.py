@@ -98,7 +98,7 @@ def models_promote(
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:
-    """Point an alias (champion by default) at a version. A vetoed version is refused.
+    """Point an alias (champion by default) at a version. A vetoed or archived one is refused.
 
     Promoting the version the alias already names changes nothing and records nothing.
     """
@@ -182,6 +182,8 @@ def models_restore(
 
 
 def _set_status(ref: str, move: str, reason: str, project: Path, fmt: str) -> None:
+    from readyml.registry.registry import status_set_by_person
+
     fmt = output_format(fmt)
     if ":" not in ref or "@" in ref:
         raise ConfigError(f"version: expected NAME:VERSION, found {ref!r}")
@@ -195,17 +197,26 @@ def _set_status(ref: str, move: str, reason: str, project: Path, fmt: str) -> No
             f"{before.ref}: expected a vetoed or archived version to restore, "
             f"found it {before.status}"
         )
-    if before.status == status:
+    if before.status == status and status_set_by_person(before) is not None:
         if fmt == "json":
             console.print_json(_status_move(before, before, moved=False))
         else:
             console.stdout.print(escape(f"{before.ref} is already {status}; nothing changed"))
         return
-    after = registry.set_status(before.name, before.version, status, who=who(), reason=reason)
+    # A veto the gate made is recorded as a person's too: a later run's gate, blessing the
+    # same model under fixed rules, lifts only its own veto.
+    by = who()
+    after = registry.set_status(before.name, before.version, status, who=by, reason=reason)
+    moved = before.status != after.status
     if fmt == "json":
-        console.print_json(_status_move(before, after, moved=True))
+        console.print_json(_status_move(before, after, moved=moved))
         return
-    console.stdout.print(escape(f"{after.ref}: {before.status} → {after.status} ({reason})"))
+    if moved:
+        console.stdout.print(escape(f"{after.ref}: {before.status} → {after.status} ({reason})"))
+    else:
+        console.stdout.print(
+            escape(f"{after.ref} is already {status}; now recorded as set by {by} ({reason})")
+        )
 
 
 def _status_note(change: Any) -> str:

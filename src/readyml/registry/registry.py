@@ -14,7 +14,9 @@ Aliases (``champion``, ``staging``...) point at versions; every move is an event
 when and why, and ``rollback`` moves an alias back to where its last move took it from.
 ``promote`` onto the version an alias already names changes nothing and records nothing.
 A vetoed or archived version can never become ``champion``, and the champion cannot be
-vetoed or archived while it holds the alias.
+vetoed or archived while it holds the alias. ``promote`` and ``rollback`` refuse such a
+version for every alias (a server may follow ``NAME@ALIAS`` for any alias); ``set_alias``,
+the audit call, refuses it only for ``champion``.
 """
 
 from __future__ import annotations
@@ -121,7 +123,36 @@ def _veto_reasons(gate: JSON | None) -> str:
     reasons = gate.get("reasons") or []
     if isinstance(reasons, str):
         return reasons
-    return "; ".join(str(reason) for reason in reasons) or "no reasons recorded"
+    # Checks the gate passed explain no veto (a blessed gate lists only those).
+    unmet = [r for r in reasons if not (isinstance(r, Mapping) and r.get("passed"))]
+    return (
+        "; ".join(str(r.get("message", r)) if isinstance(r, Mapping) else str(r) for r in unmet)
+        or "no reasons recorded"
+    )
+
+
+def _person_change(status: str, tags: Mapping[str, Any]) -> JSON | None:
+    change = tags.get("status_change")
+    if isinstance(change, dict) and change.get("status") == status:
+        return change
+    return None
+
+
+def status_set_by_person(version: ModelVersion) -> JSON | None:
+    """The ``status_change`` tag (status, by, reason, at) if a person set the current status.
+
+    The tag keeps a person's latest change only, so it explains the status only while the
+    status is still the one it records; ``None`` means the gate (or code) set it.
+    """
+    return _person_change(version.status, version.tags)
+
+
+def _status_reason(status: str, tags: Mapping[str, Any], gate: JSON | None) -> str:
+    """Why a version holds its status: who set it and why, else the gate's failed checks."""
+    change = _person_change(status, tags)
+    if change is not None:
+        return f"by {change.get('by')}: {change.get('reason') or 'no reason given'}"
+    return f"reasons: {_veto_reasons(gate)}"
 
 
 def _check_copy(label: str, expected: ArtifactInfo, found: ArtifactInfo) -> None:
@@ -611,6 +642,10 @@ class Registry:
         use such events as an audit trail (a rollout records each decision on its
         ``canary`` alias). :meth:`promote` is the move that skips an unchanged alias.
 
+        Unlike :meth:`promote`, it may point an alias other than ``champion`` at a vetoed
+        or archived version: a rollout records its decisions about a candidate on
+        ``canary`` even after a person vetoed the candidate.
+
         Raises:
             AliasError: The alias name is invalid, or the move would make a vetoed or
                 archived version ``champion``.
@@ -619,20 +654,27 @@ class Registry:
         _check_alias(alias)
         with self.store.session(write=True) as session:
             self._lock_model(session, name, create=False)
-            self._alias_target(session, name, alias, version)
+            self._alias_target(session, name, alias, version, audit=True)
             current = session.get(Alias, (name, alias))
             return self._write_alias(
                 session, current, name, alias, version, who=who, reason=reason, action="set"
             )
 
-    def _alias_target(self, session: Session, name: str, alias: str, version: int) -> Version:
-        """The version row ``alias`` may point at; refuse a vetoed or archived champion."""
+    def _alias_target(
+        self, session: Session, name: str, alias: str, version: int, *, audit: bool = False
+    ) -> Version:
+        """The version row ``alias`` may point at.
+
+        A vetoed or archived version is refused for every alias, or, for an ``audit``
+        record (:meth:`set_alias`), for ``champion`` only.
+        """
         target = self._resolve(session, ModelRef(name, version=version))
-        if alias == CHAMPION and target.status in _NO_CHAMPION:
+        refused = alias == CHAMPION or not audit
+        if refused and target.status in _NO_CHAMPION:
             raise AliasError(
                 f"model {name!r} version {version}: expected a version that may become "
-                f"{CHAMPION!r} (not vetoed or archived), found it {target.status} "
-                f"(reasons: {_veto_reasons(target.gate)})"
+                f"{alias!r} (not vetoed or archived), found it {target.status} "
+                f"({_status_reason(target.status, target.tags, target.gate)})"
             )
         return target
 
@@ -680,8 +722,7 @@ class Registry:
             The recorded move, or ``None`` when the alias already named that version.
 
         Raises:
-            AliasError: The alias name is invalid, or the version is vetoed or archived and
-                the alias is ``champion``.
+            AliasError: The alias name is invalid, or the version is vetoed or archived.
             VersionNotFound: ``ref`` names nothing.
         """
         _check_alias(alias)

@@ -37,6 +37,8 @@ from readyml.data import (
 from readyml.data.io import read_table
 from readyml.errors import AnomalyError, ConfigError, DataError, FlavorError, RegistryError
 from readyml.flavors import ModelAdapter, build_model
+from readyml.registry.records import ModelVersion
+from readyml.registry.registry import Registry, status_set_by_person
 from readyml.train.features import (
     check_columns,
     check_task,
@@ -504,16 +506,9 @@ class RegisterModel:
         existing = registry.find_by_fingerprint(spec.name, model_fp)
         gate = inputs["gate"]
         if existing is not None:
-            message = f"this model is already {spec.name}:{existing.version}"
-            # Gate rules changed since a veto (a typo fixed): the same model blessed now is
-            # blessed in the registry too. A veto of a blessed version changes nothing there:
-            # it may be serving, and demoting it is a person's call.
-            if existing.status == "vetoed" and gate["decision"] == "blessed":
-                registry.set_status(spec.name, existing.version, "blessed", gate=gate)
-                message += ", vetoed before and blessed by this run's gate"
             return StepResult(
                 {"registered": {"name": spec.name, "version": existing.version, "new": False}},
-                message,
+                _follow_gate(registry, existing, gate),
                 skipped=True,
             )
         model: ModelAdapter = inputs["model"]
@@ -565,6 +560,29 @@ class RegisterModel:
             {"registered": {"name": spec.name, "version": version.version, "new": True}},
             f"{spec.name}:{version.version} ({version.status})",
         )
+
+
+def _follow_gate(registry: Registry, existing: ModelVersion, gate: JSON) -> str:
+    """Apply this run's gate to a model registered before, where it may; say what happened.
+
+    Gate rules changed since the gate's own veto (a typo fixed): the same model blessed now
+    is blessed in the registry too. Nothing else changes: a status a person set (veto,
+    archive, restore) stays, and a veto of a blessed version leaves it blessed, as it may be
+    serving and demoting it is a person's call.
+    """
+    message = f"this model is already {existing.ref}"
+    decision = gate["decision"]
+    change = status_set_by_person(existing)
+    if change is None and existing.status == "vetoed" and decision == "blessed":
+        registry.set_status(existing.name, existing.version, "blessed", gate=gate)
+        return f"{message}, vetoed before and blessed by this run's gate"
+    status: str = existing.status
+    if change is not None:
+        status = f"{status} by {change.get('by')}: {change.get('reason')}"
+    if existing.status == decision:
+        return f"{message} ({status})"
+    kept = "a status set by a person stays" if change else "registry status left unchanged"
+    return f"{message} ({status}); this run's gate {decision} it, {kept}"
 
 
 class ExportModel:
