@@ -139,8 +139,10 @@ def test_cli_canary_model_must_be_a_version_of_the_model(
 def test_cli_canary_on_the_stable_image_warns(trained_project: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["k8s", "iris@champion", "-p", str(trained_project), "--out", str(tmp_path / "k")]
-        + ["--canary", "--canary-model", "iris:1"],
+        [
+            *("k8s", "iris@champion", "-p", str(trained_project), "--out", str(tmp_path / "k")),
+            *("--canary", "--canary-model", "iris:1"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "warning: the canary runs the stable's image" in result.output
