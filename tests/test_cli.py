@@ -63,6 +63,15 @@ def test_run_then_models_commands(tmp_path: Path) -> None:
     assert _invoke("run", "-p", str(tmp_path))[0] == 2
 
 
+def test_run_summary_shows_the_other_metrics_the_spec_names(tmp_path: Path) -> None:
+    spec = {**IRIS_SPEC, "metrics": {"primary": "accuracy", "others": ["f1_macro", "log_loss"]}}
+    write_project(tmp_path, spec)
+    code, out, _ = _invoke("run", "-p", str(tmp_path))
+    assert code == 0
+    for name in ("accuracy", "f1_macro", "log_loss"):
+        assert re.search(rf"{name}\s+\d\.\d+", out), (name, out)
+
+
 def test_promote_rollback_history_keep_reasons(tmp_path: Path) -> None:
     write_project(tmp_path)
     assert _invoke("run", "-p", str(tmp_path), "--promote")[0] == 0

@@ -161,7 +161,8 @@ def _known_metric(name: str) -> str:
 
 
 class MetricsSpec(_Spec):
-    """The primary metric (used by gates) and other metrics to record.
+    """The primary metric (used by gates) and others shown beside it in ``readyml run``'s
+    summary (every metric of the task is computed and recorded either way).
 
     ``bootstrap`` resamples of the validation rows give the primary metric's confidence
     interval at level ``confidence``; ``auto_slices`` adds one slice per value of every

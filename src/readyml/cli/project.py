@@ -86,7 +86,7 @@ def run(
     if output == "json":
         console.print_json(summary)
     else:
-        _print_run_summary(summary)
+        _print_run_summary(summary, others=loaded.spec.metrics.others)
     if failed:
         raise typer.Exit(code=1)
 
@@ -98,10 +98,11 @@ def _champion_version(registry: Any, name: str) -> int | None:
         return None
 
 
-def _print_run_summary(summary: dict[str, Any]) -> None:
+def _print_run_summary(summary: dict[str, Any], *, others: list[str]) -> None:
     metrics = summary["metrics"]
     registered = summary["registered"]
     primary = metrics["primary"]
+    shown = [(name, console.fmt_metric(metrics["valid"].get(name))) for name in others]
     console.key_values(
         "run",
         [
@@ -112,6 +113,7 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
                 + ("" if registered["new"] else " (unchanged)"),
             ),
             (primary, console.fmt_metric(metrics["valid"].get(primary))),
+            *(item for item in shown if item[0] != primary),
             ("gate", summary["gate"]["decision"]),
         ],
     )
