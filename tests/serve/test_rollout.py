@@ -502,10 +502,35 @@ def test_deploy_usage_errors_are_one_line_before_any_call(tmp_path: Path) -> Non
         (["rollout", *nowhere, "--format", "yaml"], "--format: expected"),
         (["deploy", "iris:x", *nowhere], "ref: expected NAME:VERSION"),
         (["deploy", "iris:2", "--project", str(root), "--url", "nowhere"], "url: expected"),
+        (["deploy", "iris:2", *nowhere, "--canary", "five"], "--canary: expected percentages"),
+        (
+            ["deploy", "iris:2", *nowhere, "--mode", "direct", "--canary", "5"],
+            "--canary: expected --mode canary or shadow, found --mode direct",
+        ),
+        (["deploy", "iris:2", *nowhere, "--mode", "sideways"], "--mode: expected canary"),
+        (["deploy", "iris@nope", *nowhere], "expected an existing alias"),
     ):
         result = CliRunner().invoke(rollout_cli, arguments, env={"READYML_SERVE_TOKEN": TOKEN})
         assert result.exit_code == 2, result.output
         assert expected in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_deploy_cli_rolls_an_alias_out_from_the_canary_step_it_names(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    registry_of(root).set_alias("iris", "challenger", candidate, who="tests", reason="to try")
+    with serve_process(root) as server, server.client() as client:
+        arguments = ["deploy", "iris@challenger", "--project", str(root), "--url", server.url]
+        result = CliRunner().invoke(
+            rollout_cli,
+            [*arguments, "--canary", "5", "--step-duration", "600", "--format", "json"],
+            env={"READYML_SERVE_TOKEN": TOKEN},
+        )
+        assert result.exit_code == 0, result.output
+        status = client.get("/v2/management/rollout", headers=AUTH).json()["rollouts"][0]
+    assert status["candidate_version"] == candidate and status["state"] == "canary"
+    assert status["spec"]["steps"] == [5.0, 25.0, 50.0, 100.0]
+    assert status["spec"]["step_duration_s"] == 600.0
 
 
 def test_rollout_state_survives_a_restart(tmp_path: Path) -> None:

@@ -39,30 +39,92 @@ def _render(result: dict[str, Any], fmt: str, title: str) -> None:
 @app.command("deploy")
 @cli_errors
 def deploy(
-    ref: Annotated[str, typer.Argument(help="NAME:VERSION to roll out.")],
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION or NAME@ALIAS to roll out.")],
     project: ProjectOpt = Path("."),
     url: UrlOpt = None,
     mode: Annotated[
         str, typer.Option(help="canary (weighted steps), shadow (mirror first) or direct.")
     ] = "canary",
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            help="Canary traffic steps in percent: '5' starts at 5 % and goes on by the "
+            "configured steps above it; '5,50,100' gives every step (default: "
+            "serving.rollout.steps)."
+        ),
+    ] = None,
+    step_duration: Annotated[
+        float | None, typer.Option(help="Least seconds per step (default: the spec's).")
+    ] = None,
+    shadow: Annotated[
+        float | None, typer.Option(help="Seconds of mirroring before the canary.")
+    ] = None,
     fmt: FormatOpt = "text",
 ) -> None:
     """Infra-validate a version on the running server, then roll it out."""
+    from readyml.config import Project
     from readyml.errors import ConfigError
     from readyml.serve.management_client import management_call
-    from readyml.types import ModelRef
 
     output_format(fmt)  # before the call: a usage error must not leave a rollout started
+    if mode not in ("canary", "shadow", "direct"):
+        raise ConfigError(f"--mode: expected canary, shadow or direct, found {mode!r}")
+    spec = Project.load(project).spec
+    overrides = _rollout_overrides(spec.serving.rollout.steps, mode, canary, step_duration, shadow)
+    name, version = _version_of(project, ref)
+    base, token_env = _server(project, url)
+    body: dict[str, Any] = {"model": name, "version": version, "mode": mode}
+    if overrides:
+        body["rollout"] = overrides
+    result = management_call(base, "/v2/management/deploy", body, token_env=token_env)
+    _render(result, fmt, f"deploy {name}:{version}")
+
+
+def _version_of(project: Path, ref: str) -> tuple[str, int]:
+    """``ref`` as (name, version): NAME:VERSION as written, NAME@ALIAS as the registry has it."""
+    from readyml.cli._common import project_registry
+    from readyml.errors import ConfigError
+    from readyml.types import ModelRef
+
     try:
-        parsed = ModelRef.parse(ref) if ":" in ref else None
+        parsed = ModelRef.parse(ref) if ":" in ref or "@" in ref else None
     except ValueError:
         parsed = None
-    if parsed is None or parsed.version is None:
-        raise ConfigError(f"ref: expected NAME:VERSION, found {ref!r}")
-    base, token_env = _server(project, url)
-    body = {"model": parsed.name, "version": parsed.version, "mode": mode}
-    result = management_call(base, "/v2/management/deploy", body, token_env=token_env)
-    _render(result, fmt, f"deploy {ref}")
+    if parsed is None:
+        raise ConfigError(f"ref: expected NAME:VERSION or NAME@ALIAS, found {ref!r}")
+    if parsed.version is not None:
+        return parsed.name, parsed.version
+    return parsed.name, project_registry(project).get(ref).version
+
+
+def _rollout_overrides(
+    configured: list[float],
+    mode: str,
+    canary: str | None,
+    step_duration: float | None,
+    shadow: float | None,
+) -> dict[str, Any]:
+    """The rollout settings the options change (the server checks their values)."""
+    from readyml.errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    if canary is not None:
+        if mode == "direct":
+            raise ConfigError("--canary: expected --mode canary or shadow, found --mode direct")
+        try:
+            steps = [float(part) for part in canary.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--canary: expected percentages such as 5 or 5,50,100, found {canary!r}"
+            ) from None
+        if len(steps) == 1 and steps[0] < 100.0:  # the first step; configured ones follow
+            steps += [step for step in configured if step > steps[0]] or [100.0]
+        overrides["steps"] = steps
+    if step_duration is not None:
+        overrides["step_duration_s"] = step_duration
+    if shadow is not None:
+        overrides["shadow_s"] = shadow
+    return overrides
 
 
 @app.command("rollout")
