@@ -35,6 +35,7 @@ def test_read_table_concatenates_a_glob_in_sorted_order(tmp_path: Path) -> None:
         ("bad.csv", b"a,b\n1,2,3\n", "cannot read it as csv"),
         ("empty.csv", b"", "expected a header row of column names, found none"),
         ("blank.csv", b"\n\n", "expected a header row of column names, found none"),
+        ("index.csv", b",a\n0,1\n", "expected a name for every column, found column 1 unnamed"),
     ],
 )
 def test_read_table_raises_data_error_naming_the_file(

@@ -53,7 +53,9 @@ def test_dependency_check_names_changed_package_and_both_versions(workspace: Pat
 def test_dependency_check_reports_served_and_upstream_schema_changes(workspace: Path) -> None:
     log_traffic(workspace, make_log().drop(columns=["x2"]))
     source = workspace.parent / "upstream.csv"
-    pd.DataFrame({"x1": ["a", "b"], "city": ["oslo", "rome"], "extra": [1, 2]}).to_csv(source)
+    pd.DataFrame({"x1": ["a", "b"], "city": ["oslo", "rome"], "extra": [1, 2]}).to_csv(
+        source, index=False
+    )
     result = DependencyCheck(sources=["upstream.csv"]).run(inputs_for(workspace))
     found = keys(result)
     assert "input:x2" in found

@@ -140,6 +140,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
             raise DataError(
                 f"data file '{path}': expected a header row of column names, found none"
             )
+        unnamed = [index for index, name in enumerate(header) if not name.strip()]
+        if unnamed:  # pandas would call it 'Unnamed: N' and train on it (often a saved index)
+            raise DataError(
+                f"data file '{path}': expected a name for every column, found column "
+                f"{unnamed[0] + 1} unnamed (a saved index? write the CSV with index=False)"
+            )
         frame = pd.read_csv(path, engine="pyarrow")
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:  # pandas would rename them ('a', 'a.1') without a word
