@@ -223,3 +223,53 @@ def test_wasserstein_scale_of_values_near_the_float_limit_is_finite() -> None:
     huge = Wasserstein().run(ref * 1e308, ref * 0.9e308)
     assert huge.details["scale"] == pytest.approx(exact.details["scale"] * 1e308)
     assert huge.statistic == pytest.approx(exact.statistic)
+
+
+def _categories(probabilities: np.ndarray, n: int, seed: int) -> pd.DataFrame:
+    labels = np.array([f"c{i}" for i in range(len(probabilities))], dtype=object)
+    chosen = np.random.default_rng(seed).choice(labels, n, p=probabilities / probabilities.sum())
+    return pd.DataFrame({"k": chosen})
+
+
+@pytest.mark.parametrize("skew", [0.0, 1.1])
+def test_profiles_of_many_categories_from_one_distribution_do_not_drift(skew: float) -> None:
+    """Past ~768 values the frequent-items sketch drops rare ones: they must not look new."""
+    weights = 1 / np.arange(1, 1201) ** skew
+    ref, cur = _categories(weights, 60_000, 1), _categories(weights, 60_000, 2)
+    halves = profile_frame(cur.iloc[:30_000]).merge(profile_frame(cur.iloc[30_000:]))
+    assert profile_frame(ref).columns["k"].frequency_error > 0  # the sketch is not exact
+    exact = detect_drift(ref, cur).columns["k"]
+    for current in (profile_frame(cur), halves):
+        sketched = detect_drift(profile_frame(ref), current).columns["k"]
+        assert sketched.method == "jensenshannon" and not sketched.drifted
+        assert sketched.statistic <= exact.statistic  # fewer, coarser buckets
+        for name in ("psi", "linf"):
+            assert not detect_drift(profile_frame(ref), current, method=name).columns["k"].drifted
+
+
+@pytest.mark.parametrize("change", ["a tenth 5x as often", "reordered", "a new value", "one gone"])
+def test_profiles_of_many_categories_still_show_a_real_change(change: str) -> None:
+    n = 100_000
+    ref_weights = 1 / np.arange(1, 1001) ** (0.0 if change == "a tenth 5x as often" else 0.7)
+    cur_weights = ref_weights.copy()
+    if change == "a tenth 5x as often":  # the audit's 1,000 even categories, 100 of them 5x
+        cur_weights[:100] *= 5
+    elif change == "reordered":
+        cur_weights = cur_weights[::-1]
+    elif change == "a new value":  # 'c1000' becomes 30 % of the rows
+        cur_weights = np.append(cur_weights, cur_weights.sum() * 0.43)
+    else:
+        ref_weights = np.append(ref_weights, ref_weights.sum() * 0.43)
+    ref, cur = _categories(ref_weights, n, 1), _categories(cur_weights, n, 2)
+    assert detect_drift(ref, cur).columns["k"].drifted
+    sketched = detect_drift(profile_frame(ref), profile_frame(cur)).columns["k"]
+    assert sketched.drifted and sketched.statistic > 0.2
+
+
+def test_profiles_with_few_categories_compare_every_value_exactly() -> None:
+    ref = pd.DataFrame({"k": ["a"] * 50 + ["b"] * 30 + ["c"] * 20})
+    cur = pd.DataFrame({"k": ["a"] * 20 + ["b"] * 30 + ["c"] * 45 + ["d"] * 5})
+    for name in ("jensenshannon", "psi", "linf", "chisquare"):
+        exact = detect_drift(ref, cur, method=name).columns["k"]
+        sketched = detect_drift(profile_frame(ref), profile_frame(cur), method=name).columns["k"]
+        assert sketched.statistic == pytest.approx(exact.statistic, abs=TOL), name

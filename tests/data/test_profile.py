@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import math
 import statistics
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from readyml.cli.data import app
 from readyml.data import Profile, profile_frame
 from readyml.errors import DataError
 
@@ -211,3 +217,132 @@ def test_a_time_zone_is_kept_through_merge_and_json() -> None:
     prof = profile_frame(pd.DataFrame({"t": stamps}))
     col = Profile.from_json(prof.merge(prof).to_json()).columns["t"]
     assert (col.timezone, col.min) == ("Europe/Oslo", stamps[0].value)
+
+
+def test_top_values_past_the_sketch_capacity_are_proven_and_not_overstated() -> None:
+    """Past ~768 distinct values only values proven frequent are listed, at their lower bound."""
+    ids = [f"id{i}" for i in range(3000)]
+    col = profile_frame(pd.DataFrame({"s": ids + ["a"] * 50 + ["b"] * 20})).columns["s"]
+    assert col.frequency_error > 0
+    top = col.top()
+    assert [v for v, _ in top] == ["a", "b"]
+    assert all(col.frequency_error < c <= {"a": 50, "b": 20}[v] for v, c in top)
+    assert profile_frame(pd.DataFrame({"u": ids})).columns["u"].top() == []
+    few = profile_frame(pd.DataFrame({"s": ["x"] * 7 + ["y"] * 3})).columns["s"]
+    assert (few.top(), few.frequency_error) == ([("x", 7), ("y", 3)], 0)
+
+
+def test_top_values_of_datetimes_are_iso_8601_in_the_column_time_zone() -> None:
+    naive = pd.Series(
+        pd.to_datetime(["2020-01-01", "2020-01-01", "2021-05-03T10:00:00.25"], format="ISO8601")
+    )
+    col = profile_frame(pd.DataFrame({"d": naive})).columns["d"]
+    assert col.top() == [("2020-01-01T00:00:00", 2), ("2021-05-03T10:00:00.250000", 1)]
+    oslo = pd.Series(pd.date_range("2021-03-01", periods=2, freq="h", tz="Europe/Oslo"))
+    col = Profile.from_json(profile_frame(pd.DataFrame({"t": oslo})).to_json()).columns["t"]
+    assert col.top() == [("2021-03-01T00:00:00+01:00", 1), ("2021-03-01T01:00:00+01:00", 1)]
+    col.timezone = "Nowhere/Unknown"  # a zone this machine lacks: UTC, said so
+    assert col.top(1) == [("2021-02-28T23:00:00+00:00", 1)]
+
+
+def _kll_damaged(offset: int, value: bytes) -> str:
+    """A KLL sketch of several levels with ``value`` written at byte ``offset``."""
+    x = np.random.default_rng(0).normal(size=5000)
+    text = profile_frame(pd.DataFrame({"x": x})).to_dict()["columns"][0]["sketches"]["kll"]
+    blob = bytearray(base64.b64decode(text))
+    blob[offset : offset + len(value)] = value
+    return base64.b64encode(bytes(blob)).decode()
+
+
+def _hll_damaged(offset: int, value: bytes) -> str:
+    """A merged profile's HLL sketch (4-bit registers) with ``value`` written at ``offset``."""
+    prof = profile_frame(pd.DataFrame({"x": np.arange(5000.0)}))
+    text = prof.merge(prof).to_dict()["columns"][0]["sketches"]["hll_exact"]
+    blob = bytearray(base64.b64decode(text))
+    blob[offset : offset + len(value)] = value
+    return base64.b64encode(bytes(blob)).decode()
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = data
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        final: Any = int(last) if last.isdigit() else last
+        if value is KeyError:
+            del target[final]
+        else:
+            target[final] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("columns", [[1]]), r"^profile: columns\[0\]: expected an object, found a list$"),
+        (_set("columns", {"x": 1}), "^profile: columns: expected a list, found an object$"),
+        (_set("n_rows", "x"), '^profile: n_rows: expected a whole number >= 0, found "x"$'),
+        (_set("n_rows", KeyError), "^profile: expected key 'n_rows', not found$"),
+        (_set("columns.0.name", 5), "^profile column: name: expected text, found 5$"),
+        (_set("columns.0.type", "text"), "^profile column 'x': type: expected one of float, "),
+        (_set("columns.0.count", -1), "'x': count: expected a whole number >= 0, found -1$"),
+        (_set("columns.0.count", 2.5), "'x': count: expected a whole number >= 0, found 2.5$"),
+        (_set("columns.0.min", "low"), "'x': min: expected a finite number, found \"low\"$"),
+        (_set("columns.0.min", 99.0), r"'x': min: expected at most max \(\S+\), found 99$"),
+        (_set("columns.0.m2", float("nan")), "'x': m2: expected a finite number >= 0, found nan$"),
+        (_set("columns.0.integral", "yes"), "'x': integral: expected true or false, found \"yes\""),
+        (
+            _set("columns.0.kll_level", 10**9),
+            r"'x': kll_level: expected a whole number in \[0, 63\]",
+        ),
+        (_set("columns.0.timezone", 1), "'x': timezone: expected text, found 1$"),
+        (_set("columns.0.sketches", []), "'x': sketches: expected an object, found a list$"),
+        (_set("columns.0.sketches.hll_exact", KeyError), "'x': sketches: expected key 'hll_exact'"),
+        (_set("columns.0.sketches.kll", "AAAA"), "'x': sketches.kll: expected a serialized kll "),
+        (_set("columns.0.sketches.kll", "not base64!"), "'x': sketches.kll: expected a serialized"),
+        (_set("columns.0.sketches.kll", 7), "'x': sketches.kll: expected base64 text, found 7$"),
+        (_set("columns.0.sketches.kll", None), "'x': sketches.kll: expected a sketch for a float"),
+        (_set("columns.0.sketches.hll_sampled", None), "'x': sketches.hll_sampled: expected a "),
+        (_set("columns.0.sketches.frequent", "AgEHDAMMAAg="), "'x': sketches.frequent: expected "),
+        # DataSketches reads these unchecked: a crash on use, or merges that run for ages
+        (
+            _set("columns.0.sketches.kll", _kll_damaged(27, b"\xd6")),
+            "level boundaries out of order",
+        ),
+        (_set("columns.0.sketches.kll", _kll_damaged(15, b"\x7f")), "item count does not match"),
+        (_set("columns.0.sketches.hll_exact", _hll_damaged(100, b"\xff")), "without their exc"),
+        (_set("columns.0.sketches.hll_exact", _hll_damaged(3, b"\xc3")), "lg_k 195 outside"),
+        (_set("columns.1", {}), "^profile column: expected key 'name', not found$"),
+        (_set("columns.1.name", "x"), "^profile: expected unique column names, found 'x' twice$"),
+    ],
+)
+def test_from_dict_names_the_malformed_field(
+    change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    data = profile_frame(pd.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", "a"]})).to_dict()
+    change(data)
+    with pytest.raises(DataError, match=message) as caught:
+        Profile.from_dict(data)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("data", [[1], None, "profile"])
+def test_from_dict_rejects_what_is_not_an_object(data: Any) -> None:
+    with pytest.raises(DataError, match=r"^profile: expected an object, found "):
+        Profile.from_dict(data)
+
+
+def test_validate_against_a_damaged_profile_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    data = profile_frame(pd.DataFrame({"x": [1.0, 2.0, 3.0]})).to_dict()
+    data["columns"][0]["sketches"]["kll"] = "AAAA"
+    (tmp_path / "ref.json").write_text(json.dumps(data), encoding="utf-8")
+    pd.DataFrame({"x": [1.0, 2.0]}).to_csv(tmp_path / "new.csv", index=False)
+    result = CliRunner().invoke(
+        app, ["validate", str(tmp_path / "new.csv"), "--against", str(tmp_path / "ref.json")]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "sketches.kll: expected a serialized kll sketch" in result.output
+    assert len(result.output.strip().splitlines()) == 1

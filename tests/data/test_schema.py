@@ -92,7 +92,10 @@ def test_write_schema_keeps_hand_edits_unless_overwrite(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("features: [", "expected YAML"),
+        ("features: [", "expected YAML, found invalid text at line 1$"),
+        ("a: [\n", "expected YAML, found invalid text at line 2$"),
+        ("features:\n  - name: a\n   type: int\n", "expected YAML, found invalid text at line 3$"),
+        ("description: 2026-13-01", r"expected YAML, found an invalid date \(month must be"),
         ("- 1", "expected a mapping"),
         ("features: 3", "features: expected a list"),
         ("features: [{type: float}]", r"features\[0\].name: required key"),
@@ -114,8 +117,9 @@ def test_write_schema_keeps_hand_edits_unless_overwrite(
 def test_load_schema_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "schema.yaml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(SchemaError, match=message):
+    with pytest.raises(SchemaError, match=message) as caught:
         load_schema(path)
+    assert "\n" not in str(caught.value)
 
 
 def test_load_schema_missing_file(tmp_path: Path) -> None:

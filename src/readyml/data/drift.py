@@ -28,8 +28,14 @@ for PSI, Jensen-Shannon, chi-square and L-infinity into ``bins`` reference-quant
 ``(q_i, q_{i+1}]``.
 
 From profiles: bins and quantiles come from KLL sketches and categories from frequent-items
-sketches. KS from sketches evaluates both CDFs at 1,000 quantiles of each sketch; its p-value
-uses the statistic reduced by the two sketches' rank-error bounds (≈ 0.013 each at k = 200),
+sketches. Those count exactly up to about 768 distinct values; beyond, a count may be short by
+the sketch's error. Then a value is compared on its own only where one side counts it over
+twice that side's error and over 30 times (fewer is mostly sampling noise), at the sketches'
+estimates; all other values fall into one "other" bucket per side (the rest of its non-null
+values). So sketch error does not make rare values look new or gone, and a shift among rare
+values shows only through the "other" bucket.
+KS from sketches evaluates both CDFs at 1,000 quantiles of each sketch; its p-value uses the
+statistic reduced by the two sketches' rank-error bounds (≈ 0.013 each at k = 200),
 so sketch error alone does not raise drift. Wasserstein from sketches averages
 ``|Q_ref(u) - Q_cur(u)|`` over 1,000 ranks. Chi-square on numeric bins from sketches counts
 with the KLL rank error (about 1.3 % of n per bin), which inflates the statistic on large
@@ -62,6 +68,8 @@ PSI_FLOOR: Final = 1e-4  # share used for empty bins in PSI (as Evidently)
 STD_FLOOR: Final = 1e-3  # smallest scale for the normalised Wasserstein distance
 UNSEEN_PSEUDO_COUNT: Final = 0.5  # reference count given to categories it never saw
 GRID: Final = 1000  # ranks used to compare quantile sketches
+HEAVY_HITTER: Final = 2  # values above this many sketch errors are compared one by one
+HEAVY_MIN_COUNT: Final = 30  # ... and counted over this often (less: sampling noise)
 
 Correction = Literal["bh", "bonferroni", "none"]
 Counts = tuple[NDArray[np.float64], NDArray[np.float64]]
@@ -600,7 +608,13 @@ def _profile_label_counts(ref: ColumnProfile, cur: ColumnProfile) -> Counts:
                 f"column {prof.name!r}: the profile has too many distinct values to compare "
                 "frequencies; use a numeric test"
             )
-    labels = list(dict.fromkeys([v for v, _ in ref.top(10**6)] + [v for v, _ in cur.top(10**6)]))
+    # Heavy hitters one by one, the rest lumped (see the module docstring).
+    exact = ref.frequency_error == cur.frequency_error == 0
+    chosen: list[str] = []
+    for prof in (ref, cur):
+        floor = 0 if exact else max(HEAVY_HITTER * prof.frequency_error, HEAVY_MIN_COUNT)
+        chosen += [v for v, low in prof.lower_bounds().items() if low > floor]
+    labels = list(dict.fromkeys(chosen))
     counts = []
     for prof in (ref, cur):
         known = np.array([prof.estimate(v) for v in labels], dtype=np.float64)

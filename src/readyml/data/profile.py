@@ -36,13 +36,14 @@ from readyml.data import _arrow
 from readyml.data import _columns as cols
 from readyml.data import _sketches as sk
 from readyml.data._parallel import map_columns
-from readyml.data._types import column_type, is_numeric
+from readyml.data._types import FEATURE_TYPES, MIXED, column_type, is_numeric
 from readyml.errors import DataError
 
 FORMAT_VERSION: Final = 1
 DEFAULT_QUANTILES: Final = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HISTOGRAM_BINS: Final = 10  # equal-width bins between min and max in ``to_dict``
 TOP_VALUES: Final = 10  # most frequent values listed in ``to_dict``
+_INT64_MAX: Final = 2**63 - 1  # counts are used in numpy arithmetic
 
 
 def _new_hll() -> Any:
@@ -157,12 +158,38 @@ class ColumnProfile:
         return [float(e) for e in edges], [int(c) for c in counts]
 
     def top(self, k: int = TOP_VALUES) -> list[tuple[str, int]]:
-        """Up to ``k`` most frequent values with estimated counts, most frequent first."""
+        """Up to ``k`` most frequent values with their counts, most frequent first.
+
+        Counts are exact while the frequent-items sketch holds every value
+        (``frequency_error == 0``). Otherwise only values proven more frequent than that error
+        are listed, each with the least count it can have. Datetimes are ISO 8601 text.
+        """
         if self.frequent is None or self.frequent.is_empty():
             return []
+        rows = self.frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_POSITIVES)
+        rows = sorted(rows, key=lambda row: (-row[2], row[0]))[:k]
+        if self.type == "datetime":
+            return [(_timestamp(str(row[0]), self.timezone), int(row[2])) for row in rows]
+        return [(str(row[0]), int(row[2])) for row in rows]
+
+    @property
+    def frequency_error(self) -> int:
+        """Most by which a count of the frequent-items sketch may fall short (0: exact)."""
+        if self.frequent is None:
+            return 0
+        # The sketch states its error only through bounds: upper - lower is the same for all.
+        return int(self.frequent.get_upper_bound("") - self.frequent.get_lower_bound(""))
+
+    def lower_bounds(self) -> dict[str, int]:
+        """Each value the frequent-items sketch tracks (as fed to it), with its least count.
+
+        A value not listed occurs at most ``frequency_error`` times; every count is exact when
+        that error is 0.
+        """
+        if self.frequent is None or self.frequent.is_empty():
+            return {}
         rows = self.frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
-        rows = sorted(rows, key=lambda row: (-row[1], row[0]))
-        return [(str(row[0]), int(row[1])) for row in rows[:k]]
+        return {str(row[0]): int(row[2]) for row in rows}
 
     def estimate(self, label: str) -> int:
         """Estimated count of one value (0 where the frequent-items sketch is unavailable)."""
@@ -257,35 +284,56 @@ class ColumnProfile:
         """Rebuild from :meth:`to_dict` output (the ``summary`` is ignored).
 
         Raises:
-            DataError: a key is missing or a sketch cannot be decoded.
+            DataError: a key is missing, a value has the wrong type, or a sketch is damaged.
         """
-        try:
-            sketches = data["sketches"]
-            out = cls(name=str(data["name"]), type=str(data["type"]))
-            for key in ("count", "missing", "nan", "posinf", "neginf", "n_values", "length_sum"):
-                setattr(out, key, int(data[key]))
-            for key in ("min", "max", "mean"):
-                setattr(out, key, None if data[key] is None else float(data[key]))
-            out.m2 = float(data["m2"])
-            out.m2_exp = int(data.get("m2_exp", 0))
-            out.integral = bool(data.get("integral", True))
-            out.kll_level = int(data.get("kll_level", 0))
-            timezone = data.get("timezone")
-            out.timezone = None if timezone is None else str(timezone)
-            out.length_min = None if data["length_min"] is None else int(data["length_min"])
-            out.length_max = None if data["length_max"] is None else int(data["length_max"])
-            out.kll = _load(ds.kll_doubles_sketch, sketches["kll"])
-            out.hll_sampled = _load(ds.hll_sketch, sketches["hll_sampled"])
-            out.hll_exact = _load(ds.hll_sketch, sketches["hll_exact"])
-            out.frequent = _load(ds.frequent_strings_sketch, sketches["frequent"])
-        except KeyError as exc:
-            raise DataError(f"profile column: expected key {exc.args[0]!r}, not found") from exc
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise DataError(f"profile column {data.get('name')!r}: unreadable ({exc})") from exc
+        where = "profile column"
+        if not isinstance(data, dict):
+            raise DataError(f"{where}: expected an object, found {_shown(data)}")
+        name = _field(data, "name", where)
+        if not isinstance(name, str):
+            raise DataError(f"{where}: name: expected text, found {_shown(name)}")
+        where = f"profile column {name!r}"
+        kind = _field(data, "type", where)
+        if kind not in (*FEATURE_TYPES, MIXED):
+            raise DataError(
+                f"{where}: type: expected one of {', '.join((*FEATURE_TYPES, MIXED))}, "
+                f"found {_shown(kind)}"
+            )
+        out = cls(name=name, type=kind)
+        for key in ("count", "missing", "nan", "posinf", "neginf", "n_values", "length_sum"):
+            value = _whole(_field(data, key, where), f"{where}: {key}", low=0, high=_INT64_MAX)
+            setattr(out, key, value)
+        for key in ("min", "max", "mean"):
+            value = _field(data, key, where)
+            setattr(out, key, None if value is None else _number(value, f"{where}: {key}"))
+        if out.min is not None and out.max is not None and out.min > out.max:
+            raise DataError(f"{where}: min: expected at most max ({out.max:g}), found {out.min:g}")
+        out.m2 = _number(_field(data, "m2", where), f"{where}: m2", low=0.0)
+        out.m2_exp = _whole(data.get("m2_exp", 0), f"{where}: m2_exp")
+        integral = data.get("integral", True)
+        if not isinstance(integral, bool):
+            raise DataError(f"{where}: integral: expected true or false, found {_shown(integral)}")
+        out.integral = integral
+        # A level is the log2 of a sampling rate of rows; merging loops over level differences.
+        out.kll_level = _whole(data.get("kll_level", 0), f"{where}: kll_level", low=0, high=63)
+        timezone = data.get("timezone")
+        if timezone is not None and not isinstance(timezone, str):
+            raise DataError(f"{where}: timezone: expected text, found {_shown(timezone)}")
+        out.timezone = timezone
+        for key in ("length_min", "length_max"):
+            value = _field(data, key, where)
+            setattr(out, key, None if value is None else _whole(value, f"{where}: {key}", low=0))
+        sketches = _field(data, "sketches", where)
+        if not isinstance(sketches, dict):
+            raise DataError(f"{where}: sketches: expected an object, found {_shown(sketches)}")
+        for key in ("kll", "hll_sampled", "hll_exact", "frequent"):
+            setattr(out, key, _load(key, _field(sketches, key, f"{where}: sketches"), where))
         if out.hll_sampled is None:
-            raise DataError(f"profile column {out.name!r}: expected sketch 'hll_sampled'")
-        if not math.isfinite(out.m2):
-            raise DataError(f"profile column {out.name!r}: m2: expected a number, found {out.m2}")
+            raise DataError(f"{where}: sketches.hll_sampled: expected a sketch, found null")
+        if out.numeric and out.kll is None:
+            raise DataError(
+                f"{where}: sketches.kll: expected a sketch for a {kind} column, found null"
+            )
         return out
 
 
@@ -327,14 +375,30 @@ class Profile:
         Raises:
             DataError: the format version is unknown or the content is malformed.
         """
-        version = data.get("format_version") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise DataError(f"profile: expected an object, found {_shown(data)}")
+        version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise DataError(f"profile: expected format_version {FORMAT_VERSION}, found {version!r}")
-        try:
-            columns = [ColumnProfile.from_dict(c) for c in data["columns"]]
-            return cls(n_rows=int(data["n_rows"]), columns={c.name: c for c in columns})
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"profile: malformed content ({exc!r})") from exc
+        n_rows = _whole(
+            _field(data, "n_rows", "profile"), "profile: n_rows", low=0, high=_INT64_MAX
+        )
+        items = _field(data, "columns", "profile")
+        if not isinstance(items, list):
+            raise DataError(f"profile: columns: expected a list, found {_shown(items)}")
+        columns: dict[str, ColumnProfile] = {}
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise DataError(
+                    f"profile: columns[{index}]: expected an object, found {_shown(item)}"
+                )
+            column = ColumnProfile.from_dict(item)
+            if column.name in columns:
+                raise DataError(
+                    f"profile: expected unique column names, found {column.name!r} twice"
+                )
+            columns[column.name] = column
+        return cls(n_rows=n_rows, columns=columns)
 
     def to_json(self) -> str:
         """Serialize to JSON text (strict JSON: no NaN or infinity)."""
@@ -613,11 +677,173 @@ def _union_hll(left: Any, right: Any) -> Any:
     return union.get_result(ds.tgt_hll_type.HLL_4)
 
 
-def _load(kind: Any, text: str | None) -> Any:
-    return None if text is None else kind.deserialize(sk.decode(text))
+_SKETCH_KINDS: Final = {
+    "kll": ds.kll_doubles_sketch,
+    "hll_sampled": ds.hll_sketch,
+    "hll_exact": ds.hll_sketch,
+    "frequent": ds.frequent_strings_sketch,
+}
+
+
+def _load(key: str, text: Any, where: str) -> Any:
+    """The sketch under ``sketches.<key>``, or ``None`` for null.
+
+    Raises:
+        DataError: the text is not base64 of an intact sketch of the expected kind.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise DataError(f"{where}: sketches.{key}: expected base64 text, found {_shown(text)}")
+    try:
+        blob = sk.decode(text)
+        # The map is allocated at the size the header states: ours never exceed this one.
+        if key == "frequent" and len(blob) > 4 and max(blob[3], blob[4]) > sk.FREQUENT_LG_MAP:
+            raise ValueError(f"a map of 2^{max(blob[3], blob[4])} slots")
+        sketch = _SKETCH_KINDS[key].deserialize(blob)
+        if key == "kll":
+            _check_kll(sketch)
+        elif key != "frequent":
+            _check_hll(blob)
+    except (ValueError, IndexError, RuntimeError, TypeError, MemoryError) as exc:
+        # MemoryError: std::bad_alloc for a size read from the damaged header; none was taken.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"{where}: sketches.{key}: expected a serialized {key} sketch, found damaged data "
+            f"({reason})"
+        ) from exc
+    return sketch
+
+
+def _check_kll(sketch: Any) -> None:
+    """Refuse a KLL sketch whose levels point outside its items or miscount them.
+
+    DataSketches reads these unchecked and later indexes memory with them (a crash, not an
+    error). They are read back from the sketch's own serialization, which copies them as read.
+    Layout of a sketch of several items: 20 header bytes (the item count at 8), ``num_levels``
+    uint32 level starts, min and max, then the retained items, which end the buffer; of one
+    item: 8 header bytes and the item.
+
+    Raises:
+        ValueError: the levels are inconsistent, or the sketch holds a value that is not
+            finite (profiles feed it finite values only).
+    """
+    image = sketch.serialize()
+    if image[0] != 5:  # empty or one item: no levels
+        if not np.isfinite(np.frombuffer(image, dtype="<f8", offset=8)).all():
+            raise ValueError("a value that is not finite")
+        return
+    num_levels = image[18]
+    items_at = 20 + 4 * num_levels + 16
+    if num_levels == 0 or len(image) < items_at or (len(image) - items_at) % 8:
+        raise ValueError(f"{num_levels} levels in {len(image)} bytes")
+    if not np.isfinite(np.frombuffer(image, dtype="<f8", offset=items_at - 16)).all():
+        raise ValueError("a value that is not finite")
+    bounds = [*np.frombuffer(image, dtype="<u4", count=num_levels, offset=20).tolist()]
+    bounds.append(bounds[0] + (len(image) - items_at) // 8)
+    if bounds != sorted(bounds):
+        raise ValueError("level boundaries out of order")
+    # An item of level h stands for 2**h values; a wrong count makes merges run for ages.
+    weight = sum((bounds[h + 1] - bounds[h]) << h for h in range(num_levels))
+    if weight != int.from_bytes(image[8:16], "little"):
+        raise ValueError("item count does not match the items")
+
+
+def _check_hll(blob: bytes) -> None:
+    """Refuse an HLL sketch of a size out of range, or whose registers lack exceptions.
+
+    A 4-bit register of 15 sends a read to the exception table, which DataSketches does
+    unchecked (a crash on union, not an error); so does a size out of range. Layout in HLL
+    mode: 40 header bytes (lg_k at 3, mode at 7, exception count at 36), two registers a byte
+    (the even slot in the low half), then the exceptions, 4 bytes each: slot in the low 26
+    bits, value above.
+
+    Raises:
+        ValueError: lg_k is out of range, or the registers and the exceptions do not match.
+    """
+    if not 4 <= blob[3] <= 21:  # read modulo 32 when sizes are checked, in full on use
+        raise ValueError(f"lg_k {blob[3]} outside [4, 21]")
+    if blob[0] != 10 or blob[7] & 3 != 2 or (blob[7] >> 2) & 3 != 0:  # not 4-bit registers
+        return
+    half = 1 << (blob[3] - 1)
+    registers = np.frombuffer(blob, dtype=np.uint8, count=half, offset=40)
+    tokens = np.flatnonzero(np.stack([registers & 15, registers >> 4], axis=1).ravel() == 15)
+    entries = np.frombuffer(blob, dtype="<u4", offset=40 + half)
+    slots = np.sort(entries[entries != 0] & 0x3FFFFFF)  # an updatable image has empty entries
+    if len(tokens) != int.from_bytes(blob[36:40], "little") or not np.array_equal(slots, tokens):
+        raise ValueError("4-bit registers without their exceptions")
 
 
 def _quantile_dict(values: list[float] | None) -> dict[str, float] | None:
     if values is None:
         return None
     return {f"{rank:g}": value for rank, value in zip(DEFAULT_QUANTILES, values, strict=False)}
+
+
+def _field(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise DataError(f"{where}: expected key {key!r}, not found")
+    return data[key]
+
+
+def _whole(value: Any, where: str, *, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as a whole number within ``[low, high]``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        wide = high is None or high == _INT64_MAX  # that limit only guards numpy arithmetic
+        bounds = "" if low is None else f" >= {low}" if wide else f" in [{low}, {high}]"
+        raise DataError(f"{where}: expected a whole number{bounds}, found {_shown(value)}")
+    return int(value)
+
+
+def _number(value: Any, where: str, *, low: float | None = None) -> float:
+    """``value`` as a finite number, at least ``low``."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or (low is not None and value < low):
+        bounds = "" if low is None else f" >= {low:g}"
+        raise DataError(f"{where}: expected a finite number{bounds}, found {_shown(value)}")
+    return float(value)
+
+
+def _shown(value: Any) -> str:
+    """A found JSON value for a message: scalars as written (text cut short), else the kind."""
+    if isinstance(value, str):
+        return json.dumps(value[:40]) + ("..." if len(value) > 40 else "")
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return str(value)
+    if isinstance(value, dict):
+        return "an object"
+    return "a list" if isinstance(value, list) else type(value).__name__
+
+
+def _timestamp(label: str, timezone: str | None) -> str:
+    """A datetime label (nanoseconds since the epoch, as the sketch holds it) as ISO 8601.
+
+    In ``timezone`` when it is a known zone; the label as it is when it is no finite number.
+    """
+    try:
+        nanoseconds = float(label)
+    except ValueError:
+        return label
+    if not math.isfinite(nanoseconds):
+        return label
+    try:  # a float holds nanoseconds near today to 256 ns: microseconds are what is known
+        stamp = pd.Timestamp(round(nanoseconds), unit="ns").round("us")
+    except (OverflowError, ValueError):
+        try:  # outside pandas' range (years 1677 to 2262): as UTC
+            micros = np.datetime64(round(nanoseconds / 1e3), "us")
+            return str(np.datetime_as_string(micros, "s"))
+        except (OverflowError, ValueError):
+            return label
+    if timezone is not None:
+        try:
+            stamp = stamp.tz_localize("UTC").tz_convert(timezone)
+        except (LookupError, ValueError, TypeError):  # a zone this machine does not know
+            stamp = stamp.tz_localize("UTC")
+    return stamp.isoformat(timespec="seconds" if stamp.microsecond == 0 else "microseconds")

@@ -136,7 +136,11 @@ class Schema:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise SchemaError(f"{source}: expected YAML, found invalid text ({exc})") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise SchemaError(f"{source}: expected YAML, found invalid text{where}") from exc
+        except ValueError as exc:  # a date-like scalar that is no date, such as 2026-13-01
+            raise SchemaError(f"{source}: expected YAML, found an invalid date ({exc})") from exc
         return cls.from_dict(data, source=source)
 
 
