@@ -305,3 +305,12 @@ def test_profile_shows_names_and_values_with_brackets_as_written(tmp_path: Path)
     assert "price[usd]" in result.output
     assert "[/x] odd" in result.output
     assert "[bold]b" in result.output
+
+
+def test_profile_marks_top_counts_past_the_sketch_as_least_counts(tmp_path: Path) -> None:
+    values = [f"id{i}" for i in range(3000)] + ["a"] * 50 + ["b"] * 20
+    path = tmp_path / "many.csv"
+    pd.DataFrame({"s": values}).to_csv(path, index=False)
+    result = runner.invoke(app, ["profile", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "a (≥" in result.output and "id1 (" not in result.output

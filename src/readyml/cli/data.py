@@ -45,7 +45,9 @@ def profile(
         return
     rows = []
     for column in result.columns.values():
-        top = ", ".join(f"{v} ({c})" for v, c in column.top(3)) if not column.numeric else ""
+        # Past the sketch's capacity a count is the least it can be.
+        least = "≥" if column.frequency_error else ""
+        top = ", ".join(f"{v} ({least}{c})" for v, c in column.top(3)) if not column.numeric else ""
         rows.append(
             [
                 column.name,
