@@ -44,3 +44,26 @@ def test_a_command_exit_code_is_the_process_exit_code(
     assert _run(["--help"], capsys)[0] == 0
     code, _, err = _run(["models", "list", "-p", "/nonexistent-project"], capsys)
     assert code == 2 and "not found" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["compress", "m@c", "--quantize", "int8", "--quantize", "torch-int8"], "--quantize"),
+        (["models", "show", "m", "--format=json", "--format", "text"], "--format"),
+        (["schema", "infer", "data.csv", "--out", "a.yaml", "--out", "b.yaml"], "--out"),
+    ],
+)
+def test_a_one_value_option_given_twice_is_refused_not_silently_overridden(
+    args: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(args, capsys)
+    assert code == 2 and not out.strip()
+    assert f"error: option {option}: expected once" in err
+
+
+def test_flags_and_repeatable_options_may_be_given_more_than_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _run(["run", "--force", "--force", "-p", "/nonexistent-project"], capsys)
+    assert code == 2 and "expected once" not in err and "not found" in err

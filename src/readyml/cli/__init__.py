@@ -33,6 +33,7 @@ from readyml.cli import (
     score,
     serve,
 )
+from readyml.cli._command import use_for_every_command
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="readyml: production-ready ML, with evidence."
@@ -52,6 +53,7 @@ app.registered_commands += capture.app.registered_commands
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(models.app, name="models")
 app.add_typer(review.app, name="review")
+use_for_every_command(app)
 
 
 def main(args: list[str] | None = None) -> None:
