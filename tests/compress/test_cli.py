@@ -95,13 +95,15 @@ def test_a_second_compression_of_a_parent_keeps_the_first_report(tmp_path: Path)
         result = CliRunner().invoke(app, [ref, "--format", to_format, "-p", str(tmp_path)])
         assert result.exit_code == 0, result.output
     reports = tmp_path / ".readyml" / "reports"
-    # iris:1's first compression made iris:2; its second made iris:3 (ONNX) and iris:4 (ORT).
+    # iris:1's first compression made iris:2 (ONNX); its second found iris:2 again and made
+    # iris:3 (ORT).
     assert sorted(p.name for p in reports.glob("compress-*")) == [
         "compress-iris-v1-to-v2",
         "compress-iris-v1-to-v3",
     ]
     second = json.loads((reports / "compress-iris-v1-to-v3" / "compression.json").read_text())
     assert [row["method"] for row in second["rows"]] == ["parent", "onnx", "ort"]
+    assert [row["ref"] for row in second["rows"]] == ["iris:1", "iris:2", "iris:3"]
 
 
 def test_an_out_that_is_a_file_exits_2_before_anything_is_registered(tmp_path: Path) -> None:

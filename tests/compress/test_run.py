@@ -67,6 +67,18 @@ def test_ort_round_trip_registers_onnx_and_ort_versions(
     assert "<table>" in (tmp_path / "report" / "compression.html").read_text()
 
 
+def test_a_repeated_export_names_the_version_already_registered(
+    registry: Registry, iris_splits: Splits
+) -> None:
+    parent = _sklearn_parent(registry, iris_splits)
+    first = compress_version(registry, parent.ref, iris_splits, Methods(format="ort"))
+    again = compress_version(registry, parent.ref, iris_splits, Methods(format="ort"))
+    assert [r.ref for r in again.rows] == [r.ref for r in first.rows]
+    assert [r.details.get("already_registered") for r in again.rows[1:]] == [True, True]
+    assert registry.list_versions("iris")[-1].version == 3  # parent, onnx, ort: no copies
+    assert again.table()[2][0].endswith("(existing)")
+
+
 def test_static_int8_quantization_shrinks_the_file(registry: Registry, iris_splits: Splits) -> None:
     parent = _torch_parent(registry, iris_splits, [128, 128])
     report = compress_version(

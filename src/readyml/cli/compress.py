@@ -97,8 +97,9 @@ def compress(
         max_slice_loss=max_slice_loss,
     )
     # Named after the first version it made too: a second compression of the same parent
-    # must not overwrite the first one's report.
-    first = report.rows[1].ref.rpartition(":")[2]
+    # must not overwrite the first one's report (unless it made nothing new).
+    made = [row for row in report.rows[1:] if not row.details.get("already_registered")]
+    first = (made or report.rows[1:])[0].ref.rpartition(":")[2]
     folder = (
         out
         or loaded.workspace / "reports" / f"compress-{parent.name}-v{parent.version}-to-v{first}"

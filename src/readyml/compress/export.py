@@ -380,6 +380,9 @@ def export_onnx(model: ModelAdapter, path: Path, *, opset: int = DEFAULT_OPSET) 
             f"found {model.flavor!r}"
         )
     graph = converter(model, opset)
+    # skl2onnx names each graph with a fresh UUID; a fixed name keeps an export's bytes (and
+    # so its fingerprint) the same each time, so a repeated export is found, not copied.
+    graph.graph.name = f"readyml_{model.flavor}"
     for graph_input in graph.graph.input:
         dims = graph_input.type.tensor_type.shape.dim
         if len(dims):

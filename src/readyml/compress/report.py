@@ -89,7 +89,7 @@ class CompressionReport:
             )
             body.append(
                 [
-                    row.ref,
+                    row.ref + (" (existing)" if row.details.get("already_registered") else ""),
                     row.method,
                     row.flavor,
                     f"{row.size_bytes / 1024:.1f}",

@@ -334,12 +334,41 @@ class _Judge:
             status=decision.decision,
         )
 
+    def _made_before(
+        self, parent: ModelVersion, fingerprint: str, method: str
+    ) -> ModelVersion | None:
+        """A version already made from ``parent`` that this result repeats, if any.
+
+        The same bytes from the same parent is the same result. An ORT file is a pure
+        conversion of its ONNX parent, but ONNX Runtime lays out its flatbuffer in a different
+        order each time, so any ORT version of the same parent counts as the same.
+        """
+        same = self.registry.find_by_fingerprint(parent.name, fingerprint)
+        if same is not None and same.parent_version == parent.version:
+            return same
+        if method == "ort":
+            for version in reversed(self.registry.list_versions(parent.name)):
+                if (
+                    version.parent_version == parent.version
+                    and version.tags.get("compression") == "ort"
+                ):
+                    return version
+        return None
+
     def register(self, report: CompressionReport, result: _Result) -> ModelVersion:
         """Register a judged result (after its parent) and add its row to the report."""
         parent = result.parent if isinstance(result.parent, ModelVersion) else result.parent.version
         if parent is None:
             raise RuntimeError("compress: a result was registered before its parent")
         method, row = result.method, result.row
+        fingerprint = _fingerprint(result.files)
+        existing = self._made_before(parent, fingerprint, str(method["name"]))
+        if existing is not None:
+            result.version = existing
+            row.ref, row.parent = existing.ref, parent.ref
+            row.details["already_registered"] = True
+            report.rows.append(row)
+            return existing
         lineage = {
             **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
             "parent_version": parent.version,
@@ -349,7 +378,7 @@ class _Judge:
         version = self.registry.register(
             parent.name,
             files=result.files,
-            model_fingerprint=_fingerprint(result.files),
+            model_fingerprint=fingerprint,
             lineage=lineage,
             metrics=result.metrics,
             signature=result.model.signature(),
