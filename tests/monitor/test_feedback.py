@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from readyml.monitor import feedback_app, read_traffic, record_feedback
@@ -40,6 +41,32 @@ def test_unknown_and_duplicate_ids_are_counted_and_the_rest_recorded(workspace: 
     assert frame.loc[ids[0], "label"] == "a"
     assert frame.loc[ids[1], "label"] == "a"
     assert frame["label"].notna().sum() == 2
+
+
+def test_a_time_is_iso_text_or_unix_seconds_and_never_far_off(workspace: Path) -> None:
+    log = log_traffic(workspace, make_log(n=10))
+    ids = log["request_id"].tolist()
+    seconds = NOW.timestamp() - 3600
+    result = record_feedback(
+        workspace,
+        [
+            {"request_id": ids[0], "label": "a", "ts": seconds},  # Unix seconds, not ns
+            {"request_id": ids[1], "label": "a", "ts": "2026-05-31T08:00:00+02:00"},
+            {"request_id": ids[2], "label": "a", "ts": -1e18},
+            {"request_id": ids[3], "label": "a", "ts": seconds * 1000},  # milliseconds
+            {"request_id": ids[4], "label": "a", "ts": "1900-01-01"},
+            {"request_id": ids[5], "label": "a", "ts": (NOW + timedelta(days=2)).isoformat()},
+            {"request_id": ids[6], "label": "a", "ts": True},
+        ],
+        now=NOW,
+    )
+    assert (result.recorded, result.rejected) == (2, 5)
+    assert [e.split(":")[0] for e in result.errors] == [f"row {n}" for n in (3, 4, 5, 6, 7)]
+    assert all("ts: expected" in e for e in result.errors)
+    assert result.path is not None
+    stored = pd.read_parquet(result.path).set_index("request_id")["ts"]
+    assert stored[ids[0]] == pd.Timestamp(NOW - timedelta(hours=1))
+    assert stored[ids[1]] == pd.Timestamp("2026-05-31T06:00:00Z")
 
 
 def test_a_later_label_for_the_same_id_wins(workspace: Path) -> None:

@@ -2,7 +2,8 @@
 
 Each call appends one file ``{workspace}/feedback/part-{stamp}-{uuid}.parquet`` (written under
 a temporary name, then renamed) with ``request_id``, ``label`` (text), ``ts`` (when the
-outcome happened, UTC; defaults to the time received), ``received`` and ``seq`` (order within
+outcome happened, UTC: ISO 8601 text or Unix seconds, from 1970 up to a day after it was
+received; defaults to the time received), ``received`` and ``seq`` (order within
 the call). Nothing is rewritten: the last label written for an id wins when joined.
 
 A bad record (no id, no label, a label that is not one of the model's classes when they are
@@ -20,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import numbers
 import os
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,6 +50,9 @@ from readyml.types import JSON
 MAX_LISTED: Final = 20
 # Classes named in a rejected label's message.
 MAX_CLASSES_SHOWN: Final = 10
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_FUTURE: Final = timedelta(days=1)  # how far past its receipt a label's ts may lie
+MAX_UNIX_SECONDS: Final = 1e11  # past year 5000: a millisecond or nanosecond count, not seconds
 # Largest feedback request body the endpoint accepts.
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 
@@ -103,12 +109,35 @@ def _label_text(value: Any) -> str | None:
 
 
 def _stamp(value: Any, default: datetime) -> datetime:
+    """A ``ts`` as UTC: ISO 8601 text, or a number of Unix seconds (never nanoseconds).
+
+    Raises:
+        ValueError: Not a time, or one before 1970 or more than a day after ``default`` (a
+            label's outcome cannot lie in the future; a day allows for clocks that drift).
+    """
     if value is None:
         return default
-    stamp = pd.Timestamp(value)
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"expected ISO 8601 text or Unix seconds, found {describe(value)}")
+    if isinstance(value, str | datetime | np.datetime64):
+        stamp = pd.Timestamp(value)
+    elif isinstance(value, numbers.Real):
+        # pandas reads a bare number as nanoseconds; callers send Unix seconds.
+        seconds = float(value)
+        if not math.isfinite(seconds) or abs(seconds) > MAX_UNIX_SECONDS:
+            raise ValueError(f"expected Unix seconds, found {value!r}")
+        stamp = pd.Timestamp(seconds, unit="s")
+    else:
+        raise ValueError(f"expected ISO 8601 text or Unix seconds, found {describe(value)}")
+    if pd.isna(stamp):
+        raise ValueError(f"expected a time, found {value!r}")
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     result: datetime = stamp.tz_convert("UTC").to_pydatetime()
+    if result < EPOCH or result > default + MAX_FUTURE:
+        raise ValueError(
+            f"expected a time from 1970 up to a day after it was received, found {value!r}"
+        )
     return result
 
 
@@ -184,8 +213,11 @@ def _time(value: Any, default: datetime) -> tuple[datetime, str | None]:
     """When the outcome happened, or a problem."""
     try:
         return _stamp(value, default), None
-    except (ValueError, TypeError):
-        return default, f"ts: expected a time, found {value!r}"
+    except (ValueError, TypeError, OverflowError) as exc:
+        detail = (
+            str(exc) if str(exc).startswith("expected ") else f"expected a time, found {value!r}"
+        )
+        return default, f"ts: {detail}"
 
 
 def _label(

@@ -167,12 +167,17 @@ def management_schemas() -> Schema:
         "FeedbackRecord": {
             "description": (
                 "A label for one logged request: request_id and label are needed, ts (when "
-                "the outcome happened, ISO 8601) is optional; other records are rejected."
+                "the outcome happened) is optional; other records are rejected."
             ),
             "properties": {
                 "request_id": {"description": "The id the server answered with (text)."},
                 "label": {"description": "The true outcome (text or number)."},
-                "ts": {"description": "When the outcome happened (ISO 8601)."},
+                "ts": {
+                    "description": (
+                        "When the outcome happened: ISO 8601 text or Unix seconds, from 1970 "
+                        "up to a day after the label is received (default: when received)."
+                    )
+                },
             },
         },
         "FeedbackResult": {
