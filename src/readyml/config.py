@@ -687,8 +687,10 @@ class QualityMonitorSpec(_Spec):
     With labels: ``metric`` (default: the primary) overall and per slice against the
     training validation value; an absolute drop above ``max_drop`` fires. Before labels: the
     prediction distribution (``max_prediction_shift``, Jensen-Shannon or normalised
-    Wasserstein), per-slice prediction bias (``max_slice_bias``) and, for classifiers, the
-    accuracy estimated from calibrated confidence (CBPE), later scored against the labels.
+    Wasserstein), the change of each slice's prediction bias since validation (beyond
+    ``max_slice_bias`` and significant at ``slice_bias_alpha``, Holm over the slices) and,
+    for classifiers, the accuracy estimated from calibrated confidence (CBPE), later scored
+    against the labels.
     """
 
     enabled: bool = True
@@ -699,6 +701,7 @@ class QualityMonitorSpec(_Spec):
     max_slice_bias: float = Field(default=0.15, gt=0.0)
     slice_columns: list[str] | None = None
     min_slice_rows: int = Field(default=30, ge=1)
+    slice_bias_alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
 
 
 class AlertSinksSpec(_Spec):

@@ -76,6 +76,7 @@ def checks_from_spec(spec: MonitoringSpec, *, data_source: str | None = None) ->
                 max_slice_bias=q.max_slice_bias,
                 slice_columns=q.slice_columns,
                 min_slice_rows=q.min_slice_rows,
+                slice_bias_alpha=q.slice_bias_alpha,
             )
         )
     return checks

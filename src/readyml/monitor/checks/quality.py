@@ -4,13 +4,21 @@ With feedback labels (at least ``min_labels``): ``metric`` (default: the version
 overall, per window and per slice, against its validation value; a drop above ``max_drop``
 fires. Before labels: the distribution of predictions against the version's predictions on
 its validation split (or the training labels) — Jensen-Shannon distance (base 2) for classes,
-Wasserstein over the reference's standard deviation for values; per-slice prediction bias
-(largest gap of a class's predicted share, or of the mean prediction in reference standard
-deviations, between serving and the reference's labels in that slice); and, for classifiers,
-the accuracy estimated from calibrated confidence (the CBPE idea: each row's top probability
-mapped through the validation split's reliability curve is its chance of being right). Where
-labels exist, the estimate on the labelled rows is set against the measured accuracy, so the
-estimator's error is known.
+Wasserstein over the reference's standard deviation for values; per-slice prediction bias;
+and, for classifiers, the accuracy estimated from calibrated confidence (the CBPE idea: each
+row's top probability mapped through the validation split's reliability curve is its chance
+of being right). Where labels exist, the estimate on the labelled rows is set against the
+measured accuracy, so the estimator's error is known.
+
+A slice's prediction bias is the largest gap of a class's predicted share (or of the mean
+prediction, in reference label standard deviations) against the validation labels in that
+slice. A model often has a standing bias in a small slice (it predicts the majority class
+more there), which is no news at serving time, so what fires is the *change*: served against
+validation predictions in the slice (serving bias minus standing bias), when it exceeds
+``max_slice_bias`` and is beyond sampling noise — a chi-square test of homogeneity of the
+predicted-class counts, or Welch's t on the predictions, significant at ``slice_bias_alpha``
+after Holm's correction over the slices tested. Both biases are reported. Without the
+validation predictions, the validation labels stand in for them (and the details say so).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import wasserstein_distance
+from scipy.stats import chi2_contingency, ttest_ind, wasserstein_distance
 
 from readyml.evaluate.metrics import HIGHER_IS_BETTER, compute_metrics
 from readyml.monitor.checks._base import CheckResult, Finding, skipped, verdict
@@ -39,7 +47,8 @@ class QualityCheck:
         max_drop: loss of ``metric`` against validation that fires (absolute).
         min_labels: labelled rows needed to judge measured quality.
         max_prediction_shift: distance of the prediction distribution that fires.
-        max_slice_bias: per-slice prediction bias that fires.
+        max_slice_bias: change of a slice's prediction bias since validation that fires.
+        slice_bias_alpha: significance level of that change (Holm over the slices tested).
         slice_columns: features to slice by (default: categorical features).
         min_slice_rows: fewest rows a slice needs on each side.
     """
@@ -57,6 +66,7 @@ class QualityCheck:
         max_slice_bias: float = 0.15,
         slice_columns: list[str] | None = None,
         min_slice_rows: int = 30,
+        slice_bias_alpha: float = 0.01,
     ) -> None:
         self.metric = metric
         self.max_drop = max_drop
@@ -65,6 +75,7 @@ class QualityCheck:
         self.max_slice_bias = max_slice_bias
         self.slice_columns = slice_columns
         self.min_slice_rows = min_slice_rows
+        self.slice_bias_alpha = slice_bias_alpha
 
     def run(self, inputs: MonitorInputs) -> CheckResult:
         frame = inputs.traffic()
@@ -91,7 +102,9 @@ class QualityCheck:
                 "values": sorted(frame.loc[stray, "label"].astype(str).unique())[:MAX_LISTED],
             }
         details["prediction_shift"] = self._shift(frame, ref, findings)
-        details["slice_bias"] = self._slice_bias(frame, ref, inputs, findings)
+        details["slice_bias"], bias_test = self._slice_bias(frame, ref, inputs, findings)
+        if bias_test is not None:
+            details["slice_bias_test"] = bias_test
         estimate = self._cbpe(frame, ref) if classifier else None
         if estimate is not None:
             details["estimated_accuracy"] = float(estimate.mean())
@@ -319,56 +332,69 @@ class QualityCheck:
 
     def _slice_bias(
         self, frame: pd.DataFrame, ref: Reference, inputs: MonitorInputs, findings: list[Finding]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Each slice's prediction bias, its standing value at validation, and the change.
+
+        Returns the per-slice numbers and how the change was tested (``None`` without a
+        labelled validation split).
+        """
         valid = ref.valid
         if valid is None or ref.label not in valid.columns:
-            return {}
-        out: dict[str, Any] = {}
-        scale = 1.0
-        if ref.task != "classification":
-            scale = max(float(pd.to_numeric(valid[ref.label], errors="coerce").std()), 1e-9)
+            return {}, None
+        classifier = ref.task == "classification"
+        truth = _outcomes(valid[ref.label], classifier)
+        # Without the version's validation predictions the labels stand in for them, so the
+        # model's own standing bias in a slice counts as a change (the old comparison).
+        with_pred = ref.valid_pred is not None and len(ref.valid_pred) == len(valid)
+        baseline = _outcomes(pd.Series(ref.valid_pred), classifier) if with_pred else truth
+        served = _outcomes(frame["prediction"], classifier)
+        scale = 1.0 if classifier else max(float(np.nanstd(truth, ddof=1)), 1e-9)
+        out: dict[str, dict[str, Any]] = {}
         for column in self._slice_columns(inputs):
             if column not in valid.columns:
                 continue
-            ref_groups = dict(list(valid.groupby(column, observed=True)))
-            for value, part in frame.groupby(column, observed=True, sort=True):
-                base = ref_groups.get(value)
-                if (
-                    base is None
-                    or len(part) < self.min_slice_rows
-                    or len(base) < self.min_slice_rows
-                ):
+            reference_rows = valid.groupby(column, observed=True).indices
+            for value, rows in frame.groupby(column, observed=True, sort=True).indices.items():
+                at = reference_rows.get(value)
+                if at is None or len(rows) < self.min_slice_rows or len(at) < self.min_slice_rows:
                     continue
-                if ref.task == "classification":
-                    served = part["prediction"].astype(str).value_counts(normalize=True)
-                    truth = base[ref.label].astype(str).value_counts(normalize=True)
-                    labels = sorted(set(served.index) | set(truth.index))
-                    gap = served.reindex(labels, fill_value=0.0) - truth.reindex(
-                        labels, fill_value=0.0
-                    )
-                    bias = float(gap.abs().max())
+                entry: dict[str, Any] | None
+                if classifier:
+                    entry = _class_bias(served[rows], baseline[at], truth[at])
                 else:
-                    bias = float(
-                        (
-                            part["prediction"].astype(float).mean()
-                            - base[ref.label].astype(float).mean()
-                        )
-                        / scale
+                    entry = _mean_bias(served[rows], baseline[at], truth[at], scale)
+                if entry is None:
+                    continue
+                if not with_pred:
+                    entry["standing_bias"] = None
+                out[f"{column}={value}"] = {"rows": len(rows), "reference_rows": len(at), **entry}
+        adjusted = _holm([entry["p_value"] for entry in out.values()])
+        for (name, entry), p_adjusted in zip(out.items(), adjusted, strict=True):
+            entry["p_adjusted"] = p_adjusted
+            change = entry["change"]
+            if abs(change) > self.max_slice_bias and p_adjusted < self.slice_bias_alpha:
+                findings.append(
+                    Finding(
+                        key=f"slice_bias:{name}",
+                        message=_bias_message(name, entry, len(out), with_pred),
+                        value=change,
+                        threshold=self.max_slice_bias,
+                        labels={"slice": name},
                     )
-                name = f"{column}={value}"
-                out[name] = {"rows": len(part), "bias": bias}
-                if abs(bias) > self.max_slice_bias:
-                    findings.append(
-                        Finding(
-                            key=f"slice_bias:{name}",
-                            message=f"prediction bias {bias:.3f} in slice {name} "
-                            f"(threshold {self.max_slice_bias:g})",
-                            value=bias,
-                            threshold=self.max_slice_bias,
-                            labels={"slice": name},
-                        )
-                    )
-        return out
+                )
+        test = {
+            "baseline": "validation predictions" if with_pred else "validation labels",
+            "test": "chi-square of homogeneity" if classifier else "Welch's t",
+            "correction": "holm",
+            "alpha": self.slice_bias_alpha,
+            "slices": len(out),
+        }
+        if not with_pred:
+            test["note"] = (
+                "no validation predictions: served predictions are compared with the "
+                "validation labels, so the model's standing bias in a slice counts as a change"
+            )
+        return out, test
 
     def _cbpe(self, frame: pd.DataFrame, ref: Reference) -> np.ndarray | None:
         probas = proba_columns(frame)
@@ -390,6 +416,98 @@ def _stray_labels(frame: pd.DataFrame, ref: Reference) -> np.ndarray:
         return np.zeros(len(frame), bool)
     labels = frame["label"]
     return np.asarray(labels.notna() & ~labels.astype(str).isin(classes), dtype=bool)
+
+
+def _outcomes(values: pd.Series, classifier: bool) -> np.ndarray:
+    """Classes as text (``"1.0"`` read as ``"1"``, missing as ``None``), or values as floats."""
+    if classifier:
+        text = values.astype(str).map(_as_class).where(values.notna().to_numpy(), None)
+        return np.asarray(text.to_numpy(), dtype=object)
+    return np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
+
+
+def _class_bias(
+    served: np.ndarray, baseline: np.ndarray, truth: np.ndarray
+) -> dict[str, Any] | None:
+    """Largest class-share gaps in one slice, and a chi-square test of served vs baseline.
+
+    ``bias``: served against the labels; ``standing_bias``: the baseline (the validation
+    predictions) against the labels; ``change``: served against the baseline, the judged one.
+    ``None`` when a side has no class.
+    """
+    served, baseline, truth = (side[pd.notna(side)] for side in (served, baseline, truth))
+    if not (len(served) and len(baseline) and len(truth)):
+        return None
+    classes = sorted(set(served) | set(baseline) | set(truth))
+    counts = np.array([[np.sum(side == c) for c in classes] for side in (served, baseline, truth)])
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    table = counts[:2, counts[:2].sum(axis=0) > 0]
+    p_value = float(chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
+    moved = shares[0] - shares[1]
+    top = int(np.argmax(np.abs(moved)))
+    return {
+        "bias": float(np.abs(shares[0] - shares[2]).max()),
+        "standing_bias": float(np.abs(shares[1] - shares[2]).max()),
+        "change": float(abs(moved[top])),
+        "class": str(classes[top]),
+        "served_share": float(shares[0, top]),
+        "reference_share": float(shares[1, top]),
+        "p_value": p_value,
+    }
+
+
+def _mean_bias(
+    served: np.ndarray, baseline: np.ndarray, truth: np.ndarray, scale: float
+) -> dict[str, Any] | None:
+    """Mean-prediction gaps in one slice (in reference label SDs), and Welch's t test.
+
+    Same three numbers as :func:`_class_bias`, signed; ``None`` when a side has no value.
+    """
+    served = served[np.isfinite(served)]
+    baseline = baseline[np.isfinite(baseline)]
+    truth = truth[np.isfinite(truth)]
+    if not (len(served) and len(baseline) and len(truth)):
+        return None
+    moved = float(served.mean() - baseline.mean())
+    p_value = float(ttest_ind(served, baseline, equal_var=False).pvalue)
+    if not np.isfinite(p_value):
+        # No spread on either side: any difference of constants of 2+ rows is certain.
+        constant = min(len(served), len(baseline)) > 1 and moved != 0.0
+        p_value = 0.0 if constant else 1.0
+    return {
+        "bias": float((served.mean() - truth.mean()) / scale),
+        "standing_bias": float((baseline.mean() - truth.mean()) / scale),
+        "change": moved / scale,
+        "p_value": p_value,
+    }
+
+
+def _holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values: the family-wise error over every slice tested stays at alpha."""
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(np.argsort(p_values, kind="stable")):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[int(i)] = running
+    return adjusted
+
+
+def _bias_message(name: str, entry: dict[str, Any], slices: int, with_pred: bool) -> str:
+    """One line for a slice whose prediction bias changed beyond noise."""
+    against = "validation" if with_pred else "the validation labels (no validation predictions)"
+    if "class" in entry:
+        moved = (
+            f"class {entry['class']!r} predicted for {entry['served_share']:.0%} of "
+            f"{entry['rows']} served rows, {entry['reference_share']:.0%} at {against}"
+        )
+    else:
+        moved = f"mean prediction {entry['change']:+.3f} label SDs from {against}"
+    standing = entry["standing_bias"]
+    return (
+        f"prediction bias in slice {name} changed by {abs(entry['change']):.3f}: {moved}"
+        + (f"; standing bias {standing:.3f}" if standing is not None else "")
+        + f"; p={entry['p_adjusted']:.2g} (Holm over {slices} slices)"
+    )
 
 
 def _drop(metric: str, reference: float, measured: float) -> float:
