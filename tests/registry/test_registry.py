@@ -307,6 +307,19 @@ def test_promote_and_rollback_refuse_a_vetoed_or_archived_version_for_every_alia
     ]
 
 
+def test_a_status_change_guarded_by_an_earlier_read_never_overwrites_a_veto_made_since(
+    registry: Registry, files: dict[str, Path]
+) -> None:
+    """The gate of a re-run blesses a version it vetoed before, unless a person acted since."""
+    read = _register(registry, files, fp="a", status="vetoed")
+    registry.set_status("weather", 1, "vetoed", who="ana", reason="leaks the label")
+    with pytest.raises(RegistryError, match=r"found 'vetoed' \(by ana: leaks the label\)"):
+        registry.set_status("weather", 1, "blessed", if_unchanged=read)
+    assert registry.get("weather:1").status == "vetoed"
+    again = registry.get("weather:1")
+    assert registry.set_status("weather", 1, "archived", if_unchanged=again).status == "archived"
+
+
 def test_a_refusal_gives_the_reason_of_whoever_set_the_status(
     registry: Registry, files: dict[str, Path]
 ) -> None:

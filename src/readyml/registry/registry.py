@@ -596,14 +596,21 @@ class Registry:
         *,
         who: str | None = None,
         reason: str = "",
+        if_unchanged: ModelVersion | None = None,
     ) -> ModelVersion:
         """Change a version's status (and record the gate decision behind it).
 
         A change by a person (``who`` given) is kept in the version's ``status_change`` tag:
         status, who, why and when; the latest such change, as there is no status history.
 
+        Args:
+            if_unchanged: Change it only if its status and the person's change behind it are
+                still those of this earlier read (compare and set, in one transaction): a
+                veto made meanwhile is never overwritten.
+
         Raises:
-            RegistryError: The status is not a version status.
+            RegistryError: The status is not a version status, or it changed since
+                ``if_unchanged`` was read.
             AliasError: The version is ``champion`` and the status would be vetoed or
                 archived (promote another version or roll back first).
             VersionNotFound: The version does not exist.
@@ -612,6 +619,15 @@ class Registry:
         with self.store.session(write=True) as session:
             self._lock_model(session, name, create=False)
             row = self._resolve(session, ModelRef(name, version=version))
+            if if_unchanged is not None and (
+                row.status != if_unchanged.status
+                or row.tags.get("status_change") != if_unchanged.tags.get("status_change")
+            ):
+                raise RegistryError(
+                    f"model {name!r} version {version}: expected status {if_unchanged.status!r} "
+                    f"as read before, found {row.status!r} "
+                    f"({_status_reason(row.status, row.tags, row.gate)}): changed meanwhile"
+                )
             champion = session.get(Alias, (name, CHAMPION))
             if status in _NO_CHAMPION and champion is not None and champion.version == version:
                 raise AliasError(

@@ -574,7 +574,12 @@ def _follow_gate(registry: Registry, existing: ModelVersion, gate: JSON) -> str:
     decision = gate["decision"]
     change = status_set_by_person(existing)
     if change is None and existing.status == "vetoed" and decision == "blessed":
-        registry.set_status(existing.name, existing.version, "blessed", gate=gate)
+        try:
+            registry.set_status(
+                existing.name, existing.version, "blessed", gate=gate, if_unchanged=existing
+            )
+        except RegistryError as exc:  # a person changed it since it was read: theirs stands
+            return f"{message}; this run's gate blessed it, but {exc}"
         return f"{message}, vetoed before and blessed by this run's gate"
     status: str = existing.status
     if change is not None:
