@@ -1,13 +1,19 @@
-"""Helpers shared by tests: small real projects written to a temporary folder."""
+"""Helpers shared by tests: small real projects written to a temporary folder, and the owner
+record of a process that has ended."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 from sklearn.datasets import load_iris
+
+from readyml.registry import RunOwner
+from readyml.registry._owner import process_owner
 
 IRIS_SPEC: dict[str, Any] = {
     "name": "iris",
@@ -43,3 +49,14 @@ def write_project(
     (iris_frame() if frame is None else frame).to_csv(root / "data" / "iris.csv", index=False)
     (root / "readyml.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return root
+
+
+def ended_process_owner() -> RunOwner:
+    """The owner record of a process of this host that has ended (started, read, reaped)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        return process_owner(child.pid)
+    finally:
+        child.communicate()  # closes its stdin: the child ends and is reaped

@@ -22,6 +22,7 @@ def test_all_is_sorted_and_importable() -> None:
         "ModelSummary",
         "ModelVersion",
         "Registry",
+        "RunOwner",
         "RunRecord",
         "StepRecord",
         "onnx_version_for",

@@ -6,8 +6,11 @@ import contextlib
 import functools
 import getpass
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec, TypeVar
 
 import typer
@@ -39,6 +42,45 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived while :func:`sigterm_exits` was in force.
+
+    A ``SystemExit``, so it unwinds like Ctrl-C (``finally`` blocks and ``except
+    BaseException`` handlers run, and a running pipeline marks its run failed) and the
+    process exits with 128 + the signal number, as if the signal had killed it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+    def __str__(self) -> str:
+        return self.signal_name
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the block runs, then restore the handler.
+
+    After the first SIGTERM, later ones are ignored until the block ends, so that they do
+    not interrupt the cleanup of the first (SIGKILL still does). Outside the main thread,
+    where Python cannot set handlers, nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def output_format(value: str, option: str = "--format") -> Literal["text", "json"]:

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, who
+from readyml.cli._common import (
+    FormatOpt,
+    ProjectOpt,
+    cli_errors,
+    output_format,
+    sigterm_exits,
+    who,
+)
 from readyml.errors import ReadymlError
 
 app = typer.Typer()
@@ -61,7 +68,8 @@ def run(
     loaded = Project.load(project)
     registry = open_project_registry(loaded)
     reporter = JsonLinesReporter() if output == "json" else default_reporter()
-    result = run_project(loaded, registry=registry, reporter=reporter, force=force)
+    with sigterm_exits():  # SIGTERM marks the run failed, as Ctrl-C does, then exits 143
+        result = run_project(loaded, registry=registry, reporter=reporter, force=force)
     if result.error is not None:
         raise result.error
     summary: dict[str, Any] = {

@@ -18,6 +18,7 @@ from readyml.registry.records import (
     ArtifactInfo,
     ModelSummary,
     ModelVersion,
+    RunOwner,
     RunRecord,
     StepRecord,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ModelSummary",
     "ModelVersion",
     "Registry",
+    "RunOwner",
     "RunRecord",
     "StepRecord",
     "onnx_version_for",

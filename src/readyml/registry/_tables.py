@@ -32,6 +32,7 @@ ID_LEN = 32
 NAME_LEN = 128
 SHORT_LEN = 64
 KEY_LEN = 1024
+HOST_LEN = 255
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -83,6 +84,10 @@ class Run(Base):
     fingerprints: Mapped[dict[str, Any]]
     params: Mapped[dict[str, Any]]
     error: Mapped[str | None] = mapped_column(Text)
+    # The process that runs it (migration 0002); NULL for runs recorded before.
+    owner_host: Mapped[str | None] = mapped_column(String(HOST_LEN))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    owner_start_ticks: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Step(Base):

@@ -6,6 +6,11 @@ name in the destination folder, are flushed to disk, and are renamed over the fi
 multipart upload that becomes visible only when completed). Every read is checked against
 the sha256 (and size) recorded at write time, and a mismatch raises
 :class:`~readyml.errors.IntegrityError` naming the thing that was read.
+
+A local write interrupted by an exception removes its temporary file; one killed with
+SIGKILL (or by a power loss) leaves it behind, as a hidden ``.NAME.XXXX.tmp`` that no listing
+shows and no read uses. :meth:`ArtifactStore.remove_stale_temporaries` deletes those that
+no writer touched for an hour (a live writer's file changes with every chunk it writes).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -28,6 +34,10 @@ from readyml.registry.records import ArtifactInfo
 CHUNK_BYTES = 1 << 20
 # Environment variables naming an S3-compatible endpoint, first match wins.
 S3_ENDPOINT_ENV = ("READYML_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+# Age after which a temporary file of an atomic write belongs to no live writer.
+STALE_TEMPORARY_AGE = timedelta(hours=1)
+# Name pattern of those temporary files: ".NAME.XXXXXXXX.tmp", beside the final name.
+_TEMPORARY_GLOB = ".*.tmp"
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -221,6 +231,36 @@ class ArtifactStore:
             else:
                 self.fs.pipe_file(target, data)
         return ArtifactInfo(key=key, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+    def remove_stale_temporaries(self, *, older_than: timedelta = STALE_TEMPORARY_AGE) -> list[str]:
+        """Delete temporary files of local writes that were killed half-way.
+
+        Only a local store has them: an S3 object appears whole or not at all (an aborted
+        multipart upload is for the bucket's lifecycle rules to expire).
+
+        Args:
+            older_than: Keep temporary files modified more recently: a live writer may
+                still own them.
+
+        Returns:
+            The deleted files, relative to the root, sorted. A file that cannot be deleted
+            is skipped: cleaning up never fails the caller.
+        """
+        if self.protocol != "file":
+            return []
+        root = Path(self.root)
+        cutoff = time.time() - older_than.total_seconds()
+        removed: list[str] = []
+        for path in root.rglob(_TEMPORARY_GLOB):
+            try:
+                if path.is_file() and path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed.append(path.relative_to(root).as_posix())
+            except OSError:
+                # Renamed by its writer or removed by another process meanwhile, or not
+                # ours to delete: cleaning up must never fail the caller.
+                continue
+        return sorted(removed)
 
     @staticmethod
     def _write_local_atomic(target: Path, chunks: Iterator[bytes]) -> None:

@@ -33,6 +33,24 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class RunOwner:
+    """The process that runs a run: its host, pid and start time.
+
+    ``start_ticks`` is the process's start time in clock ticks since boot (field 22 of
+    ``/proc/PID/stat``), which tells the owner apart from a later process given the same
+    pid; it is ``None`` where ``/proc`` is missing, and only the pid is checked.
+    """
+
+    host: str
+    pid: int
+    start_ticks: int | None
+
+    def to_dict(self) -> JSON:
+        """Return a JSON-friendly dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One execution of a project's training pipeline."""
 
@@ -45,6 +63,7 @@ class RunRecord:
     fingerprints: dict[str, str]
     params: JSON
     error: str | None
+    owner: RunOwner | None = None  # None for runs recorded before schema revision 0002
 
     def to_dict(self) -> JSON:
         """Return a JSON-friendly dict (datetimes as ISO 8601)."""

@@ -8,6 +8,13 @@ SQLite runs in WAL mode (readers never wait for the writer) with a busy timeout,
 write transaction starts with ``BEGIN IMMEDIATE``: writers queue up front instead of failing
 with "database is locked" half-way through. On PostgreSQL the registry serialises writers of
 one model with ``SELECT ... FOR UPDATE`` on its ``models`` row.
+
+A run records its owner process (host, pid, start time). A run whose owner was killed
+(SIGKILL, power loss) stays ``running`` until :meth:`MetadataStore.settle_abandoned_runs`
+finds the owner gone and marks it failed; the pipeline calls it before starting a run, and
+:meth:`MetadataStore.list_runs` before listing. Each settled run is one guarded ``UPDATE ...
+WHERE id = ? AND status = 'running'``, so two processes settling at once, or an owner that
+finishes meanwhile, never clash.
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy import Engine, create_engine, delete, event, select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from readyml.errors import ConfigError, RegistryError
+from readyml.registry._owner import current_owner, owner_alive, this_host
 from readyml.registry._tables import EvidenceRow, Run, Step
 from readyml.registry.records import (
     RUN_STATUSES,
     STEP_STATUSES,
+    RunOwner,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -123,6 +132,12 @@ def _make_engine(url: str) -> Engine:
     )
 
 
+def _run_owner(row: Run) -> RunOwner | None:
+    if row.owner_host is None or row.owner_pid is None:
+        return None
+    return RunOwner(host=row.owner_host, pid=row.owner_pid, start_ticks=row.owner_start_ticks)
+
+
 def _run_record(row: Run) -> RunRecord:
     return RunRecord(
         id=row.id,
@@ -134,6 +149,14 @@ def _run_record(row: Run) -> RunRecord:
         fingerprints=dict(row.fingerprints),
         params=dict(row.params),
         error=row.error,
+        owner=_run_owner(row),
+    )
+
+
+def _abandoned(owner: RunOwner) -> str:
+    return (
+        f"abandoned: process {owner.pid} on host {owner.host} ended without finishing "
+        "the run (killed?)"
     )
 
 
@@ -275,7 +298,12 @@ class MetadataStore:
     # -- runs and steps --------------------------------------------------------------
 
     def start_run(
-        self, project: str, fingerprints: Mapping[str, str], params: Mapping[str, Any]
+        self,
+        project: str,
+        fingerprints: Mapping[str, str],
+        params: Mapping[str, Any],
+        *,
+        owner: RunOwner | None = None,
     ) -> RunRecord:
         """Record the start of a pipeline run.
 
@@ -284,10 +312,12 @@ class MetadataStore:
             fingerprints: Fingerprints of what the run depends on (data, code, config,
                 environment).
             params: The run's parameters (JSON-serialisable).
+            owner: The process that runs it; defaults to this process.
 
         Returns:
             The new run, with status ``"running"``.
         """
+        owner = owner if owner is not None else current_owner()
         row = Run(
             id=uuid.uuid4().hex,
             project=project,
@@ -298,6 +328,9 @@ class MetadataStore:
             fingerprints=dict(fingerprints),
             params=dict(params),
             error=None,
+            owner_host=owner.host,
+            owner_pid=owner.pid,
+            owner_start_ticks=owner.start_ticks,
         )
         with self.session(write=True) as session:
             session.add(row)
@@ -341,8 +374,54 @@ class MetadataStore:
                 raise RegistryError(f"run {run_id!r} not found")
             return _run_record(row)
 
+    def settle_abandoned_runs(self, project: str | None = None) -> list[RunRecord]:
+        """Mark failed the running runs whose owner process on this host has ended.
+
+        A process killed with SIGKILL, or a machine that lost power, leaves its run
+        ``running``. A run of ``project`` (or of every project) owned by this host whose
+        owner process is gone becomes ``failed`` with an ``abandoned: ...`` error and
+        ``ended_at`` now; its duration stays unknown. Runs of other hosts, runs without a
+        recorded owner, and runs whose owner may be alive are left as they are.
+
+        Args:
+            project: The project whose runs to settle; ``None`` for every project.
+
+        Returns:
+            The runs this call marked failed.
+        """
+        query = select(Run).where(
+            Run.status == "running",
+            Run.owner_host == this_host(),
+            Run.owner_pid.is_not(None),
+        )
+        if project is not None:
+            query = query.where(Run.project == project)
+        with self.session() as session:
+            owned = [(row.id, _run_owner(row)) for row in session.scalars(query)]
+        gone = [(run_id, owner) for run_id, owner in owned if owner and not owner_alive(owner)]
+        if not gone:
+            return []
+        settled: list[str] = []
+        with self.session(write=True) as session:
+            for run_id, owner in gone:
+                result = session.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.status == "running")
+                    .values(status="failed", error=_abandoned(owner), ended_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(result, "rowcount", 0) == 1:
+                    settled.append(run_id)
+            rows = session.scalars(select(Run).where(Run.id.in_(settled)).order_by(Run.started_at))
+            return [_run_record(row) for row in rows]
+
     def list_runs(self, project: str | None = None, limit: int = 20) -> list[RunRecord]:
-        """Return the newest runs first, of one project or of all."""
+        """Return the newest runs first, of one project or of all.
+
+        Abandoned runs are settled first (:meth:`settle_abandoned_runs`), so that a run
+        whose process was killed is not listed as running.
+        """
+        self.settle_abandoned_runs(project)
         query = select(Run).order_by(Run.started_at.desc()).limit(limit)
         if project is not None:
             query = query.where(Run.project == project)

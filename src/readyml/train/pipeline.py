@@ -5,11 +5,17 @@ the fingerprints of the values it consumes. When a succeeded step with the same 
 fingerprint exists in the metadata store and its outputs can be read back (sha256-checked)
 from the artifact store, the step is skipped and its outputs reused; ``force=True`` reruns
 everything. Every run and every step is recorded with its status, times, fingerprints and
-error, whatever happens.
+error, whatever happens: a step's own error fails it and ends the run; anything else that
+ends the run early (Ctrl-C, SIGTERM turned into ``SystemExit`` by the CLI, a bug outside the
+steps) marks the step in progress and the run failed, "interrupted (KeyboardInterrupt) during
+step 'train'", and is raised again. A process killed outright (SIGKILL) cannot record
+anything: its run is settled as abandoned by the next run of the project on that host
+(:meth:`~readyml.registry.MetadataStore.settle_abandoned_runs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -174,6 +180,9 @@ class Pipeline:
     ) -> RunResult:
         """Run every step in order; stop at the first failure and record it."""
         spec = project.spec
+        if registry.store.settle_abandoned_runs(spec.name):
+            # A run killed outright may have been killed mid-write: clear old temporaries.
+            registry.artifacts.remove_stale_temporaries()
         record = registry.store.start_run(
             spec.name, fingerprints=fingerprints or {}, params={"force": force}
         )
@@ -188,16 +197,23 @@ class Pipeline:
         started = time.monotonic()
         values = ctx.values
         runs: list[StepRun] = []
-        reporter.run_started(record.id, [step.name for step in self.steps])
         error: ReadymlError | None = None
-        for step in self.steps:
-            step_run, outputs, error = self._run_step(step, ctx, values, reporter)
-            runs.append(step_run)
-            values.update(outputs)
-            if error is not None:
-                break
-        status: Literal["succeeded", "failed"] = "failed" if error else "succeeded"
-        registry.store.finish_run(record.id, status=status, error=str(error) if error else None)
+        where = "before the first step"
+        try:
+            reporter.run_started(record.id, [step.name for step in self.steps])
+            for step in self.steps:
+                where = f"during step '{step.name}'"
+                step_run, outputs, error = self._run_step(step, ctx, values, reporter)
+                runs.append(step_run)
+                values.update(outputs)
+                if error is not None:
+                    break
+            where = "while finishing the run"
+            status: Literal["succeeded", "failed"] = "failed" if error else "succeeded"
+            registry.store.finish_run(record.id, status=status, error=str(error) if error else None)
+        except BaseException as exc:
+            _fail_run(registry, record.id, _interruption(exc, where), exc)
+            raise
         duration = time.monotonic() - started
         details: JSON = {
             "steps": {r.name: r.status for r in runs},
@@ -274,6 +290,9 @@ class Pipeline:
             error = PipelineError(f"step '{step.name}' failed: {type(exc).__name__}: {exc}")
             error.__cause__ = exc
             status = "failed"
+        except BaseException as exc:  # interrupted (Ctrl-C, SIGTERM): record the step, go on
+            self._record_failed_step(step, ctx, reporter, started_at, started, input_fp, exc)
+            raise
         output_fp = hash_json({n: v.fingerprint for n, v in outputs.items()}) if outputs else None
         stored_outputs: JSON = {}
         if status == "succeeded" and step.cacheable:
@@ -283,6 +302,9 @@ class Pipeline:
             except ReadymlError as exc:  # the artifact store failed: the run must end failed
                 error, status, detail = exc, "failed", str(exc)
                 stored_outputs = {}
+            except BaseException as exc:
+                self._record_failed_step(step, ctx, reporter, started_at, started, input_fp, exc)
+                raise
         duration = time.monotonic() - started
         ctx.registry.store.record_step(
             run_id=ctx.run_id,
@@ -302,6 +324,34 @@ class Pipeline:
         )
         reporter.step_finished(step_run)
         return step_run, outputs, error
+
+    @staticmethod
+    def _record_failed_step(
+        step: Step,
+        ctx: RunContext,
+        reporter: Reporter,
+        started_at: datetime,
+        started: float,
+        input_fp: str,
+        exc: BaseException,
+    ) -> None:
+        """Record and report a step that ``exc`` ended early; best effort, since the
+        exception on its way out matters more than this record."""
+        detail = _interruption(exc, f"during step '{step.name}'")
+        duration = time.monotonic() - started
+        with contextlib.suppress(Exception):
+            ctx.registry.store.record_step(
+                run_id=ctx.run_id,
+                name=step.name,
+                status="failed",
+                started_at=started_at,
+                ended_at=datetime.now(UTC),
+                duration_s=duration,
+                input_fingerprint=input_fp,
+                error=detail,
+            )
+        with contextlib.suppress(Exception):
+            reporter.step_finished(StepRun(step.name, "failed", duration, input_fp, None, detail))
 
     def _cache_key(self, ctx: RunContext, step: Step, input_fp: str, name: str) -> str:
         return f"cache/{ctx.project.spec.name}/{step.name}/{input_fp[:32]}/{name}"
@@ -356,6 +406,25 @@ class Pipeline:
         ]
         message = f"inputs unchanged since run {record.run_id[:8]}; reused its outputs"
         return values, message, evidence, record.run_id
+
+
+def _interruption(exc: BaseException, where: str) -> str:
+    """How a run or step that ``exc`` ended early is recorded: "interrupted
+    (KeyboardInterrupt) during step 'train'", "crashed (RuntimeError: ...) before the first
+    step"."""
+    lines = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    verb = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "crashed"
+    return f"{verb} ({what}) {where}"
+
+
+def _fail_run(registry: Registry, run_id: str, error: str, exc: BaseException) -> None:
+    """Mark a run failed on the way out of an exception; should the store fail too, note it
+    on the exception (the run is settled as abandoned once this process has ended)."""
+    try:
+        registry.store.finish_run(run_id, status="failed", error=error)
+    except Exception as failure:
+        exc.add_note(f"run {run_id} is still recorded as running ({type(failure).__name__})")
 
 
 def _evidence_to_json(evidence: Evidence) -> JSON:
