@@ -8,7 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_folder, output_format
+from readyml.cli._common import (
+    FormatOpt,
+    ProjectOpt,
+    cli_errors,
+    output_folder,
+    output_format,
+    sigterm_exits,
+)
 
 app = typer.Typer()
 
@@ -20,7 +27,8 @@ def _up_to_date(project_dir: Path) -> tuple[Any, Any, Any]:
 
     project = Project.load(project_dir)
     registry = open_project_registry(project)
-    result = run_project(project, registry=registry)
+    with sigterm_exits():  # a terminated run is recorded failed, not left running
+        result = run_project(project, registry=registry)
     if result.error is not None:
         raise result.error
     return project, registry, result

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, write_output
+from readyml.cli._common import (
+    FormatOpt,
+    ProjectOpt,
+    cli_errors,
+    output_format,
+    sigterm_exits,
+    write_output,
+)
 from readyml.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -118,9 +125,10 @@ def _retrain(project: Any, registry: Any, alerts: Any) -> Any:
     from readyml.train import run_project
     from readyml.train.progress import SilentReporter
 
-    return retrain_on_alerts(
-        project, registry, alerts, runner=run_project, reporter=SilentReporter()
-    )
+    with sigterm_exits():  # a terminated retrain run is recorded failed, not left running
+        return retrain_on_alerts(
+            project, registry, alerts, runner=run_project, reporter=SilentReporter()
+        )
 
 
 @app.command("feedback")

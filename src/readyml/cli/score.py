@@ -16,6 +16,7 @@ from readyml.cli._common import (
     ProjectOpt,
     cli_errors,
     output_format,
+    sigterm_exits,
     who,
     write_output,
 )
@@ -182,7 +183,8 @@ def check(
     output = output_format(fmt)
     loaded = Project.load(project)
     registry = open_project_registry(loaded)
-    results = run_checks(loaded, registry, runner=run_project, fit=fit_model, only=only)
+    with sigterm_exits():  # a terminated run is recorded failed, not left running
+        results = run_checks(loaded, registry, runner=run_project, fit=fit_model, only=only)
     if output == "json":
         console.print_json([r.to_dict() for r in results])
     else:
