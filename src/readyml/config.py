@@ -430,7 +430,10 @@ class RolloutSpec(_Spec):
     The candidate first passes infra validation, then optionally shadows the stable
     version for ``shadow_s``, then takes ``steps`` percent of the traffic in turn; each
     step lasts at least ``step_duration_s`` and until the candidate answered
-    ``min_requests``. A step that breaks a limit rolls the candidate back.
+    ``min_requests``. A step that breaks a limit with ``confidence`` rolls the candidate
+    back (see :mod:`readyml.serve.canary`); one whose numbers are beyond a limit but not
+    significantly goes on, judged again at twice the requests, and rolls back if still
+    undecided after ``max_step_requests`` or ``max_step_duration_s``.
     """
 
     steps: list[float] = Field(
@@ -454,7 +457,31 @@ class RolloutSpec(_Spec):
     max_nonfinite_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     infra_latency_budget_ms: float = Field(default=1000.0, gt=0.0, description="per replay call")
     infra_log_rows: int = Field(default=20, ge=0, description="request-log rows replayed")
-    tick_s: float = Field(default=0.5, gt=0.0, le=60.0, description="how often steps are judged")
+    tick_s: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=60.0,
+        description="how often the controller checks that a step is due",
+    )
+    confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="how sure a failed step must be: a candidate within every limit fails a "
+        "step by chance with probability at most 1 - confidence",
+    )
+    max_step_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="candidate requests after which a still inconclusive step rolls back "
+        "(at least min_requests; unset: 10 × min_requests)",
+    )
+    max_step_duration_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="seconds after which a still inconclusive step rolls back (at least "
+        "step_duration_s; a longer shadow_s counts for the shadow; unset: no time limit)",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -464,6 +491,22 @@ class RolloutSpec(_Spec):
         if steps[-1] != 100.0:
             raise ValueError(f"steps: expected the last step to be 100, found {steps[-1]}")
         return steps
+
+    @model_validator(mode="after")
+    def _caps_after_the_least(self) -> RolloutSpec:
+        if self.max_step_requests is not None and self.max_step_requests < self.min_requests:
+            raise ValueError(
+                f"max_step_requests: expected at least min_requests ({self.min_requests}), "
+                f"found {self.max_step_requests}"
+            )
+        if self.max_step_duration_s is not None and (
+            self.max_step_duration_s < self.step_duration_s
+        ):
+            raise ValueError(
+                f"max_step_duration_s: expected at least step_duration_s "
+                f"({self.step_duration_s:g}), found {self.max_step_duration_s:g}"
+            )
+        return self
 
 
 class RaySpec(_Spec):

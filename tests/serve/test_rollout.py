@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import json
+import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,17 +25,25 @@ from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from readyml.cli.rollout import app as rollout_cli
-from readyml.config import Project
+from readyml.config import Project, RolloutSpec
+from readyml.data.drift import JensenShannon
 from readyml.flavors.sklearn import SklearnModel
 from readyml.registry import Registry
+from readyml.serve import canary as canary_module
 from readyml.serve import infra_validation
 from readyml.serve import rollout as rollout_module
+from readyml.serve.canary import ArmStats, Outcome, judge, looks, request_cap
 from readyml.serve.canary_demo import canary_demo
 from readyml.serve.rollout import (
     IllegalTransition,
+    Rollout,
+    RolloutManager,
+    RolloutRecord,
     RolloutState,
+    rollout_folder,
     transition,
 )
+from readyml.serve.server import build_app
 from readyml.train import open_project_registry
 from support import iris_frame
 
@@ -239,7 +249,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(root, server, healthy, shadow, shifted, nan, overflowing, slow)
 
 
-@pytest.mark.parametrize("module", [rollout_module, infra_validation])
+@pytest.mark.parametrize("module", [rollout_module, canary_module, infra_validation])
 def test_doctests_pass(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
@@ -251,6 +261,230 @@ def test_illegal_transitions_have_their_own_message() -> None:
         transition(RolloutState.CANARY, RolloutState.SHADOW, "m")
     with pytest.raises(IllegalTransition, match="finished \\(promoted\\)"):
         transition(RolloutState.PROMOTED, RolloutState.ROLLED_BACK, "m")
+
+
+# -- canary analysis on synthetic windows ---------------------------------------------------
+
+SMALL = RolloutSpec(min_requests=10)
+
+
+def arm(
+    *,
+    requests: int,
+    errors: int = 0,
+    labels: Sequence[Any] = (),
+    latencies_ms: Iterable[float] = (),
+    nonfinite: int = 0,
+) -> ArmStats:
+    """A window with these counts, outputs and latencies (as the controller records them)."""
+    stats = ArmStats()
+    stats.requests, stats.errors = requests, errors
+    stats.rows, stats.nonfinite_rows = len(labels), nonfinite
+    stats.outputs = list(labels)
+    stats.latencies_ms = [float(value) for value in latencies_ms]
+    return stats
+
+
+def stable_arm(*, errors: int = 0, seed: int = 0) -> ArmStats:
+    """10,000 stable requests: a binary classifier predicting 1 for 30 % of rows."""
+    rng = np.random.default_rng(seed)
+    return arm(
+        requests=10_000,
+        errors=errors,
+        labels=rng.binomial(1, 0.3, 10_000).tolist(),
+        latencies_ms=rng.lognormal(1.0, 0.5, 10_000),
+    )
+
+
+def test_clean_candidate_passes_where_raw_limits_were_tight() -> None:
+    stable = stable_arm()
+    quiet = np.full(100, 3.0)
+    for errors in (0, 1):  # +0.01 is within max_error_rate_increase
+        candidate = arm(requests=100, errors=errors, labels=[0] * 70 + [1] * 30, latencies_ms=quiet)
+        verdict = judge(stable, candidate, RolloutSpec())
+        assert verdict.outcome is Outcome.PASS, verdict.reason
+    check = verdict.numbers["checks"]["error_rate"]
+    assert check["observed"] == 0.01 and check["interval"][0] < 0.01 < check["interval"][1]
+
+
+def test_good_candidate_with_small_samples_is_never_failed() -> None:
+    stable = stable_arm(errors=50)
+    rng = np.random.default_rng(7)
+    outcomes, over_raw_limit = [], 0
+    for _ in range(200):
+        candidate = arm(
+            requests=10,
+            errors=int(rng.binomial(10, 0.005)),
+            labels=rng.binomial(1, 0.3, 10).tolist(),
+            latencies_ms=rng.lognormal(1.0, 0.5, 10),
+        )
+        verdict = judge(stable, candidate, SMALL)
+        outcomes.append(verdict.outcome)
+        over_raw_limit += verdict.numbers["divergence_js"] > SMALL.max_divergence
+    assert Outcome.FAIL not in outcomes
+    assert over_raw_limit > 50  # the raw distance limit alone would have rolled these back
+    assert outcomes.count(Outcome.PASS) > 50
+
+
+def test_noise_beyond_a_limit_is_inconclusive() -> None:
+    stable = stable_arm()
+    steady = np.full(20, 3.0)
+    half = arm(requests=10, labels=[0, 1] * 5, latencies_ms=steady[:10])
+    verdict = judge(stable, half, SMALL)
+    check = verdict.numbers["checks"]["divergence"]
+    assert verdict.outcome is Outcome.INCONCLUSIVE and "not significant" in verdict.reason
+    assert check["distance"] > SMALL.max_divergence and check["p_value"] > 0.01
+    outlier = arm(requests=20, labels=[0] * 14 + [1] * 6, latencies_ms=[*steady[:19], 500.0])
+    verdict = judge(stable, outlier, SMALL)
+    assert verdict.outcome is Outcome.INCONCLUSIVE and "latency p99" in verdict.reason
+    assert verdict.numbers["checks"]["latency_p99"]["lower_bound_ms"] == 3.0
+    two_errors = arm(requests=100, errors=2, labels=[0] * 70 + [1] * 30, latencies_ms=steady)
+    verdict = judge(stable, two_errors, RolloutSpec())
+    assert verdict.outcome is Outcome.INCONCLUSIVE and "error rate" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected", "failed"),
+    [
+        (arm(requests=100, errors=10, labels=[0] * 70 + [1] * 30), "error rate", {"error_rate"}),
+        (
+            arm(requests=10, labels=[1] * 10),
+            "prediction divergence (Jensen-Shannon)",
+            {"divergence"},
+        ),
+        (
+            arm(requests=100, labels=[0] * 70 + [1] * 30, nonfinite=1),
+            "NaN/inf outputs",
+            {"nonfinite_rate"},
+        ),
+        (
+            arm(requests=20, labels=[0] * 14 + [1] * 6, latencies_ms=np.full(20, 40.0)),
+            "latency p95",
+            {"latency_p95", "latency_p99"},
+        ),
+    ],
+)
+def test_clearly_bad_candidate_fails_at_once(
+    candidate: ArmStats, expected: str, failed: set[str]
+) -> None:
+    verdict = judge(stable_arm(), candidate, SMALL)
+    assert verdict.outcome is Outcome.FAIL and expected in verdict.reason, verdict.reason
+    checks = verdict.numbers["checks"].items()
+    assert {name for name, check in checks if check["outcome"] == "fail"} == failed
+
+
+def test_numeric_outputs_are_binned_as_jensen_shannon_does() -> None:
+    rng = np.random.default_rng(3)
+    reference, current = rng.normal(0.0, 1.0, 5000), rng.normal(0.5, 1.0, 400)
+    stable = arm(requests=5000, labels=reference.tolist())
+    candidate = arm(requests=400, labels=[*current.tolist(), float("nan")])
+    verdict = judge(stable, candidate, RolloutSpec())
+    expected = JensenShannon().run(reference, current).statistic
+    assert verdict.numbers["divergence_js"] == round(expected, 4)
+    assert verdict.outcome is Outcome.FAIL
+    assert judge(stable, candidate, RolloutSpec()).numbers == verdict.numbers  # seeded
+
+
+def test_rollout_spec_validates_confidence_and_caps() -> None:
+    for bad, message in (
+        ({"confidence": 1.0}, "confidence"),
+        ({"confidence": 0.5}, "confidence"),
+        ({"max_step_requests": 50}, "expected at least min_requests (100), found 50"),
+        ({"max_step_duration_s": 60.0}, "expected at least step_duration_s (300), found 60"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            RolloutSpec.model_validate(bad)
+    assert request_cap(RolloutSpec(min_requests=10)) == 100
+    assert request_cap(RolloutSpec(min_requests=10, max_step_requests=40)) == 40
+    assert looks(RolloutSpec(min_requests=10, max_step_requests=40)) == 3
+    assert looks(RolloutSpec(min_requests=10, max_step_requests=10, max_step_duration_s=600)) == 2
+
+
+# -- the controller on inconclusive steps ------------------------------------------------------
+
+PATIENT: dict[str, Any] = {
+    "steps": [50, 100],
+    "step_duration_s": 0.0,
+    "min_requests": 10,
+    "max_step_requests": 40,
+    "tick_s": 60.0,  # the test calls step() itself
+}
+
+
+async def deploy_with_stable(rollouts: RolloutManager, version: int, **overrides: Any) -> Rollout:
+    """Start a canary of ``version`` whose stable side answered 10,000 clean requests."""
+    await rollouts.deploy("iris", version, mode="canary", overrides={**PATIENT, **overrides})
+    rollout = rollouts.rollouts["iris"]
+    for _ in range(10_000):
+        rollout.stable_stats.observe(200, 0.001)
+    return rollout
+
+
+def answer(rollout: Rollout, requests: int, *, errors: int = 0) -> None:
+    for index in range(requests):
+        rollout.candidate_stats.observe(500 if index < errors else 200, 0.001)
+
+
+def test_inconclusive_step_extends_then_passes_or_the_cap_rolls_back(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    registry = registry_of(root)
+    app = build_app(Project.load(root), registry=registry, token=TOKEN)
+    rollouts = app.rollouts
+    assert rollouts is not None
+    actions: list[list[str]] = []
+
+    async def scenario() -> None:
+        assert rollouts is not None
+        try:
+            # Capped by requests: 2 errors in 10, 20, 40 requests are never significant.
+            rollout = await deploy_with_stable(rollouts, candidate)
+            answer(rollout, 10, errors=2)
+            await rollouts.step(rollout)
+            assert rollout.judge_at_requests == 20 and rollout.undecided is not None
+            await rollouts.step(rollout)  # not due: no new requests
+            answer(rollout, 10)
+            await rollouts.step(rollout)
+            assert rollout.judge_at_requests == 40 and rollout.state is RolloutState.CANARY
+            answer(rollout, 20)
+            await rollouts.step(rollout)
+            assert "iris" not in rollouts.rollouts
+            actions.append([d.action for d in rollout.record.decisions])
+            # Enough clean requests settle it: 2 errors in 320 are within the limit.
+            rollout = await deploy_with_stable(rollouts, candidate, max_step_requests=400)
+            answer(rollout, 10, errors=2)
+            await rollouts.step(rollout)
+            answer(rollout, 310)
+            await rollouts.step(rollout)
+            assert rollout.record.step_index == 1 and rollout.undecided is None
+            actions.append([d.action for d in rollout.record.decisions])
+            await rollouts.rollback("iris", reason="test over")
+            # Capped by time.
+            rollout = await deploy_with_stable(rollouts, candidate, max_step_duration_s=5.0)
+            answer(rollout, 10, errors=2)
+            await rollouts.step(rollout)
+            rollout.step_started_s -= 10.0
+            await rollouts.step(rollout)
+            assert "iris" not in rollouts.rollouts
+            actions.append([d.action for d in rollout.record.decisions])
+        finally:
+            await app.shutdown()
+
+    asyncio.run(scenario())
+    assert actions == [
+        ["start", "extend", "rollback"],
+        ["start", "extend", "advance"],
+        ["start", "extend", "rollback"],
+    ]
+    reasons = [event.reason for event in registry.history("iris", "canary")]
+    assert reasons[1].startswith("extend: step 1/2 (50%) inconclusive at 10 requests: error rate")
+    assert "judged again at 20 requests, rolled back if still undecided after 40" in reasons[1]
+    assert reasons[2].startswith("rollback: step 1/2 (50%) inconclusive after 40 requests")
+    assert "inconclusive after 10 requests (10 s)" in reasons[-1]
+    path = rollout_folder(Project.load(root).workspace) / "iris.json"
+    record = RolloutRecord.from_dict(json.loads(path.read_text()))
+    assert RolloutSpec.model_validate(record.spec).max_step_duration_s == 5.0
+    assert record.decisions[1].numbers["checks"]["error_rate"]["outcome"] == "inconclusive"
 
 
 def test_management_routes_need_the_token(fleet: Fleet) -> None:

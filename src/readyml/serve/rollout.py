@@ -6,11 +6,15 @@ if it fails. Then, optionally, it *shadows* the stable version: every request is
 by the stable version and mirrored to the candidate, whose answers are only recorded. Then
 it takes ``steps`` percent of the traffic in turn (5 → 25 → 50 → 100 by default; a
 ``sticky_header`` pins a caller to one side). Each step lasts at least ``step_duration_s``
-and until the candidate answered ``min_requests``; the controller then compares the
-candidate of that step with the stable version since the rollout began on error rate,
+and until the candidate answered ``min_requests``; the controller then judges the
+candidate of that step against the stable version since the rollout began on error rate,
 validation rejections, latency p95 and p99, NaN/inf outputs and the Jensen-Shannon
-distance between their predictions. Any broken limit rolls the candidate back; the last
-step passed promotes it (``registry.promote``) and makes it the stable version.
+distance between their predictions (:mod:`readyml.serve.canary`: pass, fail, or
+inconclusive on too little data). A limit broken with confidence rolls the candidate back;
+an inconclusive step goes on and is judged again at twice the requests (recorded once, as
+``extend``), and rolls back if still undecided at ``max_step_requests`` or
+``max_step_duration_s``; the last step passed promotes the candidate (``registry.promote``)
+and makes it the stable version.
 
 Every decision is written to the registry's audit (alias ``canary``, the reason with the
 numbers), and as evidence: ``infra-6`` (the canary ran and decided on data) and ``infra-7``
@@ -37,20 +41,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
 from readyml.config import RolloutSpec, describe_validation_error
-from readyml.data.drift import JensenShannon
 from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
-from readyml.predict import Prediction, Predictor
+from readyml.predict import Predictor
 from readyml.registry import CHAMPION, Registry
 from readyml.serve._http import Scope
+from readyml.serve.canary import ArmStats, Outcome, Verdict, judge, request_cap
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.infra_validation import (
     InfraValidationFailed,
     InfraValidator,
-    nonfinite_rows,
     record_failure,
 )
 from readyml.types import JSON, Evidence
@@ -59,8 +61,6 @@ from readyml.types import JSON, Evidence
 AUDIT_ALIAS = "canary"
 # Who the controller acts as in audit records.
 CONTROLLER = "readyml-rollout"
-# Most latencies and outputs kept per side of a step (samples; older ones are dropped).
-MAX_SAMPLES = 50_000
 # How long a replaced deployment may finish its queued requests (s).
 DRAIN_TIMEOUT_S = 10.0
 # Percent buckets a sticky key is hashed into.
@@ -129,112 +129,6 @@ def transition(current: RolloutState, target: RolloutState, model: str) -> Rollo
     return target
 
 
-class ArmStats:
-    """What one side (stable or candidate) did during a window: counts, latencies, outputs."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.errors = 0
-        self.rejections = 0
-        self.rows = 0
-        self.nonfinite_rows = 0
-        self.latencies_ms: list[float] = []
-        self.outputs: list[Any] = []
-
-    def observe(self, status: int, latency_s: float) -> None:
-        """Count one answered request (5xx and 422 are errors, other 4xx rejections)."""
-        self.requests += 1
-        if status >= 500 or status == 422:
-            self.errors += 1
-        elif status >= 400:
-            self.rejections += 1
-        if len(self.latencies_ms) < MAX_SAMPLES:
-            self.latencies_ms.append(latency_s * 1000)
-
-    def record(self, prediction: Prediction, offset: int, rows: int) -> None:
-        """Keep the predictions of one request (for divergence and NaN/inf counts)."""
-        self.rows += rows
-        self.nonfinite_rows += nonfinite_rows(prediction, offset, rows)
-        if len(self.outputs) < MAX_SAMPLES:
-            self.outputs.extend(prediction.labels[offset : offset + rows].tolist())
-
-    def rate(self, count: int) -> float:
-        """``count`` as a share of the requests (0 when there were none)."""
-        return count / self.requests if self.requests else 0.0
-
-    def latency_ms(self, quantile: float) -> float:
-        """A latency quantile (0 when there are no samples)."""
-        return float(np.quantile(self.latencies_ms, quantile)) if self.latencies_ms else 0.0
-
-    def summary(self) -> JSON:
-        """The window's numbers, rounded for reports."""
-        return {
-            "requests": self.requests,
-            "error_rate": round(self.rate(self.errors), 4),
-            "rejection_rate": round(self.rate(self.rejections), 4),
-            "p95_ms": round(self.latency_ms(0.95), 3),
-            "p99_ms": round(self.latency_ms(0.99), 3),
-            "nonfinite_rate": round(self.nonfinite_rows / self.rows, 4) if self.rows else 0.0,
-        }
-
-
-@dataclass
-class Verdict:
-    """The controller's judgement of one step: healthy or not, why, and the numbers."""
-
-    healthy: bool
-    reason: str
-    numbers: JSON
-
-
-def judge(stable: ArmStats, candidate: ArmStats, spec: RolloutSpec) -> Verdict:
-    """Compare a step's candidate with the stable version against the spec's limits."""
-    numbers: JSON = {"stable": stable.summary(), "candidate": candidate.summary()}
-    problems: list[str] = []
-    error_increase = candidate.rate(candidate.errors) - stable.rate(stable.errors)
-    if error_increase > spec.max_error_rate_increase:
-        problems.append(
-            f"error rate {candidate.rate(candidate.errors):.4f} vs stable "
-            f"{stable.rate(stable.errors):.4f} (+{error_increase:.4f} > "
-            f"{spec.max_error_rate_increase})"
-        )
-    rejection_increase = candidate.rate(candidate.rejections) - stable.rate(stable.rejections)
-    if rejection_increase > spec.max_rejection_rate_increase:
-        problems.append(
-            f"rejection rate +{rejection_increase:.4f} > {spec.max_rejection_rate_increase}"
-        )
-    nonfinite_rate = candidate.nonfinite_rows / candidate.rows if candidate.rows else 0.0
-    if nonfinite_rate > spec.max_nonfinite_rate:
-        problems.append(f"NaN/inf outputs in {nonfinite_rate:.4f} of rows")
-    if stable.requests:
-        for quantile, label in ((0.95, "p95"), (0.99, "p99")):
-            limit_ms = stable.latency_ms(quantile) * spec.max_latency_ratio + spec.latency_slack_ms
-            observed_ms = candidate.latency_ms(quantile)
-            if observed_ms > limit_ms:
-                problems.append(
-                    f"latency {label} {observed_ms:.1f} ms > limit {limit_ms:.1f} ms "
-                    f"(stable {stable.latency_ms(quantile):.1f} ms)"
-                )
-    if stable.outputs and candidate.outputs:
-        distance = (
-            JensenShannon().run(np.asarray(stable.outputs), np.asarray(candidate.outputs)).statistic
-        )
-        numbers["divergence_js"] = round(distance, 4)
-        if distance > spec.max_divergence:
-            problems.append(
-                f"prediction divergence (Jensen-Shannon) {distance:.4f} > {spec.max_divergence}"
-            )
-    if problems:
-        return Verdict(False, "; ".join(problems), numbers)
-    summary = numbers["candidate"]
-    reason = (
-        f"{summary['requests']} requests, error rate {summary['error_rate']}, "
-        f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms, "
-        f"divergence {numbers.get('divergence_js', 'n/a')}"
-    )
-    return Verdict(True, reason, numbers)
-
-
 @dataclass
 class Decision:
     """One decision of a rollout, as persisted and reported."""
@@ -281,11 +175,37 @@ class Rollout:
         self.stable_stats = ArmStats()
         self.candidate_stats = ArmStats()
         self.step_started_s = time.monotonic()
+        # Candidate requests at which the step is judged (next); doubled while inconclusive.
+        self.judge_at_requests = self.spec.min_requests
+        # The step's last inconclusive verdict (None until one).
+        self.undecided: Verdict | None = None
 
     @property
     def state(self) -> RolloutState:
         """The rollout's state."""
         return RolloutState(self.record.state)
+
+    @property
+    def least_s(self) -> float:
+        """The least seconds the current step (or the shadow) runs before it is judged."""
+        return (
+            self.spec.shadow_s if self.state is RolloutState.SHADOW else self.spec.step_duration_s
+        )
+
+    def due(self, elapsed_s: float) -> bool:
+        """Whether the step is to be judged now: it ran long enough and the candidate
+        answered the requests the next look waits for (or an inconclusive step hit its
+        time cap)."""
+        if elapsed_s < self.least_s:
+            return False
+        if self.candidate_stats.requests >= self.judge_at_requests:
+            return True
+        return self.undecided is not None and self.timed_out(elapsed_s)
+
+    def timed_out(self, elapsed_s: float) -> bool:
+        """Whether the step ran past ``max_step_duration_s`` (or its longer least duration)."""
+        cap_s = self.spec.max_step_duration_s
+        return cap_s is not None and elapsed_s >= max(cap_s, self.least_s)
 
     @property
     def weight(self) -> float:
@@ -298,6 +218,8 @@ class Rollout:
         """Start measuring a new window for the candidate."""
         self.candidate_stats = ArmStats()
         self.step_started_s = time.monotonic()
+        self.judge_at_requests = self.spec.min_requests
+        self.undecided = None
 
     def to_dict(self) -> JSON:
         """The record and the current windows, for ``GET /v2/management/rollout``."""
@@ -309,6 +231,8 @@ class Rollout:
                 "stable": self.stable_stats.summary(),
                 "candidate": self.candidate_stats.summary(),
             },
+            "judge_at_requests": self.judge_at_requests,
+            "undecided": None if self.undecided is None else self.undecided.reason,
         }
 
 
@@ -653,26 +577,59 @@ class RolloutManager:
                 await asyncio.sleep(rollout.spec.tick_s)
 
     async def step(self, rollout: Rollout) -> None:
-        """Judge the current step if it has run long enough; advance, promote or roll back."""
+        """Judge the current step when it is due; advance, promote, roll back, or let an
+        inconclusive step gather twice the requests (see :mod:`readyml.serve.canary`)."""
         spec = rollout.spec
         elapsed_s = time.monotonic() - rollout.step_started_s
-        duration_s = spec.shadow_s if rollout.state is RolloutState.SHADOW else spec.step_duration_s
-        if elapsed_s < duration_s or rollout.candidate_stats.requests < spec.min_requests:
+        if not rollout.due(elapsed_s):
             return
-        verdict = judge(rollout.stable_stats, rollout.candidate_stats, spec)
         name = rollout.record.model
+        # Judged on snapshots in a thread: the permutation test must not stall requests.
+        candidate = rollout.candidate_stats.copy()
+        requests = candidate.requests
+        verdict = await asyncio.to_thread(judge, rollout.stable_stats.copy(), candidate, spec)
+        if self.rollouts.get(name) is not rollout:  # promoted or rolled back meanwhile
+            return
         where = (
             "shadow"
             if rollout.state is RolloutState.SHADOW
             else f"step {rollout.record.step_index + 1}/{len(spec.steps)} ({rollout.weight:g}%)"
         )
-        if not verdict.healthy:
+        if verdict.outcome is Outcome.FAIL:
             await self.rollback(
                 name,
                 reason=f"{where} failed: {verdict.reason}",
                 numbers=verdict.numbers,
                 on_data=True,
             )
+            return
+        if verdict.outcome is Outcome.INCONCLUSIVE:
+            cap = request_cap(spec)
+            if requests >= cap or rollout.timed_out(elapsed_s):
+                # Undecided at the cap: conservatively, the stable version keeps the traffic.
+                await self.rollback(
+                    name,
+                    reason=f"{where} inconclusive after {requests} requests "
+                    f"({elapsed_s:.0f} s): {verdict.reason}",
+                    numbers=verdict.numbers,
+                    on_data=True,
+                )
+                return
+            first = rollout.undecided is None
+            rollout.undecided = verdict
+            rollout.judge_at_requests = min(2 * requests, cap)
+            if first:  # one record per step, not one per look
+                until = f"{cap} requests"
+                if spec.max_step_duration_s is not None:
+                    until += f" or {max(spec.max_step_duration_s, rollout.least_s):g} s"
+                await self._decide(
+                    rollout,
+                    "extend",
+                    f"{where} inconclusive at {requests} requests: {verdict.reason}; judged "
+                    f"again at {rollout.judge_at_requests} requests, rolled back if still "
+                    f"undecided after {until}",
+                    verdict.numbers,
+                )
             return
         if rollout.state is RolloutState.SHADOW:
             rollout.record.state = transition(rollout.state, RolloutState.CANARY, name).value
