@@ -78,6 +78,10 @@ class Deployment:
 class ModelTable:
     """Deployments by model name; the first one put is the default for ``/predict``.
 
+    The default stays that model's name: unloaded and loaded again, it is the default again;
+    while it is unloaded, a request without ``?model=`` is refused rather than answered by
+    another model, which may take the same features and predict something else.
+
     >>> table = ModelTable()
     >>> table.names()
     []
@@ -85,6 +89,7 @@ class ModelTable:
 
     def __init__(self) -> None:
         self._deployments: dict[str, Deployment] = {}
+        self._default_name: str | None = None
         self.generation = 0
 
     def get(self, name: str, version: str | None = None) -> Deployment:
@@ -105,18 +110,37 @@ class ModelTable:
         return deployment
 
     def default(self) -> Deployment:
-        """The first model put in the table (the project's champion by default)."""
-        for deployment in self._deployments.values():
+        """The first model put in the table (the project's champion by default).
+
+        Raises:
+            NotFound: No model is loaded, or the default one is unloaded.
+        """
+        deployment = self.default_or_none()
+        if deployment is not None:
             return deployment
+        if self._default_name is None or not self._deployments:
+            raise NotFound(
+                "model: expected a loaded model, found none; load one with "
+                "POST /v2/repository/models/{name}/load"
+            )
+        loaded = ", ".join(self._deployments)
         raise NotFound(
-            "model: expected a loaded model, found none; load one with "
-            "POST /v2/repository/models/{name}/load"
+            f"model: expected ?model=NAME while the default model {self._default_name!r} is "
+            f"unloaded (loaded: {loaded}), found none"
         )
+
+    def default_or_none(self) -> Deployment | None:
+        """The default model's deployment, or ``None`` while it is not loaded."""
+        if self._default_name is None:
+            return None
+        return self._deployments.get(self._default_name)
 
     def put(self, deployment: Deployment) -> Deployment | None:
         """Serve ``deployment`` under its name; return the one it replaced, if any."""
         old = self._deployments.get(deployment.name)
         self._deployments[deployment.name] = deployment
+        if self._default_name is None:
+            self._default_name = deployment.name
         self.generation += 1
         return old
 

@@ -52,7 +52,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
     """The OpenAPI document for the models in ``table``."""
     names = table.names() or ["none"]
     versions = sorted({d.version_label for d in table}) or ["0"]
-    default = table.default() if len(table) else None
+    default = table.default_or_none()
     record: dict[str, Any] = {"type": "object"}
     columns: dict[str, Any] = {"type": "object"}
     if default is not None and default.predictor.layout != "tensor":
