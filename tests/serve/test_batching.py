@@ -187,6 +187,21 @@ def test_aimd_backs_off_when_batches_exceed_the_budget() -> None:
     assert batcher.batch_limit_rows > low
 
 
+def test_a_burst_of_large_requests_after_single_rows_is_not_shed_on_a_per_row_guess() -> None:
+    """One-row batches teach the fixed cost, not the cost of a row (the audit's burst)."""
+    batcher, _ = _batcher(max_batch_rows=256, max_queue_delay_s=1.0)
+    for _ in range(30):
+        batcher._adapt(1, 0.010)  # a model whose every call costs ~10 ms
+    assert 0.009 < batcher.cost.overhead_s < 0.011
+    batcher.queued_rows = 7 * 300  # seven 300-row requests queued; an eighth arrives
+    assert batcher.predicted_delay_s(300) < 1.0  # the per-row EWMA predicted 24 s
+    # Larger batches then show the real cost of a row, and the prediction follows it.
+    for rows in (300, 40, 256, 120) * 10:
+        batcher._adapt(rows, 0.010 + rows * 0.002)
+    assert 0.0018 < batcher.cost.row_s < 0.0022
+    assert batcher.predicted_delay_s(300) > 1.0  # now 2 ms a row: 2,400 rows take ~5 s
+
+
 def sample(text: str, name: str, **labels: str) -> float:
     """One sample's value from a Prometheus text page."""
     from prometheus_client.parser import text_string_to_metric_families

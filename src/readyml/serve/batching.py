@@ -22,8 +22,11 @@ Policy (learned from Triton's dynamic batcher, Clipper's AIMD and BentoML's disp
    rarely helps, so the default is 0; on a GPU it fills batches.
 4. **Early load shedding.** A request is refused with :class:`QueueFull` (503 + Retry-After)
    when the queue already holds ``max_queue_rows`` rows or when the predicted queueing delay
-   (``queued_rows`` × ``row_time_s``, an EWMA of service time per row) exceeds
-   ``max_queue_delay_s``. Accepted requests therefore see bounded latency under overload.
+   exceeds ``max_queue_delay_s``. Accepted requests therefore see bounded latency under
+   overload. A batch costs a fixed part plus a part per row (:class:`BatchCost`: a least-squares
+   line through recent batches); the queue is predicted to run as batches of the current
+   limit. One cost per row learnt from one-row batches, where a model's fixed cost dominates,
+   overestimated a burst of large requests some fifty-fold and shed them needlessly.
 5. **Failure isolation.** If a batch of several requests fails, each request is run again
    alone, so one bad input fails only its own request.
 
@@ -48,8 +51,60 @@ R = TypeVar("R")
 
 # Weight of the newest sample in the exponentially weighted moving averages.
 EWMA_WEIGHT = 0.2
-# Initial guess of the service time per row (s) before any batch ran.
+# Initial guess of the service time per row (s) before any batch ran; also the prior of the
+# per-row cost while every batch seen had the same size (so it cannot be told from the fixed part).
 INITIAL_ROW_TIME_S = 1e-4
+# Weight of the newest batch in the batch cost's line (a memory of some 20 batches).
+COST_WEIGHT = 0.05
+# Strength of the per-row prior, in rows² of batch-size variance.
+COST_PRIOR_ROWS2 = 1.0
+
+
+class BatchCost:
+    """Service time of a batch as ``overhead_s + rows × row_s``, fitted to recent batches.
+
+    An exponentially weighted least-squares line, with a ridge prior pulling ``row_s``
+    towards :data:`INITIAL_ROW_TIME_S` while batch sizes barely vary.
+
+    >>> cost = BatchCost()
+    >>> for rows, seconds in [(1, 0.010), (64, 0.0163), (1, 0.010), (256, 0.0356)] * 20:
+    ...     cost.add(rows, seconds)
+    >>> round(cost.overhead_s * 1000, 1), round(cost.row_s * 1e6)
+    (9.9, 100)
+    """
+
+    def __init__(self) -> None:
+        self.overhead_s = 0.0
+        self.row_s = INITIAL_ROW_TIME_S
+        self._weight = 0.0
+        self._mean_rows = 0.0
+        self._mean_s = 0.0
+        self._var_rows = 0.0
+        self._cov = 0.0
+
+    def add(self, rows: int, service_s: float) -> None:
+        """Take one batch's size and service time into the line."""
+        self._weight = (1 - COST_WEIGHT) * self._weight + COST_WEIGHT
+        w = COST_WEIGHT / self._weight  # the first batch counts fully
+        d_rows, d_s = rows - self._mean_rows, service_s - self._mean_s
+        self._mean_rows += w * d_rows
+        self._mean_s += w * d_s
+        self._var_rows = (1 - w) * (self._var_rows + w * d_rows * d_rows)
+        self._cov = (1 - w) * (self._cov + w * d_rows * d_s)
+        row_s = (self._cov + COST_PRIOR_ROWS2 * INITIAL_ROW_TIME_S) / (
+            self._var_rows + COST_PRIOR_ROWS2
+        )
+        self.row_s = max(0.0, row_s)
+        self.overhead_s = self._mean_s - self.row_s * self._mean_rows
+        if self.overhead_s < 0.0:  # a line through the origin fits better than a negative cost
+            self.overhead_s = 0.0
+            self.row_s = self._mean_s / max(self._mean_rows, 1.0)
+
+    def seconds(self, rows: int, batch_rows: int) -> float:
+        """Time to run ``rows`` rows as batches of at most ``batch_rows``."""
+        if rows <= 0:
+            return 0.0
+        return math.ceil(rows / max(batch_rows, 1)) * self.overhead_s + rows * self.row_s
 
 
 class QueueFull(Overloaded):
@@ -152,7 +207,7 @@ class AdaptiveBatcher(Generic[P, R]):
         self.backoff_factor = 0.75
         self.batch_budget_s = latency_target_s / 2
         self.batch_limit_rows = float(max_batch_rows)
-        self.row_time_s = INITIAL_ROW_TIME_S
+        self.cost = BatchCost()
         self.arrival_gap_s = math.inf
         self.queued_rows = 0
         self._last_arrival_s: float | None = None
@@ -174,7 +229,7 @@ class AdaptiveBatcher(Generic[P, R]):
 
     def predicted_delay_s(self, rows: int = 0) -> float:
         """Queueing delay a new request of ``rows`` rows is expected to see."""
-        return (self.queued_rows + rows) * self.row_time_s
+        return self.cost.seconds(self.queued_rows + rows, int(self.batch_limit_rows))
 
     async def submit(self, part: P, *, rows: int, tag: Any = None) -> tuple[R, int]:
         """Queue ``part`` (``rows`` rows) and wait for its batch's result and offset.
@@ -253,7 +308,7 @@ class AdaptiveBatcher(Generic[P, R]):
         self._dispatch(loop)
 
     def _batch_time_s(self) -> float:
-        return self.batch_limit_rows * self.row_time_s
+        return self.cost.seconds(int(self.batch_limit_rows), int(self.batch_limit_rows))
 
     def _wait_over(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wait_handle = None
@@ -337,9 +392,8 @@ class AdaptiveBatcher(Generic[P, R]):
             self.on_result(done.result(), batch.items, finished_s)
 
     def _adapt(self, rows: int, service_s: float) -> None:
-        """AIMD on the batch limit; EWMA of the service time per row."""
-        row_time_s = service_s / max(rows, 1)
-        self.row_time_s = (1 - EWMA_WEIGHT) * self.row_time_s + EWMA_WEIGHT * row_time_s
+        """AIMD on the batch limit; the batch cost's line."""
+        self.cost.add(rows, service_s)
         if service_s > self.batch_budget_s:
             self.batch_limit_rows = max(1.0, self.batch_limit_rows * self.backoff_factor)
         else:
@@ -362,7 +416,8 @@ class AdaptiveBatcher(Generic[P, R]):
             "batch_limit_rows": int(self.batch_limit_rows),
             "max_batch_rows": self.max_batch_rows,
             "queued_rows": self.queued_rows,
-            "row_time_ms": self.row_time_s * 1000,
+            "row_time_ms": self.cost.row_s * 1000,
+            "batch_overhead_ms": self.cost.overhead_s * 1000,
             "latency_target_ms": self.latency_target_s * 1000,
             "waits": self.waits,
         }
