@@ -127,8 +127,9 @@ def serve(
     else:
         scale = f"{spec.workers} worker(s)"
     check_startup(loaded, spec, model or [])
+    served = ", ".join(model or spec.models) or f"{loaded.spec.name}@champion"
+    # "starting": the models load after this line, and a damaged one still stops the server.
     console.stdout.print(
-        f"readyml serve: {', '.join(model or spec.models) or loaded.spec.name + '@champion'} "
-        f"on http://{spec.host}:{spec.port} ({scale})"
+        f"readyml serve: starting {served} on http://{spec.host}:{spec.port} ({scale})"
     )
     run(loaded, spec=spec, models=model or [], log_level=log_level)
