@@ -88,7 +88,14 @@ def test_promote_rollback_history_keep_reasons(tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["to_version"] == 1
     code, out, _ = _invoke("models", "history", "iris", "-p", str(tmp_path), "--format", "json")
     events = json.loads(out)
-    assert [e["to_version"] for e in events][-3:] == [1, 2, 1]
+    # Alias moves and status changes, interleaved by time.
+    assert [(e["kind"], e.get("to_version") or e.get("to_status")) for e in events] == [
+        ("status", "blessed"),
+        ("alias", 1),
+        ("status", "blessed"),
+        ("alias", 2),
+        ("alias", 1),
+    ]
     assert [e["reason"] for e in events][-2:] == ["better", "oops"]
 
 
@@ -340,7 +347,7 @@ def test_reasons_and_names_with_markup_are_printed_as_written(tmp_path: Path) ->
     assert reason in out
     # Times to the second; a first move shows "-" as where it came from.
     assert re.search(r"\d\d:\d\d:\d\d\.\d", out) is None
-    assert re.search(r"Z\s+│ champion │ -\s+│ 1 ", out), out
+    assert re.search(r"Z\s+│ alias\s+│ champion │ -\s+│ 1 ", out), out
     code, out, _ = _invoke("models", "history", "demo", "-p", str(root), "--format", "json")
     assert code == 0 and json.loads(out)[-1]["reason"] == reason
 
@@ -390,6 +397,14 @@ def test_reasons_and_names_with_markup_are_printed_as_written(tmp_path: Path) ->
         (
             ["history", "../demo"],
             "model: expected a registered model (models: demo), found '../demo'",
+        ),
+        (
+            ["history", "demo", "--version", "9"],
+            "model 'demo' version: expected a registered version (versions: 1, 2, 3), found 9",
+        ),
+        (
+            ["history", "demo", "--version", "2", "--alias", "champion"],
+            "--alias and --version: expected one of them, found both ('champion', 2)",
         ),
         (
             ["show", "demo:\u0661"],
@@ -449,6 +464,45 @@ def test_veto_archive_and_restore_keep_who_and_why(
     assert moved["change"]["reason"] == "false alarm"
     code, out, _ = _invoke("models", "archive", "demo:3", "--reason", "old", "-p", str(root))
     assert (code, out) == (0, "demo:3: vetoed → archived (old)\n")
+
+
+def test_history_interleaves_status_changes_with_alias_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _registry_project(tmp_path)
+    monkeypatch.setenv("READYML_USER", "ana")
+    assert _invoke("models", "veto", "demo:2", "--reason", "leaks ids", "-p", str(root))[0] == 0
+    assert _invoke("models", "restore", "demo:2", "--reason", "fixed", "-p", str(root))[0] == 0
+    assert _invoke("models", "promote", "demo:2", "--reason", "better", "-p", str(root))[0] == 0
+    code, out, err = _invoke("models", "history", "demo", "-p", str(root))
+    assert (code, err) == (0, "")
+    lines = [line for line in out.splitlines() if "Z " in line]
+    kinds = [re.split(r"\s*│\s*", line)[1:4] for line in lines]
+    assert kinds == [
+        ["status", "demo:1", "-"],
+        ["status", "demo:2", "-"],
+        ["status", "demo:3", "-"],
+        ["alias", "champion", "-"],
+        ["status", "demo:2", "candidate"],
+        ["status", "demo:2", "vetoed"],
+        ["alias", "champion", "1"],
+    ]
+    assert re.search(r"│ demo:3\s+│ -\s+│ vetoed\s+│ \(gate\)\s+│ accuracy 0.40 < 0.90", out), out
+    assert re.search(r"│ candidate │ vetoed\s+│ ana\s+│ leaks ids", out), out
+    events = _history_json(root, "--version", "2")
+    assert [(e["kind"], e["from_status"], e["to_status"], e["who"]) for e in events] == [
+        ("status", None, "candidate", None),
+        ("status", "candidate", "vetoed", "ana"),
+        ("status", "vetoed", "candidate", "ana"),
+    ]
+    assert {e["kind"] for e in _history_json(root, "--alias", "champion")} == {"alias"}
+
+
+def _history_json(root: Path, *args: str) -> list[dict[str, object]]:
+    code, out, _ = _invoke("models", "history", "demo", *args, "-p", str(root), "--format", "json")
+    assert code == 0, out
+    events: list[dict[str, object]] = json.loads(out)
+    return events
 
 
 def test_a_veto_of_a_gate_vetoed_version_is_recorded_as_the_person_s(

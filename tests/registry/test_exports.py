@@ -24,6 +24,7 @@ def test_all_is_sorted_and_importable() -> None:
         "Registry",
         "RunOwner",
         "RunRecord",
+        "StatusEvent",
         "StepRecord",
         "onnx_version_for",
         "open_registry",

@@ -205,7 +205,7 @@ def test_a_registry_created_at_0001_upgrades_and_keeps_its_runs(store_url: str) 
     store = MetadataStore(store_url).open()
     with store.engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
-            "0002"
+            "0003"
         )
     columns = {c["name"] for c in inspect(store.engine).get_columns("runs")}
     assert {"owner_host", "owner_pid", "owner_start_ticks"} <= columns

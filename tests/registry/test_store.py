@@ -25,6 +25,7 @@ TABLES = {
     "models",
     "runs",
     "steps",
+    "version_status_events",
     "versions",
 }
 
@@ -45,7 +46,7 @@ def test_constructor_only_stores_the_url() -> None:
 def test_open_migrates_a_fresh_database_to_head(store: MetadataStore) -> None:
     assert set(inspect(store.engine).get_table_names()) == TABLES
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
 def test_opening_twice_is_idempotent_and_keeps_data(store_url: str) -> None:

@@ -32,6 +32,13 @@ def test_a_vetoed_model_blessed_after_a_rule_is_fixed_can_become_champion(
     version = registry.get("iris:1")
     assert version.status == "blessed"
     assert version.gate is not None and version.gate["decision"] == "blessed"
+    # Both of the gate's decisions are in the trail, the veto with its failed check.
+    trail = registry.status_history("iris", 1)
+    assert [(e.from_status, e.to_status, e.who, e.gate_decision) for e in trail] == [
+        (None, "vetoed", None, "vetoed"),
+        ("vetoed", "blessed", None, "blessed"),
+    ]
+    assert "failed: accuracy = " in trail[0].reason
     registry.promote("iris:1", who="tests", reason="the rule is fixed")
     assert registry.get("iris@champion").version == 1
 
@@ -47,3 +54,4 @@ def test_a_veto_of_a_blessed_model_leaves_its_status(tmp_path: Path) -> None:
     assert again.value("gate")["decision"] == "vetoed"
     assert registry.get("iris:1").status == "blessed"
     assert registry.get("iris@champion").version == 1
+    assert [e.to_status for e in registry.status_history("iris")] == ["blessed"]

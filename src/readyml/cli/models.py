@@ -26,7 +26,7 @@ from readyml.cli._common import (
 from readyml.errors import ConfigError
 
 if TYPE_CHECKING:
-    from readyml.registry import AliasEvent, ModelVersion
+    from readyml.registry import AliasEvent, ModelVersion, StatusEvent
     from readyml.types import VersionStatus
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and move registered model versions.")
@@ -244,32 +244,66 @@ def _status_move(before: ModelVersion, after: ModelVersion, *, moved: bool) -> d
 @cli_errors
 def models_history(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Only this alias's moves.")] = None,
+    version: Annotated[int | None, typer.Option(help="Only this version's status changes.")] = None,
     project: ProjectOpt = Path("."),
     fmt: FormatOpt = "text",
 ) -> None:
-    """Every alias move: from, to, when (UTC), who, why."""
+    """Every alias move and status change, oldest first: when (UTC), what, from, to, who, why.
+
+    ``kind`` says which: ``alias`` (or ``alias rollback``) for a move of the alias named in
+    ``what``, ``status`` for a status change of the version named there. A status set by
+    the gate or by code shows ``(gate)`` or ``-`` as who.
+    """
     fmt = output_format(fmt)
-    events = project_registry(project).history(name, alias=alias)
+    if alias is not None and version is not None:
+        raise ConfigError(
+            f"--alias and --version: expected one of them, found both ({alias!r}, {version})"
+        )
+    registry = project_registry(project)
+    moves = [] if version is not None else registry.history(name, alias=alias)
+    changes = [] if alias is not None else registry.status_history(name, version)
+    # Each list is in the order it was recorded; a stable sort by time interleaves them.
+    entries = sorted(
+        [(e.at, {"kind": "status", **e.to_dict()}, _status_row(e)) for e in changes]
+        + [(e.at, {"kind": "alias", **e.to_dict()}, _alias_row(e)) for e in moves],
+        key=lambda entry: entry[0],
+    )
     if fmt == "json":
-        console.print_json([e.to_dict() for e in events])
+        console.print_json([entry for _, entry, _ in entries])
         return
     console.table(
         None,
-        ["when", "alias", "from", "to", "who", "reason", "action"],
-        [
-            [
-                _when(e.at),
-                e.alias,
-                e.from_version if e.from_version is not None else "-",
-                e.to_version,
-                e.who,
-                e.reason or "-",
-                e.action,
-            ]
-            for e in events
-        ],
+        ["when", "kind", "what", "from", "to", "who", "reason"],
+        [row for _, _, row in entries],
     )
+
+
+def _status_row(event: StatusEvent) -> list[Any]:
+    who = event.who
+    if who is None:
+        who = "(gate)" if event.gate_decision is not None else "-"
+    return [
+        _when(event.at),
+        "status",
+        event.ref,
+        event.from_status or "-",
+        event.to_status,
+        who,
+        event.reason or "-",
+    ]
+
+
+def _alias_row(event: AliasEvent) -> list[Any]:
+    return [
+        _when(event.at),
+        "alias rollback" if event.action == "rollback" else "alias",
+        event.alias,
+        event.from_version if event.from_version is not None else "-",
+        event.to_version,
+        event.who,
+        event.reason or "-",
+    ]
 
 
 @app.command("verify")

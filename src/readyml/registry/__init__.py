@@ -2,8 +2,9 @@
 
 Two stores behind one object. :class:`MetadataStore` (SQLAlchemy + Alembic; SQLite by
 default, PostgreSQL by URL) records runs, steps, evidence, versions, aliases and the audit
-trail of alias moves. :class:`ArtifactStore` (fsspec; a local folder by default, ``s3://``
-by URL) keeps files, written atomically and verified by sha256 on every read.
+trails of alias moves and status changes. :class:`ArtifactStore` (fsspec; a local folder
+by default, ``s3://`` by URL) keeps files, written atomically and verified by sha256 on
+every read.
 :class:`Registry` combines them; :func:`open_registry` opens a workspace's registry with
 the defaults and the ``READYML_STORE_URL`` / ``READYML_ARTIFACTS_URL`` overrides.
 :func:`onnx_version_for` finds a version's parity-checked ONNX export through the lineage.
@@ -20,6 +21,7 @@ from readyml.registry.records import (
     ModelVersion,
     RunOwner,
     RunRecord,
+    StatusEvent,
     StepRecord,
 )
 from readyml.registry.registry import CHAMPION, Registry, open_registry
@@ -36,6 +38,7 @@ __all__ = [
     "Registry",
     "RunOwner",
     "RunRecord",
+    "StatusEvent",
     "StepRecord",
     "onnx_version_for",
     "open_registry",

@@ -187,6 +187,23 @@ class AliasEventRow(Base):
     action: Mapped[str] = mapped_column(String(16))
 
 
+class StatusEventRow(Base):
+    """The audit trail of version status changes (migration 0003)."""
+
+    __tablename__ = "version_status_events"
+    __table_args__ = (Index("ix_version_status_events_model_version", "model_name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(NAME_LEN))
+    version: Mapped[int] = mapped_column(Integer)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    who: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    reason: Mapped[str] = mapped_column(Text)
+    gate_decision: Mapped[str | None] = mapped_column(String(SHORT_LEN))
+
+
 class EvidenceRow(Base):
     """One piece of ML Test Score evidence."""
 

@@ -173,3 +173,35 @@ class AliasEvent:
         """Return a JSON-friendly dict (datetimes as ISO 8601)."""
         result: JSON = _jsonable(asdict(self))
         return result
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One status change of a version: from which status to which, when, by whom and why.
+
+    ``who`` is the person (or named controller) who set it; ``None`` means the gate or code
+    did. ``from_status`` is ``None`` when the version came into the registry with this
+    status (registered or imported), and for a person's change carried over from the
+    version's ``status_change`` tag by schema revision 0003, whose earlier status is not
+    known. ``gate_decision`` is the gate's decision recorded with the change, if any.
+    """
+
+    id: int
+    model_name: str
+    version: int
+    from_status: VersionStatus | None
+    to_status: VersionStatus
+    at: datetime
+    who: str | None
+    reason: str
+    gate_decision: str | None
+
+    @property
+    def ref(self) -> str:
+        """The ``NAME:VERSION`` reference of the version."""
+        return f"{self.model_name}:{self.version}"
+
+    def to_dict(self) -> JSON:
+        """Return a JSON-friendly dict (datetimes as ISO 8601)."""
+        result: JSON = _jsonable(asdict(self))
+        return result

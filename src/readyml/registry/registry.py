@@ -13,6 +13,9 @@ keeps its number (a baked image serves ``iris:7`` as 7), and refuses a number al
 Aliases (``champion``, ``staging``...) point at versions; every move is an event with who,
 when and why, and ``rollback`` moves an alias back to where its last move took it from.
 ``promote`` onto the version an alias already names changes nothing and records nothing.
+Statuses have the same trail: registering, importing and every :meth:`Registry.set_status`
+add a status event (from, to, who, why, when, and the gate's decision) in the transaction
+that sets the status, so the trail never misses a change nor holds one that failed.
 A vetoed or archived version can never become ``champion``, and the champion cannot be
 vetoed or archived while it holds the alias. ``promote`` and ``rollback`` refuse such a
 version for every alias (a server may follow ``NAME@ALIAS`` for any alias); ``set_alias``,
@@ -35,7 +38,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from readyml.errors import AliasError, IntegrityError, RegistryError, VersionNotFound
-from readyml.registry._tables import Alias, AliasEventRow, Artifact, Model, Version
+from readyml.registry._tables import (
+    NAME_LEN,
+    SHORT_LEN,
+    Alias,
+    AliasEventRow,
+    Artifact,
+    Model,
+    StatusEventRow,
+    Version,
+)
 from readyml.registry.artifacts import ArtifactStore, check_key
 from readyml.registry.records import (
     VERSION_STATUSES,
@@ -44,6 +56,7 @@ from readyml.registry.records import (
     ArtifactInfo,
     ModelSummary,
     ModelVersion,
+    StatusEvent,
 )
 from readyml.registry.store import MetadataStore, utcnow
 from readyml.types import JSON, NAME_RULE, Evidence, ModelRef, VersionStatus
@@ -61,6 +74,8 @@ _ALIAS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_VERSION = 2**31 - 1
 # How many names an error message lists before it says "...".
 _LIST_IN_MESSAGE = 10
+# The reason of a version's first status event when it was copied from another registry.
+IMPORTED = "imported from another registry"
 
 
 def _listing(items: list[str]) -> str:
@@ -80,6 +95,11 @@ def _check_name(name: str) -> str:
             f"model name: expected a bare name of 1-128 characters ({NAME_RULE}), found {name!r}"
         )
     return name
+
+
+def _check_who(who: str | None) -> None:
+    if who is not None and len(who) > NAME_LEN:
+        raise RegistryError(f"who: expected at most {NAME_LEN} characters, found {len(who)}")
 
 
 def _check_alias(alias: str) -> str:
@@ -153,6 +173,47 @@ def _status_reason(status: str, tags: Mapping[str, Any], gate: JSON | None) -> s
     if change is not None:
         return f"by {change.get('by')}: {change.get('reason') or 'no reason given'}"
     return f"reasons: {_veto_reasons(gate)}"
+
+
+def _status_event_row(
+    name: str,
+    version: int,
+    from_status: str | None,
+    to_status: str,
+    *,
+    who: str | None,
+    reason: str,
+    gate: Mapping[str, Any] | None,
+) -> StatusEventRow:
+    """A status event; a change by the gate with no reason given keeps its failed checks."""
+    _check_who(who)
+    decision = None if gate is None else gate.get("decision")
+    if not reason and who is None and gate is not None and to_status == "vetoed":
+        reason = _veto_reasons(dict(gate))
+    return StatusEventRow(
+        model_name=name,
+        version=version,
+        from_status=from_status,
+        to_status=to_status,
+        at=utcnow(),
+        who=who,
+        reason=reason,
+        gate_decision=None if decision is None else str(decision)[:SHORT_LEN],
+    )
+
+
+def _status_event(row: StatusEventRow) -> StatusEvent:
+    return StatusEvent(
+        id=row.id,
+        model_name=row.model_name,
+        version=row.version,
+        from_status=None if row.from_status is None else _check_status(row.from_status),
+        to_status=_check_status(row.to_status),
+        at=row.at,
+        who=row.who,
+        reason=row.reason,
+        gate_decision=row.gate_decision,
+    )
 
 
 def _check_copy(label: str, expected: ArtifactInfo, found: ArtifactInfo) -> None:
@@ -278,8 +339,9 @@ class Registry:
         Everything recorded about the version is kept: status, gate, metrics, signature,
         lineage, tags, input example, fingerprint, run, parent, description and creation
         time. Aliases and their history are not: they belong to the registry, so point
-        them here with :meth:`set_alias`. Like :meth:`register`, the version becomes
-        visible only once every file is stored.
+        them here with :meth:`set_alias`. Nor is its status history: here it starts with
+        one event, from no status to its status, for :data:`IMPORTED`. Like
+        :meth:`register`, the version becomes visible only once every file is stored.
 
         Args:
             version: The version to copy (from :meth:`get` on the source registry).
@@ -346,9 +408,11 @@ class Registry:
         number: int | None,
         expected: Mapping[str, ArtifactInfo] | None = None,
     ) -> ModelVersion:
-        """Upload ``files`` under a staging prefix, then insert ``row`` and its artifacts.
+        """Upload ``files`` under a staging prefix, then insert ``row``, its artifacts and
+        its first status event.
 
-        ``number`` None means "one above the newest, created now"; a number must be free.
+        ``number`` None means "one above the newest, created now" (a registration); a
+        number must be free (an import).
         With ``expected``, each stored file must match its sha256 and size.
         """
         if not files:
@@ -405,6 +469,19 @@ class Registry:
             session.add_all(
                 Artifact(version_id=row.id, name=a.name, key=a.key, sha256=a.sha256, size=a.size)
                 for a in uploaded
+            )
+            # A registration records the gate's decision; an import, where it came from.
+            imported = number is not None
+            session.add(
+                _status_event_row(
+                    name,
+                    row.version,
+                    None,
+                    row.status,
+                    who=None,
+                    reason=IMPORTED if imported else "",
+                    gate=None if imported else row.gate,
+                )
             )
             session.flush()
             return self._to_version(session, row)
@@ -600,10 +677,19 @@ class Registry:
     ) -> ModelVersion:
         """Change a version's status (and record the gate decision behind it).
 
-        A change by a person (``who`` given) is kept in the version's ``status_change`` tag:
-        status, who, why and when; the latest such change, as there is no status history.
+        Every call records a status event (:meth:`status_history`), even one that leaves
+        the status as it was: a person confirming the gate's veto takes it over. A change
+        by a person (``who`` given) is also kept in the version's ``status_change`` tag
+        (status, who, why and when), which holds the latest such change only.
 
         Args:
+            name: The model's name.
+            version: The version's number.
+            status: The new status.
+            gate: The gate decision behind the change, kept on the version.
+            who: The person (or named controller) making the change; ``None`` for the gate
+                or code.
+            reason: Why; a change by the gate without one records its failed checks.
             if_unchanged: Change it only if its status and the person's change behind it are
                 still those of this earlier read (compare and set, in one transaction): a
                 veto made meanwhile is never overwritten.
@@ -635,6 +721,10 @@ class Registry:
                     f"{CHAMPION!r} to become {status}, found it is {CHAMPION!r} (promote "
                     f"another version or roll back first: readyml models rollback {name})"
                 )
+            event = _status_event_row(
+                name, version, row.status, status, who=who, reason=reason, gate=gate
+            )
+            session.add(event)
             row.status = status
             if gate is not None:
                 row.gate = dict(gate)
@@ -643,7 +733,7 @@ class Registry:
                     "status": status,
                     "by": who,
                     "reason": reason,
-                    "at": utcnow().isoformat(),
+                    "at": event.at.isoformat(),
                 }
                 row.tags = {**row.tags, "status_change": change}
             session.flush()
@@ -707,6 +797,7 @@ class Registry:
         action: AliasAction,
     ) -> AliasEvent:
         """Point the alias at ``version`` and add its event, in the caller's transaction."""
+        _check_who(who)
         from_version = None if current is None else current.version
         if current is None:
             session.add(Alias(model_name=name, alias=alias, version=version))
@@ -817,6 +908,41 @@ class Registry:
             if alias is not None and not events and session.get(Alias, (name, alias)) is None:
                 raise VersionNotFound(self._missing_alias_message(session, name, alias))
             return events
+
+    def status_history(self, name: str, version: int | None = None) -> list[StatusEvent]:
+        """Return the status changes of ``name`` (of one version, or all), oldest first.
+
+        A version registered before schema revision 0003 has the events recorded since,
+        after the one carried over from its ``status_change`` tag, if it had one.
+
+        Raises:
+            VersionNotFound: No model has that name, or ``version`` is not registered.
+
+        Example:
+            >>> import tempfile
+            >>> workspace = Path(tempfile.mkdtemp())
+            >>> (workspace / "model.bin").write_bytes(b"weights")
+            7
+            >>> registry = open_registry(workspace)
+            >>> _ = registry.register("demo", files={"model.bin": workspace / "model.bin"},
+            ...                       model_fingerprint="f1")
+            >>> _ = registry.set_status("demo", 1, "vetoed", who="ana", reason="leaks")
+            >>> [(e.from_status, e.to_status, e.who) for e in registry.status_history("demo")]
+            [(None, 'candidate', None), ('candidate', 'vetoed', 'ana')]
+        """
+        query = (
+            select(StatusEventRow)
+            .where(StatusEventRow.model_name == name)
+            .order_by(StatusEventRow.id)
+        )
+        with self.store.session() as session:
+            if version is None:
+                if session.get(Model, name) is None:
+                    raise VersionNotFound(self._missing_model_message(session, name))
+            else:
+                number = self._resolve(session, ModelRef(name, version=version)).version
+                query = query.where(StatusEventRow.version == number)
+            return [_status_event(row) for row in session.scalars(query)]
 
     # -- files -----------------------------------------------------------------------
 
