@@ -130,3 +130,24 @@ def test_load_places_a_torch_model_and_refuses_a_missing_gpu(tmp_path: Path) -> 
     if not torch.cuda.is_available():
         with pytest.raises(FlavorError, match="expected one of 0 CUDA device"):
             Predictor.load(registry, "mlp:1", device="cuda")
+
+
+class _TensorModel:
+    task = "regression"
+
+
+@pytest.mark.parametrize(
+    ("rows", "found"),
+    [
+        ([[1.0, "a"]], "found text"),
+        ([[1.0, 2.0], [3.0]], "found ragged rows"),
+        ([[1e300, 1.0]], r"expected numbers within float32's range .* found number 1e\+300"),
+    ],
+)
+def test_tensor_rows_that_are_not_numbers_of_one_shape_are_refused(
+    rows: list[list[object]], found: str
+) -> None:
+    signature = {"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2]}], "output": {}}
+    predictor = Predictor(model=_TensorModel(), name="t", version=1, signature=signature)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=found):
+        predictor.from_rows(rows)

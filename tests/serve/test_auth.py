@@ -49,8 +49,12 @@ def test_unload_then_load_again(guarded_server: Server) -> None:
         assert client.post("/v2/repository/models/iris/unload").status_code == 200
         assert client.post("/predict", json=[ROW]).status_code == 404
         assert client.get("/v2/health/ready").status_code == 503
+        # MLflow's and SageMaker's health checks mean "ready to serve" too.
+        assert client.get("/ping").status_code == 503
+        assert client.get("/health").status_code == 503
         assert client.post("/v2/repository/models/iris/load").status_code == 200
         assert client.post("/predict", json=[ROW]).status_code == 200
+        assert client.get("/ping").status_code == 200
 
 
 def test_prediction_can_require_the_token(guarded_server: Server) -> None:

@@ -12,13 +12,14 @@ import orjson
 import pytest
 import uvicorn
 
-from readyml.serve._protocol import BODY_HIGH_WATER, BodyChunks, ChunkedBodyProtocol
+from readyml.serve._protocol import BODY_HIGH_WATER, DIRECT_MIN, BodyChunks, ChunkedBodyProtocol
 from readyml.serve.server import http_protocol
 from support import iris_frame
 
 from .conftest import ROW, Server, raw_post, read_answers, serve_process, train_iris
 
 ROWS = 160_000  # 5.1 MB of FP64: more than BODY_HIGH_WATER, so reading pauses and resumes
+BODY_TIMEOUT_S = 5.0  # long enough for a loaded host to send the tests' 5 MB bodies
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def big_body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         "max_body_bytes": 16 << 20,
         "request_log": {"enabled": False},
         "http_protocol": "readyml",  # a tabular model would get uvicorn's own
+        "body_timeout_s": BODY_TIMEOUT_S,
     }
     root = train_iris(tmp_path_factory.mktemp("iris-big-bodies"), serving=serving)
     with serve_process(root) as started:
@@ -159,6 +161,23 @@ def test_expect_100_continue_is_answered_before_the_body(big_body_server: Server
         sock.sendall(body)
         ((status, answer),) = read_answers(sock, 1)
     assert status == 200 and orjson.loads(answer)["predictions"] == ["setosa"]
+
+
+@pytest.mark.parametrize("sent", [0, DIRECT_MIN])
+def test_a_long_body_that_stops_arriving_is_refused_408_and_closed(
+    big_body_server: Server, sent: int
+) -> None:
+    """Read straight into its buffer (its length is in the direct range): still timed."""
+    length = 2 * DIRECT_MIN
+    head = raw_post("/predict", b"").replace(b"Content-Length: 0", b"Content-Length: %d" % length)
+    with connect(big_body_server) as sock:
+        sock.sendall(head + b" " * sent)
+        ((status, answer),) = read_answers(sock, 1)
+        assert status == 408, answer
+        assert orjson.loads(answer)["found"] == f"0 of {length} bytes"  # none reached the app
+        assert sock.recv(1) == b""
+    with big_body_server.client() as client:
+        assert client.post("/predict", json=[ROW]).status_code == 200
 
 
 def test_the_server_log_has_no_protocol_errors(big_body_server: Server) -> None:

@@ -193,3 +193,23 @@ def test_wrong_method_is_405_with_allow(server: Server) -> None:
         "expected": "POST for /predict",
         "found": "GET",
     }
+
+
+def test_openapi_lists_csv_binary_tensors_and_the_405_and_415_answers(server: Server) -> None:
+    with server.client() as client:
+        document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    invocations = paths["/invocations"]["post"]
+    assert set(invocations["requestBody"]["content"]) == {"application/json", "text/csv"}
+    infer = paths["/v2/models/{model_name}/infer"]["post"]
+    assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    assert set(infer["responses"]["200"]["content"]) == {
+        "application/json",
+        "application/octet-stream",
+    }
+    # Described, not a listed parameter: fuzzers would add it to JSON bodies.
+    assert "parameters" not in infer and "Inference-Header-Content-Length" in infer["description"]
+    for route in ("/predict", "/invocations", "/v2/models/{model_name}/infer"):
+        assert "415" in paths[route]["post"]["responses"]
+    assert "Allow" in paths["/predict"]["post"]["responses"]["405"]["headers"]
+    assert "405" in paths["/v2/health/ready"]["get"]["responses"]

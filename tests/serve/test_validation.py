@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from .conftest import ROW, Server
+from readyml.config import Project
+from readyml.flavors.sklearn import SklearnModel
+from readyml.train import open_project_registry
+
+from .conftest import ROW, Server, serve_process, train_iris
 from .test_protocols import v2_columns
 
 
@@ -240,3 +250,282 @@ def test_an_infinite_value_the_model_fails_on_is_a_400_for_that_request_only(
         assert answer.json()["field"] == "sepal_length"
         assert answer.json()["found"] == "number inf"
         assert client.post("/predict", json=[ROW]).status_code == 200
+
+
+# -- a model with int64, float64, bool and string features ---------------------------------
+
+MIXED_ROW = {"age": 30, "income": 1.0, "is_member": True, "city": "paris"}
+INT64_RANGE = f"an integer from {-(2**63)} to {2**63 - 1} (int64)"
+
+
+@pytest.fixture(scope="module")
+def mixed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of a model whose features are age:int64, income, is_member:bool, city."""
+    root = train_iris(tmp_path_factory.mktemp("mixed-serve"), serving={"access_log": False})
+    frame = pd.DataFrame(
+        {
+            "age": [20, 30, 40, 50, 60, 70],
+            "income": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            "is_member": [True, False, True, False, True, False],
+            "city": ["paris", "rome", "paris", "rome", "paris", "rome"],
+        }
+    )
+    model = SklearnModel(estimator=LogisticRegression()).fit(frame, ["a", "a", "a", "b", "b", "b"])
+    registry = open_project_registry(Project.load(root))
+    with tempfile.TemporaryDirectory() as tmp:
+        written = model.save(Path(tmp))
+        registry.register(
+            "mixed",
+            files={path.name: path for path in written},
+            model_fingerprint="mixed-test",
+            signature=model.signature(),
+            input_example=[MIXED_ROW],
+            tags={"flavor": "sklearn"},
+            status="blessed",
+        )
+    registry.promote("mixed:1", who="tests", reason="serve tests")
+    with serve_process(root, "-m", "mixed@champion") as started:
+        yield started
+
+
+def _mixed_v2(age: dict[str, Any], binary: bytes = b"") -> tuple[bytes, dict[str, str]]:
+    """A V2 body for the mixed model with ``age`` as given, binary data appended."""
+    inputs = [
+        {"name": "age", **age},
+        {"name": "income", "datatype": "FP64", "shape": [1], "data": [1.0]},
+        {"name": "is_member", "datatype": "BOOL", "shape": [1], "data": [True]},
+        {"name": "city", "datatype": "BYTES", "shape": [1], "data": ["paris"]},
+    ]
+    header = orjson.dumps({"inputs": inputs})
+    if not binary:
+        return header, {}
+    return header + binary, {"Inference-Header-Content-Length": str(len(header))}
+
+
+@pytest.mark.parametrize("age", [2**63, 2**64 - 1, 2**64, -(2**63) - 1])
+def test_an_integer_past_int64_is_a_400_naming_the_feature_on_every_route(
+    mixed_server: Server, age: int
+) -> None:
+    record = orjson.dumps([MIXED_ROW]).replace(b"30", str(age).encode())
+    csv = f"age,income,is_member,city\n{age},1.0,true,paris\n"
+    requests = [
+        ("/predict", record, {}),
+        ("/invocations", b'{"dataframe_records": ' + record + b"}", {}),
+        ("/invocations", b'{"inputs": ' + record + b"}", {}),
+        ("/invocations", csv.encode(), {"Content-Type": "text/csv"}),
+    ]
+    with mixed_server.client() as client:
+        for route, body, headers in requests:
+            answer = client.post(route, content=body, headers=headers)
+            assert answer.status_code == 400, (route, answer.text)
+            content = answer.json()
+            assert content["field"] == "age", content
+            assert content["expected"] == INT64_RANGE
+            assert content["found"] == f"number {age}"  # as sent, even past 64 bits
+        assert client.post("/predict", json=[MIXED_ROW]).status_code == 200
+    assert "OverflowError" not in mixed_server.log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1])
+def test_a_v2_uint64_past_int64_for_an_int64_feature_is_a_400_not_wrapped(
+    mixed_server: Server, value: int
+) -> None:
+    raw = np.array([value], dtype="<u8").tobytes()
+    bodies = [
+        _mixed_v2({"datatype": "UINT64", "shape": [1], "data": [value]}),
+        _mixed_v2({"datatype": "UINT64", "shape": [1], "parameters": {"binary_data_size": 8}}, raw),
+    ]
+    with mixed_server.client() as client:
+        for body, headers in bodies:
+            answer = client.post("/v2/models/mixed/infer", content=body, headers=headers)
+            assert answer.status_code == 400, answer.text
+            content = answer.json()
+            assert content["field"] == "age"
+            assert content["expected"] == f"integers from {-(2**63)} to {2**63 - 1} (int64)"
+            assert content["found"] == f"number {value} (element 0)"
+        ok, _ = _mixed_v2({"datatype": "UINT64", "shape": [1], "data": [2**63 - 1]})
+        assert client.post("/v2/models/mixed/infer", content=ok).status_code == 200
+
+
+def test_v2_binary_data_that_does_not_spell_its_datatype_is_a_structured_400(
+    mixed_server: Server,
+) -> None:
+    def city(raw: bytes) -> list[dict[str, Any]]:
+        return [
+            {"name": "age", "datatype": "INT64", "shape": [1], "data": [30]},
+            {"name": "income", "datatype": "FP64", "shape": [1], "data": [1.0]},
+            {"name": "is_member", "datatype": "BOOL", "shape": [1], "data": [True]},
+            {
+                "name": "city",
+                "datatype": "BYTES",
+                "shape": [1],
+                "parameters": {"binary_data_size": len(raw)},
+            },
+        ]
+
+    member = [
+        {"name": "age", "datatype": "INT64", "shape": [1], "data": [30]},
+        {"name": "income", "datatype": "FP64", "shape": [1], "data": [1.0]},
+        {
+            "name": "is_member",
+            "datatype": "BOOL",
+            "shape": [1],
+            "parameters": {"binary_data_size": 1},
+        },
+        {"name": "city", "datatype": "BYTES", "shape": [1], "data": ["paris"]},
+    ]
+    cases = [
+        (city(struct.pack("<I", 10) + b"abc"), struct.pack("<I", 10) + b"abc", "input 'city' data"),
+        (
+            city(struct.pack("<I", 2) + b"\xff\xfe"),
+            struct.pack("<I", 2) + b"\xff\xfe",
+            "input 'city' data",
+        ),
+        (city(b"\x01\x00"), b"\x01\x00", "input 'city' data"),
+        (member, b"\x02", "input 'is_member' data"),
+    ]
+    with mixed_server.client() as client:
+        for inputs, raw, field in cases:
+            header = orjson.dumps({"inputs": inputs})
+            answer = client.post(
+                "/v2/models/mixed/infer",
+                content=header + raw,
+                headers={"Inference-Header-Content-Length": str(len(header))},
+            )
+            assert answer.status_code == 400, answer.text
+            content = answer.json()
+            assert set(content) == {"error", "field", "expected", "found"}, content
+            assert content["field"] == field
+            assert (
+                content["error"]
+                == f"{field}: expected {content['expected']}, found {content['found']}"
+            )
+        header = orjson.dumps({"inputs": member})
+        answer = client.post(
+            "/v2/models/mixed/infer",
+            content=header + b"\x01",
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+        assert answer.status_code == 200, answer.text
+
+
+def test_v2_data_beside_binary_data_size_is_refused(server: Server) -> None:
+    raw = np.array([list(ROW.values())], dtype="<f8").tobytes()
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [list(ROW.values())]}
+    header = orjson.dumps({"inputs": [tensor | {"parameters": {"binary_data_size": len(raw)}}]})
+    with server.client() as client:
+        answer = client.post(
+            "/v2/models/iris/infer",
+            content=header + raw,
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["field"] == "input 'x' data"
+    assert answer.json()["expected"] == "no data when parameters.binary_data_size is given"
+
+
+V2_SHAPE_AND_NAME_ERRORS: list[tuple[str, list[dict[str, Any]], str, str]] = [
+    (
+        "three dimensions",
+        [{"name": "x", "shape": [1, 1, 4], "datatype": "FP64", "data": [1.0] * 4}],
+        "input 'x' shape",
+        "shape [1, 1, 4]",
+    ),
+    (
+        "negative dimension",
+        [{"name": "x", "shape": [1, -4], "datatype": "FP64", "data": [1.0] * 4}],
+        "input 'x' shape",
+        "number -4 at index 1",
+    ),
+    (
+        "fractional dimension",
+        [{"name": "x", "shape": [1, 4.5], "datatype": "FP64", "data": [1.0] * 4}],
+        "input 'x' shape",
+        "number 4.5 at index 1",
+    ),
+    (
+        "name given twice",
+        [
+            {"name": name, "shape": [1], "datatype": "FP64", "data": [1.0]}
+            for name in [*ROW, "sepal_width"]
+        ],
+        "input 'sepal_width'",
+        "given twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "found"),
+    [case[1:] for case in V2_SHAPE_AND_NAME_ERRORS],
+    ids=[case[0] for case in V2_SHAPE_AND_NAME_ERRORS],
+)
+def test_v2_shape_and_name_errors_say_what_is_wrong(
+    server: Server, inputs: list[dict[str, Any]], field: str, found: str
+) -> None:
+    with server.client() as client:
+        answer = client.post("/v2/models/iris/infer", json={"inputs": inputs})
+    assert answer.status_code == 400, answer.text
+    assert (answer.json()["field"], answer.json()["found"]) == (field, found)
+
+
+def test_a_long_input_name_is_echoed_cut_short(server: Server) -> None:
+    name = "n" * 3000
+    tensor = {"name": name, "shape": [1], "datatype": "FP64", "data": ["a"]}
+    with server.client() as client:
+        answer = client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert answer.status_code == 400
+    assert len(answer.text) < 400
+    assert answer.json()["field"] == f"input '{'n' * 64}…' data"
+
+
+def test_nan_is_reported_as_nan_from_binary_fp32_and_csv(server: Server) -> None:
+    raw = np.array([np.nan, 3.5, 1.4, 0.2], dtype="<f4").tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    )
+    csv = ",".join(ROW) + "\nNaN,3.5,1.4,0.2\n"
+    with server.client() as client:
+        binary = client.post(
+            "/v2/models/iris/infer",
+            content=header + raw,
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+        text = client.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
+    for answer in (binary, text):
+        assert answer.status_code == 400, answer.text
+        assert (answer.json()["field"], answer.json()["found"]) == ("sepal_length", "NaN")
+
+
+def test_csv_with_a_byte_order_mark_and_blank_lines_is_read(server: Server) -> None:
+    csv = "\ufeff" + ",".join(ROW) + "\n\n" + ",".join(map(str, ROW.values())) + "\n\n"
+    with server.client() as client:
+        answer = client.post(
+            "/invocations", content=csv.encode(), headers={"Content-Type": "text/csv"}
+        )
+        repeated = client.post(
+            "/invocations",
+            content="sepal_length,sepal_length\n1,2\n",
+            headers={"Content-Type": "text/csv"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": ["setosa"]}
+    assert repeated.status_code == 400
+    assert repeated.json()["found"] == "'sepal_length' twice"
+
+
+def test_a_missing_column_error_reads_as_plural(server: Server) -> None:
+    columns = {name: [value] for name, value in ROW.items() if name != "petal_width"}
+    with server.client() as client:
+        answer = client.post("/invocations", json={"inputs": columns})
+    assert answer.status_code == 400
+    assert answer.json()["expected"] == "a list of numbers"

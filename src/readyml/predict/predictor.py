@@ -15,6 +15,7 @@ without that step on the block itself (checked against the full pipeline at load
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ from readyml.predict.inputs import (
     Feature,
     InvalidInput,
     NumericBlock,
+    cast_tensor,
     check_lengths,
     describe,
     features_from,
@@ -259,7 +261,7 @@ class Predictor:
         for feature in self.features:
             values = columns.get(feature.name)
             if values is None:
-                raise missing(feature.name, f"a list of {feature.expected}", list(columns))
+                raise missing(feature.name, feature.expected_list, list(columns))
             if not isinstance(values, list | np.ndarray):
                 raise InvalidInput(
                     f"feature {feature.name!r}: expected a list of values, found "
@@ -286,7 +288,7 @@ class Predictor:
         if self.block is not None:
             return self.block.from_rows(rows), len(rows)
         if self.layout == "tensor":
-            return self.from_tensor(np.asarray(rows, dtype=np.float32))
+            return self.from_tensor(_tensor_rows(rows))
         width = len(self.names)
         for index, row in enumerate(rows):
             if not isinstance(row, list) or len(row) != width:
@@ -341,7 +343,9 @@ class Predictor:
                 found=str(array.dtype),
             )
         block = array.astype(np.float64, copy=False)
-        self.block._check_nulls(block)
+        self.block.check_nulls(block, null=math.nan)  # JSON has no NaN: it came in binary
+        if self.block.integer_columns:
+            self.block.check_integers(block, fractions=array.dtype.kind == "f")
         return block, len(block)
 
     # -- predicting ---------------------------------------------------------------------
@@ -470,6 +474,24 @@ class Predictor:
         if found.shape != expected.shape or np.abs(found - expected).max() > PARITY_TOLERANCE:
             return None
         return direct
+
+
+def _tensor_rows(rows: Sequence[Any]) -> Array:
+    """A tensor model's rows (nested lists of numbers) as float32, or a 400 saying why not."""
+    try:
+        array = np.asarray(rows)
+    except (ValueError, OverflowError):  # ragged rows
+        array = None
+    if array is None or array.dtype.kind not in "iuf":
+        kinds = {"b": "booleans", "U": "text", "S": "text"}
+        found = "ragged rows" if array is None else kinds.get(array.dtype.kind, "other values")
+        raise InvalidInput(
+            f"inputs: expected rows of numbers of one shape, found {found}",
+            field="inputs",
+            expected="rows of numbers of one shape",
+            found=found,
+        )
+    return cast_tensor(array, np.dtype(np.float32), "inputs")
 
 
 def to_onnx(model: ModelAdapter, version: ModelVersion, workdir: Path) -> ModelAdapter:

@@ -18,7 +18,7 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,13 @@ from readyml.serve._http import (
     Request,
     Scope,
     Send,
+    check_json_type,
     error_content,
     error_headers,
     parse_json,
     send_bytes,
     send_json,
+    with_request_id,
 )
 from readyml.serve.access_log import AccessLog
 from readyml.serve.alias_watch import AliasWatcher
@@ -60,6 +62,7 @@ from readyml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from readyml.serve.openapi import build_openapi
 from readyml.serve.request_log import SEAL_INTERVAL_S, RequestLog
 from readyml.serve.rollout import RolloutManager, Route
+from readyml.serve.workers import ModelChange, WorkerGroup
 from readyml.types import NAME_RULE, ModelRef
 
 # How often buffered access-log lines are written (s).
@@ -117,6 +120,8 @@ class ServingApp:
         rollouts: Canary, shadow and rollback control; ``None`` turns the routes off.
         alias_watcher: Follows the registry's aliases of the models served by alias;
             ``None``: they move only when told.
+        workers: The other worker processes of this server (``serving.workers`` > 1):
+            repository changes reach them, rollouts are refused; ``None`` with one.
         mounts: Other ASGI apps by exact path (feedback labels, report pages); they are
             counted in the metrics like every route, and need the token when predictions do.
     """
@@ -135,6 +140,7 @@ class ServingApp:
         repository: Callable[[], list[str]] | None = None,
         rollouts: RolloutManager | None = None,
         alias_watcher: AliasWatcher | None = None,
+        workers: WorkerGroup | None = None,
         mounts: dict[str, ASGIApp] | None = None,
     ) -> None:
         self.table = table
@@ -148,9 +154,15 @@ class ServingApp:
         self.repository = repository
         self.rollouts = rollouts
         self.alias_watcher = alias_watcher
+        self.workers = workers
         self.mounts = dict(mounts or {})
         self.max_body_bytes = spec.max_body_bytes
-        self.body_budget = BodyBudget(spec.max_inflight_body_bytes)
+        self.body_budget = BodyBudget(spec.max_inflight_body_bytes, timeout_s=spec.body_timeout_s)
+        # The prediction routes add X-Request-Id to their answers themselves.
+        self._predict_routes: dict[str, Handler] = {
+            "/predict": self._simple,
+            "/invocations": self._mlflow,
+        }
         self._routes: dict[str, dict[str, Handler]] = {
             "/predict": {"POST": self._simple},
             "/invocations": {"POST": self._mlflow},
@@ -212,9 +224,13 @@ class ServingApp:
             self.rollouts.start()
         if self.alias_watcher is not None:
             self.alias_watcher.start()
+        if self.workers is not None:
+            self.workers.start(self.apply_change)
 
     async def shutdown(self) -> None:
         """Drain every batcher, then stop the writers and the worker."""
+        if self.workers is not None:
+            await self.workers.stop()
         if self.alias_watcher is not None:
             await self.alias_watcher.stop()
         if self.rollouts is not None:
@@ -303,7 +319,7 @@ class ServingApp:
         model = exchange.deployment.name if exchange.deployment is not None else ""
         if isinstance(exc, Overloaded):
             self.metrics.reject(model, "overloaded")
-        elif exc.status_code in (400, 413, 415):
+        elif exc.status_code in (400, 408, 413, 415):
             self.metrics.reject(model, "invalid")
         elif exc.status_code == 401:
             self.metrics.reject(model, "unauthorized")
@@ -330,15 +346,23 @@ class ServingApp:
             )
 
     async def _route(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        """Dispatch by path and method; HEAD is answered as GET (the server sends no body)."""
         request = exchange.request
         path = request.path
+        if request.method == "POST":
+            predict = self._predict_routes.get(path)
+            if predict is not None:
+                exchange.route = path
+                await predict(exchange, receive, send)
+                return
         methods = self._routes.get(path)
         if methods is not None:
             exchange.route = path
-            handler = methods.get(request.method)
+            method = "GET" if request.method == "HEAD" else request.method
+            handler = methods.get(method)
             if handler is None:
                 raise _not_allowed(path, methods, request.method)
-            await handler(exchange, receive, send)
+            await handler(exchange, receive, with_request_id(send, request.request_id))
             return
         mounted = self.mounts.get(path)
         if mounted is not None:
@@ -348,6 +372,7 @@ class ServingApp:
             await self._model_route(exchange, path[len(_MODELS_PREFIX) :], receive, send)
             return
         if path.startswith(_REPOSITORY_PREFIX):
+            send = with_request_id(send, request.request_id)
             await self._repository_route(exchange, path[len(_REPOSITORY_PREFIX) :], receive, send)
             return
         raise _no_route(path)
@@ -358,6 +383,8 @@ class ServingApp:
         exchange.route = exchange.request.path
         if self.spec.protect_predict:
             self.auth.check(exchange.request)
+
+        send = with_request_id(send, exchange.request.request_id)
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -386,16 +413,20 @@ class ServingApp:
         if verb not in ("", "ready", "infer"):
             raise _no_route(exchange.request.path)
         exchange.route = f"{template}/{verb}" if verb else template
-        if exchange.request.method != method:
-            raise _not_allowed(exchange.route, {method: self._live}, exchange.request.method)
+        request = exchange.request
+        if request.method != method and not (method == "GET" and request.method == "HEAD"):
+            raise _not_allowed(exchange.route, {method: self._live}, request.method)
         if verb == "infer":
             # The body is read before the model is looked up, so that a swap while it
             # arrives never hands the request to a deployment that is being drained.
             if self.spec.protect_predict:
-                self.auth.check(exchange.request)
-            await exchange.request.read_body(receive, self.max_body_bytes, self.body_budget)
+                self.auth.check(request)
+            binary_header = request.inference_header_length is not None
+            check_json_type(request.content_type, binary_header=binary_header)
+            await request.read_body(receive, self.max_body_bytes, self.body_budget)
             await self._v2_infer(exchange, self._pick(exchange, name, version), send)
             return
+        send = with_request_id(send, request.request_id)
         deployment = self._candidate(name, version) or self.table.get(name, version)
         exchange.deployment = deployment
         exchange.status = 200
@@ -407,7 +438,7 @@ class ServingApp:
     # -- prediction routes --------------------------------------------------------------
 
     async def _simple(self, exchange: Exchange, receive: Receive, send: Send) -> None:
-        body = await self._body(exchange, receive)
+        body = await self._body(exchange, receive, json_only=True)
         deployment = self._default(exchange)
         part, rows = simple.decode(deployment.predictor, body)
         prediction, offset = await self._submit(exchange, deployment, part, rows)
@@ -468,9 +499,13 @@ class ServingApp:
             return None
         return self.rollouts.candidate_for(name, version)
 
-    async def _body(self, exchange: Exchange, receive: Receive) -> bytes | bytearray:
+    async def _body(
+        self, exchange: Exchange, receive: Receive, *, json_only: bool = False
+    ) -> bytes | bytearray:
         if self.spec.protect_predict:
             self.auth.check(exchange.request)
+        if json_only:
+            check_json_type(exchange.request.content_type)
         return await exchange.request.read_body(receive, self.max_body_bytes, self.body_budget)
 
     async def _submit(
@@ -536,12 +571,17 @@ class ServingApp:
         exchange.status = 200 if ready else 503
         content: dict[str, Any] = {"ready": ready}
         if not ready:
-            content["error"] = "no model is loaded"
+            content.update(_NOT_READY)
         await send_json(send, exchange.status, content)
 
     async def _health(self, exchange: Exchange, receive: Receive, send: Send) -> None:
-        exchange.status = 200
-        await send_json(send, 200, {"status": "ok"})
+        """MLflow's and SageMaker's health check: 200 only when a model can answer."""
+        if len(self.table) > 0:
+            exchange.status = 200
+            await send_json(send, 200, {"status": "ok"})
+            return
+        exchange.status = 503
+        await send_json(send, 503, {"status": "unavailable", **_NOT_READY})
 
     async def _metrics(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         exchange.status = 200
@@ -574,14 +614,15 @@ class ServingApp:
             raise BadRequest(f"ready: expected a boolean, found {ready_only!r}")
         names = await asyncio.to_thread(self.repository) if self.repository is not None else []
         entries = []
-        for name in sorted(set(names) | set(self.table.names())):
-            if name in self.table:
-                deployment = self.table.get(name)
-                entries.append(
-                    {"name": name, "version": deployment.version_label, "state": "READY"}
-                )
-            elif not ready_only:
-                entries.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
+        async with self._in_step():  # with several workers, after every change made so far
+            for name in sorted(set(names) | set(self.table.names())):
+                if name in self.table:
+                    deployment = self.table.get(name)
+                    entries.append(
+                        {"name": name, "version": deployment.version_label, "state": "READY"}
+                    )
+                elif not ready_only:
+                    entries.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
         exchange.status = 200
         await send_json(send, 200, entries)
 
@@ -595,35 +636,73 @@ class ServingApp:
         if exchange.request.method != "POST":
             raise _not_allowed(exchange.route, {"POST": self._live}, exchange.request.method)
         document = await self._management_body(exchange, receive)
+        content: dict[str, Any]
         if action == "unload":
-            deployment = self.table.remove(name)
-            exchange.deployment = deployment
-            if self.alias_watcher is not None:
-                self.alias_watcher.forget(name)
-            self._in_background(deployment.batcher.drain(DRAIN_TIMEOUT_S))
-            exchange.status = 200
-            await send_json(send, 200, {"name": name, "state": "UNAVAILABLE"})
-            return
-        ref = _load_ref(name, document)
-        if self.loader is None:
-            raise NotFound(
-                f"model {name!r}: expected a server with a registry to load from, found none"
-            )
+            async with self._in_step():
+                exchange.deployment = self._unload(name)
+                self._share(ModelChange(name=name, action="unload"))
+            content = {"name": name, "state": "UNAVAILABLE"}
+        else:
+            ref = _load_ref(name, document)
+            if self.loader is None:
+                raise NotFound(
+                    f"model {name!r}: expected a server with a registry to load from, found none"
+                )
+            async with self._in_step():
+                deployment = exchange.deployment = await self._load(ref)
+                if self.alias_watcher is not None:
+                    self.alias_watcher.follow(ref, deployment.version)
+                self._share(
+                    ModelChange(name=name, action="load", ref=ref, version=deployment.version)
+                )
+            content = {"name": name, "version": deployment.version_label, "state": "READY"}
+        if self.workers is not None:  # made here; the other workers follow within a second
+            content["workers"] = self.workers.workers
+        exchange.status = 200
+        await send_json(send, 200, content)
+
+    async def _load(self, ref: str) -> Deployment:
+        """Load ``ref`` and serve it in place of its model's deployment, if any (hot swap)."""
+        assert self.loader is not None
         predictor = await asyncio.to_thread(self.loader, ref)
         deployment = self.deploy(predictor)
         old = self.table.put(deployment)
-        exchange.deployment = deployment
-        if self.alias_watcher is not None:
-            self.alias_watcher.follow(ref, deployment.version)
         if old is not None:
             # In-flight requests finish on the old version; new ones go to the new one.
             self._in_background(old.batcher.drain(DRAIN_TIMEOUT_S))
-        exchange.status = 200
-        await send_json(
-            send,
-            200,
-            {"name": name, "version": deployment.version_label, "state": "READY"},
-        )
+        return deployment
+
+    def _unload(self, name: str) -> Deployment:
+        """Stop serving ``name``; its queued requests are answered first (404 if not loaded)."""
+        deployment = self.table.remove(name)
+        if self.alias_watcher is not None:
+            self.alias_watcher.forget(name)
+        self._in_background(deployment.batcher.drain(DRAIN_TIMEOUT_S))
+        return deployment
+
+    async def apply_change(self, change: ModelChange) -> None:
+        """Make a change another worker of this server made: the same version, or unload."""
+        if change.action == "unload":
+            if change.name in self.table:
+                self._unload(change.name)
+            return
+        deployment = await self._load(f"{change.name}:{change.version}")
+        if self.alias_watcher is not None:
+            self.alias_watcher.follow(change.ref, deployment.version)
+
+    @contextlib.asynccontextmanager
+    async def _in_step(self) -> AsyncIterator[None]:
+        """With several workers, make a change after every other worker's (see ``workers``)."""
+        if self.workers is None:
+            yield
+            return
+        async with self.workers.changing():
+            yield
+
+    def _share(self, change: ModelChange) -> None:
+        """Record a change made here for the other workers (inside :meth:`_in_step`)."""
+        if self.workers is not None:
+            self.workers.publish(change)
 
     # -- rollouts (canary, shadow, promotion, rollback) -----------------------------------
 
@@ -634,6 +713,8 @@ class ServingApp:
 
     async def _deploy(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         document = await self._management_body(exchange, receive)
+        if self.workers is not None:
+            raise self.workers.refuse_rollout("deploy")
         name = _model_name(document)
         version = document.get("version")
         if type(version) is not int or version < 1:
@@ -652,6 +733,8 @@ class ServingApp:
 
     async def _promote(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         document = await self._management_body(exchange, receive)
+        if self.workers is not None:
+            raise self.workers.refuse_rollout("promote")
         name = _model_name(document)
         reason = str(document.get("reason") or "promoted by hand")
         result = await self._manager().promote(name, reason=reason)
@@ -668,9 +751,12 @@ class ServingApp:
             reason = str(document.get("reason") or "rolled back by hand")
             result = await manager.rollback(name, reason=reason)
         if document.get("reload") or not result:
-            result = {**result, **await manager.reload_champion(name)}
-            if self.alias_watcher is not None:
-                self.alias_watcher.follow(f"{name}@{CHAMPION}", int(result["version"]))
+            async with self._in_step():
+                result = {**result, **await manager.reload_champion(name)}
+                ref, version = f"{name}@{CHAMPION}", int(result["version"])
+                if self.alias_watcher is not None:
+                    self.alias_watcher.follow(ref, version)
+                self._share(ModelChange(name=name, action="load", ref=ref, version=version))
         exchange.status = 200
         await send_json(send, 200, result)
 
@@ -689,13 +775,23 @@ class ServingApp:
         task.add_done_callback(self._background.discard)
 
 
+# The body of a readiness check while no model is loaded (503).
+_NOT_READY = error_content(
+    NotFound(
+        "model: expected a loaded model, found none; load one with "
+        "POST /v2/repository/models/{name}/load"
+    )
+)
+
+
 def _no_route(path: str) -> NotFound:
     """The 404 of a path no route serves, in the field form every error body follows."""
     return NotFound(f"path: expected a route listed in /openapi.json, found {path!r}")
 
 
 def _not_allowed(path: str, methods: dict[str, Any], method: str) -> MethodNotAllowed:
-    allowed = sorted(methods)
+    """The 405 of ``method`` on ``path``; a route that answers GET answers HEAD too."""
+    allowed = sorted({*methods, "HEAD"} if "GET" in methods else methods)
     return MethodNotAllowed(
         f"method: expected {' or '.join(allowed)} for {path}, found {method}", allowed=allowed
     )

@@ -33,8 +33,8 @@ class BearerAuth:
         """Return if the request carries the token; raise :class:`Unauthorized` otherwise."""
         if not self.token:
             raise Unauthorized(
-                f"{request.path}: this call needs a bearer token and the server has none; "
-                f"start it with {self.env_name} set"
+                f"{request.path}: expected a server started with {self.env_name} set (this "
+                "call needs a bearer token), found none configured"
             )
         header = request.authorization
         if header is None:

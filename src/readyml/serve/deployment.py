@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from readyml.config import BatchingSpec
 from readyml.errors import NotFound
 from readyml.predict import Part, Prediction, Predictor
+from readyml.predict.inputs import shorten
 from readyml.serve.batching import AdaptiveBatcher, BatchStats, Queued
 
 # Called with a version's predictor, a batch's prediction, its requests and when it finished.
@@ -101,11 +102,13 @@ class ModelTable:
         deployment = self._deployments.get(name)
         if deployment is None:
             loaded = ", ".join(sorted(self._deployments)) or "none"
-            raise NotFound(f"model: expected a loaded model (loaded: {loaded}), found {name!r}")
+            raise NotFound(
+                f"model: expected a loaded model (loaded: {loaded}), found {shorten(name)!r}"
+            )
         if version is not None and version != deployment.version_label:
             raise NotFound(
                 f"model {name!r} version: expected {deployment.version_label} (the version "
-                f"it serves), found {version!r}"
+                f"it serves), found {shorten(version)!r}"
             )
         return deployment
 

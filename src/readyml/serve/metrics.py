@@ -3,12 +3,25 @@
 Per-request counts and latencies are the hot path: they are kept in plain dicts (the event
 loop is their only writer) and turned into Prometheus families only when scraped, which
 costs about a microsecond per request instead of two locked updates.
+
+With several worker processes (``serving.workers`` > 1) a scrape reaches one of them, so
+each worker keeps its values where every other can read them (:class:`WorkerMetrics`):
+prometheus_client's multiprocess files in the folder the supervisor names in
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start. A scrape then answers the sum over
+the workers, whichever one answers: counters and histograms are summed,
+``readyml_queue_rows`` over the live workers (``livesum``), and the versions served
+(``readyml_model_load_seconds``, which must lose a replaced version's series) come from a
+small JSON file per worker, as their union with the slowest worker's load time.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import json
+import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -17,6 +30,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,7 +39,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+
+from readyml.errors import ServeError
 
 # Request latency buckets (seconds): 0.5 ms to 10 s.
 LATENCY_BUCKETS_S = (
@@ -47,6 +64,10 @@ LATENCY_BUCKETS_S = (
 # Batch size buckets (rows).
 BATCH_BUCKETS_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The environment variable that puts prometheus_client in multiprocess mode (read at import).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Each worker's versions served, as JSON, in the multiprocess folder ({pid}: the worker's).
+SERVED_FILE = "served_{pid}.json"
 
 
 class ServerMetrics:
@@ -90,6 +111,7 @@ class ServerMetrics:
             "Rows waiting for a batch.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="livesum",  # the rows waiting in every live worker
         )
         self.rejected = Counter(
             "readyml_rejected_requests",
@@ -190,3 +212,120 @@ class _RequestCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self.metrics.collect_requests()
+
+
+class WorkerMetrics(ServerMetrics):
+    """The metrics of one of several worker processes; a scrape answers the sum over all.
+
+    Requests are counted in prometheus_client's multiprocess values (a few microseconds a
+    request instead of one: each update writes the worker's memory-mapped file), which
+    :class:`~prometheus_client.multiprocess.MultiProcessCollector` reads for every worker
+    at scrape time. What the base class reads at scrape time through callbacks is published
+    by :meth:`publish`, which the worker calls every tick and before it answers a scrape:
+    the request log's CPU seconds as a counter's increments, the versions served as
+    ``served_{pid}.json``.
+
+    Args:
+        folder: The multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``), shared by the workers.
+
+    Raises:
+        ServeError: prometheus_client was imported before ``PROMETHEUS_MULTIPROC_DIR`` was
+            set, so this process's values would stay in memory, out of the other workers' reach.
+    """
+
+    def __init__(self, *, folder: Path) -> None:
+        if not getattr(values.ValueClass, "_multiprocess", False):
+            raise ServeError(
+                f"{MULTIPROC_ENV}: expected it set before prometheus_client is imported, "
+                f"found {os.environ.get(MULTIPROC_ENV)!r} and single-process values"
+            )
+        super().__init__()
+        self.folder = folder
+        self.requests = Counter(
+            "readyml_requests",
+            "Requests answered, by model, version, route and HTTP status.",
+            ["model", "version", "route", "status"],
+            registry=None,
+        )
+        self.latency = Histogram(
+            "readyml_request_latency_seconds",
+            "Time from the request's arrival to its answer, by model, version and route.",
+            ["model", "version", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=None,
+        )
+        self.log_cpu = Counter(
+            "readyml_request_log_cpu_seconds",
+            "CPU seconds the request log has spent turning logged rows into tables and files.",
+            registry=None,
+        )
+        self._request_children: dict[tuple[str, str, str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str, str], Any] = {}
+        self._log_cpu_published = 0.0
+        self._served_published: list[tuple[str, str, float]] | None = None
+
+    def count(self, model: str, version: str, route: str, status: int, latency_s: float) -> None:
+        """Count one answered request and observe its latency."""
+        key = (model, version, route, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(*key)
+        counter.inc()
+        histogram = self._latency_children.get(key[:3])
+        if histogram is None:
+            histogram = self._latency_children[key[:3]] = self.latency.labels(*key[:3])
+        histogram.observe(latency_s)
+
+    def publish(self) -> None:
+        """Write what the other workers read of this one: log CPU seconds, versions served."""
+        cpu_s = self.log_cpu_s()
+        if cpu_s > self._log_cpu_published:
+            self.log_cpu.inc(cpu_s - self._log_cpu_published)
+            self._log_cpu_published = cpu_s
+        served = sorted(self.served())
+        if served != self._served_published:
+            path = self.folder / SERVED_FILE.format(pid=os.getpid())
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(served))
+            os.replace(temporary, path)  # a scrape reads the old list or the new, never half
+            self._served_published = served
+
+    def render(self) -> bytes:
+        """Every worker's metrics, summed, in Prometheus' text format."""
+        self.publish()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.folder))  # type: ignore[no-untyped-call]
+        registry.register(_ServedCollector(self.folder))
+        return generate_latest(registry)
+
+
+def forget_worker(folder: Path, pid: int) -> None:
+    """Drop what a worker that ended left in the multiprocess ``folder`` but its counts.
+
+    Its live gauges (queue rows) and its versions served go; its counters and histograms
+    stay in the sums, as Prometheus expects of counters.
+    """
+    mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
+    (folder / SERVED_FILE.format(pid=pid)).unlink(missing_ok=True)
+
+
+class _ServedCollector(Collector):
+    """``readyml_model_load_seconds`` from every worker's ``served_{pid}.json``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterator[Metric]:
+        seconds: dict[tuple[str, str], float] = {}
+        for path in self.folder.glob(SERVED_FILE.format(pid="*")):
+            with contextlib.suppress(FileNotFoundError):  # its worker ended meanwhile
+                for model, version, load_s in json.loads(path.read_text()):
+                    seconds[(model, version)] = max(load_s, seconds.get((model, version), 0.0))
+        load = GaugeMetricFamily(
+            "readyml_model_load_seconds",
+            "Seconds it took to load each model version being served.",
+            labels=["model", "version"],
+        )
+        for (model, version), value in sorted(seconds.items()):
+            load.add_metric([model, version], value)
+        yield load

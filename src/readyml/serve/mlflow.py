@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 import orjson
 
 from readyml.errors import BadRequest, UnsupportedMediaType
 from readyml.predict import InvalidInput, Part, Prediction, Predictor
-from readyml.predict.inputs import describe
+from readyml.predict.inputs import describe, shorten, with_exact_integers
 from readyml.serve._http import parse_json
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -38,11 +39,18 @@ def decode(predictor: Predictor, body: bytes | bytearray, content_type: bytes) -
             f"{media.decode('latin-1')!r}"
         )
     document = parse_json(body, expected="a JSON object with one of " + ", ".join(FORMATS))
+    return with_exact_integers(lambda parsed: _from_json(predictor, parsed), document, body)
+
+
+def _from_json(predictor: Predictor, document: Any) -> tuple[Part, int]:
     if type(document) is not dict:
         raise _error("body", f"an object with one of {list(FORMATS)}", document)
     given = [key for key in FORMATS if key in document]
     if len(given) != 1:
-        found = ", ".join(given) if given else ", ".join(map(str, document)) or "no keys"
+        keys = [shorten(key) for key in given or list(document)[:10]]
+        found = ", ".join(keys) or "no keys"
+        if not given and len(document) > 10:
+            found += f", … ({len(document)} in all)"
         raise InvalidInput(
             f"body: expected exactly one of {list(FORMATS)}, found {found}",
             field="body",
@@ -104,23 +112,52 @@ def _from_csv(predictor: Predictor, body: bytes | bytearray) -> tuple[Part, int]
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("body: expected UTF-8 CSV text, found other bytes") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    # A byte order mark is not part of the first name (pandas, and so MLflow, drop it too).
+    text = text.removeprefix("\ufeff")
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]  # blank lines: skipped
+    except csv.Error as exc:
+        raise BadRequest(f"body: expected CSV text, found a malformed line ({exc})") from None
     if len(rows) < 2:
         raise BadRequest("body: expected a CSV header row and at least one data row")
     header, data = rows[0], rows[1:]
-    columns: dict[str, list[Any]] = {name: [] for name in header}
+    columns: dict[str, list[Any]] = {}
+    for name in header:
+        if name in columns:
+            raise InvalidInput(
+                f"CSV header: expected each column once, found {shorten(name)!r} twice",
+                field="CSV header",
+                expected="each column once",
+                found=f"{shorten(name)!r} twice",
+            )
+        columns[name] = []
+    nan_rows: dict[str, int] = {}  # the first row each column has NaN in
     for number, row in enumerate(data):
         if len(row) != len(header):
             raise BadRequest(
                 f"CSV row {number + 1}: expected {len(header)} values, found {len(row)}"
             )
         for name, cell in zip(header, row, strict=True):
-            columns[name].append(_cell(cell))
+            value = _cell(cell)
+            if value is _NAN:
+                nan_rows.setdefault(name, number)
+                value = None
+            columns[name].append(value)
+    for feature in predictor.features:
+        if feature.name in nan_rows and not feature.nullable:
+            raise feature.error(math.nan, row=nan_rows[feature.name])
     return predictor.from_columns(columns)
 
 
+_NAN = object()
+
+
 def _cell(text: str) -> Any:
-    """A CSV cell as the JSON value it spells: empty → null, a number, a boolean, or text."""
+    """A CSV cell as the JSON value it spells: empty → null, a number, a boolean, or text.
+
+    NaN reads as ``_NAN``: a missing value where the feature is nullable, else an error
+    that says NaN (not null).
+    """
     if text == "":
         return None
     try:
@@ -132,7 +169,7 @@ def _cell(text: str) -> Any:
     except ValueError:
         pass
     else:
-        return None if number != number else number  # NaN reads as a missing value
+        return _NAN if number != number else number
     if text in ("true", "false", "True", "False"):
         return text.lower() == "true"
     return text

@@ -25,8 +25,9 @@ _ERROR_STATUSES = {
     "400": "The request is malformed or does not match the model's signature.",
     "401": "A bearer token is needed and none (or a wrong one) came.",
     "404": "No such model or version is loaded.",
+    "405": "The path takes other methods; Allow lists them.",
     "413": "The body is larger than the server's limit.",
-    "415": "The content type is not one this route reads.",
+    "415": "The content type is not one this route reads, or the body is compressed.",
     "422": "The model could not predict this input.",
     "503": "The server is overloaded; retry after Retry-After seconds.",
 }
@@ -40,12 +41,29 @@ def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_ERROR_HEADERS = {"405": "Allow", "503": "Retry-After"}
+
+
 def _errors(*codes: str) -> dict[str, Any]:
-    return {
-        code: _json_body(_ref("Error"), _ERROR_STATUSES[code])
-        | ({"headers": {"Retry-After": {"schema": {"type": "integer"}}}} if code == "503" else {})
-        for code in codes
-    }
+    return {code: _error(code) for code in codes}
+
+
+def _error(code: str) -> dict[str, Any]:
+    response = _json_body(_ref("Error"), _ERROR_STATUSES[code])
+    header = _ERROR_HEADERS.get(code)
+    if header is not None:
+        kind = "integer" if code == "503" else "string"
+        response["headers"] = {header: {"schema": {"type": kind}}}
+    return response
+
+
+def _with_405(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation of ``paths`` documents the 405 its path answers other methods with."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters":
+                operation["responses"].setdefault("405", _error("405"))
+    return paths
 
 
 def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]:
@@ -91,22 +109,37 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
         "required": True,
         "schema": {"type": "string", "enum": versions},
     }
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    header_length = {"Inference-Header-Content-Length": {"schema": {"type": "integer"}}}
     infer = {
         "summary": "Open Inference Protocol: infer",
         "description": (
-            "JSON tensors, or (binary tensor data extension) a JSON header of "
-            "Inference-Header-Content-Length bytes followed by the raw tensors, each input "
-            "giving its size in parameters.binary_data_size."
+            "JSON tensors, or (binary tensor data extension, application/octet-stream) a JSON "
+            "header of Inference-Header-Content-Length bytes followed by the raw tensors, each "
+            "input giving its size in parameters.binary_data_size (and no data). The answer "
+            "is binary the same way when an output asks for it (parameters.binary_data, or "
+            "binary_data_output for all)."
         ),
+        # Inference-Header-Content-Length is described, not listed as a parameter: listed,
+        # fuzzers add it to JSON bodies, which then stop at it and never reach the tensor checks.
         "security": predict_security,
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _ref("InferRequest")}},
+            "content": {
+                "application/json": {"schema": _ref("InferRequest")},
+                "application/octet-stream": binary,
+            },
         },
         "responses": {
-            "200": _json_body(_ref("InferResponse"), "The outputs.")
-            | {"headers": {"Inference-Header-Content-Length": {"schema": {"type": "integer"}}}},
-            **_errors("400", "401", "404", "413", "422", "503"),
+            "200": {
+                "description": "The outputs: JSON, or a JSON header and binary outputs.",
+                "headers": header_length,
+                "content": {
+                    "application/json": {"schema": _ref("InferResponse")},
+                    "application/octet-stream": binary,
+                },
+            },
+            **_errors("400", "401", "404", "413", "415", "422", "503"),
         },
     }
     ready = {
@@ -131,7 +164,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
         },
         "responses": {
             "200": _json_body({"type": "object"}, "Done."),
-            **_errors("400", "401", "404", "413"),
+            **_errors("400", "401", "404", "413", "415"),
         },
     }
     paths: dict[str, Any] = {
@@ -183,7 +216,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
                     "200": _json_body(
                         {"type": "array", "items": _ref("RepositoryModel")}, "Models."
                     ),
-                    **_errors("400", "401", "413"),
+                    **_errors("400", "401", "413", "415"),
                 },
             }
         },
@@ -222,7 +255,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
                 },
                 "responses": {
                     "200": _json_body(_ref("PredictResponse"), "Predictions."),
-                    **_errors("400", "401", "404", "413", "422", "503"),
+                    **_errors("400", "401", "404", "413", "415", "422", "503"),
                 },
             },
         },
@@ -237,7 +270,10 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
                 "security": predict_security,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _mlflow_request(record, columns)}},
+                    "content": {
+                        "application/json": {"schema": _mlflow_request(record, columns)},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
                 },
                 "responses": {
                     "200": _json_body(
@@ -276,7 +312,7 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
                 "management and feedback labels."
             ),
         },
-        "paths": paths | management_paths(),
+        "paths": _with_405(paths) | management_paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": _schemas() | management_schemas(),

@@ -2,7 +2,9 @@
 
 With several workers each process loads the models itself: the options travel to them in
 the ``READYML_SERVE_OPTIONS`` environment variable and :func:`app_from_environment` builds
-the app in each. Metrics are then per worker.
+the app in each. The supervisor (:mod:`readyml.serve.supervisor`) gives them a folder they
+share, through which model changes reach every worker (:mod:`readyml.serve.workers`) and
+a scrape of ``/metrics`` sums them all (:class:`~readyml.serve.metrics.WorkerMetrics`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from readyml.serve.access_log import AccessLog
 from readyml.serve.alias_watch import AliasWatcher
 from readyml.serve.app import ServingApp, logs_folder
 from readyml.serve.deployment import Deployment, ModelTable
-from readyml.serve.metrics import ServerMetrics
+from readyml.serve.metrics import ServerMetrics, WorkerMetrics
 from readyml.serve.pages import monitoring_page, score_page
 from readyml.serve.request_log import RequestLog
-from readyml.serve.rollout import RolloutManager, rollout_folder
+from readyml.serve.rollout import RolloutManager, RolloutState, rollout_folder
+from readyml.serve.workers import METRICS_FOLDER, WorkerGroup
 from readyml.types import JSON
 
 OPTIONS_ENV = "READYML_SERVE_OPTIONS"
@@ -97,6 +100,7 @@ def build_app(
     models: Sequence[str] = (),
     registry: Registry | None = None,
     token: str | None = None,
+    workers_folder: Path | None = None,
 ) -> ServingApp:
     """Load the models and assemble the app (nothing runs until the lifespan starts).
 
@@ -106,6 +110,9 @@ def build_app(
         models: References to serve; ``spec.models`` or the champion by default.
         registry: The registry; the project's by default.
         token: The bearer token; read from ``spec.token_env`` by default.
+        workers_folder: The folder the workers of one server share (given to each worker
+            when ``spec.workers`` > 1): model changes reach every worker, metrics are
+            summed over them, and rollouts are refused.
 
     Raises:
         VersionNotFound: A model, version or alias does not exist.
@@ -117,7 +124,11 @@ def build_app(
         registry = open_registry(project.workspace)
     refs = list(models) or default_models(project, spec)
     schema = project_schema(project)
-    metrics = ServerMetrics()
+    workers = None
+    metrics: ServerMetrics = ServerMetrics()
+    if workers_folder is not None:
+        metrics = WorkerMetrics(folder=workers_folder / METRICS_FOLDER)
+        workers = WorkerGroup(folder=workers_folder, workers=spec.workers, metrics=metrics)
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="readyml-inference"
     )
@@ -174,6 +185,7 @@ def build_app(
         repository=repository,
         rollouts=rollouts,
         alias_watcher=watcher,
+        workers=workers,
         mounts={
             "/v2/feedback": feedback_app(project.workspace, labels=lambda: served_labels(table)),
             "/ui/monitoring": monitoring_page(project.workspace),
@@ -189,8 +201,27 @@ def build_app(
         table.put(make_deployment(predictor))
         if watcher is not None:
             watcher.follow(ref, predictor.version)
-    rollouts.resume()
+    if workers is None:
+        rollouts.resume()
+    else:
+        report_paused_rollouts(rollouts, spec.workers)
     return app
+
+
+def report_paused_rollouts(rollouts: RolloutManager, workers: int) -> None:
+    """Say which persisted rollouts a server with several workers leaves paused.
+
+    Each worker would resume its own controller on the same records, so none does: the
+    stable versions serve, and a restart with one worker resumes them.
+    """
+    active = (RolloutState.CANARY.value, RolloutState.SHADOW.value)
+    for record in rollouts.status()["rollouts"]:
+        if record.get("state") in active:
+            print(
+                f"readyml: rollout of {record.get('model')!r} paused: rollouts run with one "
+                f"worker, found {workers}; restart with --workers 1 to resume it",
+                file=sys.stderr,
+            )
 
 
 def served_labels(table: ModelTable) -> tuple[list[str] | None, bool]:
@@ -249,11 +280,17 @@ def run(
         refs = list(models) or default_models(project, spec)
         signatures = [registry.get(ref).signature for ref in refs]
     common["http"] = http_protocol(spec.http_protocol, signatures)
-    os.environ[OPTIONS_ENV] = json.dumps(
-        {"project": str(project.root), "spec": spec.model_dump(mode="json"), "models": list(models)}
-    )
-    uvicorn.run(
-        "readyml.serve.server:app_from_environment", factory=True, workers=spec.workers, **common
+    from readyml.serve import supervisor  # imports uvicorn, as this function does
+
+    supervisor.run(
+        options={
+            "project": str(project.root),
+            "spec": spec.model_dump(mode="json"),
+            "models": list(models),
+        },
+        options_env=OPTIONS_ENV,
+        workers=spec.workers,
+        **common,
     )
 
 
@@ -294,4 +331,10 @@ def app_from_environment() -> ServingApp:
     options = json.loads(raw)
     project = Project.load(Path(options["project"]))
     spec = ServingSpec.model_validate(options["spec"])
-    return build_app(project, spec=spec, models=options["models"])
+    folder = options.get("workers_folder")
+    return build_app(
+        project,
+        spec=spec,
+        models=options["models"],
+        workers_folder=Path(folder) if folder is not None else None,
+    )

@@ -12,13 +12,17 @@ from typing import Any
 import orjson
 
 from readyml.predict import InvalidInput, Part, Prediction, Predictor
-from readyml.predict.inputs import describe
+from readyml.predict.inputs import describe, with_exact_integers
 from readyml.serve._http import parse_json
 
 
 def decode(predictor: Predictor, body: bytes | bytearray) -> tuple[Part, int]:
     """The predictor's input from a records body."""
     document = parse_json(body, expected="a JSON list of records")
+    return with_exact_integers(lambda parsed: _records(predictor, parsed), document, body)
+
+
+def _records(predictor: Predictor, document: Any) -> tuple[Part, int]:
     if type(document) is dict:
         document = [document]
     if type(document) is not list or not document:

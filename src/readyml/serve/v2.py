@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,13 @@ import orjson
 from readyml.errors import BadRequest
 from readyml.flavors._base import Array
 from readyml.predict import Feature, InvalidInput, Part, Prediction, Predictor
+from readyml.predict.inputs import (
+    cast_tensor,
+    describe,
+    may_be_rounded,
+    shorten,
+    with_exact_integers,
+)
 from readyml.serve._http import Request, parse_json
 
 # Datatypes of the protocol and the numpy dtype each is read as (little-endian when binary).
@@ -134,12 +142,16 @@ def decode(request: Request) -> InferRequest:
         if not text.isdigit() or int(text) > len(body):
             raise BadRequest(
                 f"header Inference-Header-Content-Length: expected a byte count of at most "
-                f"{len(body)}, found {text.decode('latin-1')!r}"
+                f"{len(body)}, found {shorten(repr(text.decode('latin-1')))}"
             )
         split = int(text)
         # A view, not a copy: tensors can be hundreds of kilobytes per request.
         body, binary = body[:split], memoryview(body)[split:]
     document = parse_json(body, expected="a V2 inference request object")
+    return with_exact_integers(lambda parsed: _request(parsed, binary), document, body)
+
+
+def _request(document: Any, binary: memoryview) -> InferRequest:
     if type(document) is not dict:
         raise _field_error("body", "a JSON object", document)
     inputs = document.get("inputs")
@@ -159,6 +171,7 @@ def decode(request: Request) -> InferRequest:
             f"binary data: expected {cursor} bytes for the inputs' binary_data_size, "
             f"found {len(binary)}"
         )
+    _check_unique(tensors)
     outputs_field = document.get("outputs")
     outputs: list[str] | None = None
     binary_outputs: set[str] = set()
@@ -181,6 +194,26 @@ def decode(request: Request) -> InferRequest:
     )
 
 
+def _check_unique(tensors: Sequence[Tensor]) -> None:
+    if len(tensors) == len({tensor.name for tensor in tensors}):
+        return
+    counts = Counter(tensor.name for tensor in tensors)
+    for name, count in counts.items():
+        if count > 1:
+            given = "twice" if count == 2 else f"{count} times"
+            raise InvalidInput(
+                f"{_input(name)}: expected one tensor of this name, found it given {given}",
+                field=_input(name),
+                expected="one tensor of this name",
+                found=f"given {given}",
+            )
+
+
+def _input(name: str) -> str:
+    """How errors name an input (long names cut short)."""
+    return f"input {shorten(name)!r}"
+
+
 def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
     parameters = item.get("parameters")
     if parameters is None:
@@ -190,12 +223,14 @@ def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
-def _field_error(where: str, expected: str, found: object) -> InvalidInput:
-    from readyml.predict.inputs import describe
-
-    shown = "nothing" if found is None else describe(found)
+def _field_error(where: str, expected: str, found: object, at: str = "") -> InvalidInput:
+    shown = ("nothing" if found is None else describe(found)) + at
     return InvalidInput(
-        f"{where}: expected {expected}, found {shown}", field=where, expected=expected, found=shown
+        f"{where}: expected {expected}, found {shown}",
+        field=where,
+        expected=expected,
+        found=shown,
+        rounded=may_be_rounded(found),
     )
 
 
@@ -206,13 +241,11 @@ def _tensor(item: Any, index: int, binary: memoryview, cursor: int) -> tuple[Ten
     name = item.get("name")
     if type(name) is not str:
         raise _field_error(f"{where}.name", "a string", name)
-    where = f"input {name!r}"
+    where = _input(name)
     datatype = item.get("datatype")
     if type(datatype) is not str or datatype not in DATATYPES:
         raise _field_error(f"{where} datatype", f"one of {sorted(DATATYPES)}", datatype)
-    shape = item.get("shape")
-    if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
-        raise _field_error(f"{where} shape", "a non-empty list of non-negative integers", shape)
+    shape = _shape(item.get("shape"), where)
     size = math.prod(shape)
     binary_size = _parameters(item, f"{where} parameters").get("binary_data_size")
     if binary_size is not None:
@@ -222,8 +255,12 @@ def _tensor(item: Any, index: int, binary: memoryview, cursor: int) -> tuple[Ten
                 f"a byte count within the {len(binary) - cursor} binary bytes left",
                 binary_size,
             )
+        if "data" in item:  # the extension: "the data field must not be present"
+            raise _field_error(
+                f"{where} data", "no data when parameters.binary_data_size is given", item["data"]
+            )
         chunk = binary[cursor : cursor + binary_size]
-        array = _from_binary(chunk, datatype, size, where)
+        array = _from_binary(chunk, datatype, shape, where)
         cursor += binary_size
     else:
         if "data" not in item:
@@ -232,7 +269,7 @@ def _tensor(item: Any, index: int, binary: memoryview, cursor: int) -> tuple[Ten
     if array.size != size:
         raise InvalidInput(
             f"{where}: expected {size} values for shape {shape}, found {array.size}",
-            field=name,
+            field=shorten(name),
             expected=f"{size} values (shape {shape})",
             found=f"{array.size} values",
         )
@@ -241,6 +278,16 @@ def _tensor(item: Any, index: int, binary: memoryview, cursor: int) -> tuple[Ten
     except ValueError:
         raise _field_error(f"{where} shape", "dimensions numpy can hold", shape) from None
     return Tensor(name=name, datatype=datatype, shape=shape, array=shaped), cursor
+
+
+def _shape(shape: Any, where: str) -> list[int]:
+    expected = "a non-empty list of non-negative integers"
+    if type(shape) is not list or not shape:
+        raise _field_error(f"{where} shape", expected, shape)
+    for index, dimension in enumerate(shape):
+        if type(dimension) is not int or dimension < 0:
+            raise _field_error(f"{where} shape", expected, dimension, f" at index {index}")
+    return shape
 
 
 def _from_json(data: Any, datatype: str, size: int, where: str) -> Array:
@@ -327,33 +374,71 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def _from_binary(chunk: memoryview, datatype: str, size: int, where: str) -> Array:
-    if datatype != "BYTES":
-        dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
-        if len(chunk) != size * dtype.itemsize:
-            raise BadRequest(
-                f"{where}: expected {size * dtype.itemsize} bytes of {datatype}, found {len(chunk)}"
-            )
-        array = np.frombuffer(chunk, dtype=dtype)
-        # In place when the body's buffer is writable and the byte order native; else a copy.
-        return array.astype(dtype.newbyteorder("="), copy=not array.flags.writeable)
+def _from_binary(chunk: memoryview, datatype: str, shape: list[int], where: str) -> Array:
+    if datatype == "BYTES":
+        return _bytes_elements(chunk, where)
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    size = math.prod(shape)
+    if len(chunk) != size * dtype.itemsize:
+        expected = f"{size * dtype.itemsize} bytes (shape {shape} of {datatype})"
+        raise InvalidInput(
+            f"{where} binary_data_size: expected {expected}, found {len(chunk)}",
+            field=f"{where} binary_data_size",
+            expected=expected,
+            found=str(len(chunk)),
+        )
+    if datatype == "BOOL":  # one byte each: 1 true, 0 false (numpy keeps any byte as true)
+        raw = np.frombuffer(chunk, dtype=np.uint8)
+        if (raw > 1).any():
+            index = int(np.argmax(raw > 1))
+            raise _bytes_error(where, "BOOL bytes of 0 or 1", f"{raw[index]} at element {index}")
+    array = np.frombuffer(chunk, dtype=dtype)
+    # In place when the body's buffer is writable and the byte order native; else a copy.
+    return array.astype(dtype.newbyteorder("="), copy=not array.flags.writeable)
+
+
+def _bytes_elements(chunk: memoryview, where: str) -> Array:
+    """BYTES elements: each a 4-byte little-endian length, then that many bytes of UTF-8."""
     values: list[str] = []
     position = 0
     while position < len(chunk):
-        if position + 4 > len(chunk):
-            raise BadRequest(f"{where}: BYTES element at byte {position} has a truncated length")
+        left = len(chunk) - position
+        if left < 4:
+            raise _bytes_error(
+                where,
+                "a 4-byte length before each BYTES element",
+                f"{left} bytes left at byte {position} (element {len(values)})",
+            )
         (length,) = _LENGTH.unpack_from(chunk, position)
         position += 4
-        if position + length > len(chunk):
-            raise BadRequest(f"{where}: BYTES element at byte {position} runs past the data")
+        if length > left - 4:
+            raise _bytes_error(
+                where,
+                f"{length} bytes for BYTES element {len(values)} (its length)",
+                f"{left - 4} bytes left at byte {position}",
+            )
         try:
             values.append(str(chunk[position : position + length], "utf-8"))
         except UnicodeDecodeError:
-            raise BadRequest(f"{where}: BYTES element at byte {position} is not UTF-8") from None
+            raise _bytes_error(
+                where,
+                "UTF-8 text in each BYTES element",
+                f"other bytes in element {len(values)} at byte {position}",
+            ) from None
         position += length
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array
+
+
+def _bytes_error(where: str, expected: str, found: str) -> InvalidInput:
+    """The error for binary data that does not spell its datatype's values."""
+    return InvalidInput(
+        f"{where} data: expected {expected}, found {found}",
+        field=f"{where} data",
+        expected=expected,
+        found=found,
+    )
 
 
 def to_part(predictor: Predictor, tensors: Sequence[Tensor]) -> tuple[Part, int]:
@@ -366,25 +451,36 @@ def to_part(predictor: Predictor, tensors: Sequence[Tensor]) -> tuple[Part, int]
                 expected="1 tensor",
                 found=f"{len(tensors)} tensors",
             )
-        array = tensors[0].array
-        if array.dtype == object or array.dtype == np.bool_:
+        tensor = tensors[0]
+        if tensor.array.dtype == object or tensor.array.dtype == np.bool_:
             raise InvalidInput(
-                f"input {tensors[0].name!r}: expected a numeric datatype, found "
-                f"{tensors[0].datatype}",
-                field=tensors[0].name,
+                f"{_input(tensor.name)}: expected a numeric datatype, found {tensor.datatype}",
+                field=shorten(tensor.name),
                 expected="a numeric datatype",
-                found=tensors[0].datatype,
+                found=tensor.datatype,
             )
         dtype = np.dtype(predictor.signature["inputs"][0].get("dtype", "float32"))
-        return predictor.from_tensor(array.astype(dtype, copy=False))
+        array = cast_tensor(tensor.array, dtype, shorten(tensor.name), _input(tensor.name))
+        return predictor.from_tensor(array)
+    for tensor in tensors:
+        if tensor.array.ndim > 2:
+            expected = "shape [N] or [N, 1] (one tensor per feature)"
+            if predictor.layout == "numeric":
+                expected += f", or [N, {len(predictor.names)}] (one tensor of every feature)"
+            raise InvalidInput(
+                f"{_input(tensor.name)} shape: expected {expected}, found {tensor.shape}",
+                field=f"{_input(tensor.name)} shape",
+                expected=expected,
+                found=f"shape {tensor.shape}",
+            )
     names = set(predictor.names)
     if len(tensors) == 1 and tensors[0].array.ndim == 2 and tensors[0].shape[1] != 1:
         tensor = tensors[0]
         if tensor.datatype in ("BYTES", "BOOL"):
             raise InvalidInput(
-                f"input {tensor.name!r}: expected a numeric datatype for a [N, features] "
+                f"{_input(tensor.name)}: expected a numeric datatype for a [N, features] "
                 f"tensor, found {tensor.datatype}",
-                field=tensor.name,
+                field=shorten(tensor.name),
                 expected="a numeric datatype",
                 found=tensor.datatype,
             )
@@ -394,7 +490,9 @@ def to_part(predictor: Predictor, tensors: Sequence[Tensor]) -> tuple[Part, int]
     for feature in predictor.features:
         found = by_name.get(feature.name)
         if found is None:
-            given = ", ".join(t.name for t in tensors)
+            given = ", ".join(shorten(t.name) for t in tensors[:10])
+            if len(tensors) > 10:
+                given += f", … ({len(tensors)} in all)"
             raise InvalidInput(
                 f"input {feature.name!r}: expected a tensor of shape [N] named as the feature "
                 f"({_KIND_DATATYPE[feature.kind]}), found none (inputs given: {given})",
@@ -442,10 +540,10 @@ def _column(feature: Feature, tensor: Tensor) -> Array:
     if feature.kind == "number":
         column = array.astype(np.float64)
         if not feature.nullable and np.isnan(column).any():
-            raise feature.error(None, row=int(np.flatnonzero(np.isnan(column))[0]))
+            raise feature.error(math.nan, row=int(np.flatnonzero(np.isnan(column))[0]))
         return column
-    if feature.kind == "integer":
-        return array.astype(np.int64)
+    if feature.kind == "integer":  # UINT64 past int64 would wrap
+        return cast_tensor(array, np.dtype(np.int64), feature.name, f"input {feature.name!r}")
     if feature.kind in ("string", "datetime"):
         return feature.check_values(array.tolist())
     return array
@@ -468,10 +566,10 @@ def encode(
     for name in wanted:
         if name not in available:
             raise InvalidInput(
-                f"outputs: expected names among {available}, found {name!r}",
+                f"outputs: expected names among {available}, found {shorten(name)!r}",
                 field="outputs",
                 expected=f"one of {available}",
-                found=repr(name),
+                found=repr(shorten(name)),
             )
     outputs = []
     chunks: list[bytes] = []

@@ -1,0 +1,230 @@
+"""Keeping the worker processes of one server in step (``serving.workers`` > 1).
+
+uvicorn's supervisor (:mod:`readyml.serve.supervisor`) runs N independent processes on one
+listening socket, and each answers the connections it accepts; a repository call reaches
+one of them. So that the others follow, the worker that made a change (a load, an unload,
+a rollback's reload of the champion) records it in a desired-state file the workers of
+this server share, ``models.json`` in the folder the supervisor created for this run (a
+fresh one each run, so nothing of an earlier run is ever applied). Every worker checks the
+file's identity every :data:`SYNC_POLL_S` seconds (one ``stat``) and makes the changes it
+has not made yet, through the same path as the repository call, each pinned to the version
+the first worker loaded: a load of ``NAME@champion`` loads the same version everywhere and
+every worker then follows the alias. A worker that starts later (one replaced after a
+crash) makes every change recorded so far.
+
+The file holds the latest change of each model with a sequence number, written under an
+exclusive ``flock`` (read, add, write a temporary file, rename), so concurrent calls on two
+workers are ordered and the last one wins everywhere. Within a worker, changes are made one
+at a time under :attr:`WorkerGroup.lock`, after catching up with the others', so that a
+change made here is ordered after every change this worker has seen.
+
+Rollouts stay with one worker: each process would run its own controller, with its own
+windows and decisions. A deploy or promote on a server with several workers is refused
+(:class:`OneWorkerOnly`, 409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from readyml.errors import ServeError
+from readyml.serve.metrics import WorkerMetrics
+
+# How often each worker checks for the others' model changes and publishes its metrics (s).
+SYNC_POLL_S = 0.5
+# The desired state of the models, and the lock its writers take, in the shared folder.
+STATE_FILE = "models.json"
+LOCK_FILE = "models.lock"
+# Where prometheus_client's multiprocess files go in the shared folder.
+METRICS_FOLDER = "metrics"
+
+
+class OneWorkerOnly(ServeError):
+    """A rollout was asked of a server that runs several worker processes."""
+
+    status_code = 409
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChange:
+    """A change of the models served that every worker makes.
+
+    Attributes:
+        name: The model.
+        action: ``load`` (``version``, followed by ``ref``) or ``unload``.
+        ref: The reference as asked (``NAME@ALIAS`` or ``NAME:V``): an alias is followed.
+        version: The version the worker that answered loaded.
+        seq: Its place in the order of this server's changes (set when published).
+    """
+
+    name: str
+    action: str
+    ref: str = ""
+    version: int = 0
+    seq: int = 0
+
+
+Apply = Callable[[ModelChange], Awaitable[None]]
+
+
+class WorkerGroup:
+    """One worker's link to the other workers of its server: model changes and metrics.
+
+    Args:
+        folder: The folder the supervisor created for this server run.
+        workers: How many worker processes the server runs.
+        metrics: This worker's metrics, published every tick for the others' scrapes.
+        poll_s: Seconds between checks of the desired-state file.
+        stream: Where failures are written as JSON lines (standard error by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        folder: Path,
+        workers: int,
+        metrics: WorkerMetrics | None = None,
+        poll_s: float = SYNC_POLL_S,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.folder = folder
+        self.workers = workers
+        self.metrics = metrics
+        self.poll_s = poll_s
+        self.stream = stream
+        # Held while this worker changes its models (a call, or catching up).
+        self.lock = asyncio.Lock()
+        # The seq of the last change made here, by model.
+        self.applied: dict[str, int] = {}
+        self._apply: Apply | None = None
+        self._seen: tuple[int, int] | None = None  # the file's (inode, mtime) when caught up
+        self._failed: set[tuple[str, int]] = set()  # changes whose failure was reported
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, apply: Apply) -> None:
+        """Start ticking (called by the lifespan); ``apply`` makes another worker's change."""
+        self._apply = apply
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop ticking; a change being made is dropped."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self.lock:
+                    await self.catch_up()
+                if self.metrics is not None:
+                    self.metrics.publish()
+            except Exception:  # a bug in one tick must not stop the others' changes silently
+                print(f"readyml: workers: tick failed:\n{traceback.format_exc()}", file=sys.stderr)
+            await asyncio.sleep(self.poll_s)
+
+    # -- changes --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def changing(self) -> AsyncIterator[None]:
+        """Hold :attr:`lock`, caught up with the other workers' changes, to make one here."""
+        async with self.lock:
+            await self.catch_up()
+            yield
+
+    async def catch_up(self) -> None:
+        """Make the changes other workers recorded and this one has not made (hold the lock).
+
+        A change that fails is reported once and tried again on the next check.
+        """
+        path = self.folder / STATE_FILE
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return
+        seen = (status.st_ino, status.st_mtime_ns)  # a rename gives a new inode every write
+        if seen == self._seen or self._apply is None:
+            return
+        state = _read(path)
+        pending = [
+            ModelChange(**entry)
+            for entry in state["models"].values()
+            if entry["seq"] > self.applied.get(entry["name"], 0)
+        ]
+        failed = False
+        for change in sorted(pending, key=lambda change: change.seq):
+            try:
+                await self._apply(change)
+            except Exception as exc:  # e.g. the store is unreachable: keep serving, retry
+                failed = True
+                self._report(change, exc)
+                continue
+            self.applied[change.name] = change.seq
+        if not failed:
+            self._seen = seen
+
+    def publish(self, change: ModelChange) -> ModelChange:
+        """Record ``change``, made here, for the other workers (hold the lock)."""
+        path = self.folder / STATE_FILE
+        with (self.folder / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held for one small read and write
+            state: dict[str, Any] = _read(path) if path.exists() else {"seq": 0, "models": {}}
+            seq = int(state["seq"]) + 1
+            recorded = dataclasses.replace(change, seq=seq)
+            state["seq"] = seq
+            state["models"][change.name] = dataclasses.asdict(recorded)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_bytes(orjson.dumps(state))
+            os.replace(temporary, path)
+        self.applied[change.name] = seq
+        return recorded
+
+    def refuse_rollout(self, action: str) -> OneWorkerOnly:
+        """The 409 of a rollout call (deploy, promote) on this server."""
+        return OneWorkerOnly(
+            f"{action}: expected a server with one worker process, found {self.workers} (each "
+            "would run its own rollout); restart it with --workers 1 to roll out, or load a "
+            "version on every worker with POST /v2/repository/models/{name}/load"
+        )
+
+    def _report(self, change: ModelChange, exc: BaseException) -> None:
+        if (change.name, change.seq) in self._failed:
+            return
+        self._failed.add((change.name, change.seq))
+        entry = {
+            "ts": round(time.time(), 6),
+            "event": "worker_sync",
+            "pid": os.getpid(),
+            "model": change.name,
+            "action": change.action,
+            "version": change.version,
+            "outcome": "error",
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+        stream = self.stream if self.stream is not None else sys.stderr
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(orjson.dumps(entry).decode() + "\n")
+            stream.flush()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The desired state: ``{"seq": last seq, "models": {name: change as a dict}}``."""
+    state: dict[str, Any] = json.loads(path.read_bytes())
+    return state
