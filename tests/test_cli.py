@@ -191,6 +191,24 @@ def test_bad_estimator_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "LogisticRegresion" in _one_error_line(err)
 
 
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [
+        ("def fit(X, y, params, seed):\n    return 1 +\n", "SyntaxError at train_fn.py:2"),
+        ("x = 1 / 0\n", "ZeroDivisionError at train_fn.py:1: division by zero"),
+    ],
+)
+def test_an_entry_point_failing_at_import_is_one_line_and_exit_2(
+    tmp_path: Path, source: str, where: str
+) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "model": {"entry_point": "train_fn:fit"}})
+    (tmp_path / "train_fn.py").write_text(source)
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "cannot import module 'train_fn' named by 'train_fn:fit'" in line and where in line
+
+
 def test_tampered_artifact_is_one_line_and_exit_2(tmp_path: Path) -> None:
     write_project(tmp_path)
     assert _invoke("run", "-p", str(tmp_path))[0] == 0
@@ -552,3 +570,62 @@ def test_status_mistakes_are_one_line_exit_2_and_change_nothing(
     )
     code, out, _ = _invoke("models", "show", "demo:2", "-p", str(root), "--format", "json")
     assert json.loads(out)["status"] == "candidate"
+
+
+def test_download_into_an_existing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    root = _registry_project(tmp_path / "p")
+    file = tmp_path / "afile"
+    file.write_text("keep me", encoding="utf-8")
+    code, _, err = _invoke("models", "download", "demo:1", "--out", str(file), "-p", str(root))
+    assert code == 2
+    assert _one_error_line(err) == f"error: --out: expected a folder, found a file ('{file}')"
+    assert file.read_text(encoding="utf-8") == "keep me"
+
+
+def test_init_refuses_an_empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _invoke("init", "")
+    assert code == 2
+    assert _one_error_line(err) == (
+        "error: directory: expected a path, found an empty string (use '.' for this folder)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_help_lists_the_steps_the_pipeline_runs() -> None:
+    from readyml.cli.project import RUN_STEPS
+    from readyml.train.steps import default_steps
+
+    assert tuple(step.name for step in default_steps()) == RUN_STEPS
+    code, out, _ = _invoke("run", "--help")
+    assert code == 0 and " → ".join(RUN_STEPS) in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("identical", "spread", "task", "outputs", "line"),
+    [
+        (1.0, 0.0, "classification", "probabilities", "identical predictions on 40 rows"),
+        (
+            1.0,
+            0.0312,
+            "classification",
+            "probabilities",
+            "labels identical, probabilities differ by up to 0.0312",
+        ),
+        (0.95, 0.4, "classification", "probabilities", "2 of 40 predicted labels differ; "),
+        (0.95, 1.0, "classification", None, "2 of 40 predicted labels differ (tolerance 0)"),
+        (0.5, 0.25, "regression", None, "20 of 40 predicted values differ, by up to 0.25"),
+    ],
+)
+def test_reproducibility_line_says_what_differed(
+    identical: float, spread: float, task: str, outputs: str | None, line: str
+) -> None:
+    from readyml.cli.project import reproducibility_line
+
+    rep = {
+        "n_rows": 40,
+        "identical_predictions": identical,
+        "max_abs_difference": spread,
+        "tolerance": 0.0,
+    }
+    assert line in reproducibility_line(rep, task=task, outputs=outputs)

@@ -242,6 +242,12 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             {"score": {"max_age_days": {"monitor-4": float("nan")}}},
             "score.max_age_days.monitor-4: expected more than 0 and at most 36500, found nan",
         ),
+        ({"features": []}, "features: expected at least one, found none"),
+        (
+            {"model": {**IRIS_SPEC["model"], "trusted_types": ["my models.Clf"]}},
+            "model.trusted_types[0]: expected a class path such as mymodels.MyClassifier, "
+            "found 'my models.Clf'",
+        ),
     ],
 )
 def test_bad_spec_message_names_the_key_expected_and_found(
@@ -299,3 +305,9 @@ def test_init_into_a_file_or_an_unwritable_path_is_a_config_error(tmp_path: Path
     )
     with pytest.raises(ConfigError, match=r"cannot create the project there \(Not a directory"):
         init_project(file / "sub")
+
+
+def test_trusted_types_take_the_estimator_s_module_colon_class_form() -> None:
+    model = {**IRIS_SPEC["model"], "trusted_types": ["mymodels:MyClf", "pkg.mod.Other"]}
+    spec = parse_spec({**IRIS_SPEC, "model": model})
+    assert spec.model.trusted_types == ["mymodels.MyClf", "pkg.mod.Other"]

@@ -32,6 +32,7 @@ from readyml.types import is_test_id
 
 SPEC_FILE = "readyml.yaml"
 _LOADER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_TYPE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")  # module.Class
 WORKSPACE_DIR = ".readyml"
 
 FeatureType = Literal["float", "int", "bool", "category", "string", "datetime"]
@@ -72,7 +73,10 @@ class DataSpec(_Spec):
     source: str = Field(
         description="CSV or Parquet path or glob (relative to the project), or module:function"
     )
-    format: Literal["auto", "csv", "parquet"] = "auto"
+    format: Literal["auto", "csv", "parquet"] = Field(
+        default="auto",
+        description="how every file is read: csv, parquet, or auto (by its extension)",
+    )
     production: ProductionDataSpec | None = None
 
     @property
@@ -122,6 +126,25 @@ class ModelSpec(_Spec):
     estimator: str | None = None
     entry_point: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="classes of the project's own code (module.Class) that skops may store "
+        "and load with the model; the list is read from here, never from a model file",
+    )
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _type_names(cls, value: list[str]) -> list[str]:
+        names = []
+        for index, name in enumerate(value):
+            dotted = name.replace(":", ".")  # as model.estimator names it: module:Class
+            if not _TYPE_NAME.match(dotted):
+                raise ValueError(
+                    f"model.trusted_types[{index}]: expected a class path such as "
+                    f"mymodels.MyClassifier, found {name!r}"
+                )
+            names.append(dotted)
+        return names
 
     @model_validator(mode="after")
     def _one_of_estimator_or_entry_point(self) -> ModelSpec:
@@ -576,7 +599,13 @@ class ServingSpec(_Spec):
         default=256 * 1024 * 1024,
         ge=1024,
         description="bytes of request bodies all requests in flight may hold at once, per "
-        "process; past it a request is answered 503 with Retry-After before its body is read",
+        "process, counted as they arrive; past it a request is answered 503 with Retry-After",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="seconds a request body may take to arrive whole once it is read; "
+        "past it: 408 and the connection closed",
     )
     token_env: str = Field(default="READYML_SERVE_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     protect_predict: bool = False
@@ -971,6 +1000,11 @@ class ProjectSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectSpec:
+        if self.features is not None and not self.features:
+            raise ValueError(
+                "features: expected at least one, found none (leave features out to use every "
+                "column but the label)"
+            )
         if self.label in [f.name for f in self.feature_specs() or []]:
             raise ValueError(
                 f"features: {self.label!r} is the label; a model cannot take its own label as input"
@@ -1102,6 +1136,15 @@ class Project:
     def workspace(self) -> Path:
         """The ``.readyml/`` folder holding the local stores."""
         return self.root / WORKSPACE_DIR
+
+    def trusted_types(self) -> tuple[str, ...]:
+        """``model.trusted_types``, their modules made importable from the project folder:
+        what to pass to :func:`readyml.flavors.load_model` for this project's models."""
+        from readyml import _project_imports
+
+        for name in self.spec.model.trusted_types:
+            _project_imports.prepare(self.root, name.rsplit(".", 1)[0])
+        return tuple(self.spec.model.trusted_types)
 
     @property
     def spec_path(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -50,3 +51,32 @@ def test_read_table_raises_data_error_naming_the_file(
 def test_read_table_of_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"expected a file or a glob .*found a folder"):
         read_table(tmp_path)
+
+
+def test_a_declared_format_decides_how_a_file_is_read(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1, 2]})
+    frame.to_csv(tmp_path / "d.txt", index=False)
+    frame.to_parquet(tmp_path / "d.bin")
+    assert read_table(tmp_path / "d.txt", format="csv")["a"].tolist() == [1, 2]
+    assert read_table(tmp_path / "d.bin", format="parquet")["a"].tolist() == [1, 2]
+    with pytest.raises(DataError, match=r"or declare data.format: csv or parquet"):
+        read_table(tmp_path / "d.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "message"),
+    [
+        ("d.parquet", "csv", r"as csv \(data.format: csv\): found a Parquet file"),
+        ("d.csv", "parquet", r"as parquet \(data.format: parquet\): found no Parquet header"),
+        ("d.csv", "auto", r"as csv \(by its extension '.csv'\): found a Parquet file"),
+    ],
+)
+def test_content_that_contradicts_the_format_is_one_line(
+    tmp_path: Path, name: str, fmt: Any, message: str
+) -> None:
+    if name == "d.csv" and fmt == "parquet":
+        pd.DataFrame({"a": [1]}).to_csv(tmp_path / name, index=False)
+    else:  # Parquet content, whatever the name says
+        pd.DataFrame({"a": [1]}).to_parquet(tmp_path / name)
+    with pytest.raises(DataError, match=message):
+        read_table(tmp_path / name, format=fmt)

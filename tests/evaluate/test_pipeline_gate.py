@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,23 @@ def test_failed_baseline_and_slice_tests_say_why(tmp_path: Path) -> None:
         "no slice was judged: declare slices, or categorical features, with at least "
         "gates.min_slice_size validation rows each"
     )
+
+
+def test_deleted_step_cache_weakens_the_champion_comparison_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    write_project(tmp_path, IRIS_SPEC)
+    first, registry, project = run(tmp_path)
+    assert first.status == "succeeded", first.error
+    registry.promote("iris:1", who="test", reason="first")
+    changed = {**IRIS_SPEC, "seed": 5}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(changed), encoding="utf-8")
+    shutil.rmtree(project.workspace / "artifacts" / "cache")  # a cache must be safe to delete
+    second, _, _ = run(tmp_path)
+    assert second.status == "succeeded", second.error
+    gate = second.value("gate")
+    assert "champion v1's training split is unavailable" in gate["champion_split_unavailable"]
+    assert gate["champion_rows"]["left_out"] == 0
+    assert gate["champion_rows"]["why"].startswith("all validation rows")
+    gate_step = next(s for s in second.steps if s.name == "gate")
+    assert "champion's training split unavailable" in gate_step.message

@@ -54,6 +54,30 @@ def fit_majority(
     return MajorityClassifier().fit(X, y)
 
 
+def unfitted_logistic(
+    X: pd.DataFrame, y: npt.NDArray[Any], params: dict[str, Any], seed: int
+) -> LogisticRegression:
+    """An entry point that forgets to fit."""
+    return LogisticRegression()
+
+
+class DuckMajority:
+    """A model with fit/predict that is no scikit-learn estimator (and sets no ``*_``)."""
+
+    def fit(self, X: pd.DataFrame, y: npt.NDArray[Any]) -> DuckMajority:
+        values, counts = np.unique(np.asarray(y), return_counts=True)
+        self.majority = values[np.argmax(counts)]
+        return self
+
+    def predict(self, X: pd.DataFrame) -> npt.NDArray[Any]:
+        return np.full(len(X), self.majority)
+
+
+def fit_duck(X: pd.DataFrame, y: npt.NDArray[Any], params: dict[str, Any], seed: int) -> Any:
+    """An entry point returning a fitted duck-typed model."""
+    return DuckMajority().fit(X, y)
+
+
 def small_cnn(n_inputs: int, n_outputs: int, *, channels: int = 4) -> Any:
     """A tiny CNN for 8x8 one-channel images (sklearn digits)."""
     from torch import nn

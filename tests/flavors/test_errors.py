@@ -63,6 +63,37 @@ def test_unimportable_module_is_named() -> None:
         _build(estimator="sklearnx.ensemble.RandomForestClassifier")
 
 
+def test_a_module_raising_at_import_is_one_flavor_error_naming_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_at_import.py").write_text("import os\nvalue = 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(FlavorError) as raised:
+        _build(estimator=None, entry_point="broken_at_import:fit")
+    message = str(raised.value)
+    assert message.startswith("model.entry_point 'broken_at_import:fit': cannot import module")
+    assert (
+        "ZeroDivisionError at " in message and "broken_at_import.py:2: division by zero" in message
+    )
+
+
+def test_an_entry_point_returning_an_unfitted_estimator_is_refused(
+    datasets: dict[str, Dataset],
+) -> None:
+    data = datasets["iris_strings"]
+    model = _build(estimator=None, entry_point=f"{helpers.__name__}:unfitted_logistic")
+    with pytest.raises(FlavorError, match=r"found an unfitted LogisticRegression"):
+        model.fit(data.X_train, data.y_train)
+
+
+def test_a_duck_typed_entry_point_model_is_not_judged_unfitted(
+    datasets: dict[str, Dataset],
+) -> None:
+    data = datasets["iris_strings"]
+    model = _build(estimator=None, entry_point=f"{helpers.__name__}:fit_duck")
+    assert len(model.fit(data.X_train, data.y_train).predict(data.X_valid)) == len(data.X_valid)
+
+
 def test_path_without_module_is_refused() -> None:
     with pytest.raises(FlavorError, match=r"expected a dotted path"):
         import_object("RandomForestClassifier", field="model.estimator")
@@ -281,3 +312,39 @@ def test_classifier_without_proba_says_so(datasets: dict[str, Dataset]) -> None:
     assert model.signature()["output"]["proba"] is False
     with pytest.raises(FlavorError, match=r"expected a classifier with predict_proba, found none"):
         model.predict_proba(data.X_valid)
+
+
+def test_trusted_types_let_skops_store_and_load_the_caller_s_own_class(
+    tmp_path: Path, datasets: dict[str, Dataset]
+) -> None:
+    data = datasets["iris_strings"]
+    entry_point = f"{helpers.__name__}:fit_majority"
+    own = f"{helpers.__name__}.MajorityClassifier"
+    refused = _build(estimator=None, entry_point=entry_point).fit(data.X_train, data.y_train)
+    with pytest.raises(FlavorError) as info:
+        refused.save(tmp_path / "refused")
+    assert str(info.value).startswith("model MajorityClassifier: skops can store it only")
+    assert f"declare them in readyml.yaml as model.trusted_types: [{own}]" in str(info.value)
+
+    model = _build(estimator=None, entry_point=entry_point, trusted_types=[own])
+    model.fit(data.X_train, data.y_train).save(tmp_path / "trusted")
+    assert json.loads((tmp_path / "trusted" / FLAVOR_FILE).read_text())["format"] == "skops"
+    with pytest.raises(FlavorError, match=r"refusing to load .*model.trusted_types: \["):
+        load_model(tmp_path / "trusted")  # the model's own files never vouch for a type
+    loaded = load_model(tmp_path / "trusted", trusted_types=[own])
+    np.testing.assert_array_equal(loaded.predict(data.X_valid), model.predict(data.X_valid))
+
+
+@pytest.mark.parametrize(
+    ("flavor", "base"), [("xgboost", "xgboost.XGBModel"), ("lightgbm", "lightgbm.LGBMModel")]
+)
+def test_a_boosting_flavor_with_another_library_s_estimator_is_one_line(
+    flavor: str, base: str
+) -> None:
+    with pytest.raises(FlavorError) as info:
+        _build(flavor=flavor, estimator="sklearn.linear_model.LogisticRegression", params={})
+    assert str(info.value) == (
+        f"model.estimator: flavor '{flavor}' expected a subclass of {base}, found "
+        "'sklearn.linear_model.LogisticRegression' (use flavor: sklearn for it, or leave "
+        "model.estimator out for the default)"
+    )

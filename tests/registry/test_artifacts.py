@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from readyml.errors import IntegrityError, RegistryError
+from readyml.errors import ConfigError, IntegrityError, RegistryError
 from readyml.registry.artifacts import ArtifactStore
 
 LABEL = "model 'weather' version 3, file 'model.skops'"
@@ -130,3 +130,11 @@ def test_an_s3_endpoint_that_is_down_is_one_registry_error(
     for action, call in calls:
         with pytest.raises(RegistryError, match=f"cannot {action} 'k/a.bin' \\(Endpoint"):
             call()
+
+
+def test_a_secret_in_the_store_url_never_appears_in_reprs_or_errors() -> None:
+    store = ArtifactStore("gs://bucket/prefix?token=s3cretPW")
+    assert "s3cretPW" not in repr(store)
+    with pytest.raises(ConfigError, match=r"token=\*\*\*") as info:
+        store.put_bytes("a/b.txt", b"x")
+    assert "s3cretPW" not in str(info.value)

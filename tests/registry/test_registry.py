@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -83,6 +84,39 @@ def test_concurrent_registers_get_distinct_consecutive_versions(
     with ThreadPoolExecutor(max_workers=4) as pool:
         numbers = list(pool.map(lambda i: _register(registry, files, fp=str(i)).version, range(8)))
     assert sorted(numbers) == list(range(1, 9))
+
+
+def test_concurrent_registers_of_one_fingerprint_make_one_version(
+    registry: Registry, files: dict[str, Path], store_url: str, tmp_path: Path
+) -> None:
+    # Each thread has its own registry, as two processes would; all find nothing, then race.
+    others = [MetadataStore(store_url) for _ in range(3)]
+    registries = [registry] + [Registry(s, registry.artifacts) for s in others]
+    # Opened (and migrated) one at a time: the race under test is the registration's.
+    assert all(r.find_by_fingerprint("weather", "same") is None for r in registries)
+    start = threading.Barrier(len(registries), timeout=60)
+
+    def register(index: int) -> ModelVersion:
+        start.wait()
+        return _register(
+            registries[index], files, fp="same", run_id=f"r{index}", if_new_fingerprint=True
+        )
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(registries)) as pool:
+            versions = list(pool.map(register, range(len(registries))))
+    finally:
+        for store in others:
+            store.close()
+    assert {v.version for v in versions} == {1}
+    assert [v.version for v in registry.list_versions("weather")] == [1]
+    winner = registry.get("weather:1")
+    assert sum(v.run_id == winner.run_id for v in versions) == len(versions)
+    # The losers' uploads are removed: only the version's own files are left.
+    kept = set(registry.artifacts.list_keys("models/weather"))
+    assert kept == {a.key for a in winner.artifacts}
+    other = _register(registry, files, fp="other", if_new_fingerprint=True)
+    assert other.version == 2
 
 
 def test_find_by_fingerprint(registry: Registry, files: dict[str, Path]) -> None:

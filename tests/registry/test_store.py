@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 
 from readyml.errors import ConfigError, RegistryError
 from readyml.registry._tables import Base
-from readyml.registry.store import MetadataStore
+from readyml.registry.store import MetadataStore, redact_url
 from readyml.types import Evidence
 
 TABLES = {
@@ -221,3 +221,26 @@ def test_a_bad_url_is_one_config_error_without_its_password(url: str) -> None:
     assert "s3cretPW" not in str(info.value)
     assert "admin:***@db" in str(info.value)
     assert "s3cretPW" not in repr(MetadataStore(url))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://127.0.0.1:1/readyml?user=u&password=s3cretPW",
+        "postgresql+psycopg://u@127.0.0.1:1/readyml?sslmode=disable&PassWord=s3cretPW",
+        "postgresql+psycopg://u:s3cretPW@127.0.0.1:1/readyml?sslpassword=s3cretPW",
+        "mysql://db/readyml?token=s3cretPW;pwd=s3cretPW",
+    ],
+)
+def test_a_password_in_the_query_string_never_appears_in_errors(url: str) -> None:
+    with pytest.raises((ConfigError, RegistryError)) as info:
+        MetadataStore(url).open()
+    assert "s3cretPW" not in str(info.value)
+    assert "=***" in str(info.value)
+    assert "s3cretPW" not in repr(MetadataStore(url))
+
+
+def test_redact_url_keeps_what_is_not_secret() -> None:
+    shown = redact_url("s3://bucket/prefix?region=eu-west-1&X-Amz-Security-Token=s3cretPW")
+    assert shown == "s3://bucket/prefix?region=eu-west-1&X-Amz-Security-Token=***"
+    assert redact_url("/tmp/store/models/a?b") == "/tmp/store/models/a?b"

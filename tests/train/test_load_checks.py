@@ -147,3 +147,38 @@ def test_a_numeric_column_made_text_by_stray_strings_is_named_when_the_schema_is
         "wrote schema.yaml (review and check it in); column 'sepal_length' is typed category "
         "though 148 of 150 values are numbers (not numbers: '?', 'unknown')"
     )
+
+
+def test_declared_format_reads_a_file_whatever_its_extension(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "data": {"source": "data/iris.txt", "format": "csv"}})
+    (tmp_path / "data" / "iris.csv").rename(tmp_path / "data" / "iris.txt")
+    result, _ = _run(tmp_path)
+    assert result.status == "succeeded", result.error
+    assert len(result.value("data")) == 150
+
+
+def test_declared_format_the_content_contradicts_fails_at_load(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "data": {"source": "data/iris.csv", "format": "parquet"}})
+    result, _ = _run(tmp_path)
+    assert {s.name: s.status for s in result.steps} == {"load": "failed"}
+    assert isinstance(result.error, DataError)
+    assert str(result.error).endswith(
+        "iris.csv': cannot read it as parquet (data.format: parquet): found no Parquet header "
+        "(a CSV file? declare data.format: csv)"
+    )
+
+
+def test_a_declared_feature_type_the_column_contradicts_fails_at_load(tmp_path: Path) -> None:
+    features: list[Any] = [{"name": "sepal_length", "type": "float"}, "petal_length"]
+    write_project(tmp_path, {**IRIS_SPEC, "features": features})
+    assert _run(tmp_path)[0].status == "succeeded"
+    features[0] = {"name": "sepal_length", "type": "int"}  # an edit the load step sees again
+    spec = {**IRIS_SPEC, "features": features}
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    result, _ = _run(tmp_path)
+    assert {s.name: s.status for s in result.steps} == {"load": "failed"}
+    assert isinstance(result.error, DataError)
+    assert str(result.error) == (
+        "features[sepal_length].type: expected int, found float64 values such as 5.1 (fix the "
+        "type, or leave it out to infer it from the data)"
+    )

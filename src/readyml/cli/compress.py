@@ -95,6 +95,7 @@ def compress(
         primary=loaded.spec.metrics.primary,
         max_quality_loss=max_loss,
         max_slice_loss=max_slice_loss,
+        trusted_types=loaded.trusted_types(),
     )
     # Named after the first version it made too: a second compression of the same parent
     # must not overwrite the first one's report (unless it made nothing new).

@@ -19,6 +19,7 @@ from readyml.cli._common import (
     FormatOpt,
     ProjectOpt,
     cli_errors,
+    output_folder,
     output_format,
     project_registry,
     who,
@@ -334,7 +335,7 @@ def models_download(
     """Copy a version's files out of the artifact store, verified."""
     registry = project_registry(project)
     version = registry.get(ref)
-    registry.download(version, out)
+    registry.download(version, output_folder(out))
     console.stdout.print(escape(f"{version.name}:{version.version} → {out}"))
 
 

@@ -16,7 +16,7 @@ from readyml.cli._common import (
     sigterm_exits,
     who,
 )
-from readyml.errors import ReadymlError
+from readyml.errors import ConfigError, ReadymlError
 
 app = typer.Typer()
 
@@ -24,7 +24,8 @@ app = typer.Typer()
 @app.command()
 @cli_errors
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to create the project.")],
+    # A str, not a Path: Path("") is ".", and an empty argument must not mean "here".
+    directory: Annotated[str, typer.Argument(help="Where to create the project ('.': here).")],
     force: Annotated[bool, typer.Option(help="Overwrite an existing readyml.yaml.")] = False,
     ci: Annotated[
         str | None, typer.Option("--ci", help="Also write a CI workflow: github.")
@@ -33,12 +34,38 @@ def init(
     """Write a starter project: readyml.yaml, data/, .gitignore and, with --ci, a CI workflow."""
     from readyml.scaffold import init_project
 
-    for path in init_project(directory, force=force, ci=ci):
+    if not directory.strip():
+        raise ConfigError(
+            "directory: expected a path, found an empty string (use '.' for this folder)"
+        )
+    for path in init_project(Path(directory), force=force, ci=ci):
         console.stdout.print(f"wrote {path}")
     console.stdout.print("next: put your data in data/, edit readyml.yaml, then run 'readyml run'")
 
 
-@app.command()
+# The pipeline's steps in order, for the help of 'run' (a test pins it to the pipeline's).
+RUN_STEPS = (
+    "load",
+    "privacy",
+    "profile",
+    "validate",
+    "split",
+    "review",
+    "tune",
+    "train",
+    "staleness",
+    "evaluate",
+    "gate",
+    "register",
+    "export",
+)
+_RUN_HELP = (
+    "Run the training pipeline; exits 1 when the gate vetoes the new version.\n\n"
+    f"Steps: {' → '.join(RUN_STEPS)}. Each is skipped when its inputs are unchanged."
+)
+
+
+@app.command(help=_RUN_HELP)
 @cli_errors
 def run(
     project: ProjectOpt = Path("."),
@@ -49,10 +76,7 @@ def run(
     promote: Annotated[bool, typer.Option(help="Make a blessed new version the champion.")] = False,
     fmt: FormatOpt = "text",
 ) -> None:
-    """Run the training pipeline.
-
-    Steps: load → profile → validate → split → train → evaluate → gate → register → export.
-    """
+    """Run the training pipeline (its help: ``_RUN_HELP``)."""
     from readyml.config import Project
     from readyml.train import (
         check_reproducible as check,
@@ -94,7 +118,12 @@ def run(
     if output == "json":
         console.print_json(summary)
     else:
-        _print_run_summary(summary, others=loaded.spec.metrics.others)
+        model = result.value("model")
+        _print_run_summary(
+            summary,
+            others=loaded.spec.metrics.others,
+            outputs="probabilities" if model.has_proba else None,
+        )
     if failed:
         raise typer.Exit(code=1)
 
@@ -106,7 +135,7 @@ def _champion_version(registry: Any, name: str) -> int | None:
         return None
 
 
-def _print_run_summary(summary: dict[str, Any], *, others: list[str]) -> None:
+def _print_run_summary(summary: dict[str, Any], *, others: list[str], outputs: str | None) -> None:
     metrics = summary["metrics"]
     registered = summary["registered"]
     primary = metrics["primary"]
@@ -128,12 +157,37 @@ def _print_run_summary(summary: dict[str, Any], *, others: list[str]) -> None:
     if "reproducibility" in summary:
         rep = summary["reproducibility"]
         verdict = "[green]reproducible[/]" if rep["passed"] else "[red]NOT reproducible[/]"
-        console.stdout.print(
-            f"  {verdict}: {rep['identical_predictions']:.2%} identical predictions, "
-            f"max |Δ| = {rep['max_abs_difference']:.3g} (tolerance {rep['tolerance']:g})"
-        )
+        task = summary["metrics"].get("task")
+        line = reproducibility_line(rep, task=task, outputs=outputs)
+        console.stdout.print(f"  {verdict}: {line}")
     if "promoted" in summary:
         console.stdout.print(f"  promoted {summary['promoted']} to champion")
+
+
+def reproducibility_line(rep: dict[str, Any], *, task: str | None, outputs: str | None) -> str:
+    """What two trainings' predictions had in common and what differed, in words:
+    "labels identical, probabilities differ by up to 0.031 (tolerance 0)".
+
+    ``outputs`` names what ``max_abs_difference`` measured beside the labels
+    (``"probabilities"``), ``None`` when the model has no probabilities.
+    """
+    rows, spread, tolerance = rep["n_rows"], rep["max_abs_difference"], rep["tolerance"]
+    differ = round((1.0 - rep["identical_predictions"]) * rows)
+    if task == "regression":
+        found = (
+            f"{differ} of {rows} predicted values differ, by up to {spread:.3g}"
+            if differ
+            else f"identical predicted values on {rows} rows"
+        )
+    elif differ:
+        found = f"{differ} of {rows} predicted labels differ"
+        if outputs is not None:
+            found += f"; {outputs} by up to {spread:.3g}"
+    elif outputs is not None and spread > 0:
+        found = f"labels identical, {outputs} differ by up to {spread:.3g}"
+    else:
+        found = f"identical predictions on {rows} rows"
+    return f"{found} (tolerance {tolerance:g})"
 
 
 @app.command()

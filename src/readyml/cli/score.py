@@ -136,7 +136,10 @@ def explain(
     loaded = Project.load(project)
     registry = open_project_registry(loaded)
     explanation = explain_prediction(
-        registry, ref, _example(example) if example is not None else None
+        registry,
+        ref,
+        _example(example) if example is not None else None,
+        trusted_types=loaded.trusted_types(),
     )
     record_explanation(registry, loaded.spec.name, explanation, automated=False)
     if output == "json":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ def compress_version(
     max_slice_loss: float = MAX_SLICE_LOSS,
     out: Path | None = None,
     allow_pickle: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> CompressionReport:
     """Produce, gate, measure and register every result of ``methods`` applied to ``ref``.
 
@@ -228,6 +230,8 @@ def compress_version(
         max_slice_loss: The same on every judged slice.
         out: Folder for ``compression.json`` and ``compression.html``; not written when None.
         allow_pickle: Allow loading a parent saved with joblib.
+        trusted_types: The project's ``model.trusted_types`` (classes a scikit-learn parent's
+            skops file may hold beyond the reviewed allow-list).
 
     Returns:
         The report; each result's row carries its registered version and the gate decision.
@@ -237,7 +241,7 @@ def compress_version(
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         parent_dir = registry.download(parent, workdir / "parent")
-        base = load_model(parent_dir, allow_pickle=allow_pickle)
+        base = load_model(parent_dir, allow_pickle=allow_pickle, trusted_types=trusted_types)
         base_eval = evaluate(base, splits, primary=primary)
         parent_files = [parent_dir / a.name for a in parent.artifacts]
         row = _row(parent.ref, "parent", base, parent_files, splits, None)

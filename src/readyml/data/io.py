@@ -16,7 +16,7 @@ import csv
 import glob
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -25,27 +25,35 @@ import pyarrow.parquet as pq
 from readyml.errors import DataError
 
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+# Every Parquet file starts (and ends) with these 4 bytes; a CSV file never does.
+_PARQUET_MAGIC = b"PAR1"
 _Data = TypeVar("_Data", pd.DataFrame, pa.Table)
+Format = Literal["auto", "csv", "parquet"]  # data.format: "auto" goes by the extension
 
 
-def read_table(path_or_glob: str | Path) -> pd.DataFrame:
+def read_table(path_or_glob: str | Path, *, format: Format = "auto") -> pd.DataFrame:
     """Read one CSV or Parquet file, or every file matching a glob, as one frame.
 
     Args:
         path_or_glob: a file path, or a pattern such as ``data/*.parquet``.
+        format: ``"csv"`` or ``"parquet"`` reads every file so, whatever its extension;
+            ``"auto"`` goes by the extension.
 
     Returns:
         The rows of all matched files, in sorted path order.
 
     Raises:
         DataError: the file is missing, nothing matches the glob, the extension is not
-            ``.csv``/``.parquet``/``.pq``, or the content cannot be parsed.
+            ``.csv``/``.parquet``/``.pq`` (with ``format="auto"``), the content is not of the
+            format, or it cannot be parsed.
     """
-    frame: pd.DataFrame = _read(path_or_glob, _read_frame, _concat_frames)
+    frame: pd.DataFrame = _read(
+        path_or_glob, lambda path: _read_frame(path, format), _concat_frames
+    )
     return frame
 
 
-def read_arrow(path_or_glob: str | Path) -> pa.Table:
+def read_arrow(path_or_glob: str | Path, *, format: Format = "auto") -> pa.Table:
     """Like :func:`read_table`, as an Arrow table: no pandas copy of the data is made.
 
     :func:`~readyml.data.profile_frame` and :func:`~readyml.data.validate_frame` read such a
@@ -55,7 +63,7 @@ def read_arrow(path_or_glob: str | Path) -> pa.Table:
     Raises:
         DataError: as :func:`read_table`.
     """
-    return _read(path_or_glob, _read_arrow, _concat_tables)
+    return _read(path_or_glob, lambda path: _read_arrow(path, format), _concat_tables)
 
 
 def _read(
@@ -96,13 +104,14 @@ def data_paths(path_or_glob: str | Path) -> list[Path]:
     return [Path(text)]
 
 
-def is_parquet(path: Path) -> bool:
-    """Whether ``path`` is read as Parquet (by its extension).
+def is_parquet(path: Path, *, format: Format = "auto") -> bool:
+    """Whether ``path`` is read as Parquet (``format``, else by its extension).
 
     Raises:
-        DataError: the extension is none of ``.csv``, ``.parquet``, ``.pq``.
+        DataError: the extension is none of ``.csv``, ``.parquet``, ``.pq`` (with
+            ``format="auto"``), or the content is not of the format.
     """
-    return _kind(path) == "parquet"
+    return _kind(path, format) == "parquet"
 
 
 def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -113,8 +122,8 @@ def _concat_tables(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    if _kind(path) == "csv":
+def _read_frame(path: Path, format: Format) -> pd.DataFrame:
+    if _kind(path, format) == "csv":
         return _read_csv(path)
     table = _read_parquet(path)
     with reading(path, "parquet"):
@@ -123,8 +132,8 @@ def _read_frame(path: Path) -> pd.DataFrame:
     return _dates_as_datetime(frame)
 
 
-def _read_arrow(path: Path) -> pa.Table:
-    if _kind(path) == "csv":
+def _read_arrow(path: Path, format: Format) -> pa.Table:
+    if _kind(path, format) == "csv":
         frame = _read_csv(path)
         with reading(path, "csv"):
             return pa.Table.from_pandas(frame, preserve_index=False)
@@ -165,12 +174,32 @@ def _read_parquet(path: Path) -> pa.Table:
         return pq.read_table(path, pre_buffer=False)
 
 
-def _kind(path: Path) -> str:
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
+def _kind(path: Path, format: Format) -> str:
+    """``"csv"`` or ``"parquet"``: the declared format, else the extension's; checked against
+    the file's first bytes, so that a mismatch is one clear line, not a parser's error."""
+    if format == "auto":
+        kind = _READERS.get(path.suffix.lower())
+        if kind is None:
+            raise DataError(
+                f"data file '{path}': expected extension .csv, .parquet or .pq, "
+                f"found {path.suffix or 'none'!r} (or declare data.format: csv or parquet)"
+            )
+        why = f"by its extension {path.suffix!r}"
+    else:
+        kind, why = format, f"data.format: {format}"
+    if not path.is_file():  # a dataset written as a folder: pyarrow reads it
+        return kind
+    with reading(path, kind), path.open("rb") as handle:
+        parquet = handle.read(len(_PARQUET_MAGIC)) == _PARQUET_MAGIC
+    if kind == "parquet" and not parquet:
         raise DataError(
-            f"data file '{path}': expected extension .csv, .parquet or .pq, "
-            f"found {path.suffix or 'none'!r}"
+            f"data file '{path}': cannot read it as parquet ({why}): found no Parquet "
+            "header (a CSV file? declare data.format: csv)"
+        )
+    if kind == "csv" and parquet:
+        raise DataError(
+            f"data file '{path}': cannot read it as csv ({why}): found a Parquet file "
+            "(declare data.format: parquet)"
         )
     return kind
 

@@ -79,6 +79,7 @@ def build_model(
     numeric: Sequence[str],
     seed: int,
     allow_pickle: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> ModelAdapter:
     """Build an unfitted adapter from the ``model`` section of a project spec.
 
@@ -97,6 +98,8 @@ def build_model(
         numeric: Numeric columns.
         seed: Random seed (``random_state`` where the estimator accepts it).
         allow_pickle: Let the sklearn flavor save with joblib when skops cannot.
+        trusted_types: Class paths (``model.trusted_types``) the sklearn flavor may store
+            with skops beyond the reviewed allow-list; other flavors do not use skops.
 
     Returns:
         An adapter following :class:`ModelAdapter`.
@@ -116,6 +119,7 @@ def build_model(
     if not isinstance(params, dict):
         raise FlavorError(f"model.params: expected a mapping, found {type(params).__name__}")
     builder = cast(Callable[..., ModelAdapter], module.build)
+    trust = {"trusted_types": tuple(trusted_types)} if flavor == "sklearn" else {}
     return builder(
         estimator=estimator,
         params=dict(params),
@@ -125,16 +129,22 @@ def build_model(
         numeric=list(numeric),
         seed=int(seed),
         allow_pickle=allow_pickle,
+        **trust,
     )
 
 
-def load_model(directory: Path, *, allow_pickle: bool = False) -> ModelAdapter:
+def load_model(
+    directory: Path, *, allow_pickle: bool = False, trusted_types: Sequence[str] = ()
+) -> ModelAdapter:
     """Load a model saved by any adapter's ``save``, verifying ``flavor.json`` and file hashes.
 
     Args:
         directory: The directory ``save`` wrote.
         allow_pickle: Allow loading a sklearn model saved with joblib (runs code from the file;
             only for models whose source you trust).
+        trusted_types: Class paths a sklearn model's skops file may hold beyond the reviewed
+            allow-list: the project's ``model.trusted_types``, never a list from the model's
+            own files. Their modules must be importable.
 
     Raises:
         FlavorError: ``flavor.json`` is missing, damaged or names an unknown flavor; a model
@@ -146,5 +156,10 @@ def load_model(directory: Path, *, allow_pickle: bool = False) -> ModelAdapter:
     module = _flavor_module(flavor, field=f"{FLAVOR_FILE} flavor")
     adapter_class = getattr(module, _ADAPTER_CLASSES[flavor])
     if flavor == "sklearn":
-        return cast(ModelAdapter, adapter_class.load(directory, content, allow_pickle=allow_pickle))
+        return cast(
+            ModelAdapter,
+            adapter_class.load(
+                directory, content, allow_pickle=allow_pickle, trusted_types=tuple(trusted_types)
+            ),
+        )
     return cast(ModelAdapter, adapter_class.load(directory, content))

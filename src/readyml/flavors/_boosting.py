@@ -32,6 +32,22 @@ from readyml.flavors._tabular import TabularEncoder, encode_labels, label_codes
 from readyml.types import JSON
 
 
+def check_library_class(klass: Any, base: type, *, flavor: str, path: str) -> None:
+    """``klass`` (named ``path`` by model.estimator) must be ``base`` or a subclass of it:
+    another library's estimator would fail later with an unexpected keyword (``eval_set``).
+
+    Raises:
+        FlavorError: It is not.
+    """
+    if isinstance(klass, type) and issubclass(klass, base):
+        return
+    raise FlavorError(
+        f"model.estimator: flavor {flavor!r} expected a subclass of "
+        f"{base.__module__.split('.')[0]}.{base.__qualname__}, found {path!r} (use flavor: "
+        "sklearn for it, or leave model.estimator out for the default)"
+    )
+
+
 class BoostingModel:
     """Base adapter: preprocessing, label encoding, persistence; subclasses add the library.
 

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from readyml._project_imports import describe_error
 from readyml.errors import FlavorError
 
 # The pip extra that provides each optional flavor's library.
@@ -55,7 +56,8 @@ def import_object(path: str, *, field: str, kind: str = "class") -> Any:
         The imported object.
 
     Raises:
-        FlavorError: The module cannot be imported or has no such attribute.
+        FlavorError: The module cannot be imported (missing, or its code raised: a syntax
+            error, an exception at its top level) or has no such attribute.
 
     >>> import_object("collections:OrderedDict", field="model.estimator").__name__
     'OrderedDict'
@@ -63,9 +65,9 @@ def import_object(path: str, *, field: str, kind: str = "class") -> Any:
     module_name, name = split_path(path, field=field)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # importing runs the module's code: any error is the user's
         raise FlavorError(
-            f"{field} {path!r}: cannot import module {module_name!r} ({exc})"
+            f"{field} {path!r}: cannot import module {module_name!r} ({describe_error(exc)})"
         ) from exc
     try:
         return getattr(module, name)

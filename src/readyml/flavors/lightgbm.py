@@ -17,7 +17,7 @@ import numpy as np
 
 from readyml.errors import FlavorError
 from readyml.flavors._base import Array, Task
-from readyml.flavors._boosting import BoostingModel
+from readyml.flavors._boosting import BoostingModel, check_library_class
 from readyml.flavors._imports import check_params, import_library, import_object
 from readyml.flavors.sklearn import make_estimator
 from readyml.types import JSON
@@ -102,7 +102,7 @@ def build(
     allow_pickle: bool = False,
 ) -> LightGBMModel:
     """Build the adapter from spec fields (see :func:`readyml.flavors.build_model`)."""
-    import_library("lightgbm", flavor="lightgbm")
+    lightgbm = import_library("lightgbm", flavor="lightgbm")
     if entry_point is not None:
         raise FlavorError(
             "model.entry_point: flavor 'lightgbm' expected an estimator class path, found an "
@@ -110,6 +110,7 @@ def build(
         )
     path = estimator or DEFAULT_ESTIMATORS[task]
     klass = import_object(path, field="model.estimator", kind="class")
+    check_library_class(klass, lightgbm.LGBMModel, flavor="lightgbm", path=path)
     check_params(klass, params, allowed=lightgbm_parameter_names(), strict=True)
     arguments = {"verbose": -1, "deterministic": True, **params}
     instance = make_estimator(path, arguments, task=task, seed=seed)

@@ -2,9 +2,11 @@
 
 skops stores estimators without pickle, but a file can still name types whose loading runs
 code. We never trust the list a file gives: :data:`TRUSTED_TYPES` is the set of types beyond
-skops' own defaults that we reviewed, and a file naming anything else is refused. Models skops
-cannot store that way are saved with joblib (pickle) only when ``allow_pickle=True`` was given
-at save *and* at load; ``flavor.json`` records the ``format``.
+skops' own defaults that we reviewed, and a file naming anything else is refused, unless the
+caller vouches for it with ``trusted_types`` (a project's ``model.trusted_types``: its own
+classes, which its config names and training already ran). Models skops cannot store that way
+are saved with joblib (pickle) only when ``allow_pickle=True`` was given at save *and* at load;
+``flavor.json`` records the ``format``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
-from sklearn.utils.validation import has_fit_parameter
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from readyml.errors import FlavorError
 from readyml.flavors._base import (
@@ -62,9 +65,31 @@ def _name(estimator: Any) -> str:
     return type(estimator).__name__
 
 
-def untrusted_types(path: Path) -> list[str]:
-    """Types in a skops file that are outside skops' defaults and :data:`TRUSTED_TYPES`."""
-    return sorted(set(skops_io().get_untrusted_types(file=path)) - TRUSTED_TYPES)
+def _is_fitted(model: Any) -> bool:
+    """Whether scikit-learn judges ``model`` fitted; a duck-typed model it cannot judge is."""
+    if not (isinstance(model, BaseEstimator) or hasattr(model, "__sklearn_is_fitted__")):
+        return True
+    try:
+        check_is_fitted(model)
+    except SklearnNotFittedError:
+        return False
+    return True
+
+
+def untrusted_types(path: Path, trusted_types: Sequence[str] = ()) -> list[str]:
+    """Types in a skops file outside skops' defaults, :data:`TRUSTED_TYPES` and
+    ``trusted_types`` (those the caller vouches for)."""
+    found = set(skops_io().get_untrusted_types(file=path))
+    return sorted(found - TRUSTED_TYPES - set(trusted_types))
+
+
+def _refused_message(refused: list[str]) -> str:
+    """The way out of a refusal: the project key that vouches for the types."""
+    example = ", ".join(name for name in refused if not name.startswith("<")) or "module.Class"
+    return (
+        f"if the project's own code defines them, declare them in readyml.yaml as "
+        f"model.trusted_types: [{example}] (Python: trusted_types=[...])"
+    )
 
 
 def preprocessing_pipeline(
@@ -119,6 +144,8 @@ class SklearnModel:
         seed: Passed to the entry point.
         preprocess: Put ``estimator`` behind the one-hot ColumnTransformer so raw frames go in.
         allow_pickle: Save with joblib when skops cannot store the model safely.
+        trusted_types: Class paths beyond the reviewed allow-list that skops may store (the
+            caller's own classes, e.g. ``["mymodels.MyClassifier"]``).
 
     >>> from sklearn.linear_model import LogisticRegression
     >>> frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
@@ -141,6 +168,7 @@ class SklearnModel:
         seed: int = 0,
         preprocess: bool = True,
         allow_pickle: bool = False,
+        trusted_types: Sequence[str] = (),
     ) -> None:
         self.estimator = estimator
         self.entry_point = entry_point
@@ -151,6 +179,7 @@ class SklearnModel:
         self.seed = seed
         self.preprocess = preprocess
         self.allow_pickle = allow_pickle
+        self.trusted_types = trusted_types
 
     def fit(
         self,
@@ -184,6 +213,11 @@ class SklearnModel:
                 raise FlavorError(
                     f"model.entry_point {self.entry_point!r}: expected a fitted estimator with "
                     f"fit/predict, found {type(model).__name__}"
+                )
+            if not _is_fitted(model):
+                raise FlavorError(
+                    f"model.entry_point {self.entry_point!r}: expected a fitted estimator, "
+                    f"found an unfitted {_name(model)}; call its fit before returning it"
                 )
         else:
             if self.estimator is None:
@@ -246,7 +280,7 @@ class SklearnModel:
         refused: list[str]
         try:
             skops_io().dump(model, path)
-            refused = untrusted_types(path)
+            refused = untrusted_types(path, self.trusted_types)
         except (TypeError, ValueError, AttributeError) as exc:
             refused = [f"<skops cannot serialize: {exc}>"]
         file_format = "skops"
@@ -254,9 +288,9 @@ class SklearnModel:
             path.unlink(missing_ok=True)
             if not self.allow_pickle:
                 raise FlavorError(
-                    f"model {_name(model)}: skops can store it only with types outside the "
-                    f"reviewed allow-list {refused}; pass allow_pickle=True to save it with "
-                    "joblib (pickle) if you trust its code"
+                    f"model {_final_name(model)}: skops can store it only with types outside "
+                    f"the reviewed allow-list {refused}; {_refused_message(refused)}, or pass "
+                    "allow_pickle=True to save it with joblib (pickle)"
                 )
             import joblib
 
@@ -277,25 +311,40 @@ class SklearnModel:
         return [path, meta]
 
     @classmethod
-    def load(cls, directory: Path, content: JSON, *, allow_pickle: bool = False) -> SklearnModel:
+    def load(
+        cls,
+        directory: Path,
+        content: JSON,
+        *,
+        allow_pickle: bool = False,
+        trusted_types: Sequence[str] = (),
+    ) -> SklearnModel:
         """Load a saved model described by a verified ``flavor.json``.
 
+        ``trusted_types`` are class paths the caller vouches for beyond the reviewed
+        allow-list (never a list read from the model's files); their modules must be
+        importable.
+
         Raises:
-            FlavorError: The skops file names an untrusted type, or the model was saved with
-                joblib and ``allow_pickle`` is false.
+            FlavorError: The skops file names an untrusted type or cannot be loaded, or the
+                model was saved with joblib and ``allow_pickle`` is false.
         """
         directory = Path(directory)
         file_format = content.get("format")
         if file_format == "skops":
             path = directory / SKOPS_FILE
-            refused = untrusted_types(path)
+            refused = untrusted_types(path, trusted_types)
             if refused:
                 raise FlavorError(
                     f"{SKOPS_FILE}: refusing to load types outside the reviewed allow-list: "
-                    f"{refused}"
+                    f"{refused}; {_refused_message(refused)}"
                 )
             sio = skops_io()
-            model = sio.load(path, trusted=sorted(set(sio.get_untrusted_types(file=path))))
+            try:
+                model = sio.load(path, trusted=sorted(set(sio.get_untrusted_types(file=path))))
+            except (ImportError, AttributeError, TypeError, ValueError) as exc:
+                # A trusted class whose module is not importable here, or has changed.
+                raise FlavorError(f"{SKOPS_FILE}: cannot load it ({exc})") from exc
         elif file_format == "joblib":
             if not allow_pickle:
                 raise FlavorError(
@@ -309,7 +358,11 @@ class SklearnModel:
             raise FlavorError(
                 f"flavor.json: format expected 'skops' or 'joblib', found {file_format!r}"
             )
-        adapter = cls(task=check_task(str(content["task"])), allow_pickle=allow_pickle)
+        adapter = cls(
+            task=check_task(str(content["task"])),
+            allow_pickle=allow_pickle,
+            trusted_types=trusted_types,
+        )
         adapter.model_ = model
         adapter.features_ = list(content["features"])
         stored = classes_from_json(content)
@@ -329,6 +382,11 @@ def _qualified_name(model: Any) -> str:
     return f"{type(final).__module__}.{type(final).__qualname__}"
 
 
+def _final_name(model: Any) -> str:
+    """The class name of the estimator at the end of a (preprocessing) pipeline."""
+    return _qualified_name(model).rsplit(".", 1)[-1]
+
+
 def build(
     *,
     estimator: str | None,
@@ -339,6 +397,7 @@ def build(
     numeric: Sequence[str],
     seed: int,
     allow_pickle: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> SklearnModel:
     """Build the adapter from spec fields (see :func:`readyml.flavors.build_model`)."""
     if entry_point is not None:
@@ -351,6 +410,7 @@ def build(
             numeric=numeric,
             seed=seed,
             allow_pickle=allow_pickle,
+            trusted_types=trusted_types,
         )
     if estimator is None:
         raise FlavorError(
@@ -365,6 +425,7 @@ def build(
         numeric=numeric,
         seed=seed,
         allow_pickle=allow_pickle,
+        trusted_types=trusted_types,
     )
 
 

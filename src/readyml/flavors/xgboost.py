@@ -17,7 +17,7 @@ import numpy as np
 
 from readyml.errors import FlavorError
 from readyml.flavors._base import Array, Task
-from readyml.flavors._boosting import BoostingModel
+from readyml.flavors._boosting import BoostingModel, check_library_class
 from readyml.flavors._imports import import_library, import_object
 from readyml.flavors.sklearn import make_estimator
 from readyml.types import JSON
@@ -103,12 +103,14 @@ def build(
     allow_pickle: bool = False,
 ) -> XGBoostModel:
     """Build the adapter from spec fields (see :func:`readyml.flavors.build_model`)."""
-    import_library("xgboost", flavor="xgboost")
+    xgboost = import_library("xgboost", flavor="xgboost")
     if entry_point is not None:
         raise FlavorError(
             "model.entry_point: flavor 'xgboost' expected an estimator class path, found an "
             "entry_point (use flavor 'sklearn' for a function returning a fitted estimator)"
         )
     path = estimator or DEFAULT_ESTIMATORS[task]
+    klass = import_object(path, field="model.estimator", kind="class")
+    check_library_class(klass, xgboost.XGBModel, flavor="xgboost", path=path)
     instance = make_estimator(path, params, task=task, seed=seed)
     return XGBoostModel(estimator=instance, task=task, categorical=categorical, numeric=numeric)

@@ -67,7 +67,9 @@ def replay_offline(
 
     Returns the log rows written (with ``request_id``; the label column is not logged).
     """
-    predictor = Predictor.load(registry, ref or f"{project.spec.name}@champion")
+    predictor = Predictor.load(
+        registry, ref or f"{project.spec.name}@champion", trusted_types=project.trusted_types()
+    )
     model = predictor.model
     X = rows[predictor.names].reset_index(drop=True)
     start = start or datetime.now(UTC) - step * len(rows)

@@ -334,7 +334,7 @@ def load_reference(project: Project, registry: Registry, version: ModelVersion) 
     valid = step_output(registry, project.spec.name, steps, "split", "valid")
     if isinstance(valid, pd.DataFrame):
         reference.valid = valid
-        _predict_valid(registry, version, reference)
+        _predict_valid(registry, version, reference, project.trusted_types())
     return reference
 
 
@@ -407,7 +407,9 @@ def step_output(
     return None
 
 
-def _predict_valid(registry: Registry, version: ModelVersion, reference: Reference) -> None:
+def _predict_valid(
+    registry: Registry, version: ModelVersion, reference: Reference, trusted_types: Sequence[str]
+) -> None:
     """The version's predictions on the validation split (prediction bias, CBPE calibration)."""
     from readyml.predict import Predictor
 
@@ -415,7 +417,7 @@ def _predict_valid(registry: Registry, version: ModelVersion, reference: Referen
     if valid is None or not all(f in valid.columns for f in reference.features):
         return
     try:
-        predictor = Predictor.load(registry, version.ref)
+        predictor = Predictor.load(registry, version.ref, trusted_types=trusted_types)
         model = predictor.model
         X = valid[reference.features]
         reference.valid_pred = np.asarray(model.predict(X))

@@ -367,7 +367,13 @@ def load_predictor(root: Path, ref: str, runtime: RuntimeRequest = "native") -> 
     project.workspace.mkdir(parents=True, exist_ok=True)
     schema_path = project.root / SCHEMA_FILE
     schema = load_schema(schema_path) if schema_path.exists() else None
-    return Predictor.load(open_registry(project.workspace), ref, schema=schema, runtime=runtime)
+    return Predictor.load(
+        open_registry(project.workspace),
+        ref,
+        schema=schema,
+        runtime=runtime,
+        trusted_types=project.trusted_types(),
+    )
 
 
 # -- checking and converting the input ----------------------------------------------------

@@ -162,8 +162,13 @@ class Predictor:
         runtime: RuntimeRequest = "native",
         allow_pickle: bool = False,
         device: str = "cpu",
+        trusted_types: Sequence[str] = (),
     ) -> Predictor:
         """Load ``ref`` (``NAME``, ``NAME:V`` or ``NAME@ALIAS``) from the registry.
+
+        ``trusted_types`` are the project's ``model.trusted_types`` (classes a scikit-learn
+        model's skops file may hold beyond the reviewed allow-list; see
+        :meth:`readyml.config.Project.trusted_types`).
 
         ``runtime="auto"`` runs the version's parity-checked ONNX export when its recorded
         latency is lower (:func:`readyml.predict.runtime.choose_runtime`); the predictor keeps
@@ -187,7 +192,7 @@ class Predictor:
             used, source, why = choice.runtime, choice.version, choice.reason
         with tempfile.TemporaryDirectory(prefix="readyml-predictor-") as tmp:
             directory = registry.download(source, Path(tmp) / "model")
-            model = load_model(directory, allow_pickle=allow_pickle)
+            model = load_model(directory, allow_pickle=allow_pickle, trusted_types=trusted_types)
             if used == "onnx" and model.flavor != "onnx":
                 model = to_onnx(model, version, Path(tmp))
         place = getattr(model, "to_device", None)

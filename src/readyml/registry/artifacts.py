@@ -29,6 +29,7 @@ import fsspec
 
 from readyml.errors import ConfigError, IntegrityError, RegistryError
 from readyml.registry.records import ArtifactInfo
+from readyml.registry.store import redact_url
 
 # Bytes read per chunk when hashing or copying.
 CHUNK_BYTES = 1 << 20
@@ -127,7 +128,7 @@ class ArtifactStore:
         self._fs: Any = None
 
     def __repr__(self) -> str:
-        return f"ArtifactStore(url={self.url!r})"
+        return f"ArtifactStore(url={redact_url(self.url)!r})"
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -139,7 +140,7 @@ class ArtifactStore:
         protocol = self.url.split("://", 1)[0].lower()
         if protocol not in ("file", "s3"):
             raise ConfigError(
-                f"artifact store URL {self.url!r}: expected a local path, file:// or s3://"
+                f"artifact store URL {redact_url(self.url)!r}: expected a local path, file:// or s3://"
             )
         return protocol
 
@@ -174,7 +175,7 @@ class ArtifactStore:
             return fsspec.filesystem("s3", **options)
         except ImportError as exc:
             raise ConfigError(
-                f"artifact store URL {self.url!r} needs s3fs: pip install 'readyml[s3]'"
+                f"artifact store URL {redact_url(self.url)!r} needs s3fs: pip install 'readyml[s3]'"
             ) from exc
 
     def _path(self, key: str) -> str:
@@ -193,12 +194,13 @@ class ArtifactStore:
             if action != "write":
                 raise
             raise RegistryError(
-                f"artifact store {self.url!r}: cannot write {key!r}: expected an existing "
-                f"bucket or folder, found none ({exc})"
+                f"artifact store {redact_url(self.url)!r}: cannot write {key!r}: expected an "
+                f"existing bucket or folder, found none ({exc})"
             ) from exc
         except _backend_errors() as exc:
             raise RegistryError(
-                f"artifact store {self.url!r}: cannot {action} {key!r} ({_one_line(exc)})"
+                f"artifact store {redact_url(self.url)!r}: cannot {action} {key!r} "
+                f"({_one_line(exc)})"
             ) from exc
 
     def url_for(self, key: str) -> str:
@@ -297,7 +299,7 @@ class ArtifactStore:
                 data: bytes = self.fs.cat_file(self._path(key))
         except FileNotFoundError as exc:
             raise IntegrityError(
-                f"{label}: missing, expected {self.url_for(key)} (sha256 {sha256})"
+                f"{label}: missing, expected {redact_url(self.url_for(key))} (sha256 {sha256})"
             ) from exc
         _verify(hashlib.sha256(data).hexdigest(), len(data), sha256=sha256, size=size, label=label)
         return data
@@ -321,7 +323,7 @@ class ArtifactStore:
                     self.fs.get_file(self._path(key), tmp_name)
             except FileNotFoundError as exc:
                 raise IntegrityError(
-                    f"{label}: missing, expected {self.url_for(key)} (sha256 {sha256})"
+                    f"{label}: missing, expected {redact_url(self.url_for(key))} (sha256 {sha256})"
                 ) from exc
             found_sha, found_size = sha256_file(tmp)
             _verify(found_sha, found_size, sha256=sha256, size=size, label=label)

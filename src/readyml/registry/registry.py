@@ -7,6 +7,8 @@ A process killed at any point therefore leaves either a complete version or none
 orphan blobs, which :meth:`Registry.gc` removes). Version numbers come from
 ``max(version) + 1`` under a lock on the model's row (``SELECT ... FOR UPDATE`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), with a unique constraint as the backstop.
+Under the same lock, ``register(..., if_new_fingerprint=True)`` looks for a version with the
+model's fingerprint and returns it instead, so concurrent runs of one model make one version.
 :meth:`Registry.import_version` copies a version from another registry the same way, but
 keeps its number (a baked image serves ``iris:7`` as 7), and refuses a number already held.
 
@@ -289,6 +291,7 @@ class Registry:
         run_id: str | None = None,
         parent_version: int | None = None,
         description: str = "",
+        if_new_fingerprint: bool = False,
     ) -> ModelVersion:
         """Register a new version of ``name``; it becomes visible only once complete.
 
@@ -308,9 +311,15 @@ class Registry:
             parent_version: The version this one was derived from (fine-tuning,
                 compression).
             description: One human paragraph.
+            if_new_fingerprint: Register only if no version of ``name`` has
+                ``model_fingerprint``; else return the newest that has, and store nothing.
+                Checked in the transaction that numbers the version, under the model's
+                lock, so two processes registering one model at once make one version.
 
         Returns:
-            The new version, numbered one above the model's newest.
+            The new version, numbered one above the model's newest; or, with
+            ``if_new_fingerprint``, the version registered before (its ``run_id`` and
+            ``created_at`` are its own, not this call's).
 
         Raises:
             RegistryError: The name, a file name or the status is invalid, or a file
@@ -331,7 +340,9 @@ class Registry:
             gate=None if gate is None else dict(gate),
             description=description,
         )
-        return self._add_version(name, files, row, number=None)
+        return self._add_version(
+            name, files, row, number=None, if_new_fingerprint=if_new_fingerprint
+        )
 
     def import_version(self, version: ModelVersion, *, files: Mapping[str, Path]) -> ModelVersion:
         """Copy a version of another registry into this one, keeping its number.
@@ -407,13 +418,16 @@ class Registry:
         *,
         number: int | None,
         expected: Mapping[str, ArtifactInfo] | None = None,
+        if_new_fingerprint: bool = False,
     ) -> ModelVersion:
         """Upload ``files`` under a staging prefix, then insert ``row``, its artifacts and
         its first status event.
 
         ``number`` None means "one above the newest, created now" (a registration); a
         number must be free (an import).
-        With ``expected``, each stored file must match its sha256 and size.
+        With ``expected``, each stored file must match its sha256 and size. With
+        ``if_new_fingerprint``, a version holding ``row``'s fingerprint already is returned
+        instead, and the uploaded files are removed.
         """
         if not files:
             raise RegistryError(f"model {name!r} files: expected at least one file, found none")
@@ -439,20 +453,48 @@ class Registry:
                 )
                 if expected is not None:
                     _check_copy(f"model {name!r} version {number}", expected[relname], uploaded[-1])
-            return self._insert_version(name, uploaded, row, number)
+            version, inserted = self._insert_version(
+                name, uploaded, row, number, if_new_fingerprint=if_new_fingerprint
+            )
+            if not inserted:
+                self._remove_uploaded(uploaded)
+            return version
         except Exception:
-            # Best effort: the first failure is the one to report (the store may be down),
-            # and an orphan left behind is removed by gc.
-            for info in uploaded:
-                with contextlib.suppress(RegistryError):
-                    self.artifacts.delete(info.key)
+            self._remove_uploaded(uploaded)
             raise
 
+    def _remove_uploaded(self, uploaded: list[ArtifactInfo]) -> None:
+        # Best effort: a failure to report comes first (the store may be down), and an
+        # orphan left behind is removed by gc.
+        for info in uploaded:
+            with contextlib.suppress(RegistryError):
+                self.artifacts.delete(info.key)
+
     def _insert_version(
-        self, name: str, uploaded: list[ArtifactInfo], row: Version, number: int | None
-    ) -> ModelVersion:
+        self,
+        name: str,
+        uploaded: list[ArtifactInfo],
+        row: Version,
+        number: int | None,
+        *,
+        if_new_fingerprint: bool = False,
+    ) -> tuple[ModelVersion, bool]:
+        """Insert ``row`` (see :meth:`_add_version`); return the version and whether it is
+        the one inserted."""
         with self.store.session(write=True) as session:
             self._lock_model(session, name, create=True)
+            if if_new_fingerprint:
+                existing = session.scalars(
+                    select(Version)
+                    .where(
+                        Version.model_name == name,
+                        Version.model_fingerprint == row.model_fingerprint,
+                    )
+                    .order_by(Version.version.desc())
+                    .limit(1)
+                ).first()
+                if existing is not None:
+                    return self._to_version(session, existing), False
             if number is None:
                 newest = session.scalar(
                     select(func.max(Version.version)).where(Version.model_name == name)
@@ -484,7 +526,7 @@ class Registry:
                 )
             )
             session.flush()
-            return self._to_version(session, row)
+            return self._to_version(session, row), True
 
     @staticmethod
     def _holds(session: Session, name: str, number: int) -> bool:

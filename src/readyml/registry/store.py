@@ -93,14 +93,26 @@ def _first_line(exc: Exception) -> str:
 
 # The password of a URL's ``user:password@`` part, for URLs SQLAlchemy cannot parse.
 _USERINFO_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+# A query parameter whose value is a secret: its name contains one of these, any case
+# (password, sslpassword, passwd, pwd, secret, token, key, X-Amz-Signature, sig, auth...).
+# Hiding a harmless value too (sslkey's path) is the price of never showing a secret.
+_SECRET_PARAM = re.compile(
+    r"((?:^|[&;])[^=&;#]*(?:pass|pwd|secret|token|key|sig|credential|auth)[^=&;#]*=)[^&;#]*",
+    re.IGNORECASE,
+)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
+    """``url`` with its password and the values of secret-looking query parameters
+    (``password=``, ``token=``, ``secret=``...) replaced by ``***``, for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        # Rendered again only to hide a password: rendering sorts the query parameters.
+        shown = url if parsed.password is None else parsed.render_as_string(hide_password=True)
     except (SQLAlchemyError, ValueError):
-        return _USERINFO_PASSWORD.sub(r"\1***@", url)
+        shown = _USERINFO_PASSWORD.sub(r"\1***@", url)
+    head, mark, query = shown.partition("?")
+    return head + mark + _SECRET_PARAM.sub(r"\1***", query)
 
 
 def _make_engine(url: str) -> Engine:

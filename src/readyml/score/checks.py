@@ -139,7 +139,9 @@ def _infra_5(project: Project, registry: Registry) -> tuple[bool, JSON, str]:
                 f"no version of '{name}' is registered; run 'readyml run' first"
             ) from None
         version = versions[-1]
-    explanation = explain_prediction(registry, f"{version.name}:{version.version}")
+    explanation = explain_prediction(
+        registry, f"{version.name}:{version.version}", trusted_types=project.trusted_types()
+    )
     details: JSON = explanation.to_dict()
     ok = f"{len(explanation.steps)} steps traced for {explanation.model}; prediction reproduced"
     if not explanation.consistent:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,8 +341,16 @@ def _misfit(signature: JSON, row: JSON, error: Exception) -> str:
     return f"expected values the model accepts, found an example it cannot take ({error})"
 
 
-def explain_prediction(registry: Registry, ref: str, example: JSON | None = None) -> Explanation:
+def explain_prediction(
+    registry: Registry,
+    ref: str,
+    example: JSON | None = None,
+    *,
+    trusted_types: Sequence[str] = (),
+) -> Explanation:
     """Load a registered version and trace one example (default: its stored input example).
+
+    ``trusted_types`` are the project's ``model.trusted_types``.
 
     Raises:
         RegistryError: The reference names no version.
@@ -360,7 +369,9 @@ def explain_prediction(registry: Registry, ref: str, example: JSON | None = None
             f"explain {ref}: the example lacks column(s) {missing}; expected keys {needed}"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = load_model(registry.download(version, Path(tmp) / "model"))
+        adapter = load_model(
+            registry.download(version, Path(tmp) / "model"), trusted_types=trusted_types
+        )
     row = {k: example[k] for k in needed or example}
     try:
         # A value the model cannot take is reported in one line below, not also as numpy's

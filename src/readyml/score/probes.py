@@ -105,7 +105,7 @@ def load_project_data(project: Project) -> pd.DataFrame:
     files = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
     if not files:
         raise DataError(f"data.source: no file matches '{source}'")
-    return pd.concat([read_table(p) for p in files], ignore_index=True)
+    return pd.concat([read_table(p, format=spec.data.format) for p in files], ignore_index=True)
 
 
 def sample_frame(frame: pd.DataFrame, rows: int, label: str, seed: int) -> pd.DataFrame:
@@ -280,7 +280,7 @@ def unit_test_model_spec(
         checks.append("predictions are finite")
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp))
-        reloaded = load_model(Path(tmp))
+        reloaded = load_model(Path(tmp), trusted_types=project.trusted_types())
         again = np.asarray(reloaded.predict(X))
     _check(
         bool(np.array_equal(predicted.astype(str), again.astype(str))),

@@ -133,9 +133,16 @@ def build_app(
         max_workers=1, thread_name_prefix="readyml-inference"
     )
 
+    trusted_types = project.trusted_types()
+
     def load(ref: str) -> Predictor:
         return Predictor.load(
-            registry, ref, schema=schema, runtime=spec.runtime, device=spec.device
+            registry,
+            ref,
+            schema=schema,
+            runtime=spec.runtime,
+            device=spec.device,
+            trusted_types=trusted_types,
         )
 
     def repository() -> list[str]:

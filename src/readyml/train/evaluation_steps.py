@@ -260,20 +260,16 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
 def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame) -> JSON:
     """Candidate and champion on the newest production examples of the validation split,
     leaving out the rows the champion trained on (judged there, it would look better)."""
-    from readyml.predict import Predictor
-
     spec = ctx.project.spec
     assert spec.data.production is not None
     champion = champion_of(ctx.registry, spec.name)
     champion_model = None
+    unavailable = None
     if champion is not None:
-        try:
-            champion_model = Predictor.load(ctx.registry, champion.ref).model
-        except ReadymlError:
-            champion_model = None
-        else:
-            valid = _unseen_by(ctx, champion, valid)
-    return production_window(
+        champion_model = _load_champion(ctx, champion)
+        if champion_model is not None:
+            valid, unavailable = _unseen_by(ctx, champion, valid)
+    report = production_window(
         valid=valid,
         window=spec.data.production.window,
         label=spec.label,
@@ -283,6 +279,9 @@ def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame
         champion=champion_model,
         champion_version=champion.version if champion is not None else None,
     )
+    if unavailable is not None:
+        report["champion_split_unavailable"] = unavailable
+    return report
 
 
 def _champion_on_rows(
@@ -295,14 +294,11 @@ def _champion_on_rows(
     champion trained on into the new validation split; judged there, the champion would
     look better than it is.
     """
-    from readyml.predict import Predictor
-
     spec = ctx.project.spec
-    try:
-        model = Predictor.load(ctx.registry, champion.ref).model
-    except ReadymlError:
+    model = _load_champion(ctx, champion)
+    if model is None:
         return None
-    rows = _unseen_by(ctx, champion, valid)
+    rows, unavailable = _unseen_by(ctx, champion, valid)
     if rows.empty:
         return None
     features = model_inputs(candidate)
@@ -315,24 +311,44 @@ def _champion_on_rows(
         "candidate": mine,
         "rows": len(rows),
         "left_out": len(valid) - len(rows),
+        "split_unavailable": unavailable,
     }
 
 
-def _unseen_by(ctx: RunContext, champion: Any, valid: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``valid`` that were not in the champion's training split (all of them
-    when that split cannot be read)."""
+def _load_champion(ctx: RunContext, champion: Any) -> ModelAdapter | None:
+    """The champion's model, trusting the project's ``model.trusted_types``; ``None`` when
+    it cannot be loaded."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="readyml-champion-") as tmp:
+            directory = ctx.registry.download(champion, Path(tmp) / "model")
+            return load_model(directory, trusted_types=ctx.project.trusted_types())
+    except ReadymlError:
+        return None
+
+
+def _unseen_by(
+    ctx: RunContext, champion: Any, valid: pd.DataFrame
+) -> tuple[pd.DataFrame, str | None]:
+    """The rows of ``valid`` that were not in the champion's training split, and ``None``;
+    or all of them and why, when that split cannot be read (a deleted step cache, a run
+    from elsewhere): a cache must be safe to delete, so this weakens the comparison, and
+    says so, rather than failing the run."""
     from readyml.monitor.inputs import step_output
 
+    whose = f"champion v{champion.version}'s training split"
     if not champion.run_id:
-        return valid
-    steps = ctx.registry.store.steps_for_run(champion.run_id)
-    trained = step_output(ctx.registry, ctx.project.spec.name, steps, "split", "train")
+        return valid, f"{whose} is unknown: no training run recorded"
+    try:
+        steps = ctx.registry.store.steps_for_run(champion.run_id)
+        trained = step_output(ctx.registry, ctx.project.spec.name, steps, "split", "train")
+    except ReadymlError as exc:
+        return valid, f"{whose} is unavailable ({exc})"
     if not isinstance(trained, pd.DataFrame):
-        return valid
+        return valid, f"{whose} is unavailable: run {champion.run_id} stored none"
     columns = [c for c in valid.columns if c in trained.columns and not is_reserved(c)]
     seen = set(pd.util.hash_pandas_object(trained[columns], index=False))
     fresh = ~pd.util.hash_pandas_object(valid[columns], index=False).isin(seen).to_numpy()
-    return valid[fresh]
+    return valid[fresh], None
 
 
 def champion_of(registry: Registry, name: str) -> Any:
@@ -364,12 +380,17 @@ def gate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
             against.update(compared)
     decision = gate(evaluation, spec.gates, champion=against, same_as_champion=same)
     out = decision.to_dict()
+    unavailable = None if compared is None else compared["split_unavailable"]
     if compared is not None:
         out["champion_rows"] = {
             "compared": compared["rows"],
             "left_out": compared["left_out"],
-            "why": "the same validation rows, without those the champion trained on",
+            "why": "the same validation rows, without those the champion trained on"
+            if unavailable is None
+            else "all validation rows, possibly some the champion trained on: " + unavailable,
         }
+        if unavailable is not None:
+            out["champion_split_unavailable"] = unavailable
     judged = [r for r in decision.reasons if r.judged]
     record(ctx, "infra-4", bool(judged), {**out, "rules_judged": len(judged)})
     slice_reasons = [r for r in decision.reasons if r.slice]
@@ -409,6 +430,8 @@ def gate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         message = f"blessed: {len(judged)} rule(s) passed"
     if decision.note:
         message += f" ({decision.note})"
+    if unavailable is not None:
+        message += " (champion's training split unavailable: compared on all validation rows)"
     return StepResult({"gate": out}, message)
 
 
@@ -528,7 +551,7 @@ def evaluate_version(
     # serving-cost step saves it.
     with tempfile.TemporaryDirectory() as tmp:
         registry.download(version, Path(tmp))
-        model = load_model(Path(tmp))
+        model = load_model(Path(tmp), trusted_types=project.trusted_types())
         evaluation = evaluate_model(model, train, valid, spec=spec)
         names = [str(c["name"]) for c in model.signature()["inputs"]]
         pred, proba, classes = predict(model, valid[names])

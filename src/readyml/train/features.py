@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
@@ -67,8 +68,48 @@ def check_columns(frame: pd.DataFrame, spec: ProjectSpec) -> None:
     for key, column in named:
         if column not in frame.columns:
             raise DataError(f"{key}: column '{column}' not in the data (columns: {shown})")
+    for feature in spec.feature_specs() or []:
+        found = None if feature.type is None else type_mismatch(frame[feature.name], feature.type)
+        if found is not None:
+            raise DataError(
+                f"features[{feature.name}].type: expected {feature.type}, found {found} (fix "
+                "the type, or leave it out to infer it from the data)"
+            )
     if spec.split.method == "time" and spec.split.time_column is not None:
         time_values(frame, spec.split.time_column)
+
+
+def type_mismatch(values: pd.Series, declared: FeatureType) -> str | None:
+    """What in ``values`` contradicts the declared feature type (``None`` when they agree).
+
+    A declared type decides how a column is encoded (``category`` on integer codes one-hot
+    encodes them); it cannot turn values into another kind, so ``int`` on fractions,
+    ``float`` on text, ``bool`` on more than two values or ``datetime`` on anything but
+    datetimes is refused instead of silently ignored.
+    """
+    present = values.dropna()
+    if declared in ("category", "string") or present.empty:
+        return None
+    if declared == "datetime":
+        return None if ptypes.is_datetime64_any_dtype(values) else f"{values.dtype} values"
+    if declared == "bool":
+        if ptypes.is_bool_dtype(values) or present.nunique() <= 2:
+            return None
+        return f"{present.nunique()} distinct values"
+    numeric = ptypes.is_numeric_dtype(values) and not ptypes.is_datetime64_any_dtype(values)
+    if not numeric:
+        return f"{values.dtype} values such as {_plain(present.iloc[0])!r}"
+    if declared == "int" and ptypes.is_float_dtype(values):
+        fractions = present[present != np.floor(present)]
+        if not fractions.empty:
+            return f"{values.dtype} values such as {_plain(fractions.iloc[0])!r}"
+    return None
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value (``14.23``, not ``np.float64(14.23)``)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
 
 
 def checked_spec(spec: ProjectSpec) -> JSON:
@@ -77,7 +118,10 @@ def checked_spec(spec: ProjectSpec) -> JSON:
     return {
         "label": spec.label,
         "task": spec.task,
-        "features": [f.name for f in spec.feature_specs() or []],
+        # A declared type is listed only when given, so that other specs' fingerprints stay.
+        "features": [
+            f.name if f.type is None else [f.name, f.type] for f in spec.feature_specs() or []
+        ],
         "exclude": spec.exclude,
         "split": [spec.split.method, spec.split.time_column],
         "slices": [s.columns for s in spec.slices],

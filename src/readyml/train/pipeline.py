@@ -1,15 +1,19 @@
 """The training pipeline: named steps with declared inputs and outputs, recorded and cached.
 
 A step's *input fingerprint* covers its name and version, the part of the spec it reads and
-the fingerprints of the values it consumes. When a succeeded step with the same input
-fingerprint exists in the metadata store and its outputs can be read back (sha256-checked)
-from the artifact store, the step is skipped and its outputs reused; ``force=True`` reruns
-everything. Every run and every step is recorded with its status, times, fingerprints and
-error, whatever happens: a step's own error fails it and ends the run; anything else that
-ends the run early (Ctrl-C, SIGTERM turned into ``SystemExit`` by the CLI, a bug outside the
-steps) marks the step in progress and the run failed, "interrupted (KeyboardInterrupt) during
-step 'train'", and is raised again. A process killed outright (SIGKILL) cannot record
-anything: its run is settled as abandoned by the next run of the project on that host
+the fingerprints of the values it consumes. A value's fingerprint is that of its content:
+frames by their rows and dtypes, JSON by its canonical text, models by their saved files
+(:func:`~readyml.train.fingerprint.hash_model_files`), so a step whose inputs are unchanged
+after an upstream step reran is still skipped, and a retrained model that differs is
+another model. When a succeeded step with the same input fingerprint exists in the metadata
+store and its outputs can be read back (sha256-checked) from the artifact store, the step
+is skipped and its outputs reused; ``force=True`` reruns everything. Every run and every step
+is recorded with its status, times, fingerprints and error, whatever happens: a step's own
+error fails it and ends the run; anything else that ends the run early (Ctrl-C, SIGTERM turned
+into ``SystemExit`` by the CLI, a bug outside the steps) marks the step in progress and the
+run failed, "interrupted (KeyboardInterrupt) during step 'train'", and is raised again. A
+process killed outright (SIGKILL) cannot record anything: its run is settled as abandoned by
+the next run of the project on that host
 (:meth:`~readyml.registry.MetadataStore.settle_abandoned_runs`).
 """
 
@@ -31,7 +35,7 @@ import pandas as pd
 
 from readyml.errors import IntegrityError, PipelineError, ReadymlError
 from readyml.flavors import ModelAdapter, load_model
-from readyml.train.fingerprint import hash_frame, hash_json
+from readyml.train.fingerprint import hash_frame, hash_json, hash_model_files
 from readyml.types import JSON, Evidence
 
 if TYPE_CHECKING:
@@ -79,9 +83,9 @@ class RunContext:
     def model_files(self, name: str) -> dict[str, bytes]:
         """The saved files of the model value ``name`` (relative name → bytes).
 
-        A model's files are written once per run, when the step that produced it is cached or
-        read back from the cache, and reused from here (saving a large forest costs
-        hundreds of milliseconds).
+        A model's files are written once per run, when its fingerprint is taken or it is read
+        back from the cache, and reused from here (saving a large forest costs hundreds of
+        milliseconds).
         """
         value = self.values[name]
         files = self.saved_files.get(value.fingerprint)
@@ -145,17 +149,20 @@ class RunResult:
         return self.values[name].obj
 
 
-def fingerprint_value(kind: Kind, obj: Any, *, producer_fingerprint: str, name: str) -> str:
-    """Content fingerprint for frames and JSON; models take their producer's input fingerprint.
+def output_value(kind: Kind, obj: Any, ctx: RunContext) -> Value:
+    """A step's output with its content fingerprint.
 
-    Model files are not byte-stable across saves (archives carry timestamps), so a model is
-    identified by everything that produced it, which the training step makes deterministic.
+    A model is saved to be fingerprinted; its files are kept in ``ctx`` for the cache and the
+    registry, which then store exactly the bytes that were hashed.
     """
     if kind == "frame":
-        return hash_frame(obj)
+        return Value(kind, obj, hash_frame(obj))
     if kind == "json":
-        return hash_json(obj)
-    return hash_json({"producer": producer_fingerprint, "output": name})
+        return Value(kind, obj, hash_json(obj))
+    files = dict(_serialise(Value(kind, obj, "")))
+    fingerprint = hash_model_files(files)
+    ctx.saved_files[fingerprint] = files
+    return Value(kind, obj, fingerprint)
 
 
 class Pipeline:
@@ -272,13 +279,7 @@ class Pipeline:
             else:
                 result = step.run(ctx, {name: values[name].obj for name in step.inputs})
                 outputs = {
-                    name: Value(
-                        kind,
-                        result.values[name],
-                        fingerprint_value(
-                            kind, result.values[name], producer_fingerprint=input_fp, name=name
-                        ),
-                    )
+                    name: output_value(kind, result.values[name], ctx)
                     for name, kind in step.outputs.items()
                 }
                 message = result.message
@@ -364,9 +365,8 @@ class Pipeline:
         for name, value in outputs.items():
             base = self._cache_key(ctx, step, input_fp, name)
             files = []
-            serialised = _serialise(value)
-            if value.kind == "model":
-                ctx.saved_files[value.fingerprint] = dict(serialised)
+            saved = ctx.saved_files.get(value.fingerprint) if value.kind == "model" else None
+            serialised = list(saved.items()) if saved is not None else _serialise(value)
             for relname, data in serialised:
                 info = artifacts.put_bytes(f"{base}/{relname}", data)
                 files.append({"name": relname, "key": info.key, "sha256": info.sha256})
@@ -393,11 +393,17 @@ class Pipeline:
                     )
                     for f in meta["files"]
                 }
-                values[name] = Value(
-                    meta["kind"], _deserialise(meta["kind"], files), meta["fingerprint"]
-                )
+                fingerprint = meta["fingerprint"]
                 if meta["kind"] == "model":
-                    ctx.saved_files[meta["fingerprint"]] = files
+                    # Taken again from the files: entries cached before models were
+                    # fingerprinted by content hold the fingerprint of their producer.
+                    fingerprint = hash_model_files(files)
+                    ctx.saved_files[fingerprint] = files
+                values[name] = Value(
+                    meta["kind"],
+                    _deserialise(meta["kind"], files, ctx.project.trusted_types()),
+                    fingerprint,
+                )
         except IntegrityError:
             return None  # a damaged cache entry is recomputed, never trusted
         evidence = [
@@ -459,7 +465,7 @@ def _serialise(value: Value) -> list[tuple[str, bytes]]:
         return [(str(p.relative_to(tmp)), p.read_bytes()) for p in sorted(written)]
 
 
-def _deserialise(kind: Kind, files: dict[str, bytes]) -> Any:
+def _deserialise(kind: Kind, files: dict[str, bytes], trusted_types: tuple[str, ...]) -> Any:
     if kind == "frame":
         return pd.read_parquet(BytesIO(files["data.parquet"]))
     if kind == "json":
@@ -469,4 +475,4 @@ def _deserialise(kind: Kind, files: dict[str, bytes]) -> Any:
             path = Path(tmp) / relname
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        return load_model(Path(tmp))
+        return load_model(Path(tmp), trusted_types=trusted_types)

@@ -10,7 +10,6 @@ plain values; the pipeline fingerprints, caches and records them.
 from __future__ import annotations
 
 import glob
-import importlib
 import json
 import shutil
 import tempfile
@@ -79,13 +78,14 @@ def data_files(spec: ProjectSpec, root: Path) -> list[Path]:
 
 
 def import_callable(target: str, *, root: Path, key: str) -> Any:
-    """Import ``module:function`` with the project root on ``sys.path``."""
+    """Import ``module:function`` with the project root on ``sys.path``.
+
+    Raises:
+        ConfigError: The module cannot be imported (one line naming the file and line of a
+            syntax error or of an exception at its top level), or has no such function.
+    """
     module_name, _, attr = target.partition(":")
-    project_imports.prepare(root, target)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{key}: cannot import module '{module_name}' ({exc})") from exc
+    module = project_imports.import_module(root, target, key=key)
     function = getattr(module, attr, None)
     if not callable(function):
         raise ConfigError(f"{key}: module '{module_name}' has no function '{attr}'")
@@ -139,6 +139,8 @@ class LoadData:
             },
             "production": production,
             "checks": checks,
+            # Only when declared, so that the fingerprints of existing projects stay put.
+            **({"format": spec.data.format} if spec.data.format != "auto" else {}),
         }
 
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
@@ -149,7 +151,9 @@ class LoadData:
             origin = spec.data.source
         else:
             files = data_files(spec, root)
-            frame = pd.concat([read_table(p) for p in files], ignore_index=True)
+            frame = pd.concat(
+                [read_table(p, format=spec.data.format) for p in files], ignore_index=True
+            )
             origin = f"{len(files)} file(s)"
         check_columns(frame, spec)
         if len(frame) == 0:
@@ -386,6 +390,7 @@ def fit_model(
             categorical=features.categorical,
             numeric=features.numeric,
             seed=spec.seed,
+            trusted_types=project.trusted_types(),
         )
     except FlavorError as exc:
         raise ConfigError(str(exc)) from exc
@@ -488,7 +493,13 @@ class GateModel:
 
 
 class RegisterModel:
-    """Register the candidate as a new version, unless this exact model is registered already."""
+    """Register the candidate as a new version, unless this exact model is registered already.
+
+    "This exact model" is one with the same content fingerprint (its saved files, see
+    :func:`~readyml.train.fingerprint.hash_model_files`): a retrained model that differs is a
+    new version, whatever produced it. The check is repeated under the registry's lock, so
+    two runs registering one model at once make one version.
+    """
 
     name: ClassVar[str] = "register"
     version: ClassVar[int] = 1
@@ -503,14 +514,11 @@ class RegisterModel:
         spec, registry = ctx.project.spec, ctx.registry
         fingerprints = ctx.fingerprints
         model_fp = ctx.values["model"].fingerprint
+        # A quick look first, to skip uploading the files of a model registered already.
         existing = registry.find_by_fingerprint(spec.name, model_fp)
         gate = inputs["gate"]
         if existing is not None:
-            return StepResult(
-                {"registered": {"name": spec.name, "version": existing.version, "new": False}},
-                _follow_gate(registry, existing, gate),
-                skipped=True,
-            )
+            return _registered_before(registry, existing, gate)
         model: ModelAdapter = inputs["model"]
         names = [c["name"] for c in model.signature()["inputs"]]
         example = json.loads(
@@ -555,11 +563,23 @@ class RegisterModel:
                 gate=gate,
                 run_id=ctx.run_id,
                 parent_version=champion,
+                if_new_fingerprint=True,
             )
+        if version.run_id != ctx.run_id:  # another run registered this model meanwhile
+            return _registered_before(registry, version, gate)
         return StepResult(
             {"registered": {"name": spec.name, "version": version.version, "new": True}},
             f"{spec.name}:{version.version} ({version.status})",
         )
+
+
+def _registered_before(registry: Registry, existing: ModelVersion, gate: JSON) -> StepResult:
+    """The register step's result for a model that ``existing`` holds already."""
+    return StepResult(
+        {"registered": {"name": existing.name, "version": existing.version, "new": False}},
+        _follow_gate(registry, existing, gate),
+        skipped=True,
+    )
 
 
 def _follow_gate(registry: Registry, existing: ModelVersion, gate: JSON) -> str:
