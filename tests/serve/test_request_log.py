@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from readyml.data.schema import infer_schema
 from readyml.flavors.sklearn import SklearnModel
 from readyml.predict import Prediction, Predictor
 from readyml.serve import request_log
@@ -115,6 +116,18 @@ def test_missing_integers_are_nulls_not_zeros(tmp_path: Path) -> None:
     batch = Prediction(labels, proba, labels.tolist(), 2, inputs)
     table = _logged(tmp_path, predictor, [(batch, [("r", 2)])]).to_pydict()
     assert table["count"] == [None, 7]
+
+
+def test_columns_are_required_but_the_nullable_features(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"size": [1.0, 2.0, np.nan, 4.0], "count": [1, 2, 3, 4]})
+    model = SklearnModel(estimator=LogisticRegression()).fit(frame.fillna(0), ["x", "x", "y", "y"])
+    predictor = Predictor(
+        model=model, name="num", version=1, signature=model.signature(), schema=infer_schema(frame)
+    )
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [2.0, 2.0]]))
+    schema = _logged(tmp_path, predictor, [(batch, [("a", 1), ("b", 1)])]).schema
+    # "size" may be null in any file of this version, even one without a null.
+    assert [field.name for field in schema if field.nullable] == ["size"]
 
 
 def test_mixed_features_keep_their_types(tmp_path: Path) -> None:
@@ -289,6 +302,25 @@ def test_long_runs_are_converted_in_pieces_and_written_as_one_file(
     table = pq.read_table(written)
     assert table.column("request_id").to_pylist() == [f"r{index}" for index in range(10)]
     assert table.column("size").to_pylist() == [1.0, 6.0] * 5
+
+
+def test_tables_of_one_write_do_not_share_a_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each run of a write is transposed into a kept buffer; writes reuse them.
+    monkeypatch.setattr(request_log, "CONVERT_REQUESTS", 2)
+    predictor = _numeric_predictor()
+    log = RequestLog(root=tmp_path)
+    for write in range(3):
+        for index in range(3):
+            value = float(10 * write + index)
+            batch = predictor.predict_input(np.array([[value, value]]))
+            _record(log, predictor, batch, (f"w{write}-{index}", 1))
+            log.seal()
+        assert log.flush() == 3
+    files = sorted(tmp_path.rglob("part-*.parquet"))
+    sizes = [size for file in files for size in pq.read_table(file).column("size").to_pylist()]
+    assert len(files) == 3 and sorted(sizes) == [0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 20.0, 21.0, 22.0]
 
 
 def test_a_failed_write_is_counted_and_leaves_no_file(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ Columns: ``request_id`` (string), ``ts`` (timestamp, UTC, arrival at the batcher
 to prediction), ``status`` (int32, 200: every logged request was answered), ``rss_mb``
 (float64, the server process's resident memory when the rows were turned into a table;
 absent where ``/proc`` is not available). A request of N rows gives N log rows with one id.
+Columns are required (Parquet's ``REQUIRED``, no definition levels) but for the features
+the schema declares nullable.
 
 The batcher hands every answered batch to :meth:`RequestLog.record_batch` on the event loop,
 with its requests (their ids are the batcher's tags) in order: one call a batch, not one a
@@ -74,6 +76,37 @@ CONVERT_REQUESTS = 8192  # requests turned into one Arrow table at a time
 # the writer thread spent 1.3-2 times the CPU per row inside a loaded server, though both
 # cost the same in isolation: perhaps pages given back between flushes; measured, not explained.
 _POOL = pa.system_memory_pool()
+SCRATCH_BUFFERS = 4  # feature-major buffers kept from one write for the next
+
+
+class _Scratch:
+    """Feature-major buffers the writer transposes into, reused from one write to the next.
+
+    A fresh buffer of a few MB a table cost the transpose three to four times its time in
+    first-touch page faults and cold memory (measured); a reused one is written in place.
+    The writer thread's alone: buffers lent for a write's tables are given back once the
+    write is done, when no Arrow array points into them any more.
+    """
+
+    def __init__(self) -> None:
+        self.free: list[np.ndarray] = []
+        self.lent: list[np.ndarray] = []
+
+    def take(self, columns: int, rows: int) -> np.ndarray:
+        """A C-ordered ``columns`` x ``rows`` array (a view of a kept buffer when one fits)."""
+        for index, buffer in enumerate(self.free):
+            if buffer.shape[0] == columns and buffer.shape[1] >= rows:
+                del self.free[index]
+                self.lent.append(buffer)
+                return buffer[:, :rows]
+        buffer = np.empty((columns, 1 << max(10, (rows - 1).bit_length())))
+        self.lent.append(buffer)
+        return buffer[:, :rows]
+
+    def give_back(self) -> None:
+        """Keep the lent buffers for the next write (the largest few)."""
+        kept = sorted(self.lent + self.free, key=lambda buffer: -buffer.size)
+        self.free, self.lent = kept[:SCRATCH_BUFFERS], []
 
 
 class _Store:
@@ -244,6 +277,7 @@ class RequestLog:
         self._taken_rows = 0
         self._lock = threading.Lock()  # the handover of sealed buffers
         self._write_lock = threading.Lock()  # one conversion or write at a time
+        self._scratch = _Scratch()  # under the write lock
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -371,12 +405,16 @@ class RequestLog:
         """Convert what was sealed, then write every table held (the writer thread calls this,
         every ``flush_interval_s``); return rows written."""
         with self._write_lock:
-            tables = self._convert_sealed()
-            started_s = time.thread_time()
-            written = 0
-            for (predictor, hour_index), parts in tables.items():
-                written += self._write(predictor, hour_index, parts)
-            self.cpu_s += time.thread_time() - started_s
+            try:
+                tables = self._convert_sealed()
+                started_s = time.thread_time()
+                written = 0
+                for (predictor, hour_index), parts in tables.items():
+                    written += self._write(predictor, hour_index, parts)
+                self.cpu_s += time.thread_time() - started_s
+            finally:
+                tables = {}  # the tables point into the scratch buffers: let them go first
+                self._scratch.give_back()
             return written
 
     def _convert_sealed(self) -> dict[tuple[Predictor, int], list[pa.Table]]:
@@ -396,7 +434,7 @@ class RequestLog:
                 continue
             for hour_index, columns in hours:
                 try:
-                    table = _table_of(predictor, columns, rss_mb)
+                    table = _table_of(predictor, columns, rss_mb, self._scratch)
                 except Exception as exc:
                     self._fail(predictor.name, int(columns.counts.sum()), "conversion", exc)
                     continue
@@ -603,7 +641,9 @@ def _hours(columns: _Columns) -> list[tuple[int, _Columns]]:
     return [(hour, columns.take(hours == hour)) for hour in np.unique(hours).tolist()]
 
 
-def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> pa.Table:
+def _table_of(
+    predictor: Predictor, entries: _Columns, rss_mb: float | None, scratch: _Scratch
+) -> pa.Table:
     """The Arrow table of one partition's requests.
 
     Each block of the joined store is gathered once, or not at all when the requests are
@@ -632,7 +672,7 @@ def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> 
     }
     joined = entries.joined
     if joined.features is not None:
-        columns.update(_numeric_columns(predictor, _feature_major(joined.features, rows)))
+        columns.update(_numeric_columns(predictor, _feature_major(joined.features, rows, scratch)))
     elif predictor.layout == "mixed":
         columns.update(_mixed_columns(predictor, joined.frames, rows))
     labels = pa.array(
@@ -640,17 +680,35 @@ def _table_of(predictor: Predictor, entries: _Columns, rss_mb: float | None) -> 
     )
     columns["prediction"] = labels if rows is None else labels.take(rows)
     if joined.proba is not None and predictor.classes is not None:
-        proba = _feature_major(joined.proba, rows)
+        proba = _feature_major(joined.proba, rows, scratch)
         for index, label in enumerate(predictor.classes.tolist()):
             columns[f"proba_{label}"] = pa.array(proba[index], pa.float64())
     columns["latency_ms"] = pa.array(per_row(entries.latency_ms), pa.float64())
     columns["status"] = pa.array(np.full(total, 200, dtype=np.int32))  # answered requests
     if rss_mb is not None:
         columns["rss_mb"] = pa.array(np.full(total, rss_mb), pa.float64())
-    return pa.table(columns)
+    return _required_where_possible(predictor, columns)
 
 
-def _feature_major(blocks: list[np.ndarray], rows: np.ndarray | None) -> np.ndarray:
+def _required_where_possible(predictor: Predictor, columns: dict[str, pa.Array]) -> pa.Table:
+    """The table, every column without nulls marked required but the nullable features.
+
+    A required column has no definition levels to encode: a fifth of the Parquet write for
+    numeric features (measured). A nullable feature stays optional in every file, so a
+    version's files share one schema; a column that turns out to hold nulls anyway is
+    written optional rather than refused.
+    """
+    optional = {feature.name for feature in predictor.features if feature.nullable}
+    fields = [
+        pa.field(name, array.type, nullable=name in optional or array.null_count > 0)
+        for name, array in columns.items()
+    ]
+    return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
+
+
+def _feature_major(
+    blocks: list[np.ndarray], rows: np.ndarray | None, scratch: _Scratch
+) -> np.ndarray:
     """The logged rows of row-major ``blocks`` (end to end), one contiguous row a column.
 
     With every row in order, each block is transposed straight into its place: one pass,
@@ -660,7 +718,7 @@ def _feature_major(blocks: list[np.ndarray], rows: np.ndarray | None) -> np.ndar
     if rows is not None:
         joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         return np.ascontiguousarray(joined[rows].T)
-    out = np.empty((blocks[0].shape[1], sum(len(block) for block in blocks)))
+    out = scratch.take(blocks[0].shape[1], sum(len(block) for block in blocks))
     start = 0
     for block in blocks:
         for first in range(0, len(block), TRANSPOSE_ROWS):
