@@ -231,6 +231,8 @@ def test_init_writes_a_runnable_starter(tmp_path: Path) -> None:
     assert code == 0 and "readyml.yaml" in out
     code, _, err = _invoke("init", str(tmp_path / "proj"))
     assert code == 2 and "already exists" in _one_error_line(err)
+    code, _, err = _invoke("init", str(tmp_path / "other"), "--name", "my model")
+    assert code == 2 and "--name: expected a model name" in _one_error_line(err)
 
 
 def test_unknown_reference_is_exit_2(tmp_path: Path) -> None:

@@ -83,9 +83,29 @@ def test_init_writes_a_spec_that_validates(tmp_path: Path) -> None:
     written = init_project(tmp_path / "new")
     assert (tmp_path / "new" / "readyml.yaml") in written
     raw = yaml.safe_load((tmp_path / "new" / "readyml.yaml").read_text())
-    assert parse_spec(raw).name == "my-model"
+    assert parse_spec(raw).name == "new"  # the model is named after its folder
     with pytest.raises(ConfigError, match="already exists"):
         init_project(tmp_path / "new")
+
+
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [("Churn Model", "Churn-Model"), ("_v2 (copy)", "v2-copy-"), ("___", "my-model")],
+)
+def test_init_names_the_model_after_a_folder_whatever_its_name(
+    tmp_path: Path, folder: str, name: str
+) -> None:
+    init_project(tmp_path / folder)
+    raw = yaml.safe_load((tmp_path / folder / "readyml.yaml").read_text())
+    assert parse_spec(raw).name == name
+
+
+def test_init_takes_a_model_name_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    init_project(tmp_path / "a", name="churn.v2")
+    assert "\nname: churn.v2\n" in (tmp_path / "a" / "readyml.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"--name: expected a model name .* found 'a/b'"):
+        init_project(tmp_path / "b", name="a/b")
+    assert not (tmp_path / "b").exists()
 
 
 def test_a_key_given_twice_is_named_with_its_lines(tmp_path: Path) -> None:

@@ -30,6 +30,10 @@ def init(
     ci: Annotated[
         str | None, typer.Option("--ci", help="Also write a CI workflow: github.")
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The model's name in the registry (default: the folder's)."),
+    ] = None,
 ) -> None:
     """Write a starter project: readyml.yaml, data/, .gitignore and, with --ci, a CI workflow."""
     from readyml.scaffold import init_project
@@ -38,7 +42,7 @@ def init(
         raise ConfigError(
             "directory: expected a path, found an empty string (use '.' for this folder)"
         )
-    for path in init_project(Path(directory), force=force, ci=ci):
+    for path in init_project(Path(directory), force=force, ci=ci, name=name):
         console.stdout.print(f"wrote {path}")
     console.stdout.print("next: put your data in data/, edit readyml.yaml, then run 'readyml run'")
 
