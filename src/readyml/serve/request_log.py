@@ -82,7 +82,7 @@ SCRATCH_BUFFERS = 4  # feature-major buffers kept from one write for the next
 class _Scratch:
     """Feature-major buffers the writer transposes into, reused from one write to the next.
 
-    A fresh buffer of a few MB a table cost the transpose three to four times its time in
+    A fresh buffer of a few MB a table cost the transpose two to four times its time in
     first-touch page faults and cold memory (measured); a reused one is written in place.
     The writer thread's alone: buffers lent for a write's tables are given back once the
     write is done, when no Arrow array points into them any more.
