@@ -323,6 +323,22 @@ def test_tables_of_one_write_do_not_share_a_buffer(
     assert len(files) == 3 and sorted(sizes) == [0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 20.0, 21.0, 22.0]
 
 
+def test_the_writer_keeps_its_buffers_within_a_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = _numeric_predictor()
+    batch = predictor.predict_input(np.array([[1.0, 1.0], [6.0, 6.0]]))
+    log = RequestLog(root=tmp_path)
+    _record(log, predictor, batch, ("a", 1), ("b", 1))
+    assert log.flush() == 2
+    # Features and probabilities: two columns and 1,024 rows each, kept for the next write.
+    assert sorted(buffer.nbytes for buffer in log._scratch.free) == [16384, 16384]
+    monkeypatch.setattr(request_log, "SCRATCH_BYTES", 20_000)
+    _record(log, predictor, batch, ("c", 1), ("d", 1))
+    assert log.flush() == 2
+    assert [buffer.nbytes for buffer in log._scratch.free] == [16384]
+
+
 def test_a_failed_write_is_counted_and_leaves_no_file(tmp_path: Path) -> None:
     predictor = _numeric_predictor()
     batch = predictor.predict_input(np.array([[1.0, 1.0]]))

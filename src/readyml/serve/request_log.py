@@ -76,7 +76,9 @@ CONVERT_REQUESTS = 8192  # requests turned into one Arrow table at a time
 # the writer thread spent 1.3-2 times the CPU per row inside a loaded server, though both
 # cost the same in isolation: perhaps pages given back between flushes; measured, not explained.
 _POOL = pa.system_memory_pool()
-SCRATCH_BUFFERS = 4  # feature-major buffers kept from one write for the next
+# Feature-major buffers kept from one write for the next: at most this many bytes, so that a
+# model with thousands of features keeps nothing between writes rather than hundreds of MB.
+SCRATCH_BYTES = 32 << 20
 
 
 class _Scratch:
@@ -104,9 +106,15 @@ class _Scratch:
         return buffer[:, :rows]
 
     def give_back(self) -> None:
-        """Keep the lent buffers for the next write (the largest few)."""
-        kept = sorted(self.lent + self.free, key=lambda buffer: -buffer.size)
-        self.free, self.lent = kept[:SCRATCH_BUFFERS], []
+        """Keep the lent buffers for the next write, the largest first, within
+        :data:`SCRATCH_BYTES`."""
+        kept: list[np.ndarray] = []
+        room = SCRATCH_BYTES
+        for buffer in sorted(self.lent + self.free, key=lambda buffer: -buffer.nbytes):
+            if buffer.nbytes <= room:
+                kept.append(buffer)
+                room -= buffer.nbytes
+        self.free, self.lent = kept, []
 
 
 class _Store:
