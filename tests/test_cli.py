@@ -631,3 +631,25 @@ def test_reproducibility_line_says_what_differed(
         "tolerance": 0.0,
     }
     assert line in reproducibility_line(rep, task=task, outputs=outputs)
+
+
+def test_runs_lists_the_project_runs_newest_first_with_what_they_registered(
+    tmp_path: Path,
+) -> None:
+    write_project(tmp_path)
+    assert _invoke("run", "-p", str(tmp_path))[0] == 0
+    (tmp_path / "data" / "iris.csv").write_text(
+        (tmp_path / "data" / "iris.csv").read_text().splitlines()[0] + "\n"
+    )
+    assert _invoke("run", "-p", str(tmp_path))[0] != 0
+    code, out, _ = _invoke("runs", "-p", str(tmp_path), "--format", "json")
+    assert code == 0
+    failed, succeeded = json.loads(out)
+    assert failed["status"] == "failed" and failed["error"] and failed["versions"] == []
+    assert succeeded["status"] == "succeeded" and succeeded["versions"] == [1]
+    code, out, _ = _invoke("runs", "-p", str(tmp_path), "--all")
+    assert code == 0 and "iris:1" in out and "failed" in out and "project" in out
+    code, out, _ = _invoke("runs", "-p", str(tmp_path), "--limit", "1", "--format", "json")
+    assert [run["status"] for run in json.loads(out)] == ["failed"]
+    code, _, err = _invoke("runs", "-p", str(tmp_path), "--limit", "0")
+    assert code == 2 and "--limit: expected" in _one_error_line(err)

@@ -30,6 +30,7 @@ from readyml.cli import (
     retrain,
     review,
     rollout,
+    runs,
     score,
     serve,
 )
@@ -50,6 +51,7 @@ app.registered_commands += data.app.registered_commands
 app.registered_commands += deploy.app.registered_commands
 app.registered_commands += retrain.app.registered_commands
 app.registered_commands += capture.app.registered_commands
+app.registered_commands += runs.app.registered_commands
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(models.app, name="models")
 app.add_typer(review.app, name="review")
