@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec, TypeVar
@@ -137,3 +138,9 @@ def project_registry(project: Path) -> Registry:
     workspace = find_spec_file(project).parent.resolve() / WORKSPACE_DIR
     workspace.mkdir(parents=True, exist_ok=True)
     return open_registry(workspace)
+
+
+def when_utc(at: datetime) -> str:
+    """A timestamp to the second, in UTC: ``2025-01-31 09:15:02Z`` (naive means UTC)."""
+    utc = at if at.tzinfo is None else at.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -7,7 +7,7 @@ a reason such as ``"fix [/b]"`` is shown as written, never styled or refused.
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +22,7 @@ from readyml.cli._common import (
     output_folder,
     output_format,
     project_registry,
+    when_utc,
     who,
 )
 from readyml.errors import ConfigError
@@ -74,7 +75,7 @@ def models_show(
         ("status", version.status),
         ("status set", _status_note(version.tags.get("status_change"))),
         ("aliases", ", ".join(version.aliases) or "-"),
-        ("created", _when(version.created_at)),
+        ("created", when_utc(version.created_at)),
         ("run", version.run_id or "-"),
         ("parent", version.parent_version or "-"),
         ("gate", (version.gate or {}).get("decision", "-")),
@@ -226,7 +227,7 @@ def _status_note(change: Any) -> str:
         return "-"
     at = str(change.get("at"))
     with contextlib.suppress(ValueError):  # a hand-edited tag is shown as written
-        at = _when(datetime.fromisoformat(at))
+        at = when_utc(datetime.fromisoformat(at))
     return f"{change.get('status')} by {change.get('by')} at {at}: {change.get('reason')}"
 
 
@@ -285,7 +286,7 @@ def _status_row(event: StatusEvent) -> list[Any]:
     if who is None:
         who = "(gate)" if event.gate_decision is not None else "-"
     return [
-        _when(event.at),
+        when_utc(event.at),
         "status",
         event.ref,
         event.from_status or "-",
@@ -297,7 +298,7 @@ def _status_row(event: StatusEvent) -> list[Any]:
 
 def _alias_row(event: AliasEvent) -> list[Any]:
     return [
-        _when(event.at),
+        when_utc(event.at),
         "alias rollback" if event.action == "rollback" else "alias",
         event.alias,
         event.from_version if event.from_version is not None else "-",
@@ -337,12 +338,6 @@ def models_download(
     version = registry.get(ref)
     registry.download(version, output_folder(out))
     console.stdout.print(escape(f"{version.name}:{version.version} → {out}"))
-
-
-def _when(at: datetime) -> str:
-    """A timestamp to the second, in UTC: ``2025-01-31 09:15:02Z`` (naive means UTC)."""
-    utc = at if at.tzinfo is None else at.astimezone(UTC)
-    return utc.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _print_event(event: AliasEvent, fmt: str) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from readyml import _console as console
-from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, project_registry
+from readyml.cli._common import (
+    FormatOpt,
+    ProjectOpt,
+    cli_errors,
+    output_format,
+    project_registry,
+    when_utc,
+)
 from readyml.errors import ConfigError, VersionNotFound
 
 app = typer.Typer()
@@ -56,7 +62,7 @@ def runs(
         [
             record.id[:12],
             *([record.project] if every_project else []),
-            _when(record.started_at),
+            when_utc(record.started_at),
             record.status,
             "-" if record.duration_s is None else f"{record.duration_s:.1f}",
             ", ".join(f"{record.project}:{v}" for v in versions.get(record.id, [])) or "-",
@@ -89,11 +95,6 @@ def _project_name(project: Path) -> str:
             "(or pass --all)"
         )
     return name
-
-
-def _when(at: datetime) -> str:
-    utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return utc.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _cut(error: str | None) -> str:
