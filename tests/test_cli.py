@@ -207,6 +207,12 @@ def test_an_entry_point_failing_at_import_is_one_line_and_exit_2(
     assert code == 2
     line = _one_error_line(err)
     assert "cannot import module 'train_fn' named by 'train_fn:fit'" in line and where in line
+    # The attempt is a failed run, listed with its error like any other.
+    code, out, _ = _invoke("runs", "-p", str(tmp_path), "--format", "json")
+    assert code == 0
+    (run,) = json.loads(out)
+    assert run["status"] == "failed" and run["versions"] == []
+    assert run["error"].startswith("before the first step: ") and where in run["error"]
 
 
 def test_tampered_artifact_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from readyml.config import Project
+from readyml.errors import ReadymlError
 from readyml.registry import Registry, open_registry
 from readyml.train.fingerprint import environment, hash_callable_source, hash_json
 from readyml.train.pipeline import Pipeline, RunResult
@@ -62,13 +63,25 @@ def run_project(
         'succeeded'
     """
     registry = registry if registry is not None else open_project_registry(project)
+    try:
+        fingerprints = run_fingerprints(project)
+    except ReadymlError as exc:
+        # The project's code would not import: a run that failed before its first step, kept
+        # so that `readyml runs` shows the attempt and its error as it shows any other.
+        record = registry.store.start_run(
+            project.spec.name,
+            fingerprints={"config": hash_json(project.raw)},
+            params={"force": force},
+        )
+        registry.store.finish_run(record.id, status="failed", error=f"before the first step: {exc}")
+        raise
     pipeline = Pipeline(default_steps())
     return pipeline.run(
         project,
         registry=registry,
         reporter=reporter if reporter is not None else SilentReporter(),
         force=force,
-        fingerprints=run_fingerprints(project),
+        fingerprints=fingerprints,
     )
 
 
