@@ -580,7 +580,7 @@ class ServingSpec(_Spec):
         default="auto",
         description="HTTP protocol: readyml's (long bodies read with fewer copies), uvicorn's "
         "own (cheaper a request for short JSON bodies), or auto: readyml's when a model served "
-        "at start takes a tensor, else uvicorn's",
+        "at start takes a tensor, else uvicorn's (both with header_timeout_s)",
     )
     models: list[str] = Field(
         default_factory=list, description="model references; empty: the project's champion"
@@ -606,6 +606,13 @@ class ServingSpec(_Spec):
         gt=0.0,
         description="seconds a request body may take to arrive whole once it is read; "
         "past it: 408 and the connection closed",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="seconds a request's head may take to arrive whole, from a connection's "
+        "opening or its first bytes after a keep-alive pause; past it: 408 and the "
+        "connection closed (an idle new connection is closed too)",
     )
     token_env: str = Field(default="READYML_SERVE_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     protect_predict: bool = False

@@ -12,7 +12,13 @@ import orjson
 import pytest
 import uvicorn
 
-from readyml.serve._protocol import BODY_HIGH_WATER, DIRECT_MIN, BodyChunks, ChunkedBodyProtocol
+from readyml.serve._protocol import (
+    BODY_HIGH_WATER,
+    DIRECT_MIN,
+    BodyChunks,
+    ChunkedBodyProtocol,
+    TimedHeadProtocol,
+)
 from readyml.serve.server import http_protocol
 from support import iris_frame
 
@@ -47,6 +53,7 @@ def test_another_uvicorn_release_gets_uvicorn_s_own_protocol(
 ) -> None:
     monkeypatch.setattr(uvicorn, "__version__", "9.0.0")
     assert http_protocol() == "auto"
+    assert http_protocol("auto", [TABULAR]) == "auto"
 
 
 TABULAR = {"inputs": [{"name": "x", "type": "number"}]}
@@ -54,13 +61,13 @@ TENSOR = {"inputs": [{"name": "image", "type": "number", "shape": [None, 3, 8, 8
 
 
 def test_auto_picks_readyml_s_protocol_only_when_a_model_takes_a_tensor() -> None:
-    assert http_protocol("auto", [TABULAR]) == "auto"  # uvicorn's own choice: httptools
+    assert http_protocol("auto", [TABULAR]) is TimedHeadProtocol  # uvicorn's own, timed
     assert http_protocol("auto", [TABULAR, TENSOR]) is ChunkedBodyProtocol
-    assert http_protocol("auto", []) == "auto"
+    assert http_protocol("auto", []) is TimedHeadProtocol
 
 
 def test_an_explicit_protocol_is_kept_whatever_the_models() -> None:
-    assert http_protocol("uvicorn", [TENSOR]) == "auto"
+    assert http_protocol("uvicorn", [TENSOR]) is TimedHeadProtocol
     assert http_protocol("readyml", [TABULAR]) is ChunkedBodyProtocol
 
 

@@ -33,6 +33,8 @@ from typing import Any, Final
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from readyml.serve import head_deadline
+
 BODY_HIGH_WATER: Final = 4 << 20  # bytes buffered per connection before reading pauses
 # Bodies at least this long (and at most BODY_HIGH_WATER) are read straight into their buffer.
 DIRECT_MIN: Final = 64 << 10
@@ -43,6 +45,26 @@ DIRECT_BUDGET: Final = 256 << 20  # bytes of direct-read buffers reserved at onc
 UVICORN_VERSIONS: Final = ("0.54.", "0.55.")
 # A body up to this size is copied after the held head (one write); a larger one follows it.
 JOIN_LIMIT: Final = 64 << 10
+
+
+class TimedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on request heads and JSON 400s."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        head_deadline.watch(self.loop, self.connections)
+
+    def send_400_response(self, msg: str) -> None:
+        content = {
+            "error": "request: expected an HTTP/1.1 request, found bytes that do not parse as "
+            "one (the connection is closed)",
+            "field": "request",
+            "expected": "an HTTP/1.1 request",
+            "found": "bytes that do not parse as one",
+        }
+        self.transport.write(head_deadline.answer(400, "Bad Request", content))
+        self.transport.close()
+        head_deadline.refused()
 
 
 class BodyChunks:
@@ -168,7 +190,7 @@ def direct_body_length(headers: list[tuple[bytes, bytes]]) -> int:
     return length if DIRECT_MIN <= length <= BODY_HIGH_WATER else 0
 
 
-class ChunkedBodyProtocol(HttpToolsProtocol):
+class ChunkedBodyProtocol(TimedHeadProtocol):
     """uvicorn's httptools protocol with request bodies kept as a list of chunks, or read
     directly into one buffer when long."""
 

@@ -36,7 +36,7 @@ from readyml.errors import (
 )
 from readyml.predict import Part, Prediction, Predictor
 from readyml.registry import CHAMPION
-from readyml.serve import mlflow, simple, v2
+from readyml.serve import head_deadline, mlflow, simple, v2
 from readyml.serve._http import (
     ASGIApp,
     BodyBudget,
@@ -211,6 +211,10 @@ class ServingApp:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        # Before uvicorn listens; a late head or bytes that are not HTTP name no model.
+        head_deadline.configure(
+            self.spec.header_timeout_s, on_refused=lambda: self.metrics.reject("", "invalid")
+        )
         self.metrics.served = self._served
         loop = asyncio.get_running_loop()
         if self.request_log is not None:

@@ -308,24 +308,29 @@ def http_protocol(
 
     readyml's protocol (:mod:`readyml.serve._protocol`: request bodies gathered in a list or
     read straight into one buffer) for ``readyml``, and for ``auto`` when a model with one of
-    ``signatures`` takes a tensor; else uvicorn's own choice (``"auto"``: httptools when
-    installed). With both on one core at once, uvicorn's own cost 7 % less CPU a request on
-    short JSON bodies; readyml's reads a 600 KB tensor with 1.5 times the answers a second.
-    readyml's also falls back to uvicorn's without httptools, or with a uvicorn release it
-    was not checked against.
+    ``signatures`` takes a tensor; else uvicorn's own httptools protocol. With both on one
+    core at once, uvicorn's own cost 7 % less CPU a request on short JSON bodies; readyml's
+    reads a 600 KB tensor with 1.5 times the answers a second. Either way request heads have
+    a deadline and bytes that are not HTTP get a JSON 400 (:mod:`readyml.serve.head_deadline`).
+    Without httptools, or with a uvicorn release the protocols were not checked against,
+    uvicorn picks its own protocol (``"auto"``), without those two.
     """
-    if choice == "uvicorn" or (choice == "auto" and not any(map(takes_tensor, signatures))):
-        return "auto"
     import uvicorn
 
     try:
-        from readyml.serve._protocol import UVICORN_VERSIONS, ChunkedBodyProtocol
+        from readyml.serve._protocol import (
+            UVICORN_VERSIONS,
+            ChunkedBodyProtocol,
+            TimedHeadProtocol,
+        )
     except ImportError:
         return "auto"
-    # The protocol overrides some of uvicorn's methods as they are written in the versions it
-    # was checked against; with any other uvicorn, uvicorn's own protocol serves.
+    # The protocols override some of uvicorn's methods as they are written in the versions
+    # they were checked against; with any other uvicorn, uvicorn's own protocol serves.
     if not uvicorn.__version__.startswith(UVICORN_VERSIONS):
         return "auto"
+    if choice == "uvicorn" or (choice == "auto" and not any(map(takes_tensor, signatures))):
+        return TimedHeadProtocol
     return ChunkedBodyProtocol
 
 

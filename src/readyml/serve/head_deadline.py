@@ -1,0 +1,129 @@
+"""A deadline on request heads, and JSON for requests that are not HTTP.
+
+uvicorn times a connection out only while it idles between requests (``timeout_keep_alive``,
+armed once an answer is sent): a connection that sends nothing, or sends a request's head a
+byte at a time, is held for as long as its client likes, so a few thousand such clients
+(slowloris) use up the process's file descriptors and no one else is answered. Here a
+connection must send a whole head within ``serving.header_timeout_s`` of opening, or of the
+first bytes after a keep-alive pause; past it, it is answered 408 (JSON, ``Connection:
+close``) and closed.
+
+Nothing is done per request: one :class:`HeadWatch` per event loop looks at every connection
+a few times per timeout and closes those found waiting for the same head since the deadline
+(so a head may take up to a quarter more). A connection waits for a head when no request is
+being answered on it, no complete head is queued behind one (pipelining), and uvicorn's
+keep-alive timer is not running. It reads uvicorn's httptools protocol's attributes as
+written in the releases of :data:`readyml.serve._protocol.UVICORN_VERSIONS`
+(:class:`readyml.serve._protocol.TimedHeadProtocol` starts the watch); with another release,
+uvicorn's own protocol serves and heads are not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+DEFAULT_TIMEOUT_S: Final = 10.0
+_TICKS_PER_TIMEOUT: Final = 4
+
+_timeout_s = DEFAULT_TIMEOUT_S
+_on_refused: Callable[[], None] | None = None
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeadWatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def configure(timeout_s: float, on_refused: Callable[[], None] | None = None) -> None:
+    """This process's deadline on heads, for the connections opened from now on, and what
+    to call for each connection refused here (late head, or not HTTP). The serving app
+    calls it at start, before uvicorn listens."""
+    global _timeout_s, _on_refused
+    if not timeout_s > 0:
+        raise ValueError(f"header timeout: expected seconds > 0, found {timeout_s!r}")
+    _timeout_s, _on_refused = timeout_s, on_refused
+
+
+def refused() -> None:
+    """Count one connection refused at the protocol level (never raises)."""
+    if _on_refused is not None:
+        with contextlib.suppress(Exception):
+            _on_refused()
+
+
+def answer(status: int, reason: str, content: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 answer with a JSON body that closes the connection."""
+    body = orjson.dumps(content)
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, reason.encode("ascii"), len(body))
+    ) + body
+
+
+class HeadWatch:
+    """Closes the connections of one event loop that wait too long for a request's head."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, connections: set[Any], timeout_s: float
+    ) -> None:
+        self.loop = loop
+        self.connections = connections  # uvicorn's server state: every open connection
+        self.timeout_s = timeout_s
+        # Connections found waiting, with the request they wait after and when first found.
+        self.waiting: dict[Any, tuple[Any, float]] = {}
+        self.expired = 0
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.loop.is_closed():
+            return
+        now = self.loop.time()
+        still: dict[Any, tuple[Any, float]] = {}
+        for connection in list(self.connections):
+            if not waits_for_head(connection):
+                continue
+            after, since = self.waiting.get(connection, (None, now))
+            if after is not connection.cycle:  # another head came whole in between
+                since = now
+            if now - since >= self.timeout_s:
+                self._expire(connection)
+            else:
+                still[connection] = (connection.cycle, since)
+        self.waiting = still
+        self.loop.call_later(self.timeout_s / _TICKS_PER_TIMEOUT, self._tick)
+
+    def _expire(self, connection: Any) -> None:
+        self.expired += 1
+        content = {
+            "error": f"request head: expected it whole within {self.timeout_s:g} s "
+            "of the connection's first bytes, found it still incomplete",
+            "field": "request head",
+            "expected": f"a whole request head within {self.timeout_s:g} s",
+            "found": "an incomplete head (or none) after that",
+        }
+        connection.transport.write(answer(408, "Request Timeout", content))
+        connection.transport.close()
+        refused()
+
+
+def waits_for_head(connection: Any) -> bool:
+    """Whether ``connection`` (uvicorn's httptools protocol) waits for a request's head."""
+    cycle = connection.cycle
+    return (
+        (cycle is None or cycle.response_complete)
+        and connection.timeout_keep_alive_task is None
+        and not connection.pipeline
+        and not connection.transport.is_closing()
+    )
+
+
+def watch(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> HeadWatch:
+    """The loop's watch, started with its first connection."""
+    found = _watches.get(loop)
+    if found is None:
+        found = _watches[loop] = HeadWatch(loop, connections, _timeout_s)
+    return found
