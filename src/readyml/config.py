@@ -614,6 +614,12 @@ class ServingSpec(_Spec):
         "opening or its first bytes after a keep-alive pause; past it: 408 and the "
         "connection closed (an idle new connection is closed too)",
     )
+    max_header_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        description="bytes a request's head may take when it arrives in several reads; "
+        "past it: 431 and the connection closed",
+    )
     token_env: str = Field(default="READYML_SERVE_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     protect_predict: bool = False
     access_log: bool = True

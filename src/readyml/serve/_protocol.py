@@ -33,7 +33,7 @@ from typing import Any, Final
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from readyml.serve import head_deadline
+from readyml.serve import head_limits
 
 BODY_HIGH_WATER: Final = 4 << 20  # bytes buffered per connection before reading pauses
 # Bodies at least this long (and at most BODY_HIGH_WATER) are read straight into their buffer.
@@ -48,11 +48,24 @@ JOIN_LIMIT: Final = 64 << 10
 
 
 class TimedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on request heads and JSON 400s."""
+    """uvicorn's httptools protocol with a deadline and a size limit on request heads, and
+    JSON 400s (:mod:`readyml.serve.head_limits`)."""
+
+    head_bytes = 0  # bytes received since the connection last began waiting for a head
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        head_deadline.watch(self.loop, self.connections)
+        head_limits.watch(self.loop, self.connections)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:  # no head came whole in these bytes
+            self.head_bytes += len(data)
+            if self.head_bytes > head_limits.max_bytes and not self.transport.is_closing():
+                head_limits.refuse_long_head(self, head_limits.max_bytes)
+        elif self.head_bytes:
+            self.head_bytes = 0
 
     def send_400_response(self, msg: str) -> None:
         content = {
@@ -62,9 +75,9 @@ class TimedHeadProtocol(HttpToolsProtocol):
             "expected": "an HTTP/1.1 request",
             "found": "bytes that do not parse as one",
         }
-        self.transport.write(head_deadline.answer(400, "Bad Request", content))
+        self.transport.write(head_limits.answer(400, "Bad Request", content))
         self.transport.close()
-        head_deadline.refused()
+        head_limits.refused()
 
 
 class BodyChunks:

@@ -36,7 +36,7 @@ from readyml.errors import (
 )
 from readyml.predict import Part, Prediction, Predictor
 from readyml.registry import CHAMPION
-from readyml.serve import head_deadline, mlflow, simple, v2
+from readyml.serve import head_limits, mlflow, simple, v2
 from readyml.serve._http import (
     ASGIApp,
     BodyBudget,
@@ -211,9 +211,11 @@ class ServingApp:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        # Before uvicorn listens; a late head or bytes that are not HTTP name no model.
-        head_deadline.configure(
-            self.spec.header_timeout_s, on_refused=lambda: self.metrics.reject("", "invalid")
+        # Before uvicorn listens; a late or long head, or bytes that are not HTTP, name no model.
+        head_limits.configure(
+            self.spec.header_timeout_s,
+            self.spec.max_header_bytes,
+            on_refused=lambda: self.metrics.reject("", "invalid"),
         )
         self.metrics.served = self._served
         loop = asyncio.get_running_loop()

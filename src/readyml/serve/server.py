@@ -311,7 +311,8 @@ def http_protocol(
     ``signatures`` takes a tensor; else uvicorn's own httptools protocol. With both on one
     core at once, uvicorn's own cost 7 % less CPU a request on short JSON bodies; readyml's
     reads a 600 KB tensor with 1.5 times the answers a second. Either way request heads have
-    a deadline and bytes that are not HTTP get a JSON 400 (:mod:`readyml.serve.head_deadline`).
+    a deadline and a size limit, and bytes that are not HTTP get a JSON 400
+    (:mod:`readyml.serve.head_limits`).
     Without httptools, or with a uvicorn release the protocols were not checked against,
     uvicorn picks its own protocol (``"auto"``), without those two.
     """

@@ -1,4 +1,5 @@
-"""Request heads have a deadline, and bytes that are not HTTP get a JSON 400 (real server)."""
+"""Request heads have a deadline and a size limit, and bytes that are not HTTP get a JSON 400
+(real server)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import httpx
 import orjson
 import pytest
 
-from readyml.serve import head_deadline
+from readyml.serve import head_limits
 from readyml.serve._protocol import ChunkedBodyProtocol, TimedHeadProtocol
 from readyml.serve.server import http_protocol
 
 from .conftest import ROW, Server, raw_post, read_answers, serve_process, train_iris
 
 HEADER_TIMEOUT_S = 2.0
+MAX_HEADER_BYTES = 8192
 TABULAR = {"inputs": [{"name": "x", "type": "number"}]}
 
 
@@ -30,6 +32,7 @@ def timed_server(
         "request_log": {"enabled": False},
         "http_protocol": request.param,
         "header_timeout_s": HEADER_TIMEOUT_S,
+        "max_header_bytes": MAX_HEADER_BYTES,
     }
     root = train_iris(tmp_path_factory.mktemp(f"iris-heads-{request.param}"), serving=serving)
     with serve_process(root) as started:
@@ -153,6 +156,34 @@ def test_refused_connections_are_counted_as_invalid(timed_server: Server) -> Non
     assert invalid() == before + 2
 
 
-def test_a_timeout_must_be_positive() -> None:
+def test_a_head_past_the_size_limit_is_refused_431_and_closed(timed_server: Server) -> None:
+    with connect(timed_server) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nX-Long: ")
+        # A head that never ends (no read holds it whole), just past the limit: the server
+        # reads every byte sent before it answers, so the answer is not lost to a reset.
+        for _ in range(MAX_HEADER_BYTES // 1024 + 1):
+            sock.sendall(b"a" * 1024)
+            time.sleep(0.005)
+        status, body, waited_s = closing_answer(sock)
+    assert status == 431 and waited_s < HEADER_TIMEOUT_S  # refused for its size, not time
+    assert body["expected"] == f"at most {MAX_HEADER_BYTES} bytes"
+    with timed_server.client() as client:
+        assert client.post("/predict", json=[ROW]).status_code == 200
+
+
+def test_a_long_head_within_the_limit_is_answered(timed_server: Server) -> None:
+    value = "a" * (MAX_HEADER_BYTES // 2)
+    head = raw_post("/predict", orjson.dumps([ROW]), extra=f"X-Long: {value}\r\n")
+    with connect(timed_server) as sock:
+        for start in range(0, len(head), 1024):  # in pieces, as a slow link sends it
+            sock.sendall(head[start : start + 1024])
+            time.sleep(0.005)
+        ((status, _),) = read_answers(sock, 1)
+    assert status == 200
+
+
+def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match=r"expected seconds > 0, found 0"):
-        head_deadline.configure(0)
+        head_limits.configure(0)
+    with pytest.raises(ValueError, match=r"expected bytes > 0, found 0"):
+        head_limits.configure(1.0, 0)

@@ -1,4 +1,4 @@
-"""A deadline on request heads, and JSON for requests that are not HTTP.
+"""Limits on request heads: a deadline and a size, and JSON for requests that are not HTTP.
 
 uvicorn times a connection out only while it idles between requests (``timeout_keep_alive``,
 armed once an answer is sent): a connection that sends nothing, or sends a request's head a
@@ -8,14 +8,23 @@ connection must send a whole head within ``serving.header_timeout_s`` of opening
 first bytes after a keep-alive pause; past it, it is answered 408 (JSON, ``Connection:
 close``) and closed.
 
-Nothing is done per request: one :class:`HeadWatch` per event loop looks at every connection
-a few times per timeout and closes those found waiting for the same head since the deadline
-(so a head may take up to a quarter more). A connection waits for a head when no request is
-being answered on it, no complete head is queued behind one (pipelining), and uvicorn's
-keep-alive timer is not running. It reads uvicorn's httptools protocol's attributes as
-written in the releases of :data:`readyml.serve._protocol.UVICORN_VERSIONS`
-(:class:`readyml.serve._protocol.TimedHeadProtocol` starts the watch); with another release,
-uvicorn's own protocol serves and heads are not timed.
+Nothing is done per request for the deadline: one :class:`HeadWatch` per event loop looks at
+every connection a few times per timeout and closes those found waiting for the same head
+since the deadline (so a head may take up to a quarter more). A connection waits for a head
+when no request is being answered on it, no complete head is queued behind one
+(pipelining), and uvicorn's keep-alive timer is not running.
+
+Nor does httptools bound a head's size: it gathers a header's value by appending each piece
+to the last (a 25 MB value took the parser 3 s, a 100 MB one 49 s and 200 MB of memory), so
+one client could stall the event loop and take the memory of the process. Here the bytes
+that arrive while a connection waits for a head are counted, and past
+``serving.max_header_bytes`` the connection is answered 431 and closed (a head that arrives
+whole in one read, at most 256 KiB, is not counted: it costs the parser one pass).
+
+These read uvicorn's httptools protocol's attributes as written in the releases of
+:data:`readyml.serve._protocol.UVICORN_VERSIONS`
+(:class:`readyml.serve._protocol.TimedHeadProtocol` applies them); with another release,
+uvicorn's own protocol serves without them.
 """
 
 from __future__ import annotations
@@ -29,23 +38,31 @@ from typing import Any, Final
 import orjson
 
 DEFAULT_TIMEOUT_S: Final = 10.0
+DEFAULT_MAX_BYTES: Final = 64 << 10
 _TICKS_PER_TIMEOUT: Final = 4
 
 _timeout_s = DEFAULT_TIMEOUT_S
+max_bytes = DEFAULT_MAX_BYTES  # read by the protocol for every connection
 _on_refused: Callable[[], None] | None = None
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeadWatch] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def configure(timeout_s: float, on_refused: Callable[[], None] | None = None) -> None:
-    """This process's deadline on heads, for the connections opened from now on, and what
-    to call for each connection refused here (late head, or not HTTP). The serving app
-    calls it at start, before uvicorn listens."""
-    global _timeout_s, _on_refused
+def configure(
+    timeout_s: float,
+    head_bytes: int = DEFAULT_MAX_BYTES,
+    on_refused: Callable[[], None] | None = None,
+) -> None:
+    """This process's deadline on heads and their largest size, for the connections opened
+    from now on, and what to call for each connection refused here (a late or long head,
+    or bytes that are not HTTP). The serving app calls it at start, before uvicorn listens."""
+    global _timeout_s, _on_refused, max_bytes
     if not timeout_s > 0:
         raise ValueError(f"header timeout: expected seconds > 0, found {timeout_s!r}")
-    _timeout_s, _on_refused = timeout_s, on_refused
+    if head_bytes < 1:
+        raise ValueError(f"header size: expected bytes > 0, found {head_bytes!r}")
+    _timeout_s, max_bytes, _on_refused = timeout_s, head_bytes, on_refused
 
 
 def refused() -> None:
@@ -108,6 +125,19 @@ class HeadWatch:
         connection.transport.write(answer(408, "Request Timeout", content))
         connection.transport.close()
         refused()
+
+
+def refuse_long_head(connection: Any, limit: int) -> None:
+    """Answer 431 to a connection whose head went past ``limit`` bytes, and close it."""
+    content = {
+        "error": f"request head: expected at most {limit} bytes, found more still arriving",
+        "field": "request head",
+        "expected": f"at most {limit} bytes",
+        "found": "more, and the head not yet whole",
+    }
+    connection.transport.write(answer(431, "Request Header Fields Too Large", content))
+    connection.transport.close()
+    refused()
 
 
 def waits_for_head(connection: Any) -> bool:
