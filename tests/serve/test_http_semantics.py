@@ -110,6 +110,25 @@ def test_head_is_answered_as_get_without_a_body(server: Server, path: str) -> No
         assert head.headers["content-length"] == get.headers["content-length"]
 
 
+@pytest.mark.parametrize("upgrade", ["websocket", "h2c"])
+def test_an_upgrade_is_ignored_and_the_request_answered_as_http(
+    server: Server, upgrade: str
+) -> None:
+    headers = {
+        "Upgrade": upgrade,
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    with server.client() as client:
+        answer = client.get("/v2", headers=headers)
+        assert answer.status_code == 200 and answer.json()["name"] == "readyml"
+        refused = client.get("/predict", headers=headers)
+    assert refused.status_code == 405 and refused.headers["content-type"] == "application/json"
+    log = server.log.read_text(errors="replace")
+    assert "Unsupported upgrade" not in log and "without completing handshake" not in log
+
+
 def test_head_is_allowed_where_get_is(server: Server) -> None:
     with server.client() as client:
         post_only = client.head("/predict")

@@ -67,6 +67,10 @@ class TimedHeadProtocol(HttpToolsProtocol):
         elif self.head_bytes:
             self.head_bytes = 0
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """An Upgrade (WebSocket, h2c) is ignored: the request is answered as HTTP/1.1, as
+        RFC 9110 allows. uvicorn's two warnings a request would let a client fill the log."""
+
     def send_400_response(self, msg: str) -> None:
         content = {
             "error": "request: expected an HTTP/1.1 request, found bytes that do not parse as "

@@ -275,6 +275,9 @@ def run(
         "server_header": False,
         # readyml reads neither the client address nor the scheme that X-Forwarded-* rewrite.
         "proxy_headers": False,
+        # No route speaks WebSocket: an Upgrade is ignored and the request answered as HTTP,
+        # where uvicorn's WebSocket protocol answered a plain-text 500 for it.
+        "ws": "none",
     }
     if spec.workers == 1:
         app = build_app(project, spec=spec, models=models)
