@@ -580,7 +580,8 @@ class ServingSpec(_Spec):
         default="auto",
         description="HTTP protocol: readyml's (long bodies read with fewer copies), uvicorn's "
         "own (cheaper a request for short JSON bodies), or auto: readyml's when a model served "
-        "at start takes a tensor, else uvicorn's (both with header_timeout_s)",
+        "at start takes a tensor, else uvicorn's (both apply header_timeout_s and "
+        "max_header_bytes)",
     )
     models: list[str] = Field(
         default_factory=list, description="model references; empty: the project's champion"

@@ -51,7 +51,7 @@ _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeadWatch] = (
 
 def configure(
     timeout_s: float,
-    head_bytes: int = DEFAULT_MAX_BYTES,
+    max_head_bytes: int = DEFAULT_MAX_BYTES,
     on_refused: Callable[[], None] | None = None,
 ) -> None:
     """This process's deadline on heads and their largest size, for the connections opened
@@ -60,9 +60,9 @@ def configure(
     global _timeout_s, _on_refused, max_bytes
     if not timeout_s > 0:
         raise ValueError(f"header timeout: expected seconds > 0, found {timeout_s!r}")
-    if head_bytes < 1:
-        raise ValueError(f"header size: expected bytes > 0, found {head_bytes!r}")
-    _timeout_s, max_bytes, _on_refused = timeout_s, head_bytes, on_refused
+    if max_head_bytes < 1:
+        raise ValueError(f"header size: expected bytes > 0, found {max_head_bytes!r}")
+    _timeout_s, max_bytes, _on_refused = timeout_s, max_head_bytes, on_refused
 
 
 def refused() -> None:
@@ -92,7 +92,6 @@ class HeadWatch:
         self.timeout_s = timeout_s
         # Connections found waiting, with the request they wait after and when first found.
         self.waiting: dict[Any, tuple[Any, float]] = {}
-        self.expired = 0
         self._tick()
 
     def _tick(self) -> None:
@@ -114,7 +113,6 @@ class HeadWatch:
         self.loop.call_later(self.timeout_s / _TICKS_PER_TIMEOUT, self._tick)
 
     def _expire(self, connection: Any) -> None:
-        self.expired += 1
         content = {
             "error": f"request head: expected it whole within {self.timeout_s:g} s "
             "of the connection's first bytes, found it still incomplete",
