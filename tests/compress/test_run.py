@@ -79,6 +79,22 @@ def test_a_repeated_export_names_the_version_already_registered(
     assert again.table()[2][0].endswith("(existing)")
 
 
+def test_a_result_registered_meanwhile_by_another_call_is_reused(
+    registry: Registry, iris_splits: Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two calls racing: both pass the first check, the registry's locked check keeps one."""
+    from readyml.compress.run import INVOCATION_KEY, _Judge
+
+    parent = _sklearn_parent(registry, iris_splits)
+    first = compress_version(registry, parent.ref, iris_splits, Methods(format="onnx"))
+    monkeypatch.setattr(_Judge, "_made_before", lambda *args: None)  # as if checked earlier
+    again = compress_version(registry, parent.ref, iris_splits, Methods(format="onnx"))
+    assert again.rows[1].ref == first.rows[1].ref and again.rows[1].details["already_registered"]
+    versions = registry.list_versions("iris")
+    assert [v.version for v in versions] == [1, 2]  # parent and one ONNX export, no copy
+    assert versions[1].lineage[INVOCATION_KEY]  # the call that registered it
+
+
 def test_static_int8_quantization_shrinks_the_file(registry: Registry, iris_splits: Splits) -> None:
     parent = _torch_parent(registry, iris_splits, [128, 128])
     report = compress_version(

@@ -19,8 +19,10 @@ as a self-contained HTML table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,9 @@ MAX_QUALITY_LOSS = 0.01
 MAX_SLICE_LOSS = 0.05
 # Lineage key holding what was done.
 METHOD_KEY = COMPRESSION_KEY
+# Lineage key: the compress call that registered a version (tells its own registration from
+# a version another call registered first with the same bytes).
+INVOCATION_KEY = "compress_invocation"
 ORT_FILE = "model.ort"
 # --quantize values: ONNX Runtime int8 (after an ONNX export), torch's own dynamic int8.
 ONNX_INT8 = "int8"
@@ -289,6 +294,7 @@ class _Judge:
     # The parent's latency measured in this run, kept with every result so that a runtime
     # choosing between them compares numbers taken on the same machine at the same time.
     base_latency_ms: dict[str, float]
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def add(
         self,
@@ -368,18 +374,16 @@ class _Judge:
         fingerprint = _fingerprint(result.files)
         existing = self._made_before(parent, fingerprint, str(method["name"]))
         if existing is not None:
-            result.version = existing
-            row.ref, row.parent = existing.ref, parent.ref
-            row.details["already_registered"] = True
-            report.rows.append(row)
-            return existing
+            return self._reuse(report, result, existing, parent)
         lineage = {
             **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
             "parent_version": parent.version,
             "base": self.root.ref,
             METHOD_KEY: {**method, "parity": row.parity},
+            INVOCATION_KEY: self.invocation,
         }
-        version = self.registry.register(
+        register = functools.partial(
+            self.registry.register,
             parent.name,
             files=result.files,
             model_fingerprint=fingerprint,
@@ -398,11 +402,33 @@ class _Judge:
             parent_version=parent.version,
             description=f"{method['name']} of {self.root.ref}",
         )
+        # Checked again under the model's lock: a version of the same bytes registered since
+        # the check above (another compress call of this parent) is reused, not repeated.
+        # ORT's bytes differ from one conversion to the next: not covered.
+        version = register(if_new_fingerprint=method["name"] != "ort")
+        if version.lineage.get(INVOCATION_KEY) != self.invocation:
+            if version.parent_version == parent.version:
+                return self._reuse(report, result, version, parent)
+            version = register()  # the same bytes from another parent: a version of its own
         result.version = version
         row.ref = version.ref
         row.parent = parent.ref
         report.rows.append(row)
         return version
+
+    def _reuse(
+        self,
+        report: CompressionReport,
+        result: _Result,
+        existing: ModelVersion,
+        parent: ModelVersion,
+    ) -> ModelVersion:
+        """Report ``existing``, a version this result repeats, instead of a new one."""
+        result.version = existing
+        result.row.ref, result.row.parent = existing.ref, parent.ref
+        result.row.details["already_registered"] = True
+        report.rows.append(result.row)
+        return existing
 
 
 @dataclass
