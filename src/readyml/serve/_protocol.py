@@ -79,9 +79,7 @@ class TimedHeadProtocol(HttpToolsProtocol):
             "expected": "an HTTP/1.1 request",
             "found": "bytes that do not parse as one",
         }
-        self.transport.write(head_limits.answer(400, "Bad Request", content))
-        self.transport.close()
-        head_limits.refused()
+        head_limits.refuse(self.transport, 400, "Bad Request", content)
 
 
 class BodyChunks:

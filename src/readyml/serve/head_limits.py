@@ -65,20 +65,17 @@ def configure(
     _timeout_s, max_bytes, _on_refused = timeout_s, max_head_bytes, on_refused
 
 
-def refused() -> None:
-    """Count one connection refused at the protocol level (never raises)."""
-    if _on_refused is not None:
-        with contextlib.suppress(Exception):
-            _on_refused()
-
-
-def answer(status: int, reason: str, content: dict[str, str]) -> bytes:
-    """A whole HTTP/1.1 answer with a JSON body that closes the connection."""
+def refuse(transport: Any, status: int, reason: str, content: dict[str, str]) -> None:
+    """Answer ``status`` with a JSON body on a connection, close it, and count it refused."""
     body = orjson.dumps(content)
-    return (
+    transport.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n\r\n" % (status, reason.encode("ascii"), len(body))
-    ) + body
+        b"connection: close\r\n\r\n%s" % (status, reason.encode("ascii"), len(body), body)
+    )
+    transport.close()
+    if _on_refused is not None:
+        with contextlib.suppress(Exception):  # counting must never fail a connection
+            _on_refused()
 
 
 class HeadWatch:
@@ -120,9 +117,7 @@ class HeadWatch:
             "expected": f"a whole request head within {self.timeout_s:g} s",
             "found": "an incomplete head (or none) after that",
         }
-        connection.transport.write(answer(408, "Request Timeout", content))
-        connection.transport.close()
-        refused()
+        refuse(connection.transport, 408, "Request Timeout", content)
 
 
 def refuse_long_head(connection: Any, limit: int) -> None:
@@ -133,9 +128,7 @@ def refuse_long_head(connection: Any, limit: int) -> None:
         "expected": f"at most {limit} bytes",
         "found": "more, and the head not yet whole",
     }
-    connection.transport.write(answer(431, "Request Header Fields Too Large", content))
-    connection.transport.close()
-    refused()
+    refuse(connection.transport, 431, "Request Header Fields Too Large", content)
 
 
 def waits_for_head(connection: Any) -> bool:
