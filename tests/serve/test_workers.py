@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from readyml.serve.rollout import RolloutManager
 from readyml.serve.server import report_paused_rollouts
-from readyml.serve.workers import STATE_FILE, ModelChange, WorkerGroup
+from readyml.serve.workers import STATE_FILE, SYNC_POLL_S, ModelChange, WorkerGroup
 
 from .conftest import ROW, TOKEN, Server, serve_process, train_iris
 from .test_rollout import register
@@ -67,6 +67,9 @@ def wait_until_everywhere(server: Server, expected: object, read: str = "version
                 answer.json().get(read) if answer.status_code == 200 else answer.status_code
             )
             if seen[-AGREEING:] == [expected] * AGREEING:
+                # The kernel hands new connections mostly to one worker, so the agreeing
+                # answers may all be one worker's; the others follow within a poll or two.
+                time.sleep(3 * SYNC_POLL_S)
                 return
     pytest.fail(f"workers did not agree on {expected!r}; last answers: {seen[-AGREEING:]}")
 
