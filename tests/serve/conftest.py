@@ -83,10 +83,12 @@ def train_iris(root: Path, serving: dict[str, Any] | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def serve_process(root: Path, *args: str, token: str | None = TOKEN) -> Iterator[Server]:
+def serve_process(
+    root: Path, *args: str, token: str | None = TOKEN, env_extra: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Start ``readyml serve`` in ``root`` on a free port; stop it (and wait) afterwards."""
     port = free_port()
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     env.pop("READYML_SERVE_TOKEN", None)
     if token is not None:
         env["READYML_SERVE_TOKEN"] = token

@@ -4,10 +4,13 @@ sums them all, and SIGTERM lets every request in flight finish."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
+import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,18 +23,25 @@ from sklearn.linear_model import LogisticRegression
 
 from readyml.serve.rollout import RolloutManager
 from readyml.serve.server import report_paused_rollouts
-from readyml.serve.workers import STATE_FILE, SYNC_POLL_S, ModelChange, WorkerGroup
+from readyml.serve.workers import (
+    ACKS_FOLDER,
+    STATE_FILE,
+    ModelChange,
+    WorkerGroup,
+    WorkersLagging,
+)
 
 from .conftest import ROW, TOKEN, Server, serve_process, train_iris
 from .test_rollout import register
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WORKERS = "2"
-# Seconds a change may take to reach every worker (a poll is 0.5 s; the box may be busy).
+# Seconds a server may take to drain or stop (the box may be busy).
 CONVERGE_TIMEOUT_S = 30.0
-# Answers in a row, each on a new connection, that must agree before a change counts as
-# everywhere (the kernel hands each connection to either worker).
-AGREEING = 20
+# Answers, each on a new connection, several at once, that must all show a change just
+# answered: the kernel hands each connection to either worker, mostly to an idle one.
+AGREEING = 40
+PROBES_AT_ONCE = 4
 SERVING = {"request_log": {"enabled": False}, "access_log": False}
 
 
@@ -44,9 +54,24 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workers_server(two_versions: Path) -> Iterator[Server]:
-    with serve_process(two_versions, "--workers", WORKERS) as started:
+def workers_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's TMPDIR, where the supervisor makes the folder its workers share."""
+    return tmp_path_factory.mktemp("workers-tmp")
+
+
+@pytest.fixture(scope="module")
+def workers_server(two_versions: Path, workers_tmp: Path) -> Iterator[Server]:
+    tmp = {"TMPDIR": str(workers_tmp)}
+    with serve_process(two_versions, "--workers", WORKERS, env_extra=tmp) as started:
         yield started
+
+
+def acknowledged(workers_tmp: Path) -> tuple[int, list[int]]:
+    """The seq of the last change of ``iris`` recorded, and the one each worker made."""
+    (shared,) = workers_tmp.glob("readyml-serve-*")
+    recorded = json.loads((shared / STATE_FILE).read_text())["models"]["iris"]["seq"]
+    acks = [json.loads(path.read_text()) for path in (shared / ACKS_FOLDER).glob("*.json")]
+    return recorded, [ack["applied"].get("iris", 0) for ack in acks]
 
 
 def fresh(server: Server) -> httpx.Client:
@@ -55,37 +80,41 @@ def fresh(server: Server) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=30.0, limits=limits)
 
 
-def wait_until_everywhere(server: Server, expected: object, read: str = "versions") -> None:
-    """Poll ``GET /v2/models/iris`` until :data:`AGREEING` answers in a row give ``expected``
-    (a list of versions, or a status when the model is not served)."""
-    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
-    seen: list[object] = []
-    with fresh(server) as client:
-        while time.monotonic() < deadline:
-            answer = client.get("/v2/models/iris")
-            seen.append(
-                answer.json().get(read) if answer.status_code == 200 else answer.status_code
-            )
-            if seen[-AGREEING:] == [expected] * AGREEING:
-                # The kernel hands new connections mostly to one worker, so the agreeing
-                # answers may all be one worker's; the others follow within a poll or two.
-                time.sleep(3 * SYNC_POLL_S)
-                return
-    pytest.fail(f"workers did not agree on {expected!r}; last answers: {seen[-AGREEING:]}")
+def assert_everywhere(server: Server, expected: object, read: str = "versions") -> None:
+    """:data:`AGREEING` answers of ``GET /v2/models/iris``, each on a new connection, give
+    ``expected`` (a list of versions, or a status when the model is not served).
+
+    No waiting: a change is answered only once every worker has made it.
+    """
+
+    def probe(_: int) -> list[object]:
+        seen: list[object] = []
+        with fresh(server) as client:
+            for _ in range(AGREEING // PROBES_AT_ONCE):
+                answer = client.get("/v2/models/iris")
+                ok = answer.status_code == 200
+                seen.append(answer.json().get(read) if ok else answer.status_code)
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(PROBES_AT_ONCE) as pool:
+        seen = [answer for part in pool.map(probe, range(PROBES_AT_ONCE)) for answer in part]
+    assert seen == [expected] * AGREEING
 
 
-def test_repository_changes_reach_every_worker(workers_server: Server) -> None:
+def test_repository_changes_reach_every_worker(workers_server: Server, workers_tmp: Path) -> None:
     with fresh(workers_server) as client:
         loaded = client.post(
             "/v2/repository/models/iris/load", json={"parameters": {"version": 2}}, headers=AUTH
         )
         assert loaded.status_code == 200, loaded.text
+        # Answered once every worker has made it (each acknowledges in the shared folder).
+        recorded, made = acknowledged(workers_tmp)
+        assert made == [recorded] * int(WORKERS)
         assert loaded.json() == {"name": "iris", "version": "2", "state": "READY", "workers": 2}
-        # The index catches up before it answers: every worker reports the load at once.
+        assert_everywhere(workers_server, ["2"])  # answered once every worker serves it
         for _ in range(6):
             index = client.post("/v2/repository/index", json={}, headers=AUTH).json()
             assert {"name": "iris", "version": "2", "state": "READY"} in index
-        wait_until_everywhere(workers_server, ["2"])
 
         # `readyml rollback --url` reloads the champion (version 1) on every worker too.
         rolled = client.post(
@@ -93,18 +122,20 @@ def test_repository_changes_reach_every_worker(workers_server: Server) -> None:
         )
         assert rolled.status_code == 200, rolled.text
         assert rolled.json()["version"] == 1
-        wait_until_everywhere(workers_server, ["1"])
+        assert_everywhere(workers_server, ["1"])
 
         unloaded = client.post("/v2/repository/models/iris/unload", headers=AUTH)
         assert unloaded.status_code == 200, unloaded.text
-        wait_until_everywhere(workers_server, 404)
+        recorded, made = acknowledged(workers_tmp)
+        assert made == [recorded] * int(WORKERS)
+        assert_everywhere(workers_server, 404)
         for _ in range(6):
             index = client.post("/v2/repository/index", json={}, headers=AUTH).json()
             assert {"name": "iris", "state": "UNAVAILABLE", "reason": "not loaded"} in index
 
         again = client.post("/v2/repository/models/iris/load", json={}, headers=AUTH)
         assert again.status_code == 200, again.text
-        wait_until_everywhere(workers_server, ["1"])
+        assert_everywhere(workers_server, ["1"])
 
 
 def test_rollouts_are_refused_with_several_workers(workers_server: Server) -> None:
@@ -147,6 +178,68 @@ def sample_sum(text: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith(name) and line[len(name)] in "{ "
     )
+
+
+def test_a_worker_replaced_after_a_crash_serves_the_changes_made_before(
+    two_versions: Path, tmp_path: Path
+) -> None:
+    tmp = {"TMPDIR": str(tmp_path)}
+    with serve_process(two_versions, "--workers", WORKERS, env_extra=tmp) as server:
+        with fresh(server) as client:
+            loaded = client.post(
+                "/v2/repository/models/iris/load", json={"parameters": {"version": 2}}, headers=AUTH
+            )
+            assert loaded.status_code == 200, loaded.text
+        (shared,) = tmp_path.glob("readyml-serve-*")
+        before = worker_pids(shared)
+        assert len(before) == int(WORKERS)
+        crashed = before[0]
+        seen: list[object] = []
+        probing = threading.Event()
+        probing.set()
+
+        def probe() -> None:  # on new connections, through the crash and the replacement
+            with fresh(server) as client:
+                while probing.is_set():
+                    try:
+                        answer = client.get("/v2/models/iris")
+                    except httpx.TransportError:  # a connection the crashed worker held
+                        continue
+                    ok = answer.status_code == 200
+                    seen.append(answer.json()["versions"] if ok else answer.status_code)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        os.kill(crashed, signal.SIGKILL)
+        # The supervisor starts a replacement; it acknowledges once it has caught up.
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            recorded, made = acknowledged(tmp_path)
+            pids = worker_pids(shared)
+            if crashed not in pids and len(pids) == int(WORKERS) and min(made) == recorded:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"no replacement caught up; workers {worker_pids(shared)}")
+        time.sleep(1.0)  # the replacement takes connections too
+        probing.clear()
+        prober.join(timeout=30)
+        assert_everywhere(server, ["2"])
+    # The replacement took no connection before it served every change made before it.
+    assert seen and all(answer == ["2"] for answer in seen), [a for a in seen if a != ["2"]]
+
+
+def worker_pids(shared: Path) -> list[int]:
+    """The pids of the live workers, from their acknowledgements."""
+    pids = []
+    for path in sorted((shared / ACKS_FOLDER).glob("*.json")):
+        pid = int(json.loads(path.read_text())["pid"])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        pids.append(pid)
+    return pids
 
 
 def test_sigterm_lets_requests_in_flight_finish(two_versions: Path) -> None:
@@ -277,6 +370,115 @@ def test_a_change_that_fails_is_tried_again(tmp_path: Path) -> None:
     assert attempts == [1, 1]
     (line,) = stream.getvalue().splitlines()  # reported once
     assert json.loads(line)["error"] == "OSError: store unreachable"
+
+
+def test_a_change_is_answered_once_every_worker_has_made_it(tmp_path: Path) -> None:
+    made: list[ModelChange] = []
+
+    async def scenario() -> None:
+        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
+        there = WorkerGroup(folder=tmp_path, workers=2, poll_s=0.05, worker_id="there")
+
+        async def ignore(change: ModelChange) -> None:
+            pass
+
+        async def slow(change: ModelChange) -> None:
+            await asyncio.sleep(0.3)  # a model load
+            made.append(change)
+
+        here.start(ignore)
+        there.start(slow)
+        async with here.changing():
+            change = here.publish(ModelChange(name="iris", action="load", ref="iris:2", version=2))
+        assert made == []
+        await here.follow(change, timeout_s=30.0)
+        assert [c.seq for c in made] == [change.seq]  # made there before the answer
+        await here.stop()
+        await there.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_change_that_fails_on_another_worker_is_a_503_naming_it(tmp_path: Path) -> None:
+    async def scenario() -> WorkersLagging:
+        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
+        there = WorkerGroup(
+            folder=tmp_path, workers=2, poll_s=0.05, worker_id="there", stream=io.StringIO()
+        )
+
+        async def ignore(change: ModelChange) -> None:
+            pass
+
+        async def broken(change: ModelChange) -> None:
+            raise MemoryError("no room for the model")
+
+        here.start(ignore)
+        there.start(broken)
+        change = here.publish(ModelChange(name="iris", action="load", ref="iris:2", version=2))
+        started = time.monotonic()
+        with pytest.raises(WorkersLagging) as caught:
+            await here.follow(change, timeout_s=60.0)
+        assert time.monotonic() - started < 30.0  # a failure is not waited out
+        await here.stop()
+        await there.stop()
+        return caught.value
+
+    error = asyncio.run(scenario())
+    assert error.status_code == 503
+    assert str(error) == (
+        "workers: expected all 2 to serve 'iris' version 2 within 60 s, found 1 that do "
+        "(worker there: failed (MemoryError: no room for the model)); the change stays "
+        "recorded and the others keep trying"
+    )
+
+
+def test_a_worker_that_does_not_follow_in_time_is_named(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        here = WorkerGroup(folder=tmp_path, workers=3, poll_s=3600.0, worker_id="here")
+        asleep = WorkerGroup(folder=tmp_path, workers=3, poll_s=3600.0, worker_id="asleep")
+
+        async def ignore(change: ModelChange) -> None:
+            pass
+
+        here.start(ignore)
+        asleep.start(ignore)
+        await asyncio.sleep(0.05)  # both past their first check, the next in an hour
+        change = here.publish(ModelChange(name="iris", action="unload"))
+        with pytest.raises(WorkersLagging) as caught:
+            await here.follow(change, timeout_s=0.2)
+        await here.stop()
+        await asleep.stop()
+        return str(caught.value)
+
+    assert asyncio.run(scenario()) == (
+        "workers: expected all 3 to stop serving 'iris' within 0.2 s, found 1 that do "
+        "(worker #3: not started yet; worker asleep: not made yet); the change stays recorded "
+        "and the others keep trying"
+    )
+
+
+def test_a_worker_that_ended_is_not_waited_for(tmp_path: Path) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid runs nothing now
+    (tmp_path / ACKS_FOLDER).mkdir()
+    stale = {"pid": ended.pid, "applied": {}, "failed": {}}
+    (tmp_path / ACKS_FOLDER / "gone.json").write_text(json.dumps(stale))
+
+    async def scenario() -> None:
+        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
+        there = WorkerGroup(folder=tmp_path, workers=2, poll_s=0.05, worker_id="there")
+
+        async def ignore(change: ModelChange) -> None:
+            pass
+
+        here.start(ignore)
+        there.start(ignore)
+        change = here.publish(ModelChange(name="iris", action="unload"))
+        await here.follow(change, timeout_s=30.0)
+        await here.stop()
+        await there.stop()
+
+    asyncio.run(scenario())
 
 
 def test_a_persisted_rollout_stays_paused_with_several_workers(

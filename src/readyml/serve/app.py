@@ -197,6 +197,9 @@ class ServingApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.startup()
+                if self.workers is not None:  # a replaced worker serves once caught up
+                    async with self.workers.lock:
+                        await self.workers.catch_up()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -646,7 +649,7 @@ class ServingApp:
         if action == "unload":
             async with self._in_step():
                 exchange.deployment = self._unload(name)
-                self._share(ModelChange(name=name, action="unload"))
+                shared = self._share(ModelChange(name=name, action="unload"))
             content = {"name": name, "state": "UNAVAILABLE"}
         else:
             ref = _load_ref(name, document)
@@ -658,11 +661,12 @@ class ServingApp:
                 deployment = exchange.deployment = await self._load(ref)
                 if self.alias_watcher is not None:
                     self.alias_watcher.follow(ref, deployment.version)
-                self._share(
+                shared = self._share(
                     ModelChange(name=name, action="load", ref=ref, version=deployment.version)
                 )
             content = {"name": name, "version": deployment.version_label, "state": "READY"}
-        if self.workers is not None:  # made here; the other workers follow within a second
+        if self.workers is not None and shared is not None:
+            await self.workers.follow(shared)  # made here; answered once made everywhere
             content["workers"] = self.workers.workers
         exchange.status = 200
         await send_json(send, 200, content)
@@ -705,10 +709,9 @@ class ServingApp:
         async with self.workers.changing():
             yield
 
-    def _share(self, change: ModelChange) -> None:
+    def _share(self, change: ModelChange) -> ModelChange | None:
         """Record a change made here for the other workers (inside :meth:`_in_step`)."""
-        if self.workers is not None:
-            self.workers.publish(change)
+        return self.workers.publish(change) if self.workers is not None else None
 
     # -- rollouts (canary, shadow, promotion, rollback) -----------------------------------
 
@@ -753,6 +756,7 @@ class ServingApp:
         name = _model_name(document)
         manager = self._manager()
         result: dict[str, Any] = {}
+        shared: ModelChange | None = None
         if name in manager.rollouts:
             reason = str(document.get("reason") or "rolled back by hand")
             result = await manager.rollback(name, reason=reason)
@@ -762,7 +766,11 @@ class ServingApp:
                 ref, version = f"{name}@{CHAMPION}", int(result["version"])
                 if self.alias_watcher is not None:
                     self.alias_watcher.follow(ref, version)
-                self._share(ModelChange(name=name, action="load", ref=ref, version=version))
+                shared = self._share(
+                    ModelChange(name=name, action="load", ref=ref, version=version)
+                )
+            if self.workers is not None and shared is not None:
+                await self.workers.follow(shared)
         exchange.status = 200
         await send_json(send, 200, result)
 

@@ -18,6 +18,13 @@ workers are ordered and the last one wins everywhere. Within a worker, changes a
 at a time under :attr:`WorkerGroup.lock`, after catching up with the others', so that a
 change made here is ordered after every change this worker has seen.
 
+Each worker acknowledges what it has made in ``acks/ID.json`` (its pid, the seq made of
+each model, the changes that failed), rewritten when that changes. The worker that made a
+change answers its caller only once every live worker acknowledges it (:meth:`follow`), so
+that after a 200 every connection gets the new state; a worker that fails the change, or
+does not follow in time, turns the answer into a 503 naming it (the change stays recorded
+and that worker keeps trying).
+
 Rollouts stay with one worker: each process would run its own controller, with its own
 windows and decisions. A deploy or promote on a server with several workers is refused
 (:class:`OneWorkerOnly`, 409).
@@ -50,12 +57,25 @@ STATE_FILE = "models.json"
 LOCK_FILE = "models.lock"
 # Where prometheus_client's multiprocess files go in the shared folder.
 METRICS_FOLDER = "metrics"
+# Where each worker acknowledges the changes it has made, in the shared folder.
+ACKS_FOLDER = "acks"
+# How long the worker that made a change waits for the others to make it (s): a poll and
+# a model load, on a machine that may be busy.
+FOLLOW_TIMEOUT_S = 30.0
+# How often it reads their acknowledgements meanwhile (s).
+FOLLOW_POLL_S = 0.05
 
 
 class OneWorkerOnly(ServeError):
     """A rollout was asked of a server that runs several worker processes."""
 
     status_code = 409
+
+
+class WorkersLagging(ServeError):
+    """A change made on one worker was not made by every other in time, or failed there."""
+
+    status_code = 503
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +109,7 @@ class WorkerGroup:
         metrics: This worker's metrics, published every tick for the others' scrapes.
         poll_s: Seconds between checks of the desired-state file.
         stream: Where failures are written as JSON lines (standard error by default).
+        worker_id: This worker's name among the acknowledgements (its pid by default).
     """
 
     def __init__(
@@ -99,16 +120,21 @@ class WorkerGroup:
         metrics: WorkerMetrics | None = None,
         poll_s: float = SYNC_POLL_S,
         stream: TextIO | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self.folder = folder
         self.workers = workers
         self.metrics = metrics
         self.poll_s = poll_s
         self.stream = stream
+        self.worker_id = worker_id if worker_id is not None else str(os.getpid())
         # Held while this worker changes its models (a call, or catching up).
         self.lock = asyncio.Lock()
         # The seq of the last change made here, by model.
         self.applied: dict[str, int] = {}
+        # The last change of each model that failed here: (seq, error).
+        self.failures: dict[str, tuple[int, str]] = {}
+        self._acknowledged: bytes | None = None
         self._apply: Apply | None = None
         self._seen: tuple[int, int] | None = None  # the file's (inode, mtime) when caught up
         self._failed: set[tuple[str, int]] = set()  # changes whose failure was reported
@@ -119,6 +145,7 @@ class WorkerGroup:
     def start(self, apply: Apply) -> None:
         """Start ticking (called by the lifespan); ``apply`` makes another worker's change."""
         self._apply = apply
+        self._acknowledge()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -174,11 +201,14 @@ class WorkerGroup:
                 await self._apply(change)
             except Exception as exc:  # e.g. the store is unreachable: keep serving, retry
                 failed = True
+                self.failures[change.name] = (change.seq, f"{type(exc).__name__}: {exc}")
                 self._report(change, exc)
                 continue
             self.applied[change.name] = change.seq
+            self.failures.pop(change.name, None)
         if not failed:
             self._seen = seen
+        self._acknowledge()
 
     def publish(self, change: ModelChange) -> ModelChange:
         """Record ``change``, made here, for the other workers (hold the lock)."""
@@ -194,7 +224,87 @@ class WorkerGroup:
             temporary.write_bytes(orjson.dumps(state))
             os.replace(temporary, path)
         self.applied[change.name] = seq
+        self.failures.pop(change.name, None)
+        self._acknowledge()
         return recorded
+
+    async def follow(self, change: ModelChange, timeout_s: float = FOLLOW_TIMEOUT_S) -> None:
+        """Wait until every other live worker has made ``change`` (published here).
+
+        Raises:
+            WorkersLagging: A worker failed the change, or did not make it within
+                ``timeout_s``; it keeps trying.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lagging = self._lagging(change)
+            if not lagging:
+                return
+            if all(why.startswith("failed") for why in lagging.values()):
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
+        what = (
+            f"stop serving {change.name!r}"
+            if change.action == "unload"
+            else f"serve {change.name!r} version {change.version}"
+        )
+        found = "; ".join(f"{worker}: {why}" for worker, why in sorted(lagging.items()))
+        raise WorkersLagging(
+            f"workers: expected all {self.workers} to {what} within {timeout_s:g} s, found "
+            f"{self.workers - len(lagging)} that do ({found}); the change stays recorded "
+            "and the others keep trying"
+        )
+
+    def _lagging(self, change: ModelChange) -> dict[str, str]:
+        """The workers that have not made ``change`` (by id), each with why."""
+        lagging: dict[str, str] = {}
+        live = 1  # this one
+        for path in sorted((self.folder / ACKS_FOLDER).glob("*.json")):
+            worker = path.stem
+            if worker == self.worker_id:
+                continue
+            try:
+                ack = json.loads(path.read_bytes())
+            except (OSError, ValueError):  # replaced while read: the next poll reads it
+                lagging[f"worker {worker}"] = "no acknowledgement yet"
+                live += 1
+                continue
+            if not _alive(int(ack["pid"])):  # ended; its replacement acknowledges anew
+                continue
+            live += 1
+            if int(ack["applied"].get(change.name, 0)) >= change.seq:
+                continue
+            failure = ack["failed"].get(change.name)
+            if failure is not None and int(failure["seq"]) >= change.seq:
+                lagging[f"worker {worker}"] = f"failed ({failure['error']})"
+            else:
+                lagging[f"worker {worker}"] = "not made yet"
+        for missing in range(self.workers - live):
+            lagging[f"worker #{live + missing + 1}"] = "not started yet"
+        return lagging
+
+    def _acknowledge(self) -> None:
+        """Write what this worker has made for :meth:`follow` (when it changed)."""
+        content = orjson.dumps(
+            {
+                "pid": os.getpid(),
+                "applied": self.applied,
+                "failed": {
+                    name: {"seq": seq, "error": error}
+                    for name, (seq, error) in self.failures.items()
+                },
+            }
+        )
+        if content == self._acknowledged:
+            return
+        folder = self.folder / ACKS_FOLDER
+        folder.mkdir(exist_ok=True)
+        temporary = folder / f"{self.worker_id}.tmp"
+        temporary.write_bytes(content)
+        os.replace(temporary, folder / f"{self.worker_id}.json")
+        self._acknowledged = content
 
     def refuse_rollout(self, action: str) -> OneWorkerOnly:
         """The 409 of a rollout call (deploy, promote) on this server."""
@@ -222,6 +332,16 @@ class WorkerGroup:
         with contextlib.suppress(OSError, ValueError):
             stream.write(orjson.dumps(entry).decode() + "\n")
             stream.flush()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _read(path: Path) -> dict[str, Any]:
