@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -66,12 +66,12 @@ def workers_server(two_versions: Path, workers_tmp: Path) -> Iterator[Server]:
         yield started
 
 
-def acknowledged(workers_tmp: Path) -> tuple[int, list[int]]:
-    """The seq of the last change of ``iris`` recorded, and the one each worker made."""
+def acknowledged(workers_tmp: Path, key: str = "iris") -> tuple[int, list[int]]:
+    """The seq of the last change of ``key`` recorded, and the one each worker made."""
     (shared,) = workers_tmp.glob("readyml-serve-*")
-    recorded = json.loads((shared / STATE_FILE).read_text())["models"]["iris"]["seq"]
+    recorded = json.loads((shared / STATE_FILE).read_text())["models"][key]["seq"]
     acks = [json.loads(path.read_text()) for path in (shared / ACKS_FOLDER).glob("*.json")]
-    return recorded, [ack["applied"].get("iris", 0) for ack in acks]
+    return recorded, [ack["applied"].get(key, 0) for ack in acks]
 
 
 def fresh(server: Server) -> httpx.Client:
@@ -135,6 +135,24 @@ def test_repository_changes_reach_every_worker(workers_server: Server, workers_t
 
         again = client.post("/v2/repository/models/iris/load", json={}, headers=AUTH)
         assert again.status_code == 200, again.text
+        assert_everywhere(workers_server, ["1"])
+
+
+def test_a_pinned_version_reaches_every_worker(workers_server: Server, workers_tmp: Path) -> None:
+    with fresh(workers_server) as client:
+        pinned = client.post(
+            "/v2/repository/models/iris/load",
+            json={"parameters": {"version": 2, "pin": True}},
+            headers=AUTH,
+        )
+        assert pinned.status_code == 200, pinned.text
+        recorded, made = acknowledged(workers_tmp, "iris:2")
+        assert made == [recorded] * int(WORKERS)
+        assert_everywhere(workers_server, ["1", "2"])
+        unpinned = client.post(
+            "/v2/repository/models/iris/unload", json={"parameters": {"version": 2}}, headers=AUTH
+        )
+        assert unpinned.status_code == 200, unpinned.text
         assert_everywhere(workers_server, ["1"])
 
 
@@ -338,6 +356,48 @@ def test_a_change_published_by_one_worker_is_made_by_the_others(tmp_path: Path) 
     assert [(c.action, c.seq) for c in made["a"]] == [("unload", 2)]
     state = json.loads((tmp_path / STATE_FILE).read_text())
     assert state["seq"] == 2 and state["models"]["iris"]["action"] == "unload"
+
+
+def test_a_worker_catching_up_makes_the_current_version_before_the_pinned_ones(
+    tmp_path: Path,
+) -> None:
+    made: list[tuple[str, int, bool]] = []
+
+    async def scenario() -> dict[str, Any]:
+        first = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="first")
+        first.publish(ModelChange(name="iris", action="load", ref="iris:1", version=1))
+        first.publish(ModelChange(name="iris", action="load", ref="iris:4", version=4, pinned=True))
+        first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3, pinned=True))
+        # iris:3 becomes current: no longer pinned, and recorded after iris:4's pin.
+        first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3))
+        later = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="later")
+
+        async def apply(change: ModelChange) -> None:
+            made.append((change.action, change.version, change.pinned))
+
+        later.start(apply)
+        async with later.changing():
+            pass
+        await later.stop()
+        state: dict[str, Any] = json.loads((tmp_path / STATE_FILE).read_text())
+        return state
+
+    state = asyncio.run(scenario())
+    assert sorted(state["models"]) == ["iris", "iris:4"]
+    assert made == [("load", 3, False), ("load", 4, True)]
+
+
+def test_unloading_every_version_drops_the_pinned_ones_from_the_desired_state(
+    tmp_path: Path,
+) -> None:
+    group = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0)
+    group.publish(ModelChange(name="iris", action="load", ref="iris:1", version=1))
+    group.publish(ModelChange(name="iris", action="load", ref="iris:2", version=2, pinned=True))
+    group.publish(ModelChange(name="iris", action="unload", version=2))
+    assert sorted(json.loads((tmp_path / STATE_FILE).read_text())["models"]) == ["iris", "iris:2"]
+    group.publish(ModelChange(name="iris", action="unload"))
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert list(state["models"]) == ["iris"] and state["models"]["iris"]["action"] == "unload"
 
 
 def test_a_change_that_fails_is_tried_again(tmp_path: Path) -> None:

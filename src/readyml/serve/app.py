@@ -442,7 +442,10 @@ class ServingApp:
         if verb == "ready":
             await send_json(send, 200, {"name": deployment.name, "ready": True})
         else:
-            await send_json(send, 200, v2.model_metadata(deployment.predictor))
+            metadata = v2.model_metadata(deployment.predictor)
+            if version is None:  # the current version's, listing every version served
+                metadata["versions"] = self.table.versions(name) or metadata["versions"]
+            await send_json(send, 200, metadata)
 
     # -- prediction routes --------------------------------------------------------------
 
@@ -626,10 +629,10 @@ class ServingApp:
         async with self._in_step():  # with several workers, after every change made so far
             for name in sorted(set(names) | set(self.table.names())):
                 if name in self.table:
-                    deployment = self.table.get(name)
-                    entries.append(
-                        {"name": name, "version": deployment.version_label, "state": "READY"}
-                    )
+                    entries += [
+                        {"name": name, "version": version, "state": "READY"}
+                        for version in self.table.versions(name)
+                    ]
                 elif not ready_only:
                     entries.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
         exchange.status = 200
@@ -645,59 +648,92 @@ class ServingApp:
         if exchange.request.method != "POST":
             raise _not_allowed(exchange.route, {"POST": self._live}, exchange.request.method)
         document = await self._management_body(exchange, receive)
+        parameters = _parameters(document)
         content: dict[str, Any]
         if action == "unload":
+            version = _unload_version(parameters)
             async with self._in_step():
-                exchange.deployment = self._unload(name)
-                shared = self._share(ModelChange(name=name, action="unload"))
+                if version is None:
+                    exchange.deployment = self._unload(name)
+                else:
+                    exchange.deployment = self._unpin(name, version)
+                shared = self._share(
+                    ModelChange(name=name, action="unload", version=int(version or 0))
+                )
             content = {"name": name, "state": "UNAVAILABLE"}
+            if version is not None:
+                content["version"] = version
         else:
             ref = _load_ref(name, document)
+            pin = _pin_flag(parameters)
             if self.loader is None:
                 raise NotFound(
                     f"model {name!r}: expected a server with a registry to load from, found none"
                 )
             async with self._in_step():
-                deployment = exchange.deployment = await self._load(ref)
-                if self.alias_watcher is not None:
+                deployment = exchange.deployment = await self._load(ref, pin=pin)
+                if self.alias_watcher is not None and not pin:
                     self.alias_watcher.follow(ref, deployment.version)
-                shared = self._share(
-                    ModelChange(name=name, action="load", ref=ref, version=deployment.version)
+                change = ModelChange(
+                    name=name, action="load", ref=ref, version=deployment.version, pinned=pin
                 )
+                shared = self._share(change)
             content = {"name": name, "version": deployment.version_label, "state": "READY"}
+            if pin:
+                content["pinned"] = True
         if self.workers is not None and shared is not None:
             await self.workers.follow(shared)  # made here; answered once made everywhere
             content["workers"] = self.workers.workers
         exchange.status = 200
         await send_json(send, 200, content)
 
-    async def _load(self, ref: str) -> Deployment:
-        """Load ``ref`` and serve it in place of its model's deployment, if any (hot swap)."""
+    async def _load(self, ref: str, *, pin: bool = False) -> Deployment:
+        """Load ``ref`` and serve it in place of its model's deployment, if any (hot swap), or,
+        with ``pin``, alongside the current one (at its version's routes only)."""
         assert self.loader is not None
+        name = ref.split("@", 1)[0].split(":", 1)[0]
+        if pin:
+            self.table.get(name)  # a version is pinned beside a current one: 404 before loading
         predictor = await asyncio.to_thread(self.loader, ref)
         deployment = self.deploy(predictor)
-        old = self.table.put(deployment)
-        if old is not None:
+        if pin:
+            old = self.table.pin(deployment)
+            replaced = [old] if old is not None else []
+        else:
+            replaced = self.table.put(deployment)
+        for old in replaced:
             # In-flight requests finish on the old version; new ones go to the new one.
             self._in_background(old.batcher.drain(DRAIN_TIMEOUT_S))
         return deployment
 
     def _unload(self, name: str) -> Deployment:
-        """Stop serving ``name``; its queued requests are answered first (404 if not loaded)."""
-        deployment = self.table.remove(name)
+        """Stop serving ``name``, every version; their queued requests are answered first (404
+        if not loaded). Returns the current deployment."""
+        removed = self.table.remove(name)
         if self.alias_watcher is not None:
             self.alias_watcher.forget(name)
+        for deployment in removed:
+            self._in_background(deployment.batcher.drain(DRAIN_TIMEOUT_S))
+        return removed[0]
+
+    def _unpin(self, name: str, version: str) -> Deployment:
+        """Stop serving the pinned ``version`` of ``name`` (404 if not served, 409 if current)."""
+        deployment = self.table.unpin(name, version)
         self._in_background(deployment.batcher.drain(DRAIN_TIMEOUT_S))
         return deployment
 
     async def apply_change(self, change: ModelChange) -> None:
         """Make a change another worker of this server made: the same version, or unload."""
         if change.action == "unload":
-            if change.name in self.table:
+            if change.name not in self.table:
+                return
+            if change.version == 0:
                 self._unload(change.name)
+            elif str(change.version) in self.table.versions(change.name)[1:]:
+                self._unpin(change.name, str(change.version))
             return
-        deployment = await self._load(f"{change.name}:{change.version}")
-        if self.alias_watcher is not None:
+        deployment = await self._load(f"{change.name}:{change.version}", pin=change.pinned)
+        if self.alias_watcher is not None and not change.pinned:
             self.alias_watcher.follow(change.ref, deployment.version)
 
     @contextlib.asynccontextmanager
@@ -825,6 +861,32 @@ def _model_name(document: dict[str, Any], key: str = "model") -> str:
     return value
 
 
+def _parameters(document: dict[str, Any]) -> dict[str, Any]:
+    """A repository call's ``parameters`` object (empty when absent)."""
+    parameters = document.get("parameters") or {}
+    if type(parameters) is not dict:
+        raise BadRequest(f"parameters: expected an object, found {type(parameters).__name__}")
+    return parameters
+
+
+def _pin_flag(parameters: dict[str, Any]) -> bool:
+    """Whether a load asks to serve the version alongside the current one."""
+    pin = parameters.get("pin", False)
+    if type(pin) is not bool:
+        raise BadRequest(f"parameters.pin: expected a boolean, found {pin!r}")
+    return pin
+
+
+def _unload_version(parameters: dict[str, Any]) -> str | None:
+    """The pinned version an unload asks to stop serving (``None``: every version)."""
+    version = parameters.get("version")
+    if version is None:
+        return None
+    if type(version) is bool or not str(version).isdigit():
+        raise BadRequest(f"parameters.version: expected a version number, found {version!r}")
+    return str(int(str(version)))
+
+
 def _load_ref(name: str, document: dict[str, Any]) -> str:
     """The registry reference a load call asks for: ``NAME@champion`` unless told otherwise."""
     try:
@@ -833,9 +895,7 @@ def _load_ref(name: str, document: dict[str, Any]) -> str:
         raise BadRequest(str(exc)) from None
     if "@" in name or ":" in name:
         raise BadRequest(f"model name {name!r}: expected a bare name; give the version in body")
-    parameters = document.get("parameters") or {}
-    if type(parameters) is not dict:
-        raise BadRequest(f"parameters: expected an object, found {type(parameters).__name__}")
+    parameters = _parameters(document)
     version = parameters.get("version")
     alias = parameters.get("alias")
     if version is not None:

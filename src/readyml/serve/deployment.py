@@ -4,6 +4,11 @@ A request looks its deployment up once and keeps the object it got, so replacing
 deployment (a new version, a rollback) never disturbs requests already in flight: they
 finish on the old predictor while new requests go to the new one; the old batcher is then
 drained. A dict assignment is atomic on the event loop, which is the only writer.
+
+Each name has a *current* deployment, which every route without a version answers with,
+and may have *pinned* ones: other versions served alongside, each with its own batcher,
+answered only at ``/v2/models/{name}/versions/{version}/...`` (A/B tests by URL, clients
+that must stay on one version for a while).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import concurrent.futures
 from collections.abc import Callable, Iterator
 
 from readyml.config import BatchingSpec
-from readyml.errors import NotFound
+from readyml.errors import NotFound, ServeError
 from readyml.predict import Part, Prediction, Predictor
 from readyml.predict.inputs import shorten
 from readyml.serve.batching import AdaptiveBatcher, BatchStats, Queued
@@ -76,6 +81,12 @@ class Deployment:
         return cls(predictor=predictor, batcher=batcher)
 
 
+class VersionConflict(ServeError):
+    """A version cannot be pinned or unpinned as asked (it is the current one)."""
+
+    status_code = 409
+
+
 class ModelTable:
     """Deployments by model name; the first one put is the default for ``/predict``.
 
@@ -90,6 +101,7 @@ class ModelTable:
 
     def __init__(self) -> None:
         self._deployments: dict[str, Deployment] = {}
+        self._pinned: dict[str, dict[str, Deployment]] = {}
         self._default_name: str | None = None
         self.generation = 0
 
@@ -105,12 +117,26 @@ class ModelTable:
             raise NotFound(
                 f"model: expected a loaded model (loaded: {loaded}), found {shorten(name)!r}"
             )
-        if version is not None and version != deployment.version_label:
-            raise NotFound(
-                f"model {name!r} version: expected {deployment.version_label} (the version "
-                f"it serves), found {shorten(version)!r}"
-            )
-        return deployment
+        if version is None or version == deployment.version_label:
+            return deployment
+        pinned = self._pinned.get(name, {}).get(version)
+        if pinned is not None:
+            return pinned
+        served = self.versions(name)
+        expected = (
+            f"{served[0]} (the version it serves)"
+            if len(served) == 1
+            else f"one of the versions it serves ({', '.join(served)})"
+        )
+        raise NotFound(f"model {name!r} version: expected {expected}, found {shorten(version)!r}")
+
+    def versions(self, name: str) -> list[str]:
+        """The versions ``name`` serves: the current one first, then the pinned ones."""
+        current = self._deployments.get(name)
+        if current is None:
+            return []
+        pinned = sorted(self._pinned.get(name, {}), key=int)
+        return [current.version_label, *pinned]
 
     def default(self) -> Deployment:
         """The first model put in the table (the project's champion by default).
@@ -138,28 +164,86 @@ class ModelTable:
             return None
         return self._deployments.get(self._default_name)
 
-    def put(self, deployment: Deployment) -> Deployment | None:
-        """Serve ``deployment`` under its name; return the one it replaced, if any."""
-        old = self._deployments.get(deployment.name)
-        self._deployments[deployment.name] = deployment
+    def put(self, deployment: Deployment) -> list[Deployment]:
+        """Make ``deployment`` its name's current one; return those it replaced (to drain).
+
+        A pinned deployment of the same version is replaced too: the version is current now.
+        """
+        name = deployment.name
+        replaced = []
+        old = self._deployments.get(name)
+        if old is not None and old is not deployment:
+            replaced.append(old)
+        pinned = self._pinned.get(name, {}).pop(deployment.version_label, None)
+        if pinned is not None:
+            replaced.append(pinned)
+        self._deployments[name] = deployment
         if self._default_name is None:
-            self._default_name = deployment.name
+            self._default_name = name
+        self.generation += 1
+        return replaced
+
+    def pin(self, deployment: Deployment) -> Deployment | None:
+        """Serve ``deployment`` alongside its name's current version; return the pinned one
+        of the same version it replaced, if any.
+
+        Raises:
+            NotFound: The name serves no current version.
+            VersionConflict: ``deployment`` is of the current version.
+        """
+        current = self.get(deployment.name)
+        if current.version_label == deployment.version_label:
+            raise VersionConflict(
+                f"version: expected another version than {deployment.name!r}'s current one, "
+                f"found {deployment.version_label} (load it without `pin` to reload it)"
+            )
+        pinned = self._pinned.setdefault(deployment.name, {})
+        old = pinned.get(deployment.version_label)
+        pinned[deployment.version_label] = deployment
         self.generation += 1
         return old
 
-    def remove(self, name: str) -> Deployment:
-        """Stop serving ``name``; return its deployment (to drain it)."""
-        deployment = self.get(name)
-        del self._deployments[name]
+    def unpin(self, name: str, version: str) -> Deployment:
+        """Stop serving the pinned ``version`` of ``name``; return its deployment (to drain).
+
+        Raises:
+            NotFound: ``name`` does not serve ``version``.
+            VersionConflict: ``version`` is the current one.
+        """
+        deployment = self.get(name, version)
+        if deployment is self._deployments[name]:
+            raise VersionConflict(
+                f"version: expected a pinned version of {name!r} "
+                f"({', '.join(self.versions(name)[1:]) or 'none'}), found {version}, the current "
+                "one; unload without a version to stop serving every version"
+            )
+        del self._pinned[name][version]
         self.generation += 1
         return deployment
+
+    def remove(self, name: str) -> list[Deployment]:
+        """Stop serving ``name``, every version; return their deployments (to drain)."""
+        deployment = self.get(name)
+        del self._deployments[name]
+        removed = [deployment, *self._pinned.pop(name, {}).values()]
+        self.generation += 1
+        return removed
+
+    def pinned(self, name: str) -> list[Deployment]:
+        """The pinned deployments of ``name``, by version."""
+        pinned = self._pinned.get(name, {})
+        return [pinned[label] for label in sorted(pinned, key=int)]
 
     def names(self) -> list[str]:
         """Names of the loaded models, in load order."""
         return list(self._deployments)
 
     def __iter__(self) -> Iterator[Deployment]:
-        return iter(list(self._deployments.values()))
+        """Every deployment, current and pinned."""
+        deployments = list(self._deployments.values())
+        for pinned in self._pinned.values():
+            deployments += pinned.values()
+        return iter(deployments)
 
     def __contains__(self, name: object) -> bool:
         return name in self._deployments

@@ -26,6 +26,7 @@ _ERROR_STATUSES = {
     "401": "A bearer token is needed and none (or a wrong one) came.",
     "404": "No such model or version is loaded.",
     "405": "The path takes other methods; Allow lists them.",
+    "409": "The call conflicts with what is served (e.g. pinning the current version).",
     "413": "The body is larger than the server's limit.",
     "415": "The content type is not one this route reads, or the body is compressed.",
     "422": "The model could not predict this input.",
@@ -164,7 +165,12 @@ def build_openapi(table: ModelTable, *, protect_predict: bool) -> dict[str, Any]
         },
         "responses": {
             "200": _json_body({"type": "object"}, "Done."),
-            **_errors("400", "401", "404", "413", "415"),
+            **_errors("400", "401", "404", "409", "413", "415"),
+            "503": _json_body(
+                _ref("Error"),
+                "With several workers: one failed the change or did not make it in time (the "
+                "change stays recorded and it keeps trying).",
+            ),
         },
     }
     paths: dict[str, Any] = {
@@ -502,8 +508,18 @@ def _schemas() -> dict[str, Any]:
                 "parameters": {
                     "type": "object",
                     "properties": {
-                        "version": {"type": "string"},
+                        "version": {
+                            "oneOf": [{"type": "string"}, {"type": "integer"}],
+                            "description": "Load: the version to serve (else the alias, else "
+                            "the champion). Unload: the pinned version to stop serving (else "
+                            "every version).",
+                        },
                         "alias": {"type": "string"},
+                        "pin": {
+                            "type": "boolean",
+                            "description": "Load: serve the version beside the current one, "
+                            "at /v2/models/{model_name}/versions/{model_version} only.",
+                        },
                     },
                 }
             },

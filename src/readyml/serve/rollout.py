@@ -550,8 +550,7 @@ class RolloutManager:
             self._later(drain.batcher.drain(DRAIN_TIMEOUT_S))
 
     def _replace_stable(self, deployment: Deployment) -> None:
-        old = self.table.put(deployment)
-        if old is not None and old is not deployment:
+        for old in self.table.put(deployment):
             self._later(old.batcher.drain(DRAIN_TIMEOUT_S))
 
     def _later(self, work: Any) -> None:

@@ -66,8 +66,15 @@ def check_startup(project: Project, spec: ServingSpec, models: Sequence[str] = (
         ServeError: The host is unknown or the port is taken.
     """
     registry = open_registry(project.workspace)
+    seen: set[tuple[str, int]] = set()
     for ref in list(models) or default_models(project, spec):
-        registry.get(ref)
+        version = registry.get(ref)
+        if (version.name, version.version) in seen:
+            raise ConfigError(
+                f"models: expected each version once, found {version.name}:{version.version} "
+                f"twice ({ref!r} is one of them)"
+            )
+        seen.add((version.name, version.version))
     if spec.engine == "uvicorn":
         check_address(spec.host, spec.port)
 
@@ -199,12 +206,11 @@ def build_app(
             "/ui/score": score_page(project, registry),
         },
     )
-    seen = set()
     for ref in refs:
         predictor = load(ref)
-        if predictor.name in seen:
-            raise ConfigError(f"models: expected each model once, found {predictor.name!r} twice")
-        seen.add(predictor.name)
+        if predictor.name in table:  # a later version of a model: pinned beside the first
+            table.pin(make_deployment(predictor))
+            continue
         table.put(make_deployment(predictor))
         if watcher is not None:
             watcher.follow(ref, predictor.version)

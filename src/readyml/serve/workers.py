@@ -12,11 +12,14 @@ the first worker loaded: a load of ``NAME@champion`` loads the same version ever
 every worker then follows the alias. A worker that starts later (one replaced after a
 crash) makes every change recorded so far.
 
-The file holds the latest change of each model with a sequence number, written under an
-exclusive ``flock`` (read, add, write a temporary file, rename), so concurrent calls on two
-workers are ordered and the last one wins everywhere. Within a worker, changes are made one
-at a time under :attr:`WorkerGroup.lock`, after catching up with the others', so that a
-change made here is ordered after every change this worker has seen.
+The file holds the latest change of each model's current version, and of each version
+pinned beside it, with a sequence number, written under an exclusive ``flock`` (read, add,
+write a temporary file, rename), so concurrent calls on two workers are ordered and the last
+one wins everywhere. A change of the current version drops the pinned entries it supersedes
+(an unload of every version, or the load of a pinned version as current), and a worker
+catching up makes the current versions' changes before the pinned ones. Within a worker,
+changes are made one at a time under :attr:`WorkerGroup.lock`, after catching up with the
+others', so that a change made here is ordered after every change this worker has seen.
 
 Each worker acknowledges what it has made in ``acks/ID.json`` (its pid, the seq made of
 each model, the changes that failed), rewritten when that changes. The worker that made a
@@ -86,7 +89,9 @@ class ModelChange:
         name: The model.
         action: ``load`` (``version``, followed by ``ref``) or ``unload``.
         ref: The reference as asked (``NAME@ALIAS`` or ``NAME:V``): an alias is followed.
-        version: The version the worker that answered loaded.
+        version: The version the worker that answered loaded; for an unload, the pinned
+            version to stop serving (0: every version).
+        pinned: A load of a version served alongside the current one.
         seq: Its place in the order of this server's changes (set when published).
     """
 
@@ -94,7 +99,16 @@ class ModelChange:
     action: str
     ref: str = ""
     version: int = 0
+    pinned: bool = False
     seq: int = 0
+
+    @property
+    def key(self) -> str:
+        """What the change sets: the model's current version (``NAME``), or one pinned
+        version (``NAME:V``); the desired state keeps the latest change of each."""
+        if self.pinned or (self.action == "unload" and self.version):
+            return f"{self.name}:{self.version}"
+        return self.name
 
 
 Apply = Callable[[ModelChange], Awaitable[None]]
@@ -130,9 +144,9 @@ class WorkerGroup:
         self.worker_id = worker_id if worker_id is not None else str(os.getpid())
         # Held while this worker changes its models (a call, or catching up).
         self.lock = asyncio.Lock()
-        # The seq of the last change made here, by model.
+        # The seq of the last change made here, by key (see ModelChange.key).
         self.applied: dict[str, int] = {}
-        # The last change of each model that failed here: (seq, error).
+        # The last change of each key that failed here: (seq, error).
         self.failures: dict[str, tuple[int, str]] = {}
         self._acknowledged: bytes | None = None
         self._apply: Apply | None = None
@@ -191,21 +205,22 @@ class WorkerGroup:
             return
         state = _read(path)
         pending = [
-            ModelChange(**entry)
-            for entry in state["models"].values()
-            if entry["seq"] > self.applied.get(entry["name"], 0)
+            change
+            for change in (ModelChange(**entry) for entry in state["models"].values())
+            if change.seq > self.applied.get(change.key, 0)
         ]
         failed = False
-        for change in sorted(pending, key=lambda change: change.seq):
+        # Current versions first: a pinned version is served beside one.
+        for change in sorted(pending, key=lambda change: (change.key != change.name, change.seq)):
             try:
                 await self._apply(change)
             except Exception as exc:  # e.g. the store is unreachable: keep serving, retry
                 failed = True
-                self.failures[change.name] = (change.seq, f"{type(exc).__name__}: {exc}")
+                self.failures[change.key] = (change.seq, f"{type(exc).__name__}: {exc}")
                 self._report(change, exc)
                 continue
-            self.applied[change.name] = change.seq
-            self.failures.pop(change.name, None)
+            self.applied[change.key] = change.seq
+            self.failures.pop(change.key, None)
         if not failed:
             self._seen = seen
         self._acknowledge()
@@ -219,12 +234,21 @@ class WorkerGroup:
             seq = int(state["seq"]) + 1
             recorded = dataclasses.replace(change, seq=seq)
             state["seq"] = seq
-            state["models"][change.name] = dataclasses.asdict(recorded)
+            models: dict[str, Any] = state["models"]
+            if change.key == change.name:  # the current version: pins it supersedes go
+                superseded = (
+                    [key for key in models if key.startswith(f"{change.name}:")]
+                    if change.action == "unload"
+                    else [f"{change.name}:{change.version}"]
+                )
+                for key in superseded:
+                    models.pop(key, None)
+            models[change.key] = dataclasses.asdict(recorded)
             temporary = path.with_suffix(".tmp")
             temporary.write_bytes(orjson.dumps(state))
             os.replace(temporary, path)
-        self.applied[change.name] = seq
-        self.failures.pop(change.name, None)
+        self.applied[change.key] = seq
+        self.failures.pop(change.key, None)
         self._acknowledge()
         return recorded
 
@@ -245,11 +269,12 @@ class WorkerGroup:
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(FOLLOW_POLL_S)
-        what = (
-            f"stop serving {change.name!r}"
-            if change.action == "unload"
-            else f"serve {change.name!r} version {change.version}"
-        )
+        if change.action == "unload":
+            what = f"stop serving {change.name!r}"
+            what += f" version {change.version}" if change.version else ""
+        else:
+            what = f"serve {change.name!r} version {change.version}"
+            what += " pinned" if change.pinned else ""
         found = "; ".join(f"{worker}: {why}" for worker, why in sorted(lagging.items()))
         raise WorkersLagging(
             f"workers: expected all {self.workers} to {what} within {timeout_s:g} s, found "
@@ -274,9 +299,9 @@ class WorkerGroup:
             if not _alive(int(ack["pid"])):  # ended; its replacement acknowledges anew
                 continue
             live += 1
-            if int(ack["applied"].get(change.name, 0)) >= change.seq:
+            if int(ack["applied"].get(change.key, 0)) >= change.seq:
                 continue
-            failure = ack["failed"].get(change.name)
+            failure = ack["failed"].get(change.key)
             if failure is not None and int(failure["seq"]) >= change.seq:
                 lagging[f"worker {worker}"] = f"failed ({failure['error']})"
             else:
