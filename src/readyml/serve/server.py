@@ -323,7 +323,7 @@ def http_protocol(
     a deadline and a size limit, and bytes that are not HTTP get a JSON 400
     (:mod:`readyml.serve.head_limits`).
     Without httptools, or with a uvicorn release the protocols were not checked against,
-    uvicorn picks its own protocol (``"auto"``), without those two.
+    uvicorn picks its own protocol (``"auto"``), without the head limits or the JSON 400.
     """
     import uvicorn
 
