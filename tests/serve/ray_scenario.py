@@ -89,6 +89,39 @@ def observe(client: httpx.Client, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def repository_changes(url: str, token: str) -> dict[str, Any]:
+    """Pin version 2 on the Ray server, read which versions answer on new connections (Ray's
+    proxy spreads them over the replicas), unpin it; a rollout is refused."""
+    auth = {"authorization": f"Bearer {token}"}
+    repository = f"{url}/v2/repository/models/iris"
+    found: dict[str, Any] = {}
+
+    def versions() -> list[Any]:
+        seen = []
+        for _ in range(16):
+            with httpx.Client(timeout=30) as fresh:
+                seen.append(fresh.get(f"{url}/v2/models/iris").json().get("versions"))
+        return seen
+
+    with httpx.Client(timeout=120) as client:
+        parameters = {"parameters": {"version": 2, "pin": True}}
+        found["pin"] = observe_url(client, f"{repository}/load", parameters, auth)
+        found["versions_after_pin"] = versions()
+        unpin = {"parameters": {"version": 2}}
+        found["unpin"] = observe_url(client, f"{repository}/unload", unpin, auth)
+        found["versions_after_unpin"] = versions()
+        deploy = {"model": "iris", "version": 2, "mode": "direct"}
+        found["deploy"] = observe_url(client, f"{url}/v2/management/deploy", deploy, auth)
+    return found
+
+
+def observe_url(
+    client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> dict[str, Any]:
+    answer = client.post(url, json=body, headers=headers)
+    return {"status": answer.status_code, "body": answer.json()}
+
+
 def start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with log.open("wb") as output:
         return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
@@ -142,6 +175,7 @@ def main(spec_path: str) -> int:
                     | {"ray": observe(ray, request)}
                 )
         results["pairs"] = pairs
+        results.update(repository_changes(f"http://127.0.0.1:{RAY_PORT}", spec["token"]))
         batch = [*cli, "batch-predict", "iris@champion", "-p", spec["root"]]
         ray_batch = ["--engine", "ray", "--ray-address", "auto", "--actors", "2"]
         ray_batch += ["--batch-rows", "256", "--keep", "id", "--row-id"]

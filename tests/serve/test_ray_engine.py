@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from conftest import _unavailable
@@ -38,6 +39,7 @@ from readyml.serve.ray_engine import ReplicaApp, deployment_options, initial_rep
 from support import iris_frame
 
 from .conftest import train_iris
+from .test_rollout import register
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "ray-test-token"
@@ -177,6 +179,7 @@ def ray_run(tmp_path_factory: pytest.TempPathFactory, iris_rows: pd.DataFrame) -
     workdir = tmp_path_factory.mktemp("ray")
     # Half a CPU per replica leaves one of the two CPUs free for batch prediction on Ray.
     root = train_iris(workdir / "project", serving={"ray": {"replica_cpus": 0.5}})
+    register(root, lambda: LogisticRegression(max_iter=500, C=0.5))  # version 2, to pin
     batch_input = workdir / "in.parquet"
     pq.write_table(pa.Table.from_pandas(iris_rows, preserve_index=False), batch_input, 700)
     nan_values = iris_rows["petal_width"].to_numpy().copy()
@@ -245,6 +248,27 @@ def test_ray_serve_answers_as_the_single_process_server(ray_run: dict[str, Any])
     assert statuses.count(200) == 9 and {400, 401, 404, 405} <= set(statuses)
     code, seconds = ray_run["ray_stop"]
     assert code == 0 and seconds < 60  # SIGINT: serve.shutdown(), ray.shutdown()
+
+
+def test_a_repository_change_reaches_every_local_replica(ray_run: dict[str, Any]) -> None:
+    pinned = ray_run["pin"]
+    assert pinned["status"] == 200, pinned
+    assert pinned["body"] == {
+        "name": "iris",
+        "version": "2",
+        "state": "READY",
+        "pinned": True,
+        "workers": 2,
+    }
+    # Answered once both replicas serve it: whichever replica answers, it lists version 2.
+    assert ray_run["versions_after_pin"] == [["1", "2"]] * len(ray_run["versions_after_pin"])
+    assert ray_run["versions_after_unpin"] == [["1"]] * len(ray_run["versions_after_unpin"])
+    refused = ray_run["deploy"]
+    assert refused["status"] == 409
+    assert refused["body"]["error"].startswith(
+        "deploy: expected a server with one replica, found 2 (each would run its own rollout); "
+        "restart it with --replicas 1"
+    )
 
 
 def test_batch_predict_on_ray_writes_the_in_process_output(ray_run: dict[str, Any]) -> None:

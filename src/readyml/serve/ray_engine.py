@@ -38,8 +38,10 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -179,9 +181,18 @@ class RayEngine:
         self.session_ = _ray.connect(spec.ray.address, what="--ray-address")
         try:
             self._check_capacity()
-            options = json.dumps(
-                {"project": str(project.root), "spec": spec.model_dump(mode="json"), "models": refs}
-            )
+            settings: dict[str, Any] = {
+                "project": str(project.root),
+                "spec": spec.model_dump(mode="json"),
+                "models": refs,
+            }
+            if self.session_.local and (spec.ray.replicas > 1 or spec.ray.max_replicas):
+                # One machine: the replicas keep their models in step through a folder, as
+                # --workers processes do (on a cluster each replica keeps its own).
+                self.replicas_folder_ = Path(tempfile.mkdtemp(prefix="readyml-ray-serve-"))
+                settings["replicas_folder"] = str(self.replicas_folder_)
+                settings["replicas"] = initial_replicas(spec.ray)
+            options = json.dumps(settings)
             ingress = serve.ingress(ReplicaApp())(_Replica)
             deployment = serve.deployment(**deployment_options(spec, options))(ingress)
             serve.start(http_options={"host": spec.host, "port": spec.port})
@@ -212,6 +223,10 @@ class RayEngine:
             if session.connected:
                 ray.shutdown()
         del self.session_
+        folder = getattr(self, "replicas_folder_", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            del self.replicas_folder_
 
     def _check_capacity(self) -> None:
         session = self.session_

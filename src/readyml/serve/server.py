@@ -108,6 +108,8 @@ def build_app(
     registry: Registry | None = None,
     token: str | None = None,
     workers_folder: Path | None = None,
+    replicas_folder: Path | None = None,
+    replicas: int = 1,
 ) -> ServingApp:
     """Load the models and assemble the app (nothing runs until the lifespan starts).
 
@@ -120,6 +122,9 @@ def build_app(
         workers_folder: The folder the workers of one server share (given to each worker
             when ``spec.workers`` > 1): model changes reach every worker, metrics are
             summed over them, and rollouts are refused.
+        replicas_folder: The folder the Ray replicas of one server on one machine share
+            (``replicas`` of them at least): model changes reach every replica, and
+            rollouts are refused; metrics stay each replica's.
 
     Raises:
         VersionNotFound: A model, version or alias does not exist.
@@ -136,6 +141,10 @@ def build_app(
     if workers_folder is not None:
         metrics = WorkerMetrics(folder=workers_folder / METRICS_FOLDER)
         workers = WorkerGroup(folder=workers_folder, workers=spec.workers, metrics=metrics)
+    elif replicas_folder is not None:
+        workers = WorkerGroup(
+            folder=replicas_folder, workers=replicas, noun="replica", one="--replicas 1"
+        )
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="readyml-inference"
     )
@@ -216,12 +225,16 @@ def build_app(
             watcher.follow(ref, predictor.version)
     if workers is None:
         rollouts.resume()
-    else:
+    elif replicas_folder is None:
         report_paused_rollouts(rollouts, spec.workers)
+    else:
+        report_paused_rollouts(rollouts, workers.workers, noun="replica", one="--replicas 1")
     return app
 
 
-def report_paused_rollouts(rollouts: RolloutManager, workers: int) -> None:
+def report_paused_rollouts(
+    rollouts: RolloutManager, workers: int, *, noun: str = "worker", one: str = "--workers 1"
+) -> None:
     """Say which persisted rollouts a server with several workers leaves paused.
 
     Each worker would resume its own controller on the same records, so none does: the
@@ -232,7 +245,7 @@ def report_paused_rollouts(rollouts: RolloutManager, workers: int) -> None:
         if record.get("state") in active:
             print(
                 f"readyml: rollout of {record.get('model')!r} paused: rollouts run with one "
-                f"worker, found {workers}; restart with --workers 1 to resume it",
+                f"{noun}, found {workers}; restart with {one} to resume it",
                 file=sys.stderr,
             )
 
@@ -354,9 +367,12 @@ def app_from_environment() -> ServingApp:
     project = Project.load(Path(options["project"]))
     spec = ServingSpec.model_validate(options["spec"])
     folder = options.get("workers_folder")
+    replicas_folder = options.get("replicas_folder")
     return build_app(
         project,
         spec=spec,
         models=options["models"],
         workers_folder=Path(folder) if folder is not None else None,
+        replicas_folder=Path(replicas_folder) if replicas_folder is not None else None,
+        replicas=int(options.get("replicas", 1)),
     )

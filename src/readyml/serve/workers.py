@@ -124,6 +124,8 @@ class WorkerGroup:
         poll_s: Seconds between checks of the desired-state file.
         stream: Where failures are written as JSON lines (standard error by default).
         worker_id: This worker's name among the acknowledgements (its pid by default).
+        noun: What one of the processes is called in messages (``replica`` on Ray).
+        one: The flag that restarts the server with one of them.
     """
 
     def __init__(
@@ -135,8 +137,12 @@ class WorkerGroup:
         poll_s: float = SYNC_POLL_S,
         stream: TextIO | None = None,
         worker_id: str | None = None,
+        noun: str = "worker process",
+        one: str = "--workers 1",
     ) -> None:
         self.folder = folder
+        self.noun = noun
+        self.one = one
         self.workers = workers
         self.metrics = metrics
         self.poll_s = poll_s
@@ -334,9 +340,9 @@ class WorkerGroup:
     def refuse_rollout(self, action: str) -> OneWorkerOnly:
         """The 409 of a rollout call (deploy, promote) on this server."""
         return OneWorkerOnly(
-            f"{action}: expected a server with one worker process, found {self.workers} (each "
-            "would run its own rollout); restart it with --workers 1 to roll out, or load a "
-            "version on every worker with POST /v2/repository/models/{name}/load"
+            f"{action}: expected a server with one {self.noun}, found {self.workers} (each "
+            f"would run its own rollout); restart it with {self.one} to roll out, or load a "
+            f"version on every {self.noun} with POST /v2/repository/models/{{name}}/load"
         )
 
     def _report(self, change: ModelChange, exc: BaseException) -> None:
