@@ -57,6 +57,7 @@ def unload(client: httpx.Client, **parameters: Any) -> httpx.Response:
 
 
 def test_a_later_version_given_at_start_is_served_beside_the_first(server: Server) -> None:
+    assert "readyml serve: starting iris:1, iris:3 (pinned) on" in server.log.read_text()
     with server.client() as client:
         assert client.get("/v2/models/iris").json()["versions"] == ["1", "3"]
         assert client.get("/v2/models/iris/versions/3").json()["versions"] == ["3"]

@@ -9,6 +9,7 @@ import typer
 
 from readyml import _console as console
 from readyml.cli._common import ProjectOpt, cli_errors
+from readyml.types import ModelRef
 
 app = typer.Typer(help="Serve models over REST.")
 
@@ -127,9 +128,20 @@ def serve(
     else:
         scale = f"{spec.workers} worker(s)"
     check_startup(loaded, spec, model or [])
-    served = ", ".join(model or spec.models) or f"{loaded.spec.name}@champion"
+    served = ", ".join(_pinned_marked(model or spec.models)) or f"{loaded.spec.name}@champion"
     # "starting": the models load after this line, and a damaged one still stops the server.
     console.stdout.print(
         f"readyml serve: starting {served} on http://{spec.host}:{spec.port} ({scale})"
     )
     run(loaded, spec=spec, models=model or [], log_level=log_level)
+
+
+def _pinned_marked(refs: list[str]) -> list[str]:
+    """``refs`` as said at start: a later reference to a model already named is pinned."""
+    names: set[str] = set()
+    marked = []
+    for ref in refs:
+        name = ModelRef.parse(ref).name
+        marked.append(f"{ref} (pinned)" if name in names else ref)
+        names.add(name)
+    return marked
