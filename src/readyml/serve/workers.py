@@ -267,7 +267,7 @@ class WorkerGroup:
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            lagging = self._lagging(change)
+            lagging, total = self._lagging(change)
             if not lagging:
                 return
             if all(why.startswith("failed") for why in lagging.values()):
@@ -283,14 +283,16 @@ class WorkerGroup:
             what += " pinned" if change.pinned else ""
         found = "; ".join(f"{worker}: {why}" for worker, why in sorted(lagging.items()))
         raise WorkersLagging(
-            f"workers: expected all {self.workers} to {what} within {timeout_s:g} s, found "
-            f"{self.workers - len(lagging)} that do ({found}); the change stays recorded "
+            f"workers: expected all {total} to {what} within {timeout_s:g} s, found "
+            f"{total - len(lagging)} that do ({found}); the change stays recorded "
             "and the others keep trying"
         )
 
-    def _lagging(self, change: ModelChange) -> dict[str, str]:
-        """The workers that have not made ``change`` (by id), each with why."""
+    def _lagging(self, change: ModelChange) -> tuple[dict[str, str], int]:
+        """The workers that have not made ``change`` (by id), each with why, and how many
+        there are (the live ones, at least :attr:`workers`)."""
         lagging: dict[str, str] = {}
+        label = self.noun.split()[0]  # "worker", "replica"
         live = 1  # this one
         for path in sorted((self.folder / ACKS_FOLDER).glob("*.json")):
             worker = path.stem
@@ -299,7 +301,7 @@ class WorkerGroup:
             try:
                 ack = json.loads(path.read_bytes())
             except (OSError, ValueError):  # replaced while read: the next poll reads it
-                lagging[f"worker {worker}"] = "no acknowledgement yet"
+                lagging[f"{label} {worker}"] = "no acknowledgement yet"
                 live += 1
                 continue
             if not _alive(int(ack["pid"])):  # ended; its replacement acknowledges anew
@@ -309,12 +311,12 @@ class WorkerGroup:
                 continue
             failure = ack["failed"].get(change.key)
             if failure is not None and int(failure["seq"]) >= change.seq:
-                lagging[f"worker {worker}"] = f"failed ({failure['error']})"
+                lagging[f"{label} {worker}"] = f"failed ({failure['error']})"
             else:
-                lagging[f"worker {worker}"] = "not made yet"
+                lagging[f"{label} {worker}"] = "not made yet"
         for missing in range(self.workers - live):
-            lagging[f"worker #{live + missing + 1}"] = "not started yet"
-        return lagging
+            lagging[f"{label} #{live + missing + 1}"] = "not started yet"
+        return lagging, max(live, self.workers)
 
     def _acknowledge(self) -> None:
         """Write what this worker has made for :meth:`follow` (when it changed)."""
