@@ -29,6 +29,8 @@ from readyml.serve.workers import (
     ModelChange,
     WorkerGroup,
     WorkersLagging,
+    empty_state,
+    record_change,
 )
 
 from .conftest import ROW, TOKEN, Server, serve_process, train_iris
@@ -338,12 +340,12 @@ def test_a_change_published_by_one_worker_is_made_by_the_others(tmp_path: Path) 
             async def apply(change: ModelChange, name: str = name) -> None:
                 made[name].append(change)
 
-            group.start(apply)
+            await group.start(apply)
         a, b = groups["a"], groups["b"]
         async with a.changing():
-            a.publish(ModelChange(name="iris", action="load", ref="iris@champion", version=2))
+            await a.publish(ModelChange(name="iris", action="load", ref="iris@champion", version=2))
         async with b.changing():  # b catches up before its own change
-            b.publish(ModelChange(name="iris", action="unload"))
+            await b.publish(ModelChange(name="iris", action="unload"))
         async with a.changing():
             pass
         async with b.changing():  # nothing new: b made the last change itself
@@ -365,17 +367,21 @@ def test_a_worker_catching_up_makes_the_current_version_before_the_pinned_ones(
 
     async def scenario() -> dict[str, Any]:
         first = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="first")
-        first.publish(ModelChange(name="iris", action="load", ref="iris:1", version=1))
-        first.publish(ModelChange(name="iris", action="load", ref="iris:4", version=4, pinned=True))
-        first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3, pinned=True))
+        await first.publish(ModelChange(name="iris", action="load", ref="iris:1", version=1))
+        await first.publish(
+            ModelChange(name="iris", action="load", ref="iris:4", version=4, pinned=True)
+        )
+        await first.publish(
+            ModelChange(name="iris", action="load", ref="iris:3", version=3, pinned=True)
+        )
         # iris:3 becomes current: no longer pinned, and recorded after iris:4's pin.
-        first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3))
+        await first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3))
         later = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="later")
 
         async def apply(change: ModelChange) -> None:
             made.append((change.action, change.version, change.pinned))
 
-        later.start(apply)
+        await later.start(apply)
         async with later.changing():
             pass
         await later.stop()
@@ -387,17 +393,15 @@ def test_a_worker_catching_up_makes_the_current_version_before_the_pinned_ones(
     assert made == [("load", 3, False), ("load", 4, True)]
 
 
-def test_unloading_every_version_drops_the_pinned_ones_from_the_desired_state(
-    tmp_path: Path,
-) -> None:
-    group = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0)
-    group.publish(ModelChange(name="iris", action="load", ref="iris:1", version=1))
-    group.publish(ModelChange(name="iris", action="load", ref="iris:2", version=2, pinned=True))
-    group.publish(ModelChange(name="iris", action="unload", version=2))
-    assert sorted(json.loads((tmp_path / STATE_FILE).read_text())["models"]) == ["iris", "iris:2"]
-    group.publish(ModelChange(name="iris", action="unload"))
-    state = json.loads((tmp_path / STATE_FILE).read_text())
+def test_unloading_every_version_drops_the_pinned_ones_from_the_desired_state() -> None:
+    state = empty_state()
+    record_change(state, ModelChange(name="iris", action="load", ref="iris:1", version=1))
+    record_change(state, ModelChange(name="iris", action="load", version=2, pinned=True))
+    unpinned = record_change(state, ModelChange(name="iris", action="unload", version=2))
+    assert unpinned.seq == 3 and sorted(state["models"]) == ["iris", "iris:2"]
+    record_change(state, ModelChange(name="iris", action="unload"))
     assert list(state["models"]) == ["iris"] and state["models"]["iris"]["action"] == "unload"
+    assert state["seq"] == 4
 
 
 def test_a_change_that_fails_is_tried_again(tmp_path: Path) -> None:
@@ -416,9 +420,9 @@ def test_a_change_that_fails_is_tried_again(tmp_path: Path) -> None:
             if len(attempts) == 1:
                 raise OSError("store unreachable")
 
-        first.start(ignore)
-        second.start(flaky)
-        first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3))
+        await first.start(ignore)
+        await second.start(flaky)
+        await first.publish(ModelChange(name="iris", action="load", ref="iris:3", version=3))
         for _ in range(3):
             async with second.changing():
                 pass
@@ -446,10 +450,12 @@ def test_a_change_is_answered_once_every_worker_has_made_it(tmp_path: Path) -> N
             await asyncio.sleep(0.3)  # a model load
             made.append(change)
 
-        here.start(ignore)
-        there.start(slow)
+        await here.start(ignore)
+        await there.start(slow)
         async with here.changing():
-            change = here.publish(ModelChange(name="iris", action="load", ref="iris:2", version=2))
+            change = await here.publish(
+                ModelChange(name="iris", action="load", ref="iris:2", version=2)
+            )
         assert made == []
         await here.follow(change, timeout_s=30.0)
         assert [c.seq for c in made] == [change.seq]  # made there before the answer
@@ -472,9 +478,11 @@ def test_a_change_that_fails_on_another_worker_is_a_503_naming_it(tmp_path: Path
         async def broken(change: ModelChange) -> None:
             raise MemoryError("no room for the model")
 
-        here.start(ignore)
-        there.start(broken)
-        change = here.publish(ModelChange(name="iris", action="load", ref="iris:2", version=2))
+        await here.start(ignore)
+        await there.start(broken)
+        change = await here.publish(
+            ModelChange(name="iris", action="load", ref="iris:2", version=2)
+        )
         started = time.monotonic()
         with pytest.raises(WorkersLagging) as caught:
             await here.follow(change, timeout_s=60.0)
@@ -500,10 +508,10 @@ def test_a_worker_that_does_not_follow_in_time_is_named(tmp_path: Path) -> None:
         async def ignore(change: ModelChange) -> None:
             pass
 
-        here.start(ignore)
-        asleep.start(ignore)
+        await here.start(ignore)
+        await asleep.start(ignore)
         await asyncio.sleep(0.05)  # both past their first check, the next in an hour
-        change = here.publish(ModelChange(name="iris", action="unload"))
+        change = await here.publish(ModelChange(name="iris", action="unload"))
         with pytest.raises(WorkersLagging) as caught:
             await here.follow(change, timeout_s=0.2)
         await here.stop()
@@ -531,9 +539,9 @@ def test_a_worker_that_ended_is_not_waited_for(tmp_path: Path) -> None:
         async def ignore(change: ModelChange) -> None:
             pass
 
-        here.start(ignore)
-        there.start(ignore)
-        change = here.publish(ModelChange(name="iris", action="unload"))
+        await here.start(ignore)
+        await there.start(ignore)
+        change = await here.publish(ModelChange(name="iris", action="unload"))
         await here.follow(change, timeout_s=30.0)
         await here.stop()
         await there.stop()

@@ -198,6 +198,7 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 self.startup()
                 if self.workers is not None:  # a replaced worker serves once caught up
+                    await self.workers.start(self.apply_change)
                     async with self.workers.lock:
                         await self.workers.catch_up()
                 await send({"type": "lifespan.startup.complete"})
@@ -233,8 +234,6 @@ class ServingApp:
             self.rollouts.start()
         if self.alias_watcher is not None:
             self.alias_watcher.start()
-        if self.workers is not None:
-            self.workers.start(self.apply_change)
 
     async def shutdown(self) -> None:
         """Drain every batcher, then stop the writers and the worker."""
@@ -657,7 +656,7 @@ class ServingApp:
                     exchange.deployment = self._unload(name)
                 else:
                     exchange.deployment = self._unpin(name, version)
-                shared = self._share(
+                shared = await self._share(
                     ModelChange(name=name, action="unload", version=int(version or 0))
                 )
             content = {"name": name, "state": "UNAVAILABLE"}
@@ -677,7 +676,7 @@ class ServingApp:
                 change = ModelChange(
                     name=name, action="load", ref=ref, version=deployment.version, pinned=pin
                 )
-                shared = self._share(change)
+                shared = await self._share(change)
             content = {"name": name, "version": deployment.version_label, "state": "READY"}
             if pin:
                 content["pinned"] = True
@@ -745,9 +744,9 @@ class ServingApp:
         async with self.workers.changing():
             yield
 
-    def _share(self, change: ModelChange) -> ModelChange | None:
+    async def _share(self, change: ModelChange) -> ModelChange | None:
         """Record a change made here for the other workers (inside :meth:`_in_step`)."""
-        return self.workers.publish(change) if self.workers is not None else None
+        return await self.workers.publish(change) if self.workers is not None else None
 
     # -- rollouts (canary, shadow, promotion, rollback) -----------------------------------
 
@@ -802,7 +801,7 @@ class ServingApp:
                 ref, version = f"{name}@{CHAMPION}", int(result["version"])
                 if self.alias_watcher is not None:
                     self.alias_watcher.follow(ref, version)
-                shared = self._share(
+                shared = await self._share(
                     ModelChange(name=name, action="load", ref=ref, version=version)
                 )
             if self.workers is not None and shared is not None:

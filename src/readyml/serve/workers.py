@@ -46,7 +46,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 
@@ -114,11 +114,117 @@ class ModelChange:
 Apply = Callable[[ModelChange], Awaitable[None]]
 
 
+def record_change(state: dict[str, Any], change: ModelChange) -> ModelChange:
+    """Add ``change`` to ``state`` (in place) with the next seq; return it as recorded.
+
+    The state keeps the latest change of each key; a change of a model's current version
+    drops the pinned entries it supersedes (every one on an unload of the model, the same
+    version's on a load of it as current).
+    """
+    seq = int(state["seq"]) + 1
+    recorded = dataclasses.replace(change, seq=seq)
+    state["seq"] = seq
+    models: dict[str, Any] = state["models"]
+    if change.key == change.name:
+        superseded = (
+            [key for key in models if key.startswith(f"{change.name}:")]
+            if change.action == "unload"
+            else [f"{change.name}:{change.version}"]
+        )
+        for key in superseded:
+            models.pop(key, None)
+    models[change.key] = dataclasses.asdict(recorded)
+    return recorded
+
+
+def empty_state() -> dict[str, Any]:
+    """The desired state before any change: ``{"seq": 0, "models": {}}``."""
+    return {"seq": 0, "models": {}}
+
+
+class SyncStore(Protocol):
+    """Where the workers of one server keep the desired state and their acknowledgements."""
+
+    async def state(self, seen: object) -> tuple[object, dict[str, Any]] | None:
+        """A token and the desired state, or ``None`` when nothing was recorded or the
+        state is still the one ``seen`` named."""
+
+    async def record(self, change: ModelChange) -> ModelChange:
+        """Add ``change`` with the next seq, atomically; return it as recorded."""
+
+    async def acknowledge(self, worker_id: str, ack: dict[str, Any]) -> None:
+        """Keep ``ack`` (what the worker has made) as the worker's latest."""
+
+    async def beat(self, worker_id: str) -> None:
+        """Say that the worker is alive (where liveness is not seen otherwise)."""
+
+    async def acknowledgements(self) -> dict[str, dict[str, Any]]:
+        """The latest acknowledgement of every live worker, by id."""
+
+
+class FolderStore:
+    """A :class:`SyncStore` in a folder the workers of one machine share.
+
+    The desired state is ``models.json``, changed under an exclusive ``flock`` (read, add,
+    write a temporary file, rename); each worker's acknowledgement is ``acks/ID.json``, with
+    its pid, by which it is known to be alive.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def state(self, seen: object) -> tuple[object, dict[str, Any]] | None:
+        path = self.folder / STATE_FILE
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return None
+        token = (status.st_ino, status.st_mtime_ns)  # a rename gives a new inode every write
+        if token == seen:
+            return None
+        return token, _read(path)
+
+    async def record(self, change: ModelChange) -> ModelChange:
+        path = self.folder / STATE_FILE
+        with (self.folder / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held for one small read and write
+            state = _read(path) if path.exists() else empty_state()
+            recorded = record_change(state, change)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_bytes(orjson.dumps(state))
+            os.replace(temporary, path)
+        return recorded
+
+    async def acknowledge(self, worker_id: str, ack: dict[str, Any]) -> None:
+        folder = self.folder / ACKS_FOLDER
+        folder.mkdir(exist_ok=True)
+        temporary = folder / f"{worker_id}.tmp"
+        temporary.write_bytes(orjson.dumps({**ack, "pid": os.getpid()}))
+        os.replace(temporary, folder / f"{worker_id}.json")
+
+    async def beat(self, worker_id: str) -> None:
+        """Nothing: a worker is alive while its pid runs."""
+
+    async def acknowledgements(self) -> dict[str, dict[str, Any]]:
+        acks: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.folder / ACKS_FOLDER).glob("*.json")):
+            try:
+                ack = json.loads(path.read_bytes())
+            except (OSError, ValueError):  # replaced while read: nothing made, as far as known
+                acks[path.stem] = {"applied": {}, "failed": {}}
+                continue
+            if _alive(int(ack["pid"])):  # one that ended is not waited for
+                acks[path.stem] = ack
+        return acks
+
+
 class WorkerGroup:
     """One worker's link to the other workers of its server: model changes and metrics.
 
     Args:
-        folder: The folder the supervisor created for this server run.
+        folder: The folder the supervisor created for this server run (a
+            :class:`FolderStore` in it), unless ``store`` is given.
+        store: Where the desired state and the acknowledgements are kept.
         workers: How many worker processes the server runs.
         metrics: This worker's metrics, published every tick for the others' scrapes.
         poll_s: Seconds between checks of the desired-state file.
@@ -131,7 +237,8 @@ class WorkerGroup:
     def __init__(
         self,
         *,
-        folder: Path,
+        folder: Path | None = None,
+        store: SyncStore | None = None,
         workers: int,
         metrics: WorkerMetrics | None = None,
         poll_s: float = SYNC_POLL_S,
@@ -140,7 +247,11 @@ class WorkerGroup:
         noun: str = "worker process",
         one: str = "--workers 1",
     ) -> None:
-        self.folder = folder
+        if store is None:
+            if folder is None:
+                raise ValueError("WorkerGroup: expected a folder or a store, found neither")
+            store = FolderStore(folder)
+        self.store = store
         self.noun = noun
         self.one = one
         self.workers = workers
@@ -154,18 +265,18 @@ class WorkerGroup:
         self.applied: dict[str, int] = {}
         # The last change of each key that failed here: (seq, error).
         self.failures: dict[str, tuple[int, str]] = {}
-        self._acknowledged: bytes | None = None
+        self._acknowledged: dict[str, Any] | None = None
         self._apply: Apply | None = None
-        self._seen: tuple[int, int] | None = None  # the file's (inode, mtime) when caught up
+        self._seen: object = None  # the store's token of the state last caught up with
         self._failed: set[tuple[str, int]] = set()  # changes whose failure was reported
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self, apply: Apply) -> None:
+    async def start(self, apply: Apply) -> None:
         """Start ticking (called by the lifespan); ``apply`` makes another worker's change."""
         self._apply = apply
-        self._acknowledge()
+        await self._acknowledge()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -179,6 +290,8 @@ class WorkerGroup:
     async def _run(self) -> None:
         while True:
             try:
+                # Before catching up, which may load a model for a while: still alive.
+                await self.store.beat(self.worker_id)
                 async with self.lock:
                     await self.catch_up()
                 if self.metrics is not None:
@@ -201,15 +314,12 @@ class WorkerGroup:
 
         A change that fails is reported once and tried again on the next check.
         """
-        path = self.folder / STATE_FILE
-        try:
-            status = path.stat()
-        except FileNotFoundError:
+        if self._apply is None:
             return
-        seen = (status.st_ino, status.st_mtime_ns)  # a rename gives a new inode every write
-        if seen == self._seen or self._apply is None:
+        found = await self.store.state(self._seen)
+        if found is None:
             return
-        state = _read(path)
+        seen, state = found
         pending = [
             change
             for change in (ModelChange(**entry) for entry in state["models"].values())
@@ -229,33 +339,14 @@ class WorkerGroup:
             self.failures.pop(change.key, None)
         if not failed:
             self._seen = seen
-        self._acknowledge()
+        await self._acknowledge()
 
-    def publish(self, change: ModelChange) -> ModelChange:
+    async def publish(self, change: ModelChange) -> ModelChange:
         """Record ``change``, made here, for the other workers (hold the lock)."""
-        path = self.folder / STATE_FILE
-        with (self.folder / LOCK_FILE).open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # held for one small read and write
-            state: dict[str, Any] = _read(path) if path.exists() else {"seq": 0, "models": {}}
-            seq = int(state["seq"]) + 1
-            recorded = dataclasses.replace(change, seq=seq)
-            state["seq"] = seq
-            models: dict[str, Any] = state["models"]
-            if change.key == change.name:  # the current version: pins it supersedes go
-                superseded = (
-                    [key for key in models if key.startswith(f"{change.name}:")]
-                    if change.action == "unload"
-                    else [f"{change.name}:{change.version}"]
-                )
-                for key in superseded:
-                    models.pop(key, None)
-            models[change.key] = dataclasses.asdict(recorded)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(orjson.dumps(state))
-            os.replace(temporary, path)
-        self.applied[change.key] = seq
+        recorded = await self.store.record(change)
+        self.applied[change.key] = recorded.seq
         self.failures.pop(change.key, None)
-        self._acknowledge()
+        await self._acknowledge()
         return recorded
 
     async def follow(self, change: ModelChange, timeout_s: float = FOLLOW_TIMEOUT_S) -> None:
@@ -267,7 +358,7 @@ class WorkerGroup:
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            lagging, total = self._lagging(change)
+            lagging, total = await self._lagging(change)
             if not lagging:
                 return
             if all(why.startswith("failed") for why in lagging.values()):
@@ -288,25 +379,14 @@ class WorkerGroup:
             "and the others keep trying"
         )
 
-    def _lagging(self, change: ModelChange) -> tuple[dict[str, str], int]:
+    async def _lagging(self, change: ModelChange) -> tuple[dict[str, str], int]:
         """The workers that have not made ``change`` (by id), each with why, and how many
         there are (the live ones, at least :attr:`workers`)."""
         lagging: dict[str, str] = {}
         label = self.noun.split()[0]  # "worker", "replica"
-        live = 1  # this one
-        for path in sorted((self.folder / ACKS_FOLDER).glob("*.json")):
-            worker = path.stem
-            if worker == self.worker_id:
-                continue
-            try:
-                ack = json.loads(path.read_bytes())
-            except (OSError, ValueError):  # replaced while read: the next poll reads it
-                lagging[f"{label} {worker}"] = "no acknowledgement yet"
-                live += 1
-                continue
-            if not _alive(int(ack["pid"])):  # ended; its replacement acknowledges anew
-                continue
-            live += 1
+        acks = await self.store.acknowledgements()
+        acks.pop(self.worker_id, None)
+        for worker, ack in acks.items():
             if int(ack["applied"].get(change.key, 0)) >= change.seq:
                 continue
             failure = ack["failed"].get(change.key)
@@ -314,30 +394,23 @@ class WorkerGroup:
                 lagging[f"{label} {worker}"] = f"failed ({failure['error']})"
             else:
                 lagging[f"{label} {worker}"] = "not made yet"
+        live = len(acks) + 1  # and this one
         for missing in range(self.workers - live):
             lagging[f"{label} #{live + missing + 1}"] = "not started yet"
         return lagging, max(live, self.workers)
 
-    def _acknowledge(self) -> None:
-        """Write what this worker has made for :meth:`follow` (when it changed)."""
-        content = orjson.dumps(
-            {
-                "pid": os.getpid(),
-                "applied": self.applied,
-                "failed": {
-                    name: {"seq": seq, "error": error}
-                    for name, (seq, error) in self.failures.items()
-                },
-            }
-        )
-        if content == self._acknowledged:
+    async def _acknowledge(self) -> None:
+        """Keep what this worker has made for the others' :meth:`follow` (when it changed)."""
+        ack = {
+            "applied": dict(self.applied),
+            "failed": {
+                key: {"seq": seq, "error": error} for key, (seq, error) in self.failures.items()
+            },
+        }
+        if ack == self._acknowledged:
             return
-        folder = self.folder / ACKS_FOLDER
-        folder.mkdir(exist_ok=True)
-        temporary = folder / f"{self.worker_id}.tmp"
-        temporary.write_bytes(content)
-        os.replace(temporary, folder / f"{self.worker_id}.json")
-        self._acknowledged = content
+        await self.store.acknowledge(self.worker_id, ack)
+        self._acknowledged = ack
 
     def refuse_rollout(self, action: str) -> OneWorkerOnly:
         """The 409 of a rollout call (deploy, promote) on this server."""
