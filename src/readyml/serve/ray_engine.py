@@ -22,6 +22,11 @@ How:
   shedding. It is set so that every request a replica's batcher can accept reaches it: one
   running batch plus a full queue (``max_batch_size + max_queue_rows``). Ray's own queue
   in front of the replicas is bounded by ``max_queue_rows`` too (beyond it, Ray answers 503).
+* With several replicas (or autoscaling), a repository change made on the replica that takes
+  it reaches every other one before it is answered, as between ``--workers`` processes: the
+  driver starts an actor for the run (:mod:`readyml.serve.replica_sync`) that holds the
+  desired state and the replicas' acknowledgements, wherever in the cluster they run.
+  Rollouts are then refused (409): each replica would run its own.
 * Ray's proxy adds ``X-Request-ID`` to every response, with the id it passed to the app,
   which the app echoes: the replica drops the app's copy so that the header comes once.
 * A local cluster runs in Ray's high-throughput mode (``RAY_SERVE_ENABLE_HA_PROXY``,
@@ -38,10 +43,9 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
+import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -186,11 +190,9 @@ class RayEngine:
                 "spec": spec.model_dump(mode="json"),
                 "models": refs,
             }
-            if self.session_.local and (spec.ray.replicas > 1 or spec.ray.max_replicas):
-                # One machine: the replicas keep their models in step through a folder, as
-                # --workers processes do (on a cluster each replica keeps its own).
-                self.replicas_folder_ = Path(tempfile.mkdtemp(prefix="readyml-ray-serve-"))
-                settings["replicas_folder"] = str(self.replicas_folder_)
+            if spec.ray.replicas > 1 or spec.ray.max_replicas:
+                # The replicas keep their models in step through an actor of this run.
+                settings["replicas_sync"] = self._start_sync()
                 settings["replicas"] = initial_replicas(spec.ray)
             options = json.dumps(settings)
             ingress = serve.ingress(ReplicaApp())(_Replica)
@@ -220,13 +222,24 @@ class RayEngine:
                 serve.shutdown()
             else:
                 serve.delete(self.spec.ray.app_name)  # other applications keep running
+            sync = getattr(self, "sync_", None)
+            if sync is not None:  # after the replicas, which call it until they stop
+                ray.kill(sync)
+                del self.sync_
             if session.connected:
                 ray.shutdown()
         del self.session_
-        folder = getattr(self, "replicas_folder_", None)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-            del self.replicas_folder_
+
+    def _start_sync(self) -> str:
+        """Start this run's :class:`~readyml.serve.replica_sync.ReplicaSync`; its name."""
+        import ray
+
+        from readyml.serve.replica_sync import NAMESPACE, ReplicaSync
+
+        name = f"readyml-sync-{self.spec.ray.app_name}-{uuid.uuid4().hex[:12]}"
+        actor = ray.remote(ReplicaSync).options(name=name, namespace=NAMESPACE, num_cpus=0)
+        self.sync_ = actor.remote()
+        return name
 
     def _check_capacity(self) -> None:
         session = self.session_

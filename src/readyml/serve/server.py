@@ -108,7 +108,7 @@ def build_app(
     registry: Registry | None = None,
     token: str | None = None,
     workers_folder: Path | None = None,
-    replicas_folder: Path | None = None,
+    replicas_sync: str | None = None,
     replicas: int = 1,
 ) -> ServingApp:
     """Load the models and assemble the app (nothing runs until the lifespan starts).
@@ -122,9 +122,11 @@ def build_app(
         workers_folder: The folder the workers of one server share (given to each worker
             when ``spec.workers`` > 1): model changes reach every worker, metrics are
             summed over them, and rollouts are refused.
-        replicas_folder: The folder the Ray replicas of one server on one machine share
-            (``replicas`` of them at least): model changes reach every replica, and
-            rollouts are refused; metrics stay each replica's.
+        replicas_sync: The name of the Ray actor the replicas of one server share
+            (:mod:`readyml.serve.replica_sync`; ``replicas`` of them at least): model
+            changes reach every replica, and rollouts are refused; metrics stay each
+            replica's.
+        replicas: How many replicas run at least (with ``replicas_sync``).
 
     Raises:
         VersionNotFound: A model, version or alias does not exist.
@@ -141,9 +143,15 @@ def build_app(
     if workers_folder is not None:
         metrics = WorkerMetrics(folder=workers_folder / METRICS_FOLDER)
         workers = WorkerGroup(folder=workers_folder, workers=spec.workers, metrics=metrics)
-    elif replicas_folder is not None:
+    elif replicas_sync is not None:
+        from readyml.serve.replica_sync import ActorStore
+
         workers = WorkerGroup(
-            folder=replicas_folder, workers=replicas, noun="replica", one="--replicas 1"
+            store=ActorStore(replicas_sync),
+            workers=replicas,
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",  # replicas on several nodes
+            noun="replica",
+            one="--replicas 1",
         )
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="readyml-inference"
@@ -225,7 +233,7 @@ def build_app(
             watcher.follow(ref, predictor.version)
     if workers is None:
         rollouts.resume()
-    elif replicas_folder is None:
+    elif replicas_sync is None:
         report_paused_rollouts(rollouts, spec.workers)
     else:
         report_paused_rollouts(rollouts, workers.workers, noun="replica", one="--replicas 1")
@@ -367,12 +375,11 @@ def app_from_environment() -> ServingApp:
     project = Project.load(Path(options["project"]))
     spec = ServingSpec.model_validate(options["spec"])
     folder = options.get("workers_folder")
-    replicas_folder = options.get("replicas_folder")
     return build_app(
         project,
         spec=spec,
         models=options["models"],
         workers_folder=Path(folder) if folder is not None else None,
-        replicas_folder=Path(replicas_folder) if replicas_folder is not None else None,
+        replicas_sync=options.get("replicas_sync"),
         replicas=int(options.get("replicas", 1)),
     )
