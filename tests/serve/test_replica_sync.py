@@ -4,6 +4,7 @@ scenario in ``test_ray_engine.py`` runs it as an actor between two replicas)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_changes_are_recorded_in_order_and_the_state_is_only_read_when_it_moved(
 
 def test_replicas_that_stop_beating_are_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr(replica_sync.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     sync = ReplicaSync()
     sync.acknowledge("node-a:11", {"applied": {"iris": 1}, "failed": {}})
     sync.acknowledge("node-b:11", {"applied": {}, "failed": {}})
