@@ -500,6 +500,34 @@ def test_a_change_that_fails_on_another_worker_is_a_503_naming_it(tmp_path: Path
     )
 
 
+def test_a_failure_that_passes_on_the_next_poll_is_not_answered(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    async def scenario() -> None:
+        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
+        there = WorkerGroup(
+            folder=tmp_path, workers=2, poll_s=0.2, worker_id="there", stream=io.StringIO()
+        )
+
+        async def ignore(change: ModelChange) -> None:
+            pass
+
+        async def once_unreachable(change: ModelChange) -> None:
+            attempts.append(change.seq)
+            if len(attempts) == 1:
+                raise OSError("store unreachable")
+
+        await here.start(ignore)
+        await there.start(once_unreachable)
+        change = await here.publish(ModelChange(name="iris", action="unload"))
+        await here.follow(change, timeout_s=30.0)  # no 503: made at the second try
+        await here.stop()
+        await there.stop()
+
+    asyncio.run(scenario())
+    assert attempts == [1, 1]
+
+
 def test_a_worker_that_does_not_follow_in_time_is_named(tmp_path: Path) -> None:
     async def scenario() -> str:
         here = WorkerGroup(folder=tmp_path, workers=3, poll_s=3600.0, worker_id="here")

@@ -26,7 +26,7 @@ each model, the changes that failed), rewritten when that changes. The worker th
 change answers its caller only once every live worker acknowledges it (:meth:`follow`), so
 that after a 200 every connection gets the new state; a worker that fails the change, or
 does not follow in time, turns the answer into a 503 naming it (the change stays recorded
-and that worker keeps trying).
+and that worker keeps trying); a failure is answered once it has lasted a few polls.
 
 Rollouts stay with one worker: each process would run its own controller, with its own
 windows and decisions. A deploy or promote on a server with several workers is refused
@@ -67,6 +67,9 @@ ACKS_FOLDER = "acks"
 FOLLOW_TIMEOUT_S = 30.0
 # How often it reads their acknowledgements meanwhile (s).
 FOLLOW_POLL_S = 0.05
+# How long every lagging worker must keep failing before the wait ends (s): a few polls,
+# which a passing failure (a store that did not answer once) survives.
+FAILURE_GRACE_S = 2.0
 
 
 class OneWorkerOnly(ServeError):
@@ -356,14 +359,21 @@ class WorkerGroup:
             WorkersLagging: A worker failed the change, or did not make it within
                 ``timeout_s``; it keeps trying.
         """
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        failing_since: float | None = None
         while True:
             lagging, total = await self._lagging(change)
             if not lagging:
                 return
+            now = time.monotonic()
             if all(why.startswith("failed") for why in lagging.values()):
-                break
-            if time.monotonic() >= deadline:
+                # A failure is tried again at each poll: one that lasts is answered.
+                failing_since = failing_since if failing_since is not None else now
+                if now - failing_since >= FAILURE_GRACE_S:
+                    break
+            else:
+                failing_since = None
+            if now - started >= timeout_s:
                 break
             await asyncio.sleep(FOLLOW_POLL_S)
         if change.action == "unload":
