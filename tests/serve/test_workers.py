@@ -26,6 +26,7 @@ from readyml.serve.server import report_paused_rollouts
 from readyml.serve.workers import (
     ACKS_FOLDER,
     STATE_FILE,
+    FolderStore,
     ModelChange,
     WorkerGroup,
     WorkersLagging,
@@ -526,6 +527,29 @@ def test_a_failure_that_passes_on_the_next_poll_is_not_answered(tmp_path: Path) 
 
     asyncio.run(scenario())
     assert attempts == [1, 1]
+
+
+def test_a_tick_that_keeps_failing_is_reported_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class GoneStore(FolderStore):
+        """The store of a server whose driver went away (Ray's actor with it)."""
+
+        async def state(self, seen: object) -> tuple[object, dict[str, Any]] | None:
+            raise ConnectionError("the sync actor is gone")
+
+    async def scenario() -> None:
+        group = WorkerGroup(store=GoneStore(tmp_path), workers=2, poll_s=0.01)
+
+        async def ignore(change: ModelChange) -> None:
+            pass
+
+        await group.start(ignore)
+        await asyncio.sleep(0.2)  # about 20 ticks
+        await group.stop()
+
+    asyncio.run(scenario())
+    assert capsys.readouterr().err.count("readyml: workers: tick failed") == 1
 
 
 def test_a_worker_that_does_not_follow_in_time_is_named(tmp_path: Path) -> None:

@@ -273,6 +273,7 @@ class WorkerGroup:
         self._seen: object = None  # the store's token of the state last caught up with
         self._failed: set[tuple[str, int]] = set()  # changes whose failure was reported
         self._task: asyncio.Task[None] | None = None
+        self._tick_failure: str | None = None  # the failure last reported, while it lasts
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -299,8 +300,16 @@ class WorkerGroup:
                     await self.catch_up()
                 if self.metrics is not None:
                     self.metrics.publish()
-            except Exception:  # a bug in one tick must not stop the others' changes silently
-                print(f"readyml: workers: tick failed:\n{traceback.format_exc()}", file=sys.stderr)
+            except Exception as exc:  # a failing tick must not stop the next ones silently
+                failure = f"{type(exc).__name__}: {exc}"
+                if failure != self._tick_failure:  # once, not every poll, while it lasts
+                    self._tick_failure = failure
+                    print(
+                        f"readyml: workers: tick failed:\n{traceback.format_exc()}",
+                        file=sys.stderr,
+                    )
+            else:
+                self._tick_failure = None
             await asyncio.sleep(self.poll_s)
 
     # -- changes --------------------------------------------------------------------------
