@@ -9,7 +9,6 @@ import typer
 
 from readyml import _console as console
 from readyml.cli._common import ProjectOpt, cli_errors
-from readyml.types import ModelRef
 
 app = typer.Typer(help="Serve models over REST.")
 
@@ -138,6 +137,8 @@ def serve(
 
 def _pinned_marked(refs: list[str]) -> list[str]:
     """``refs`` as said at start: a later reference to a model already named is pinned."""
+    from readyml.types import ModelRef  # here: the CLI imports no pandas before a command
+
     names: set[str] = set()
     marked = []
     for ref in refs:

@@ -351,15 +351,22 @@ class WorkerGroup:
             self.failures.pop(change.key, None)
         if not failed:
             self._seen = seen
-        await self._acknowledge()
+        await self._made()
 
     async def publish(self, change: ModelChange) -> ModelChange:
         """Record ``change``, made here, for the other workers (hold the lock)."""
         recorded = await self.store.record(change)
         self.applied[change.key] = recorded.seq
         self.failures.pop(change.key, None)
-        await self._acknowledge()
+        await self._made()
         return recorded
+
+    async def _made(self) -> None:
+        """After changes: this worker's metrics show what it serves now, then it acknowledges
+        them (so that once every worker has, a scrape anywhere shows the change)."""
+        if self.metrics is not None:
+            self.metrics.publish()
+        await self._acknowledge()
 
     async def follow(self, change: ModelChange, timeout_s: float = FOLLOW_TIMEOUT_S) -> None:
         """Wait until every other live worker has made ``change`` (published here).
