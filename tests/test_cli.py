@@ -659,3 +659,16 @@ def test_runs_lists_the_project_runs_newest_first_with_what_they_registered(
     assert [run["status"] for run in json.loads(out)] == ["failed"]
     code, _, err = _invoke("runs", "-p", str(tmp_path), "--limit", "0")
     assert code == 2 and "--limit: expected" in _one_error_line(err)
+
+
+def test_a_failed_step_says_why_in_its_json_progress_event(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    spec = yaml.safe_load((tmp_path / "readyml.yaml").read_text())
+    spec["data"]["source"] = "missing.csv"
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec))
+    code, _, err = _invoke("run", "-p", str(tmp_path), "--format", "json")
+    assert code == 2
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    (load,) = [e for e in events if e["event"] == "step_finished" and e["step"] == "load"]
+    assert load["status"] == "failed"
+    assert load["error"].startswith("data.source: file 'missing.csv' not found")

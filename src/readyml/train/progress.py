@@ -72,6 +72,7 @@ class JsonLinesReporter:
         self._emit("step_started", step=name)
 
     def step_finished(self, step: StepRun) -> None:
+        fields: dict[str, Any] = {"error": step.error} if step.error else {}
         self._emit(
             "step_finished",
             step=step.name,
@@ -79,6 +80,7 @@ class JsonLinesReporter:
             duration_s=round(step.duration_s, 4),
             message=step.message,
             input_fingerprint=step.input_fingerprint,
+            **fields,
         )
 
     def run_finished(self, result: RunResult) -> None:
