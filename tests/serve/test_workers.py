@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from readyml.serve.server import report_paused_rollouts
 from readyml.serve.workers import (
     ACKS_FOLDER,
     STATE_FILE,
+    Apply,
     FolderStore,
     ModelChange,
     WorkerGroup,
@@ -329,6 +331,29 @@ def port_refuses(server: Server, *, deadline_s: float) -> bool:
 # -- the desired-state file, without processes ------------------------------------------
 
 
+async def ignore(change: ModelChange) -> None:
+    """Make nothing: a worker whose own changes are not under test."""
+
+
+@contextlib.asynccontextmanager
+async def two_workers(
+    folder: Path, apply_there: Apply, *, poll_s: float = 0.05
+) -> AsyncIterator[tuple[WorkerGroup, WorkerGroup]]:
+    """Two started workers: ``here``, which makes the changes (its own checks an hour
+    apart), and ``there``, which makes them after it every ``poll_s``; stopped after."""
+    here = WorkerGroup(folder=folder, workers=2, poll_s=3600.0, worker_id="here")
+    there = WorkerGroup(
+        folder=folder, workers=2, poll_s=poll_s, worker_id="there", stream=io.StringIO()
+    )
+    await here.start(ignore)
+    await there.start(apply_there)
+    try:
+        yield here, there
+    finally:
+        await here.stop()
+        await there.stop()
+
+
 def test_a_change_published_by_one_worker_is_made_by_the_others(tmp_path: Path) -> None:
     made: dict[str, list[ModelChange]] = {"a": [], "b": []}
 
@@ -413,9 +438,6 @@ def test_a_change_that_fails_is_tried_again(tmp_path: Path) -> None:
         first = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0)
         second = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, stream=stream)
 
-        async def ignore(change: ModelChange) -> None:
-            pass
-
         async def flaky(change: ModelChange) -> None:
             attempts.append(change.seq)
             if len(attempts) == 1:
@@ -440,56 +462,36 @@ def test_a_change_that_fails_is_tried_again(tmp_path: Path) -> None:
 def test_a_change_is_answered_once_every_worker_has_made_it(tmp_path: Path) -> None:
     made: list[ModelChange] = []
 
+    async def slow(change: ModelChange) -> None:
+        await asyncio.sleep(0.3)  # a model load
+        made.append(change)
+
     async def scenario() -> None:
-        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
-        there = WorkerGroup(folder=tmp_path, workers=2, poll_s=0.05, worker_id="there")
-
-        async def ignore(change: ModelChange) -> None:
-            pass
-
-        async def slow(change: ModelChange) -> None:
-            await asyncio.sleep(0.3)  # a model load
-            made.append(change)
-
-        await here.start(ignore)
-        await there.start(slow)
-        async with here.changing():
-            change = await here.publish(
-                ModelChange(name="iris", action="load", ref="iris:2", version=2)
-            )
-        assert made == []
-        await here.follow(change, timeout_s=30.0)
-        assert [c.seq for c in made] == [change.seq]  # made there before the answer
-        await here.stop()
-        await there.stop()
+        async with two_workers(tmp_path, slow) as (here, _):
+            async with here.changing():
+                change = await here.publish(
+                    ModelChange(name="iris", action="load", ref="iris:2", version=2)
+                )
+            assert made == []
+            await here.follow(change, timeout_s=30.0)
+            assert [c.seq for c in made] == [change.seq]  # made there before the answer
 
     asyncio.run(scenario())
 
 
 def test_a_change_that_fails_on_another_worker_is_a_503_naming_it(tmp_path: Path) -> None:
+    async def broken(change: ModelChange) -> None:
+        raise MemoryError("no room for the model")
+
     async def scenario() -> WorkersLagging:
-        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
-        there = WorkerGroup(
-            folder=tmp_path, workers=2, poll_s=0.05, worker_id="there", stream=io.StringIO()
-        )
-
-        async def ignore(change: ModelChange) -> None:
-            pass
-
-        async def broken(change: ModelChange) -> None:
-            raise MemoryError("no room for the model")
-
-        await here.start(ignore)
-        await there.start(broken)
-        change = await here.publish(
-            ModelChange(name="iris", action="load", ref="iris:2", version=2)
-        )
-        started = time.monotonic()
-        with pytest.raises(WorkersLagging) as caught:
-            await here.follow(change, timeout_s=60.0)
-        assert time.monotonic() - started < 30.0  # a failure is not waited out
-        await here.stop()
-        await there.stop()
+        async with two_workers(tmp_path, broken) as (here, _):
+            change = await here.publish(
+                ModelChange(name="iris", action="load", ref="iris:2", version=2)
+            )
+            started = time.monotonic()
+            with pytest.raises(WorkersLagging) as caught:
+                await here.follow(change, timeout_s=60.0)
+            assert time.monotonic() - started < 30.0  # a failure is not waited out
         return caught.value
 
     error = asyncio.run(scenario())
@@ -504,26 +506,15 @@ def test_a_change_that_fails_on_another_worker_is_a_503_naming_it(tmp_path: Path
 def test_a_failure_that_passes_on_the_next_poll_is_not_answered(tmp_path: Path) -> None:
     attempts: list[int] = []
 
+    async def once_unreachable(change: ModelChange) -> None:
+        attempts.append(change.seq)
+        if len(attempts) == 1:
+            raise OSError("store unreachable")
+
     async def scenario() -> None:
-        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
-        there = WorkerGroup(
-            folder=tmp_path, workers=2, poll_s=0.2, worker_id="there", stream=io.StringIO()
-        )
-
-        async def ignore(change: ModelChange) -> None:
-            pass
-
-        async def once_unreachable(change: ModelChange) -> None:
-            attempts.append(change.seq)
-            if len(attempts) == 1:
-                raise OSError("store unreachable")
-
-        await here.start(ignore)
-        await there.start(once_unreachable)
-        change = await here.publish(ModelChange(name="iris", action="unload"))
-        await here.follow(change, timeout_s=30.0)  # no 503: made at the second try
-        await here.stop()
-        await there.stop()
+        async with two_workers(tmp_path, once_unreachable, poll_s=0.2) as (here, _):
+            change = await here.publish(ModelChange(name="iris", action="unload"))
+            await here.follow(change, timeout_s=30.0)  # no 503: made at the second try
 
     asyncio.run(scenario())
     assert attempts == [1, 1]
@@ -541,9 +532,6 @@ def test_a_tick_that_keeps_failing_is_reported_once(
     async def scenario() -> None:
         group = WorkerGroup(store=GoneStore(tmp_path), workers=2, poll_s=0.01)
 
-        async def ignore(change: ModelChange) -> None:
-            pass
-
         await group.start(ignore)
         await asyncio.sleep(0.2)  # about 20 ticks
         await group.stop()
@@ -556,9 +544,6 @@ def test_a_worker_that_does_not_follow_in_time_is_named(tmp_path: Path) -> None:
     async def scenario() -> str:
         here = WorkerGroup(folder=tmp_path, workers=3, poll_s=3600.0, worker_id="here")
         asleep = WorkerGroup(folder=tmp_path, workers=3, poll_s=3600.0, worker_id="asleep")
-
-        async def ignore(change: ModelChange) -> None:
-            pass
 
         await here.start(ignore)
         await asleep.start(ignore)
@@ -585,18 +570,9 @@ def test_a_worker_that_ended_is_not_waited_for(tmp_path: Path) -> None:
     (tmp_path / ACKS_FOLDER / "gone.json").write_text(json.dumps(stale))
 
     async def scenario() -> None:
-        here = WorkerGroup(folder=tmp_path, workers=2, poll_s=3600.0, worker_id="here")
-        there = WorkerGroup(folder=tmp_path, workers=2, poll_s=0.05, worker_id="there")
-
-        async def ignore(change: ModelChange) -> None:
-            pass
-
-        await here.start(ignore)
-        await there.start(ignore)
-        change = await here.publish(ModelChange(name="iris", action="unload"))
-        await here.follow(change, timeout_s=30.0)
-        await here.stop()
-        await there.stop()
+        async with two_workers(tmp_path, ignore) as (here, _):
+            change = await here.publish(ModelChange(name="iris", action="unload"))
+            await here.follow(change, timeout_s=30.0)
 
     asyncio.run(scenario())
 
