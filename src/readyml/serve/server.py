@@ -233,10 +233,8 @@ def build_app(
             watcher.follow(ref, predictor.version)
     if workers is None:
         rollouts.resume()
-    elif replicas_sync is None:
-        report_paused_rollouts(rollouts, spec.workers)
     else:
-        report_paused_rollouts(rollouts, workers.workers, noun="replica", one="--replicas 1")
+        report_paused_rollouts(rollouts, workers.workers, noun=workers.label, one=workers.one)
     return app
 
 

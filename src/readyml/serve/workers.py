@@ -409,7 +409,7 @@ class WorkerGroup:
         """The workers that have not made ``change`` (by id), each with why, and how many
         there are (the live ones, at least :attr:`workers`)."""
         lagging: dict[str, str] = {}
-        label = self.noun.split()[0]  # "worker", "replica"
+        label = self.label
         acks = await self.store.acknowledgements()
         acks.pop(self.worker_id, None)
         for worker, ack in acks.items():
@@ -437,6 +437,11 @@ class WorkerGroup:
             return
         await self.store.acknowledge(self.worker_id, ack)
         self._acknowledged = ack
+
+    @property
+    def label(self) -> str:
+        """One of the processes in a short name: ``worker``, ``replica``."""
+        return self.noun.split()[0]
 
     def refuse_rollout(self, action: str) -> OneWorkerOnly:
         """The 409 of a rollout call (deploy, promote) on this server."""
