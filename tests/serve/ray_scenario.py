@@ -22,10 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 # Seconds to wait for a server to answer /v2/health/ready (Ray starts replicas slowly).
 START_TIMEOUT_S = 150.0
 STOP_TIMEOUT_S = 60.0
+# Requests sent between the two readings of /metrics, and scrapes in each reading.
+METRICS_REQUESTS = 40
+SCRAPES = 8
+# How long a reading waits for the replicas' metrics to agree, and the time between its
+# rounds of scrapes (longer than the 0.5 s tick at which replicas share their metrics).
+SETTLE_TIMEOUT_S = 15.0
+SETTLE_S = 1.0
 REFERENCE_PORT = 8101
 RAY_PORT = 8102
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -115,6 +123,40 @@ def repository_changes(url: str, token: str) -> dict[str, Any]:
     return found
 
 
+def summed_metrics(url: str) -> dict[str, Any]:
+    """Read the /predict count from /metrics on new connections (Ray's proxy spreads them
+    over the replicas), send requests the same way, and read it again."""
+
+    def predicted() -> float:
+        with httpx.Client(timeout=30) as fresh:
+            text = fresh.get(f"{url}/metrics").text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "readyml_requests"
+            for sample in family.samples
+            if sample.name == "readyml_requests_total" and sample.labels["route"] == "/predict"
+        )
+
+    def reading() -> list[float]:
+        # Settled once two rounds of scrapes, more than a tick apart, all agree: by then
+        # every replica has sent the actor its latest metrics.
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        previous: list[float] = []
+        while True:
+            seen = [predicted() for _ in range(SCRAPES)]
+            if (seen == previous and len(set(seen)) == 1) or time.monotonic() > deadline:
+                return seen
+            previous = seen
+            time.sleep(SETTLE_S)
+
+    before = reading()
+    for _ in range(METRICS_REQUESTS):
+        with httpx.Client(timeout=30) as fresh:
+            fresh.post(f"{url}/predict", json=[ROW])
+    return {"before": before, "after": reading(), "sent": METRICS_REQUESTS}
+
+
 def observe_url(
     client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str]
 ) -> dict[str, Any]:
@@ -176,6 +218,7 @@ def main(spec_path: str) -> int:
                 )
         results["pairs"] = pairs
         results.update(repository_changes(f"http://127.0.0.1:{RAY_PORT}", spec["token"]))
+        results["metrics"] = summed_metrics(f"http://127.0.0.1:{RAY_PORT}")
         batch = [*cli, "batch-predict", "iris@champion", "-p", spec["root"]]
         ray_batch = ["--engine", "ray", "--ray-address", "auto", "--actors", "2"]
         ray_batch += ["--batch-rows", "256", "--keep", "id", "--row-id"]

@@ -271,6 +271,14 @@ def test_a_repository_change_reaches_every_local_replica(ray_run: dict[str, Any]
     )
 
 
+def test_a_scrape_on_any_replica_counts_every_replicas_requests(ray_run: dict[str, Any]) -> None:
+    metrics = ray_run["metrics"]
+    before, after = metrics["before"], metrics["after"]
+    # Each replica alone would answer its own share, and the scrapes would disagree.
+    assert len(set(before)) == 1 and before[0] > 0, before
+    assert after == [before[0] + metrics["sent"]] * len(after), (before, after)
+
+
 def test_batch_predict_on_ray_writes_the_in_process_output(ray_run: dict[str, Any]) -> None:
     batch = ray_run["batch"]
     assert batch["code"] == 0, batch["stderr"][-3000:]

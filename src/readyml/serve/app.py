@@ -595,8 +595,9 @@ class ServingApp:
         await send_json(send, 503, {"status": "unavailable", **_NOT_READY})
 
     async def _metrics(self, exchange: Exchange, receive: Receive, send: Send) -> None:
+        body = await self.metrics.scrape()
         exchange.status = 200
-        await send_bytes(send, 200, self.metrics.render(), content_type=CONTENT_TYPE.encode())
+        await send_bytes(send, 200, body, content_type=CONTENT_TYPE.encode())
 
     async def _openapi(self, exchange: Exchange, receive: Receive, send: Send) -> None:
         generation = self.table.generation

@@ -202,8 +202,17 @@ class ServerMetrics:
         children[2].set(queue_rows)
 
     def render(self) -> bytes:
-        """The metrics in Prometheus' text format."""
+        """This process's metrics in Prometheus' text format."""
         return generate_latest(self.registry)
+
+    async def share(self) -> None:
+        """Make this process's values readable by the server's other processes, where it
+        has some (called every tick and before a model change is acknowledged)."""
+        return None  # one process: a scrape reads the values in memory
+
+    async def scrape(self) -> bytes:
+        """What ``/metrics`` answers: the whole server's metrics (this process's, here)."""
+        return self.render()
 
 
 class _RequestCollector(Collector):
@@ -289,6 +298,10 @@ class WorkerMetrics(ServerMetrics):
             temporary.write_text(json.dumps(served))
             os.replace(temporary, path)  # a scrape reads the old list or the new, never half
             self._served_published = served
+
+    async def share(self) -> None:
+        """:meth:`publish`."""
+        self.publish()
 
     def render(self) -> bytes:
         """Every worker's metrics, summed, in Prometheus' text format."""

@@ -25,7 +25,8 @@ How:
 * With several replicas (or autoscaling), a repository change made on the replica that takes
   it reaches every other one before it is answered, as between ``--workers`` processes: the
   driver starts an actor for the run (:mod:`readyml.serve.replica_sync`) that holds the
-  desired state and the replicas' acknowledgements, wherever in the cluster they run.
+  desired state and the replicas' acknowledgements, wherever in the cluster they run; the
+  replicas send it their metrics too, so that a scrape on any one answers their sum.
   Rollouts are then refused (409): each replica would run its own.
 * Ray's proxy adds ``X-Request-ID`` to every response, with the id it passed to the app,
   which the app echoes: the replica drops the app's copy so that the header comes once.

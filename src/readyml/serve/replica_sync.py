@@ -11,6 +11,12 @@ reads and writes, exactly as ``--workers`` processes use their folder.
 A replica is alive while it beats: every tick (0.5 s) it says so, before catching up, so a
 long model load does not make it look gone; one silent for :data:`ALIVE_S` (a replica that
 Ray stopped or lost) is not waited for.
+
+Metrics go the same way (:class:`ReplicaMetrics`): each replica sends the actor its own
+exposition when it changed, every tick and before it acknowledges a change, and a scrape,
+whichever replica Ray's proxy gives it to, answers the sum over every replica's latest
+(:func:`~readyml.serve.metrics_sum.sum_expositions`), the others' at most a tick old. An
+ended replica's counts stay in the sums, as Prometheus expects of counters.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import dataclasses
 import time
 from typing import Any
 
+from readyml.errors import ServeError
+from readyml.serve.metrics import ServerMetrics
+from readyml.serve.metrics_sum import sum_expositions
 from readyml.serve.workers import ModelChange, empty_state, record_change
 
 # The Ray namespace of the actor, so that replicas (in Serve's namespace) find it by name.
@@ -27,13 +36,22 @@ NAMESPACE = "readyml"
 ALIVE_S = 5.0
 
 
+class MetricsUnavailable(ServeError):
+    """A scrape could not read the other replicas' metrics."""
+
+    status_code = 503
+
+
 class ReplicaSync:
-    """The desired state and the replicas' acknowledgements (the body of a Ray actor)."""
+    """The desired state, the replicas' acknowledgements and their metrics (the body of a
+    Ray actor)."""
 
     def __init__(self) -> None:
         self.desired: dict[str, Any] = empty_state()
         self.acks: dict[str, dict[str, Any]] = {}
         self.beats: dict[str, float] = {}
+        # Each replica's latest exposition, kept after it ended (its counts stay summed).
+        self.expositions: dict[str, str] = {}
 
     def state(self, seen: int | None) -> tuple[int, dict[str, Any]] | None:
         """The state and its seq, or ``None`` when nothing was recorded or it is ``seen``."""
@@ -57,12 +75,23 @@ class ReplicaSync:
 
     def acknowledgements(self) -> dict[str, dict[str, Any]]:
         """The latest acknowledgement of every replica that beat within :data:`ALIVE_S`."""
-        now = time.monotonic()
-        return {
-            replica: ack
-            for replica, ack in self.acks.items()
-            if now - self.beats.get(replica, 0.0) <= ALIVE_S
-        }
+        return {replica: ack for replica, ack in self.acks.items() if self._alive(replica)}
+
+    def report_metrics(self, replica: str, exposition: str) -> None:
+        """Keep ``exposition`` as the replica's latest metrics (a beat too)."""
+        self.expositions[replica] = exposition
+        self.beats[replica] = time.monotonic()
+
+    def metrics(self) -> tuple[list[str], list[str]]:
+        """The latest exposition of every live replica, and of every ended one."""
+        live: list[str] = []
+        ended: list[str] = []
+        for replica, exposition in self.expositions.items():
+            (live if self._alive(replica) else ended).append(exposition)
+        return live, ended
+
+    def _alive(self, replica: str) -> bool:
+        return time.monotonic() - self.beats.get(replica, 0.0) <= ALIVE_S
 
 
 class ActorStore:
@@ -100,3 +129,51 @@ class ActorStore:
     async def acknowledgements(self) -> dict[str, dict[str, Any]]:
         acks: dict[str, dict[str, Any]] = await self._handle().acknowledgements.remote()
         return acks
+
+    async def report_metrics(self, replica: str, exposition: str) -> None:
+        """Send the replica's metrics (Prometheus text format)."""
+        await self._handle().report_metrics.remote(replica, exposition)
+
+    async def metrics(self) -> tuple[list[str], list[str]]:
+        """Every live replica's latest metrics, and every ended one's."""
+        found: tuple[list[str], list[str]] = await self._handle().metrics.remote()
+        return found
+
+
+class ReplicaMetrics(ServerMetrics):
+    """The metrics of one replica; a scrape answers the sum over the server's replicas.
+
+    Args:
+        store: The run's actor, as the replica reaches it.
+        replica_id: This replica's name (as it acknowledges changes).
+    """
+
+    def __init__(self, store: ActorStore, replica_id: str) -> None:
+        super().__init__()
+        self.store = store
+        self.replica_id = replica_id
+        self._shared: bytes | None = None
+
+    async def share(self) -> None:
+        """Send this replica's metrics to the actor, when they changed since last sent."""
+        exposition = self.render()
+        if exposition != self._shared:
+            await self.store.report_metrics(self.replica_id, exposition.decode())
+            self._shared = exposition
+
+    async def scrape(self) -> bytes:
+        """Every replica's metrics, summed (this one's as of now).
+
+        Raises:
+            MetricsUnavailable: The actor did not answer: a partial sum would read as a
+                counter reset, so the scrape fails instead (Prometheus marks it down).
+        """
+        try:
+            await self.share()
+            live, ended = await self.store.metrics()
+        except Exception as exc:  # Ray's errors for a lost actor have no common base
+            raise MetricsUnavailable(
+                f"metrics: expected every replica's from the run's sync actor "
+                f"{self.store.actor_name!r}, found it unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+        return sum_expositions(live, ended)

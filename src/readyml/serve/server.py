@@ -124,8 +124,8 @@ def build_app(
             summed over them, and rollouts are refused.
         replicas_sync: The name of the Ray actor the replicas of one server share
             (:mod:`readyml.serve.replica_sync`; ``replicas`` of them at least): model
-            changes reach every replica, and rollouts are refused; metrics stay each
-            replica's.
+            changes reach every replica, metrics are summed over them, and rollouts are
+            refused.
         replicas: How many replicas run at least (with ``replicas_sync``).
 
     Raises:
@@ -144,12 +144,16 @@ def build_app(
         metrics = WorkerMetrics(folder=workers_folder / METRICS_FOLDER)
         workers = WorkerGroup(folder=workers_folder, workers=spec.workers, metrics=metrics)
     elif replicas_sync is not None:
-        from readyml.serve.replica_sync import ActorStore
+        from readyml.serve.replica_sync import ActorStore, ReplicaMetrics
 
+        store = ActorStore(replicas_sync)
+        replica_id = f"{socket.gethostname()}:{os.getpid()}"  # replicas on several nodes
+        metrics = ReplicaMetrics(store, replica_id)
         workers = WorkerGroup(
-            store=ActorStore(replicas_sync),
+            store=store,
             workers=replicas,
-            worker_id=f"{socket.gethostname()}:{os.getpid()}",  # replicas on several nodes
+            metrics=metrics,
+            worker_id=replica_id,
             noun="replica",
             one="--replicas 1",
         )

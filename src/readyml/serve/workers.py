@@ -51,7 +51,7 @@ from typing import Any, Protocol, TextIO
 import orjson
 
 from readyml.errors import ServeError
-from readyml.serve.metrics import WorkerMetrics
+from readyml.serve.metrics import ServerMetrics
 
 # How often each worker checks for the others' model changes and publishes its metrics (s).
 SYNC_POLL_S = 0.5
@@ -243,7 +243,7 @@ class WorkerGroup:
         folder: Path | None = None,
         store: SyncStore | None = None,
         workers: int,
-        metrics: WorkerMetrics | None = None,
+        metrics: ServerMetrics | None = None,
         poll_s: float = SYNC_POLL_S,
         stream: TextIO | None = None,
         worker_id: str | None = None,
@@ -299,7 +299,7 @@ class WorkerGroup:
                 async with self.lock:
                     await self.catch_up()
                 if self.metrics is not None:
-                    self.metrics.publish()
+                    await self.metrics.share()
             except Exception as exc:  # a failing tick must not stop the next ones silently
                 failure = f"{type(exc).__name__}: {exc}"
                 if failure != self._tick_failure:  # once, not every poll, while it lasts
@@ -365,7 +365,7 @@ class WorkerGroup:
         """After changes: this worker's metrics show what it serves now, then it acknowledges
         them (so that once every worker has, a scrape anywhere shows the change)."""
         if self.metrics is not None:
-            self.metrics.publish()
+            await self.metrics.share()
         await self._acknowledge()
 
     async def follow(self, change: ModelChange, timeout_s: float = FOLLOW_TIMEOUT_S) -> None:
