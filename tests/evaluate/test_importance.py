@@ -8,7 +8,7 @@ from pathlib import Path
 from sklearn.linear_model import LogisticRegression
 
 from readyml.config import Project
-from readyml.evaluate.importance import feature_importance
+from readyml.evaluate.importance import feature_cost, feature_importance
 from readyml.flavors.sklearn import SklearnModel
 from readyml.train import open_project_registry, run_project
 from support import IRIS_SPEC, iris_frame, write_project
@@ -47,4 +47,33 @@ def test_a_project_of_one_feature_trains_and_says_why_drop_column_was_skipped(
     assert importance["method"] == "permutation"
     assert importance["drop_column_skipped"] == (
         "a single feature: no model can be refitted without it"
+    )
+
+
+def test_a_feature_that_never_helps_is_named_with_its_losses() -> None:
+    frame = iris_frame().assign(zeros=0.0)
+    X, y = frame[["petal_length", "petal_width", "zeros"]], frame["species"].to_numpy()
+
+    def refit(column: str) -> SklearnModel:
+        return SklearnModel(estimator=LogisticRegression(max_iter=500)).fit(
+            X.drop(columns=[column]), y
+        )
+
+    model = SklearnModel(estimator=LogisticRegression(max_iter=500)).fit(X, y)
+    found = feature_importance(model, X, y, metric="accuracy", refit=refit)
+    assert found["not_helping"] == ["zeros"]
+    assert found["reason"] == (
+        "expected every feature to improve accuracy, found 1 that do not: zeros (+0 ± 0 when "
+        "shuffled, +0 when refitted without it); drop them or find out why"
+    )
+
+
+def test_features_too_costly_to_build_are_named_with_their_time() -> None:
+    X = iris_frame().drop(columns=["species"])
+    assert "reason" not in feature_cost(X)
+    found = feature_cost(X, max_feature_ms=1e-9)
+    assert found["too_costly"] == list(X.columns)
+    assert found["reason"].startswith(
+        "expected each feature's input column to take at most 1e-09 ms per 1,000 rows to "
+        "build (importance.max_feature_ms), found 4 slower: sepal_length ("
     )

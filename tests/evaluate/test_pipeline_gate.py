@@ -8,7 +8,9 @@ import yaml
 
 from evaluate.conftest import RanProject, region_frame, region_spec, run
 from readyml.errors import AliasError
-from support import IRIS_SPEC, write_project
+from readyml.score import score_project
+from readyml.score.report import how_to_improve
+from support import IRIS_SPEC, iris_frame, write_project
 
 MODEL_TESTS = {
     "model-1",
@@ -167,3 +169,40 @@ def test_deleted_step_cache_weakens_the_champion_comparison_instead_of_failing(
     assert gate["champion_rows"]["why"].startswith("all validation rows")
     gate_step = next(s for s in second.steps if s.name == "gate")
     assert "champion's training split unavailable" in gate_step.message
+
+
+def test_failed_importance_gate_and_inclusion_tests_say_why(tmp_path: Path) -> None:
+    # No gate rule, a sensitive attribute whose groups are too small, and a feature that
+    # holds nothing.
+    fairness = {"sensitive": [{"name": "site"}], "min_group_size": 1000}
+    spec = {**IRIS_SPEC, "gates": {}, "fairness": fairness}
+    frame = iris_frame().assign(zeros=0.0, site=["a", "b", "c"] * 50)
+    write_project(tmp_path, spec, frame)
+    result, registry, project = run(tmp_path)
+    assert result.status == "succeeded", result.error
+    evidence = {
+        e.test_id: e for e in registry.list_evidence(project="iris") if e.run_id == result.run_id
+    }
+    assert not any(evidence[t].passed for t in ("data-2", "infra-4", "model-7"))
+    assert (
+        evidence["data-2"]
+        .details["reason"]
+        .startswith("expected every feature to improve accuracy, found ")
+    )
+    assert (
+        "zeros (+0 ± 0 when shuffled, +0 when refitted without it)"
+        in (evidence["data-2"].details["reason"])
+    )
+    assert evidence["infra-4"].details["reason"] == (
+        "expected the gate to judge the candidate by at least one rule, found no rule "
+        "declared (gates)"
+    )
+    assert evidence["model-7"].details["reason"] == (
+        "expected disparities between the groups of fairness.sensitive, found none measured: "
+        "fewer than two groups of at least 1000 validation rows (fairness.min_group_size)"
+    )
+    # The score says why, where it said only that the latest run failed.
+    score = score_project(project, registry)
+    assert how_to_improve(score.test("infra-4")).startswith(
+        "fix it: the latest automated run failed: expected the gate to judge"
+    )

@@ -162,7 +162,24 @@ def feature_importance(
     result["not_helping"] = [n for n, f in features.items() if f["verdict"] == "not helping"]
     result["uncertain"] = [n for n, f in features.items() if f["verdict"] == "uncertain"]
     result["method"] = "permutation + drop-column" if isinstance(dropped, dict) else "permutation"
+    if result["not_helping"]:
+        result["reason"] = _not_helping_reason(metric, features, result["not_helping"])
     return dict(clean(result))
+
+
+def _not_helping_reason(metric: str, features: dict[str, Any], names: list[str]) -> str:
+    """One line naming each feature that does not help, with the losses that show it."""
+    shown = []
+    for name in names:
+        found = features[name]
+        loss = f"{found['mean']:+.2g} ± {found['high'] - found['mean']:.2g} when shuffled"
+        if "drop_column" in found:
+            loss += f", {found['drop_column']:+.2g} when refitted without it"
+        shown.append(f"{name} ({loss})")
+    return (
+        f"expected every feature to improve {metric}, found {len(names)} that do not: "
+        f"{'; '.join(shown)}; drop them or find out why"
+    )
 
 
 def _column_from_records(values: list[Any], dtype: Any) -> pd.Series:
@@ -194,16 +211,21 @@ def feature_cost(
             "ms_per_1k_rows": ms,
             "too_costly": max_feature_ms is not None and ms > max_feature_ms,
         }
-    return dict(
-        clean(
-            {
-                "rows": len(sample),
-                "max_feature_ms": max_feature_ms,
-                "features": features,
-                "too_costly": [n for n, f in features.items() if f["too_costly"]],
-            }
+    too_costly = [n for n, f in features.items() if f["too_costly"]]
+    result: dict[str, Any] = {
+        "rows": len(sample),
+        "max_feature_ms": max_feature_ms,
+        "features": features,
+        "too_costly": too_costly,
+    }
+    if too_costly:
+        shown = ", ".join(f"{n} ({features[n]['ms_per_1k_rows']:.3g} ms)" for n in too_costly)
+        result["reason"] = (
+            f"expected each feature's input column to take at most {max_feature_ms:g} ms per "
+            f"1,000 rows to build (importance.max_feature_ms), found {len(too_costly)} "
+            f"slower: {shown}"
         )
-    )
+    return dict(clean(result))
 
 
 def model_size_mb(model: ModelAdapter) -> float:

@@ -239,7 +239,8 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
             not importance.get("not_helping"),
             {
                 k: importance.get(k)
-                for k in ("method", "metric", "not_helping", "uncertain", "features")
+                for k in ("method", "metric", "not_helping", "uncertain", "features", "reason")
+                if k in importance
             },
         )
     if "feature_cost" in result:
@@ -392,7 +393,14 @@ def gate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         if unavailable is not None:
             out["champion_split_unavailable"] = unavailable
     judged = [r for r in decision.reasons if r.judged]
-    record(ctx, "infra-4", bool(judged), {**out, "rules_judged": len(judged)})
+    infra_4: JSON = {**out, "rules_judged": len(judged)}
+    if not judged:
+        unjudged = "; ".join(r.message for r in decision.reasons)
+        infra_4["reason"] = (
+            "expected the gate to judge the candidate by at least one rule, found "
+            + (f"none judged ({unjudged})" if unjudged else "no rule declared (gates)")
+        )
+    record(ctx, "infra-4", bool(judged), infra_4)
     slice_reasons = [r for r in decision.reasons if r.slice]
     judged_slices = [s["name"] for s in evaluation.get("slices") or [] if s["judged"]]
     failed_slices = [r.message for r in slice_reasons if r.judged and not r.passed]
@@ -414,14 +422,19 @@ def gate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     fairness = evaluation.get("fairness") or {}
     fair_reasons = [r for r in decision.reasons if r.kind == "fairness"]
     measured = any(a.get("disparities") for a in (fairness.get("attributes") or {}).values())
-    record(
-        ctx,
-        "model-7",
-        measured and all(r.passed for r in fair_reasons if r.judged),
-        {**fairness, "reasons": [r.message for r in fair_reasons]}
-        if fairness
-        else {"reason": "no sensitive attributes declared (fairness.sensitive)"},
-    )
+    unfair = [r.message for r in fair_reasons if r.judged and not r.passed]
+    inclusion: JSON = {**fairness, "reasons": [r.message for r in fair_reasons]}
+    if not fairness:
+        inclusion = {"reason": "no sensitive attributes declared (fairness.sensitive)"}
+    elif not measured:
+        inclusion["reason"] = (
+            "expected disparities between the groups of fairness.sensitive, found none "
+            f"measured: fewer than two groups of at least {fairness.get('min_group_size')} "
+            "validation rows (fairness.min_group_size)"
+        )
+    elif unfair:
+        inclusion["reason"] = "; ".join(unfair)
+    record(ctx, "model-7", measured and not unfair, inclusion)
     if not decision.reasons:
         message = "blessed: no gate rules declared (gates)"
     elif decision.failed:
