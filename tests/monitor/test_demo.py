@@ -52,6 +52,12 @@ def test_monitor_demo_shows_a_real_drift_alert_and_a_quality_drop(
     assert path.exists() and "<svg" in path.read_text()
     evidence = registry.store.list_evidence(project.spec.name, test_id="monitor-7")
     assert evidence and evidence[-1].automated and not evidence[-1].passed
+    # The failed evidence says why with the findings, not only the numbers measured.
+    reason = evidence[-1].details["reason"]
+    quality_drop = next(a for a in report.alerts if a.labels["key"] == "quality:accuracy")
+    drop = quality_drop.annotations["summary"]
+    assert reason.startswith(drop) or f"; {drop}" in reason
+    assert "label distribution drifted from training" in reason
 
 
 def test_cli_monitor_json_report_and_rules(

@@ -170,6 +170,10 @@ class Monitor:
                 "lookback": inputs.spec.lookback,
                 **_numbers(result.details),
             }
+            if not result.passed:  # the findings say why: the summary may read as good news
+                details["reason"] = "; ".join(
+                    f.message for f in result.findings if f.severity != "info"
+                )
             self.registry.store.add_evidence(
                 Evidence(
                     test_id=result.test_id,

@@ -227,8 +227,8 @@ def _limit_s(evidence: Evidence, window: timedelta) -> float:
 
 
 def _why_failed(item: EvidenceItem) -> str:
-    """The reason a failed record gives: its ``summary``, ``reason``, ``error`` or ``note``."""
-    for key in ("summary", "reason", "error", "note"):
+    """The reason a failed record gives: its ``reason``, ``error``, ``summary`` or ``note``."""
+    for key in ("reason", "error", "summary", "note"):
         value = item.details.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()
