@@ -162,8 +162,10 @@ def test_record_validation_evidence_passes_only_without_errors() -> None:
         "anomalies": 1,
         "errors": 1,
         "kinds": {"nan_or_inf": 1},
+        "reason": "column 'x': nan_or_inf: expected finite values, found 1 +inf, 0 -inf",
         "source": "requests",
     }
+    assert "reason" not in store.kept[0].details
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int64])

@@ -75,6 +75,19 @@ def test_every_anomaly_kind_is_found(train: pd.DataFrame) -> None:
         raise_for_errors(report)
 
 
+def test_problem_names_the_first_error_and_counts_the_others(train: pd.DataFrame) -> None:
+    schema = infer_schema(train)
+    assert validate_frame(train, schema=schema).problem == ""
+    bad = train.assign(x=train["x"].where(train.index != 0, np.inf))
+    bad.loc[[5, 8], "age"] = [200, 1]
+    report = validate_frame(bad, schema=schema)
+    expected = "column 'x': nan_or_inf: expected finite values, found 1 +inf, 0 -inf"
+    assert report.problem == f"{expected} (and 1 more error)"
+    with pytest.raises(AnomalyError) as raised:
+        raise_for_errors(report)
+    assert str(raised.value) == report.problem
+
+
 def test_out_of_range_int_examples(train: pd.DataFrame) -> None:
     schema = infer_schema(train)
     bad = train.copy()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +16,14 @@ from readyml.cli.score import app
 from readyml.config import Project
 from readyml.errors import ConfigError
 from readyml.registry import Registry
-from readyml.score.explain import explain_prediction, record_explanation
+from readyml.score.explain import (
+    ExplainStep,
+    Explanation,
+    explain_prediction,
+    record_explanation,
+)
+from readyml.score.rubric import rubric_test
+from readyml.score.scoring import score_test
 from readyml.train import open_project_registry, run_project
 from support import IRIS_SPEC, write_project
 
@@ -91,6 +100,40 @@ def test_default_example_is_the_versions_input_example(trained: Trained) -> None
     record_explanation(registry, project.spec.name, explanation)
     evidence = registry.list_evidence(project="iris", test_id="infra-5")[-1]
     assert evidence.passed and evidence.model_name == "iris" and evidence.version == 1
+    assert "reason" not in evidence.details
+
+
+def test_a_trace_that_does_not_reproduce_the_prediction_is_failing_evidence_with_a_reason(
+    registry: Registry,
+) -> None:
+    contributions = ExplainStep(
+        "contributions: decision paths",
+        "contributions",
+        {"bias (mean of root values)": 0.33, "petal_width": 0.4, "= sum": 0.73},
+        "probability of class 'versicolor'; 20 tree(s)",
+    )
+    output = ExplainStep(
+        "prediction", "output", {"prediction": "versicolor", "P(versicolor)": 0.81}
+    )
+    explanation = Explanation(
+        "iris:1", "sklearn", EXAMPLE, [contributions, output], np.str_("versicolor"), False
+    )
+    record_explanation(registry, "iris", explanation)
+    (evidence,) = registry.list_evidence(project="iris", test_id="infra-5")
+    assert not evidence.passed
+    assert evidence.details["reason"] == (
+        "trace of iris:1: expected the step-by-step computation to reproduce the prediction "
+        "'versicolor' (P=0.81), found contributions summing to 0.73 (probability of class "
+        "'versicolor'; 20 tree(s))"
+    )
+    score = score_test(rubric_test("infra-5"), [evidence], now=datetime.now(UTC))
+    assert score.reason == f"the latest automated run failed: {evidence.details['reason']}"
+    layers = Explanation("net:2", "torch", EXAMPLE, [], np.float32(2.5), False)
+    assert layers.problem == (
+        "trace of net:2: expected the step-by-step computation to reproduce the prediction "
+        "2.5, found a different output from the traced steps"
+    )
+    assert Explanation("net:2", "torch", EXAMPLE, consistent=True).problem == ""
 
 
 def test_missing_column_names_what_is_expected(trained: Trained) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from readyml.config import Project
 from readyml.data import FeatureSchema, Schema, write_schema
 from readyml.score.meta_rules import check_meta_rules, check_project_meta
+from readyml.score.rubric import rubric_test
+from readyml.score.scoring import score_test
 from support import write_project
 
 TODAY = date(2026, 6, 1)
@@ -70,6 +72,9 @@ def test_project_check_reads_schema_yaml(tmp_path: Path) -> None:
     evidence, summary = check_project_meta(Project.load(root))
     assert not evidence.passed
     assert summary.startswith("4 violation(s); first: feature 'sepal_length': meta.owner")
+    assert evidence.details["reason"] == summary
+    score = score_test(rubric_test("data-4"), [evidence], now=datetime.now(UTC))
+    assert score.reason == f"the latest automated run failed: {summary}"
     write_schema(
         Schema([feature(n, owner="team-a") for n in names], label="species"),
         root / "schema.yaml",
@@ -77,4 +82,5 @@ def test_project_check_reads_schema_yaml(tmp_path: Path) -> None:
     )
     evidence, summary = check_project_meta(Project.load(root))
     assert evidence.passed, summary
+    assert "reason" not in evidence.details
     assert evidence.test_id == "data-4" and evidence.automated

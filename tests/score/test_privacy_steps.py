@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ from readyml.config import Project
 from readyml.data import FeatureSchema, infer_schema, write_schema
 from readyml.errors import DataError
 from readyml.registry import Registry
+from readyml.score.rubric import rubric_test
+from readyml.score.scoring import score_test
 from readyml.train.pipeline import Pipeline
 from readyml.train.privacy_steps import (
     PrivacyControls,
@@ -98,9 +101,15 @@ def test_step_fails_the_run_on_undeclared_personal_data(tmp_path: Path, registry
     project = project_with_emails(tmp_path)
     error = run(project, registry)
     assert isinstance(error, DataError)
-    assert "column 'contact' holds personal data (email, 100% of 150 values)" in str(error)
+    assert str(error) == (
+        "column 'contact' holds personal data (email, 100% of 150 values); declare "
+        "meta.personal_data: drop, hash or allow for it in schema.yaml"
+    )
     (evidence,) = registry.list_evidence(project="iris", test_id="data-5")
     assert not evidence.passed and evidence.details["undeclared"] == ["contact"]
+    assert evidence.details["reason"] == str(error)
+    score = score_test(rubric_test("data-5"), [evidence], now=datetime.now(UTC))
+    assert score.reason == f"the latest automated run failed: {error}"
 
 
 @pytest.mark.parametrize("handling", ["drop", "hash"])
@@ -116,5 +125,5 @@ def test_step_enforces_the_declared_handling(
     write_schema(schema, tmp_path / "schema.yaml")
     assert run(project, registry) is None
     (evidence,) = registry.list_evidence(project="iris", test_id="data-5")
-    assert evidence.passed
+    assert evidence.passed and "reason" not in evidence.details
     assert evidence.details["dropped" if handling == "drop" else "hashed"] == ["contact"]

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from readyml.config import Project
 from readyml.errors import AliasError, DataError, RegistryError
+from readyml.flavors import ModelAdapter
 from readyml.registry import Registry
 from readyml.train import RunResult, check_reproducible, open_project_registry, run_project
+from readyml.train import run as run_module
+from readyml.train.run import ReproducibilityReport
+from readyml.train.steps import fit_model
 from readyml.types import VersionStatus
 from support import IRIS_SPEC, iris_frame, write_project
 
@@ -191,10 +196,17 @@ def test_data_violating_the_checked_in_schema_fails_validate(tmp_path: Path) -> 
     frame["petal_length"] = frame["petal_length"].astype(str)
     frame.loc[3, "petal_length"] = "n/a"
     frame.to_csv(tmp_path / "data" / "iris.csv", index=False)
-    result, _ = _run(tmp_path)
+    result, registry = _run(tmp_path)
     assert result.status == "failed"
     assert _statuses(result)["validate"] == "failed"
-    assert "petal_length" in str(result.error)
+    assert str(result.error) == (
+        "data violates schema.yaml: column 'petal_length': nan_or_inf: expected no nulls "
+        "(nullable: false), found 1 null of 150 rows (0.7%)"
+    )
+    evidence = registry.store.list_evidence(project="iris", test_id="data-1")
+    assert [e.passed for e in evidence] == [True, False]
+    assert "reason" not in evidence[0].details
+    assert evidence[1].details["reason"] == str(result.error)
 
 
 def test_time_split_and_loader_source(tmp_path: Path) -> None:
@@ -254,6 +266,46 @@ def test_reproducibility_check_records_infra_1(tmp_path: Path) -> None:
     assert report.identical_predictions == 1.0 and report.max_abs_difference == 0.0
     evidence = registry.store.list_evidence(project="iris", test_id="infra-1")
     assert evidence and evidence[-1].passed
+
+
+def test_a_failed_reproducibility_check_says_what_differed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(tmp_path)
+    project = Project.load(tmp_path)
+    registry = open_project_registry(project)
+    result = run_project(project, registry=registry)
+
+    def on_half(
+        project: Project, train: pd.DataFrame, valid: pd.DataFrame
+    ) -> tuple[ModelAdapter, float]:
+        return fit_model(project, train.iloc[::2], valid)
+
+    # The second training sees other rows: the stand-in for a nondeterministic trainer.
+    monkeypatch.setattr(run_module, "fit_model", on_half)
+    report = check_reproducible(project, result, registry=registry)
+    assert not report.passed
+    (evidence,) = registry.store.list_evidence(project="iris", test_id="infra-1")
+    assert not evidence.passed and evidence.details["reason"] == report.reason
+    assert report.reason.startswith(
+        "retrained on the same inputs: expected identical predictions (sklearn is deterministic)"
+    )
+
+
+def test_reproducibility_reason_names_the_expectation_and_the_difference() -> None:
+    report = ReproducibilityReport("sklearn", True, 150, 146 / 150, 0.0421, 0.0, False)
+    assert report.reason == (
+        "retrained on the same inputs: expected identical predictions (sklearn is "
+        "deterministic), found 146 of 150 identical, largest difference 0.0421"
+    )
+    assert report.to_dict()["reason"] == report.reason
+    report = ReproducibilityReport("torch", False, 40, 1.0, 3e-4, 1e-6, False)
+    assert report.reason == (
+        "retrained on the same inputs: expected torch predictions within 1e-06 of each "
+        "other, found a largest difference of 0.0003 (40 of 40 identical)"
+    )
+    passed = ReproducibilityReport("torch", False, 40, 1.0, 0.0, 1e-6, True)
+    assert passed.reason == "" and "reason" not in passed.to_dict()
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:

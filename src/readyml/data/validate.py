@@ -145,6 +145,18 @@ class ValidationReport:
         """Anomalies of error severity."""
         return [a for a in self.anomalies if a.severity == "error"]
 
+    @property
+    def problem(self) -> str:
+        """The first error in one line, with how many more there are; ``""`` when ok."""
+        errors = self.errors
+        if not errors:
+            return ""
+        first = errors[0]
+        where = f"column {first.column!r}: " if first.column else ""
+        more = len(errors) - 1
+        suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+        return f"{where}{first.kind}: expected {first.expected}, found {first.found}{suffix}"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``{"ok", "n_rows", "n_columns", "anomalies": [...]}``."""
         return {
@@ -285,6 +297,8 @@ def record_validation_evidence(
 ) -> Evidence:
     """Record that data was validated, passed when ``report`` has no error anomaly.
 
+    A failing record's ``reason`` details name the first error (see ``report.problem``).
+
     ``data-1`` (feature expectations captured in a schema and checked) for training data;
     ``monitor-2`` (input invariants checked) for serving inputs.
 
@@ -323,6 +337,7 @@ def record_validation_evidence(
             "anomalies": len(report.anomalies),
             "errors": len(report.errors),
             "kinds": dict(sorted(counts.items())),
+            **({"reason": report.problem} if not report.ok else {}),
             **dict(details or {}),
         },
     )
@@ -334,15 +349,8 @@ def raise_for_errors(report: ValidationReport) -> None:
     """Raise :class:`~readyml.errors.AnomalyError` naming the first error, if any."""
     from readyml.errors import AnomalyError
 
-    if report.ok:
-        return
-    first = report.errors[0]
-    where = f"column {first.column!r}: " if first.column else ""
-    more = len(report.errors) - 1
-    suffix = f" (and {more} more errors)" if more else ""
-    raise AnomalyError(
-        f"{where}{first.kind}: expected {first.expected}, found {first.found}{suffix}"
-    )
+    if not report.ok:
+        raise AnomalyError(report.problem)
 
 
 class _Collector:

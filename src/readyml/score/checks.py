@@ -145,7 +145,7 @@ def _infra_5(project: Project, registry: Registry) -> tuple[bool, JSON, str]:
     details: JSON = explanation.to_dict()
     ok = f"{len(explanation.steps)} steps traced for {explanation.model}; prediction reproduced"
     if not explanation.consistent:
-        details["error"] = "the step-by-step trace does not reproduce predict()"
+        details["error"] = explanation.problem
     return explanation.consistent, details, _summary(explanation.consistent, details, ok)
 
 

@@ -93,6 +93,29 @@ class Explanation:
     prediction: Any = None
     consistent: bool = False
 
+    @property
+    def problem(self) -> str:
+        """One line: the prediction the trace should reproduce and what it computed instead;
+        ``""`` when consistent."""
+        if self.consistent:
+            return ""
+        prediction = _plain(self.prediction)
+        shown = f"{prediction:.6g}" if isinstance(prediction, float) else repr(prediction)
+        output = self.steps[-1].values if self.steps else {}
+        probability = output.get(f"P({prediction})")
+        if isinstance(probability, float):
+            shown += f" (P={probability:.6g})"
+        summed = next((s for s in self.steps if "= sum" in s.values), None)
+        found = (
+            f"contributions summing to {summed.values['= sum']:.6g} ({summed.note})"
+            if summed is not None
+            else "a different output from the traced steps"
+        )
+        return (
+            f"trace of {self.model}: expected the step-by-step computation to reproduce "
+            f"the prediction {shown}, found {found}"
+        )
+
     def to_dict(self) -> JSON:
         """JSON form."""
         return {
@@ -413,6 +436,7 @@ def record_explanation(
                 "flavor": explanation.flavor,
                 "prediction": _plain(explanation.prediction),
                 "consistent": explanation.consistent,
+                **({"reason": explanation.problem} if explanation.problem else {}),
             },
         )
     )

@@ -170,11 +170,12 @@ def check_project_meta(project: Project, *, today: date | None = None) -> tuple[
         )
         details = report.to_dict()
         passed = report.passed
-        summary = (
-            f"{report.features} features follow {len(report.checked)} rules"
-            if passed
-            else f"{len(report.violations)} violation(s); first: {report.violations[0].message}"
-        )
+        if passed:
+            summary = f"{report.features} features follow {len(report.checked)} rules"
+        else:
+            first = report.violations[0].message
+            summary = f"{len(report.violations)} violation(s); first: {first}"
+            details["reason"] = summary
     evidence = Evidence(
         test_id="data-4",
         passed=passed,

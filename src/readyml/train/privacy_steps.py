@@ -186,6 +186,20 @@ class PrivacyReport:
         """Whether every personal column had a declared handling."""
         return not self.undeclared
 
+    @property
+    def problem(self) -> str:
+        """The first undeclared personal column in one line; ``""`` when passed."""
+        if not self.undeclared:
+            return ""
+        first = next(c for c in self.found if c.column == self.undeclared[0])
+        more = len(self.undeclared) - 1
+        others = f" (and {more} more)" if more else ""
+        return (
+            f"column '{first.column}' holds personal data ({first.kind}, "
+            f"{first.share:.0%} of {first.sampled} values){others}; declare "
+            f"meta.{META_KEY}: drop, hash or allow for it in {SCHEMA_FILE}"
+        )
+
     def to_dict(self) -> JSON:
         """JSON form."""
         return {
@@ -266,6 +280,7 @@ class PrivacyControls:
             salt=spec.name,
             protected=[spec.label, *(c for c in inputs["data"].columns if is_reserved(c))],
         )
+        problem = report.problem
         ctx.record(
             Evidence(
                 test_id="data-5",
@@ -273,19 +288,12 @@ class PrivacyControls:
                 automated=True,
                 project=spec.name,
                 run_id=ctx.run_id,
-                details=report.to_dict(),
+                details={**report.to_dict(), **({"reason": problem} if problem else {})},
                 artifact=SCHEMA_FILE,
             )
         )
-        if report.undeclared:
-            first = next(c for c in report.found if c.column == report.undeclared[0])
-            more = len(report.undeclared) - 1
-            others = f" (and {more} more)" if more else ""
-            raise DataError(
-                f"column '{first.column}' holds personal data ({first.kind}, "
-                f"{first.share:.0%} of {first.sampled} values){others}; declare "
-                f"meta.{META_KEY}: drop, hash or allow for it in {SCHEMA_FILE}"
-            )
+        if problem:
+            raise DataError(problem)
         parts = [
             f"{len(report.found)} personal column(s) found",
             *(

@@ -97,9 +97,28 @@ class ReproducibilityReport:
     tolerance: float
     passed: bool
 
+    @property
+    def reason(self) -> str:
+        """What was expected and what was found, in one line; ``""`` when passed."""
+        if self.passed:
+            return ""
+        identical = f"{round(self.identical_predictions * self.n_rows)} of {self.n_rows} identical"
+        difference = f"{self.max_abs_difference:.3g}"
+        if self.deterministic:
+            return (
+                "retrained on the same inputs: expected identical predictions "
+                f"({self.flavor} is deterministic), found {identical}, "
+                f"largest difference {difference}"
+            )
+        return (
+            f"retrained on the same inputs: expected {self.flavor} predictions within "
+            f"{self.tolerance:g} of each other, found a largest difference of {difference} "
+            f"({identical})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return asdict(self)
+        """JSON-friendly form, with a ``reason`` when it failed."""
+        return {**asdict(self), **({"reason": self.reason} if self.reason else {})}
 
 
 def check_reproducible(

@@ -241,6 +241,7 @@ class ValidateData:
                 replace(a, found=f"{a.found} (production examples)") for a in checked.anomalies
             )
         errors = report.errors
+        problem = f"data violates {SCHEMA_FILE}: {report.problem}" if errors else ""
         ctx.record(
             Evidence(
                 test_id="data-1",
@@ -253,17 +254,13 @@ class ValidateData:
                     "features": len(schema.features),
                     "anomalies": len(report.anomalies),
                     "errors": len(errors),
+                    **({"reason": problem} if problem else {}),
                 },
                 artifact=SCHEMA_FILE,  # relative to the project, as every step links it
             )
         )
-        if errors:
-            first = errors[0]
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise AnomalyError(
-                f"data violates {SCHEMA_FILE}: {first.kind} in column '{first.column}': "
-                f"expected {first.expected}, found {first.found}{more}"
-            )
+        if problem:
+            raise AnomalyError(problem)
         warnings = len(report.anomalies)
         return StepResult(
             {"validation": report.to_dict()},
