@@ -10,6 +10,7 @@ from readyml.config import Project
 from readyml.demo import run_demo
 from readyml.feedback.demo import feedback_demo
 from readyml.monitor import replay_offline
+from readyml.score import score_project
 from readyml.train import open_project_registry, run_project
 from readyml.train.progress import SilentReporter
 from support import iris_frame
@@ -57,3 +58,10 @@ def test_make_demo_runs_the_loop_end_to_end(
     assert "feedback loop" in output and "standing in for a reviewer" in output
     assert "rolling out by canary" in output and "newest production window" in output
     assert "ML Test Score" in output
+    # Whatever the demo's data makes fail, the score says why, not only that it failed.
+    project = Project.load(tmp_path / "demo")
+    score = score_project(project, open_project_registry(project))
+    failing = [t for t in score.tests if t.status == "failing"]
+    assert all(t.reason.startswith("the latest automated run failed: ") for t in failing), [
+        (t.test.id, t.reason) for t in failing
+    ]
