@@ -63,8 +63,8 @@ def test_a_feature_that_never_helps_is_named_with_its_losses() -> None:
     found = feature_importance(model, X, y, metric="accuracy", refit=refit)
     assert found["not_helping"] == ["zeros"]
     assert found["reason"] == (
-        "expected every feature to improve accuracy, found 1 that do not: zeros (+0 ± 0 when "
-        "shuffled, +0 when refitted without it); drop them or find out why"
+        "expected every feature to improve accuracy, found one that does not: zeros (loss of "
+        "accuracy when shuffled: +0 ± 0; when refitted without it: +0); drop it or find out why"
     )
 
 

@@ -190,8 +190,8 @@ def test_failed_importance_gate_and_inclusion_tests_say_why(tmp_path: Path) -> N
         .startswith("expected every feature to improve accuracy, found ")
     )
     assert (
-        "zeros (+0 ± 0 when shuffled, +0 when refitted without it)"
-        in (evidence["data-2"].details["reason"])
+        "zeros (loss of accuracy when shuffled: +0 ± 0; when refitted without it: +0)"
+        in evidence["data-2"].details["reason"]
     )
     assert evidence["infra-4"].details["reason"] == (
         "expected the gate to judge the candidate by at least one rule, found no rule "

@@ -17,6 +17,7 @@ from readyml.config import Project
 from readyml.errors import ConfigError
 from readyml.registry import Registry
 from readyml.score.explain import (
+    OWN_KEY,
     ExplainStep,
     Explanation,
     explain_prediction,
@@ -76,7 +77,7 @@ def test_linear_model_contributions_add_up_to_the_decision_function(trained: Tra
         "prediction",
     ]
     contributions = explanation.steps[2].values
-    parts = [v for k, v in contributions.items() if k != "= sum"]
+    parts = [v for k, v in contributions.items() if k not in ("= sum", OWN_KEY)]
     assert sum(parts) == pytest.approx(contributions["= sum"])
     assert explanation.steps[-1].values["prediction"] == explanation.prediction
 
@@ -91,6 +92,7 @@ def test_tree_contributions_follow_decision_paths(trained: Trained, estimator: s
     label = explanation.prediction
     probability = explanation.steps[-1].values[f"P({label})"]
     assert explanation.steps[-2].values["= sum"] == pytest.approx(probability)
+    assert explanation.steps[-2].values[OWN_KEY] == pytest.approx(probability)
 
 
 def test_default_example_is_the_versions_input_example(trained: Trained) -> None:
@@ -109,7 +111,7 @@ def test_a_trace_that_does_not_reproduce_the_prediction_is_failing_evidence_with
     contributions = ExplainStep(
         "contributions: decision paths",
         "contributions",
-        {"bias (mean of root values)": 0.33, "petal_width": 0.4, "= sum": 0.73},
+        {"bias (mean of root values)": 0.33, "petal_width": 0.4, "= sum": 0.73, OWN_KEY: 0.81},
         "probability of class 'versicolor'; 20 tree(s)",
     )
     output = ExplainStep(
@@ -123,8 +125,8 @@ def test_a_trace_that_does_not_reproduce_the_prediction_is_failing_evidence_with
     assert not evidence.passed
     assert evidence.details["reason"] == (
         "trace of iris:1: expected the step-by-step computation to reproduce the prediction "
-        "'versicolor' (P=0.81), found contributions summing to 0.73 (probability of class "
-        "'versicolor'; 20 tree(s))"
+        "'versicolor' (P=0.81), found contributions summing to 0.73 where the model's own "
+        "value is 0.81 (probability of class 'versicolor'; 20 tree(s))"
     )
     score = score_test(rubric_test("infra-5"), [evidence], now=datetime.now(UTC))
     assert score.reason == f"the latest automated run failed: {evidence.details['reason']}"

@@ -13,8 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from readyml.serve import replica_sync
+from readyml.serve.metrics import ServerMetrics
 from readyml.serve.replica_sync import ActorStore, MetricsUnavailable, ReplicaMetrics, ReplicaSync
-from readyml.serve.workers import ModelChange
+from readyml.serve.workers import ModelChange, WorkerGroup
 
 
 def test_changes_are_recorded_in_order_and_the_state_is_only_read_when_it_moved() -> None:
@@ -45,18 +46,46 @@ def test_replicas_that_stop_beating_are_not_waited_for(monkeypatch: pytest.Monke
     assert sync.acknowledgements()["node-a:11"]["applied"] == {"iris": 1}
 
 
-def test_an_ended_replicas_metrics_are_kept_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+def _exposition(requests: int, queue_rows: int) -> str:
+    metrics = ServerMetrics()
+    for _ in range(requests):
+        metrics.count("iris", "1", "/predict", 200, 0.002)
+    metrics.batch("iris", rows=1, service_s=0.001, queue_rows=queue_rows)
+    return metrics.render().decode()
+
+
+def _summed(exposition: bytes) -> dict[str, float]:
+    """Requests and queued rows in a summed exposition."""
+    found = {"requests": 0.0, "queue_rows": 0.0}
+    for family in text_string_to_metric_families(exposition.decode()):
+        for sample in family.samples:
+            if sample.name == "readyml_requests_total":
+                found["requests"] += sample.value
+            elif sample.name == "readyml_queue_rows":
+                found["queue_rows"] += sample.value
+    return found
+
+
+def test_an_ended_replica_keeps_its_counts_and_a_retired_one_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     sync = ReplicaSync()
-    sync.report_metrics("node-a:11", "a")
-    sync.report_metrics("node-b:11", "b")
+    sync.report_metrics("node-a:11", _exposition(1, queue_rows=1))
+    sync.report_metrics("node-b:11", _exposition(2, queue_rows=2))
     now[0] += replica_sync.ALIVE_S - 1
-    sync.beat("node-a:11")
-    sync.report_metrics("node-a:11", "a2")  # the latest replaces the one before
-    assert sync.metrics() == (["a2", "b"], [])
-    now[0] += 2
-    assert sync.metrics() == (["a2"], ["b"])  # its counts stay summed, its gauges go
+    sync.report_metrics("node-a:11", _exposition(3, queue_rows=4))  # replaces the one before
+    assert _summed(sync.metrics()) == {"requests": 5, "queue_rows": 6}
+    now[0] += 2  # b ended: its counts stay, its queue does not
+    assert _summed(sync.metrics()) == {"requests": 5, "queue_rows": 4}
+    now[0] += replica_sync.RETIRED_S - 3  # a ended, b is folded into the retired counts
+    assert _summed(sync.metrics()) == {"requests": 5, "queue_rows": 0}
+    assert list(sync.expositions) == ["node-a:11"]
+    sync.report_metrics("node-c:12", _exposition(7, queue_rows=1))
+    now[0] += replica_sync.RETIRED_S + 1  # a and c are folded in as well
+    assert _summed(sync.metrics()) == {"requests": 12, "queue_rows": 0}
+    assert sync.expositions == {}
 
 
 class _LocalActor:
@@ -120,3 +149,32 @@ def test_a_scrape_without_the_actor_fails_rather_than_answer_one_replica() -> No
         "found it unreachable (ValueError: Failed to look up actor 'readyml-sync-gone' in "
         "namespace 'readyml')"
     )
+
+
+def test_a_scrape_the_actor_does_not_answer_is_a_503_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(replica_sync, "METRICS_TIMEOUT_S", 0.05)
+    metrics = _replica_metrics(ReplicaSync(), "node-a:11")
+
+    async def hang(*args: Any) -> None:
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(metrics.store, "report_metrics", hang)
+    with pytest.raises(MetricsUnavailable, match=r"unreachable \(no answer in 0.05 s\)$"):
+        asyncio.run(metrics.scrape())
+
+
+def test_a_stopping_replica_shares_the_counts_of_its_last_moments() -> None:
+    sync = ReplicaSync()
+    metrics = _replica_metrics(sync, "node-a:11")
+    group = WorkerGroup(store=metrics.store, workers=2, metrics=metrics, worker_id="node-a:11")
+
+    async def answer_then_stop() -> None:
+        await metrics.share()  # a tick
+        metrics.count("iris", "1", "/predict", 200, 0.002)  # answered during the drain
+        await group.stop()
+        await group.share_last()
+
+    asyncio.run(answer_then_stop())
+    assert _summed(sync.metrics())["requests"] == 1

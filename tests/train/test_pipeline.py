@@ -296,9 +296,14 @@ def test_reproducibility_reason_names_the_expectation_and_the_difference() -> No
     report = ReproducibilityReport("sklearn", True, 150, 146 / 150, 0.0421, 0.0, False)
     assert report.reason == (
         "retrained on the same inputs: expected identical predictions (sklearn is "
-        "deterministic), found 146 of 150 identical, largest difference 0.0421"
+        "deterministic), found 146 of 150 identical"
     )
     assert report.to_dict()["reason"] == report.reason
+    report = ReproducibilityReport("sklearn", True, 150, 1.0, 1e-7, 0.0, False)
+    assert report.reason == (
+        "retrained on the same inputs: expected identical predictions (sklearn is "
+        "deterministic), found identical labels but values differing by up to 1e-07"
+    )
     report = ReproducibilityReport("torch", False, 40, 1.0, 3e-4, 1e-6, False)
     assert report.reason == (
         "retrained on the same inputs: expected torch predictions within 1e-06 of each "

@@ -172,13 +172,16 @@ def _not_helping_reason(metric: str, features: dict[str, Any], names: list[str])
     shown = []
     for name in names:
         found = features[name]
-        loss = f"{found['mean']:+.2g} ± {found['high'] - found['mean']:.2g} when shuffled"
+        loss = f"loss of {metric} when shuffled: {found['mean']:+.2g}"
+        loss += f" ± {found['high'] - found['mean']:.2g}"
         if "drop_column" in found:
-            loss += f", {found['drop_column']:+.2g} when refitted without it"
+            loss += f"; when refitted without it: {found['drop_column']:+.2g}"
         shown.append(f"{name} ({loss})")
+    that = "one that does not" if len(names) == 1 else f"{len(names)} that do not"
+    them = "it" if len(names) == 1 else "them"
     return (
-        f"expected every feature to improve {metric}, found {len(names)} that do not: "
-        f"{'; '.join(shown)}; drop them or find out why"
+        f"expected every feature to improve {metric}, found {that}: "
+        f"{', '.join(shown)}; drop {them} or find out why"
     )
 
 

@@ -170,10 +170,9 @@ class Monitor:
                 "lookback": inputs.spec.lookback,
                 **_numbers(result.details),
             }
-            if not result.passed:  # the findings say why: the summary may read as good news
-                details["reason"] = "; ".join(
-                    f.message for f in result.findings if f.severity != "info"
-                )
+            why = "; ".join(f.message for f in result.findings if f.severity != "info")
+            if not result.passed and why:  # the summary alone may read as good news
+                details["reason"] = why
             self.registry.store.add_evidence(
                 Evidence(
                     test_id=result.test_id,

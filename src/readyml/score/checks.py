@@ -35,6 +35,7 @@ from readyml.score.probes import (
     unit_test_model_spec,
 )
 from readyml.score.project_tests import check_tested_code, feature_modules, model_modules
+from readyml.score.scoring import failure_reason
 from readyml.types import JSON, Evidence
 
 CHECKS: dict[str, str] = {
@@ -72,9 +73,9 @@ class CheckResult:
 def _summary(passed: bool, details: JSON, ok: str) -> str:
     if passed:
         return ok
-    for key in ("error", "reason"):
-        if details.get(key):
-            return str(details[key])
+    why = failure_reason(details)
+    if why:
+        return why
     problems = details.get("problems") or details.get("untested")
     if problems:
         return f"{problems}"

@@ -40,6 +40,8 @@ from readyml.types import JSON, Evidence
 
 # How close a recomputed output must be to the model's own, absolute.
 TOLERANCE = 1e-6
+# The model's own value of what the contributions add up to, shown under their sum.
+OWN_KEY = "model's own"
 # Decision-path nodes shown for the first tree of an ensemble.
 PATH_NODES_SHOWN = 12
 
@@ -105,9 +107,10 @@ class Explanation:
         probability = output.get(f"P({prediction})")
         if isinstance(probability, float):
             shown += f" (P={probability:.6g})"
-        summed = next((s for s in self.steps if "= sum" in s.values), None)
+        summed = next((s for s in self.steps if OWN_KEY in s.values), None)
         found = (
-            f"contributions summing to {summed.values['= sum']:.6g} ({summed.note})"
+            f"contributions summing to {summed.values['= sum']:.6g} where the model's own "
+            f"value is {summed.values[OWN_KEY]:.6g} ({summed.note})"
             if summed is not None
             else "a different output from the traced steps"
         )
@@ -178,6 +181,7 @@ def _linear(
     expected = np.asarray(decision(x.reshape(1, -1)), dtype=np.float64).reshape(-1)
     own = float(expected[row] if expected.size > 1 else expected[0])
     values["= sum"] = total
+    values[OWN_KEY] = own
     ok = abs(total - own) <= TOLERANCE * max(1.0, abs(own))
     return ExplainStep("contributions: coef × value", "contributions", values, target), ok
 
@@ -226,6 +230,7 @@ def _trees(
     else:
         own = float(np.asarray(estimator.predict(x.reshape(1, -1))).reshape(-1)[0])
         target = "predicted value"
+    values_out[OWN_KEY] = own
     ok = abs(total - own) <= TOLERANCE * max(1.0, abs(own))
     contributions_step = ExplainStep(
         "contributions: decision paths",

@@ -22,10 +22,10 @@ The rules follow Breck et al. (2017), section VI:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from readyml.config import Project, ScoreSpec
 from readyml.registry import Registry
@@ -226,10 +226,11 @@ def _limit_s(evidence: Evidence, window: timedelta) -> float:
     return limit
 
 
-def _why_failed(item: EvidenceItem) -> str:
-    """The reason a failed record gives: its ``reason``, ``error``, ``summary`` or ``note``."""
+def failure_reason(details: Mapping[str, Any]) -> str:
+    """Why a failed record failed, from its details: the first non-empty ``reason``,
+    ``error``, ``summary`` or ``note``; ``""`` without any."""
     for key in ("reason", "error", "summary", "note"):
-        value = item.details.get(key)
+        value = details.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()
     return ""
@@ -298,7 +299,7 @@ def score_test(
     latest = fresh[0]
     if not latest.passed:
         kind = "automated run" if latest.automated else "manual attestation"
-        why = _why_failed(latest)
+        why = failure_reason(latest.details)
         reason = f"the latest {kind} failed" + (f": {why}" if why else "")
         return result(0.0, "failing", reason, latest.automated)
     automated = [item for item in fresh if item.automated] if test.automated else []

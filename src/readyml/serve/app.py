@@ -245,6 +245,8 @@ class ServingApp:
             await self.rollouts.stop()
         for deployment in self.table:
             await deployment.batcher.drain(DRAIN_TIMEOUT_S)
+        if self.workers is not None:
+            await self.workers.share_last()
         for task in (self._flusher, self._sealer):
             if task is not None:
                 task.cancel()

@@ -13,14 +13,19 @@ long model load does not make it look gone; one silent for :data:`ALIVE_S` (a re
 Ray stopped or lost) is not waited for.
 
 Metrics go the same way (:class:`ReplicaMetrics`): each replica sends the actor its own
-exposition when it changed, every tick and before it acknowledges a change, and a scrape,
-whichever replica Ray's proxy gives it to, answers the sum over every replica's latest
-(:func:`~readyml.serve.metrics_sum.sum_expositions`), the others' at most a tick old. An
-ended replica's counts stay in the sums, as Prometheus expects of counters.
+exposition when it changed, every tick, before it acknowledges a change and as it stops,
+and a scrape, whichever replica Ray's proxy gives it to, answers the sum over every
+replica's latest, the others' at most a tick old. The actor sums them
+(:func:`~readyml.serve.metrics_sum.sum_expositions`), so that parsing them never holds a
+replica's event loop. An ended replica's counts stay in the sums, as Prometheus expects of
+counters; one silent for :data:`RETIRED_S` is folded into one exposition of the ended
+replicas' counts, so that a scrape's work does not grow with every replica Ray ever
+replaced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import Any
@@ -34,6 +39,11 @@ from readyml.serve.workers import ModelChange, empty_state, record_change
 NAMESPACE = "readyml"
 # Seconds without a beat after which a replica is taken for gone.
 ALIVE_S = 5.0
+# Seconds without a beat after which an ended replica's counts join the retired ones'
+# (long after ALIVE_S: a replica that came back after it would be counted twice).
+RETIRED_S = 60.0
+# Seconds a scrape waits for the actor before it answers 503.
+METRICS_TIMEOUT_S = 5.0
 
 
 class MetricsUnavailable(ServeError):
@@ -50,8 +60,10 @@ class ReplicaSync:
         self.desired: dict[str, Any] = empty_state()
         self.acks: dict[str, dict[str, Any]] = {}
         self.beats: dict[str, float] = {}
-        # Each replica's latest exposition, kept after it ended (its counts stay summed).
+        # Each replica's latest exposition, kept after it ended (its counts stay summed),
+        # and the counts of the replicas retired since (one exposition).
         self.expositions: dict[str, str] = {}
+        self.retired = ""
 
     def state(self, seen: int | None) -> tuple[int, dict[str, Any]] | None:
         """The state and its seq, or ``None`` when nothing was recorded or it is ``seen``."""
@@ -82,13 +94,15 @@ class ReplicaSync:
         self.expositions[replica] = exposition
         self.beats[replica] = time.monotonic()
 
-    def metrics(self) -> tuple[list[str], list[str]]:
-        """The latest exposition of every live replica, and of every ended one."""
-        live: list[str] = []
-        ended: list[str] = []
-        for replica, exposition in self.expositions.items():
-            (live if self._alive(replica) else ended).append(exposition)
-        return live, ended
+    def metrics(self) -> bytes:
+        """Every replica's latest metrics, summed (an ended one's counts, not its gauges)."""
+        now = time.monotonic()
+        for replica in [r for r in self.expositions if now - self.beats[r] > RETIRED_S]:
+            folded = [self.retired, self.expositions.pop(replica)]
+            self.retired = sum_expositions([], folded).decode()
+        live = [e for r, e in self.expositions.items() if self._alive(r)]
+        ended = [e for r, e in self.expositions.items() if not self._alive(r)]
+        return sum_expositions(live, [self.retired, *ended])
 
     def _alive(self, replica: str) -> bool:
         return time.monotonic() - self.beats.get(replica, 0.0) <= ALIVE_S
@@ -134,9 +148,9 @@ class ActorStore:
         """Send the replica's metrics (Prometheus text format)."""
         await self._handle().report_metrics.remote(replica, exposition)
 
-    async def metrics(self) -> tuple[list[str], list[str]]:
-        """Every live replica's latest metrics, and every ended one's."""
-        found: tuple[list[str], list[str]] = await self._handle().metrics.remote()
+    async def metrics(self) -> bytes:
+        """Every replica's latest metrics, summed."""
+        found: bytes = await self._handle().metrics.remote()
         return found
 
 
@@ -169,11 +183,13 @@ class ReplicaMetrics(ServerMetrics):
                 counter reset, so the scrape fails instead (Prometheus marks it down).
         """
         try:
-            await self.share()
-            live, ended = await self.store.metrics()
+            async with asyncio.timeout(METRICS_TIMEOUT_S):
+                await self.share()
+                return await self.store.metrics()
         except Exception as exc:  # Ray's errors for a lost actor have no common base
+            why = f"no answer in {METRICS_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else ""
             raise MetricsUnavailable(
                 f"metrics: expected every replica's from the run's sync actor "
-                f"{self.store.actor_name!r}, found it unreachable ({type(exc).__name__}: {exc})"
+                f"{self.store.actor_name!r}, found it unreachable "
+                f"({why or f'{type(exc).__name__}: {exc}'})"
             ) from exc
-        return sum_expositions(live, ended)

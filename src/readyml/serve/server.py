@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,8 @@ def build_app(
         from readyml.serve.replica_sync import ActorStore, ReplicaMetrics
 
         store = ActorStore(replicas_sync)
-        replica_id = f"{socket.gethostname()}:{os.getpid()}"  # replicas on several nodes
+        # Unique over nodes, and over pids reused by later replicas (a container's pid 1).
+        replica_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         metrics = ReplicaMetrics(store, replica_id)
         workers = WorkerGroup(
             store=store,

@@ -67,6 +67,8 @@ ACKS_FOLDER = "acks"
 FOLLOW_TIMEOUT_S = 30.0
 # How often it reads their acknowledgements meanwhile (s).
 FOLLOW_POLL_S = 0.05
+# How long a stopping worker tries to share its metrics a last time (s).
+FINAL_SHARE_TIMEOUT_S = 2.0
 # How long every lagging worker must keep failing before the wait ends (s): a few polls,
 # which a passing failure (a store that did not answer once) survives.
 FAILURE_GRACE_S = 2.0
@@ -290,6 +292,17 @@ class WorkerGroup:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def share_last(self) -> None:
+        """Share the metrics a last time (after the drain), so that the requests answered
+        since the last tick stay counted; a failure is reported and stopping goes on."""
+        if self.metrics is None:
+            return
+        try:
+            async with asyncio.timeout(FINAL_SHARE_TIMEOUT_S):
+                await self.metrics.share()
+        except Exception as exc:
+            print(f"readyml: workers: last metrics not shared ({exc!r})", file=sys.stderr)
 
     async def _run(self) -> None:
         while True:

@@ -105,10 +105,14 @@ class ReproducibilityReport:
         identical = f"{round(self.identical_predictions * self.n_rows)} of {self.n_rows} identical"
         difference = f"{self.max_abs_difference:.3g}"
         if self.deterministic:
+            found = (
+                f"identical labels but values differing by up to {difference}"
+                if self.identical_predictions == 1.0
+                else identical  # labels differ (a difference may be a 0/1 stand-in)
+            )
             return (
                 "retrained on the same inputs: expected identical predictions "
-                f"({self.flavor} is deterministic), found {identical}, "
-                f"largest difference {difference}"
+                f"({self.flavor} is deterministic), found {found}"
             )
         return (
             f"retrained on the same inputs: expected {self.flavor} predictions within "
