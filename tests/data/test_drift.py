@@ -273,3 +273,14 @@ def test_profiles_with_few_categories_compare_every_value_exactly() -> None:
         exact = detect_drift(ref, cur, method=name).columns["k"]
         sketched = detect_drift(profile_frame(ref), profile_frame(cur), method=name).columns["k"]
         assert sketched.statistic == pytest.approx(exact.statistic, abs=TOL), name
+
+
+def test_ks_where_scipys_exact_p_value_fails_falls_back_without_a_warning() -> None:
+    # Found by the fuzzing test: scipy warns and switches to the asymptotic p-value.
+    ref, cur = [0.0, 0.0, 0.25, 2.0, 2.0], [0.0, 0.0, 0.5, 1.0, 3.0]
+    with pytest.warns(RuntimeWarning, match="Exact calculation unsuccessful"):
+        expected = stats.ks_2samp(ref, cur, method="auto")
+    result = detect_drift(pd.DataFrame({"x": ref}), pd.DataFrame({"x": cur}), method="ks")
+    column = result.columns["x"]
+    assert column.statistic == pytest.approx(expected.statistic)
+    assert column.p_value == pytest.approx(expected.pvalue) and not column.drifted
