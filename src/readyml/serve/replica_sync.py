@@ -100,9 +100,12 @@ class ReplicaSync:
         for replica in [r for r in self.expositions if now - self.beats[r] > RETIRED_S]:
             folded = [self.retired, self.expositions.pop(replica)]
             self.retired = sum_expositions([], folded).decode()
-        live = [e for r, e in self.expositions.items() if self._alive(r)]
-        ended = [e for r, e in self.expositions.items() if not self._alive(r)]
-        return sum_expositions(live, [self.retired, *ended])
+        live: list[str] = []
+        ended: list[str] = [self.retired]
+        for replica, exposition in self.expositions.items():
+            # One reading of the clock: a replica is live or ended, never both.
+            (live if now - self.beats[replica] <= ALIVE_S else ended).append(exposition)
+        return sum_expositions(live, ended)
 
     def _alive(self, replica: str) -> bool:
         return time.monotonic() - self.beats.get(replica, 0.0) <= ALIVE_S
