@@ -131,7 +131,9 @@ def make_app() -> Any:
     """The serving app of one server process, for the mode in ``READYML_BENCH_GPU_MODE``."""
     from readyml.config import BatchingSpec, RequestLogSpec, ServingSpec
     from readyml.predict import Predictor
-    from readyml.serve import Deployment, ModelTable, ServerMetrics, ServingApp
+    from readyml.serve.app import ServingApp
+    from readyml.serve.deployment import Deployment, ModelTable
+    from readyml.serve.metrics import ServerMetrics
     from readyml.serve.server import GIL_SWITCH_INTERVAL_S
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as ``readyml serve`` does

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,9 @@ from sklearn.linear_model import LogisticRegression
 
 from readyml.errors import FlavorError
 from readyml.flavors.sklearn import SklearnModel
-from readyml.predict import InvalidInput, Predictor
+from readyml.predict import InvalidInput, NonFiniteOutput, Predictor
 from readyml.registry import Registry, open_registry
+from readyml.serve.infra_validation import PROBE_TENSORS, InfraValidator
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -151,3 +153,64 @@ def test_tensor_rows_that_are_not_numbers_of_one_shape_are_refused(
     predictor = Predictor(model=_TensorModel(), name="t", version=1, signature=signature)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match=found):
         predictor.from_rows(rows)
+
+
+@pytest.mark.parametrize("runtime", ["native", "onnx"])
+def test_served_numbers_past_float32_are_refused_by_every_runtime(
+    registry_with_iris: Path, runtime: str
+) -> None:
+    # ONNX Runtime answers such numbers where scikit-learn raises: serving refuses both alike.
+    predictor = Predictor.load(open_registry(registry_with_iris), "iris@champion", runtime=runtime)  # type: ignore[arg-type]
+    good, _ = predictor.from_records([ROW])
+    for value in (1e39, -np.inf):
+        bad = np.array([[value, 3.5, 1.4, 0.2]])
+        with pytest.raises(InvalidInput, match="sepal_length: expected a finite number within"):
+            predictor.serve_parts([good, bad])
+    assert predictor.serve_parts([good]).labels_list == ["setosa"]
+
+
+class _SoftmaxModel:
+    """A tensor classifier whose probabilities overflow to NaN past exp's range."""
+
+    task = "classification"
+
+    def predict_proba(self, data: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = np.exp(data.astype(np.float64))
+            proba: np.ndarray = scores / scores.sum(axis=1, keepdims=True)
+            return proba
+
+
+def _softmax_predictor() -> Predictor:
+    signature = {
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2]}],
+        "output": {"task": "classification", "classes": ["a", "b"], "proba": True},
+    }
+    return Predictor(model=_SoftmaxModel(), name="t", version=1, signature=signature)  # type: ignore[arg-type]
+
+
+def test_served_tensors_refuse_nan_in_and_nan_out() -> None:
+    predictor = _softmax_predictor()
+    good, _ = predictor.from_tensor(np.array([[0.0, 1.0]], dtype=np.float32))
+    nan_in, _ = predictor.from_tensor(np.array([[np.nan, 1.0]], dtype=np.float32))
+    overflow, _ = predictor.from_tensor(np.array([[1000.0, 1000.0]], dtype=np.float32))
+    with pytest.raises(InvalidInput, match=r"input: expected finite numbers .* found NaN"):
+        predictor.serve_parts([good, nan_in])
+    with pytest.raises(NonFiniteOutput, match="NaN or infinity in 1 of 2 row") as raised:
+        predictor.serve_parts([good, overflow])
+    assert raised.value.rows == 1 and raised.value.status_code == 422
+    assert predictor.serve_parts([good]).labels_list == ["b"]
+    # Offline prediction keeps answering what the model answers.
+    assert predictor.predict_parts([overflow]).rows == 1
+
+
+def test_infra_validation_replays_a_tensor_model_from_its_signature() -> None:
+    predictor = _softmax_predictor()
+    version = SimpleNamespace(input_example=[])
+    report, loaded = InfraValidator().run(
+        "t:1",
+        load=lambda ref: predictor,
+        version=version,  # type: ignore[arg-type]
+    )
+    assert report.passed and loaded is predictor, report.reason
+    assert report.details["replayed_rows"] == PROBE_TENSORS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import doctest
 import json
 import re
@@ -542,6 +543,23 @@ def test_bad_management_bodies_are_400s_naming_the_key(fleet: Fleet) -> None:
             assert "expected a bare model name" in answer.json()["error"]
 
 
+def test_management_values_of_the_wrong_type_are_400s(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
+        stable = served_version(client)
+        for path, body, field in (
+            ("/v2/repository/models/iris/unload", {"parameters": []}, "parameters"),
+            ("/v2/repository/models/iris/load", {"parameters": 0}, "parameters"),
+            ("/v2/repository/models/iris/load", {"parameters": {"version": "²"}}, None),
+            ("/v2/management/deploy", {"model": "iris", "version": 2, "rollout": []}, "rollout"),
+            ("/v2/management/rollback", {"model": "iris", "reason": 123}, "reason"),
+        ):
+            answer = client.post(path, json=body, headers=AUTH)
+            assert answer.status_code == 400, (path, body, answer.text)
+            expected = field or "parameters.version"
+            assert answer.json()["field"] == expected, answer.text
+        assert served_version(client) == stable
+
+
 def test_vetoed_version_is_refused_in_every_mode(fleet: Fleet) -> None:
     vetoed = register(fleet.root, lambda: LogisticRegression(max_iter=500, C=0.7))
     registry_of(fleet.root).set_status("iris", vetoed, "vetoed")
@@ -554,6 +572,63 @@ def test_vetoed_version_is_refused_in_every_mode(fleet: Fleet) -> None:
             assert answer.json()["found"] == f"version {vetoed} vetoed", answer.text
             assert rollout_state(client).get("candidate_version") != vetoed
             assert served_version(client) == stable
+
+
+def test_repository_load_passes_what_a_deploy_checks(fleet: Fleet) -> None:
+    vetoed = register(fleet.root, lambda: LogisticRegression(max_iter=500, C=0.6))
+    registry_of(fleet.root).set_status("iris", vetoed, "vetoed")
+    with fleet.server.client() as client:
+        stable = served_version(client)
+        for version, status in ((vetoed, 409), (fleet.nan, 422)):
+            body = {"parameters": {"version": version}}
+            answer = client.post("/v2/repository/models/iris/load", json=body, headers=AUTH)
+            assert answer.status_code == status, answer.text
+            assert served_version(client) == stable
+        assert answer.json()["error"].startswith(f"iris:{fleet.nan}: infra validation failed")
+
+
+# A rollout that stays at its first step for the length of a test.
+LONG_STEPS = {**FAST_STEPS, "step_duration_s": 600.0, "min_requests": 10_000}
+
+
+def test_a_running_rollout_alone_changes_its_model_s_version(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
+        stable = served_version(client)
+        answer = deploy(client, int(stable))
+        assert answer.status_code == 409 and "serves already" in answer.json()["error"]
+        answer = deploy(client, fleet.shadow, mode="shadow", rollout=LONG_STEPS)
+        assert answer.status_code == 200, answer.text
+        try:
+            for action in ("load", "unload"):
+                answer = client.post(f"/v2/repository/models/iris/{action}", json={}, headers=AUTH)
+                assert answer.status_code == 409, answer.text
+                assert "rollout of 'iris' running" in answer.json()["error"]
+            assert deploy(client, fleet.healthy).status_code == 409
+            assert served_version(client) == stable
+        finally:
+            rolled = client.post("/v2/management/rollback", json={"model": "iris"}, headers=AUTH)
+            assert rolled.status_code == 200, rolled.text
+
+
+def test_concurrent_deploys_start_one_rollout(fleet: Fleet) -> None:
+    with fleet.server.client() as client:
+        version = next(v for v in (fleet.healthy, fleet.shadow) if str(v) != served_version(client))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(
+                    f"{fleet.server.url}/v2/management/deploy",
+                    json={"model": "iris", "version": version, "rollout": LONG_STEPS},
+                    headers=AUTH,
+                    timeout=30,
+                ),
+                range(3),
+            )
+        )
+    with fleet.server.client() as client:
+        rolled = client.post("/v2/management/rollback", json={"model": "iris"}, headers=AUTH)
+        assert rolled.status_code == 200, rolled.text
+    assert sorted(answer.status_code for answer in answers) == [200, 409, 409]
 
 
 def test_candidate_failing_infra_validation_never_receives_traffic(fleet: Fleet) -> None:
@@ -663,8 +738,10 @@ def test_rollback_command_is_instant_and_tells_the_server(fleet: Fleet) -> None:
     registry.promote(f"iris:{fleet.healthy}", who="tests", reason="to roll back")
     runner = CliRunner()
     with fleet.server.client() as client:
-        body = {"model": "iris", "version": fleet.healthy, "mode": "direct"}
-        assert client.post("/v2/management/deploy", json=body, headers=AUTH).status_code == 200
+        if served_version(client) != str(fleet.healthy):  # earlier tests may have left it
+            body = {"model": "iris", "version": fleet.healthy, "mode": "direct"}
+            answer = client.post("/v2/management/deploy", json=body, headers=AUTH)
+            assert answer.status_code == 200, answer.text
         before = served_version(client)
         arguments = ["rollback", "iris", "--project", str(fleet.root), "--url", fleet.server.url]
         arguments += ["--reason", "bad numbers", "--format", "json"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner, Result
 
 from readyml.cli import app
 
 from .conftest import train_iris
+from .test_rollout import register
 
 runner = CliRunner()
 
@@ -56,3 +58,18 @@ def test_an_alias_that_does_not_exist_is_one_line_before_anything_is_announced(
     assert "alias: expected an existing alias (aliases: champion), found 'staging'" in (
         _one_line_error(result)
     )
+
+
+def test_protected_predictions_without_a_token_are_one_line(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"protect_predict": True})
+    result = runner.invoke(app, ["serve", "-p", str(root)], env={"READYML_SERVE_TOKEN": None})
+    assert "serving.protect_predict: expected a bearer token" in _one_line_error(result)
+
+
+def test_a_vetoed_version_is_one_line_before_anything_is_announced(tmp_path: Path) -> None:
+    root = train_iris(tmp_path)
+    version = register(root, lambda: LogisticRegression(max_iter=500, C=0.5))
+    veto = ["models", "veto", f"iris:{version}", "--reason", "leaks", "-p", str(root)]
+    assert runner.invoke(app, veto).exit_code == 0
+    result = runner.invoke(app, ["serve", "-p", str(root), "-m", f"iris:{version}"])
+    assert f"found version {version} vetoed" in _one_line_error(result)

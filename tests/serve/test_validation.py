@@ -19,7 +19,7 @@ from readyml.flavors.sklearn import SklearnModel
 from readyml.train import open_project_registry
 
 from .conftest import ROW, Server, serve_process, train_iris
-from .test_protocols import v2_columns
+from .test_protocols import SETOSA, v2_columns
 
 
 def _without(name: str) -> dict[str, float]:
@@ -80,6 +80,15 @@ BAD_JSON_BODIES: list[tuple[str, str, Any, int, str | None]] = [
         None,
     ),
     ("v2 no inputs", "/v2/models/iris/infer", {"inputs": []}, 400, "inputs"),
+    (
+        "mlflow duplicate column",
+        "/invocations",
+        {"dataframe_split": {"columns": [*ROW, "sepal_length"], "data": [[*ROW.values(), 9.0]]}},
+        400,
+        "dataframe_split.columns",
+    ),
+    # A logistic regression computes in float64, but an ONNX export or trees would not.
+    ("number past float32", "/predict", [ROW | {"sepal_length": 1e39}], 400, "sepal_length"),
     *[
         (
             f"v2 {name}",
@@ -529,3 +538,55 @@ def test_a_missing_column_error_reads_as_plural(server: Server) -> None:
         answer = client.post("/invocations", json={"inputs": columns})
     assert answer.status_code == 400
     assert answer.json()["expected"] == "a list of numbers"
+
+
+def test_a_feature_missing_from_a_later_record_names_the_row(server: Server) -> None:
+    with server.client() as client:
+        answer = client.post("/predict", json=[ROW, ROW, _without("petal_width")])
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["field"] == "petal_width"
+    assert answer.json()["error"].startswith("row 2: feature 'petal_width': expected")
+
+
+def test_csv_numbers_are_read_as_pandas_reads_them(server: Server) -> None:
+    header = ",".join(ROW)
+    for cell in ("5_1", "\u0665"):  # Python's int() reads both; pandas reads text
+        values = [cell, *[str(value) for value in list(ROW.values())[1:]]]
+        with server.client() as client:
+            answer = client.post(
+                "/invocations",
+                content=f"{header}\n{','.join(values)}\n".encode(),
+                headers={"Content-Type": "text/csv"},
+            )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["field"] == "sepal_length"
+
+
+def test_query_parameters_are_percent_decoded_and_version_picks_a_served_one(
+    server: Server,
+) -> None:
+    with server.client() as client:
+        assert client.post("/predict?model=ir%69s", json=[ROW]).status_code == 200
+        answer = client.post("/predict?model=iris&version=1", json=[ROW])
+        assert answer.status_code == 200 and answer.json()["version"] == 1, answer.text
+        assert client.post("/predict?version=99", json=[ROW]).status_code == 404
+        for bad in ("x", "%C2%B2"):  # "²" is a digit to str.isdigit(), not to int()
+            answer = client.post(f"/invocations?version={bad}", json={"instances": [ROW]})
+            assert answer.status_code == 400 and answer.json()["field"] == "version"
+
+
+def test_an_output_s_binary_data_overrides_the_request_s(server: Server) -> None:
+    body = v2_columns([ROW]) | {
+        "parameters": {"binary_data_output": True},
+        "outputs": [
+            {"name": "predict", "parameters": {"binary_data": False}},
+            {"name": "predict_proba"},
+        ],
+    }
+    with server.client() as client:
+        answer = client.post("/v2/models/iris/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    length = int(answer.headers["inference-header-content-length"])
+    labels, proba = orjson.loads(answer.content[:length])["outputs"]
+    assert labels["data"] == [SETOSA] and "binary_data_size" not in labels.get("parameters", {})
+    assert proba["parameters"]["binary_data_size"] == len(answer.content) - length

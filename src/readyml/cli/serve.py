@@ -80,8 +80,7 @@ def serve(
 
     from readyml.config import Project, ServingSpec, describe_validation_error
     from readyml.errors import ConfigError
-    from readyml.serve import run
-    from readyml.serve.server import check_startup
+    from readyml.serve.server import check_startup, run
 
     loaded = Project.load(project)
     spec = loaded.spec.serving

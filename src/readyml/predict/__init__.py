@@ -3,7 +3,7 @@
 A predictor is the model (native flavor or ONNX Runtime, or ``auto``: the faster of the two by
 recorded latency, :mod:`readyml.predict.runtime`) plus its signature and schema, and
 the checks that turn request values into typed model input (:mod:`readyml.predict.inputs`).
-The serving system batches request parts through :meth:`Predictor.predict_parts`.
+The serving system batches request parts through :meth:`Predictor.serve_parts`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 from readyml.predict.inputs import Feature, InvalidInput, NumericBlock, features_from
 from readyml.predict.predictor import (
     RUNTIMES,
+    NonFiniteOutput,
     Part,
     Prediction,
     Predictor,
+    nonfinite_rows,
     takes_tensor,
     to_onnx,
 )
@@ -23,6 +25,7 @@ __all__ = [
     "RUNTIMES",
     "Feature",
     "InvalidInput",
+    "NonFiniteOutput",
     "NumericBlock",
     "Part",
     "Prediction",
@@ -32,6 +35,7 @@ __all__ = [
     "RuntimeRequest",
     "choose_runtime",
     "features_from",
+    "nonfinite_rows",
     "takes_tensor",
     "to_onnx",
 ]

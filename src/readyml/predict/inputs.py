@@ -279,14 +279,18 @@ def features_from(signature: JSON, schema: Schema | None) -> list[Feature]:
     return features
 
 
-def missing(name: str, expected: str, present: Sequence[str]) -> InvalidInput:
-    """The error for a feature absent from a request."""
+def missing(
+    name: str, expected: str, present: Sequence[str], row: int | None = None
+) -> InvalidInput:
+    """The error for a feature absent from a request (from its record ``row``, if given)."""
     # str(): keys given through the Python API need not be text, and must not break the error.
     shown = ", ".join(shorten(key) for key in sorted(map(str, present))[:10]) or "none"
     if len(present) > 10:
         shown += f", … ({len(present)} in all)"
+    where = "" if row is None else f"row {row}: "
     return InvalidInput(
-        f"feature {name!r}: expected {expected}, found no such field (fields given: {shown})",
+        f"{where}feature {name!r}: expected {expected}, found no such field (fields given: "
+        f"{shown})",
         field=name,
         expected=expected,
         found="missing",
@@ -444,7 +448,8 @@ class NumericBlock:
                 )
             for feature in self.features:
                 if feature.name not in record:
-                    return missing(feature.name, feature.expected, list(record))
+                    row_shown = row if len(records) > 1 else None
+                    return missing(feature.name, feature.expected, list(record), row_shown)
         return InvalidInput(
             "records: expected objects of feature values",
             field="records",

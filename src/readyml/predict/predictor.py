@@ -28,7 +28,7 @@ import pandas as pd
 import sklearn
 
 from readyml.data.schema import Schema
-from readyml.errors import FlavorError
+from readyml.errors import FlavorError, PredictionFailed
 from readyml.flavors import ModelAdapter, load_model
 from readyml.flavors._base import Array
 from readyml.predict.direct import (
@@ -76,6 +76,38 @@ class Prediction:
     labels_list: list[Any]
     rows: int
     inputs: Array | pd.DataFrame | None = None
+
+
+def nonfinite_rows(prediction: Prediction, offset: int = 0, rows: int | None = None) -> int:
+    """How many rows of a prediction hold NaN or infinity (labels or probabilities)."""
+    stop = prediction.rows if rows is None else offset + rows
+    bad = np.zeros(stop - offset, dtype=bool)
+    labels = prediction.labels[offset:stop]
+    if labels.dtype.kind in "fc":
+        bad |= ~np.isfinite(labels)
+    if prediction.proba is not None:
+        proba = np.asarray(prediction.proba[offset:stop], dtype=np.float64)
+        bad |= ~np.isfinite(proba).all(axis=1)
+    return int(bad.sum())
+
+
+class NonFiniteOutput(PredictionFailed):
+    """A model answered NaN or infinity for ``rows`` of a request's (or batch's) rows."""
+
+    def __init__(self, predictor: Predictor, rows: int, of: int) -> None:
+        super().__init__(
+            f"model {predictor.name!r} version {predictor.version}: expected finite outputs, "
+            f"found NaN or infinity in {rows} of {of} row(s) for this input"
+        )
+        self.rows = rows
+
+
+def _all_finite(prediction: Prediction) -> bool:
+    """Whether a prediction holds no NaN or infinity (one pass, for every served batch)."""
+    labels, proba = prediction.labels, prediction.proba
+    if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
+        return False
+    return proba is None or proba.dtype.kind not in "fc" or bool(np.isfinite(proba).all())
 
 
 def takes_tensor(signature: JSON) -> bool:
@@ -371,8 +403,8 @@ class Predictor:
         past float32's range (about ±3.4e38), else None.
 
         Tree ensembles and ONNX exports compute in float32, so such a number is the
-        request's fault, not the model's; it is looked for only after a failure, off the
-        path of requests that succeed.
+        request's fault, not the model's; it is looked for only after a failure or a batch
+        whose numbers do not all fit float32, off the path of requests that succeed.
         """
         if isinstance(part, np.ndarray):
             columns = {"input": part} if self.layout == "tensor" else None
@@ -399,6 +431,46 @@ class Predictor:
     def predict_parts(self, parts: Sequence[Part]) -> Prediction:
         """Predict a batch made of request parts, in one model call."""
         return self.predict_input(self.join(parts))
+
+    def serve_parts(self, parts: Sequence[Part]) -> Prediction:
+        """Predict a batch of served requests as :meth:`predict_parts`, but refuse what no
+        client should get an answer for.
+
+        Refused: a number past float32's range or infinite in any numeric feature (tree
+        ensembles and ONNX exports compute in float32, and some runtimes answer such a
+        number where others raise), NaN in a tensor (which has no nulls), and an output
+        with NaN or infinity. The batcher then runs each request of the batch alone, so
+        the error reaches only the request at fault.
+
+        Raises:
+            InvalidInput: A number of the input is refused (400).
+            NonFiniteOutput: The model answered NaN or infinity (422).
+        """
+        data = self.join(parts)
+        if isinstance(data, np.ndarray):
+            if data.dtype.kind == "f" and not fits_float32(data):
+                self._refuse_numbers(data)
+        else:
+            columns = {str(name): column.to_numpy() for name, column in data.items()}
+            bad_number = self.beyond_float32(columns)
+            if bad_number is not None:
+                raise bad_number
+        prediction = self.predict_input(data)
+        if not _all_finite(prediction):
+            raise NonFiniteOutput(self, nonfinite_rows(prediction), prediction.rows)
+        return prediction
+
+    def _refuse_numbers(self, data: Array) -> None:
+        if self.layout == "tensor" and np.isnan(data).any():
+            raise InvalidInput(
+                "input: expected finite numbers (a tensor has no nulls), found NaN",
+                field="input",
+                expected="finite numbers",
+                found="NaN",
+            )
+        bad_number = self.beyond_float32(data)
+        if bad_number is not None:
+            raise bad_number
 
     def predict_input(self, data: Array | pd.DataFrame) -> Prediction:
         """Predict an already-joined batch."""

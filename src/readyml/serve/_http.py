@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -206,13 +207,13 @@ class Request:
         self._held = 0
 
     def query_param(self, key: str) -> str | None:
-        """One query-string parameter (first value), undecoded beyond ASCII."""
+        """One query-string parameter (its first value), percent-decoded."""
         if not self.query:
             return None
         for pair in self.query.decode("latin-1").split("&"):
             name, _, value = pair.partition("=")
-            if name == key:
-                return value
+            if unquote_plus(name) == key:
+                return unquote_plus(value)
         return None
 
     async def read_body(

@@ -34,7 +34,8 @@ from readyml.errors import (
     PredictionFailed,
     ReadymlError,
 )
-from readyml.predict import Part, Prediction, Predictor
+from readyml.predict import NonFiniteOutput, Part, Prediction, Predictor
+from readyml.predict.inputs import shorten
 from readyml.registry import CHAMPION
 from readyml.serve import head_limits, mlflow, simple, v2
 from readyml.serve._http import (
@@ -481,11 +482,17 @@ class ServingApp:
         await self._answer(exchange, send, payload, header_length, part, prediction, offset)
 
     def _default(self, exchange: Exchange) -> Deployment:
+        """The deployment ``?model=`` (default: the first served) and ``?version=`` ask for."""
         name = exchange.request.query_param("model")
         if name == "":
             loaded = ", ".join(self.table.names())
             raise BadRequest(f"model: expected a loaded model's name ({loaded}), found ''")
         stable = self.table.get(name) if name is not None else self.table.default()
+        version = exchange.request.query_param("version")
+        if version is not None:
+            if not _is_number(version):
+                raise BadRequest(f"version: expected a version number, found {shorten(version)!r}")
+            return self._pick(exchange, stable.name, str(int(version)))
         return self._pick(exchange, stable.name, None, stable)
 
     def _pick(
@@ -527,10 +534,23 @@ class ServingApp:
         if rows == 0:
             raise BadRequest("body: expected at least one row, found none")
         exchange.rows = rows
+        # The request id tags the request for the log, which records whole batches.
+        tag = exchange.request.request_id if self.request_log is not None else None
         try:
-            # The request id tags the request for the log, which records whole batches.
-            tag = exchange.request.request_id if self.request_log is not None else None
             return await deployment.batcher.submit(part, rows=rows, tag=tag)
+        except NonFiniteOutput as exc:
+            choice = exchange.choice
+            if choice is None or choice.arm is None or choice.rollout is None:
+                raise
+            if choice.rollout.candidate is not deployment:
+                raise
+            # A canary's NaN answer is the candidate's failure, not the client's: it is
+            # counted against the candidate and the stable version answers instead.
+            choice.arm.observe(200, time.monotonic() - exchange.started_s)
+            choice.arm.record_nonfinite(rows, exc.rows)
+            exchange.choice = None
+            stable = exchange.deployment = self.table.get(deployment.name)
+            return await stable.batcher.submit(part, rows=rows, tag=tag)
         except ReadymlError:
             raise
         except Exception as exc:
@@ -651,6 +671,8 @@ class ServingApp:
             raise _not_allowed(exchange.route, {"POST": self._live}, exchange.request.method)
         document = await self._management_body(exchange, receive)
         parameters = _parameters(document)
+        if self.rollouts is not None:
+            self.rollouts.check_idle(name)  # a rollout decides its model's version
         content: dict[str, Any]
         if action == "unload":
             version = _unload_version(parameters)
@@ -689,14 +711,21 @@ class ServingApp:
         exchange.status = 200
         await send_json(send, 200, content)
 
-    async def _load(self, ref: str, *, pin: bool = False) -> Deployment:
+    async def _load(self, ref: str, *, pin: bool = False, validate: bool = True) -> Deployment:
         """Load ``ref`` and serve it in place of its model's deployment, if any (hot swap), or,
-        with ``pin``, alongside the current one (at its version's routes only)."""
+        with ``pin``, alongside the current one (at its version's routes only).
+
+        With ``validate`` (and a registry), the version passes what a deploy checks first: it
+        is neither vetoed nor archived, and it passes infra validation.
+        """
         assert self.loader is not None
         name = ref.split("@", 1)[0].split(":", 1)[0]
         if pin:
             self.table.get(name)  # a version is pinned beside a current one: 404 before loading
-        predictor = await asyncio.to_thread(self.loader, ref)
+        if validate and self.rollouts is not None:
+            predictor = await asyncio.to_thread(self.rollouts.validated, ref)
+        else:
+            predictor = await asyncio.to_thread(self.loader, ref)
         deployment = self.deploy(predictor)
         if pin:
             old = self.table.pin(deployment)
@@ -734,7 +763,10 @@ class ServingApp:
             elif str(change.version) in self.table.versions(change.name)[1:]:
                 self._unpin(change.name, str(change.version))
             return
-        deployment = await self._load(f"{change.name}:{change.version}", pin=change.pinned)
+        # The worker that made the change validated the version.
+        deployment = await self._load(
+            f"{change.name}:{change.version}", pin=change.pinned, validate=False
+        )
         if self.alias_watcher is not None and not change.pinned:
             self.alias_watcher.follow(change.ref, deployment.version)
 
@@ -766,7 +798,9 @@ class ServingApp:
         version = document.get("version")
         if type(version) is not int or version < 1:
             raise BadRequest(f"version: expected a version number, found {version!r}")
-        overrides = document.get("rollout") or {}
+        overrides = document.get("rollout", {})
+        if overrides is None:
+            overrides = {}
         if type(overrides) is not dict:
             raise BadRequest(f"rollout: expected an object, found {type(overrides).__name__}")
         mode = document.get("mode", "canary")
@@ -783,7 +817,7 @@ class ServingApp:
         if self.workers is not None:
             raise self.workers.refuse_rollout("promote")
         name = _model_name(document)
-        reason = str(document.get("reason") or "promoted by hand")
+        reason = _reason(document, "promoted by hand")
         result = await self._manager().promote(name, reason=reason)
         exchange.status = 200
         await send_json(send, 200, result)
@@ -792,11 +826,11 @@ class ServingApp:
         """Abort a running rollout; serve the registry's champion again when asked (or idle)."""
         document = await self._management_body(exchange, receive)
         name = _model_name(document)
+        reason = _reason(document, "rolled back by hand")
         manager = self._manager()
         result: dict[str, Any] = {}
         shared: ModelChange | None = None
         if name in manager.rollouts:
-            reason = str(document.get("reason") or "rolled back by hand")
             result = await manager.rollback(name, reason=reason)
         if document.get("reload") or not result:
             async with self._in_step():
@@ -863,9 +897,26 @@ def _model_name(document: dict[str, Any], key: str = "model") -> str:
     return value
 
 
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is a version number: ASCII digits only (``int`` refuses '²')."""
+    return text.isascii() and text.isdigit()
+
+
+def _reason(document: dict[str, Any], default: str) -> str:
+    """A management body's ``reason`` (``default`` when absent or empty), or a 400."""
+    reason = document.get("reason")
+    if reason is None or reason == "":
+        return default
+    if type(reason) is not str:
+        raise BadRequest(f"reason: expected a string, found {json.dumps(reason)[:64]}")
+    return reason
+
+
 def _parameters(document: dict[str, Any]) -> dict[str, Any]:
     """A repository call's ``parameters`` object (empty when absent)."""
-    parameters = document.get("parameters") or {}
+    parameters = document.get("parameters", {})
+    if parameters is None:  # JSON null: absent, as the spec's optional members are
+        parameters = {}
     if type(parameters) is not dict:
         raise BadRequest(f"parameters: expected an object, found {type(parameters).__name__}")
     return parameters
@@ -884,7 +935,7 @@ def _unload_version(parameters: dict[str, Any]) -> str | None:
     version = parameters.get("version")
     if version is None:
         return None
-    if type(version) is bool or not str(version).isdigit():
+    if type(version) is bool or not _is_number(str(version)):
         raise BadRequest(f"parameters.version: expected a version number, found {version!r}")
     return str(int(str(version)))
 
@@ -893,23 +944,30 @@ def _load_ref(name: str, document: dict[str, Any]) -> str:
     """The registry reference a load call asks for: ``NAME@champion`` unless told otherwise."""
     try:
         ModelRef.parse(name)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    except ValueError:
+        raise BadRequest(
+            f"model name: expected a bare model name ({NAME_RULE}), found {shorten(name)!r}"
+        ) from None
     if "@" in name or ":" in name:
-        raise BadRequest(f"model name {name!r}: expected a bare name; give the version in body")
+        raise BadRequest(
+            f"model name {shorten(name)!r}: expected a bare name; give the version in the body"
+        )
     parameters = _parameters(document)
     version = parameters.get("version")
     alias = parameters.get("alias")
     if version is not None:
-        if not str(version).isdigit():
+        if type(version) is bool or not _is_number(str(version)):
             raise BadRequest(f"parameters.version: expected a version number, found {version!r}")
         return f"{name}:{int(str(version))}"
     if alias is not None:
         ref = f"{name}@{alias}"
         try:
             ModelRef.parse(ref)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+        except ValueError:
+            raise BadRequest(
+                f"parameters.alias: expected an alias name (letters, digits, '_', '.', '-'), "
+                f"found {shorten(repr(alias))}"
+            ) from None
         return ref
     return f"{name}@champion"
 

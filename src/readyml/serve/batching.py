@@ -249,8 +249,9 @@ class AdaptiveBatcher(Generic[P, R]):
         ):
             delay = self.predicted_delay_s(rows)
             raise QueueFull(
-                f"server overloaded: {self.queued_rows} rows queued (limit "
-                f"{self.max_queue_rows}), predicted wait {delay * 1000:.0f} ms (limit "
+                f"server overloaded: this request's {rows} row(s) would make "
+                f"{self.queued_rows + rows} rows queued (limit {self.max_queue_rows}) and a "
+                f"predicted wait of {delay * 1000:.0f} ms (limit "
                 f"{self.max_queue_delay_s * 1000:.0f} ms); retry later",
                 retry_after_s=max(1.0, delay),
             )

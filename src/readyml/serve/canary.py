@@ -48,8 +48,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from readyml.config import RolloutSpec
-from readyml.predict import Prediction
-from readyml.serve.infra_validation import nonfinite_rows
+from readyml.predict import Prediction, nonfinite_rows
 from readyml.types import JSON
 
 # Most latencies and outputs kept per side of a step (samples; older ones are dropped).
@@ -107,6 +106,12 @@ class ArmStats:
         self.nonfinite_rows += nonfinite_rows(prediction, offset, rows)
         if len(self.outputs) < MAX_SAMPLES:
             self.outputs.extend(prediction.labels[offset : offset + rows].tolist())
+
+    def record_nonfinite(self, rows: int, nonfinite: int) -> None:
+        """Count a request whose answer held NaN or infinity in ``nonfinite`` of its ``rows``
+        (refused to the client, so there is no prediction to keep)."""
+        self.rows += rows
+        self.nonfinite_rows += nonfinite
 
     def copy(self) -> ArmStats:
         """A snapshot that later requests do not change (to judge it off the event loop)."""

@@ -31,7 +31,7 @@ class Deployment:
 
     Args:
         predictor: The loaded version.
-        batcher: Queues request parts for ``predictor.predict_parts``.
+        batcher: Queues request parts for ``predictor.serve_parts``.
     """
 
     def __init__(self, *, predictor: Predictor, batcher: AdaptiveBatcher[Part, Prediction]):
@@ -68,7 +68,7 @@ class Deployment:
                 on_result(predictor, prediction, items, finished_s)
 
         batcher: AdaptiveBatcher[Part, Prediction] = AdaptiveBatcher(
-            run_batch=predictor.predict_parts,
+            run_batch=predictor.serve_parts,
             executor=executor,
             max_batch_rows=batching.max_batch_size if batching.enabled else 1,
             max_wait_s=batching.max_wait_ms / 1000 if batching.enabled else 0.0,

@@ -3,7 +3,8 @@
 ML Test Score, Infra 6 ("models are tested via a canary process before they enter
 production serving"): before any traffic reaches a version, the server loads it, warms it
 up, then replays the version's recorded ``input_example`` rows and a few rows from the
-request log. Every answer must have one output per input row, no NaN or infinity, and each
+request log (a tensor model, which logs no inputs, replays a few inputs of its signature's
+shape). Every answer must have one output per input row, no NaN or infinity, and each
 replay call must finish within the latency budget. A version that fails never serves; the
 reason is recorded as evidence ``infra-6`` with ``passed=False``.
 """
@@ -20,11 +21,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from readyml.errors import ReadymlError, ServeError
-from readyml.predict import Prediction, Predictor
+from readyml.predict import Part, Prediction, Predictor, nonfinite_rows
 from readyml.registry import ModelVersion, Registry
 from readyml.types import JSON, Evidence
 
 INFRA_TEST_ID = "infra-6"
+PROBE_TENSORS = 4  # inputs made for a tensor model's replay
 
 
 class InfraValidationFailed(ServeError):
@@ -49,6 +51,8 @@ class InfraReport:
 
 class InfraValidator:
     """Load, warm up and replay recorded rows through a candidate version.
+
+    A tensor model's replay is :data:`PROBE_TENSORS` inputs of its signature's shape.
 
     Args:
         latency_budget_ms: Longest accepted replay call (one row, or all rows at once).
@@ -81,16 +85,22 @@ class InfraValidator:
         rows = [dict(row) for row in version.input_example]
         if logs is not None and self.log_rows:
             rows.extend(logged_rows(logs, predictor, self.log_rows))
-        details: JSON = {"load_s": round(load_s, 4), "replayed_rows": len(rows)}
-        if not rows:
+        details: JSON = {"load_s": round(load_s, 4)}
+        try:
+            parts = replay_parts(predictor, rows)
+        except ReadymlError as exc:
+            details["replayed_rows"] = len(rows)
+            return InfraReport(ref, False, f"replay failed: {exc}", details), None
+        details["replayed_rows"] = len(parts)
+        if not parts:
             reason = "no rows to replay: the version has no input_example and no logged requests"
             return InfraReport(ref, False, reason, details), None
         try:
-            self._call(predictor, rows[:1])  # warm-up, not timed against the budget
+            predictor.predict_parts(parts[:1])  # warm-up, not timed against the budget
             slowest_ms = 0.0
-            for batch in [rows, *[[row] for row in rows]]:
+            for batch in [parts, *[[part] for part in parts]]:
                 call_s = time.monotonic()
-                prediction = self._call(predictor, batch)
+                prediction = predictor.predict_parts(batch)
                 elapsed_ms = (time.monotonic() - call_s) * 1000
                 slowest_ms = max(slowest_ms, elapsed_ms)
                 problem = output_problem(prediction, len(batch))
@@ -110,10 +120,28 @@ class InfraValidator:
         details["slowest_call_ms"] = round(slowest_ms, 3)
         return InfraReport(ref, True, "", details), predictor
 
-    @staticmethod
-    def _call(predictor: Predictor, rows: Sequence[JSON]) -> Prediction:
-        part, _ = predictor.from_records(list(rows))
-        return predictor.predict_parts([part])
+
+def replay_parts(predictor: Predictor, rows: Sequence[JSON]) -> list[Part]:
+    """One request part per row to replay; for a tensor model without recorded rows, a few
+    made from its signature (tensor models log no inputs, and their examples are arrays).
+
+    Raises:
+        InvalidInput: A recorded row does not fit the version's signature.
+    """
+    if predictor.layout != "tensor":
+        return [predictor.from_records([row])[0] for row in rows]
+    shape = predictor.tensor_shape[1:]
+    if any(size is None for size in shape):
+        return []  # no size to make an input of: "no rows to replay"
+    dtype = np.dtype(predictor.signature["inputs"][0].get("dtype", "float32"))
+    random = np.random.default_rng(0)
+    sizes = [int(size) for size in shape if size is not None]
+    size = (PROBE_TENSORS, *sizes)
+    if dtype.kind in "iub":
+        array = random.integers(0, 2, size=size).astype(dtype)
+    else:
+        array = random.standard_normal(size).astype(dtype)
+    return [predictor.from_tensor(array[index : index + 1])[0] for index in range(len(array))]
 
 
 def output_problem(prediction: Prediction, rows: int) -> str | None:
@@ -124,19 +152,6 @@ def output_problem(prediction: Prediction, rows: int) -> str | None:
     if bad:
         return f"output has NaN or infinite values in {bad} of {rows} row(s)"
     return None
-
-
-def nonfinite_rows(prediction: Prediction, offset: int = 0, rows: int | None = None) -> int:
-    """How many rows of a prediction hold NaN or infinity (labels or probabilities)."""
-    stop = prediction.rows if rows is None else offset + rows
-    bad = np.zeros(stop - offset, dtype=bool)
-    labels = prediction.labels[offset:stop]
-    if labels.dtype.kind in "fc":
-        bad |= ~np.isfinite(labels)
-    if prediction.proba is not None:
-        proba = np.asarray(prediction.proba[offset:stop], dtype=np.float64)
-        bad |= ~np.isfinite(proba).all(axis=1)
-    return int(bad.sum())
 
 
 def logged_rows(folder: Path, predictor: Predictor, limit: int) -> list[JSON]:

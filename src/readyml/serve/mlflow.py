@@ -86,6 +86,14 @@ def _from_split(predictor: Predictor, value: Any) -> tuple[Part, int]:
         raise _error("dataframe_split.columns", "a list of column names", columns)
     if type(data) is not list or not data:
         raise _error("dataframe_split.data", "a non-empty list of rows", data)
+    if len(set(columns)) != len(columns):
+        twice = next(name for index, name in enumerate(columns) if name in columns[:index])
+        raise InvalidInput(
+            f"dataframe_split.columns: expected each column once, found {shorten(twice)!r} twice",
+            field="dataframe_split.columns",
+            expected="each column once",
+            found=f"{shorten(twice)!r} twice",
+        )
     if columns == predictor.names:
         return predictor.from_rows(data)
     width = len(columns)
@@ -160,6 +168,8 @@ def _cell(text: str) -> Any:
     """
     if text == "":
         return None
+    if "_" in text or not text.isascii():
+        return text  # Python reads "1_0" and other scripts' digits as numbers; pandas does not
     try:
         return int(text)
     except ValueError:

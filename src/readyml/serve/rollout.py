@@ -45,8 +45,8 @@ from pydantic import ValidationError
 
 from readyml.config import RolloutSpec, describe_validation_error
 from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
-from readyml.predict import Predictor
-from readyml.registry import CHAMPION, Registry
+from readyml.predict import NonFiniteOutput, Predictor
+from readyml.registry import CHAMPION, ModelVersion, Registry
 from readyml.serve._http import Scope
 from readyml.serve.canary import ArmStats, Outcome, Verdict, judge, request_cap
 from readyml.serve.deployment import Deployment, ModelTable
@@ -112,6 +112,18 @@ class VersionRefused(InfraValidationFailed):
     """A vetoed or archived version was asked to serve; it never does (no replay is run)."""
 
     status_code = 409
+
+
+def refuse_never_served(registry: Registry, ref: str) -> ModelVersion:
+    """The version ``ref`` names, unless it is vetoed or archived (a 409: it never serves)."""
+    version = registry.get(ref)
+    if version.status in NEVER_SERVED:
+        raise VersionRefused(
+            f"version: expected a version of model {version.name!r} that may serve (a "
+            f"person may restore one: readyml models restore {version.name}:{version.version}"
+            f"), found version {version.version} {version.status}"
+        )
+    return version
 
 
 def transition(current: RolloutState, target: RolloutState, model: str) -> RolloutState:
@@ -289,6 +301,7 @@ class RolloutManager:
         self.spec = spec
         self.logs = logs
         self.rollouts: dict[str, Rollout] = {}
+        self._starting: set[str] = set()  # deploys still validating their candidate
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._random = random.Random()
 
@@ -331,6 +344,10 @@ class RolloutManager:
         started_s = time.monotonic()
         try:
             prediction, offset = await route.shadow.batcher.submit(part, rows=rows)
+        except NonFiniteOutput as exc:  # it answered, with NaN or infinity
+            stats.observe(200, time.monotonic() - started_s)
+            stats.record_nonfinite(rows, exc.rows)
+            return
         except ReadymlError as exc:
             stats.observe(exc.status_code, time.monotonic() - started_s)
             return
@@ -398,19 +415,24 @@ class RolloutManager:
         """
         if mode not in ("canary", "shadow", "direct"):
             raise BadRequest(f"mode: expected 'canary', 'shadow' or 'direct', found {mode!r}")
-        if name in self.rollouts:
-            running = self.rollouts[name].record
-            raise RolloutConflict(
-                f"model: expected no rollout of {name!r} running (promote or roll it back "
-                f"first), found version {running.candidate_version} in {running.state}"
-            )
+        self.check_idle(name)
         try:
             spec = RolloutSpec.model_validate(self.spec.model_dump() | dict(overrides or {}))
         except ValidationError as exc:
             raise BadRequest(override_error(exc)) from None
         stable = self.table.get(name)
+        if stable.version == version:
+            raise RolloutConflict(
+                f"version: expected a version of {name!r} other than the one serving, found "
+                f"version {version}, which serves already"
+            )
         ref = f"{name}:{version}"
-        candidate = await asyncio.to_thread(self._validate, ref, spec)
+        self._starting.add(name)  # a second deploy while this one validates: 409
+        try:
+            candidate = await asyncio.to_thread(self._validate, ref, spec)
+        finally:
+            self._starting.discard(name)
+        self._check_unchanged(name, stable)
         if mode == "direct":
             self._replace_stable(self.make_deployment(candidate))
             return {"model": name, "version": version, "state": "serving"}
@@ -431,12 +453,7 @@ class RolloutManager:
         return rollout.to_dict()
 
     def _validate(self, ref: str, spec: RolloutSpec) -> Predictor:
-        version = self.registry.get(ref)
-        if version.status in NEVER_SERVED:
-            raise VersionRefused(
-                f"version: expected a version of model {version.name!r} that may serve, found "
-                f"version {version.version} {version.status}"
-            )
+        version = refuse_never_served(self.registry, ref)
         validator = InfraValidator(
             latency_budget_ms=spec.infra_latency_budget_ms, log_rows=spec.infra_log_rows
         )
@@ -525,6 +542,31 @@ class RolloutManager:
         deployment = self.make_deployment(predictor)
         self._replace_stable(deployment)
         return deployment
+
+    def check_idle(self, name: str) -> None:
+        """Raise :class:`RolloutConflict` while a rollout of ``name`` runs or starts: only
+        the rollout changes which version of ``name`` serves."""
+        if name in self._starting:
+            raise RolloutConflict(
+                f"model: expected no rollout of {name!r} running, found one starting (its "
+                "candidate is being validated)"
+            )
+        running = self.rollouts.get(name)
+        if running is not None:
+            raise RolloutConflict(
+                f"model: expected no rollout of {name!r} running (promote or roll it back "
+                f"first), found version {running.record.candidate_version} in "
+                f"{running.record.state}"
+            )
+
+    def validated(self, ref: str) -> Predictor:
+        """``ref`` loaded and infra-validated with the server's rollout settings (blocking).
+
+        Raises:
+            VersionRefused: The version is vetoed or archived.
+            InfraValidationFailed: It failed infra validation; it never serves.
+        """
+        return self._validate(ref, self.spec)
 
     def _check_unchanged(self, name: str, expected: Deployment) -> None:
         if name in self.rollouts:

@@ -35,7 +35,12 @@ from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics, WorkerMetrics
 from readyml.serve.pages import monitoring_page, score_page
 from readyml.serve.request_log import RequestLog
-from readyml.serve.rollout import RolloutManager, RolloutState, rollout_folder
+from readyml.serve.rollout import (
+    RolloutManager,
+    RolloutState,
+    refuse_never_served,
+    rollout_folder,
+)
 from readyml.serve.workers import METRICS_FOLDER, WorkerGroup
 from readyml.types import JSON
 
@@ -63,13 +68,16 @@ def check_startup(project: Project, spec: ServingSpec, models: Sequence[str] = (
     its own message). A Ray engine's proxy listens itself, so only the models are checked.
 
     Raises:
+        ConfigError: Prediction routes are protected, but no token is set.
         VersionNotFound: A model or alias does not exist.
+        VersionRefused: A version is vetoed or archived.
         ServeError: The host is unknown or the port is taken.
     """
+    serving_token(spec)
     registry = open_registry(project.workspace)
     seen: set[tuple[str, int]] = set()
     for ref in list(models) or default_models(project, spec):
-        version = registry.get(ref)
+        version = refuse_never_served(registry, ref)
         if (version.name, version.version) in seen:
             raise ConfigError(
                 f"models: expected each version once, found {version.name}:{version.version} "
@@ -78,6 +86,22 @@ def check_startup(project: Project, spec: ServingSpec, models: Sequence[str] = (
         seen.add((version.name, version.version))
     if spec.engine == "uvicorn":
         check_address(spec.host, spec.port)
+
+
+def serving_token(spec: ServingSpec, token: str | None = None) -> str | None:
+    """The bearer token: ``token``, else ``$token_env`` (``None``: management calls are off).
+
+    Raises:
+        ConfigError: ``protect_predict`` is on but there is no token: every prediction
+            would be a 401 while ``/v2/health/ready`` said 200.
+    """
+    token = token if token is not None else os.environ.get(spec.token_env) or None
+    if spec.protect_predict and token is None:
+        raise ConfigError(
+            f"serving.protect_predict: expected a bearer token in ${spec.token_env} "
+            "(prediction routes need one), found none set"
+        )
+    return token
 
 
 def check_address(host: str, port: int) -> None:
@@ -164,6 +188,7 @@ def build_app(
     )
 
     trusted_types = project.trusted_types()
+    token = serving_token(spec, token)
 
     def load(ref: str) -> Predictor:
         return Predictor.load(
@@ -217,7 +242,7 @@ def build_app(
         executor=executor,
         request_log=request_log,
         access_log=AccessLog() if spec.access_log else None,
-        token=token if token is not None else os.environ.get(spec.token_env) or None,
+        token=token,
         loader=load,
         repository=repository,
         rollouts=rollouts,
@@ -230,6 +255,7 @@ def build_app(
         },
     )
     for ref in refs:
+        refuse_never_served(registry, ref)
         predictor = load(ref)
         if predictor.name in table:  # a later version of a model: pinned beside the first
             table.pin(make_deployment(predictor))

@@ -98,6 +98,7 @@ class InferRequest:
     inputs: list[Tensor]
     outputs: list[str] | None
     binary_outputs: set[str] = field(default_factory=set)
+    json_outputs: set[str] = field(default_factory=set)
     binary_default: bool = False
 
 
@@ -175,6 +176,7 @@ def _request(document: Any, binary: memoryview) -> InferRequest:
     outputs_field = document.get("outputs")
     outputs: list[str] | None = None
     binary_outputs: set[str] = set()
+    json_outputs: set[str] = set()
     if outputs_field is not None:
         if type(outputs_field) is not list:
             raise _field_error("outputs", "a list of {name} objects", outputs_field)
@@ -183,13 +185,17 @@ def _request(document: Any, binary: memoryview) -> InferRequest:
             if type(item) is not dict or type(item.get("name")) is not str:
                 raise _field_error(f"outputs[{index}]", "an object with a 'name' string", item)
             outputs.append(item["name"])
-            if _parameters(item, f"outputs[{index}].parameters").get("binary_data") is True:
+            wants_binary = _parameters(item, f"outputs[{index}].parameters").get("binary_data")
+            if wants_binary is True:
                 binary_outputs.add(item["name"])
+            elif wants_binary is False:  # an output's own choice overrides binary_data_output
+                json_outputs.add(item["name"])
     return InferRequest(
         id=request_id,
         inputs=tensors,
         outputs=outputs,
         binary_outputs=binary_outputs,
+        json_outputs=json_outputs,
         binary_default=parameters.get("binary_data_output") is True,
     )
 
@@ -585,7 +591,8 @@ def encode(
             shape = [rows, int(array.shape[1])]
         datatype = _array_datatype(array)
         output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
-        if request.binary_default or name in request.binary_outputs:
+        binary = request.binary_default and name not in request.json_outputs
+        if binary or name in request.binary_outputs:
             raw = _to_binary(array, datatype)
             output["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
