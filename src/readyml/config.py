@@ -350,13 +350,19 @@ class SearchDimension(_Spec):
 
     @model_validator(mode="after")
     def _bounds(self) -> SearchDimension:
+        # No "tuning.space" prefix: the error's location, which names the parameter, leads.
         if self.type == "categorical":
             if not self.choices:
-                raise ValueError("tuning.space: a categorical parameter needs choices")
+                raise ValueError("a categorical parameter needs choices")
         elif self.low is None or self.high is None or self.low > self.high:
             raise ValueError(
-                f"tuning.space: an {self.type} parameter needs low <= high, "
-                f"found low={self.low} high={self.high}"
+                f"an {self.type} parameter needs low <= high, found low={self.low} high={self.high}"
+            )
+        elif self.log and (self.low < 1 if self.type == "int" else self.low <= 0):
+            # Optuna samples log=true on log(low)..log(high); an int range also starts at 1.
+            bound = ">= 1" if self.type == "int" else "> 0"
+            raise ValueError(
+                f"a log-scaled {self.type} parameter needs low {bound}, found low={self.low:g}"
             )
         return self
 

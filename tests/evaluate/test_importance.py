@@ -3,12 +3,18 @@ feature is not refitted without it."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pytest
 from sklearn.linear_model import LogisticRegression
 
 from readyml.config import Project
-from readyml.evaluate.importance import feature_cost, feature_importance
+from readyml.evaluate.importance import (
+    feature_cost,
+    feature_importance,
+    permutation_importance,
+)
 from readyml.flavors.sklearn import SklearnModel
 from readyml.train import open_project_registry, run_project
 from support import IRIS_SPEC, iris_frame, write_project
@@ -77,3 +83,28 @@ def test_features_too_costly_to_build_are_named_with_their_time() -> None:
         "expected each feature's input column to take at most 1e-09 ms per 1,000 rows to "
         "build (importance.max_feature_ms), found 4 slower: sepal_length ("
     )
+
+
+def test_the_importance_band_is_students_t_over_the_repeats() -> None:
+    frame = iris_frame()
+    X, y = frame.drop(columns=["species"]), frame["species"].to_numpy()
+    model = SklearnModel(estimator=LogisticRegression(max_iter=500)).fit(X, y)
+    found = permutation_importance(model, X, y, metric="accuracy", repeats=3)
+    petal = found["features"]["petal_width"]
+    assert petal["std"] > 0
+    # t(0.975, 2) = 4.303, where a normal quantile (1.96) gives a band half as wide.
+    expected = 4.302653 * petal["std"] / math.sqrt(3)
+    assert petal["high"] - petal["mean"] == pytest.approx(expected, rel=1e-5)
+    assert petal["mean"] - petal["low"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_one_repeat_gives_no_band_so_a_positive_loss_is_uncertain() -> None:
+    frame = iris_frame().assign(zeros=0.0)
+    X, y = frame[["petal_length", "petal_width", "zeros"]], frame["species"].to_numpy()
+    model = SklearnModel(estimator=LogisticRegression(max_iter=500)).fit(X, y)
+    found = feature_importance(model, X, y, metric="accuracy", repeats=1)
+    petal = found["features"]["petal_length"]
+    assert petal["mean"] > 0 and petal["verdict"] == "uncertain"
+    assert petal["std"] is None and petal["low"] is None and petal["high"] is None
+    assert found["not_helping"] == ["zeros"]
+    assert "zeros (loss of accuracy when shuffled: +0 (one repeat: no band))" in found["reason"]

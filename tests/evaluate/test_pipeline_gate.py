@@ -3,6 +3,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -10,6 +11,7 @@ from evaluate.conftest import RanProject, region_frame, region_spec, run
 from readyml.errors import AliasError
 from readyml.score import score_project
 from readyml.score.report import how_to_improve
+from readyml.train.evaluation_steps import _baseline_evidence
 from support import IRIS_SPEC, iris_frame, write_project
 
 MODEL_TESTS = {
@@ -143,12 +145,53 @@ def test_failed_baseline_and_slice_tests_say_why(tmp_path: Path) -> None:
     }
     baselines, slices = evidence["model-5"], evidence["model-6"]
     assert not baselines.passed and not slices.passed
-    assert baselines.details["reason"].startswith("accuracy does not beat by more than 0.5: ")
-    assert "linear (" in baselines.details["reason"]
+    assert baselines.details["reason"].startswith(
+        "expected accuracy at least as good as every baseline, by at least 0.5 "
+        "(gates.beat_baselines.margin), found "
+    )
+    assert "linear " in baselines.details["reason"]
     assert slices.details["reason"] == (
         "no slice was judged: declare slices, or categorical features, with at least "
         "gates.min_slice_size validation rows each"
     )
+
+
+def test_a_baseline_that_scores_better_fails_model_5_whatever_the_gates_tolerance() -> None:
+    # The demo's numbers: the gate tolerates a baseline 0.02 better, the evidence does not.
+    baselines = {
+        "dummy": {"metrics": {"accuracy": 0.4}},
+        "linear": {"metrics": {"accuracy": 0.6178}},
+        "margins": {"dummy": 0.21, "linear": -0.0078},
+    }
+    passed, details = _baseline_evidence("accuracy", 0.61, baselines, -0.02)
+    assert not passed and details["required_margin"] == 0.0
+    assert details["reason"] == (
+        "expected accuracy at least as good as every baseline, found linear better by "
+        "0.0078 (0.6178 against 0.6100)"
+    )
+    tied = {**baselines, "margins": {"dummy": 0.21, "linear": 0.0}}
+    assert _baseline_evidence("accuracy", 0.6178, tied, -0.02)[0]
+
+
+def test_the_champion_is_judged_on_rows_it_never_saw_whatever_their_label(
+    tmp_path: Path,
+) -> None:
+    spec = {**IRIS_SPEC, "gates": {"champion": {"max_regression": 0.005}}}
+    write_project(tmp_path, spec)
+    first, registry, _ = run(tmp_path)
+    registry.promote("iris:1", who="test", reason="first")
+    # Shuffled labels and a new split: most rows v1 trained on come back with another label.
+    frame = iris_frame()
+    frame["species"] = np.random.default_rng(0).permutation(frame["species"].to_numpy())
+    write_project(tmp_path, {**spec, "seed": 5}, frame)
+    second, _, _ = run(tmp_path)
+    assert second.status == "succeeded", second.error
+    features = [c for c in frame.columns if c != "species"]
+    seen = set(first.value("train")[features].itertuples(index=False))
+    valid = second.value("valid")[features]
+    unseen = sum(row not in seen for row in valid.itertuples(index=False))
+    rows = second.value("gate")["champion_rows"]
+    assert rows["left_out"] == len(valid) - unseen > 0 and rows["compared"] == unseen
 
 
 def test_deleted_step_cache_weakens_the_champion_comparison_instead_of_failing(

@@ -138,16 +138,24 @@ def test_models_show_json_carries_gate_baselines_and_slices(ran_regions: RanProj
     assert any(s["name"] == "north" for s in shown["metrics"]["slices"])
 
 
-def test_tune_records_trials_and_writes_back(ran_regions: RanProject, tmp_path: Path) -> None:
+def test_tune_records_trials_and_writes_back_only_what_scores_better(
+    ran_regions: RanProject, tmp_path: Path
+) -> None:
     root = tmp_path / "copy"
     shutil.copytree(ran_regions.root, root)
-    result = CliRunner().invoke(
-        _app(), ["tune", "-p", str(root), "--n-trials", "2", "--write-back", "--format", "json"]
-    )
+    spec = (root / "readyml.yaml").read_text()
+    tune = ["tune", "-p", str(root), "--n-trials", "2", "--write-back"]
+    result = CliRunner().invoke(_app(), [*tune, "--format", "json"])
     assert result.exit_code == 0, result.output
     study = json.loads(result.stdout)
-    assert len(study["trials"]) == 2 and study["wrote_back"]
-    assert "max_depth" in (root / "readyml.yaml").read_text()
+    # Unlimited depth (the current params) beats both trials' max_depth: nothing is written.
+    assert len(study["trials"]) == 2 and study["best_value"] < study["current_value"]
+    assert not study["wrote_back"] and (root / "readyml.yaml").read_text() == spec
+    result = CliRunner().invoke(_app(), tune)
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.stdout.split())  # lines wrap at the console's width
+    assert "written back no: the best trial's accuracy 0." in shown
+    assert "does not beat the current parameters' 0." in shown
 
 
 def test_html_report_renders_its_plots_in_chromium(report_paths: dict[str, str]) -> None:

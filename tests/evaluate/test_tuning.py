@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from readyml.config import TuningSpec
+from readyml.cli.evaluate import app
+from readyml.config import Project, TuningSpec, parse_spec
 from readyml.errors import ConfigError
 from readyml.evaluate import run_study, write_back_params
+from readyml.train import open_project_registry
+from readyml.train.evaluation_steps import tune_project
+from support import IRIS_SPEC, iris_frame, write_project
 
 SPEC_TEXT = """\
 # my project: keep this comment
@@ -73,3 +80,89 @@ def test_write_back_adds_a_missing_params_mapping(tmp_path: Path) -> None:
         "model": {"estimator": "a.B", "params": {"alpha": 0.5}},
         "label": "y",
     }
+
+
+def _tree_project(root: Path, max_depth: int, low: int, high: int) -> Project:
+    """Iris with a decision tree of ``max_depth``, tuned over max_depth ``low``..``high``."""
+    spec: dict[str, Any] = {
+        **IRIS_SPEC,
+        "model": {
+            "estimator": "sklearn.tree.DecisionTreeClassifier",
+            "params": {"max_depth": max_depth, "random_state": 0},
+        },
+        "tuning": {
+            "n_trials": 2,
+            "cv": 3,
+            "space": {"max_depth": {"type": "int", "low": low, "high": high}},
+        },
+    }
+    return Project.load(write_project(root, spec))
+
+
+def test_write_back_keeps_params_that_score_better_than_the_best_trial(tmp_path: Path) -> None:
+    project = _tree_project(tmp_path, max_depth=4, low=1, high=1)  # stumps: never better
+    before = project.spec_path.read_text(encoding="utf-8")
+    registry = open_project_registry(project)
+    study = tune_project(project, registry=registry, train=iris_frame(), write_back=True)
+    assert study["best_value"] < study["current_value"]
+    assert not study["wrote_back"] and "does not beat" in study["not_written"]
+    assert project.spec_path.read_text(encoding="utf-8") == before
+
+
+def test_write_back_writes_params_that_beat_the_current_ones(tmp_path: Path) -> None:
+    project = _tree_project(tmp_path, max_depth=1, low=3, high=5)
+    registry = open_project_registry(project)
+    study = tune_project(project, registry=registry, train=iris_frame(), write_back=True)
+    assert study["best_value"] > study["current_value"]
+    assert study["wrote_back"] and study["not_written"] is None
+    written = yaml.safe_load(project.spec_path.read_text(encoding="utf-8"))
+    assert written["model"]["params"]["max_depth"] == study["best_params"]["max_depth"]
+
+
+def test_log_scaled_range_must_start_above_zero() -> None:
+    space = {"min_samples_leaf": {"type": "float", "low": 0, "high": 1, "log": True}}
+    with pytest.raises(ConfigError) as raised:
+        parse_spec({**IRIS_SPEC, "tuning": {"space": space}})
+    assert str(raised.value) == (
+        "readyml.yaml: tuning.space.min_samples_leaf: a log-scaled float parameter needs "
+        "low > 0, found low=0"
+    )
+    space = {"n_estimators": {"type": "int", "low": 0, "high": 9, "log": True}}
+    with pytest.raises(ConfigError, match=r"tuning\.space\.n_estimators: .* needs low >= 1"):
+        parse_spec({**IRIS_SPEC, "tuning": {"space": space}})
+
+
+def test_a_failed_trial_is_not_logged_by_optuna() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Recorder()
+    logging.getLogger("optuna").addHandler(handler)
+
+    def fail(params: dict[str, Any]) -> float:
+        raise ConfigError("model.params: unknown parameter 'n_estimatorz'")
+
+    spec = TuningSpec.model_validate({"space": {"x": {"type": "int", "low": 1, "high": 2}}})
+    try:
+        with pytest.raises(ConfigError, match="n_estimatorz"):
+            run_study(spec, metric="accuracy", objective=fail)
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_fewer_than_one_trial_is_refused(n: int, tmp_path: Path) -> None:
+    spec = TuningSpec.model_validate({"space": {"x": {"type": "int", "low": 1, "high": 2}}})
+    with pytest.raises(ConfigError, match="n_trials: expected at least 1"):
+        run_study(spec, metric="accuracy", objective=lambda p: 0.0, n_trials=n)
+    root = write_project(tmp_path)
+    result = CliRunner().invoke(app, ["tune", "-p", str(root), "--n-trials", str(n)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --n-trials: expected a number of trials of at least 1, found {n}"
+    )
+    assert not (root / ".readyml").exists()  # refused before the pipeline ran

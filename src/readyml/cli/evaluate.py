@@ -16,6 +16,7 @@ from readyml.cli._common import (
     output_format,
     sigterm_exits,
 )
+from readyml.errors import ConfigError
 
 app = typer.Typer()
 
@@ -101,6 +102,12 @@ def tune(
     from readyml.train.evaluation_steps import tune_project
 
     output = output_format(fmt)
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(
+            f"--n-trials: expected a number of trials of at least 1, found {n_trials}"
+        )
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"--timeout: expected seconds greater than 0, found {timeout:g}")
     loaded, registry, result = _up_to_date(project)
     study = tune_project(
         loaded,
@@ -123,6 +130,14 @@ def tune(
             ("current params", console.fmt_metric(study["current_value"])),
             ("best params", study["best_params"]),
             ("trials file", study["artifact"]),
-            ("written back", "yes (readyml.yaml model.params)" if study["wrote_back"] else "no"),
+            ("written back", _written_back(study)),
         ],
     )
+
+
+def _written_back(study: dict[str, Any]) -> str:
+    """The tune summary's last line: what --write-back did, and why not when it did nothing."""
+    if study["wrote_back"]:
+        return "yes (readyml.yaml model.params)"
+    reason = study.get("not_written")
+    return f"no: {reason}; readyml.yaml is unchanged" if reason else "no (--write-back not given)"

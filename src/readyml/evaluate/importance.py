@@ -4,7 +4,9 @@
 are shuffled, over a few seeded repeats (mean and standard deviation). *Drop-column
 importance*, for small data: the loss when the model is refitted without the feature (through
 a ``refit`` callback the training layer passes in). A feature whose importance is not above
-zero is listed as not helping; one whose interval straddles zero as uncertain.
+zero is listed as not helping; one whose 95 % band straddles zero as uncertain. The band is
+Student's t over the repeats (mean ± t(0.975, n−1)·std/√n): with three repeats t is 4.30, not
+the normal 1.96, and one repeat gives no band at all, so its feature is uncertain.
 
 *Cost*: for each feature, the memory it takes per row in the input and the time to turn
 request values into its input column (what serving does for every request), plus the model's
@@ -23,12 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from readyml.evaluate.metrics import Array, better, clean, compute_metrics
 from readyml.flavors import ModelAdapter
 
-# z-value for the uncertainty band of the mean permutation importance (about 95%).
-Z_95 = 1.96
+# Two-sided confidence of the band around the mean permutation importance.
+BAND_CONFIDENCE = 0.95
 # Timed single-row predictions for the latency percentiles, after warm-up calls.
 LATENCY_CALLS = 30
 LATENCY_WARMUP = 3
@@ -45,9 +48,19 @@ def _score(model: ModelAdapter, X: pd.DataFrame, y: Array, metric: str) -> float
     return float(value)
 
 
+def _half_width(losses: Sequence[float]) -> float:
+    """Half-width of the t band around the mean of ``losses``; NaN for fewer than two."""
+    n = len(losses)
+    if n < 2:
+        return float("nan")
+    t = float(stats.t.ppf(0.5 + BAND_CONFIDENCE / 2, n - 1))
+    return t * float(np.std(losses, ddof=1)) / math.sqrt(n)
+
+
 def _verdict(mean: float, half_width: float) -> str:
     if mean <= 0:
         return "not helping"
+    # A NaN half-width (one repeat) is not "> 0": without a band, the benefit is uncertain.
     return "helps" if mean - half_width > 0 else "uncertain"
 
 
@@ -74,8 +87,9 @@ def permutation_importance(
         for _ in range(repeats):
             shuffled[column] = X[column].to_numpy()[rng.permutation(len(X))]
             losses.append(better(metric, base, _score(model, shuffled, y, metric)))
-        mean, std = float(np.mean(losses)), float(np.std(losses, ddof=1)) if repeats > 1 else 0.0
-        half = Z_95 * std / math.sqrt(repeats)
+        mean = float(np.mean(losses))
+        std = float(np.std(losses, ddof=1)) if repeats > 1 else float("nan")
+        half = _half_width(losses)
         features[str(column)] = {
             "mean": mean,
             "std": std,
@@ -173,7 +187,8 @@ def _not_helping_reason(metric: str, features: dict[str, Any], names: list[str])
     for name in names:
         found = features[name]
         loss = f"loss of {metric} when shuffled: {found['mean']:+.2g}"
-        loss += f" ± {found['high'] - found['mean']:.2g}"
+        half = found["high"] - found["mean"]
+        loss += f" ± {half:.2g}" if math.isfinite(half) else " (one repeat: no band)"
         if "drop_column" in found:
             loss += f"; when refitted without it: {found['drop_column']:+.2g}"
         shown.append(f"{name} ({loss})")

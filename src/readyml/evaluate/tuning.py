@@ -68,15 +68,15 @@ def run_study(
     """Run the study: ``objective(params)`` returns the cross-validated ``metric``.
 
     Raises:
-        ConfigError: The search space is empty.
+        ConfigError: The search space is empty, or ``n_trials`` is below 1.
     """
     if not spec.space:
         raise ConfigError("tuning.space: expected at least one parameter to search, found none")
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"n_trials: expected at least 1 trial, found {n_trials}")
     direction: Literal["maximize", "minimize"] = (
         "maximize" if HIGHER_IS_BETTER.get(metric, True) else "minimize"
     )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
     records: list[dict[str, Any]] = []
 
     def _objective(trial: optuna.Trial) -> float:
@@ -94,12 +94,21 @@ def run_study(
         return value
 
     started = time.perf_counter()
-    study.optimize(
-        _objective,
-        n_trials=n_trials or spec.n_trials,
-        timeout=timeout_s if timeout_s is not None else spec.timeout_s,
-        catch=(),
-    )
+    verbosity = optuna.logging.get_verbosity()
+    # A failed trial's error propagates to the caller, which reports it in one line; Optuna
+    # would first log it with its whole traceback (a warning).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        sampler = optuna.samplers.TPESampler(seed=seed)
+        study = optuna.create_study(direction=direction, sampler=sampler)
+        study.optimize(
+            _objective,
+            n_trials=spec.n_trials if n_trials is None else n_trials,
+            timeout=timeout_s if timeout_s is not None else spec.timeout_s,
+            catch=(),
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     states = {t.number: t.state.name.lower() for t in study.trials}
     for record in records:
         record["state"] = states.get(record["number"], "complete")

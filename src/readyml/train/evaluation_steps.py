@@ -23,6 +23,7 @@ from readyml import _project_imports as project_imports
 from readyml.config import Project, ProjectSpec
 from readyml.errors import ConfigError, DataError, ReadymlError, RegistryError
 from readyml.evaluate import (
+    StudyResult,
     compute_metrics,
     curves,
     evaluate_model,
@@ -40,7 +41,7 @@ from readyml.evaluate import (
 from readyml.evaluate.metrics import clean
 from readyml.flavors import ModelAdapter, load_model
 from readyml.registry import Registry
-from readyml.train.features import is_reserved, resolve_task
+from readyml.train.features import resolve_task
 from readyml.train.pipeline import Kind, RunContext, StepResult
 from readyml.train.production_data import production_mask, production_window, without_reserved
 from readyml.train.steps import SCHEMA_FILE, TrainModel, fit_model
@@ -211,25 +212,11 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     if spec.data.production is not None and spec.data.production.enabled:
         result["production_window"] = _production_window(ctx, model, valid)
     primary = result["primary"]
-    margins = result["baselines"]["margins"]
-    # The margin the team declared for the gate (default 0): a negative one says how much
-    # better a baseline may look before the difference counts (validation-set noise).
     rule = spec.gates.beat_baselines
-    margin = rule.margin if rule is not None else 0.0
-    behind = {k: m for k, m in margins.items() if m is None or not m > margin}
-    baseline_details: JSON = {
-        "metric": primary,
-        "candidate": result["valid"].get(primary),
-        "baselines": {k: v for k, v in result["baselines"].items() if k != "margins"},
-        "margins": margins,
-        "required_margin": margin,
-    }
-    if behind:
-        shown = ", ".join(
-            f"{k} ({'not measured' if m is None else f'{m:+.4g}'})" for k, m in behind.items()
-        )
-        baseline_details["reason"] = f"{primary} does not beat by more than {margin:g}: {shown}"
-    record(ctx, "model-5", not behind, baseline_details)
+    passed, baseline_details = _baseline_evidence(
+        primary, result["valid"].get(primary), result["baselines"], rule.margin if rule else 0.0
+    )
+    record(ctx, "model-5", passed, baseline_details)
     # Without importance (importance.enabled: false) nothing was measured: record nothing.
     if "importance" in result:
         importance = result["importance"] or {}
@@ -258,6 +245,44 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     )
 
 
+def _baseline_evidence(
+    primary: str, candidate: float | None, baselines: JSON, declared: float
+) -> tuple[bool, JSON]:
+    """Whether the candidate is at least as good as every baseline (model-5), and the details.
+
+    The gate's ``beat_baselines.margin`` may be negative, a tolerance for validation noise;
+    the evidence is not: a baseline that scores better is a simpler model that is better.
+    A positive margin, stricter, is kept.
+    """
+    required = max(declared, 0.0)
+    margins: dict[str, float | None] = baselines["margins"]
+    behind = {k: m for k, m in margins.items() if m is None or m < required}
+    details: JSON = {
+        "metric": primary,
+        "candidate": candidate,
+        "baselines": {k: v for k, v in baselines.items() if k != "margins"},
+        "margins": margins,
+        "required_margin": required,
+    }
+    if behind:
+        shown = []
+        for name, margin in behind.items():
+            theirs = baselines[name]["metrics"].get(primary)
+            if margin is None:
+                shown.append(f"{name} not measured")
+            elif margin < 0:
+                shown.append(
+                    f"{name} better by {-margin:.4g} ({theirs:.4f} against {candidate:.4f})"
+                )
+            else:
+                shown.append(f"{name} beaten by only {margin:.4g}")
+        by = f", by at least {required:g} (gates.beat_baselines.margin)" if required > 0 else ""
+        details["reason"] = (
+            f"expected {primary} at least as good as every baseline{by}, found " + ", ".join(shown)
+        )
+    return not behind, details
+
+
 def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame) -> JSON:
     """Candidate and champion on the newest production examples of the validation split,
     leaving out the rows the champion trained on (judged there, it would look better)."""
@@ -269,7 +294,7 @@ def _production_window(ctx: RunContext, model: ModelAdapter, valid: pd.DataFrame
     if champion is not None:
         champion_model = _load_champion(ctx, champion)
         if champion_model is not None:
-            valid, unavailable = _unseen_by(ctx, champion, valid)
+            valid, unavailable = _unseen_by(ctx, champion, model_inputs(champion_model), valid)
     report = production_window(
         valid=valid,
         window=spec.data.production.window,
@@ -299,7 +324,7 @@ def _champion_on_rows(
     model = _load_champion(ctx, champion)
     if model is None:
         return None
-    rows, unavailable = _unseen_by(ctx, champion, valid)
+    rows, unavailable = _unseen_by(ctx, champion, model_inputs(model), valid)
     if rows.empty:
         return None
     features = model_inputs(candidate)
@@ -328,12 +353,18 @@ def _load_champion(ctx: RunContext, champion: Any) -> ModelAdapter | None:
 
 
 def _unseen_by(
-    ctx: RunContext, champion: Any, valid: pd.DataFrame
+    ctx: RunContext, champion: Any, inputs: list[str], valid: pd.DataFrame
 ) -> tuple[pd.DataFrame, str | None]:
     """The rows of ``valid`` that were not in the champion's training split, and ``None``;
     or all of them and why, when that split cannot be read (a deleted step cache, a run
     from elsewhere): a cache must be safe to delete, so this weakens the comparison, and
-    says so, rather than failing the run."""
+    says so, rather than failing the run.
+
+    A row is identified by the champion's ``inputs`` only, never its label: with relabelled
+    data, the rows whose label changed would otherwise count as unseen, and the champion,
+    judged on exactly the rows where its learned label now looks wrong, would look worse
+    than it is.
+    """
     from readyml.monitor.inputs import step_output
 
     whose = f"champion v{champion.version}'s training split"
@@ -346,7 +377,9 @@ def _unseen_by(
         return valid, f"{whose} is unavailable ({exc})"
     if not isinstance(trained, pd.DataFrame):
         return valid, f"{whose} is unavailable: run {champion.run_id} stored none"
-    columns = [c for c in valid.columns if c in trained.columns and not is_reserved(c)]
+    columns = [c for c in inputs if c in valid.columns and c in trained.columns]
+    if not columns:
+        return valid, f"{whose} holds none of the champion's input columns"
     seen = set(pd.util.hash_pandas_object(trained[columns], index=False))
     fresh = ~pd.util.hash_pandas_object(valid[columns], index=False).isin(seen).to_numpy()
     return valid[fresh], None
@@ -481,6 +514,9 @@ def tune_project(
 ) -> JSON:
     """Run the spec's Optuna study on the training split; record trials and evidence (model-3).
 
+    With ``write_back``, the best trial's parameters go into readyml.yaml only when they score
+    better than the current ones; ``not_written`` says why they did not.
+
     Raises:
         ConfigError: The spec has no ``tuning`` section.
     """
@@ -520,9 +556,11 @@ def tune_project(
     key = f"tuning/{spec.name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}/study.json"
     info = registry.artifacts.put_bytes(key, json.dumps(clean(result), indent=2).encode())
     result["artifact"] = info.key
-    if write_back and study.best_params:
+    # Why nothing was written back though asked (None when written, or not asked).
+    result["not_written"] = _not_written_because(study, current) if write_back else None
+    if write_back and result["not_written"] is None:
         result["written_params"] = write_back_params(project.spec_path, study.best_params)
-    result["wrote_back"] = bool(write_back and study.best_params)
+    result["wrote_back"] = bool(write_back and result["not_written"] is None)
     registry.store.add_evidence(
         Evidence(
             test_id="model-3",
@@ -536,6 +574,20 @@ def tune_project(
         )
     )
     return dict(clean(result))
+
+
+def _not_written_because(study: StudyResult, current: float) -> str | None:
+    """Why the best trial's parameters must not replace the current ones; None if they may."""
+    if study.best_value is None:
+        return "no trial completed"
+    best = study.best_value
+    better = best > current if study.direction == "maximize" else best < current
+    if not better:  # a tie keeps what is there; NaN compares as not better
+        return (
+            f"the best trial's {study.metric} {best:.4f} does not beat the current "
+            f"parameters' {current:.4f}"
+        )
+    return None
 
 
 # -- reports of registered versions ---------------------------------------------------
