@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import io
 import json
@@ -50,6 +51,7 @@ def test_alert_book_deduplicates_repeats_and_resolves_cleared_alerts(tmp_path: P
     book = AlertBook(path=tmp_path / "alerts.json", repeat_interval=timedelta(hours=1))
     first = book.update([_alert()], checks_run={"skew"}, now=NOW)
     assert len(first.notify) == 1 and first.deduplicated == 0
+    book.mark_sent(first.notify, now=NOW)
     again = AlertBook(path=tmp_path / "alerts.json", repeat_interval=timedelta(hours=1)).update(
         [_alert()], checks_run={"skew"}, now=NOW + timedelta(minutes=5)
     )
@@ -57,12 +59,15 @@ def test_alert_book_deduplicates_repeats_and_resolves_cleared_alerts(tmp_path: P
     assert again.firing[0].starts_at == NOW  # the alert keeps its start
     repeat = book.update([_alert()], checks_run={"skew"}, now=NOW + timedelta(hours=2))
     assert len(repeat.notify) == 1  # sent again after repeat_interval
+    book.mark_sent(repeat.notify, now=NOW + timedelta(hours=2))
     untouched = book.update([], checks_run={"quality"}, now=NOW + timedelta(hours=3))
     assert untouched.resolved == [] and len(untouched.firing) == 1  # its check did not run
     cleared = book.update([], checks_run={"skew"}, now=NOW + timedelta(hours=4))
     (done,) = cleared.resolved
     assert done.status == "resolved" and done.ends_at == NOW + timedelta(hours=4)
     assert book.firing() == []
+    book.mark_sent(cleared.notify, now=NOW + timedelta(hours=4))
+    assert book.update([], checks_run={"skew"}, now=NOW + timedelta(hours=5)).notify == []
 
 
 def test_monitor_run_fires_then_resolves_when_the_condition_clears(workspace: Path) -> None:
@@ -102,17 +107,64 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"failures": 0, "bodies": [], "auth": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def _handler() -> type[_Receiver]:
+    return type("Receiver", (_Receiver,), {"failures": 0, "bodies": [], "auth": []})
+
+
+@contextlib.contextmanager
+def _serving(handler: type[_Receiver], port: int = 0) -> Iterator[str]:
+    """A receiver up on ``port`` (0: any) while the block runs; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", handler
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = _handler()
+    with _serving(handler) as url:
+        yield url, handler
+
+
+def test_an_alert_not_delivered_is_sent_again_at_the_next_run(workspace: Path) -> None:
+    handler, port = _handler(), free_port()
+    sinks: list[Sink] = [
+        LogSink(stream=io.StringIO()),
+        WebhookSink(url=f"http://127.0.0.1:{port}/hook", retries=0),
+    ]
+    spec = MonitoringSpec(windows=1)
+    log_traffic(workspace, make_log(shift=2.0))
+    down = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    assert [d["delivered"] for d in down.deliveries] == [True, False]  # logged, not delivered
+    assert down.sent == [] and down.pending == down.alerts != []
+    # Raised at once, delivered or not: a retrain on alert does not wait for the webhook.
+    assert down.raised == down.alerts
+    with _serving(handler, port):
+        up = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+        again = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    # Sent at last, as firing alerts, but not raised again; then deduplicated.
+    assert up.sent == up.alerts and up.pending == [] and up.deduplicated == 0
+    assert up.raised == [] and again.raised == []
+    assert {a.status for a in up.sent} == {"firing"}
+    assert again.sent == [] and again.deduplicated == len(up.alerts)
+    (body,) = handler.bodies
+    assert {a["labels"]["key"] for a in body["alerts"]} == {a.labels["key"] for a in up.alerts}
+    # A resolution not delivered is sent again too.
+    shutil.rmtree(workspace / "logs")
+    log_traffic(workspace, make_log())
+    cleared = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    assert cleared.sent == [] and cleared.pending == cleared.resolved != []
+    with _serving(handler, port):
+        told = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+        quiet = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    assert {a.labels["key"] for a in told.sent} == {a.labels["key"] for a in cleared.resolved}
+    assert handler.bodies[-1]["status"] == "resolved"
+    assert quiet.sent == quiet.pending == [] and len(handler.bodies) == 2
 
 
 def test_alertmanager_hears_every_firing_alert_at_each_run_with_a_future_end(

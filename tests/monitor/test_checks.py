@@ -301,6 +301,29 @@ def test_quality_check_before_labels_is_quiet_on_training_like_traffic(workspace
     assert result.status == "passed", result.findings
 
 
+def test_quality_estimate_leaves_out_rows_whose_probabilities_are_not_finite(
+    workspace: Path, tmp_path: Path
+) -> None:
+    log = make_log()
+    broken = log.copy()
+    broken.loc[: len(log) // 2, ["proba_a", "proba_b"]] = np.nan
+    broken.loc[len(log) - 1, "proba_a"] = np.inf
+    log_traffic(workspace, broken)
+    kept = tmp_path / "kept" / ".readyml"
+    kept.mkdir(parents=True)
+    log_traffic(kept, log.iloc[len(log) // 2 + 1 : -1])
+    result = QualityCheck().run(inputs_for(workspace))
+    # NaN confidences once fell into the lowest bin and dragged the estimate down: a false alert.
+    assert result.status == "passed", result.findings
+    assert result.details["estimate_left_out"] == {
+        "rows": len(log) // 2 + 2,
+        "reason": "probabilities not finite",
+    }
+    expected = QualityCheck().run(inputs_for(kept)).details["estimated_accuracy"]
+    assert result.details["estimated_accuracy"] == pytest.approx(expected)
+    assert "left out of the accuracy estimate" in result.summary
+
+
 def test_checks_skip_without_traffic(workspace: Path) -> None:
     inputs = inputs_for(workspace)
     for check in (

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from readyml.monitor import LogSink, Monitor, MonitorReport, record_feedback, write_report
+from readyml.monitor import (
+    LogSink,
+    Monitor,
+    MonitorReport,
+    record_feedback,
+    render_monitoring_html,
+    write_report,
+)
 
 from .helpers import inputs_for, log_traffic, make_log
 
@@ -73,3 +80,25 @@ def test_report_page_draws_every_chart_with_data_in_chromium(workspace: Path) ->
             assert "drift:x1" in page.locator("#alerts").inner_text()
         finally:
             browser.close()
+
+
+def test_a_run_without_logged_requests_says_its_checks_were_skipped(workspace: Path) -> None:
+    report = Monitor(sinks=[LogSink(stream=io.StringIO())]).run(inputs_for(workspace))
+    assert report.ok  # skipped is not failed: exit code 0
+    why = f"no logged requests of m:1 in the last 7d at {workspace / 'logs'}"
+    assert report.verdict == f"2 passed, 5 skipped ({why})"
+    data = report.to_dict()
+    assert (
+        data["skipped"] == 5
+        and data["headline"] == f"0 logged rows · 0 open alert(s) · {report.verdict}"
+    )
+    page = render_monitoring_html(report)
+    assert "all checks passed" not in page
+    assert f'<span id="verdict" class="skipped">2 passed, 5 skipped ({why})</span>' in page
+
+
+def test_a_run_whose_checks_all_passed_says_so(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    report = Monitor(sinks=[LogSink(stream=io.StringIO())]).run(inputs_for(workspace))
+    assert report.verdict == "all checks passed", [(c.check, c.status) for c in report.checks]
+    assert report.to_dict()["skipped"] == 0

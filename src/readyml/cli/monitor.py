@@ -86,14 +86,14 @@ def monitor(
         data: dict[str, Any] = result.to_dict()
         if report:
             data["report"] = str(write_report(result, report_path(loaded.workspace, result.at)))
-        retrain = _retrain(loaded, registry, result.sent)
+        retrain = _retrain(loaded, registry, result.raised)
         if retrain is not None:
             data["retrain"] = retrain.to_dict()
         if form == "json":  # repeated runs: one JSON document a line (JSON Lines)
             console.print_json(data, one_line=period_s is not None)
             return
         console.table(
-            f"{result.model}:{result.version} — {result.rows:,} logged rows",
+            f"{result.model}:{result.version} — {result.headline}",
             ["test", "check", "status", "summary"],
             [[c.test_id, c.check, c.status, c.summary] for c in result.checks],
         )

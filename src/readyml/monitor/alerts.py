@@ -8,7 +8,9 @@ found again is the same alert.
 State (:class:`AlertBook`, a JSON file in the workspace) remembers what is firing. On each run:
 a new fingerprint fires and is sent; one still firing is sent again only after
 ``repeat_interval`` (deduplicated otherwise); one no longer found by a check that ran is
-resolved and the resolution sent; a check that was skipped resolves nothing.
+resolved and the resolution sent; a check that was skipped resolves nothing. An alert counts
+as sent only once a sink delivered it (:meth:`AlertBook.mark_sent`): one whose delivery failed
+stays pending and is sent again at the next run, a resolution included.
 
 Sinks share one method, ``send(alerts)``: :class:`LogSink` writes one JSON line per alert,
 :class:`WebhookSink` POSTs a JSON document (retrying 5xx, 429 and connection errors with
@@ -136,6 +138,9 @@ class AlertUpdate:
     """What one evaluation changed: alerts to send, and every alert still firing."""
 
     notify: list[Alert] = field(default_factory=list)
+    # Firing alerts new this run or due to repeat; not those offered again after a failed
+    # delivery (``readyml monitor``'s on_alert retrains on these, delivered or not).
+    raised: list[Alert] = field(default_factory=list)
     firing: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
     deduplicated: int = 0
@@ -176,10 +181,14 @@ class AlertBook:
 
     def firing(self) -> list[Alert]:
         """Alerts firing now."""
-        return [Alert.from_dict(entry["alert"]) for entry in self._load().values()]
+        alerts = [Alert.from_dict(entry["alert"]) for entry in self._load().values()]
+        return [alert for alert in alerts if alert.status == "firing"]
 
     def update(self, found: Sequence[Alert], *, checks_run: set[str], now: datetime) -> AlertUpdate:
-        """Fire new alerts, deduplicate repeats, resolve what cleared (see the module doc)."""
+        """Fire new alerts, deduplicate repeats, resolve what cleared (see the module doc).
+
+        Alerts to send are left pending until :meth:`mark_sent` records their delivery.
+        """
         state = self._load()
         update = AlertUpdate()
         seen: set[str] = set()
@@ -187,33 +196,59 @@ class AlertBook:
             key = alert.fingerprint
             seen.add(key)
             entry = state.get(key)
-            if entry is None:
-                state[key] = {"alert": alert.to_dict(), "last_sent": now.isoformat()}
+            if entry is None or entry["alert"].get("status") == "resolved":
+                state[key] = {"alert": alert.to_dict(), "last_sent": None, "pending": True}
                 update.notify.append(alert)
+                update.raised.append(alert)
                 update.firing.append(alert)
                 continue
             started = Alert.from_dict(entry["alert"]).starts_at
             current = replace(alert, starts_at=started)
             entry["alert"] = current.to_dict()
             update.firing.append(current)
-            if now - datetime.fromisoformat(entry["last_sent"]) >= self.repeat_interval:
-                entry["last_sent"] = now.isoformat()
+            last_sent = entry.get("last_sent")
+            if entry.get("pending"):  # raised before, not delivered yet: offered again
                 update.notify.append(current)
+            elif (
+                last_sent is None or now - datetime.fromisoformat(last_sent) >= self.repeat_interval
+            ):
+                entry["pending"] = True
+                update.notify.append(current)
+                update.raised.append(current)
             else:
                 update.deduplicated += 1
         for key in list(state):
             if key in seen:
                 continue
             alert = Alert.from_dict(state[key]["alert"])
+            if alert.status == "resolved":  # a resolution not delivered yet
+                update.notify.append(alert)
+                update.resolved.append(alert)
+                continue
             if alert.labels.get("check") not in checks_run:
                 update.firing.append(alert)
                 continue
-            del state[key]
             done = replace(alert, status="resolved", ends_at=now)
+            state[key] = {"alert": done.to_dict(), "last_sent": None, "pending": True}
             update.notify.append(done)
             update.resolved.append(done)
         self._save()
         return update
+
+    def mark_sent(self, alerts: Sequence[Alert], *, now: datetime) -> None:
+        """Record ``alerts`` as delivered: repeats of a firing one are deduplicated from
+        ``now``, a resolution is forgotten."""
+        state = self._load()
+        for alert in alerts:
+            entry = state.get(alert.fingerprint)
+            if entry is None or entry["alert"].get("status") != alert.status:
+                continue
+            if alert.status == "resolved":
+                del state[alert.fingerprint]
+            else:
+                entry["last_sent"] = now.isoformat()
+                entry.pop("pending", None)
+        self._save()
 
 
 # -- sinks -----------------------------------------------------------------------------
@@ -406,29 +441,45 @@ def _rfc3339(stamp: datetime) -> str:
 
 def deliver_update(
     sinks: Sequence[Sink], update: AlertUpdate, *, now: datetime, valid_for: timedelta
-) -> list[JSON]:
+) -> tuple[list[JSON], list[Alert]]:
     """Send one run's alerts: what changed to most sinks, and to a sink that
-    ``resends_firing`` every firing alert (valid until ``now + valid_for``) and the resolved."""
-    changed = [sink for sink in sinks if not sink.resends_firing]
-    everything = [sink for sink in sinks if sink.resends_firing]
+    ``resends_firing`` every firing alert (valid until ``now + valid_for``) and the resolved.
+
+    Returns the outcome per sink, and the alerts of ``update.notify`` that count as sent:
+    delivered by a sink other than the log (by the log when it is the only sink; all of them
+    when there is no sink, as nothing would ever deliver them).
+    """
     current = [replace(alert, ends_at=now + valid_for) for alert in update.firing]
-    return deliver(changed, update.notify) + deliver(everything, current + update.resolved)
+    ordered = [s for s in sinks if not s.resends_firing] + [s for s in sinks if s.resends_firing]
+    # A line on stderr tells no one who was not watching: it counts only when alone.
+    counting = [s for s in sinks if not isinstance(s, LogSink)] or list(sinks)
+    outcomes: list[JSON] = []
+    delivered: set[str] = set()
+    for sink in ordered:
+        alerts = current + update.resolved if sink.resends_firing else update.notify
+        if not alerts:
+            continue
+        outcome = _send(sink, alerts)
+        outcomes.append(outcome)
+        if outcome["delivered"] and any(sink is s for s in counting):
+            delivered.update(alert.fingerprint for alert in alerts)
+    sent = [a for a in update.notify if not counting or a.fingerprint in delivered]
+    return outcomes, sent
 
 
 def deliver(sinks: Sequence[Sink], alerts: Sequence[Alert]) -> list[JSON]:
     """Send ``alerts`` to every sink; a failing sink is reported, the others still get them."""
-    outcomes: list[JSON] = []
-    if not alerts:
-        return outcomes
-    for sink in sinks:
-        try:
-            sink.send(alerts)
-        except DeliveryError as exc:
-            _LOG.warning("%s", exc)
-            outcomes.append({"sink": sink.name, "delivered": False, "error": str(exc)})
-        else:
-            outcomes.append({"sink": sink.name, "delivered": True, "alerts": len(alerts)})
-    return outcomes
+    return [_send(sink, alerts) for sink in sinks] if alerts else []
+
+
+def _send(sink: Sink, alerts: Sequence[Alert]) -> JSON:
+    """One sink's delivery of ``alerts``, as an outcome (a failure is logged, not raised)."""
+    try:
+        sink.send(alerts)
+    except DeliveryError as exc:
+        _LOG.warning("%s", exc)
+        return {"sink": sink.name, "delivered": False, "error": str(exc)}
+    return {"sink": sink.name, "delivered": True, "alerts": len(alerts)}
 
 
 def sinks_from_spec(spec: Any) -> list[Sink]:

@@ -373,7 +373,8 @@ def feedback_app(
 ) -> ASGIApp:
     """The ``POST /v2/feedback`` endpoint: JSON records in, a :class:`FeedbackResult` out.
 
-    Answers 200 with the counts (unknown ids and bad records included), 400 on a body that
+    Answers 200 with the counts (unknown ids and bad records included; not the file written),
+    400 on a body that
     is not JSON records, 405 on another method and 413 on a body over 16 MiB. The Parquet
     write runs in a worker thread. ``classes`` and ``numeric`` check labels as
     :func:`record_feedback` does; ``labels``, when given, is asked for both at each request
@@ -407,7 +408,9 @@ def feedback_app(
         result = await asyncio.to_thread(
             record_feedback, workspace, records, classes=allowed, numeric=numbers
         )
-        await _answer(send, 200, result.to_dict())
+        answer = result.to_dict()
+        del answer["path"]  # a file of the server: not the client's business
+        await _answer(send, 200, answer)
 
     return app
 

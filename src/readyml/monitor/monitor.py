@@ -28,7 +28,7 @@ from readyml.monitor.alerts import (
 )
 from readyml.monitor.checks import Check, CheckResult, checks_from_spec
 from readyml.monitor.checks._base import clean
-from readyml.monitor.inputs import MonitorInputs, load_inputs
+from readyml.monitor.inputs import MonitorInputs, load_inputs, logs_root
 from readyml.monitor.settings import check_settings
 from readyml.registry import Registry
 from readyml.types import JSON, Evidence
@@ -38,7 +38,14 @@ REPORTS_DIR = "reports"
 
 @dataclass
 class MonitorReport:
-    """The outcome of one monitoring run: ``{"checks": [...], "alerts": [...]}`` as JSON."""
+    """The outcome of one monitoring run: ``{"checks": [...], "alerts": [...]}`` as JSON.
+
+    ``alerts`` are firing; ``raised``, the firing ones new this run or due to repeat
+    (delivered or not: what on_alert retrains on); ``sent``, the new, repeated and resolved
+    ones a sink delivered this run; ``pending``, those it could not deliver (sent again at
+    the next run);
+    ``no_traffic``, why no logged row was read (empty when some were).
+    """
 
     project: str
     model: str
@@ -46,17 +53,38 @@ class MonitorReport:
     at: datetime
     checks: list[CheckResult]
     alerts: list[Alert] = field(default_factory=list)
+    raised: list[Alert] = field(default_factory=list)
     sent: list[Alert] = field(default_factory=list)
+    pending: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
     deduplicated: int = 0
     deliveries: list[JSON] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     rows: int = 0
+    no_traffic: str = ""
 
     @property
     def ok(self) -> bool:
         """Whether no check failed."""
         return not any(c.status == "failed" for c in self.checks) and not self.errors
+
+    @property
+    def verdict(self) -> str:
+        """How the checks went: ``all checks passed`` only when none failed or was skipped."""
+        counts = {s: sum(c.status == s for c in self.checks) for s in ("failed", "passed")}
+        skipped = [c for c in self.checks if c.status == "skipped"]
+        if not skipped and self.ok:
+            return "all checks passed"
+        parts = [f"{n} {status}" for status, n in counts.items() if n]
+        if skipped:
+            why = self.no_traffic or "; ".join(f"{c.check}: {c.summary}" for c in skipped)
+            parts.append(f"{len(skipped)} skipped ({why})")
+        return ", ".join(parts)
+
+    @property
+    def headline(self) -> str:
+        """One line: rows read, open alerts, and the :attr:`verdict`."""
+        return f"{self.rows:,} logged rows · {len(self.alerts)} open alert(s) · {self.verdict}"
 
     def check(self, name: str) -> CheckResult:
         """The result of the check called ``name``."""
@@ -70,10 +98,13 @@ class MonitorReport:
             "version": self.version,
             "at": self.at.isoformat(),
             "ok": self.ok,
+            "headline": self.headline,
+            "skipped": sum(c.status == "skipped" for c in self.checks),
             "rows": self.rows,
             "checks": [c.to_dict() for c in self.checks],
             "alerts": [a.to_dict() for a in self.alerts],
             "sent": len(self.sent),
+            "pending": len(self.pending),
             "resolved": [a.to_dict() for a in self.resolved],
             "deduplicated": self.deduplicated,
             "deliveries": self.deliveries,
@@ -129,6 +160,11 @@ class Monitor:
                 result = CheckResult(check.name, check.test_id, "skipped", f"error: {exc}")
             report.checks.append(result)
         report.rows = len(inputs.traffic())
+        if not report.rows:
+            report.no_traffic = (
+                f"no logged requests of {ref.model}:{ref.version} in the last "
+                f"{spec.lookback} at {logs_root(inputs.workspace)}"
+            )
         self._evidence(inputs, report)
         found = [
             alert_for(
@@ -144,16 +180,18 @@ class Monitor:
         ran = {r.check for r in report.checks if r.status != "skipped"}
         update = book.update(found, checks_run=ran, now=inputs.now)
         report.alerts = update.firing
-        report.sent = update.notify
+        report.raised = update.raised
         report.resolved = update.resolved
         report.deduplicated = update.deduplicated
         sinks = self.sinks if self.sinks is not None else sinks_from_spec(spec.alerts)
         # A firing alert stays valid in Alertmanager for three runs: the schedule's period,
         # or the repeat interval when the monitor runs from cron.
         period_s = duration_seconds(spec.every or spec.alerts.repeat_interval)
-        report.deliveries = deliver_update(
+        report.deliveries, report.sent = deliver_update(
             sinks, update, now=inputs.now, valid_for=timedelta(seconds=3 * period_s)
         )
+        book.mark_sent(report.sent, now=inputs.now)
+        report.pending = [a for a in update.notify if a not in report.sent]
         return report
 
     def _evidence(self, inputs: MonitorInputs, report: MonitorReport) -> None:

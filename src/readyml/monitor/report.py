@@ -237,6 +237,8 @@ def render_monitoring_html(report: MonitorReport) -> str:
         for a in report.resolved
     )
     data = json.dumps(report.to_dict(), default=str).replace("</", "<\\/")
+    skipped = any(c.status == "skipped" for c in report.checks)
+    verdict = "failed" if not report.ok else "skipped" if skipped else "passed"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>readyml monitoring: {e(report.model)}:{report.version}</title>"
@@ -244,8 +246,7 @@ def render_monitoring_html(report: MonitorReport) -> str:
         f"<h1>Monitoring: {e(report.project)} — {e(report.model)}:{report.version}</h1>"
         f"<p>{e(report.at.isoformat(timespec='seconds'))} · {report.rows:,} logged rows · "
         f"{len(report.alerts)} open alert(s) · "
-        f'<span class="{"passed" if report.ok else "failed"}">'
-        f"{'all checks passed' if report.ok else 'checks failed'}</span></p>"
+        f'<span id="verdict" class="{verdict}">{e(report.verdict)}</span></p>'
         f'<h2>Open alerts</h2><table id="alerts"><tr><th>severity</th><th>alert</th><th>key</th>'
         f"<th>summary</th><th>since</th></tr>{alerts or '<tr><td colspan=5>none</td></tr>'}</table>"
         + (f"<h2>Resolved this run</h2><ul>{resolved}</ul>" if resolved else "")

@@ -106,9 +106,17 @@ class QualityCheck:
         if bias_test is not None:
             details["slice_bias_test"] = bias_test
         estimate = self._cbpe(frame, ref) if classifier else None
+        scored = np.isfinite(estimate) if estimate is not None else np.zeros(len(frame), bool)
+        left_out = int(len(frame) - scored.sum()) if estimate is not None else 0
+        if left_out:
+            details["estimate_left_out"] = {"rows": left_out, "reason": "probabilities not finite"}
+        if not scored.any():
+            estimate = None
         if estimate is not None:
-            details["estimated_accuracy"] = float(estimate.mean())
-            series["estimated_accuracy"] = _per_window(estimate, index, inputs.spec.windows)
+            details["estimated_accuracy"] = float(estimate[scored].mean())
+            series["estimated_accuracy"] = _per_window(
+                estimate[scored], index[scored], inputs.spec.windows
+            )
         reference_value = ref.metrics.get(metric)
         details["reference"] = reference_value
         if labelled.sum() >= self.min_labels:
@@ -120,14 +128,14 @@ class QualityCheck:
                 else None
                 for w in range(inputs.spec.windows)
             ]
-            if estimate is not None:
-                actual = self._measured(frame[labelled], ref, "accuracy")
+            both = labelled & scored
+            if estimate is not None and both.any():
+                estimated = float(estimate[both].mean())
+                actual = self._measured(frame[both], ref, "accuracy")
                 details["estimate_error"] = {
-                    "estimated": float(estimate[labelled].mean()),
+                    "estimated": estimated,
                     "actual": actual,
-                    "error": float(estimate[labelled].mean() - actual)
-                    if actual is not None
-                    else None,
+                    "error": estimated - actual if actual is not None else None,
                 }
             if measured is not None and isinstance(reference_value, int | float):
                 drop = _drop(metric, float(reference_value), measured)
@@ -148,13 +156,14 @@ class QualityCheck:
             details["label_shift"] = self._label_shift(frame[labelled], ref, findings)
             details["slices"] = self._slice_quality(frame[labelled], ref, inputs, metric, findings)
         elif estimate is not None and isinstance(ref.metrics.get("accuracy"), int | float):
-            drop = float(ref.metrics["accuracy"]) - float(estimate.mean())
+            estimated = details["estimated_accuracy"]
+            drop = float(ref.metrics["accuracy"]) - estimated
             details["estimated_drop"] = drop
             if drop > self.max_drop:
                 findings.append(
                     Finding(
                         key="quality:estimated_accuracy",
-                        message=f"estimated accuracy {estimate.mean():.3f} (no labels yet), "
+                        message=f"estimated accuracy {estimated:.3f} (no labels yet), "
                         f"{drop:.3f} below validation",
                         value=drop,
                         threshold=self.max_drop,
@@ -171,6 +180,10 @@ class QualityCheck:
         if stray.any():
             summary += (
                 f"; {int(stray.sum())} labelled row(s) left out: label not one of the classes"
+            )
+        if left_out:
+            summary += (
+                f"; {left_out} row(s) left out of the accuracy estimate: probabilities not finite"
             )
         return verdict(self.name, self.test_id, findings, summary, details=details, series=series)
 
@@ -397,15 +410,21 @@ class QualityCheck:
         return out, test
 
     def _cbpe(self, frame: pd.DataFrame, ref: Reference) -> np.ndarray | None:
+        """Each row's estimated chance of being right; NaN where a probability is not finite."""
         probas = proba_columns(frame)
         if not probas:
             return None
-        confidence: np.ndarray = frame[probas].to_numpy(dtype=np.float64).max(axis=1)
+        values = frame[probas].to_numpy(dtype=np.float64)
+        finite = np.isfinite(values).all(axis=1)
+        confidence = np.full(len(frame), np.nan)
+        confidence[finite] = values[finite].max(axis=1)
         curve = _reliability(ref)
         if curve is None:
             return confidence
-        bins = np.clip((confidence * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
-        return np.asarray(curve[bins], dtype=np.float64)
+        # A NaN cast to int lands in bin 0: only finite confidences are binned.
+        bins = np.clip((confidence[finite] * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
+        confidence[finite] = curve[bins]
+        return confidence
 
 
 def _stray_labels(frame: pd.DataFrame, ref: Reference) -> np.ndarray:
