@@ -25,7 +25,7 @@ from readyml.compress.demo import compress_demo
 from readyml.compress.splits import version_splits
 from readyml.config import SPEC_FILE, Project
 from readyml.data import Schema, infer_schema, write_schema
-from readyml.errors import ReadymlError
+from readyml.errors import ConfigError, ReadymlError
 from readyml.feedback.demo import feedback_demo
 from readyml.monitor import monitor_demo, record_feedback
 from readyml.registry import Registry
@@ -46,6 +46,8 @@ from readyml.train.steps import SCHEMA_FILE, fit_model
 # group than the default (labels are free here; they are not for a real team).
 CAPTURE_BUDGET = {"misprediction": 100, "random": 150}
 TRAIN_END = "2014-01-01"  # rows before this day are the training data; the rest is production
+# Written into a folder by a complete demo build: only such a folder is reused.
+DEMO_MARKER = ".readyml-demo"
 
 DEMO_SPEC = {
     "name": "seattle-weather",
@@ -163,11 +165,56 @@ def create_demo_project(directory: Path) -> bool:
 
     The project holds the raw data (2012–2013 for training, 2014–2015 as production traffic),
     its feature code with unit tests, the spec, and a reviewed schema with feature owners.
+    It is built in a staging folder beside ``directory`` and moved into place when complete,
+    so an interrupted build leaves nothing that a later call would take for the project.
+
+    Raises:
+        ConfigError: ``directory`` is a file, another project, or a non-empty folder.
     """
-    if (directory / SPEC_FILE).exists():
+    if not _must_build(directory):
         return False
-    (directory / "data").mkdir(parents=True, exist_ok=True)
-    (directory / "tests").mkdir(exist_ok=True)
+    staging = directory.resolve().with_name(f".{directory.resolve().name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed build left
+    staging.mkdir(parents=True)
+    try:
+        _write_project(staging)
+        if directory.exists():  # an empty folder, perhaps the working directory: fill it
+            entries = sorted(staging.iterdir(), key=lambda p: p.name == DEMO_MARKER)
+            for entry in entries:  # the marker last: without it, nothing is reused
+                entry.rename(directory / entry.name)
+            staging.rmdir()
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
+
+
+def _must_build(directory: Path) -> bool:
+    """Whether the demo must be built in ``directory``: False when it holds a built demo."""
+    if (directory / DEMO_MARKER).is_file():
+        return False
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"demo --dir: expected a folder, found a file: {directory}")
+    if (directory / SPEC_FILE).exists():
+        raise ConfigError(
+            f"demo --dir: expected a new folder or one the demo built, found another project "
+            f"({directory / SPEC_FILE}, no {DEMO_MARKER}); choose another --dir"
+        )
+    # The demo commits everything in its folder to a new git repository: never a user's files.
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(
+            f"demo --dir: expected a new or empty folder, found {directory} with files in it; "
+            "choose another --dir"
+        )
+    return True
+
+
+def _write_project(directory: Path) -> None:
+    """Write the demo project, its marker included, into the empty ``directory``; commit it."""
+    (directory / "data").mkdir()
+    (directory / "tests").mkdir()
     frame = seattle_weather()
     history = frame[frame["date"] < TRAIN_END]
     production = frame[frame["date"] >= TRAIN_END]
@@ -183,8 +230,11 @@ def create_demo_project(directory: Path) -> bool:
     )
     (directory / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     _write_reviewed_schema(directory)
+    (directory / DEMO_MARKER).write_text(
+        "Built by 'readyml demo': it reuses this folder; delete the folder to rebuild it.\n",
+        encoding="utf-8",
+    )
     _check_in(directory)
-    return True
 
 
 def _check_in(directory: Path, message: str = "Demo project", *, init: bool = True) -> None:

@@ -198,7 +198,10 @@ def reproducibility_line(rep: dict[str, Any], *, task: str | None, outputs: str 
 @cli_errors
 def demo(
     directory: Annotated[
-        Path, typer.Option("--dir", help="Where to build the demo project.")
+        Path,
+        typer.Option(
+            "--dir", help="Where to build the demo: a new or empty folder, or one it built."
+        ),
     ] = Path("readyml-demo"),
     with_torch: Annotated[
         bool | None,
