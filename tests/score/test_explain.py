@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -202,4 +203,31 @@ def test_a_value_too_large_is_one_error_without_warnings(trained: Trained, value
         explain_prediction(registry, "iris", {**EXAMPLE, "petal_width": value})
     assert str(caught.value).startswith(
         "explain iris: expected values the model accepts, found an example it cannot take ("
+    )
+
+
+def test_an_onnx_export_is_traced_through_the_version_it_was_made_from(
+    trained_projects: dict[str, Path], tmp_path: Path
+) -> None:
+    from readyml.cli import app as cli
+    from readyml.flavors import load_model
+    from readyml.score.explain import explain_model
+
+    root = tmp_path / "project"
+    shutil.copytree(trained_projects[LINEAR], root)
+    compressed = CliRunner().invoke(
+        cli, ["compress", "iris:1", "--format", "onnx", "-p", str(root)]
+    )
+    assert compressed.exit_code == 0, compressed.output
+    registry = open_project_registry(Project.load(root))
+    explanation = explain_prediction(registry, "iris:2", EXAMPLE)
+    assert explanation.flavor == "onnx" and explanation.consistent, explanation.problem
+    assert explanation.steps[1].note.startswith("onnx export of iris:1, traced through it")
+    # Without the version it was made from, there is nothing to trace: no point for it.
+    onnx = load_model(registry.download(registry.get("iris:2"), tmp_path / "onnx"))
+    steps, _, ok = explain_model(onnx, EXAMPLE)
+    untraced = Explanation("iris:2", "onnx", EXAMPLE, steps, "versicolor", ok)
+    assert not ok and untraced.problem == (
+        "trace of iris:2: expected a step-by-step trace of the prediction, found none "
+        "(step-by-step tracing is not available for onnx)"
     )

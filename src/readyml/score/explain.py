@@ -54,6 +54,12 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+# Flavors whose computation is traced step by step; another is traced through the version
+# it was made from (an ONNX export's ``base``), or not at all.
+TRACED_FLAVORS = ("sklearn", "torch")
+UNTRACEABLE = "step-by-step tracing is not available for"
+
+
 @dataclass
 class ExplainStep:
     """One stage of the computation and the values it produced."""
@@ -101,6 +107,17 @@ class Explanation:
         ``""`` when consistent."""
         if self.consistent:
             return ""
+        notes = [s.note for s in self.steps if s.kind == "model" and s.note]
+        for note in notes:
+            if note.startswith(UNTRACEABLE):
+                return (
+                    f"trace of {self.model}: expected a step-by-step trace of the prediction, "
+                    f"found none ({note})"
+                )
+            if "DIFFERENT" in note:
+                return (
+                    f"trace of {self.model}: expected the prediction it was traced by, found {note}"
+                )
         prediction = _plain(self.prediction)
         shown = f"{prediction:.6g}" if isinstance(prediction, float) else repr(prediction)
         output = self.steps[-1].values if self.steps else {}
@@ -327,27 +344,44 @@ def _torch_steps(adapter: Any, frame: pd.DataFrame) -> tuple[list[ExplainStep], 
     return steps, ok
 
 
-def explain_model(adapter: ModelAdapter, example: JSON) -> tuple[list[ExplainStep], Any, bool]:
-    """Trace one example through a loaded model: steps, prediction, whether they agree."""
+def explain_model(
+    adapter: ModelAdapter,
+    example: JSON,
+    *,
+    through: ModelAdapter | None = None,
+    through_ref: str = "",
+) -> tuple[list[ExplainStep], Any, bool]:
+    """Trace one example through a loaded model: steps, prediction, whether they agree.
+
+    A model no trace reaches (an ONNX export) is traced ``through`` the version it was made
+    from (``through_ref``), and agrees only when both predict the same; with nothing to trace
+    through, there is no trace and it does not agree.
+    """
     frame = pd.DataFrame([example])
     prediction = np.asarray(adapter.predict(frame))[0]
     steps = [ExplainStep("input", "input", dict(example))]
-    if adapter.flavor == "sklearn":
-        middle, ok = _sklearn_steps(adapter, frame, prediction)
-    elif adapter.flavor == "torch":
-        middle, ok = _torch_steps(adapter, frame)
-    else:
-        middle, ok = (
-            [
-                ExplainStep(
-                    "model",
-                    "model",
-                    {},
-                    f"step-by-step tracing is not available for {adapter.flavor}",
-                )
-            ],
-            True,
+    traced = through if through is not None else adapter
+    traced_prediction = np.asarray(traced.predict(frame))[0] if through is not None else prediction
+    if through is not None:
+        agree = _plain(traced_prediction) == _plain(prediction)
+        steps.append(
+            ExplainStep(
+                "model",
+                "model",
+                {"prediction": _plain(prediction), f"{through_ref}'s": _plain(traced_prediction)},
+                f"{adapter.flavor} export of {through_ref}, traced through it: "
+                + ("the same prediction" if agree else "a DIFFERENT prediction"),
+            )
         )
+    if traced.flavor == "sklearn":
+        middle, ok = _sklearn_steps(traced, frame, traced_prediction)
+    elif traced.flavor == "torch":
+        middle, ok = _torch_steps(traced, frame)
+    else:
+        note = f"{UNTRACEABLE} {traced.flavor}"
+        middle, ok = [ExplainStep("model", "model", {}, note)], False
+    if through is not None:
+        ok = ok and agree
     steps.extend(middle)
     output: dict[str, Any] = {"prediction": _plain(prediction)}
     if adapter.task == "classification" and adapter.has_proba:
@@ -400,13 +434,24 @@ def explain_prediction(
         adapter = load_model(
             registry.download(version, Path(tmp) / "model"), trusted_types=trusted_types
         )
+    through, through_ref = None, ""
+    base = version.lineage.get("base")
+    if adapter.flavor not in TRACED_FLAVORS and isinstance(base, str):
+        through_ref = base
+        with tempfile.TemporaryDirectory() as tmp:
+            parent = registry.get(base)
+            through = load_model(
+                registry.download(parent, Path(tmp) / "model"), trusted_types=trusted_types
+            )
     row = {k: example[k] for k in needed or example}
     try:
         # A value the model cannot take is reported in one line below, not also as numpy's
         # overflow warnings on stderr.
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            steps, prediction, ok = explain_model(adapter, row)
+            steps, prediction, ok = explain_model(
+                adapter, row, through=through, through_ref=through_ref
+            )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"explain {ref}: {_misfit(version.signature, row, exc)}") from exc
     return Explanation(
