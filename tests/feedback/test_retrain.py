@@ -232,3 +232,20 @@ def test_a_damaged_retrain_record_is_one_line_not_a_traceback(
         result = runner.invoke(app, [*command, "-p", str(tmp_path)])
         assert result.exit_code == 2, result.output
         assert "retrain record rt-broken.json: expected a record" in result.output
+
+
+def test_a_run_that_reproduces_what_the_champion_was_exported_from_is_unchanged(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # The champion is an ONNX export of version 1; with no new data the run reproduces 1.
+    write_project(tmp_path)
+    project = write_spec(tmp_path, {"deploy": "none"})
+    registry = open_project_registry(project)
+    assert run_project(project, registry=registry).error is None
+    compressed = runner.invoke(app, ["compress", "iris:1", "--format", "onnx", "-p", str(tmp_path)])
+    assert compressed.exit_code == 0, compressed.output
+    registry.promote("iris:2", who="tests", reason="serve the export")
+    record = retrain(project)
+    assert record.state == "unchanged" and record.version == 1, record.reason
+    assert record.reason == "the run reproduced iris:1, which the champion iris:2 was made from"
+    assert open_project_registry(project).get("iris@champion").version == 2

@@ -34,7 +34,7 @@ from readyml.config import OnAlertSpec, Project, duration_seconds
 from readyml.errors import ConfigError, ReadymlError
 from readyml.feedback._records import read_record
 from readyml.monitor.alerts import Alert
-from readyml.registry import Registry
+from readyml.registry import ModelVersion, Registry
 from readyml.types import JSON, Evidence
 
 RETRAIN_DIR: Final = "retrain"
@@ -58,6 +58,8 @@ RAN_STATES: Final = frozenset(
 _ROLLOUT_OUTCOMES: Final = {"promote:": "promoted", "rollback:": "rolled_back"}
 # States ``readyml approve`` acts on: a candidate waiting for approval, or a deploy to retry.
 APPROVABLE: Final = ("awaiting_approval", "deploy_failed")
+MAX_BASES: Final = 8  # exports of exports: more is a loop in damaged lineage
+
 Runner = Callable[..., Any]
 
 
@@ -262,6 +264,24 @@ def _alert_summary(alert: Alert) -> JSON:
     }
 
 
+def _made_from(registry: Registry, champion: ModelVersion) -> dict[int, str]:
+    """The champion's version and those it was made from (an ONNX export's ``base``, and
+    theirs), each with how a run that reproduced it is described."""
+    described = {champion.version: f"the champion {champion.ref}"}
+    version = champion
+    while isinstance(base := version.lineage.get("base"), str) and len(described) < MAX_BASES:
+        try:
+            version = registry.get(base)
+        except ReadymlError:
+            break
+        if version.version in described:
+            break
+        described[version.version] = (
+            f"{version.ref}, which the champion {champion.ref} was made from"
+        )
+    return described
+
+
 def _run(
     project: Project,
     registry: Registry,
@@ -272,10 +292,14 @@ def _run(
     at: datetime,
 ) -> None:
     name = project.spec.name
+    made_from: dict[int, str] = {}
     try:
-        record.champion = registry.get(f"{name}@champion").version
+        champion = registry.get(f"{name}@champion")
     except ReadymlError:
         record.champion = None
+    else:
+        record.champion = champion.version
+        made_from = _made_from(registry, champion)
     record.move("running", "pipeline run started", at)
     try:
         result = runner(project, registry=registry, reporter=reporter)
@@ -293,8 +317,8 @@ def _run(
     if gate["decision"] != "blessed":
         reasons = "; ".join(r["message"] for r in gate.get("reasons", []) if not r.get("passed"))
         record.move("vetoed", f"gate vetoed {name}:{record.version}: {reasons}", at)
-    elif record.version == record.champion:
-        record.move("unchanged", f"the run reproduced the champion {name}:{record.version}", at)
+    elif record.version in made_from:
+        record.move("unchanged", f"the run reproduced {made_from[record.version]}", at)
     else:
         record.move("blessed", f"{name}:{record.version} passed the data and model gates", at)
 
