@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import json
 import os
 import shutil
@@ -83,6 +85,24 @@ def test_requirements_leave_out_what_the_model_and_server_do_not_use(baked: Path
     pinned = {line.split("==")[0] for line in (baked / "requirements.txt").read_text().split()}
     unused = {"torch", "xgboost", "xgboost-cpu", "lightgbm", "onnx", "onnxruntime"}
     assert not unused & pinned, f"trained beside: {sorted(unused & set(trained))}"
+
+
+def test_requirements_pin_a_model_library_without_lineage_as_installed(
+    trained_project: Path,
+) -> None:
+    # A compressed or API-registered version records no training environment.
+    registry = open_project_registry(Project.load(trained_project))
+    try:
+        version = dataclasses.replace(registry.get("iris@champion"), lineage={})
+    finally:
+        registry.store.close()
+    build = ContainerBuild(ref="iris@champion")
+    lines = build.requirements(version, ["onnx", "onnxruntime"], onnx=True)
+    pinned = dict(line.split("==") for line in lines[1:])
+    for name in ("onnx", "onnxruntime", "numpy"):
+        assert pinned[name] == importlib.metadata.version(name), name
+    with pytest.raises(ConfigError, match="expected no-such-library in the version's lineage"):
+        build.requirements(version, ["no-such-library"])
 
 
 def test_pulled_image_adds_store_drivers_and_no_registry(pulled: Path) -> None:
@@ -241,6 +261,7 @@ def _flavor(estimator: str) -> dict[str, str]:
         (_flavor("sklearn.ensemble._forest.RandomForestRegressor"), "native", True, False),
         ({"flavor": "xgboost", "estimator": "RandomForestClassifier"}, "native", True, False),
         ({}, "native", False, False),
+        ({"flavor": "onnx"}, "native", True, True),  # an ONNX export: only ONNX Runtime runs it
         (_flavor("sklearn.linear_model._logistic.LogisticRegression"), "onnx", True, True),
         # auto can choose an export only from a registry: a baked one holds none.
         (_flavor("sklearn.linear_model._logistic.LogisticRegression"), "auto", False, True),

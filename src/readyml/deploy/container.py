@@ -165,7 +165,7 @@ def uses_onnx_runtime(flavor: JSON, runtime: str, *, baked: bool) -> bool:
     """
     from readyml.predict.direct import TREE_ENSEMBLES
 
-    if runtime == "onnx" or (runtime == "auto" and not baked):
+    if runtime == "onnx" or (runtime == "auto" and not baked) or flavor.get("flavor") == "onnx":
         return True
     estimator = str(flavor.get("estimator", ""))
     module, _, name = estimator.rpartition(".")
@@ -404,7 +404,8 @@ class ContainerBuild:
         scikit-learn model) are left out.
 
         Raises:
-            ConfigError: readyml's version is known neither from the lineage nor here.
+            ConfigError: readyml's version, or a model library's, is known neither from the
+                lineage nor here.
         """
         trained = training_packages(version)
         extras = ["serve"] if self.bake else ["serve", "postgres", "s3"]
@@ -415,8 +416,19 @@ class ContainerBuild:
             raise ConfigError("readyml: expected its version in the lineage or installed here")
         pins = dependency_closure("readyml", extras)
         pins.pop("readyml", None)
+        for library in map(_canonical, libraries):
+            # A compressed or API-registered version has no lineage: the model's own library
+            # (torch, onnxruntime, xgboost) is pinned as installed here, with what it needs.
+            if library not in pins:
+                pins.update({name: pinned for name, pinned in dependency_closure(library).items()})
         needed = set(pins) | {_canonical(name) for name in libraries}
         pins.update({name: pinned for name, pinned in trained.items() if name in needed})
+        missing = sorted(_canonical(name) for name in libraries if _canonical(name) not in pins)
+        if missing:
+            raise ConfigError(
+                f"model libraries: expected {', '.join(missing)} in the version's lineage or "
+                "installed here, to pin in the image, found neither"
+            )
         lines = [f"readyml[{','.join(extras)}]=={readyml_version}"]
         return lines + [f"{name}=={pinned}" for name, pinned in sorted(pins.items())]
 
