@@ -7,7 +7,9 @@ from pathlib import Path
 
 import duckdb
 
-from .conftest import ROW, serve_process, train_iris
+from .conftest import ROW, TOKEN, serve_process, train_iris
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def test_feedback_then_report_pages(tmp_path: Path) -> None:
@@ -16,16 +18,18 @@ def test_feedback_then_report_pages(tmp_path: Path) -> None:
         answer = client.post("/predict", json=[ROW], headers={"X-Request-Id": "req-1"})
         assert answer.status_code == 200
 
-        fed = client.post(
-            "/v2/feedback",
-            json=[
-                {"request_id": "req-1", "label": "setosa"},
-                {"request_id": "nope", "label": "virginica"},
-                {"request_id": "req-1", "label": "rose"},  # not a class of the served model
-            ],
-        )
+        labels = [
+            {"request_id": "req-1", "label": "setosa"},
+            {"request_id": "nope", "label": "virginica"},
+            {"request_id": "req-1", "label": "rose"},  # not a class of the served model
+        ]
+        # Labels are the ground truth monitoring trusts: a server with a token wants it.
+        refused = client.post("/v2/feedback", json=labels)
+        assert refused.status_code == 401, refused.text
+        fed = client.post("/v2/feedback", json=labels, headers=AUTH)
         assert fed.status_code == 200, fed.text
         counts = fed.json()
+        assert "path" not in counts  # the server's files are not the client's business
         # req-1 may not be in the request log's files yet: "unknown" counts it until it is.
         assert (counts["recorded"], counts["rejected"]) == (2, 1) and counts["unknown"] >= 1
         assert counts["errors"] == [

@@ -77,6 +77,10 @@ Loader = Callable[[str], Predictor]
 Handler = Callable[["Exchange", Receive, Send], Awaitable[None]]
 
 
+# Where ``readyml serve`` mounts the feedback labels app (POST: a write, see ``_mounted``).
+FEEDBACK_PATH = "/v2/feedback"
+
+
 class Exchange:
     """One request as it goes through the app: what metrics and logs need at the end."""
 
@@ -392,7 +396,10 @@ class ServingApp:
         self, app: ASGIApp, exchange: Exchange, receive: Receive, send: Send
     ) -> None:
         exchange.route = exchange.request.path
-        if self.spec.protect_predict:
+        # Feedback labels are the ground truth monitoring and retraining trust: a server
+        # with a token wants it for them.
+        writes = exchange.request.path == FEEDBACK_PATH and self.auth.token is not None
+        if self.spec.protect_predict or writes:
             self.auth.check(exchange.request)
 
         send = with_request_id(send, exchange.request.request_id)

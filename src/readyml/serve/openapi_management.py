@@ -101,7 +101,9 @@ def management_paths() -> Schema:
         },
         "/v2/feedback": {
             "post": {
-                "summary": "Record ground-truth labels for logged requests, by request id",
+                "summary": "Record ground-truth labels for logged requests, by request id "
+                "(the bearer token is needed when the server has one)",
+                "security": [{"bearer": []}, {}],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -118,6 +120,7 @@ def management_paths() -> Schema:
                 "responses": {
                     "200": _json(_ref("FeedbackResult"), "What was recorded and what was not."),
                     "400": _error("The body is not JSON records."),
+                    **_errors("401"),
                     "413": _error("The body is larger than 16 MiB."),
                 },
             }
@@ -190,7 +193,6 @@ def management_schemas() -> Schema:
                 "rejected": {"type": "integer"},
                 "unknown_ids": {"type": "array", "items": {"type": "string"}},
                 "errors": {"type": "array", "items": {"type": "string"}},
-                "path": {"type": "string", "nullable": True},
             },
         },
     }

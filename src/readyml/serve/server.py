@@ -30,7 +30,7 @@ from readyml.predict import Predictor, takes_tensor
 from readyml.registry import CHAMPION, Registry, open_registry
 from readyml.serve.access_log import AccessLog
 from readyml.serve.alias_watch import AliasWatcher
-from readyml.serve.app import ServingApp, logs_folder
+from readyml.serve.app import FEEDBACK_PATH, ServingApp, logs_folder
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics, WorkerMetrics
 from readyml.serve.pages import monitoring_page, score_page
@@ -249,7 +249,7 @@ def build_app(
         alias_watcher=watcher,
         workers=workers,
         mounts={
-            "/v2/feedback": feedback_app(project.workspace, labels=lambda: served_labels(table)),
+            FEEDBACK_PATH: feedback_app(project.workspace, labels=lambda: served_labels(table)),
             "/ui/monitoring": monitoring_page(project.workspace),
             "/ui/score": score_page(project, registry),
         },
