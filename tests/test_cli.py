@@ -672,3 +672,16 @@ def test_a_failed_step_says_why_in_its_json_progress_event(tmp_path: Path) -> No
     (load,) = [e for e in events if e["event"] == "step_finished" and e["step"] == "load"]
     assert load["status"] == "failed"
     assert load["error"].startswith("data.source: file 'missing.csv' not found")
+
+
+def test_a_folder_as_data_source_is_one_line_naming_a_glob(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    (tmp_path / "folder").mkdir()
+    spec = yaml.safe_load((tmp_path / "readyml.yaml").read_text())
+    spec["data"]["source"] = "folder"
+    (tmp_path / "readyml.yaml").write_text(yaml.safe_dump(spec))
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert "data.source: expected a file or a glob (e.g. 'folder/*.parquet'), found the folder" in (
+        _one_error_line(err)
+    )

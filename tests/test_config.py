@@ -71,6 +71,13 @@ def test_load_reports_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "readyml.yaml").write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         Project.load(tmp_path)
+    (tmp_path / "readyml.yaml").write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="expected UTF-8 text, found a byte 0xff"):
+        Project.load(tmp_path)
+    (tmp_path / "readyml.yaml").unlink()
+    (tmp_path / "readyml.yaml").mkdir()
+    with pytest.raises(ConfigError, match="expected a file, found a folder"):
+        Project.load(tmp_path)
 
 
 def test_loader_source_is_recognised() -> None:

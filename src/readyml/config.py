@@ -1138,7 +1138,16 @@ class Project:
         """Load ``readyml.yaml`` from a project directory (or the file itself)."""
         spec_path = find_spec_file(path)
         try:
-            raw = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+            text = spec_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{spec_path.name}: expected UTF-8 text, found a byte {exc.object[exc.start]:#04x} "
+                f"that is not (at byte {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{spec_path}: cannot be read ({exc.strerror})") from None
+        try:
+            raw = yaml.load(text, Loader=_UniqueKeyLoader)
         except _RepeatedKey as exc:
             raise ConfigError(f"{spec_path.name}: {exc}") from exc
         except yaml.YAMLError as exc:
@@ -1184,6 +1193,8 @@ def find_spec_file(path: str | Path = ".") -> Path:
         raise ConfigError(
             f"project spec '{spec_path}' not found; run 'readyml init DIR' to create one"
         )
+    if spec_path.is_dir():
+        raise ConfigError(f"project spec '{spec_path}': expected a file, found a folder")
     return spec_path
 
 

@@ -340,3 +340,27 @@ def test_an_artifact_store_failing_on_a_cached_output_fails_the_run(
     assert result.status == "failed" and isinstance(result.error, RegistryError)
     assert _statuses(result) == {"load": "failed"}
     assert registry.store.get_run(result.run_id).status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        ("frame.columns = [*frame.columns[:-1], 'sepal_length']", "'sepal_length' twice"),
+        ("frame.columns = range(len(frame.columns))", "found 0 (int)"),
+        ("frame = frame.iloc[:, :0]", "found a frame of none"),
+    ],
+    ids=["duplicate", "integer", "no columns"],
+)
+def test_a_loader_s_bad_column_names_are_one_line(tmp_path: Path, body: str, found: str) -> None:
+    (tmp_path / "loader.py").write_text(
+        "from support import iris_frame\n"
+        "def load():\n"
+        "    frame = iris_frame()\n"
+        f"    {body}\n"
+        "    return frame\n"
+    )
+    write_project(tmp_path, {**IRIS_SPEC, "data": {"source": "loader:load"}})
+    result, _ = _run(tmp_path)
+    assert result.status == "failed"
+    error = str(result.error)
+    assert error.startswith("data.source: expected") and found in error, error

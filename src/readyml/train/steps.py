@@ -74,6 +74,11 @@ def data_files(spec: ProjectSpec, root: Path) -> list[Path]:
         return matches
     if not path.exists():
         raise DataError(f"data.source: file '{pattern}' not found (looked in {root})")
+    if path.is_dir():
+        raise DataError(
+            f"data.source: expected a file or a glob (e.g. '{pattern}/*.parquet'), found the "
+            f"folder '{pattern}'"
+        )
     return [path]
 
 
@@ -93,16 +98,32 @@ def import_callable(target: str, *, root: Path, key: str) -> Any:
 
 
 def _as_pandas(obj: Any, *, key: str) -> pd.DataFrame:
-    if isinstance(obj, pd.DataFrame):
-        return obj
+    frame: Any = obj
     to_pandas = getattr(obj, "to_pandas", None)  # pyarrow.Table, polars.DataFrame
-    if callable(to_pandas):
+    if not isinstance(obj, pd.DataFrame) and callable(to_pandas):
         frame = to_pandas()
-        if isinstance(frame, pd.DataFrame):
-            return frame
-    raise DataError(
-        f"{key}: expected the loader to return a data frame, found {type(obj).__name__}"
-    )
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(
+            f"{key}: expected the loader to return a data frame, found {type(obj).__name__}"
+        )
+    return _checked_columns(frame, key=key)
+
+
+def _checked_columns(frame: pd.DataFrame, *, key: str) -> pd.DataFrame:
+    """A loader's frame, unless its column names would break a later step (one line)."""
+    if frame.columns.empty:
+        raise DataError(f"{key}: expected the loader to return columns, found a frame of none")
+    names = list(frame.columns)
+    odd = next((name for name in names if not isinstance(name, str)), None)
+    if odd is not None:
+        raise DataError(
+            f"{key}: expected text column names, found {odd!r} ({type(odd).__name__}); "
+            "name the loader's columns"
+        )
+    twice = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if twice is not None:
+        raise DataError(f"{key}: expected each column name once, found {twice!r} twice")
+    return frame
 
 
 def _xy(frame: pd.DataFrame, names: list[str], label: str) -> tuple[pd.DataFrame, np.ndarray]:
