@@ -543,6 +543,8 @@ def test_download_verifies_every_file(
     version = _register(registry, files)
     out = registry.download(version, tmp_path / "dl")
     assert (out / "onnx" / "model.onnx").read_bytes() == files["onnx/model.onnx"].read_bytes()
+    assert registry.download(version, out) == out  # again, over the files it wrote
+    assert (out / "onnx" / "model.onnx").read_bytes() == files["onnx/model.onnx"].read_bytes()
 
     onnx_key = next(a.key for a in version.artifacts if a.name == "onnx/model.onnx")
     blob = Path(registry.artifacts.url_for(onnx_key))
@@ -551,6 +553,9 @@ def test_download_verifies_every_file(
         IntegrityError, match=r"model 'weather' version 1, file 'onnx/model.onnx': sha256"
     ):
         registry.download(version, tmp_path / "dl2")
+    # All of the files or none: nothing is left that could be taken for the version.
+    assert not (tmp_path / "dl2").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dl2")] == []
     blob.write_bytes(b"on")
     with pytest.raises(IntegrityError, match=r"version 1, file 'onnx/model.onnx': truncated"):
         registry.download(version, tmp_path / "dl3")

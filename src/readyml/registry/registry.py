@@ -29,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -989,7 +991,8 @@ class Registry:
     # -- files -----------------------------------------------------------------------
 
     def download(self, version: ModelVersion, dest: Path) -> Path:
-        """Copy every file of ``version`` into the folder ``dest``, verified by sha256.
+        """Copy every file of ``version`` into the folder ``dest``, verified by sha256; all of
+        them, or none when one fails.
 
         Returns:
             ``dest``.
@@ -999,15 +1002,29 @@ class Registry:
                 the model, version and file.
         """
         dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        for artifact in version.artifacts:
-            self.artifacts.get_file(
-                artifact.key,
-                dest / artifact.name,
-                sha256=artifact.sha256,
-                size=artifact.size,
-                label=f"model {version.name!r} version {version.version}, file {artifact.name!r}",
-            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Into a staging folder beside ``dest`` first: a file that fails its check leaves
+        # nothing in ``dest`` that could be taken for the version.
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        try:
+            for artifact in version.artifacts:
+                self.artifacts.get_file(
+                    artifact.key,
+                    staging / artifact.name,
+                    sha256=artifact.sha256,
+                    size=artifact.size,
+                    label=(
+                        f"model {version.name!r} version {version.version}, file {artifact.name!r}"
+                    ),
+                )
+            if not dest.exists():
+                staging.rename(dest)
+                return dest
+            for artifact in version.artifacts:  # names may hold folders: onnx/model.onnx
+                (dest / artifact.name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / artifact.name).replace(dest / artifact.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return dest
 
     def gc(self, *, grace: timedelta = GC_GRACE) -> list[str]:
