@@ -364,3 +364,17 @@ def test_a_loader_s_bad_column_names_are_one_line(tmp_path: Path, body: str, fou
     assert result.status == "failed"
     error = str(result.error)
     assert error.startswith("data.source: expected") and found in error, error
+
+
+def test_a_damaged_export_is_made_again(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    assert _run(tmp_path)[0].status == "succeeded"
+    export = tmp_path / ".readyml" / "exports" / "iris-v1"
+    (model_file,) = [p for p in (export / "model").iterdir() if p.suffix == ".skops"]
+    for damage in (model_file, export / "model.json"):
+        damage.unlink()
+        result, _ = _run(tmp_path)
+        assert result.status == "succeeded", result.error
+        assert _statuses(result)["export"] == "succeeded"
+        assert model_file.is_file() and (export / "model.json").is_file()
+    assert [p.name for p in export.parent.iterdir()] == ["iris-v1"]

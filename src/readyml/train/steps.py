@@ -647,11 +647,11 @@ class ExportModel:
     def run(self, ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
         registered = inputs["registered"]
         out = ctx.project.workspace / "exports" / f"{registered['name']}-v{registered['version']}"
-        if (out / "model.json").exists():
+        version = ctx.registry.get(f"{registered['name']}:{registered['version']}")
+        if _exported(out, version):
             return StepResult(
                 {"export": {"path": str(out)}}, f"already exported to {out}", skipped=True
             )
-        version = ctx.registry.get(f"{registered['name']}:{registered['version']}")
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         ctx.registry.download(version, staging / "model")
@@ -663,10 +663,23 @@ class ExportModel:
         )
         (staging / "input_example.json").write_text(json.dumps(version.input_example, indent=2))
         (staging / "model.json").write_text(json.dumps(version.to_dict(), indent=2, default=str))
+        shutil.rmtree(out, ignore_errors=True)  # a damaged export is replaced whole
         staging.rename(out)  # the folder appears complete or not at all
         return StepResult(
             {"export": {"path": str(out)}}, f"exported to {out.relative_to(ctx.project.root)}"
         )
+
+
+def _exported(out: Path, version: ModelVersion) -> bool:
+    """Whether ``out`` holds a whole export of ``version``: its metadata and every model file
+    at its registered size (a file deleted or cut short by hand is exported again)."""
+    if not (out / "model.json").is_file():
+        return False
+    for artifact in version.artifacts:
+        path = out / "model" / artifact.name
+        if not path.is_file() or path.stat().st_size != artifact.size:
+            return False
+    return True
 
 
 def default_steps() -> list[Any]:
