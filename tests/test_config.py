@@ -216,6 +216,15 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             "gates.rules[0]: expected min <= max, found min 0.9 > max 0.1 (no value could pass)",
         ),
         (
+            {"gates": {"rules": [{"metric": "accuracy", "min": 1.5}]}},
+            "gates.rules[0]: expected a bound within accuracy's range [0, 1], found min 1.5 "
+            "(no value could pass)",
+        ),
+        (
+            {"gates": {"rules": [{"metric": "rmse", "max": -1}]}},
+            "gates.rules[0]: expected a bound within rmse's range [0, inf], found max -1",
+        ),
+        (
             {"slices": [{"name": "s", "column": "c", "min": 5, "max": -5}]},
             "slices[0]: expected min < max (min inclusive, max exclusive), found min 5 and max -5",
         ),

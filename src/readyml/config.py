@@ -9,6 +9,7 @@ data is loaded, in :mod:`readyml.train.steps`.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Hashable
 from datetime import date, datetime
@@ -170,6 +171,15 @@ CLASSIFICATION_METRICS = (
     "calibration_error",
 )
 REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
+# The values each metric can take (lowest, highest): a rule beyond them can never pass.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{name: (0.0, 1.0) for name in CLASSIFICATION_METRICS if name != "log_loss"},
+    "log_loss": (0.0, math.inf),
+    "mae": (0.0, math.inf),
+    "rmse": (0.0, math.inf),
+    "mape": (0.0, math.inf),
+    "r2": (-math.inf, 1.0),
+}
 
 
 # Disparities fairness rules can bound besides the primary metric's ``<metric>_difference``.
@@ -267,6 +277,17 @@ class GateRule(_Spec):
             raise ValueError(
                 f"expected min <= max, found min {self.min:g} > max {self.max:g} "
                 "(no value could pass)"
+            )
+        low, high = METRIC_RANGES.get(self.metric, (-math.inf, math.inf))
+        if (self.min is not None and self.min > high) or (self.max is not None and self.max < low):
+            bound = (
+                f"min {self.min:g}"
+                if self.min is not None and self.min > high
+                else f"max {self.max:g}"
+            )
+            raise ValueError(
+                f"expected a bound within {self.metric}'s range [{low:g}, {high:g}], found "
+                f"{bound} (no value could pass)"
             )
         return self
 
