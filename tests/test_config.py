@@ -216,6 +216,24 @@ def test_project_load_resolves_root(tmp_path: Path) -> None:
             "gates.rules[0]: expected min <= max, found min 0.9 > max 0.1 (no value could pass)",
         ),
         (
+            {"monitoring": {"on_alert": "retrain"}},
+            "monitoring.on_alert: expected a mapping of keys, found 'retrain'",
+        ),
+        (
+            {"monitoring": {"on_alert": {"rollout": {"stepz": [1]}}}},
+            "unknown key 'monitoring.on_alert.rollout.stepz'",
+        ),
+        (
+            {"monitoring": {"on_alert": {"server_url": "localhost:1"}}},
+            "monitoring.on_alert.server_url: expected an http:// or https:// URL",
+        ),
+        ({"split": {"test_size": "0.25"}}, "split.test_size: input should be a valid number"),
+        ({"split": {"stratify": "yes"}}, "split.stratify: input should be a valid boolean"),
+        (
+            {"split": {"method": "random", "cutoff": "2024-01-01"}},
+            "split.cutoff: expected only with split.method 'time', found it with 'random'",
+        ),
+        (
             {"gates": {"rules": [{"metric": "accuracy", "min": 1.5}]}},
             "gates.rules[0]: expected a bound within accuracy's range [0, 1], found min 1.5 "
             "(no value could pass)",

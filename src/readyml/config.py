@@ -98,8 +98,9 @@ class SplitSpec(_Spec):
     """How rows are split into training and validation sets."""
 
     method: Literal["random", "time"] = "random"
-    test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
-    stratify: bool = True
+    # Strict: "0.25" and "yes" are typos of a number and a boolean, not values to coerce.
+    test_size: float = Field(default=0.25, gt=0.0, lt=1.0, strict=True)
+    stratify: bool = Field(default=True, strict=True)
     time_column: str | None = None
     cutoff: date | datetime | None = None
 
@@ -117,6 +118,11 @@ class SplitSpec(_Spec):
     def _time_needs_column(self) -> SplitSpec:
         if self.method == "time" and (self.time_column is None or self.cutoff is None):
             raise ValueError("split.method 'time' needs split.time_column and split.cutoff")
+        if self.method == "random" and self.cutoff is not None:
+            raise ValueError(
+                "split.cutoff: expected only with split.method 'time', found it with 'random' "
+                "(where it would be ignored)"
+            )
         return self
 
 
@@ -880,9 +886,19 @@ class OnAlertSpec(_Spec):
         try:
             RolloutSpec.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"rollout.{where}: {first['msg']}") from None
+            raise ValueError(
+                describe_validation_error(exc, prefix="monitoring.on_alert.rollout")
+            ) from None
+        return value
+
+    @field_validator("server_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError(
+                f"monitoring.on_alert.server_url: expected an http:// or https:// URL, found "
+                f"{value!r}"
+            )
         return value
 
     @field_validator("period", "cooldown")
@@ -1260,6 +1276,8 @@ def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
     loc = _key(error["loc"], prefix)
     if kind == "extra_forbidden":
         return f"unknown key '{loc}'"
+    if kind in ("model_type", "dict_type"):  # pydantic names the class: say what to write
+        return f"{loc}: expected a mapping of keys, found {shown}"
     if kind == "missing":
         return f"missing required key '{loc}'"
     message = str(error["msg"]).removeprefix("Value error, ")
