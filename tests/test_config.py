@@ -36,6 +36,10 @@ def test_minimal_spec_fills_defaults() -> None:
             {"model": {"flavor": "sklearn"}},
             "give exactly one of model.estimator or model.entry_point",
         ),
+        (
+            {"model": {"estimator": "sklearn.tree.DecisionTreeClassifier", "entry_point": "a:b"}},
+            "give exactly one of model.estimator or model.entry_point",
+        ),
         ({"model": {"entry_point": "nocolon"}}, "expected 'module:function'"),
         ({"metrics": {"primary": "acuracy"}}, "unknown metric 'acuracy'"),
         ({"gates": {"rules": [{"metric": "accuracy"}]}}, "give min, max or both"),
@@ -365,3 +369,9 @@ def test_trusted_types_take_the_estimator_s_module_colon_class_form() -> None:
     model = {**IRIS_SPEC["model"], "trusted_types": ["mymodels:MyClf", "pkg.mod.Other"]}
     spec = parse_spec({**IRIS_SPEC, "model": model})
     assert spec.model.trusted_types == ["mymodels.MyClf", "pkg.mod.Other"]
+
+
+@pytest.mark.parametrize("flavor", ["xgboost", "lightgbm", "torch"])
+def test_a_flavor_with_a_default_estimator_needs_none(flavor: str) -> None:
+    # As the flavor's error for another library's estimator advises.
+    assert parse_spec({**IRIS_SPEC, "model": {"flavor": flavor}}).model.estimator is None

@@ -155,8 +155,14 @@ class ModelSpec(_Spec):
 
     @model_validator(mode="after")
     def _one_of_estimator_or_entry_point(self) -> ModelSpec:
-        if (self.estimator is None) == (self.entry_point is None):
+        if self.estimator is not None and self.entry_point is not None:
             raise ValueError("model: give exactly one of model.estimator or model.entry_point")
+        # xgboost and lightgbm pick their classifier or regressor by task, torch an MLP.
+        if self.flavor == "sklearn" and self.estimator is None and self.entry_point is None:
+            raise ValueError(
+                "model: give exactly one of model.estimator or model.entry_point (flavor "
+                "sklearn has no default estimator)"
+            )
         if self.entry_point is not None and ":" not in self.entry_point:
             raise ValueError(
                 f"model.entry_point: expected 'module:function', found {self.entry_point!r}"
