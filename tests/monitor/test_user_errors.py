@@ -195,6 +195,10 @@ def test_monitor_leaves_out_stored_labels_not_among_the_classes(
             "found 'nomod:nofn'",
         ),
         (
+            {"skew": {"offline_features": "data/nosuch.parquet"}},
+            "monitoring.skew.offline_features: data file",
+        ),
+        (
             {"skew": {"drift_method": "magic"}},
             "monitoring.skew.drift_method: expected auto or one of ks,",
         ),

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from readyml.config import AlertSinksSpec, Project, QualityMonitorSpec, SkewMonitorSpec
 from readyml.data import METHODS
-from readyml.errors import ConfigError
+from readyml.data.io import data_paths
+from readyml.errors import ConfigError, DataError
 from readyml.evaluate.metrics import DEFAULT_PRIMARY, HIGHER_IS_BETTER, REGRESSION
 from readyml.monitor.alerts import redact_url
 from readyml.monitor.checks.skew import offline_function, project_imports_target
@@ -77,6 +78,11 @@ def _check_skew(skew: SkewMonitorSpec, project: Project) -> None:
     source = skew.offline_features
     if source is not None and project_imports_target(source):
         offline_function(project.root, source)
+    elif source is not None:
+        try:
+            data_paths(project.root / source)
+        except DataError as exc:
+            raise ConfigError(f"monitoring.skew.offline_features: {exc}") from None
 
 
 def _check_quality(quality: QualityMonitorSpec, version: ModelVersion) -> None:
