@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from readyml.evaluate import bootstrap_ci, compute_metrics
-from readyml.evaluate.metrics import calibration_error
+from readyml.evaluate.metrics import bootstrap_margin, calibration_error
 
 
 def _binary(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,3 +84,27 @@ def test_a_label_the_model_never_saw_counts_with_probability_zero() -> None:
     m = compute_metrics("classification", y, classes[proba.argmax(axis=1)], proba, classes)
     assert m["log_loss"] == pytest.approx(-np.mean(np.log([1e-15, 0.8, 0.8])))
     assert m["brier"] == pytest.approx(np.mean([0.66 + 1.0, 0.06, 0.06]))
+
+
+def test_the_paired_margin_interval_sees_through_shared_noise() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=300)
+    hard = rng.random(300) < 0.35  # rows both models get wrong
+    candidate = np.where(hard, 1 - y, y)
+    baseline = candidate.copy()
+    baseline[np.flatnonzero(~hard)[:6]] ^= 1  # six more mistakes: 2 points worse
+    low, high = bootstrap_margin(
+        "accuracy", "classification", y, (candidate, None, None), (baseline, None, None)
+    ) or (np.nan, np.nan)
+    assert 0.0 < low <= 0.02 <= high < 0.05
+    # Each model's own interval is ±5 points: unpaired, the two would overlap.
+    ours = bootstrap_ci("accuracy", "classification", y, candidate)
+    assert ours.high - ours.low > 0.08
+
+
+def test_the_margin_of_a_lower_is_better_metric_is_positive_when_the_candidate_is_lower() -> None:
+    y = np.array([0.0, 1.0, 2.0, 3.0] * 25)
+    low, high = bootstrap_margin(
+        "mae", "regression", y, (y + 0.1, None, None), (y + 0.5, None, None)
+    ) or (np.nan, np.nan)
+    assert low == pytest.approx(0.4) and high == pytest.approx(0.4)

@@ -147,7 +147,7 @@ def test_failed_baseline_and_slice_tests_say_why(tmp_path: Path) -> None:
     assert not baselines.passed and not slices.passed
     assert baselines.details["reason"].startswith(
         "expected accuracy at least as good as every baseline, by at least 0.5 "
-        "(gates.beat_baselines.margin), found "
+        "(gates.beat_baselines.margin) beyond validation noise, found "
     )
     assert "linear " in baselines.details["reason"]
     assert slices.details["reason"] == (
@@ -166,11 +166,29 @@ def test_a_baseline_that_scores_better_fails_model_5_whatever_the_gates_toleranc
     passed, details = _baseline_evidence("accuracy", 0.61, baselines, -0.02)
     assert not passed and details["required_margin"] == 0.0
     assert details["reason"] == (
-        "expected accuracy at least as good as every baseline, found linear better by "
-        "0.0078 (0.6178 against 0.6100)"
+        "expected accuracy at least as good as every baseline beyond validation noise, found "
+        "linear better by 0.0078 (0.6178 against 0.6100)"
     )
     tied = {**baselines, "margins": {"dummy": 0.21, "linear": 0.0}}
     assert _baseline_evidence("accuracy", 0.6178, tied, -0.02)[0]
+
+
+def test_a_baseline_ahead_within_validation_noise_is_not_better() -> None:
+    # The paired bootstrap's interval of the candidate's margin decides, not its sign.
+    linear = {"metrics": {"accuracy": 0.6178}, "margin_interval": [-0.03, 0.015]}
+    baselines = {
+        "dummy": {"metrics": {"accuracy": 0.4}, "margin_interval": [0.15, 0.27]},
+        "linear": linear,
+        "margins": {"dummy": 0.21, "linear": -0.0078},
+    }
+    passed, details = _baseline_evidence("accuracy", 0.61, baselines, -0.02)
+    assert passed and details["within_noise"] == ["linear"] and "reason" not in details
+    ahead = {**baselines, "linear": {**linear, "margin_interval": [-0.02, -0.001]}}
+    passed, details = _baseline_evidence("accuracy", 0.61, ahead, -0.02)
+    assert not passed
+    assert details["reason"].endswith(
+        "linear better by 0.0078 (0.6178 against 0.6100; margin interval -0.02 to -0.001)"
+    )
 
 
 def test_the_champion_is_judged_on_rows_it_never_saw_whatever_their_label(

@@ -25,6 +25,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from readyml.evaluate.metrics import better, clean, compute_metrics
 
 # Iterations of the logistic baseline's solver.
+# A model's outputs on the validation rows: predictions, probabilities, classes.
+Outputs = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+
 LINEAR_MAX_ITER = 300
 # Largest training set the linear baseline is fitted on (a seeded sample beyond it).
 LINEAR_MAX_ROWS = 200_000
@@ -87,12 +90,17 @@ def fit_baselines(
     features: Sequence[str],
     label: str,
     seed: int = 0,
+    outputs: dict[str, Outputs] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Fit the dummy and linear baselines on ``train``; their metrics on ``valid``.
+
+    ``outputs``, when given, receives each baseline's ``(y_pred, proba, classes)`` on
+    ``valid`` (to compare it with the candidate row by row).
 
     Returns:
         ``{"dummy": {"model", "metrics"}, "linear": {"model", "metrics", "converged"}}``.
     """
+    outputs = outputs if outputs is not None else {}
     y_train, y_valid = train[label].to_numpy(), valid[label].to_numpy()
     dummy: Any = (
         DummyClassifier(strategy="most_frequent")
@@ -104,7 +112,7 @@ def fit_baselines(
     dummy.fit(zeros, y_train)
     results["dummy"] = {
         "model": type(dummy).__name__ + f"({dummy.strategy})",
-        "metrics": _score(task, dummy, np.zeros((len(valid), 1)), y_valid),
+        "metrics": _score(task, dummy, np.zeros((len(valid), 1)), y_valid, outputs, "dummy"),
     }
     if len(train) > LINEAR_MAX_ROWS:
         train = train.sample(LINEAR_MAX_ROWS, random_state=seed)
@@ -121,16 +129,19 @@ def fit_baselines(
     if linear is not None:
         results["linear"] = {
             "model": type(linear.steps[-1][1]).__name__,
-            "metrics": _score(task, linear, _as_text(valid, features), y_valid),
+            "metrics": _score(task, linear, _as_text(valid, features), y_valid, outputs, "linear"),
             "converged": converged,
         }
     return results
 
 
-def _score(task: str, model: Any, X: Any, y: np.ndarray) -> dict[str, Any]:
+def _score(
+    task: str, model: Any, X: Any, y: np.ndarray, outputs: dict[str, Outputs], name: str
+) -> dict[str, Any]:
     pred = model.predict(X)
     proba = model.predict_proba(X) if task == "classification" else None
     classes = getattr(model, "classes_", None) if proba is not None else None
+    outputs[name] = (pred, proba, classes)
     return dict(clean(compute_metrics(task, y, pred, proba, classes)))
 
 

@@ -17,10 +17,17 @@ import numpy as np
 import pandas as pd
 
 from readyml.config import ProjectSpec
-from readyml.evaluate.baselines import fit_baselines, margins
+from readyml.evaluate.baselines import Outputs, fit_baselines, margins
 from readyml.evaluate.fairness import evaluate_fairness
 from readyml.evaluate.importance import feature_cost, feature_importance, serving_cost
-from readyml.evaluate.metrics import Array, bootstrap_ci, clean, compute_metrics, primary_metric
+from readyml.evaluate.metrics import (
+    Array,
+    bootstrap_ci,
+    bootstrap_margin,
+    clean,
+    compute_metrics,
+    primary_metric,
+)
 from readyml.evaluate.slices import evaluate_slices
 from readyml.flavors import ModelAdapter
 
@@ -109,12 +116,33 @@ def evaluate_model(
             min_size=spec.gates.min_slice_size,
         ),
     )
+    outputs: dict[str, Outputs] = {}
     baselines = clock.time(
         "baselines",
         lambda: fit_baselines(
-            task, train, valid, features=features, label=spec.label, seed=spec.seed
+            task,
+            train,
+            valid,
+            features=features,
+            label=spec.label,
+            seed=spec.seed,
+            outputs=outputs,
         ),
     )
+    for name, theirs in outputs.items():
+        # Whether a baseline is better beyond validation noise (model-5's evidence).
+        interval = bootstrap_margin(
+            primary,
+            task,
+            y,
+            (pred, proba, classes),
+            theirs,
+            resamples=spec.metrics.bootstrap,
+            level=spec.metrics.confidence,
+            seed=spec.seed,
+        )
+        if name in baselines and interval is not None:
+            baselines[name]["margin_interval"] = list(interval)
     result: dict[str, Any] = {
         "task": task,
         "primary": primary,

@@ -248,15 +248,28 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
 def _baseline_evidence(
     primary: str, candidate: float | None, baselines: JSON, declared: float
 ) -> tuple[bool, JSON]:
-    """Whether the candidate is at least as good as every baseline (model-5), and the details.
+    """Whether no baseline is better than the candidate (model-5), and the details.
 
     The gate's ``beat_baselines.margin`` may be negative, a tolerance for validation noise;
-    the evidence is not: a baseline that scores better is a simpler model that is better.
-    A positive margin, stricter, is kept.
+    the evidence does not borrow it. It asks whether a baseline is better beyond noise: its
+    lead holds over the paired bootstrap of the validation rows (``margin_interval``, the
+    candidate's margin: a baseline is better when the whole interval is below the required
+    margin). A positive margin, stricter, is kept. Without an interval (no bootstrap), the
+    observed margin decides.
     """
     required = max(declared, 0.0)
     margins: dict[str, float | None] = baselines["margins"]
-    behind = {k: m for k, m in margins.items() if m is None or m < required}
+    behind: dict[str, float | None] = {}
+    within_noise: list[str] = []
+    for name, margin in margins.items():
+        interval = baselines.get(name, {}).get("margin_interval")
+        if margin is None:
+            behind[name] = None
+        elif interval is not None and interval[1] >= required:
+            if margin < required:
+                within_noise.append(name)
+        elif margin < required:
+            behind[name] = margin
     details: JSON = {
         "metric": primary,
         "candidate": candidate,
@@ -264,21 +277,30 @@ def _baseline_evidence(
         "margins": margins,
         "required_margin": required,
     }
+    if within_noise:
+        details["within_noise"] = within_noise
     if behind:
         shown = []
         for name, margin in behind.items():
             theirs = baselines[name]["metrics"].get(primary)
+            interval = baselines[name].get("margin_interval")
+            bounds = (
+                f"; margin interval {interval[0]:+.4g} to {interval[1]:+.4g}"
+                if interval is not None
+                else ""
+            )
             if margin is None:
                 shown.append(f"{name} not measured")
             elif margin < 0:
                 shown.append(
-                    f"{name} better by {-margin:.4g} ({theirs:.4f} against {candidate:.4f})"
+                    f"{name} better by {-margin:.4g} ({theirs:.4f} against {candidate:.4f}{bounds})"
                 )
             else:
-                shown.append(f"{name} beaten by only {margin:.4g}")
+                shown.append(f"{name} beaten by only {margin:.4g}{bounds}")
         by = f", by at least {required:g} (gates.beat_baselines.margin)" if required > 0 else ""
         details["reason"] = (
-            f"expected {primary} at least as good as every baseline{by}, found " + ", ".join(shown)
+            f"expected {primary} at least as good as every baseline{by} beyond validation "
+            "noise, found " + ", ".join(shown)
         )
     return not behind, details
 
