@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -64,8 +68,13 @@ def test_github_workflow_matches_the_schema_and_runs_the_gates(tmp_path: Path) -
     workflow = yaml.safe_load((tmp_path / ".github" / "workflows" / "readyml.yml").read_text())
     jsonschema.validate(workflow, _vendored_schema("github-workflows.json"))
     runs = [step.get("run", "") for step in workflow["jobs"]["readyml"]["steps"]]
-    commands = [r for r in runs if r.startswith("readyml")]
-    assert commands == ["readyml check", "readyml run", "readyml score --fail-under 3"]
+    commands = [r for r in runs if "readyml " in r and "pip install" not in r]
+    assert [c.split("readyml ")[1].split()[0].rstrip(";") for c in commands] == [
+        "run",
+        "check",
+        "score",
+    ]
+    assert "readyml score --fail-under 3" in commands[-1]
     assert any("pytest" in r for r in runs)
     bad = CliRunner().invoke(project_app, ["init", str(tmp_path / "x"), "--ci", "gitlab"])
     assert bad.exit_code == 2
@@ -116,3 +125,46 @@ def test_github_workflow_needs_no_dependency_file_for_its_cache() -> None:
         if step.get("uses", "").startswith("actions/setup-python")
     )
     assert "cache" not in setup["with"]
+
+
+def test_the_workflow_s_gates_pass_on_a_fresh_checkout_of_a_reviewed_project(
+    tmp_path: Path,
+) -> None:
+    # The job starts from the repository alone: no .readyml/, no shared registry.
+    from readyml.cli.project import app as project_app
+    from support import iris_frame
+
+    root = tmp_path / "project"
+    assert CliRunner().invoke(project_app, ["init", str(root), "--ci", "github"]).exit_code == 0
+    (root / "data").mkdir(exist_ok=True)
+    iris_frame().rename(columns={"species": "target"}).to_csv(
+        root / "data" / "train.csv", index=False
+    )
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "readyml.yml").read_text())
+    steps = [
+        s["run"] for s in workflow["jobs"]["readyml"]["steps"] if "readyml " in s.get("run", "")
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **workflow["jobs"]["readyml"]["env"],
+    }
+    env |= {key: "" for key in workflow["jobs"]["readyml"]["env"]}  # no secrets set
+
+    def step(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command], cwd=root, env=env, capture_output=True, text=True
+        )
+
+    train, *gates = [s for s in steps if "pip install" not in s]
+    assert step(train).returncode == 0  # readyml run: trains, writes schema.yaml
+    schema = yaml.safe_load((root / "schema.yaml").read_text())
+    for feature in schema["features"]:  # the review a team does before committing it
+        feature["description"] = f"{feature['name']} in cm"
+        feature["meta"] = {**(feature.get("meta") or {}), "owner": "data team"}
+    (root / "schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    shutil.rmtree(root / ".readyml")  # a fresh checkout again
+    for command in [train, *gates]:
+        done = step(command)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+    assert "not gated: no shared registry" in done.stdout

@@ -141,6 +141,14 @@ def test_infra_5_without_a_version_says_to_run_first(tmp_path: Path, registry: R
 def test_unknown_check_is_refused(project: Project, project_registry: Registry) -> None:
     with pytest.raises(ConfigError, match="--only: expected some of data-4"):
         run_checks(project, project_registry, only=["data-9"])
+    with pytest.raises(ConfigError, match=r"--skip: expected some of data-4.*found 'model-9'"):
+        run_checks(project, project_registry, skip=["model-9"])
+
+
+def test_skipped_checks_do_not_run(tmp_path: Path, registry: Registry) -> None:
+    project = Project.load(write_project(tmp_path))
+    results = run_checks(project, registry, only=["infra-5", "data-4"], skip=["infra-5"])
+    assert [r.test_id for r in results] == ["data-4"]
 
 
 def test_cli_check_exits_1_when_a_check_fails(project_root: Path) -> None:

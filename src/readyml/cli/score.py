@@ -170,6 +170,10 @@ def check(
         list[str] | None,
         typer.Option("--only", help="Run only these checks (test ids); repeatable."),
     ] = None,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option("--skip", help="Do not run these checks (test ids); repeatable."),
+    ] = None,
     fmt: FormatOpt = "text",
 ) -> None:
     """Run readyml's automated ML Test Score checks and record their evidence.
@@ -187,7 +191,9 @@ def check(
     loaded = Project.load(project)
     registry = open_project_registry(loaded)
     with sigterm_exits():  # a terminated run is recorded failed, not left running
-        results = run_checks(loaded, registry, runner=run_project, fit=fit_model, only=only)
+        results = run_checks(
+            loaded, registry, runner=run_project, fit=fit_model, only=only, skip=skip or ()
+        )
     if output == "json":
         console.print_json([r.to_dict() for r in results])
     else:

@@ -170,6 +170,7 @@ def run_checks(
     runner: PipelineRunner | None = None,
     fit: ModelFitter | None = None,
     only: Iterable[str] | None = None,
+    skip: Iterable[str] = (),
 ) -> list[CheckResult]:
     """Run the automated checks and record each as evidence; return their results.
 
@@ -181,14 +182,19 @@ def run_checks(
         fit: Fits the spec's model (:func:`readyml.train.steps.fit_model`); without it,
             infra-2 is not run.
         only: Test ids to run (default: all of :data:`CHECKS`).
+        skip: Test ids not to run (a CI without production evidence skips model-2).
 
     Raises:
-        ConfigError: ``only`` names a test that is not one of the checks.
+        ConfigError: ``only`` or ``skip`` names a test that is not one of the checks.
     """
-    wanted = list(only) if only else list(CHECKS)
-    unknown = [t for t in wanted if t not in CHECKS]
-    if unknown:
-        raise ConfigError(f"--only: expected some of {', '.join(CHECKS)}, found {unknown[0]!r}")
+    chosen, skipped = list(only or []), list(skip)
+    for option, ids in (("--only", chosen), ("--skip", skipped)):
+        unknown = [t for t in ids if t not in CHECKS]
+        if unknown:
+            raise ConfigError(
+                f"{option}: expected some of {', '.join(CHECKS)}, found {unknown[0]!r}"
+            )
+    wanted = [t for t in (chosen or list(CHECKS)) if t not in skipped]
     checks: dict[str, Callable[[Project, Registry], tuple[bool, JSON, str]]] = {
         "data-4": _data_4,
         "data-7": _data_7,
