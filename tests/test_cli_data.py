@@ -314,3 +314,13 @@ def test_profile_marks_top_counts_past_the_sketch_as_least_counts(tmp_path: Path
     result = runner.invoke(app, ["profile", str(path)])
     assert result.exit_code == 0, result.output
     assert "a (≥" in result.output and "id1 (" not in result.output
+
+
+def test_validate_against_a_reference_without_rows_is_one_line(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    header = tmp_path / "header.csv"
+    header.write_text(train_csv.read_text().splitlines()[0] + "\n")
+    result = runner.invoke(app, ["validate", str(train_csv), "--against", str(header)])
+    assert result.exit_code == 2, result.output
+    assert "expected a reference with rows, found none" in result.output

@@ -101,6 +101,9 @@ def validate(
     output = output_format(fmt)
     checked = load_schema(schema) if schema is not None else None
     reference = _reference(against) if against is not None else None
+    if reference is not None and reference.n_rows == 0:
+        # A header alone types every column float: each check against it would be noise.
+        raise DataError(f"--against {against}: expected a reference with rows, found none")
     if checked is None and reference is not None:
         checked = infer_schema(reference, label=None)
         for feature in checked.features:
