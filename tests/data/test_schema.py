@@ -102,6 +102,14 @@ def test_write_schema_keeps_hand_edits_unless_overwrite(
         ("features: [{name: a, type: flt}]", r"features\[0\].type: expected one of"),
         ("features: [{name: a, type: int, min: x}]", r"features\[0\].min: expected a number"),
         (
+            "features: [{name: a, type: float, min: .nan}]",
+            r"features\[0\].min: expected a number, found float nan",
+        ),
+        (
+            "features: [{name: a, type: float, categories: [a, b]}]",
+            r"features\[0\].categories: expected only on a category or string feature",
+        ),
+        (
             "features: [{name: a, type: int, min: 3, max: 1}]",
             r"features\[0\].min: expected at most",
         ),

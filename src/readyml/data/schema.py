@@ -293,6 +293,12 @@ def _feature(item: object, where: str) -> FeatureSchema:
     if categories is not None:
         if not isinstance(categories, list):
             raise SchemaError(f"{where}.categories: expected a list, found {_kind(categories)}")
+        if kind not in ("category", "string"):
+            # Checked only for text values: on a number it would flag every row.
+            raise SchemaError(
+                f"{where}.categories: expected only on a category or string feature, found "
+                f"them on type {kind}"
+            )
         categories = [str(c) for c in categories]
     meta = item.get("meta") or {}
     if not isinstance(meta, Mapping):
@@ -333,7 +339,8 @@ def _number(item: Mapping[str, Any], key: str, where: str) -> float | None:
     value = item.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        # NaN compares false with everything: as a bound it would switch the check off.
         raise SchemaError(f"{where}.{key}: expected a number, found {_kind(value)}")
     return value
 
