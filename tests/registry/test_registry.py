@@ -674,6 +674,11 @@ def test_open_registry_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert (from_env.store.url, from_env.artifacts.url) == ("sqlite:///env.db", "s3://env/prefix")
     explicit = open_registry(tmp_path, store_url="sqlite:///x.db", artifacts_url="s3://b/p")
     assert (explicit.store.url, explicit.artifacts.url) == ("sqlite:///x.db", "s3://b/p")
+    # A typo in the shared store's path creates nothing, not a new empty registry.
+    monkeypatch.setenv("READYML_STORE_URL", f"sqlite:///{tmp_path / 'typo' / 'readyml.db'}")
+    with pytest.raises(RegistryError, match="expected a SQLite file in an existing folder"):
+        open_registry(tmp_path / "ws2")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_registry_on_s3_artifacts(

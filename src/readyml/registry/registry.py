@@ -37,7 +37,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -1074,14 +1074,30 @@ def open_registry(
         artifacts_url: The artifact store URL.
     """
     workspace = Path(workspace)
-    store_url = (
-        store_url
-        or os.environ.get("READYML_STORE_URL")
-        or f"sqlite:///{workspace.resolve() / 'readyml.db'}"
-    )
+    shared = os.environ.get("READYML_STORE_URL")
+    if not store_url and shared:
+        _check_shared_sqlite(shared)
+    store_url = store_url or shared or f"sqlite:///{workspace.resolve() / 'readyml.db'}"
     artifacts_url = (
         artifacts_url
         or os.environ.get("READYML_ARTIFACTS_URL")
         or str(workspace.resolve() / "artifacts")
     )
     return Registry(MetadataStore(store_url), ArtifactStore(artifacts_url))
+
+
+def _check_shared_sqlite(url: str) -> None:
+    """A ``READYML_STORE_URL`` naming a SQLite file must name one in an existing folder: a
+    typo would otherwise create folders and an empty registry, even for ``models list``."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return
+    if database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    if not folder.is_dir():
+        raise RegistryError(
+            f"READYML_STORE_URL: expected a SQLite file in an existing folder, found no "
+            f"folder {str(folder)!r} (create it, or fix the URL)"
+        )
