@@ -88,6 +88,14 @@ def test_a_json_array_is_read_and_a_line_that_is_not_an_object_is_named(
     path = tmp_path / "filled.json"
     filled(project, manifest.id, ["setosa", "versicolor"]).to_json(path, orient="records")
     assert import_review(project.workspace, path, label="species").kept == 2
+    table = tmp_path / "filled.parquet"
+    filled(project, manifest.id, ["setosa", "virginica"]).to_parquet(table)
+    assert import_review(project.workspace, table, label="species").kept == 2
+    (tmp_path / "filled.xlsx").write_bytes(b"PK")
+    with pytest.raises(
+        DataError, match=r"expected \.csv, \.jsonl, \.json or \.parquet, found \.xlsx"
+    ):
+        import_review(project.workspace, tmp_path / "filled.xlsx", label="species")
     lines = tmp_path / "bad.jsonl"
     lines.write_text('{"example_id": "req-0:0", "label": "setosa"}\n[1, 2]\n')
     with pytest.raises(DataError, match=r"bad\.jsonl: line 2: expected a JSON object .*found list"):

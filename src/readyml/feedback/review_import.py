@@ -56,10 +56,11 @@ class ImportResult:
 
 
 def read_review_file(path: Path) -> pd.DataFrame:
-    """The rows of a filled review file (CSV, or JSON lines), every value as read.
+    """The rows of a filled review file (CSV, JSON lines, a JSON array, or Parquet), every
+    value as read.
 
     Raises:
-        DataError: the file is missing, not CSV/JSONL, unreadable, or lacks the id or label.
+        DataError: the file is missing, of another kind, unreadable, or lacks the id or label.
     """
     if not path.is_file():
         raise DataError(f"review file: expected a file, found nothing at {path}")
@@ -69,10 +70,17 @@ def read_review_file(path: Path) -> pd.DataFrame:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         elif suffix in (".jsonl", ".json"):
             frame = pd.DataFrame.from_records(_json_records(path))
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
         else:
-            raise DataError(f"review file: expected .csv or .jsonl, found {suffix or 'no suffix'}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"review file {path.name}: expected CSV or JSON lines ({exc})") from exc
+            raise DataError(
+                f"review file: expected .csv, .jsonl, .json or .parquet, found "
+                f"{suffix or 'no suffix'}"
+            )
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(
+            f"review file {path.name}: expected CSV, JSON lines or Parquet ({exc})"
+        ) from exc
     missing = [c for c in ("example_id", "label") if c not in frame.columns]
     if missing:
         raise DataError(
