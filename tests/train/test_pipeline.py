@@ -149,7 +149,7 @@ def test_a_status_a_person_set_outlasts_a_rerun_whose_gate_blesses_the_model(
 
 def test_fixed_rules_do_not_lift_a_person_s_veto_of_a_gate_vetoed_model(tmp_path: Path) -> None:
     """The gate lifts only its own veto (tests/train/test_register.py); a person's stays."""
-    strict = {**IRIS_SPEC, "gates": {"rules": [{"metric": "accuracy", "min": 1.01}]}}
+    strict = {**IRIS_SPEC, "gates": {"rules": [{"metric": "log_loss", "max": 0.0}]}}
     write_project(tmp_path, strict)
     _, registry = _run(tmp_path)
     assert registry.get("iris:1").status == "vetoed"
@@ -166,9 +166,7 @@ def test_fixed_rules_do_not_lift_a_person_s_veto_of_a_gate_vetoed_model(tmp_path
 def test_a_stricter_gate_says_it_left_a_blessed_version_unchanged(tmp_path: Path) -> None:
     write_project(tmp_path)
     _, registry = _run(tmp_path)
-    write_project(
-        tmp_path, {**IRIS_SPEC, "gates": {"rules": [{"metric": "accuracy", "min": 1.01}]}}
-    )
+    write_project(tmp_path, {**IRIS_SPEC, "gates": {"rules": [{"metric": "log_loss", "max": 0.0}]}})
     stricter, registry = _run(tmp_path)
     assert stricter.value("gate")["decision"] == "vetoed"
     assert _register_message(stricter) == (

@@ -15,10 +15,14 @@ def _spec(minimum: float) -> dict[str, Any]:
     return IRIS_SPEC | {"gates": {"rules": [{"metric": "accuracy", "min": minimum}]}}
 
 
+# A rule no model meets (a perfectly sure and right model): the gate vetoes whatever it trains.
+STRICT = IRIS_SPEC | {"gates": {"rules": [{"metric": "log_loss", "max": 0.0}]}}
+
+
 def test_a_vetoed_model_blessed_after_a_rule_is_fixed_can_become_champion(
     tmp_path: Path,
 ) -> None:
-    write_project(tmp_path, _spec(1.01))  # a typo: no model reaches 101 % accuracy
+    write_project(tmp_path, STRICT)  # a typo: no model has a log loss of 0
     project = Project.load(tmp_path)
     registry = open_project_registry(project)
     vetoed = run_project(project, registry=registry)
@@ -38,7 +42,7 @@ def test_a_vetoed_model_blessed_after_a_rule_is_fixed_can_become_champion(
         (None, "vetoed", None, "vetoed"),
         ("vetoed", "blessed", None, "blessed"),
     ]
-    assert "failed: accuracy = " in trail[0].reason
+    assert "failed: log_loss = " in trail[0].reason
     registry.promote("iris:1", who="tests", reason="the rule is fixed")
     assert registry.get("iris@champion").version == 1
 
@@ -49,7 +53,7 @@ def test_a_veto_of_a_blessed_model_leaves_its_status(tmp_path: Path) -> None:
     registry = open_project_registry(project)
     run_project(project, registry=registry)
     registry.promote("iris:1", who="tests", reason="serve it")
-    write_project(tmp_path, _spec(1.01))
+    write_project(tmp_path, STRICT)
     again = run_project(Project.load(tmp_path), registry=registry)
     assert again.value("gate")["decision"] == "vetoed"
     assert registry.get("iris:1").status == "blessed"
