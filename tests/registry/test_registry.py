@@ -675,10 +675,17 @@ def test_open_registry_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     explicit = open_registry(tmp_path, store_url="sqlite:///x.db", artifacts_url="s3://b/p")
     assert (explicit.store.url, explicit.artifacts.url) == ("sqlite:///x.db", "s3://b/p")
     # A typo in the shared store's path creates nothing, not a new empty registry.
-    monkeypatch.setenv("READYML_STORE_URL", f"sqlite:///{tmp_path / 'typo' / 'readyml.db'}")
+    typo = tmp_path / "typo" / "store"
+    monkeypatch.setenv("READYML_STORE_URL", f"sqlite:///{typo / 'readyml.db'}")
     with pytest.raises(RegistryError, match="expected a SQLite file in an existing folder"):
         open_registry(tmp_path / "ws2")
     assert not (tmp_path / "typo").exists()
+    # A new store's own folder, in one that exists, is made.
+    monkeypatch.setenv("READYML_STORE_URL", f"sqlite:///{tmp_path / 'store' / 'readyml.db'}")
+    made = open_registry(tmp_path / "ws3")
+    assert made.list_models() == []
+    made.store.close()
+    assert (tmp_path / "store" / "readyml.db").is_file()
 
 
 def test_registry_on_s3_artifacts(

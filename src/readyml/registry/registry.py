@@ -1087,8 +1087,9 @@ def open_registry(
 
 
 def _check_shared_sqlite(url: str) -> None:
-    """A ``READYML_STORE_URL`` naming a SQLite file must name one in an existing folder: a
-    typo would otherwise create folders and an empty registry, even for ``models list``."""
+    """A ``READYML_STORE_URL`` naming a SQLite file must name one in a folder that exists or
+    whose parent does (a new store's own folder is made): a typo in the path would otherwise
+    create a tree of folders and an empty registry, even for ``models list``."""
     parsed = make_url(url)
     database = parsed.database
     if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
@@ -1096,8 +1097,8 @@ def _check_shared_sqlite(url: str) -> None:
     if database.startswith("file:"):
         return
     folder = Path(database).parent
-    if not folder.is_dir():
+    if not folder.is_dir() and not folder.parent.is_dir():
         raise RegistryError(
             f"READYML_STORE_URL: expected a SQLite file in an existing folder, found no "
-            f"folder {str(folder)!r} (create it, or fix the URL)"
+            f"folder {str(folder.parent)!r} (create it, or fix the URL)"
         )
