@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.metadata
 import json
@@ -12,13 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from readyml.config import SPEC_FILE, Project
 from readyml.deploy import ContainerBuild
 from readyml.deploy.container import uses_onnx_runtime
 from readyml.errors import ConfigError, ReadymlError
 from readyml.predict import Predictor
-from readyml.registry import open_registry
+from readyml.registry import ModelVersion, open_registry
+from readyml.registry.requirements import model_libraries, requirements_text
 from readyml.train import open_project_registry
 
 from .conftest import RENUMBERED_VERSION
@@ -103,6 +107,77 @@ def test_requirements_pin_a_model_library_without_lineage_as_installed(
         assert pinned[name] == importlib.metadata.version(name), name
     with pytest.raises(ConfigError, match="expected no-such-library in the version's lineage"):
         build.requirements(version, ["no-such-library"])
+
+
+def _trained_with(root: Path, **packages: str) -> ModelVersion:
+    """The champion of ``root``, as if trained beside ``packages`` (name=version)."""
+    registry = open_project_registry(Project.load(root))
+    try:
+        version = registry.get("iris@champion")
+    finally:
+        registry.store.close()
+    lineage = copy.deepcopy(version.lineage)
+    recorded = lineage["fingerprints"]["environment"]["packages"]
+    recorded.update({name.replace("_", "-"): value for name, value in packages.items()})
+    return dataclasses.replace(version, lineage=lineage)
+
+
+def assert_installable(text: str) -> None:
+    """Every line of ``text`` is a comment or ``NAME==VERSION`` that a default index serves."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        (specifier,) = Requirement(line).specifier
+        assert specifier.operator == "==" and Version(specifier.version).local is None, line
+    assert "://" not in text and "download." not in text, text  # no index is named
+
+
+def test_requirements_pin_a_local_build_by_its_public_version(trained_project: Path) -> None:
+    # torch's own index serves 2.13.0+cpu; a default index serves no local label.
+    version = _trained_with(trained_project, torch="2.13.0+cpu")
+    build = ContainerBuild(ref="iris@champion")
+    pins = build.pins(version, ["torch"])
+    assert "torch==2.13.0" in build.requirements(version, ["torch"])
+    text = requirements_text(pins)
+    assert_installable(text)
+    lines = text.splitlines()
+    comment = lines[lines.index("torch==2.13.0") - 1]
+    assert comment.startswith("# torch: trained with 2.13.0+cpu, a local build (+cpu)"), comment
+    assert "vendor's own index" in comment
+
+
+def test_build_context_pins_a_local_build_by_its_public_version(
+    trained_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    numpy = importlib.metadata.version("numpy")
+    version = _trained_with(trained_project, numpy=f"{numpy}+mkl")
+    project = Project.load(trained_project)
+    registry = open_project_registry(project)
+    monkeypatch.setattr(registry, "get", lambda ref: version)
+    try:
+        result = ContainerBuild(ref="iris@champion").write(project, registry, tmp_path / "ctx")
+    finally:
+        registry.store.close()
+    text = (tmp_path / "ctx" / "requirements.txt").read_text()
+    assert_installable(text)
+    assert f"# numpy: trained with {numpy}+mkl" in text and f"\nnumpy=={numpy}\n" in text
+    assert f"numpy=={numpy}" in result.requirements
+    sbom = json.loads((tmp_path / "ctx" / "sbom.json").read_text())
+    (component,) = [c for c in sbom["components"] if c["name"] == "numpy"]
+    assert component["version"] == numpy
+    assert component["properties"] == [{"name": "readyml:pinned_from", "value": "training"}]
+
+
+def test_requirements_of_an_xgboost_model_leave_out_the_distribution_it_lacked(
+    trained_project: Path,
+) -> None:
+    # The xgboost flavor records both distribution names; the one not installed, "unknown".
+    versions = {"python": "3.11", "xgboost-cpu": "3.2.0", "xgboost": "unknown"}
+    flavor = {"flavor": "xgboost", "versions": versions}
+    assert model_libraries(flavor) == ["xgboost-cpu"]
+    version = _trained_with(trained_project, xgboost_cpu="3.2.0")
+    lines = ContainerBuild(ref="iris@champion").requirements(version, model_libraries(flavor))
+    assert "xgboost-cpu==3.2.0" in lines
 
 
 def test_pulled_image_adds_store_drivers_and_no_registry(pulled: Path) -> None:

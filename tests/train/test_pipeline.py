@@ -1,17 +1,23 @@
 from __future__ import annotations
 
+import importlib.metadata
+import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from readyml.config import Project
 from readyml.errors import AliasError, DataError, RegistryError
-from readyml.flavors import ModelAdapter
+from readyml.flavors import ModelAdapter, load_model
 from readyml.registry import Registry
 from readyml.train import RunResult, check_reproducible, open_project_registry, run_project
 from readyml.train import run as run_module
+from readyml.train.fingerprint import environment
 from readyml.train.run import ReproducibilityReport
 from readyml.train.steps import fit_model
 from readyml.types import VersionStatus
@@ -376,3 +382,42 @@ def test_a_damaged_export_is_made_again(tmp_path: Path) -> None:
         assert _statuses(result)["export"] == "succeeded"
         assert model_file.is_file() and (export / "model.json").is_file()
     assert [p.name for p in export.parent.iterdir()] == ["iris-v1"]
+    # Requirements written before exports pinned readyml (the whole environment) are replaced.
+    (export / "requirements.txt").write_text("torch==2.13.0+cpu\n")
+    result, _ = _run(tmp_path)
+    assert _statuses(result)["export"] == "succeeded"
+    assert (export / "requirements.txt").read_text().startswith("readyml==")
+    assert _statuses(_run(tmp_path)[0])["export"] == "skipped"
+
+
+def test_export_requirements_pin_what_loading_the_model_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    numpy = importlib.metadata.version("numpy")
+    trained_here = environment
+
+    def beside_torch() -> dict[str, Any]:
+        # Trained where torch's CPU build (a local label) and an MKL numpy build were installed.
+        env = trained_here()
+        env["packages"] = {**env["packages"], "torch": "2.13.0+cpu", "numpy": f"{numpy}+mkl"}
+        return env
+
+    monkeypatch.setattr(run_module, "environment", beside_torch)
+    write_project(tmp_path)
+    assert _run(tmp_path)[0].status == "succeeded"
+    export = tmp_path / ".readyml" / "exports" / "iris-v1"
+    text = (export / "requirements.txt").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    # The scikit-learn flavor needs no extra: readyml itself loads the export.
+    assert lines[0] == f"readyml=={importlib.metadata.version('readyml')}"
+    pinned = dict(line.split("==") for line in lines)
+    assert {"scikit-learn", "skops", "numpy", "pandas", "pyyaml"} <= set(pinned)
+    assert not {"torch", "xgboost-cpu", "lightgbm", "onnx", "onnxruntime"} & set(pinned), text
+    assert pinned["numpy"] == numpy
+    assert f"# numpy: trained with {numpy}+mkl, a local build (+mkl)" in text
+    for line in lines:  # every pin is one a default package index serves
+        (specifier,) = Requirement(line).specifier
+        assert specifier.operator == "==" and Version(specifier.version).local is None, line
+    assert "://" not in text, text
+    example = pd.DataFrame(json.loads((export / "input_example.json").read_text()))
+    assert len(load_model(export / "model").predict(example)) == len(example)

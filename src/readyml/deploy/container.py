@@ -11,7 +11,9 @@ a serving image. The decisions, and why:
   exactly those, so the model is served by the code that fitted it (ML Test Score infra-1).
   Everything else readyml needs (its whole dependency closure, with the server and, when
   the model is pulled at start, the store drivers) is pinned to the versions installed
-  where ``readyml build`` runs.
+  where ``readyml build`` runs. The rule is :func:`readyml.registry.requirements.version_pins`,
+  shared with the pipeline's export; a local build (``torch 2.13.0+cpu``) is pinned by its
+  public version, under a comment naming the build (no default index serves local labels).
 * **Baked or pulled.** Baked (the default), the image carries a one-version registry under
   ``/app/.readyml`` and a ``SHA256SUMS`` file that the entry point checks before serving:
   the image is self-contained and tamper-evident. Not baked, the server reads the shared
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
@@ -41,12 +42,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from packaging.requirements import Requirement
 
 from readyml.config import SPEC_FILE, WORKSPACE_DIR, Project
 from readyml.errors import ConfigError, ReadymlError
-from readyml.flavors import FLAVOR_FILE
 from readyml.registry import CHAMPION, ModelVersion, Registry, open_registry
+from readyml.registry.requirements import (
+    Pin,
+    model_flavor,
+    model_libraries,
+    public_version,
+    requirements_text,
+    training_packages,
+    version_pins,
+)
 from readyml.types import JSON, ModelRef
 
 DEFAULT_BASE = "python:3.11-slim"
@@ -116,44 +124,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _installed(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def training_packages(version: ModelVersion) -> dict[str, str]:
-    """The package versions a version was trained with (its environment fingerprint)."""
-    packages = version.lineage.get("fingerprints", {}).get("environment", {}).get("packages", {})
-    return {_canonical(str(name)): str(value) for name, value in packages.items()}
-
-
-def model_flavor(registry: Registry, version: ModelVersion) -> JSON:
-    """A version's ``flavor.json``, verified by sha256; empty when it has none."""
-    for artifact in version.artifacts:
-        if artifact.name == FLAVOR_FILE:
-            data = registry.artifacts.get_bytes(
-                artifact.key,
-                sha256=artifact.sha256,
-                size=artifact.size,
-                label=f"model {version.name!r} version {version.version}, file {FLAVOR_FILE!r}",
-            )
-            content = json.loads(data)
-            return content if isinstance(content, dict) else {}
-    return {}
-
-
-def model_libraries(flavor: JSON) -> list[str]:
-    """The distributions a version's flavor loads it with (from its ``flavor.json``)."""
-    versions = flavor.get("versions") or {}
-    return sorted(_canonical(str(name)) for name in versions if name != "python")
-
-
 def uses_onnx_runtime(flavor: JSON, runtime: str, *, baked: bool) -> bool:
     """Whether the image's server would run the version in ONNX Runtime (``readyml[onnx]``).
 
@@ -172,36 +142,6 @@ def uses_onnx_runtime(flavor: JSON, runtime: str, *, baked: bool) -> bool:
     # scikit-learn's classes live in private modules (sklearn.ensemble._forest).
     public = f"{module.rsplit('._', 1)[0]}.{name}"
     return flavor.get("flavor") == "sklearn" and public in TREE_ENSEMBLES
-
-
-def dependency_closure(name: str, extras: Sequence[str] = ()) -> dict[str, str]:
-    """Installed versions of ``name`` and everything it requires here, recursively.
-
-    Markers are evaluated for this interpreter and platform; requirements that are not
-    installed (optional or excluded by a marker) are left out.
-    """
-    pins: dict[str, str] = {}
-    pending: list[tuple[str, tuple[str, ...]]] = [(name, tuple(extras))]
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    while pending:
-        current, current_extras = pending.pop()
-        key = (_canonical(current), current_extras)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            distribution = importlib.metadata.distribution(current)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        pins[_canonical(distribution.metadata["Name"])] = distribution.version
-        for line in distribution.requires or []:
-            requirement = Requirement(line)
-            wanted = requirement.marker is None or any(
-                requirement.marker.evaluate({"extra": extra}) for extra in ("", *current_extras)
-            )
-            if wanted:
-                pending.append((requirement.name, tuple(sorted(requirement.extras))))
-    return pins
 
 
 def check_image(option: str, value: str) -> None:
@@ -331,8 +271,9 @@ class ContainerBuild:
             self._bake(registry, version, alias, app)
         flavor = model_flavor(registry, version)
         onnx = uses_onnx_runtime(flavor, project.spec.serving.runtime, baked=self.bake)
-        requirements = self.requirements(version, model_libraries(flavor), onnx=onnx)
-        (out / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
+        pins = self.pins(version, model_libraries(flavor), onnx=onnx)
+        (out / "requirements.txt").write_text(requirements_text(pins))
+        requirements = [pin.line for pin in pins]
         (out / "wheels").mkdir()
         (out / "wheels" / "README").write_text(
             "Wheels put here are preferred to the package index (pip --find-links).\n"
@@ -390,47 +331,36 @@ class ContainerBuild:
         )
         (app / CHECKSUM_FILE).write_text("".join(f"{digest}  {name}\n" for digest, name in sums))
 
-    def requirements(
+    def pins(
         self, version: ModelVersion, libraries: Collection[str] = (), *, onnx: bool = False
-    ) -> list[str]:
-        """Pinned requirement lines: ``readyml[EXTRAS]``, then every distribution it needs.
+    ) -> list[Pin]:
+        """The image's pins: ``readyml[EXTRAS]``, then every distribution it needs.
 
         The image needs the dependency closure of ``readyml[EXTRAS]`` (with ``onnx`` where
         the server runs the version in ONNX Runtime, see :func:`uses_onnx_runtime`) and the
-        model's ``libraries`` (its flavor's, see :func:`model_libraries`). Versions come from the
-        training environment (the lineage) where it recorded them, else from this
-        environment, so the image is as reproducible as the machine that built the
-        context. Packages the training environment merely had installed (torch beside a
-        scikit-learn model) are left out.
+        model's ``libraries`` (its flavor's, see
+        :func:`~readyml.registry.requirements.model_libraries`), pinned by
+        :func:`~readyml.registry.requirements.version_pins`: at the training environment's
+        versions (the lineage) where it recorded them, else at this environment's.
 
         Raises:
             ConfigError: readyml's version, or a model library's, is known neither from the
                 lineage nor here.
         """
-        trained = training_packages(version)
         extras = ["serve"] if self.bake else ["serve", "postgres", "s3"]
         if onnx:
             extras.append("onnx")
-        readyml_version = trained.pop("readyml", None) or _installed("readyml")
-        if readyml_version is None:
-            raise ConfigError("readyml: expected its version in the lineage or installed here")
-        pins = dependency_closure("readyml", extras)
-        pins.pop("readyml", None)
-        for library in map(_canonical, libraries):
-            # A compressed or API-registered version has no lineage: the model's own library
-            # (torch, onnxruntime, xgboost) is pinned as installed here, with what it needs.
-            if library not in pins:
-                pins.update({name: pinned for name, pinned in dependency_closure(library).items()})
-        needed = set(pins) | {_canonical(name) for name in libraries}
-        pins.update({name: pinned for name, pinned in trained.items() if name in needed})
-        missing = sorted(_canonical(name) for name in libraries if _canonical(name) not in pins)
-        if missing:
-            raise ConfigError(
-                f"model libraries: expected {', '.join(missing)} in the version's lineage or "
-                "installed here, to pin in the image, found neither"
-            )
-        lines = [f"readyml[{','.join(extras)}]=={readyml_version}"]
-        return lines + [f"{name}=={pinned}" for name, pinned in sorted(pins.items())]
+        return version_pins(version, libraries, extras)
+
+    def requirements(
+        self, version: ModelVersion, libraries: Collection[str] = (), *, onnx: bool = False
+    ) -> list[str]:
+        """Pinned requirement lines (``NAME==VERSION``) of :meth:`pins`, public versions only.
+
+        Raises:
+            ConfigError: As :meth:`pins`.
+        """
+        return [pin.line for pin in self.pins(version, libraries, onnx=onnx)]
 
     def dockerfile(self, version: ModelVersion) -> str:
         """The Dockerfile text."""
@@ -491,7 +421,7 @@ ENTRYPOINT ["python", "{ENTRY_DIR}/entrypoint.py"]
         for line in requirements:
             name, _, pinned = line.partition("==")
             name = name.split("[")[0]
-            origin = "training" if trained.get(name) == pinned else "builder"
+            origin = "training" if public_version(trained.get(name, "")) == pinned else "builder"
             components.append(
                 {
                     "type": "library",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -38,6 +39,13 @@ from readyml.errors import AnomalyError, ConfigError, DataError, FlavorError, Re
 from readyml.flavors import ModelAdapter, build_model
 from readyml.registry.records import ModelVersion
 from readyml.registry.registry import Registry, status_set_by_person
+from readyml.registry.requirements import (
+    flavor_extras,
+    model_flavor,
+    model_libraries,
+    requirements_text,
+    version_pins,
+)
 from readyml.train.features import (
     check_columns,
     check_task,
@@ -632,7 +640,10 @@ class ExportModel:
     """Write the registered version as a portable folder.
 
     The folder holds the model files, ``model.json`` (the version's metadata), the input
-    example and ``requirements.txt`` pinned to the training environment.
+    example and ``requirements.txt``: what loading the model with readyml's flavors needs
+    (``readyml`` with the flavor's extra, its closure and the model's own libraries), pinned
+    to the training environment where it recorded them, by the rule ``readyml build`` uses
+    (:func:`~readyml.registry.requirements.version_pins`).
     """
 
     name: ClassVar[str] = "export"
@@ -655,12 +666,9 @@ class ExportModel:
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         ctx.registry.download(version, staging / "model")
-        packages = (
-            version.lineage.get("fingerprints", {}).get("environment", {}).get("packages", {})
-        )
-        (staging / "requirements.txt").write_text(
-            "".join(f"{n}=={v}\n" for n, v in sorted(packages.items()) if n != "readyml")
-        )
+        flavor = model_flavor(ctx.registry, version)
+        pins = version_pins(version, model_libraries(flavor), flavor_extras(flavor))
+        (staging / "requirements.txt").write_text(requirements_text(pins))
         (staging / "input_example.json").write_text(json.dumps(version.input_example, indent=2))
         (staging / "model.json").write_text(json.dumps(version.to_dict(), indent=2, default=str))
         shutil.rmtree(out, ignore_errors=True)  # a damaged export is replaced whole
@@ -671,15 +679,25 @@ class ExportModel:
 
 
 def _exported(out: Path, version: ModelVersion) -> bool:
-    """Whether ``out`` holds a whole export of ``version``: its metadata and every model file
-    at its registered size (a file deleted or cut short by hand is exported again)."""
-    if not (out / "model.json").is_file():
+    """Whether ``out`` holds a whole export of ``version``: its metadata, requirements pinning
+    readyml and every model file at its registered size (a file deleted or cut short by hand,
+    or requirements written before they pinned readyml, is exported again)."""
+    if not (out / "model.json").is_file() or not _pins_readyml(out / "requirements.txt"):
         return False
     for artifact in version.artifacts:
         path = out / "model" / artifact.name
         if not path.is_file() or path.stat().st_size != artifact.size:
             return False
     return True
+
+
+def _pins_readyml(path: Path) -> bool:
+    """Whether the requirements file ``path`` pins readyml, as exports' do since they are pinned
+    by ``readyml build``'s rule (older ones pinned the whole training environment but it)."""
+    if not path.is_file():
+        return False
+    lines = path.read_text().splitlines()
+    return any(re.match(r"readyml(\[[^\]]*\])?==", line) for line in lines)
 
 
 def default_steps() -> list[Any]:
