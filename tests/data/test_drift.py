@@ -15,15 +15,28 @@ from readyml.data import (
     ChiSquare,
     JensenShannon,
     LInfinity,
+    Profile,
     Wasserstein,
     choose_method,
     detect_drift,
     profile_frame,
 )
+from readyml.data._sketches import EXACT_VALUES_LIMIT
 from readyml.data.drift import DriftMethod
+from readyml.data.profile import ColumnProfile
 from readyml.errors import ConfigError, DataError
 
 TOL = 1e-9
+
+
+def _profiled(values: np.ndarray) -> ColumnProfile:
+    """The profile of one column ``x`` made from the data (it keeps exact values)."""
+    return profile_frame(pd.DataFrame({"x": values})).columns["x"]
+
+
+def _sketched(values: np.ndarray) -> ColumnProfile:
+    """The same profile read back from JSON: sketches only, as a stored reference is."""
+    return Profile.from_json(profile_frame(pd.DataFrame({"x": values})).to_json()).columns["x"]
 
 
 @pytest.fixture
@@ -100,14 +113,14 @@ def test_every_method_detects_a_shift_and_not_a_null_one(name: str) -> None:
     method: DriftMethod = METHODS[name]()
     assert method.run(ref, shifted).drifted
     assert not method.run(ref, same).drifted
-    # the profile path agrees
-    ref_p = profile_frame(pd.DataFrame({"x": ref})).columns["x"]
-    assert method.from_profiles(
-        ref_p, profile_frame(pd.DataFrame({"x": shifted})).columns["x"]
-    ).drifted
+    # profiles of data keep their values: the profile path is the array path, exactly
+    for cur in (shifted, same):
+        assert method.from_profiles(_profiled(ref), _profiled(cur)) == method.run(ref, cur)
+    # sketches only (profiles read from JSON): the sketch path agrees
+    ref_p = _sketched(ref)
+    assert method.from_profiles(ref_p, _sketched(shifted)).drifted
     if name != "chisquare":  # KLL bin counts are too noisy for a p-value (documented)
-        same_p = profile_frame(pd.DataFrame({"x": same})).columns["x"]
-        assert not method.from_profiles(ref_p, same_p).drifted
+        assert not method.from_profiles(ref_p, _sketched(same)).drifted
 
 
 def test_constructors_only_store_parameters() -> None:
@@ -118,8 +131,7 @@ def test_constructors_only_store_parameters() -> None:
 
 def test_sketch_statistics_are_close_to_exact(samples: tuple[np.ndarray, np.ndarray]) -> None:
     ref, cur = samples
-    ref_p = profile_frame(pd.DataFrame({"x": ref})).columns["x"]
-    cur_p = profile_frame(pd.DataFrame({"x": cur})).columns["x"]
+    ref_p, cur_p = _sketched(ref), _sketched(cur)
     sketched = KS().from_profiles(ref_p, cur_p)
     # the stated approximation: within the two sketches' rank errors
     assert sketched.statistic == pytest.approx(
@@ -284,3 +296,52 @@ def test_ks_where_scipys_exact_p_value_fails_falls_back_without_a_warning() -> N
     column = result.columns["x"]
     assert column.statistic == pytest.approx(expected.statistic)
     assert column.p_value == pytest.approx(expected.pvalue) and not column.drifted
+
+
+def test_drift_between_profiles_of_the_same_data_is_the_same_every_run() -> None:
+    # KLL compaction flips unseeded coins: these sketched statistics varied from run to run.
+    rng = np.random.default_rng(8)
+    n = 5000
+    ref = pd.DataFrame({"x": rng.normal(0, 1, n), "k": rng.integers(0, 400, n)})
+    cur = pd.DataFrame({"x": rng.normal(0.05, 1.1, n), "k": rng.integers(0, 410, n)})
+    exact = detect_drift(ref, cur).to_dict()
+    runs = []
+    for _ in range(5):
+        ref_p, cur_p = profile_frame(ref), profile_frame(cur)
+        assert detect_drift(ref_p, cur_p).to_dict() == exact  # the frame path's numbers
+        runs.append(
+            {
+                name: kind().from_profiles(ref_p.columns["x"], cur_p.columns["x"]).to_dict()
+                for name, kind in METHODS.items()
+            }
+        )
+    assert all(run == runs[0] for run in runs)
+
+
+def test_drift_of_data_against_a_stored_profile_is_the_same_every_run() -> None:
+    rng = np.random.default_rng(9)
+    ref, cur = rng.normal(0, 1, 5000), rng.normal(0.05, 1, 5000)
+    stored = _sketched(ref)  # one sketch, read as often as needed: the same every time
+    runs = [
+        {name: kind().from_profiles(stored, _profiled(cur)) for name, kind in METHODS.items()}
+        for _ in range(5)
+    ]
+    assert all(run == runs[0] for run in runs)
+    # only the stored side's sketch error is allowed for, and the result is still close
+    ks = runs[0]["ks"]
+    assert ks.details["rank_error"] == pytest.approx(stored.kll.normalized_rank_error(False))
+    assert ks.statistic == pytest.approx(KS().run(ref, cur).statistic, abs=ks.details["rank_error"])
+
+
+def test_columns_above_the_exact_limit_use_the_sketch() -> None:
+    rng = np.random.default_rng(10)
+    at_limit = _profiled(rng.normal(0, 1, EXACT_VALUES_LIMIT))
+    above = _profiled(rng.normal(0, 1, EXACT_VALUES_LIMIT + 1))
+    assert at_limit.exact_values is not None and len(at_limit.exact_values) == EXACT_VALUES_LIMIT
+    assert above.exact_values is None
+    assert "rank_error" not in KS().from_profiles(at_limit, at_limit).details  # exact
+    # one side beyond the limit: sketched, allowing for that side's rank error only
+    result = KS().from_profiles(at_limit, above)
+    assert result.details["rank_error"] == pytest.approx(above.kll.normalized_rank_error(False))
+    both = KS().from_profiles(above, above)
+    assert both.details["rank_error"] == pytest.approx(2 * above.kll.normalized_rank_error(False))

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from readyml.cli.data import app
 from readyml.data import Profile, profile_frame
+from readyml.data._sketches import EXACT_VALUES_LIMIT
 from readyml.errors import DataError
 
 RANK_ERROR = 0.02  # KLL k=200 single-sided rank error is ~1.3 %; allow a margin
@@ -346,3 +347,34 @@ def test_validate_against_a_damaged_profile_is_a_one_line_usage_error(tmp_path: 
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "sketches.kll: expected a serialized kll sketch" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_exact_values_are_kept_in_memory_merged_and_never_serialized() -> None:
+    x = np.array([3.0, np.nan, -1.0, np.inf, 2.0, -np.inf, 3.0])
+    source = x.copy()
+    prof = profile_frame(pd.DataFrame({"x": source, "s": list("abcdefg")}))
+    col = prof.columns["x"]
+    assert col.exact_values is not None and col.exact_values.tolist() == [3.0, -1.0, 2.0, 3.0]
+    assert not col.exact_values.flags.writeable and prof.columns["s"].exact_values is None
+    source[0] = 99.0  # a copy, not a view of the caller's data
+    assert col.exact_values[0] == 3.0
+    # not in the stored format, which reads as before: sketches only
+    assert "exact_values" not in json.dumps(prof.to_dict())
+    assert Profile.from_json(prof.to_json()).columns["x"].exact_values is None
+    # merging keeps them while both sides have them, in order, up to the limit
+    ints = profile_frame(pd.DataFrame({"x": [5, 6]}))
+    assert _exact(prof.merge(ints)) == [3.0, -1.0, 2.0, 3.0, 5.0, 6.0]
+    only_nan = profile_frame(pd.DataFrame({"x": [np.nan]}))
+    assert _exact(only_nan.merge(prof)) == [3.0, -1.0, 2.0, 3.0]
+    absent = profile_frame(pd.DataFrame({"y": [1.0]}))
+    assert _exact(absent.merge(prof)) == [3.0, -1.0, 2.0, 3.0]
+    assert _exact(prof.merge(Profile.from_json(prof.to_json()))) is None
+    half = profile_frame(pd.DataFrame({"x": np.arange(EXACT_VALUES_LIMIT // 2, dtype=float)}))
+    assert len(_exact(half.merge(half)) or []) == EXACT_VALUES_LIMIT
+    assert _exact(half.merge(half).merge(ints)) is None
+
+
+def _exact(prof: Profile) -> list[float] | None:
+    """Column ``x``'s exact values as a list (``None`` when the profile has none)."""
+    values = prof.columns["x"].exact_values
+    return None if values is None else values.tolist()

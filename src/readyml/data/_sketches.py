@@ -22,6 +22,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 KLL_K = 200  # KLL accuracy parameter: ~1.65 % normalized rank error (double-sided)
+# Finite values a numeric column profile also keeps exactly, in memory only, for drift: KLL
+# compaction flips coins DataSketches lets no one seed, so sketched drift varies run to run.
+# 2**15 values are 256 KiB a column (no more than the column itself), half the KLL sample
+# limit (so they are all at hand when profiling), and make exact KS or Wasserstein a few ms.
+EXACT_VALUES_LIMIT = 1 << 15
 HLL_LG_K = 12  # HyperLogLog log2(registers): ~1.6 % relative standard error
 FREQUENT_LG_MAP = 10  # frequent-items map of 1,024 slots (~768 tracked items)
 TOP_PER_CHUNK = 4096  # most frequent values of one chunk fed to the frequent-items sketch

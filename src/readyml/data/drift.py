@@ -2,8 +2,8 @@
 Jensen-Shannon and L-infinity, on raw arrays or on mergeable profiles.
 
 Every method is one object with ``run(reference, current)`` (raw arrays, exact) and
-``from_profiles(reference, current)`` (column profiles, approximate), both returning a
-:class:`DriftResult`.
+``from_profiles(reference, current)`` (column profiles: approximate, unless they keep their
+values), both returning a :class:`DriftResult`.
 
 Automatic choice (``method="auto"``), following Evidently's default rule (TFDV has no
 default: it asks for L-infinity on categorical and Jensen-Shannon on numeric features):
@@ -41,6 +41,16 @@ so sketch error alone does not raise drift. Wasserstein from sketches averages
 with the KLL rank error (about 1.3 % of n per bin), which inflates the statistic on large
 samples: it is never chosen automatically there (Wasserstein is), and its p-value should be
 read as a rough indicator only.
+
+Exact values. A profile made from data keeps the values of each numeric column of at most
+``EXACT_VALUES_LIMIT`` (32,768) finite values, in memory (see ``readyml.data.profile``). When
+both sides have them, ``from_profiles`` is ``run`` on them: the numbers of the frame path,
+exactly. When one side has them (e.g. data against a profile read from JSON), that side's
+quantiles and CDF are exact (rank error 0) and the other's come from its sketch. KLL
+compaction flips coins that DataSketches gives no way to seed, so this is what makes the same
+inputs give the same drift numbers every run; only columns beyond the limit on both sides,
+or two profiles read from JSON, rest on the sketches alone (then the same profile files still
+give the same numbers: reading a sketch is deterministic).
 
 Verdicts. p-value tests are corrected for the number of p-value tests in one report
 (Benjamini-Hochberg by default, or Bonferroni); distance tests compare with their threshold.
@@ -138,7 +148,8 @@ class DriftMethod:
         return self._histogram(*_label_counts(ref, cur))
 
     def from_profiles(self, reference: ColumnProfile, current: ColumnProfile) -> DriftResult:
-        """Compare two column profiles (sketch-based; see the module docstring).
+        """Compare two column profiles (exactly when both keep their values, else from
+        sketches; see the module docstring).
 
         Raises:
             DataError: a side has no values, or the profiles cannot support this test.
@@ -147,6 +158,8 @@ class DriftMethod:
             if prof.n_values == 0:
                 raise DataError(f"column {prof.name!r}: the {side} data has no values")
         if reference.numeric and current.numeric:
+            if reference.exact_values is not None and current.exact_values is not None:
+                return self._numbers(reference.exact_values, current.exact_values)
             return self._sketches(reference, current)
         if self.numeric_only:
             raise DataError(f"drift test {self.name!r}: column {reference.name!r} is not numeric")
@@ -214,11 +227,11 @@ class KS(DriftMethod):
     def _sketches(self, ref: ColumnProfile, cur: ColumnProfile) -> DriftResult:
         ranks = (np.arange(GRID) + 0.5) / GRID
         points: NDArray[np.float64] = np.unique(
-            np.concatenate([ref.quantiles(ranks) or [], cur.quantiles(ranks) or []])
+            np.concatenate([_quantiles(ref, ranks), _quantiles(cur, ranks)])
         )
-        gap = np.abs(ref.cdf(points) - cur.cdf(points))
+        gap = np.abs(_cdf(ref, points) - _cdf(cur, points))
         statistic = float(gap.max()) if len(gap) else 0.0
-        slack = ref.kll.normalized_rank_error(False) + cur.kll.normalized_rank_error(False)
+        slack = _rank_error(ref) + _rank_error(cur)
         big, small = sorted([float(ref.n_values), float(cur.n_values)], reverse=True)
         effective = round(big * small / (big + small))
         p_value = float(stats.kstwo.sf(max(statistic - slack, 0.0), max(effective, 1)))
@@ -242,7 +255,7 @@ class Wasserstein(DriftMethod):
 
     def _sketches(self, ref: ColumnProfile, cur: ColumnProfile) -> DriftResult:
         ranks = (np.arange(GRID) + 0.5) / GRID
-        gap = np.abs(np.asarray(ref.quantiles(ranks)) - np.asarray(cur.quantiles(ranks)))
+        gap = np.abs(_quantiles(ref, ranks) - _quantiles(cur, ranks))
         distance = float(gap.mean())
         scale = max(ref.population_std or 0.0, STD_FLOOR)
         return self._result(distance / scale, None, distance=distance, scale=float(scale))
@@ -596,14 +609,43 @@ def _bin_numbers(ref: NDArray[np.float64], cur: NDArray[np.float64], bins: int) 
 
 
 def _bin_profiles(ref: ColumnProfile, cur: ColumnProfile, bins: int) -> Counts:
-    edges: NDArray[np.float64] = np.unique(
-        np.asarray(ref.quantiles(np.linspace(0, 1, bins + 1)[1:-1].tolist()))
-    )
+    edges: NDArray[np.float64] = np.unique(_quantiles(ref, np.linspace(0, 1, bins + 1)[1:-1]))
     out = []
     for prof in (ref, cur):
-        ranks = np.concatenate([[0.0], prof.cdf(edges), [1.0]])
+        ranks = np.concatenate([[0.0], _cdf(prof, edges), [1.0]])
         out.append(np.diff(ranks) * prof.n_values)
     return out[0], out[1]
+
+
+def _quantiles(prof: ColumnProfile, ranks: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Quantiles at ``ranks``: exact where the profile has its values, else from the sketch.
+
+    Exact ones follow KLL's (non-inclusive) definition, the ``floor(rank * n)``-th smallest
+    value, which is what the sketch itself gives while it holds every value.
+    """
+    values = prof.exact_values
+    if values is None:
+        return np.asarray(prof.quantiles(ranks) or [], dtype=np.float64)
+    if not len(values):
+        return np.empty(0)
+    at = np.minimum((np.asarray(ranks) * len(values)).astype(np.int64), len(values) - 1)
+    return np.sort(values)[at]
+
+
+def _cdf(prof: ColumnProfile, points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Share of values ``<= p`` for each point: exact where the profile has its values."""
+    values = prof.exact_values
+    if values is None:
+        return prof.cdf(points)
+    if not len(values):
+        return np.zeros(len(points))
+    below = np.searchsorted(np.sort(values), points, side="right")
+    return np.asarray(below, dtype=np.float64) / len(values)
+
+
+def _rank_error(prof: ColumnProfile) -> float:
+    """The single-sided normalized rank error of the profile's quantiles (0 when exact)."""
+    return 0.0 if prof.exact_values is not None else float(prof.kll.normalized_rank_error(False))
 
 
 def _profile_label_counts(ref: ColumnProfile, cur: ColumnProfile) -> Counts:

@@ -16,6 +16,10 @@ cache-sized blocks, the KLL sketch receives every finite value up to 65,536 of t
 stratified 1-in-2^level sample beyond (``kll_level``; merging weights each side by its
 level), and labels are counted first, so sketch updates run per distinct value, not per row.
 NaN counts as missing (as in pandas); statistics are over finite values only.
+
+A numeric column of at most ``EXACT_VALUES_LIMIT`` finite values also keeps them
+(``exact_values``, in memory only: not in ``to_dict``), so drift between profiles of data can
+be computed exactly and the same every run (KLL compaction is random, with no seed to set).
 """
 
 from __future__ import annotations
@@ -64,7 +68,10 @@ class ColumnProfile:
     deviations from the mean is ``m2 * 4**m2_exp`` (``m2_exp`` is 0 unless values are so large
     that it overflows). ``integral``: every finite value is a whole number. ``timezone``: the
     time zone of a datetime column whose values carry one (they are held as UTC).
-    ``kll_level``: the KLL sketch holds one value in ``2**kll_level``.
+    ``kll_level``: the KLL sketch holds one value in ``2**kll_level``. ``exact_values``: the
+    finite values of a numeric column profiled from data with at most ``EXACT_VALUES_LIMIT`` of
+    them (read-only, in row order; ``None`` beyond, and after ``from_dict``, as it is not
+    serialized); drift uses them instead of the sketch.
     """
 
     name: str
@@ -90,6 +97,7 @@ class ColumnProfile:
     hll_sampled: Any = field(default_factory=_new_hll)
     hll_exact: Any = field(default_factory=_new_hll)
     frequent: Any = field(default_factory=_new_frequent)
+    exact_values: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
 
     @property
     def numeric(self) -> bool:
@@ -223,6 +231,7 @@ class ColumnProfile:
         out.timezone = self.timezone if self.timezone == other.timezone else None
         if is_numeric(kind):
             out.kll, out.kll_level = _merge_kll(self, other)
+            out.exact_values = _merge_exact(self, other)
         else:
             out.kll = None
         out.hll_sampled = _union_hll(self.hll_sampled, other.hll_sampled)
@@ -565,9 +574,12 @@ def _profile_numbers(
     out.integral = moments.integral
     out.kll = ds.kll_doubles_sketch(sk.KLL_K)
     if not moments.n_values:
+        out.exact_values = _frozen(np.empty(0))
         return out
     sample, out.kll_level = cols.quantile_sample(chunks, moments.n_values, scan)
     out.kll.update(sample)
+    if out.kll_level == 0 and len(sample) <= sk.EXACT_VALUES_LIMIT:
+        out.exact_values = _frozen(np.array(sample, dtype=np.float64))  # a copy: may be a view
     counted, kept = cols.number_counts(chunks, moments, scan.hashed)
     if kept is None and counted is not None:
         kept = counted[0][sk.sampled(sk.hash_floats(counted[0]))]
@@ -629,6 +641,7 @@ def _absent(name: str, like: ColumnProfile, n_rows: int) -> ColumnProfile:
     out = ColumnProfile(name=name, type=like.type, count=n_rows, missing=n_rows)
     if like.numeric:
         out.kll = ds.kll_doubles_sketch(sk.KLL_K)
+        out.exact_values = _frozen(np.empty(0))
     return out
 
 
@@ -668,6 +681,21 @@ def _merge_kll(left: ColumnProfile, right: ColumnProfile) -> tuple[Any, int]:
             weighted = copy
         out.merge(weighted)
     return out, level
+
+
+def _merge_exact(left: ColumnProfile, right: ColumnProfile) -> NDArray[np.float64] | None:
+    """Both sides' exact values, left then right; ``None`` when one lacks them or too many."""
+    parts = [p.exact_values for p in (left, right) if p.n_values]  # no values: nothing lacks
+    kept = [part for part in parts if part is not None]
+    if len(kept) < len(parts) or sum(len(part) for part in kept) > sk.EXACT_VALUES_LIMIT:
+        return None
+    return _frozen(np.concatenate([np.empty(0), *kept]))
+
+
+def _frozen(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values`` (an array the profile owns) made read-only."""
+    values.flags.writeable = False
+    return values
 
 
 def _union_hll(left: Any, right: Any) -> Any:
