@@ -182,6 +182,31 @@ def test_unknown_column_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "column 'petal_lenght' not in the data" in _one_error_line(err)
 
 
+def test_a_slice_value_in_no_row_is_one_line_and_exit_2_and_a_small_slice_rule_vetoes(
+    tmp_path: Path,
+) -> None:
+    rules = [{"metric": "accuracy", "min": 0.5, "slice": "setosa"}]
+    typo = [{"name": "setosa", "column": "species", "values": ["setsoa"]}]
+    write_project(tmp_path, {**IRIS_SPEC, "slices": typo, "gates": {"rules": rules}})
+    code, _, err = _invoke("run", "-p", str(tmp_path))
+    assert code == 2
+    assert _one_error_line(err) == (
+        "error: slices[setosa].values: expected values that occur in column 'species', found "
+        "'setsoa' in no row of the data (did you mean 'setosa'?); its values: 'setosa', "
+        "'versicolor', 'virginica'"
+    )
+    # Spelled right, the slice holds too few of the 45 validation rows to judge the rule.
+    fixed = [{"name": "setosa", "column": "species", "values": ["setosa"]}]
+    write_project(tmp_path, {**IRIS_SPEC, "slices": fixed, "gates": {"rules": rules}})
+    code, out, _ = _invoke("run", "-p", str(tmp_path), "--format", "json")
+    assert code == 1, out
+    (failed,) = json.loads(out)["gate"]["failed"]
+    assert failed.startswith(
+        "accuracy >= 0.5 on slice 'setosa' failed: not judged, too few validation rows "
+        "('setosa' too small to judge: "
+    )
+
+
 def test_bad_estimator_is_one_line_and_exit_2(tmp_path: Path) -> None:
     write_project(
         tmp_path, {**IRIS_SPEC, "model": {"estimator": "sklearn.linear_model.LogisticRegresion"}}

@@ -88,7 +88,57 @@ def test_a_rule_on_a_per_value_slice_judges_every_value() -> None:
         "region=west",
     ]
     assert [r.slice for r in decision.failed] == ["region=north"]
-    assert not next(r for r in decision.reasons if r.slice == "region=west").judged
+    west = next(r for r in decision.reasons if r.slice == "region=west")
+    assert not west.judged
+    assert west.message.startswith("accuracy >= 0.85 not applied to slice 'region=west', ")
+    assert west.message.endswith("(applied to the other slices of 'region')")
+
+
+@pytest.mark.parametrize(
+    ("size", "why"),
+    [
+        (10, "'north' too small to judge: 10 rows"),
+        # A listed value found in the data but in no validation row (values found nowhere
+        # are refused before, see check_declared_values).
+        (0, "'north' empty: no validation rows"),
+    ],
+)
+def test_a_rule_on_a_slice_that_could_not_be_judged_vetoes(size: int, why: str) -> None:
+    evaluation = _evaluation(north=0.99, size=size)
+    if size == 0:
+        evaluation["slices"][0].update(reason="empty: no validation rows", metrics={})
+    spec = _spec(rules=[{"metric": "accuracy", "min": 0.8, "slice": "north"}])
+    decision = gate(evaluation, spec)
+    assert decision.decision == "vetoed"
+    (failed,) = decision.failed
+    assert failed.slice == "north" and failed.judged and not failed.passed
+    assert failed.message.startswith(
+        "accuracy >= 0.8 on slice 'north' failed: not judged, too few validation rows ("
+    )
+    assert why in failed.message and "lower gates.min_slice_size" in failed.message
+
+
+def test_a_rule_on_a_per_value_slice_none_of_whose_values_is_judged_vetoes() -> None:
+    evaluation = _evaluation()
+    evaluation["slices"] = [
+        {
+            "name": f"region={value}",
+            "kind": "declared",
+            "source": "region",
+            "size": 5,
+            "judged": False,
+            "reason": "too small to judge: 5 rows < min_slice_size 30",
+            "metrics": {"accuracy": 1.0},
+        }
+        for value in ("east", "north", "south", "west")
+    ]
+    spec = _spec(rules=[{"metric": "accuracy", "min": 0.85, "max": 1.0, "slice": "region"}])
+    (failed,) = gate(evaluation, spec).failed
+    assert failed.message.startswith(
+        "accuracy >= 0.85 and accuracy <= 1 on slice 'region' failed: not judged, "
+    )
+    assert "'region=south' too small to judge" in failed.message
+    assert "and 1 more" in failed.message and "region=west" not in failed.message
 
 
 def test_champion_regression_overall_and_per_slice() -> None:

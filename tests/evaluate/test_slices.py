@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from readyml.config import SliceSpec
-from readyml.errors import DataError
-from readyml.evaluate.slices import Slice, evaluate_slices
+from readyml.errors import ConfigError, DataError
+from readyml.evaluate.slices import Slice, check_declared_values, evaluate_slices
 
 
 def _frame() -> pd.DataFrame:
@@ -67,3 +67,35 @@ def test_automatic_slices_cover_every_categorical_feature_and_small_ones_are_not
 def test_unknown_slice_column_names_the_slice() -> None:
     with pytest.raises(DataError, match=r"slices\[bad\]: column 'nope'"):
         _run([SliceSpec(name="bad", column="nope")])
+
+
+def test_a_declared_value_found_in_no_row_is_a_config_error_naming_it() -> None:
+    train, valid = _frame().iloc[:60], _frame().iloc[60:]
+    typo = SliceSpec(name="south", column="city", values=["rome", "nicce"])
+    with pytest.raises(ConfigError) as raised:
+        check_declared_values([typo], [train, valid])
+    assert str(raised.value) == (
+        "slices[south].values: expected values that occur in column 'city', found 'nicce' in "
+        "no row of the data (did you mean 'nice'?); its values: 'nice', 'oslo', 'rome'"
+    )
+
+
+def test_declared_values_found_in_the_data_pass_even_outside_the_validation_rows() -> None:
+    frame = _frame()
+    frame["month"] = [float(1 + i % 12) for i in range(len(frame))]
+    train, valid = frame[frame["city"] != "nice"], frame[frame["city"] == "nice"]
+    check_declared_values(
+        [
+            SliceSpec(name="north", column="city", values=["oslo"]),  # in training rows only
+            SliceSpec(name="winter", column="month", values=[12, 1, 2]),  # 12 matches 12.0
+            SliceSpec(name="young", column="age", max=30),  # ranges are not values
+            SliceSpec(name="bad", column="nope", values=["x"]),  # slice_masks names it
+        ],
+        [train, valid],
+    )
+
+
+def test_a_refusal_shows_the_first_few_values_and_how_many() -> None:
+    frame = pd.DataFrame({"code": [f"c{i:02d}" for i in range(30)]})
+    with pytest.raises(ConfigError, match=r"its values: 'c00', .*'c07' \.\.\. \(30 in all\)$"):
+        check_declared_values([SliceSpec(name="s", column="code", values=["zz"])], [frame])

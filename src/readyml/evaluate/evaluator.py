@@ -28,7 +28,7 @@ from readyml.evaluate.metrics import (
     compute_metrics,
     primary_metric,
 )
-from readyml.evaluate.slices import evaluate_slices
+from readyml.evaluate.slices import check_declared_values, evaluate_slices
 from readyml.flavors import ModelAdapter
 
 
@@ -77,7 +77,13 @@ def evaluate_model(
             small data; ``None`` skips it.
         extras: Also compute importance, feature cost and serving cost (the parts the
             gate's metric rules do not need; benchmarks turn them off).
+
+    Raises:
+        ConfigError: A declared slice lists a value found in no row of ``train`` or
+            ``valid`` (see :func:`~readyml.evaluate.slices.check_declared_values`).
+        DataError: A declared slice names a column the validation data lacks.
     """
+    check_declared_values(spec.slices, [train, valid])
     clock = _Clock()
     task = model.task
     primary = primary_metric(task, spec.metrics.primary)

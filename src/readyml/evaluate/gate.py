@@ -12,7 +12,9 @@ one, the current champion's. Rule kinds, each declared under ``gates:`` in ready
 * ``fairness`` — upper bounds on disparities across the groups of a sensitive attribute.
 
 A slice too small to judge yields a reason with ``judged: false``; it neither passes nor
-fails silently. The candidate is blessed when every judged reason passed.
+fails silently. A rule on a declared slice none of whose slices could be judged fails: it
+would otherwise bless what it was declared to veto. The candidate is blessed when every
+judged reason passed.
 """
 
 from __future__ import annotations
@@ -131,6 +133,12 @@ def _slices(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in evaluation.get("slices") or []}
 
 
+def _rule_label(rule: GateRule) -> str:
+    """``accuracy >= 0.8`` (and ``<=`` its max): the rule as its reasons name it."""
+    bounds = [(">=", rule.min), ("<=", rule.max)]
+    return " and ".join(f"{rule.metric} {op} {v:g}" for op, v in bounds if v is not None)
+
+
 def _slice_rules(rule: GateRule, evaluation: dict[str, Any]) -> list[Reason]:
     """The rule on the named slice, or on every slice a per-value or cross slice made."""
     slices = _slices(evaluation)
@@ -143,10 +151,24 @@ def _slice_rules(rule: GateRule, evaluation: dict[str, Any]) -> list[Reason]:
     if not found:
         message = f"{rule.metric} on slice '{name}': no such slice was evaluated"
         return [Reason(f"slice {name}", rule.metric, None, None, False, message, "absolute", name)]
+    label = _rule_label(rule)
+    unjudged = [each for each in found if not each.get("judged", True)]
+    if len(unjudged) == len(found):
+        # Fail closed: a rule that judged no slice would bless the model it was declared to veto.
+        why = "; ".join(f"'{s['name']}' {s.get('reason') or 'not judged'}" for s in unjudged[:3])
+        more = f"; and {len(unjudged) - 3} more" if len(unjudged) > 3 else ""
+        message = (
+            f"{label} on slice '{name}' failed: not judged, too few validation rows "
+            f"({why}{more}); add validation rows or lower gates.min_slice_size"
+        )
+        return [Reason(f"slice {name}", rule.metric, None, None, False, message, "absolute", name)]
     reasons: list[Reason] = []
     for each in found:
         if not each.get("judged", True):
-            message = f"slice '{each['name']}' not judged: {each.get('reason')}"
+            message = (
+                f"{label} not applied to slice '{each['name']}', {each.get('reason')} "
+                f"(applied to the other slices of '{name}')"
+            )
             reasons.append(
                 Reason(
                     f"slice {each['name']}",

@@ -3,11 +3,13 @@
 Declared slices come from ``slices:`` in readyml.yaml (a column's values, a numeric range, one
 slice per value of a column, or the cross of two columns); automatic slices add one per value
 of every categorical feature. A slice smaller than the gate's ``min_slice_size`` is reported
-with ``judged: false`` and the reason, never silently passed.
+with ``judged: false`` and the reason, never silently passed. A declared value found in no
+row of the data is a typo until shown otherwise (:func:`check_declared_values`): refused.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from readyml.config import SliceSpec
-from readyml.errors import DataError
+from readyml.errors import ConfigError, DataError
 from readyml.evaluate.metrics import Array, clean, compute_metrics
 
 SliceKind = Literal["declared", "auto"]
@@ -55,6 +57,55 @@ def _order(value: Any) -> tuple[int, float, str]:
 def _values_mask(column: pd.Series, values: Sequence[Any]) -> Array:
     wanted = {_label(v) for v in values}
     return np.asarray(column.map(_label).isin(wanted).to_numpy() & column.notna().to_numpy())
+
+
+# Values of a column a refusal names, at most.
+_SHOWN_VALUES = 8
+
+
+def check_declared_values(declared: Sequence[SliceSpec], frames: Sequence[pd.DataFrame]) -> None:
+    """Refuse a declared slice value (``values:``) that occurs in no row of ``frames``.
+
+    Such a value is a typo (``rian`` for ``rain``) or stale: its slice is empty or short of
+    the rows it was meant to hold, and a gate rule on it would judge nothing. A column that
+    no frame has is left to :func:`slice_masks`, which names it.
+
+    Raises:
+        ConfigError: A listed value matches no row; the message names the slice, the values
+            and the column's values (the first few, and the closest match).
+
+    >>> frame = pd.DataFrame({"weather": ["rain", "sun"]})
+    >>> check_declared_values([SliceSpec(name="wet", column="weather", values=["rian"])], [frame])
+    Traceback (most recent call last):
+    ...
+    readyml.errors.ConfigError: slices[wet].values: expected values that occur in column \
+'weather', found 'rian' in no row of the data (did you mean 'rain'?); its values: 'rain', 'sun'
+    """
+    for spec in declared:
+        if spec.values is None:
+            continue
+        columns = [frame[spec.column] for frame in frames if spec.column in frame.columns]
+        if not columns:
+            continue
+        present = pd.concat(columns, ignore_index=True).dropna().drop_duplicates()
+        found = {_label(value) for value in present}
+        missing = [_label(v) for v in spec.values if _label(v) not in found]
+        if not missing:
+            continue
+        shown = sorted(present.tolist(), key=_order)
+        listed = ", ".join(repr(_label(v)) for v in shown[:_SHOWN_VALUES])
+        more = f" ... ({len(shown)} in all)" if len(shown) > _SHOWN_VALUES else ""
+        close = [
+            match
+            for value in missing
+            for match in difflib.get_close_matches(value, sorted(found), n=1)
+        ]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ConfigError(
+            f"slices[{spec.name}].values: expected values that occur in column "
+            f"'{spec.column}', found {', '.join(map(repr, missing))} in no row of the data"
+            f"{hint}; its values: {listed or 'none'}{more}"
+        )
 
 
 def slice_masks(

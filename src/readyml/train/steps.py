@@ -492,7 +492,7 @@ class GateModel:
     """
 
     name: ClassVar[str] = "gate"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4  # 4: a slice rule that judged no slice vetoes
     inputs: ClassVar[tuple[str, ...]] = ("metrics", "valid")
     outputs: ClassVar[dict[str, Kind]] = {"gate": "json"}
     cacheable: ClassVar[bool] = True
