@@ -41,7 +41,8 @@ def error_line(message: str) -> None:
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a simple table on stdout; titles and cells are plain text, never markup
-    (a column named ``price[usd]`` or a value like ``[/x]`` is shown as written)."""
+    (a column named ``price[usd]`` or a value like ``[/x]`` is shown as written), and a cell
+    too long for its column wraps onto more lines rather than losing its end."""
     grid = Table(
         title=None if title is None else Text(title),
         title_justify="left",
@@ -49,7 +50,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
         pad_edge=False,
     )
     for column in columns:
-        grid.add_column(Text(column))
+        grid.add_column(Text(column), overflow="fold")  # a long path or id is wrapped, not cut
     for row in rows:
         grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     stdout.print(grid)

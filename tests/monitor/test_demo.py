@@ -52,6 +52,15 @@ def test_monitor_demo_shows_a_real_drift_alert_and_a_quality_drop(
     assert path.exists() and "<svg" in path.read_text()
     evidence = registry.store.list_evidence(project.spec.name, test_id="monitor-7")
     assert evidence and evidence[-1].automated and not evidence[-1].passed
+    # Every check's evidence links to the run's page, kept in the artifact store.
+    assert report.artifact is not None and report.artifact.startswith("monitoring/")
+    assert {
+        e.artifact
+        for e in registry.store.list_evidence(project.spec.name)
+        if e.created_at == evidence[-1].created_at
+    } == {report.artifact}
+    page = Path(registry.artifacts.url_for(report.artifact)).read_text()
+    assert "drift:label" in page and 'id="report-data"' in page
     # The failed evidence says why with the findings, not only the numbers measured.
     reason = evidence[-1].details["reason"]
     quality_drop = next(a for a in report.alerts if a.labels["key"] == "quality:accuracy")

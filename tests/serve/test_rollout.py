@@ -644,6 +644,11 @@ def test_candidate_failing_infra_validation_never_receives_traffic(fleet: Fleet)
     evidence = registry_of(fleet.root).list_evidence("iris", test_id="infra-6")
     failed = [e for e in evidence if e.version == fleet.nan]
     assert failed and not failed[0].passed and "NaN" in failed[0].details["reason"]
+    assert failed[0].artifact is not None  # the validation's report, kept in the store
+    stored = json.loads(
+        Path(registry_of(fleet.root).artifacts.url_for(failed[0].artifact)).read_text()
+    )
+    assert "NaN" in stored["reason"]
 
 
 def test_shadow_answers_with_stable_and_records_the_candidate(fleet: Fleet) -> None:
@@ -683,6 +688,11 @@ def test_canary_of_shifted_candidate_is_rolled_back_with_the_reason(fleet: Fleet
     eventually(lambda: bool(registry.list_evidence("iris", test_id="infra-7")))
     executed = registry.list_evidence("iris", test_id="infra-7")
     assert executed[-1].passed and executed[-1].details["seconds"] < 1.0
+    # The evidence links to the rollout's decision log, the rollback decision included.
+    assert executed[-1].artifact and executed[-1].artifact.startswith("rollouts/iris/")
+    log = json.loads(Path(registry.artifacts.url_for(executed[-1].artifact)).read_text())
+    assert log["candidate_version"] == fleet.shifted
+    assert log["decisions"][-1]["action"] == "rollback"
 
 
 def test_canary_returning_nan_on_live_traffic_is_rolled_back(fleet: Fleet) -> None:
@@ -753,6 +763,9 @@ def test_rollback_command_is_instant_and_tells_the_server(fleet: Fleet) -> None:
     assert report["to_version"] == 1 and report["seconds"] < 1.0
     evidence = registry.list_evidence("iris", test_id="infra-7")
     assert evidence[-1].details["seconds"] == report["seconds"]
+    assert evidence[-1].artifact and evidence[-1].artifact.startswith("rollbacks/iris/")
+    kept = json.loads(Path(registry.artifacts.url_for(evidence[-1].artifact)).read_text())
+    assert kept["to_version"] == 1 and kept["reason"] == "bad numbers"
 
 
 def test_rollback_of_a_direct_deploy_tells_the_server_when_champion_never_moved(

@@ -8,6 +8,7 @@ the sinks. :func:`run_monitor` does all of it for a project; :func:`run_every` r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from readyml.config import Project, duration_seconds
-from readyml.errors import ReadymlError
+from readyml.errors import ReadymlError, RegistryError
 from readyml.monitor.alerts import (
     STATE_FILE,
     Alert,
@@ -31,9 +32,11 @@ from readyml.monitor.checks._base import clean
 from readyml.monitor.inputs import MonitorInputs, load_inputs, logs_root
 from readyml.monitor.settings import check_settings
 from readyml.registry import Registry
+from readyml.registry.reports import key_part, stamp
 from readyml.types import JSON, Evidence
 
 REPORTS_DIR = "reports"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +65,7 @@ class MonitorReport:
     errors: dict[str, str] = field(default_factory=dict)
     rows: int = 0
     no_traffic: str = ""
+    artifact: str | None = None  # the key of this report's HTML page in the artifact store
 
     @property
     def ok(self) -> bool:
@@ -109,6 +113,7 @@ class MonitorReport:
             "deduplicated": self.deduplicated,
             "deliveries": self.deliveries,
             "errors": dict(self.errors),
+            "artifact": self.artifact,
         }
 
 
@@ -165,6 +170,8 @@ class Monitor:
                 f"no logged requests of {ref.model}:{ref.version} in the last "
                 f"{spec.lookback} at {logs_root(inputs.workspace)}"
             )
+        if self.registry is not None:
+            report.artifact = report_key(report)
         self._evidence(inputs, report)
         found = [
             alert_for(
@@ -192,7 +199,21 @@ class Monitor:
         )
         book.mark_sent(report.sent, now=inputs.now)
         report.pending = [a for a in update.notify if a not in report.sent]
+        self._keep_page(report)
         return report
+
+    def _keep_page(self, report: MonitorReport) -> None:
+        """Store the run's HTML page where its evidence links to; a store that refuses it is
+        logged, as the checks, evidence and alerts stand without it."""
+        if self.registry is None or report.artifact is None:
+            return
+        from readyml.monitor.report import render_monitoring_html  # it imports this module
+
+        try:
+            page = render_monitoring_html(report).encode("utf-8")
+            self.registry.artifacts.put_bytes(report.artifact, page)
+        except RegistryError as exc:
+            _log.warning("monitoring page %s was not kept (%s)", report.artifact, exc)
 
     def _evidence(self, inputs: MonitorInputs, report: MonitorReport) -> None:
         if self.registry is None:
@@ -220,6 +241,7 @@ class Monitor:
                     model_name=report.model,
                     version=report.version,
                     details=clean(details),
+                    artifact=report.artifact,
                     created_at=inputs.now,
                 )
             )
@@ -264,6 +286,12 @@ def run_monitor(
     source = project.spec.data.source
     data_source = None if project.spec.data.is_loader else source
     return Monitor(sinks=sinks, registry=registry).run(inputs, data_source=data_source)
+
+
+def report_key(report: MonitorReport) -> str:
+    """Where the HTML page of a run is kept in the artifact store (its evidence links to it)."""
+    where = f"{key_part(report.project)}/{key_part(report.model)}-v{report.version}"
+    return f"monitoring/{where}/{stamp(report.at)}.html"
 
 
 def report_path(workspace: Path, at: datetime) -> Path:

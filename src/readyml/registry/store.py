@@ -560,8 +560,9 @@ class MetadataStore:
         project: str | None = None,
         test_id: str | None = None,
         since: datetime | None = None,
+        run_id: str | None = None,
     ) -> list[Evidence]:
-        """Return evidence, oldest first, filtered by project, rubric test and time.
+        """Return evidence, oldest first, filtered by project, rubric test, time and run.
 
         Raises:
             RegistryError: A row was edited by hand into something that is not evidence
@@ -574,6 +575,8 @@ class MetadataStore:
             query = query.where(EvidenceRow.test_id == test_id)
         if since is not None:
             query = query.where(EvidenceRow.created_at >= since)
+        if run_id is not None:
+            query = query.where(EvidenceRow.run_id == run_id)
         try:
             with self.session() as session:
                 return [_evidence(row) for row in session.scalars(query)]

@@ -394,15 +394,19 @@ def project_evidence(
 def score_project(
     project: Project, registry: Registry, *, now: datetime | None = None
 ) -> ScoreReport:
-    """The ML Test Score of a project, from its registry's evidence and its attestations.
+    """The ML Test Score of a project, from its registry's evidence and its attestations,
+    each shown evidence item linked to what it found (:mod:`readyml.score.links`).
 
     Example:
         >>> report = score_project(Project.load("readyml-demo"), registry)  # doctest: +SKIP
         >>> report.final > 5  # doctest: +SKIP
         True
     """
+    from readyml.score.links import with_links  # it imports this module
+
     now = as_utc(now or datetime.now(UTC))
     records, damaged = project_evidence(project, registry, now=now)
-    return compute_score(
+    report = compute_score(
         records, project=project.spec.name, now=now, spec=project.spec.score, damaged=damaged
     )
+    return with_links(report, project.root, registry)

@@ -14,15 +14,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from readyml.errors import ReadymlError, ServeError
+from readyml.errors import ReadymlError, RegistryError, ServeError
 from readyml.predict import Part, Prediction, Predictor, nonfinite_rows
 from readyml.registry import ModelVersion, Registry
+from readyml.registry.reports import key_part, put_json_report, stamp
 from readyml.types import JSON, Evidence
 
 INFRA_TEST_ID = "infra-6"
@@ -177,15 +179,23 @@ def logged_rows(folder: Path, predictor: Predictor, limit: int) -> list[JSON]:
 def record_failure(
     registry: Registry, project: str, version: ModelVersion, report: InfraReport
 ) -> None:
-    """Record a failed validation as evidence ``infra-6`` (passed=False) for the version."""
+    """Record a failed validation as evidence ``infra-6`` (passed=False) for the version,
+    linked to the validation's report in the artifact store."""
+    details = {"check": "infra_validation", **report.to_dict()}
+    key = f"infra-validation/{key_part(version.name)}-v{version.version}/{stamp(datetime.now(UTC))}"
+    try:  # the validation's failure is what the caller reports, not the store's
+        artifact: str | None = put_json_report(registry, f"{key}.json", details)
+    except RegistryError:
+        artifact = None
     registry.add_evidence(
         Evidence(
             test_id=INFRA_TEST_ID,
             passed=False,
             automated=True,
             project=project,
-            details={"check": "infra_validation", **report.to_dict()},
+            details=details,
             model_name=version.name,
             version=version.version,
+            artifact=artifact,
         )
     )

@@ -12,10 +12,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
-from readyml.errors import AliasError, ReadymlError, ServeError
+from readyml.errors import AliasError, ReadymlError, RegistryError, ServeError
 from readyml.registry import CHAMPION, AliasEvent, Registry
+from readyml.registry.reports import key_part, put_json_report, stamp
 from readyml.types import Evidence
 
 # Seconds a management call may take before the CLI gives up.
@@ -154,15 +156,22 @@ def rollback_model(
         "server": url,
         "seconds": time.monotonic() - started_s,
     }
+    details = {**result, "reason": reason, "served": served}
+    key = f"rollbacks/{key_part(name)}/{stamp(datetime.now(UTC))}.json"
+    try:  # the rollback is done: a record that cannot be kept must not report it failed
+        artifact: str | None = put_json_report(registry, key, {"who": who, **details})
+    except RegistryError:
+        artifact = None
     registry.add_evidence(
         Evidence(
             test_id="infra-7",
             passed=True,
             automated=True,
             project=project,
-            details={**result, "reason": reason, "served": served},
+            details=details,
             model_name=name,
             version=to_version,
+            artifact=artifact,
         )
     )
     return result

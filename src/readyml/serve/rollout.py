@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import json
 import os
@@ -47,6 +48,7 @@ from readyml.config import RolloutSpec, describe_validation_error
 from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
 from readyml.predict import NonFiniteOutput, Predictor
 from readyml.registry import CHAMPION, ModelVersion, Registry
+from readyml.registry.reports import key_part, put_json_report, stamp
 from readyml.serve._http import Scope
 from readyml.serve.canary import ArmStats, Outcome, Verdict, judge, request_cap
 from readyml.serve.deployment import Deployment, ModelTable
@@ -723,6 +725,15 @@ class RolloutManager:
                 who=CONTROLLER,
                 reason=f"{action}: {reason}",
             )
+            if items:  # the evidence links to the rollout's decisions so far, this one included
+                log = {
+                    **rollout.record.to_dict(),
+                    "decisions": [*map(asdict, rollout.record.decisions), asdict(decision)],
+                }
+                key = await asyncio.to_thread(
+                    put_json_report, self.registry, rollout_log_key(rollout.record), log
+                )
+                items = [dataclasses.replace(item, artifact=key) for item in items]
             for item in items:
                 await asyncio.to_thread(self.registry.add_evidence, item)
         finally:  # the decision is kept even when the registry refused the audit
@@ -773,6 +784,17 @@ def override_error(exc: ValidationError) -> str:
     if error["type"] == "too_short":
         wording = f"at least {error.get('ctx', {}).get('min_length')} item(s)"
     return f"{key}: expected {wording.removeprefix('input should be ')}, found {found}"
+
+
+def rollout_log_key(record: RolloutRecord) -> str:
+    """Where a rollout's decision log is kept in the artifact store (its evidence links to it).
+
+    >>> record = RolloutRecord("fraud", 1, 2, "promoted", 0, {}, "2026-12-07T18:05:01.250+00:00")
+    >>> rollout_log_key(record)
+    'rollouts/fraud/20261207T180501250000Z-v2.json'
+    """
+    started = datetime.fromisoformat(record.started_at)
+    return f"rollouts/{key_part(record.model)}/{stamp(started)}-v{record.candidate_version}.json"
 
 
 def _now() -> str:

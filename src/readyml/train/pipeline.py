@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -35,6 +36,7 @@ import pandas as pd
 
 from readyml.errors import IntegrityError, PipelineError, ReadymlError
 from readyml.flavors import ModelAdapter, load_model
+from readyml.registry.reports import put_json_report, run_report_key
 from readyml.train.fingerprint import hash_frame, hash_json, hash_model_files
 from readyml.types import JSON, Evidence
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 Kind = Literal["frame", "json", "model"]
 EVIDENCE_KEY = "_evidence"  # where a step's recorded evidence is kept with its cached outputs
 StepStatus = Literal["succeeded", "failed", "skipped"]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class RunResult:
     values: dict[str, Value]
     duration_s: float
     error: ReadymlError | None = None
+    report: str | None = None  # the run report's key in the artifact store, if it was kept
 
     def value(self, name: str) -> Any:
         """The object a step produced under ``name``."""
@@ -220,6 +224,8 @@ class Pipeline:
             registry.store.finish_run(record.id, status=status, error=str(error) if error else None)
         except BaseException as exc:
             _fail_run(registry, record.id, _interruption(exc, where), exc)
+            with contextlib.suppress(Exception):  # the run's own error is the one to raise
+                _keep_run_report(registry, record.id, runs)
             raise
         duration = time.monotonic() - started
         details: JSON = {
@@ -243,7 +249,8 @@ class Pipeline:
                 details=details,
             )
         )
-        result = RunResult(record.id, status, runs, values, duration, error)
+        report = _keep_run_report(registry, record.id, runs)
+        result = RunResult(record.id, status, runs, values, duration, error, report)
         reporter.run_finished(result)
         return result
 
@@ -422,6 +429,37 @@ def _interruption(exc: BaseException, where: str) -> str:
     what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     verb = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "crashed"
     return f"{verb} ({what}) {where}"
+
+
+def write_run_report(registry: Registry, run_id: str, steps: Sequence[StepRun]) -> str:
+    """Keep the run's report in the artifact store, where its evidence links to: the run as
+    recorded, how each step went, and the evidence it recorded. Returns the key.
+
+    Raises:
+        RegistryError: The metadata store cannot be read or the artifact store written.
+    """
+    run = registry.store.get_run(run_id)
+    evidence = registry.store.list_evidence(project=run.project, run_id=run_id)
+    document: JSON = {
+        "kind": "pipeline run",
+        **run.to_dict(),
+        "steps": [asdict(step) for step in steps],
+        "evidence": [
+            {"test_id": e.test_id, "passed": e.passed, "artifact": e.artifact, "details": e.details}
+            for e in evidence
+        ],
+    }
+    return put_json_report(registry, run_report_key(run_id), document)
+
+
+def _keep_run_report(registry: Registry, run_id: str, steps: Sequence[StepRun]) -> str | None:
+    """:func:`write_run_report`, or ``None`` with a warning: the run is recorded either way,
+    and a store that refuses its report must not turn its outcome into another."""
+    try:
+        return write_run_report(registry, run_id, steps)
+    except ReadymlError as exc:
+        _log.warning("run %s: its report was not kept (%s)", run_id, exc)
+        return None
 
 
 def _fail_run(registry: Registry, run_id: str, error: str, exc: BaseException) -> None:

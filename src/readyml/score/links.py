@@ -1,0 +1,71 @@
+"""Evidence links a person can follow: artifact keys turned into paths or URLs.
+
+Evidence names its artifact by artifact-store key (``runs/ID/report.json``), by a file of
+the project (``schema.yaml``) or by URL (an attestation's link); a pipeline run's or a
+check's evidence names none and links to its run's report (:func:`run_report_key`) once
+that exists. A key becomes a path relative to the project when the store is the project's
+own folder, else the store's URL (``s3://bucket/prefix/runs/ID/report.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from readyml.errors import RegistryError
+from readyml.registry import Registry
+from readyml.registry.reports import run_report_key
+from readyml.score.scoring import EvidenceItem, ScoreReport
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class EvidenceLinks:
+    """Resolves evidence links against one project and its registry (each key looked up once)."""
+
+    def __init__(self, root: Path, registry: Registry) -> None:
+        self.root = root
+        self.registry = registry
+        self._stored: dict[str, bool] = {}
+
+    def stored(self, key: str) -> bool:
+        """Whether the artifact store holds ``key`` (``False`` for a non-key or an unreadable
+        store: the score is still shown, with the link as recorded)."""
+        if key not in self._stored:
+            try:
+                self._stored[key] = self.registry.artifacts.exists(key)
+            except RegistryError:
+                self._stored[key] = False
+        return self._stored[key]
+
+    def where(self, key: str) -> str:
+        """Where a stored key can be opened: a path relative to the project, or a URL."""
+        url = self.registry.artifacts.url_for(key)
+        if _URL.match(url):
+            return url
+        path = Path(url)
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+    def link(self, item: EvidenceItem) -> str | None:
+        """The followable link of one evidence item, or ``None`` when it has none."""
+        if item.link is None:
+            if item.run_id is not None and self.stored(run_report_key(item.run_id)):
+                return self.where(run_report_key(item.run_id))
+            return None
+        if _URL.match(item.link) or (self.root / item.link).exists():
+            return item.link
+        return self.where(item.link) if self.stored(item.link) else item.link
+
+
+def with_links(report: ScoreReport, root: Path, registry: Registry) -> ScoreReport:
+    """``report`` with every shown evidence item's link made followable (see module doc)."""
+    links = EvidenceLinks(root.resolve(), registry)
+    tests = [
+        dataclasses.replace(
+            score,
+            evidence=[dataclasses.replace(i, link=links.link(i)) for i in score.evidence],
+        )
+        for score in report.tests
+    ]
+    return dataclasses.replace(report, tests=tests)
