@@ -375,7 +375,9 @@ def run_demo(directory: Path, *, with_torch: bool | None = None) -> int:
     fed = record_feedback(
         project.workspace, [{"request_id": rid, "label": by_id[rid]} for rid in replayed]
     )
-    console.stdout.print(f"  fed back {fed.recorded:,} labels ({fed.unknown} unknown ids)")
+    console.stdout.print(
+        f"  fed back {fed.new + fed.relabelled:,} labels ({fed.unknown} unknown ids)"
+    )
     monitor_report, monitor_html = monitor_demo(project, registry)
 
     _step("feedback loop: capture what failed, label it, retrain on the alert, canary the result")

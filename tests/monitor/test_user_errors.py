@@ -82,7 +82,7 @@ def test_feedback_rejects_labels_not_among_the_classes_and_exits_1(
     code, out, _ = invoke("feedback", str(csv), "-p", str(root), "--format", "json")
     assert code == 1, out
     data = json.loads(out)
-    assert (data["recorded"], data["rejected"]) == (2, 2)
+    assert (data["new"], data["rejected"]) == (2, 2)
     assert data["errors"] == [
         f"row 2: label: expected one of {CLASSES}, found 'merlot'",
         f"row 4: label: expected one of {CLASSES}, found 'Setosa'",
@@ -100,12 +100,19 @@ def test_feedback_with_only_good_records_exits_0(
     jsonl.write_text(
         "\n".join(
             json.dumps({"request_id": r, "label": y})
-            for r, y in zip(log["request_id"][:3], log["truth"][:3], strict=True)
+            for r, y in zip(log["request_id"][10:13], log["truth"][10:13], strict=True)
         )
     )
     code, out, _ = invoke("feedback", str(jsonl), "-p", str(root), "--format", "json")
     assert code == 0, out
-    assert json.loads(out)["recorded"] == 3
+    assert json.loads(out)["new"] == 3
+    # The same file again: every row repeats the label in effect, and the text says so.
+    code, out, _ = invoke("feedback", str(jsonl), "-p", str(root))
+    assert code == 0, out
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "received 3 (= new + relabelled + duplicates + rejected)" in lines
+    assert "new 0 (the first label of their id)" in lines
+    assert "duplicates 3 (the label already in effect; ignored)" in lines
 
 
 def test_record_feedback_numbers_rows_from_1_and_checks_numbers(workspace: Path) -> None:
@@ -114,7 +121,7 @@ def test_record_feedback_numbers_rows_from_1_and_checks_numbers(workspace: Path)
         [{"request_id": "r1", "label": 1.0}, {"request_id": "r2", "label": "x"}, {"label": 1}],
         classes=["0", "1"],
     )
-    assert result.recorded == 1  # 1.0 is the class 1
+    assert result.new == 1  # 1.0 is the class 1
     assert result.errors == [
         "row 2: label: expected one of 0, 1, found 'x'",
         "row 3: request_id: expected a non-empty string, found null",

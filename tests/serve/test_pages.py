@@ -31,7 +31,8 @@ def test_feedback_then_report_pages(tmp_path: Path) -> None:
         counts = fed.json()
         assert "path" not in counts  # the server's files are not the client's business
         # req-1 may not be in the request log's files yet: "unknown" counts it until it is.
-        assert (counts["recorded"], counts["rejected"]) == (2, 1) and counts["unknown"] >= 1
+        assert (counts["new"], counts["relabelled"], counts["duplicates_ignored"]) == (2, 0, 0)
+        assert counts["rejected"] == 1 and counts["unknown"] >= 1
         assert counts["errors"] == [
             "row 3: label: expected one of setosa, versicolor, virginica, found 'rose'"
         ]

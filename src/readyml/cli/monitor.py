@@ -142,9 +142,10 @@ def feedback(
 ) -> None:
     """Record labels that arrived after the predictions, joined to the log by request id.
 
-    A record without an id, or whose label is not one of the served model's classes (a
-    number, for a regressor), is rejected and reported by its row number; the others are
-    recorded. Exit code 1 when a record was rejected.
+    Each record is counted once: a new label, a relabel (replacing an earlier label of its
+    id), a duplicate of the label in effect (ignored), or rejected — without an id, or with a
+    label that is not one of the served model's classes (a number, for a regressor) — and
+    reported by its row number. Exit code 1 when a record was rejected.
     """
     from readyml.config import Project
     from readyml.monitor import record_feedback
@@ -168,13 +169,18 @@ def _show_feedback(file: Path, result: FeedbackResult) -> None:
     console.key_values(
         f"feedback from {file.name}",
         [
-            ("received", result.received),
-            ("recorded", result.recorded),
-            ("unknown ids", result.unknown),
-            ("duplicates", f"{result.duplicates} (last one wins)"),
+            ("received", f"{result.received} (= new + relabelled + duplicates + rejected)"),
+            ("new", f"{result.new} (the first label of their id)"),
+            ("relabelled", f"{result.relabelled} (replaced an earlier label; the later one wins)"),
+            ("duplicates", f"{result.duplicates_ignored} (the label already in effect; ignored)"),
             ("rejected", result.rejected),
         ],
     )
+    if result.unknown:
+        console.stdout.print(
+            f"  {result.unknown} of the ids labelled are not in the request log yet "
+            "(kept: a label can arrive before its request is logged)"
+        )
     for error in result.errors:
         console.stderr.print(f"  rejected {error}")
     if result.rejected > len(result.errors):

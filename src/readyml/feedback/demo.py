@@ -130,7 +130,9 @@ def feedback_demo(
             project.workspace,
             [{"request_id": rid, "label": traffic_labels[i]} for rid, i in sent.items()],
         )
-        console.stdout.print(f"  labels for the rollout's traffic arrive later: {fed.recorded:,}")
+        console.stdout.print(
+            f"  labels for the rollout's traffic arrive later: {fed.new + fed.relabelled:,}"
+        )
     return outcome
 
 

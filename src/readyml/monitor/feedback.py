@@ -6,12 +6,15 @@ outcome happened, UTC: ISO 8601 text or Unix seconds, from 1970 up to a day afte
 received; defaults to the time received), ``received`` and ``seq`` (order within
 the call). Nothing is rewritten: the last label written for an id wins when joined.
 
-A bad record (no id, no label, a label that is not one of the model's classes when they are
-given, a time that is not one) is counted as rejected and listed by its row number (from 1);
-an id absent from the request log is counted as unknown (and kept: the server writes its log
-in the background, so a label may arrive before its request's row). Duplicates — twice in
-one call, or already labelled — are counted; the newest label wins. Nothing in a batch is
-lost to another record's problem.
+Each record given is counted once, in order, as exactly one of: ``new`` (the first label of
+its id), ``relabelled`` (a different label, or a different ``ts``, replacing the one in
+effect — recorded earlier or earlier in the same call; the later one wins),
+``duplicates_ignored`` (the label in effect again, with no ``ts`` or the same one: nothing
+written) or ``rejected`` (no id, no label, a label that is not one of the model's classes
+when they are given, a time that is not one; listed by its row number, from 1). The four add
+up to ``received``. Apart from them, ``unknown`` counts the ids written that are absent from
+the request log (kept: the server writes its log in the background, so a label may arrive
+before its request's row). Nothing in a batch is lost to another record's problem.
 
 :func:`feedback_app` is the ``POST /v2/feedback`` endpoint as a plain ASGI application.
 """
@@ -41,7 +44,6 @@ from readyml.monitor.inputs import (
     _file_list,
     feedback_files,
     logs_root,
-    query,
 )
 from readyml.predict.inputs import describe
 from readyml.types import JSON
@@ -75,13 +77,18 @@ _SCHEMA = pa.schema(
 
 @dataclass
 class FeedbackResult:
-    """What happened to one batch of feedback records."""
+    """What happened to one batch of feedback records.
+
+    ``new + relabelled + duplicates_ignored + rejected == received``: each record is counted
+    once. ``unknown`` is apart: how many of the ids written are not in the request log yet.
+    """
 
     received: int = 0
-    recorded: int = 0
-    unknown: int = 0
-    duplicates: int = 0
+    new: int = 0
+    relabelled: int = 0
+    duplicates_ignored: int = 0
     rejected: int = 0
+    unknown: int = 0
     unknown_ids: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     path: str | None = None
@@ -90,10 +97,11 @@ class FeedbackResult:
         """JSON-ready dict."""
         return {
             "received": self.received,
-            "recorded": self.recorded,
-            "unknown": self.unknown,
-            "duplicates": self.duplicates,
+            "new": self.new,
+            "relabelled": self.relabelled,
+            "duplicates_ignored": self.duplicates_ignored,
             "rejected": self.rejected,
+            "unknown": self.unknown,
             "unknown_ids": list(self.unknown_ids),
             "errors": list(self.errors),
             "path": self.path,
@@ -159,18 +167,19 @@ def record_feedback(
         numeric: Labels must be finite numbers (a regressor's).
 
     Returns:
-        Counts of recorded, unknown, duplicate and rejected records.
+        Each record counted once, in order: new, relabelled, duplicate (ignored) or rejected;
+        and how many ids written are unknown to the request log.
 
     Example:
         >>> import tempfile
         >>> ws = Path(tempfile.mkdtemp())
         >>> result = record_feedback(ws, [{"request_id": "r1", "label": "sun"}, {"label": "x"}])
-        >>> (result.recorded, result.unknown, result.rejected)
+        >>> (result.new, result.rejected, result.unknown)
         (1, 1, 1)
     """
     received = now or datetime.now(UTC)
     result = FeedbackResult(received=len(records))
-    rows: dict[str, tuple[str, datetime, int]] = {}
+    valid: list[tuple[int, str, str, datetime, bool]] = []
     for seq, record in enumerate(records):
         label: str | None = None
         ts, problem = received, _problem(record)
@@ -183,21 +192,46 @@ def record_feedback(
             if len(result.errors) < MAX_LISTED:
                 result.errors.append(f"row {seq + 1}: {problem}")
             continue
-        request_id = str(record["request_id"])
-        if request_id in rows:
-            result.duplicates += 1
+        valid.append((seq, str(record["request_id"]), label, ts, record.get("ts") is not None))
+    if not valid:
+        return result
+    # The label in effect for each id, record after record: stored first, then this call's.
+    effect = _existing(workspace, list(dict.fromkeys(rid for _, rid, _, _, _ in valid)))
+    rows: dict[str, tuple[str, datetime, int]] = {}
+    for seq, request_id, label, ts, timed in valid:
+        before = effect.get(request_id)
+        if before is None:
+            result.new += 1
+        elif _same_label(before[0], label, numeric=numeric) and (
+            not timed or pd.Timestamp(before[1]) == pd.Timestamp(ts)
+        ):
+            result.duplicates_ignored += 1
+            continue
+        else:
+            result.relabelled += 1
+        effect[request_id] = (label, ts)
         rows[request_id] = (label, ts, seq)
     if not rows:
         return result
     ids = list(rows)
-    result.duplicates += len(_existing(workspace, ids))
     logged = _logged(workspace, ids)
     unknown = [i for i in ids if i not in logged]
     result.unknown = len(unknown)
     result.unknown_ids = unknown[:MAX_LISTED]
     result.path = str(_write(workspace, rows, received))
-    result.recorded = len(rows)
     return result
+
+
+def _same_label(stored: Any, label: str, *, numeric: bool) -> bool:
+    """Whether ``label`` repeats a stored one (a regressor's ``2`` repeats ``2.0``)."""
+    if stored is None or (isinstance(stored, float) and math.isnan(stored)):
+        return False
+    if not numeric:
+        return str(stored) == label
+    try:
+        return float(stored) == float(label)
+    except ValueError:
+        return False
 
 
 def _problem(record: Any) -> str | None:
@@ -278,15 +312,24 @@ def _logged(workspace: Path, ids: list[str]) -> set[str]:
     return {str(row[0]) for row in found}
 
 
-def _existing(workspace: Path, ids: list[str]) -> set[str]:
-    """Which of ``ids`` already have a label."""
+def _existing(workspace: Path, ids: list[str]) -> dict[str, tuple[Any, Any]]:
+    """The label and ``ts`` in effect for those of ``ids`` already labelled (the last written)."""
     files = feedback_files(workspace)
     if not files:
-        return set()
-    frame = query(
-        f"SELECT DISTINCT request_id FROM read_parquet({_file_list(files)}, union_by_name=true)"
-    )
-    return set(frame["request_id"].astype(str)) & set(ids)
+        return {}
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("wanted", _ids_table(ids))
+        found = con.execute(
+            "SELECT request_id, label, ts FROM (SELECT f.request_id, f.label, f.ts, "
+            "row_number() OVER (PARTITION BY f.request_id ORDER BY f.received DESC, f.seq DESC)"
+            " AS rank FROM read_parquet("
+            + _file_list(files)
+            + ", union_by_name=true) f JOIN wanted w ON f.request_id = w.request_id) "
+            "WHERE rank = 1"
+        ).fetchall()
+    return {str(rid): (label, ts) for rid, label, ts in found}
 
 
 def _write(workspace: Path, rows: dict[str, tuple[str, datetime, int]], received: datetime) -> Path:
