@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,21 @@ Loader = Callable[[str], Predictor]
 Handler = Callable[["Exchange", Receive, Send], Awaitable[None]]
 
 
-# Where ``readyml serve`` mounts the feedback labels app (POST: a write, see ``_mounted``).
+# Where ``readyml serve`` mounts the feedback labels app.
 FEEDBACK_PATH = "/v2/feedback"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """Another ASGI app served at one exact path.
+
+    ``writes``: it changes what the server or its monitoring trusts (feedback labels are the
+    ground truth of monitoring and retraining), so it needs the token whenever the server
+    has one; other mounts need it only when predictions do (``protect_predict``).
+    """
+
+    app: ASGIApp
+    writes: bool = False
 
 
 class Exchange:
@@ -128,7 +142,8 @@ class ServingApp:
         workers: The other worker processes of this server (``serving.workers`` > 1):
             repository changes reach them, rollouts are refused; ``None`` with one.
         mounts: Other ASGI apps by exact path (feedback labels, report pages); they are
-            counted in the metrics like every route, and need the token when predictions do.
+            counted in the metrics like every route, and need the token as :class:`Mount`
+            says.
     """
 
     def __init__(
@@ -146,7 +161,7 @@ class ServingApp:
         rollouts: RolloutManager | None = None,
         alias_watcher: AliasWatcher | None = None,
         workers: WorkerGroup | None = None,
-        mounts: dict[str, ASGIApp] | None = None,
+        mounts: dict[str, Mount] | None = None,
     ) -> None:
         self.table = table
         self.spec = spec
@@ -393,13 +408,10 @@ class ServingApp:
         raise _no_route(path)
 
     async def _mounted(
-        self, app: ASGIApp, exchange: Exchange, receive: Receive, send: Send
+        self, mount: Mount, exchange: Exchange, receive: Receive, send: Send
     ) -> None:
         exchange.route = exchange.request.path
-        # Feedback labels are the ground truth monitoring and retraining trust: a server
-        # with a token wants it for them.
-        writes = exchange.request.path == FEEDBACK_PATH and self.auth.token is not None
-        if self.spec.protect_predict or writes:
+        if self.spec.protect_predict or (mount.writes and self.auth.token is not None):
             self.auth.check(exchange.request)
 
         send = with_request_id(send, exchange.request.request_id)
@@ -409,7 +421,7 @@ class ServingApp:
                 exchange.status = int(message["status"])
             await send(message)
 
-        await app(exchange.request.scope, receive, send_and_note)
+        await mount.app(exchange.request.scope, receive, send_and_note)
 
     async def _model_route(
         self, exchange: Exchange, rest: str, receive: Receive, send: Send

@@ -30,7 +30,7 @@ from readyml.predict import Predictor, takes_tensor
 from readyml.registry import CHAMPION, Registry, open_registry
 from readyml.serve.access_log import AccessLog
 from readyml.serve.alias_watch import AliasWatcher
-from readyml.serve.app import FEEDBACK_PATH, ServingApp, logs_folder
+from readyml.serve.app import FEEDBACK_PATH, Mount, ServingApp, logs_folder
 from readyml.serve.deployment import Deployment, ModelTable
 from readyml.serve.metrics import ServerMetrics, WorkerMetrics
 from readyml.serve.pages import monitoring_page, score_page
@@ -249,9 +249,11 @@ def build_app(
         alias_watcher=watcher,
         workers=workers,
         mounts={
-            FEEDBACK_PATH: feedback_app(project.workspace, labels=lambda: served_labels(table)),
-            "/ui/monitoring": monitoring_page(project.workspace),
-            "/ui/score": score_page(project, registry),
+            FEEDBACK_PATH: Mount(
+                feedback_app(project.workspace, labels=lambda: served_labels(table)), writes=True
+            ),
+            "/ui/monitoring": Mount(monitoring_page(project.workspace)),
+            "/ui/score": Mount(score_page(project, registry)),
         },
     )
     for ref in refs:
