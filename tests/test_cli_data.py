@@ -230,8 +230,47 @@ def test_schema_infer_keeps_hand_edits_unless_overwrite(tmp_path: Path, train_cs
     again = runner.invoke(
         app, ["schema", "infer", str(train_csv), "--out", str(path), "--overwrite"]
     )
-    assert again.exit_code == 0 and "4 new" in again.output
-    assert load_schema(path).feature("age").max == 89  # type: ignore[union-attr]
+    assert again.exit_code == 0 and "0 new, 4 re-inferred" in again.output
+    age = load_schema(path).feature("age")
+    assert age is not None and age.max == 89 and age.description == "age in years"
+
+
+def test_schema_infer_keeps_the_comments_and_annotations_of_a_reviewed_schema(
+    tmp_path: Path, train_csv: Path
+) -> None:
+    path = tmp_path / "schema.yaml"
+    infer = ["schema", "infer", str(train_csv), "--out", str(path), "--label", "y"]
+    assert runner.invoke(app, infer).exit_code == 0
+    text = path.read_text().replace("- name: age\n", "# from the CRM\n- name: age  # years\n")
+    text = text.replace("max: 89", "max: 120  # people live long", 1)
+    text = text.replace("description: ''", "description: Age\n  meta:\n    owner: crm  # Ana", 2)
+    reviewed = "# Reviewed: ask the data team before loosening a range.\n" + text
+    path.write_text(reviewed)
+    comments = ["# Reviewed:", "# from the CRM", "# years", "# people live long", "# Ana"]
+
+    frame = pd.read_csv(train_csv).assign(extra=1.5)
+    frame.loc[0, "age"] = 99
+    wider = tmp_path / "wider.csv"
+    frame.to_csv(wider, index=False)
+    kept = runner.invoke(app, ["schema", "infer", str(wider), "--out", str(path)])
+    assert kept.exit_code == 0 and "1 new, 4 kept as written" in kept.output, kept.output
+    assert path.read_text().startswith(reviewed)  # what was there stays, byte for byte
+    assert load_schema(path).names[-1] == "extra"
+
+    refreshed = runner.invoke(
+        app, ["schema", "infer", str(train_csv), "--out", str(path), "--overwrite"]
+    )
+    assert refreshed.exit_code == 0, refreshed.output
+    assert "0 new, 4 re-inferred keeping what was written about them, 1 dropped" in (
+        " ".join(refreshed.output.split())
+    )
+    text = path.read_text()
+    assert all(comment in text for comment in comments), text
+    schema = load_schema(path)
+    age = schema.feature("age")
+    assert age is not None and age.max == 89  # re-inferred from the data
+    assert (age.description, age.meta) == ("Age", {"owner": "crm"}) and schema.label == "y"
+    assert schema.feature("extra") is None
 
 
 def test_schema_infer_into_a_project_uses_its_label(tmp_path: Path, train_csv: Path) -> None:

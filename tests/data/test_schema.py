@@ -14,6 +14,7 @@ from readyml.data import (
     load_schema,
     mostly_numeric_text,
     profile_file,
+    refresh_schema,
     validate_frame,
     write_schema,
 )
@@ -87,6 +88,148 @@ def test_write_schema_keeps_hand_edits_unless_overwrite(
     assert fresh.feature("extra") is None
     refreshed = fresh.feature("temp")
     assert refreshed is not None and refreshed.description == ""
+
+
+REVIEWED = """\
+# Reviewed by the data team: ask before loosening a range.
+format_version: 1
+label: rain
+features:
+# the sensor's reading
+- name: temp  # degrees Celsius
+  type: float
+  nullable: false
+  min: -10.0
+  max: 40.0   # tightened by hand
+  required: true
+  description: Temperature
+  meta:
+    owner: weather-team  # ask Ana
+- name: count
+  type: int
+  nullable: false
+  min: 0
+  max: 999
+  required: true
+  description: ''
+- name: city
+  type: category
+  nullable: false
+  categories: [Oslo, Rome]  # the cities we serve
+  required: false
+  description: 'Where it was measured'
+"""
+COMMENTS = (
+    "# Reviewed by the data team: ask before loosening a range.",
+    "# the sensor's reading",
+    "# degrees Celsius",
+    "# tightened by hand",
+    "# ask Ana",
+    "# the cities we serve",
+)
+
+
+def test_write_schema_keeps_the_files_comments_and_layout(
+    tmp_path: Path, frame: pd.DataFrame
+) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(REVIEWED, encoding="utf-8")
+    merged = write_schema(infer_schema(frame, label="rain"), path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(REVIEWED)  # features already there: as written, byte for byte
+    assert merged.names == ["temp", "count", "city", "rain", "day", "note"]
+    assert load_schema(path) == merged
+    temp = merged.feature("temp")
+    assert temp is not None and (temp.min, temp.max, temp.meta) == (
+        -10.0,
+        40.0,
+        {"owner": "weather-team"},
+    )
+    assert write_schema(infer_schema(frame, label="rain"), path) == merged
+    assert path.read_text(encoding="utf-8") == text  # nothing new: the same file
+
+
+def test_write_schema_keeps_a_files_own_indentation(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    indented = "format_version: 1\nlabel: null\nfeatures:\n  - name: a  # kept\n    type: int\n"
+    path.write_text(indented, encoding="utf-8")
+    write_schema(Schema([FeatureSchema(name="b", type="float", meta={"owner": "o"})]), path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(indented) and "\n  - name: b\n" in text
+    assert "\n    meta:\n      owner: o\n" in text
+
+
+def test_write_schema_overwrite_edits_the_file_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(REVIEWED, encoding="utf-8")
+    old = load_schema(path)
+    temp, _count, city = old.features
+    wanted = Schema(
+        features=[
+            FeatureSchema(name="extra", type="string"),
+            city,
+            FeatureSchema(**{**temp.to_dict(), "max": 45.5, "description": "Air temperature"}),
+        ],  # count goes, extra comes first, city before temp
+        label="rain",
+    )
+    assert write_schema(wanted, path, overwrite=True) == wanted
+    text = path.read_text(encoding="utf-8")
+    assert load_schema(path) == wanted
+    assert all(comment in text for comment in COMMENTS)
+    assert "name: count" not in text and "max: 45.5   # tightened by hand" in text
+    assert text.index("name: extra") < text.index("name: city") < text.index("name: temp")
+
+
+def test_refresh_schema_updates_statistics_and_keeps_what_people_wrote(
+    tmp_path: Path, frame: pd.DataFrame
+) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(REVIEWED, encoding="utf-8")
+    data = frame.drop(columns=["count"]).assign(city=frame["city"].astype(str))
+    fresh = refresh_schema(load_schema(path), infer_schema(data, label="rain"))
+    written = write_schema(fresh, path, overwrite=True)
+    assert written == fresh == load_schema(path)
+    assert written.names == ["temp", "city", "rain", "day", "note"]  # count left the data
+    temp, city = written.feature("temp"), written.feature("city")
+    assert temp is not None and city is not None
+    assert (temp.min, temp.max) == (frame["temp"].min(), frame["temp"].max())
+    assert (temp.description, temp.meta) == ("Temperature", {"owner": "weather-team"})
+    assert city.categories == sorted(frame["city"].unique()) and not city.required
+    assert city.description == "Where it was measured"
+    text = path.read_text(encoding="utf-8")
+    assert all(comment in text for comment in COMMENTS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["yes", "y", "on", "No", "01", "0o17", "0x1F", "12:30", "1e3", "1_000", "null", "~", "",
+     " x", "a: b", "#c", "- x", "'q'", '"d"', "é 東京", "a\x85b", "x\u2028y", "two\nlines",
+     "2026-01-01", "1.0", ".inf", "<<", "="],
+)  # fmt: skip
+def test_values_added_to_an_edited_file_read_back_as_given(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(REVIEWED, encoding="utf-8")
+    added = Schema(
+        features=[
+            FeatureSchema(name=value or "blank", type="category", categories=[value, "b"]),
+            FeatureSchema(name="tiny", type="float", min=1e-05, max=1e20, description=value),
+        ],
+        label=None,
+    )
+    merged = write_schema(added, path)
+    assert load_schema(path) == merged and merged.features[-2:] == added.features
+    assert path.read_text(encoding="utf-8").startswith(REVIEWED)
+
+
+def test_write_schema_refuses_to_edit_a_file_it_cannot_keep_and_overwrite_replaces_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(REVIEWED.replace("label: rain\n", "label: rain\nlabel: snow\n"))
+    schema = Schema(features=[FeatureSchema(name="x", type="int")])
+    with pytest.raises(SchemaError, match=r"cannot edit it in place .*duplicate key"):
+        write_schema(schema, path)
+    assert write_schema(schema, path, overwrite=True) == schema == load_schema(path)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ import typer
 
 from readyml import _console as console
 from readyml.cli._common import FormatOpt, ProjectOpt, cli_errors, output_format, write_output
-from readyml.errors import DataError
+from readyml.errors import DataError, SchemaError
 
 if TYPE_CHECKING:
-    from readyml.data import ColumnProfile, Profile
+    from readyml.data import ColumnProfile, Profile, Schema
 
 app = typer.Typer(no_args_is_help=True, help="Profile and validate data; infer its schema.")
 schema_app = typer.Typer(no_args_is_help=True, help="The feature schema (schema.yaml).")
@@ -136,15 +136,23 @@ def schema_infer(
         str | None, typer.Option(help="Label column (default: the project's label).")
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace hand-edited features instead of keeping them.")
+        bool,
+        typer.Option(
+            help="Re-infer the features already in the file too (type, nullable, range, "
+            "categories), keeping their descriptions, meta, required flags and comments; "
+            "drop those no longer in the data."
+        ),
     ] = False,
     max_categories: Annotated[
         int,
         typer.Option(min=0, help="Text columns with at most this many values are categories."),
     ] = 50,
 ) -> None:
-    """Infer the schema from data and write it; features already in the file are kept."""
-    from readyml.data import infer_schema, load_schema, profile_file, write_schema
+    """Infer the schema from data and write it; features already in the file are kept.
+
+    An existing file is edited in place: its comments and layout stay.
+    """
+    from readyml.data import infer_schema, profile_file, refresh_schema, write_schema
 
     target = out
     if target is None:
@@ -154,17 +162,39 @@ def schema_infer(
         loaded = Project.load(project)
         target = loaded.root / SCHEMA_FILE
         label = label if label is not None else loaded.spec.label
-    before = set(load_schema(target).names) if target.exists() and not overwrite else set()
+    old = _existing_schema(target, overwrite=overwrite)
     profile = profile_file(data)
     if profile.n_rows == 0:  # every column would be inferred from nothing
         raise DataError(f"{data}: expected data rows to infer a schema from, found none")
     inferred = infer_schema(profile, label=label, max_categories=max_categories)
+    if overwrite and old is not None:
+        inferred = refresh_schema(old, inferred)
     written = write_schema(inferred, target, overwrite=overwrite)
+    before = set(old.names) if old is not None else set()
     added = len([n for n in written.names if n not in before])
-    console.stdout.print(
-        f"wrote {target}: {len(written.features)} features ({added} new, "
-        f"{len(written.features) - added} kept as written)"
-    )
+    if overwrite:
+        dropped = len(before - set(written.names))
+        detail = (
+            f"{added} new, {len(written.features) - added} re-inferred keeping what was "
+            f"written about them, {dropped} dropped as not in the data"
+        )
+    else:
+        detail = f"{added} new, {len(written.features) - added} kept as written"
+    console.stdout.print(f"wrote {target}: {len(written.features)} features ({detail})")
+
+
+def _existing_schema(path: Path, *, overwrite: bool) -> Schema | None:
+    """The schema already at ``path``; with ``overwrite``, ``None`` for a malformed one."""
+    from readyml.data import load_schema
+
+    if not path.exists():
+        return None
+    try:
+        return load_schema(path)
+    except SchemaError:
+        if overwrite:  # replaced as a whole, as before
+            return None
+        raise
 
 
 def _reference(path: Path) -> Profile:

@@ -31,6 +31,7 @@ from readyml.data.schema import (
     infer_schema,
     load_schema,
     mostly_numeric_text,
+    refresh_schema,
     write_schema,
 )
 from readyml.data.validate import (
@@ -72,6 +73,7 @@ __all__ = [
     "read_arrow",
     "read_table",
     "record_validation_evidence",
+    "refresh_schema",
     "validate_file",
     "validate_frame",
     "write_schema",

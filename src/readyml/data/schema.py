@@ -3,13 +3,16 @@
 Inference proposes; people decide. :func:`write_schema` therefore keeps every feature that
 is already in the file exactly as written (descriptions, tightened ranges, edited categories,
 ``required`` flags, ``meta``) and only adds features for new columns, unless ``overwrite``.
-To re-infer one feature, delete it from the file.
+To re-infer one feature, delete it from the file; to re-infer the statistics of all while
+keeping what people wrote, :func:`refresh_schema`. Either way the file is edited in place:
+its comments, quoting and layout stay, and only the values that change are rewritten.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -214,27 +217,176 @@ def mostly_numeric_text(frame: pd.DataFrame, schema: Schema) -> list[str]:
     return notes
 
 
+def refresh_schema(old: Schema, inferred: Schema) -> Schema:
+    """``inferred``, keeping what people wrote in ``old``: re-inferring a reviewed schema.
+
+    A feature still in the data takes the inferred ``type``, ``nullable``, ``min``, ``max``
+    and ``categories`` and keeps its ``required`` flag, ``description`` and ``meta`` (and,
+    through :func:`write_schema`, its comments). Features no longer in the data are left
+    out; the others keep ``old``'s order, new ones follow. The label is ``inferred``'s, else
+    ``old``'s.
+    """
+    features = []
+    for feature in old.features:
+        fresh = inferred.feature(feature.name)
+        if fresh is not None:
+            features.append(
+                replace(
+                    fresh,
+                    required=feature.required,
+                    description=feature.description,
+                    meta=dict(feature.meta),
+                )
+            )
+    known = set(old.names)
+    features += [f for f in inferred.features if f.name not in known]
+    label = inferred.label if inferred.label is not None else old.label
+    return Schema(features=features, label=label)
+
+
 def write_schema(schema: Schema, path: str | Path, *, overwrite: bool = False) -> Schema:
     """Write ``schema`` as YAML, keeping the features already in the file unless ``overwrite``.
 
+    An existing file is edited in place, so its comments, quoting and layout survive: values
+    that stay the same are left as written, others are replaced, features that go are
+    removed with their comments and new ones are added.
+
     Returns:
         The schema as written: existing features unchanged and in their order, then the new
-        ones; the existing label wins when set.
+        ones; the existing label wins when set. With ``overwrite``, ``schema`` itself.
 
     Raises:
-        SchemaError: the existing file is malformed (fix it or pass ``overwrite=True``).
+        SchemaError: the existing file is malformed, or cannot be edited in place without
+            changing what it says (fix it, or pass ``overwrite=True`` to replace it whole).
     """
     target = Path(path)
-    merged = schema
-    if target.exists() and not overwrite:
-        old = load_schema(target)
-        added = [f for f in schema.features if old.feature(f.name) is None]
-        merged = Schema(features=[*old.features, *added], label=old.label or schema.label)
+    merged, text = schema, None
+    try:
+        old = load_schema(target) if target.exists() else None
+    except SchemaError:
+        if not overwrite:
+            raise
+        old = None  # not a schema: replaced as a whole
+    if old is not None:
+        if not overwrite:
+            added = [f for f in schema.features if old.feature(f.name) is None]
+            merged = Schema(features=[*old.features, *added], label=old.label or schema.label)
+        if merged == old:
+            return merged  # nothing to change: the file is left alone
+        try:
+            text = _edited(target, old, merged)
+        except SchemaError:
+            if not overwrite:
+                raise
+    # A new file, or one replaced as a whole (overwrite, and it cannot be edited in place).
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(merged.to_yaml(), encoding="utf-8")
+    temporary.write_text(merged.to_yaml() if text is None else text, encoding="utf-8")
     temporary.replace(target)
     return merged
+
+
+# Canonical key orders, for a key added to a document that lacks it.
+_TOP_KEYS: Final = ("format_version", "label", "features")
+_FEATURE_ORDER: Final = (
+    "name", "type", "nullable", "min", "max", "categories", "required", "description", "meta"
+)  # fmt: skip
+
+
+def _edited(target: Path, old: Schema, new: Schema) -> str:
+    """The text of ``target`` (which reads as ``old``) edited to read as ``new``.
+
+    Raises:
+        SchemaError: the file cannot be edited in place without changing what it says.
+    """
+    # ruamel.yaml round trip, not a refusal or a second file: reviewers' comments stay put.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.representer import RoundTripRepresenter
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    source = f"schema file '{target}'"
+
+    class Representer(RoundTripRepresenter):
+        """Writes null as PyYAML does (ruamel leaves it blank)."""
+
+    Representer.add_representer(type(None), _represent_null)  # on this class alone
+    rt = YAML(typ="rt")
+    rt.Representer = Representer
+    rt.preserve_quotes = True
+    try:
+        text = target.read_text(encoding="utf-8")
+        _, indent, offset = load_yaml_guess_indent(text)  # keep the file's indentation
+        if indent is not None and offset is not None and indent > offset:
+            rt.indent(mapping=indent - offset, sequence=indent, offset=offset)
+        document = rt.load(text)
+    except YAMLError as exc:  # read by PyYAML, not here: e.g. a key given twice
+        problem = str(getattr(exc, "problem", "") or exc).splitlines()[0]
+        raise SchemaError(f"{source}: cannot edit it in place ({problem})") from exc
+    items = document.get("features") if isinstance(document, CommentedMap) else None
+    names = [item.get("name") if isinstance(item, Mapping) else None for item in items or []]
+    if not isinstance(items, CommentedSeq) or names != old.names:
+        raise SchemaError(f"{source}: cannot edit it in place (its features read differently)")
+
+    def node(value: Any) -> Any:
+        # Written as PyYAML writes it, so that PyYAML (YAML 1.1) reads back the same value:
+        # ruamel's own YAML 1.2 output would leave 'yes' unquoted and write 1e-05 for 1.0e-05.
+        text = yaml.dump({"v": value}, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+        return rt.load(text)["v"]
+
+    _set(document, _TOP_KEYS, "label", old.label, new.label, node)
+    wanted = set(new.names)
+    kept = {name: item for name, item in zip(names, items, strict=True) if name in wanted}
+    for index in reversed(range(len(items))):
+        if names[index] not in wanted:
+            del items[index]
+    order = [name for name in new.names if name in kept]
+    if order != [name for name in names if name in wanted]:  # reordered: rebuilt in order
+        del items[:]
+        items.extend(kept[name] for name in order)
+    if not items:
+        items.fa.set_block_style()
+    for index, feature in enumerate(new.features):
+        before = old.feature(feature.name)
+        if before is None:
+            items.insert(index, node(feature.to_dict()))
+            continue
+        item, was, now = kept[feature.name], before.to_dict(), feature.to_dict()
+        for key in _FEATURE_ORDER:
+            _set(item, _FEATURE_ORDER, key, was.get(key), now.get(key), node)
+    buffer = io.StringIO()
+    rt.dump(document, buffer)
+    text = buffer.getvalue()
+    try:
+        unchanged = Schema.from_yaml(text, source=source) == new
+    except SchemaError:
+        unchanged = False
+    if not unchanged:
+        raise SchemaError(
+            f"{source}: cannot edit it in place without changing what it says; move it "
+            "aside to write a new one"
+        )
+    return text
+
+
+def _represent_null(representer: Any, _: None) -> Any:
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def _set(
+    mapping: Any, order: tuple[str, ...], key: str, was: Any, now: Any, node: Callable[[Any], Any]
+) -> None:
+    """Make ``mapping[key]`` read as ``now``; left as written when it already reads so."""
+    if was == now:
+        return
+    if now is None and key not in _TOP_KEYS:
+        mapping.pop(key, None)
+    elif key in mapping:
+        mapping[key] = node(now)
+    else:
+        position = sum(1 for k in mapping if k in order and order.index(k) < order.index(key))
+        mapping.insert(position, key, node(now))
 
 
 def load_schema(path: str | Path) -> Schema:
