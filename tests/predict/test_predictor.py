@@ -214,3 +214,24 @@ def test_infra_validation_replays_a_tensor_model_from_its_signature() -> None:
     )
     assert report.passed and loaded is predictor, report.reason
     assert report.details["replayed_rows"] == PROBE_TENSORS
+
+
+def test_a_served_nan_reaches_the_model_as_offline_prediction_does(
+    registry_with_iris: Path,
+) -> None:
+    # serve_parts passes its float32 check on to the fast path; a NaN must not ride along
+    # into the direct functions (they would answer NaN probabilities: a 422, not the model's
+    # own verdict).
+    predictor = Predictor.load(open_registry(registry_with_iris), "iris@champion")  # type: ignore[arg-type]
+    good, _ = predictor.from_records([ROW])
+    nan_row = np.array([[np.nan, 3.5, 1.4, 0.2]])
+    try:
+        offline: object = predictor.predict_parts([good, nan_row]).labels_list
+    except Exception as exc:  # whatever the model says, serving must say too
+        offline = type(exc)
+    try:
+        served: object = predictor.serve_parts([good, nan_row]).labels_list
+    except Exception as exc:
+        served = type(exc)
+    assert served == offline
+    assert predictor.serve_parts([good]).labels_list == ["setosa"]

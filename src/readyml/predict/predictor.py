@@ -447,15 +447,18 @@ class Predictor:
             NonFiniteOutput: The model answered NaN or infinity (422).
         """
         data = self.join(parts)
+        fits = False  # every number finite within float32 (NaN a numeric feature allows is not)
         if isinstance(data, np.ndarray):
-            if data.dtype.kind == "f" and not fits_float32(data):
+            kind = data.dtype.kind
+            fits = kind in "iub" or (kind == "f" and fits_float32(data))
+            if kind == "f" and not fits:
                 self._refuse_numbers(data)
         else:
             columns = {str(name): column.to_numpy() for name, column in data.items()}
             bad_number = self.beyond_float32(columns)
             if bad_number is not None:
                 raise bad_number
-        prediction = self.predict_input(data)
+        prediction = self.predict_input(data, fits=fits)
         if not _all_finite(prediction):
             raise NonFiniteOutput(self, nonfinite_rows(prediction), prediction.rows)
         return prediction
@@ -472,10 +475,11 @@ class Predictor:
         if bad_number is not None:
             raise bad_number
 
-    def predict_input(self, data: Array | pd.DataFrame) -> Prediction:
-        """Predict an already-joined batch."""
+    def predict_input(self, data: Array | pd.DataFrame, *, fits: bool = False) -> Prediction:
+        """Predict an already-joined batch (``fits``: the caller checked that every number
+        is finite within float32's range, so it is not checked again)."""
         if self._fast is not None and isinstance(data, np.ndarray):
-            proba = self._fast_proba(data)
+            proba = self._fast_proba(data, fits=fits)
         else:
             frame = self.frame(data)
             if not self.has_proba:
@@ -490,8 +494,8 @@ class Predictor:
         proba = np.ascontiguousarray(proba)
         return Prediction(labels, proba, labels.tolist(), len(labels), data)
 
-    def _fast_proba(self, data: Array) -> Array:
-        if not fits_float32(data):  # NaN, inf or past float32: let scikit-learn judge it
+    def _fast_proba(self, data: Array, *, fits: bool) -> Array:
+        if not (fits or fits_float32(data)):  # NaN, inf or past float32: scikit-learn judges
             return np.asarray(self._fast.predict_proba(data))
         if self._direct is not None and len(data) <= DIRECT_MAX_ROWS:
             return self._direct(data)
