@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from readyml.config import Project
+from readyml.errors import RegistryError
 from readyml.registry import Registry, open_registry
 from readyml.registry.reports import put_json_report, run_report_key
 from readyml.score import score_project
@@ -108,3 +111,43 @@ def test_a_run_without_a_report_is_shown_by_its_id(tmp_path: Path) -> None:
     registry.add_evidence(Evidence("model-3", True, True, "iris", run_id="0123456789abcdef"))
     report = score_project(project, registry)
     assert evidence_link(report.test("model-3")) == "run 0123456789ab"
+
+
+def test_a_check_records_its_evidence_and_report_on_every_store(
+    tmp_path: Path, store_url: str
+) -> None:
+    # PostgreSQL keeps run ids to 32 characters where SQLite ignores the length.
+    project = Project.load(write_project(tmp_path))
+    registry = open_registry(tmp_path / ".readyml", store_url=store_url)
+    try:
+        run_checks(project, registry, only=["data-4"])
+        (evidence,) = registry.store.list_evidence(project.spec.name, test_id="data-4")
+        assert evidence.run_id is not None and len(evidence.run_id) <= 32
+        assert registry.artifacts.exists(run_report_key(evidence.run_id))
+    finally:
+        registry.store.close()
+
+
+def test_a_link_that_is_no_path_or_key_is_shown_as_written(
+    tmp_path: Path, registry: Registry
+) -> None:
+    links = EvidenceLinks(tmp_path.resolve(), registry)
+    long_text = "x" * 300  # too long for a file name: exists() would raise, not answer
+    assert links.link(_item(long_text)) == long_text
+    assert links.link(_item("see the review of 2026-11-02 ")) == "see the review of 2026-11-02 "
+
+
+def test_an_unreachable_store_is_asked_once_and_the_score_still_shows(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def down(key: str) -> bool:
+        asked.append(key)
+        raise RegistryError(f"artifact store: cannot check {key!r} (the service is down)")
+
+    monkeypatch.setattr(registry.artifacts, "exists", down)
+    links = EvidenceLinks(tmp_path.resolve(), registry)
+    assert links.link(_item(run_id="r1")) is None
+    assert links.link(_item("runs/r2/report.json")) == "runs/r2/report.json"
+    assert asked == ["runs/r1/report.json"]

@@ -210,7 +210,7 @@ def run_checks(
         checks["infra-3"] = lambda p, r: _infra_3(p, r, runner)
     if fit is not None:
         checks["infra-2"] = lambda p, r: _infra_2(p, r, fit)
-    run_id = f"check-{uuid.uuid4().hex}"
+    run_id = f"check-{uuid.uuid4().hex[:26]}"  # ids are at most 32 characters in the store
     results: list[CheckResult] = []
     for test_id in CHECKS:
         if test_id not in wanted or test_id not in checks:

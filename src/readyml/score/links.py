@@ -13,9 +13,11 @@ import dataclasses
 import re
 from pathlib import Path
 
-from readyml.errors import RegistryError
+from readyml.errors import ReadymlError, RegistryError
 from readyml.registry import Registry
+from readyml.registry.artifacts import check_key
 from readyml.registry.reports import run_report_key
+from readyml.registry.store import redact_url
 from readyml.score.scoring import EvidenceItem, ScoreReport
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -28,24 +30,42 @@ class EvidenceLinks:
         self.root = root
         self.registry = registry
         self._stored: dict[str, bool] = {}
+        self._unreadable = False
 
     def stored(self, key: str) -> bool:
         """Whether the artifact store holds ``key`` (``False`` for a non-key or an unreadable
-        store: the score is still shown, with the link as recorded)."""
+        store: the score is still shown, with the link as recorded; a store that failed once
+        is not asked again)."""
+        if self._unreadable:
+            return False
         if key not in self._stored:
             try:
-                self._stored[key] = self.registry.artifacts.exists(key)
-            except RegistryError:
+                check_key(key)
+            except RegistryError:  # free text (an attestation's note), not a key
                 self._stored[key] = False
+                return False
+            try:
+                self._stored[key] = self.registry.artifacts.exists(key)
+            except ReadymlError:  # unreachable, refused, or no s3fs to open it with
+                self._stored[key], self._unreadable = False, True
         return self._stored[key]
 
     def where(self, key: str) -> str:
-        """Where a stored key can be opened: a path relative to the project, or a URL."""
+        """Where a stored key can be opened: a path relative to the project, or a URL (with
+        any credentials in it left out)."""
         url = self.registry.artifacts.url_for(key)
         if _URL.match(url):
-            return url
+            return redact_url(url)
         path = Path(url)
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+    def in_project(self, link: str) -> bool:
+        """Whether ``link`` names a file or folder of the project (never raises: a link is
+        free text, too long or unreadable as a path is simply not one)."""
+        try:
+            return (self.root / link).exists()
+        except (OSError, ValueError):
+            return False
 
     def link(self, item: EvidenceItem) -> str | None:
         """The followable link of one evidence item, or ``None`` when it has none."""
@@ -53,7 +73,7 @@ class EvidenceLinks:
             if item.run_id is not None and self.stored(run_report_key(item.run_id)):
                 return self.where(run_report_key(item.run_id))
             return None
-        if _URL.match(item.link) or (self.root / item.link).exists():
+        if _URL.match(item.link) or self.in_project(item.link):
             return item.link
         return self.where(item.link) if self.stored(item.link) else item.link
 
