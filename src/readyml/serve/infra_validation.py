@@ -11,6 +11,7 @@ reason is recorded as evidence ``infra-6`` with ``passed=False``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from readyml.predict import Part, Prediction, Predictor, nonfinite_rows
 from readyml.registry import ModelVersion, Registry
 from readyml.registry.reports import key_part, put_json_report, stamp
 from readyml.types import JSON, Evidence
+
+_log = logging.getLogger(__name__)
 
 INFRA_TEST_ID = "infra-6"
 PROBE_TENSORS = 4  # inputs made for a tensor model's replay
@@ -185,7 +188,9 @@ def record_failure(
     key = f"infra-validation/{key_part(version.name)}-v{version.version}/{stamp(datetime.now(UTC))}"
     try:  # the validation's failure is what the caller reports, not the store's
         artifact: str | None = put_json_report(registry, f"{key}.json", details)
-    except RegistryError:
+    except RegistryError as exc:
+        where = f"{version.name}:{version.version}"
+        _log.warning("infra validation of %s: its report was not kept (%s)", where, exc)
         artifact = None
     registry.add_evidence(
         Evidence(

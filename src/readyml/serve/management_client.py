@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -19,6 +20,8 @@ from readyml.errors import AliasError, ReadymlError, RegistryError, ServeError
 from readyml.registry import CHAMPION, AliasEvent, Registry
 from readyml.registry.reports import key_part, put_json_report, stamp
 from readyml.types import Evidence
+
+_log = logging.getLogger(__name__)
 
 # Seconds a management call may take before the CLI gives up.
 CALL_TIMEOUT_S = 60.0
@@ -160,7 +163,8 @@ def rollback_model(
     key = f"rollbacks/{key_part(name)}/{stamp(datetime.now(UTC))}.json"
     try:  # the rollback is done: a record that cannot be kept must not report it failed
         artifact: str | None = put_json_report(registry, key, {"who": who, **details})
-    except RegistryError:
+    except RegistryError as exc:
+        _log.warning("rollback of %s: its record was not kept (%s)", name, exc)
         artifact = None
     registry.add_evidence(
         Evidence(

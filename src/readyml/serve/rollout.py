@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import enum
 import json
+import logging
 import os
 import random
 import sys
@@ -59,6 +60,7 @@ from readyml.serve.infra_validation import (
 )
 from readyml.types import JSON, Evidence
 
+_log = logging.getLogger(__name__)
 # The alias under which rollout decisions are written to the registry audit.
 AUDIT_ALIAS = "canary"
 # Who the controller acts as in audit records.
@@ -726,19 +728,23 @@ class RolloutManager:
                 reason=f"{action}: {reason}",
             )
             if items:  # the evidence links to the rollout's decisions so far, this one included
-                log = {
-                    **rollout.record.to_dict(),
-                    "decisions": [*map(asdict, rollout.record.decisions), asdict(decision)],
-                }
-                key = await asyncio.to_thread(
-                    put_json_report, self.registry, rollout_log_key(rollout.record), log
-                )
+                key = await asyncio.to_thread(self._keep_log, rollout.record, decision)
                 items = [dataclasses.replace(item, artifact=key) for item in items]
             for item in items:
                 await asyncio.to_thread(self.registry.add_evidence, item)
         finally:  # the decision is kept even when the registry refused the audit
             rollout.record.decisions.append(decision)
             await asyncio.to_thread(self._persist, rollout.record)
+
+    def _keep_log(self, record: RolloutRecord, decision: Decision) -> str | None:
+        """Store the rollout's decision log, this decision included, and return its key; an
+        artifact store that refuses it is logged, as the decision and its evidence stand."""
+        log = {**record.to_dict(), "decisions": [*map(asdict, record.decisions), asdict(decision)]}
+        try:
+            return put_json_report(self.registry, rollout_log_key(record), log)
+        except ReadymlError as exc:
+            _log.warning("rollout of %s: its decision log was not kept (%s)", record.model, exc)
+            return None
 
     def _evidence(self, rollout: Rollout, test_id: str, passed: bool, details: JSON) -> Evidence:
         return Evidence(
