@@ -162,6 +162,7 @@ def test_feedback_endpoint_records_and_answers_counts(workspace: Path) -> None:
     status, payload = _call(app, "POST", body)
     assert status == 200
     assert (payload["received"], payload["new"], payload["unknown"]) == (2, 2, 1)
+    assert payload["recorded"] == 2  # what answers before the partition called it
     status, payload = _call(app, "POST", body)
     assert status == 200
     counts = [payload[k] for k in ("new", "relabelled", "duplicates_ignored", "rejected")]

@@ -101,6 +101,8 @@ class FeedbackResult:
             "relabelled": self.relabelled,
             "duplicates_ignored": self.duplicates_ignored,
             "rejected": self.rejected,
+            # The labels written, as answers before the partition said; kept for clients.
+            "recorded": self.new + self.relabelled,
             "unknown": self.unknown,
             "unknown_ids": list(self.unknown_ids),
             "errors": list(self.errors),

@@ -191,6 +191,10 @@ def management_schemas() -> Schema:
                 "relabelled": {"type": "integer"},
                 "duplicates_ignored": {"type": "integer"},
                 "rejected": {"type": "integer"},
+                "recorded": {
+                    "type": "integer",
+                    "description": "Labels written: new + relabelled (kept for older clients).",
+                },
                 "unknown": {"type": "integer"},
                 "unknown_ids": {"type": "array", "items": {"type": "string"}},
                 "errors": {"type": "array", "items": {"type": "string"}},
