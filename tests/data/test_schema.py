@@ -322,3 +322,16 @@ def test_data_passes_the_schema_inferred_from_it_after_a_yaml_round_trip(
         schema = Schema.from_yaml(infer_schema(part).to_yaml())
         report = validate_frame(part, schema=schema)
         assert report.ok, report.errors
+
+
+def test_write_schema_keeps_a_long_line_and_a_flow_list_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    long = "Air temperature at two metres, in degrees Celsius, as the station reports it hourly"
+    written = (
+        "format_version: 1\nlabel: null\nfeatures:\n"
+        f"- name: temp\n  type: float\n  description: {long}\n  max: 40.0\n"
+    )
+    path.write_text(written, encoding="utf-8")
+    (temp,) = load_schema(path).features
+    write_schema(Schema([FeatureSchema(**{**temp.to_dict(), "max": 45.0})]), path, overwrite=True)
+    assert path.read_text(encoding="utf-8") == written.replace("max: 40.0", "max: 45.0")

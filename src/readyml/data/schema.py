@@ -315,6 +315,7 @@ def _edited(target: Path, old: Schema, new: Schema) -> str:
     rt = YAML(typ="rt")
     rt.Representer = Representer
     rt.preserve_quotes = True
+    rt.width = 1 << 16  # a long line a person wrote stays one line (ruamel folds at 80)
     try:
         text = target.read_text(encoding="utf-8")
         _, indent, offset = load_yaml_guess_indent(text)  # keep the file's indentation
