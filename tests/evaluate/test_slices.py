@@ -95,6 +95,16 @@ def test_declared_values_found_in_the_data_pass_even_outside_the_validation_rows
     )
 
 
+def test_a_value_the_schema_lists_may_be_absent_from_this_data() -> None:
+    # A season's retraining window lacks snow; the schema's categories know it is valid.
+    summer = pd.DataFrame({"weather": ["sun", "rain", "sun"]})
+    snow = SliceSpec(name="snow", column="weather", values=["snow"])
+    check_declared_values([snow], [summer], {"weather": ["rain", "snow", "sun"]})
+    with pytest.raises(ConfigError, match="found 'snwo' in no row"):
+        typo = SliceSpec(name="snow", column="weather", values=["snwo"])
+        check_declared_values([typo], [summer], {"weather": ["rain", "snow", "sun"]})
+
+
 def test_a_refusal_shows_the_first_few_values_and_how_many() -> None:
     frame = pd.DataFrame({"code": [f"c{i:02d}" for i in range(30)]})
     with pytest.raises(ConfigError, match=r"its values: 'c00', .*'c07' \.\.\. \(30 in all\)$"):

@@ -10,7 +10,7 @@ Timings of each part are kept under ``timings_s``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,7 @@ def evaluate_model(
     spec: ProjectSpec,
     refit_without: Callable[[str], ModelAdapter] | None = None,
     extras: bool = True,
+    known_values: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``valid`` (baselines are fitted on ``train``).
 
@@ -77,13 +78,16 @@ def evaluate_model(
             small data; ``None`` skips it.
         extras: Also compute importance, feature cost and serving cost (the parts the
             gate's metric rules do not need; benchmarks turn them off).
+        known_values: Values known valid per column (the schema's categories): a declared
+            slice may list one absent from this data.
 
     Raises:
         ConfigError: A declared slice lists a value found in no row of ``train`` or
-            ``valid`` (see :func:`~readyml.evaluate.slices.check_declared_values`).
+            ``valid``, nor in ``known_values``
+            (see :func:`~readyml.evaluate.slices.check_declared_values`).
         DataError: A declared slice names a column the validation data lacks.
     """
-    check_declared_values(spec.slices, [train, valid])
+    check_declared_values(spec.slices, [train, valid], known_values)
     clock = _Clock()
     task = model.task
     primary = primary_metric(task, spec.metrics.primary)

@@ -10,7 +10,7 @@ row of the data is a typo until shown otherwise (:func:`check_declared_values`):
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -63,12 +63,19 @@ def _values_mask(column: pd.Series, values: Sequence[Any]) -> Array:
 _SHOWN_VALUES = 8
 
 
-def check_declared_values(declared: Sequence[SliceSpec], frames: Sequence[pd.DataFrame]) -> None:
+def check_declared_values(
+    declared: Sequence[SliceSpec],
+    frames: Sequence[pd.DataFrame],
+    known: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
     """Refuse a declared slice value (``values:``) that occurs in no row of ``frames``.
 
     Such a value is a typo (``rian`` for ``rain``) or stale: its slice is empty or short of
-    the rows it was meant to hold, and a gate rule on it would judge nothing. A column that
-    no frame has is left to :func:`slice_masks`, which names it.
+    the rows it was meant to hold, and a gate rule on it would judge nothing. A value listed
+    in ``known`` for its column (the schema's categories) is valid though absent from this
+    data (``snow`` in a summer's retraining window): its slice is only empty, and a gate
+    rule on it vetoes as not judged. A column that no frame has is left to
+    :func:`slice_masks`, which names it.
 
     Raises:
         ConfigError: A listed value matches no row; the message names the slice, the values
@@ -89,7 +96,8 @@ def check_declared_values(declared: Sequence[SliceSpec], frames: Sequence[pd.Dat
             continue
         present = pd.concat(columns, ignore_index=True).dropna().drop_duplicates()
         found = {_label(value) for value in present}
-        missing = [_label(v) for v in spec.values if _label(v) not in found]
+        allowed = found | {_label(value) for value in (known or {}).get(spec.column) or ()}
+        missing = [_label(v) for v in spec.values if _label(v) not in allowed]
         if not missing:
             continue
         shown = sorted(present.tolist(), key=_order)

@@ -21,6 +21,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from readyml import _project_imports as project_imports
 from readyml.config import Project, ProjectSpec
+from readyml.data import load_schema
 from readyml.errors import ConfigError, DataError, ReadymlError, RegistryError
 from readyml.evaluate import (
     StudyResult,
@@ -196,6 +197,14 @@ class MeasureStaleness:
         )
 
 
+def schema_categories(project: Project) -> dict[str, list[str]]:
+    """The categories the checked-in schema lists per column (none without a schema)."""
+    path = project.root / SCHEMA_FILE
+    if not path.exists():
+        return {}
+    return {f.name: list(f.categories) for f in load_schema(path).features if f.categories}
+
+
 def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     """The work of the ``evaluate`` step (see :class:`readyml.train.steps.EvaluateModel`)."""
     project = ctx.project
@@ -206,7 +215,14 @@ def evaluate_step(ctx: RunContext, inputs: dict[str, Any]) -> StepResult:
     def refit_without(column: str) -> ModelAdapter:
         return fit_model(without_feature(project, column), train, valid)[0]
 
-    result = evaluate_model(model, train, valid, spec=spec, refit_without=refit_without)
+    result = evaluate_model(
+        model,
+        train,
+        valid,
+        spec=spec,
+        refit_without=refit_without,
+        known_values=schema_categories(project),
+    )
     result["staleness"] = inputs.get("staleness")
     result["spec_review"] = inputs.get("review")
     if spec.data.production is not None and spec.data.production.enabled:
@@ -639,7 +655,9 @@ def evaluate_version(
     with tempfile.TemporaryDirectory() as tmp:
         registry.download(version, Path(tmp))
         model = load_model(Path(tmp), trusted_types=project.trusted_types())
-        evaluation = evaluate_model(model, train, valid, spec=spec)
+        evaluation = evaluate_model(
+            model, train, valid, spec=spec, known_values=schema_categories(project)
+        )
         names = [str(c["name"]) for c in model.signature()["inputs"]]
         pred, proba, classes = predict(model, valid[names])
     kept = {**(stored or {}), **version.metrics}
