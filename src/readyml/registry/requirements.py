@@ -83,9 +83,37 @@ def model_libraries(flavor: JSON) -> list[str]:
 
 
 def flavor_extras(flavor: JSON) -> list[str]:
-    """readyml's extras that its loader of the version's flavor needs (``torch``, ``onnx``)."""
+    """readyml's extra for the version's flavor (``torch``), when it installs only libraries
+    the model was saved with.
+
+    A model saved with the ``xgboost`` distribution gets no ``readyml[xgboost]``, which
+    requires ``xgboost-cpu``: both would install into one ``xgboost`` package. Its libraries
+    are pinned on their own lines either way (:func:`version_pins`).
+    """
     extra = EXTRAS.get(str(flavor.get("flavor", "")))
-    return [extra] if extra else []
+    if not extra:
+        return []
+    libraries = set(model_libraries(flavor))
+    return [extra] if extra_requirements(extra) <= libraries else []
+
+
+def extra_requirements(extra: str) -> set[str]:
+    """The distributions readyml's ``extra`` requires, as installed metadata says."""
+    try:
+        lines = importlib.metadata.requires("readyml") or []
+    except importlib.metadata.PackageNotFoundError:
+        return set()
+    wanted = set()
+    for line in lines:
+        requirement = Requirement(line)
+        marker = requirement.marker
+        if (
+            marker is not None
+            and marker.evaluate({"extra": extra})
+            and not marker.evaluate({"extra": ""})
+        ):
+            wanted.add(canonical(requirement.name))
+    return wanted
 
 
 def dependency_closure(name: str, extras: Sequence[str] = ()) -> dict[str, str]:
