@@ -222,7 +222,7 @@ def test_a_served_nan_reaches_the_model_as_offline_prediction_does(
     # serve_parts passes its float32 check on to the fast path; a NaN must not ride along
     # into the direct functions (they would answer NaN probabilities: a 422, not the model's
     # own verdict).
-    predictor = Predictor.load(open_registry(registry_with_iris), "iris@champion")  # type: ignore[arg-type]
+    predictor = Predictor.load(open_registry(registry_with_iris), "iris@champion")
     good, _ = predictor.from_records([ROW])
     nan_row = np.array([[np.nan, 3.5, 1.4, 0.2]])
     try:
