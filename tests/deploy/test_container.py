@@ -162,6 +162,10 @@ def test_build_context_pins_a_local_build_by_its_public_version(
     assert_installable(text)
     assert f"# numpy: trained with {numpy}+mkl" in text and f"\nnumpy=={numpy}\n" in text
     assert f"numpy=={numpy}" in result.requirements
+    # The build says how to get that build into the image (the index's own would differ).
+    (warning,) = [w for w in result.warnings if w.startswith("numpy ")]
+    assert f"numpy {numpy}+mkl: the model was trained with this local build" in warning
+    assert "wheels/" in warning and "PIP_INDEX_URL" in warning
     sbom = json.loads((tmp_path / "ctx" / "sbom.json").read_text())
     (component,) = [c for c in sbom["components"] if c["name"] == "numpy"]
     assert component["version"] == numpy

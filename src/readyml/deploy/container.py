@@ -180,6 +180,22 @@ def check_out(out: Path) -> None:
         out.rmdir()
 
 
+def local_build_warning(pin: Pin) -> str:
+    """What to do so that the image installs the local build a version was trained with.
+
+    >>> local_build_warning(Pin("torch", "2.13.0+cpu", "training"))[:64]
+    'torch 2.13.0+cpu: the model was trained with this local build, w'
+    """
+    bare = pin.name.split("[")[0]
+    had = "the model was trained with" if pin.origin == "training" else "this machine has"
+    return (
+        f"{bare} {pin.version}: {had} this local build, which default package indexes do "
+        f"not serve; pinned as {pin.line}, which they answer with another build of it (for "
+        "torch, the CUDA one: gigabytes more). Put its wheel in wheels/, or build with "
+        "--build-arg PIP_INDEX_URL=<the vendor's index for this build>"
+    )
+
+
 def image_name(version: ModelVersion) -> str:
     """The default image reference of a version: ``readyml-NAME:vN`` (lower case)."""
     return f"readyml-{version.name.lower()}:v{version.version}"
@@ -232,7 +248,7 @@ class ContainerBuild:
         existed = out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
-            requirements = self._write_context(project, registry, version, alias, served_ref, out)
+            pins = self._write_context(project, registry, version, alias, served_ref, out)
         except BaseException:
             # No half-written context: the folder is left as it was found (new or empty).
             shutil.rmtree(out, ignore_errors=True)
@@ -247,9 +263,9 @@ class ContainerBuild:
             source_version=version.ref,
             image=image_name(version),
             baked=self.bake,
-            requirements=requirements,
+            requirements=[pin.line for pin in pins],
             files=files,
-            warnings=warnings,
+            warnings=warnings + [local_build_warning(pin) for pin in pins if pin.local],
         )
 
     def _write_context(
@@ -260,8 +276,8 @@ class ContainerBuild:
         alias: str,
         served_ref: str,
         out: Path,
-    ) -> list[str]:
-        """Write every file of the context into the folder ``out``; return the requirements."""
+    ) -> list[Pin]:
+        """Write every file of the context into the folder ``out``; return the pins."""
         app = out / "app"
         app.mkdir()
         self._write_spec(project, app, served_ref)
@@ -288,7 +304,7 @@ class ContainerBuild:
         (out / "Dockerfile").write_text(self.dockerfile(version))
         (out / ".dockerignore").write_text(DOCKERIGNORE)
         (out / "sbom.json").write_text(json.dumps(self.sbom(version, requirements), indent=2))
-        return requirements
+        return pins
 
     def _python_warning(self, version: ModelVersion) -> list[str]:
         trained = str(
