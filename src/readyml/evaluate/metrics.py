@@ -15,7 +15,6 @@ stays within :data:`BOOTSTRAP_BUDGET_ROWS`.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn import metrics as skm
 
+from readyml._json import clean as clean  # the evaluation's JSON is cleaned by it
 from readyml.errors import ConfigError
 
 Task = str  # "classification" | "regression"
@@ -56,21 +56,6 @@ BOOTSTRAP_CHUNK_ROWS = 4_000_000
 # Total rows a looped (non-vectorised) bootstrap may score; caps its resample count.
 BOOTSTRAP_BUDGET_ROWS = 20_000_000
 _EPS = 1e-15
-
-
-def clean(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by ``None`` (JSON has no NaN), recursively."""
-    if isinstance(value, float | np.floating):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def better(metric: str, a: float, b: float) -> float:

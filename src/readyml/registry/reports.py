@@ -10,10 +10,11 @@ page, a rollout its decision log, a rollback what it did. Evidence rows name the
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from readyml._json import clean
 
 if TYPE_CHECKING:
     from readyml.registry.registry import Registry
@@ -52,16 +53,5 @@ def put_json_report(registry: Registry, key: str, document: Any) -> str:
     Raises:
         RegistryError: The artifact store cannot be written.
     """
-    data = json.dumps(_finite(document), indent=2, default=str).encode("utf-8")
+    data = json.dumps(clean(document), indent=2, default=str).encode("utf-8")
     return registry.artifacts.put_bytes(key, data).key
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` at any depth (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

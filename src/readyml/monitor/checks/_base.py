@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-import numpy as np
-
+from readyml._json import clean as clean  # checks import it from here
 from readyml.monitor.inputs import MonitorInputs
 from readyml.types import JSON
 
@@ -105,19 +103,3 @@ def skipped(check: str, test_id: str, reason: str, **details: Any) -> CheckResul
     return CheckResult(
         check=check, test_id=test_id, status="skipped", summary=reason, details=details
     )
-
-
-def clean(value: Any) -> Any:
-    """``value`` with NaN/inf as ``None`` and numpy scalars as Python ones, recursively."""
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
