@@ -10,14 +10,18 @@ page, a rollout its decision log, a rollback what it did. Evidence rows name the
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from readyml._json import clean
+from readyml.errors import ReadymlError
 
 if TYPE_CHECKING:
     from readyml.registry.registry import Registry
+
+_log = logging.getLogger(__name__)
 
 
 def run_report_key(run_id: str) -> str:
@@ -55,3 +59,13 @@ def put_json_report(registry: Registry, key: str, document: Any) -> str:
     """
     data = json.dumps(clean(document), indent=2, default=str).encode("utf-8")
     return registry.artifacts.put_bytes(key, data).key
+
+
+def keep_json_report(registry: Registry, key: str, document: Any, *, what: str) -> str | None:
+    """:func:`put_json_report`, or ``None`` with a warning naming ``what``: the outcome the
+    report describes stands whether or not the artifact store keeps it."""
+    try:
+        return put_json_report(registry, key, document)
+    except ReadymlError as exc:
+        _log.warning("%s: its report was not kept (%s)", what, exc)
+        return None

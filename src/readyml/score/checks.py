@@ -17,7 +17,6 @@ model-2    offline versus online quality over versions (:mod:`.correlation`)
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from datetime import UTC, datetime
 from readyml.config import Project
 from readyml.errors import ConfigError, ReadymlError, RegistryError
 from readyml.registry import CHAMPION, Registry
-from readyml.registry.reports import put_json_report, run_report_key
+from readyml.registry.reports import keep_json_report, run_report_key
 from readyml.score.correlation import offline_online_correlation
 from readyml.score.explain import explain_prediction
 from readyml.score.meta_rules import check_project_meta
@@ -41,7 +40,6 @@ from readyml.score.project_tests import check_tested_code, feature_modules, mode
 from readyml.score.scoring import failure_reason
 from readyml.types import JSON, Evidence
 
-_log = logging.getLogger(__name__)
 CHECKS: dict[str, str] = {
     "data-4": "schema meta rules",
     "data-6": "new-feature probe",
@@ -237,8 +235,5 @@ def run_checks(
         "finished_at": datetime.now(UTC).isoformat(),
         "checks": [result.to_dict() for result in results],
     }
-    try:
-        put_json_report(registry, run_report_key(run_id), document)
-    except RegistryError as exc:  # the checks and their evidence stand without it
-        _log.warning("check %s: its report was not kept (%s)", run_id, exc)
+    keep_json_report(registry, run_report_key(run_id), document, what=f"check {run_id}")
     return results

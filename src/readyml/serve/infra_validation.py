@@ -11,7 +11,6 @@ reason is recorded as evidence ``infra-6`` with ``passed=False``.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +21,11 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from readyml.errors import ReadymlError, RegistryError, ServeError
+from readyml.errors import ReadymlError, ServeError
 from readyml.predict import Part, Prediction, Predictor, nonfinite_rows
 from readyml.registry import ModelVersion, Registry
-from readyml.registry.reports import key_part, put_json_report, stamp
+from readyml.registry.reports import keep_json_report, key_part, stamp
 from readyml.types import JSON, Evidence
-
-_log = logging.getLogger(__name__)
 
 INFRA_TEST_ID = "infra-6"
 PROBE_TENSORS = 4  # inputs made for a tensor model's replay
@@ -186,12 +183,9 @@ def record_failure(
     linked to the validation's report in the artifact store."""
     details = {"check": "infra_validation", **report.to_dict()}
     key = f"infra-validation/{key_part(version.name)}-v{version.version}/{stamp(datetime.now(UTC))}"
-    try:  # the validation's failure is what the caller reports, not the store's
-        artifact: str | None = put_json_report(registry, f"{key}.json", details)
-    except RegistryError as exc:
-        where = f"{version.name}:{version.version}"
-        _log.warning("infra validation of %s: its report was not kept (%s)", where, exc)
-        artifact = None
+    # The validation's failure is what the caller reports, not the store's.
+    what = f"infra validation of {version.name}:{version.version}"
+    artifact = keep_json_report(registry, f"{key}.json", details, what=what)
     registry.add_evidence(
         Evidence(
             test_id=INFRA_TEST_ID,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import time
 import urllib.error
@@ -16,12 +15,10 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from readyml.errors import AliasError, ReadymlError, RegistryError, ServeError
+from readyml.errors import AliasError, ReadymlError, ServeError
 from readyml.registry import CHAMPION, AliasEvent, Registry
-from readyml.registry.reports import key_part, put_json_report, stamp
+from readyml.registry.reports import keep_json_report, key_part, stamp
 from readyml.types import Evidence
-
-_log = logging.getLogger(__name__)
 
 # Seconds a management call may take before the CLI gives up.
 CALL_TIMEOUT_S = 60.0
@@ -161,11 +158,8 @@ def rollback_model(
     }
     details = {**result, "reason": reason, "served": served}
     key = f"rollbacks/{key_part(name)}/{stamp(datetime.now(UTC))}.json"
-    try:  # the rollback is done: a record that cannot be kept must not report it failed
-        artifact: str | None = put_json_report(registry, key, {"who": who, **details})
-    except RegistryError as exc:
-        _log.warning("rollback of %s: its record was not kept (%s)", name, exc)
-        artifact = None
+    # The rollback is done: a record that cannot be kept must not report it failed.
+    artifact = keep_json_report(registry, key, {"who": who, **details}, what=f"rollback of {name}")
     registry.add_evidence(
         Evidence(
             test_id="infra-7",

@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import enum
 import json
-import logging
 import os
 import random
 import sys
@@ -49,7 +48,7 @@ from readyml.config import RolloutSpec, describe_validation_error
 from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
 from readyml.predict import NonFiniteOutput, Predictor
 from readyml.registry import CHAMPION, ModelVersion, Registry
-from readyml.registry.reports import key_part, put_json_report, stamp
+from readyml.registry.reports import keep_json_report, key_part, stamp
 from readyml.serve._http import Scope
 from readyml.serve.canary import ArmStats, Outcome, Verdict, judge, request_cap
 from readyml.serve.deployment import Deployment, ModelTable
@@ -60,7 +59,6 @@ from readyml.serve.infra_validation import (
 )
 from readyml.types import JSON, Evidence
 
-_log = logging.getLogger(__name__)
 # The alias under which rollout decisions are written to the registry audit.
 AUDIT_ALIAS = "canary"
 # Who the controller acts as in audit records.
@@ -740,11 +738,8 @@ class RolloutManager:
         """Store the rollout's decision log, this decision included, and return its key; an
         artifact store that refuses it is logged, as the decision and its evidence stand."""
         log = {**record.to_dict(), "decisions": [*map(asdict, record.decisions), asdict(decision)]}
-        try:
-            return put_json_report(self.registry, rollout_log_key(record), log)
-        except ReadymlError as exc:
-            _log.warning("rollout of %s: its decision log was not kept (%s)", record.model, exc)
-            return None
+        what = f"rollout of {record.model}"
+        return keep_json_report(self.registry, rollout_log_key(record), log, what=what)
 
     def _evidence(self, rollout: Rollout, test_id: str, passed: bool, details: JSON) -> Evidence:
         return Evidence(
