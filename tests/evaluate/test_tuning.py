@@ -24,7 +24,8 @@ model:
   flavor: sklearn
   estimator: sklearn.ensemble.RandomForestClassifier
   params:
-    n_estimators: 10   # lost on write-back (inside params)
+    n_estimators: 10   # tuned: 10 to 500
+    # n_jobs: 1 keeps CI on one core
     n_jobs: 1
 
 # gates stay as written
@@ -67,6 +68,8 @@ def test_write_back_changes_only_model_params(tmp_path: Path) -> None:
     assert merged == {"n_estimators": 50, "n_jobs": 1, "max_depth": 4}
     assert "# my project: keep this comment" in text and "# gates stay as written" in text
     assert "label: y   # the label" in text
+    assert "n_estimators: 50   # tuned: 10 to 500" in text  # a comment inside params stays
+    assert "    # n_jobs: 1 keeps CI on one core\n    n_jobs: 1\n    max_depth: 4\n" in text
     loaded = yaml.safe_load(text)
     assert loaded["model"]["params"] == merged and loaded["gates"] == {"rules": []}
 
@@ -80,6 +83,33 @@ def test_write_back_adds_a_missing_params_mapping(tmp_path: Path) -> None:
         "model": {"estimator": "a.B", "params": {"alpha": 0.5}},
         "label": "y",
     }
+
+
+def test_write_back_keeps_an_inline_comment_and_the_lines_after_params(tmp_path: Path) -> None:
+    path = tmp_path / "readyml.yaml"
+    text = "model:\n  params:\n    alpha: 1.0  # L2\n\n  # the estimator\n  estimator: a.B\n"
+    path.write_text(text, encoding="utf-8")
+    write_back_params(path, {"tol": 0.001})
+    assert path.read_text() == (
+        "model:\n  params:\n    alpha: 1.0  # L2\n    tol: 0.001\n\n  # the estimator\n"
+        "  estimator: a.B\n"
+    )
+
+
+def test_write_back_replaces_a_null_or_flow_params(tmp_path: Path) -> None:
+    path = tmp_path / "readyml.yaml"
+    for params in ("params:", "params: {}", "params: {alpha: 1.0, fit_intercept: yes}"):
+        path.write_text(f"name: d\nmodel:\n  estimator: a.B\n  {params}\n", encoding="utf-8")
+        write_back_params(path, {"alpha": 1e-05})
+        assert yaml.safe_load(path.read_text())["model"]["params"]["alpha"] == 1e-05
+
+
+def test_write_back_refuses_a_model_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "readyml.yaml"
+    path.write_text("name: d\nmodel: a.B\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="set them by hand"):
+        write_back_params(path, {"alpha": 0.5})
+    assert path.read_text() == "name: d\nmodel: a.B\n"
 
 
 def _tree_project(root: Path, max_depth: int, low: int, high: int) -> Project:

@@ -10,7 +10,6 @@ its comments, quoting and layout stay, and only the values that change are rewri
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from readyml._yaml_edit import EditableYaml
 from readyml.data._types import FEATURE_TYPES, FeatureType
 from readyml.data.profile import ColumnProfile, Profile, profile_frame
 from readyml.errors import SchemaError
@@ -300,41 +300,21 @@ def _edited(target: Path, old: Schema, new: Schema) -> str:
         SchemaError: the file cannot be edited in place without changing what it says.
     """
     # ruamel.yaml round trip, not a refusal or a second file: reviewers' comments stay put.
-    from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.representer import RoundTripRepresenter
-    from ruamel.yaml.util import load_yaml_guess_indent
 
     source = f"schema file '{target}'"
-
-    class Representer(RoundTripRepresenter):
-        """Writes null as PyYAML does (ruamel leaves it blank)."""
-
-    Representer.add_representer(type(None), _represent_null)  # on this class alone
-    rt = YAML(typ="rt")
-    rt.Representer = Representer
-    rt.preserve_quotes = True
-    rt.width = 1 << 16  # a long line a person wrote stays one line (ruamel folds at 80)
     try:
-        text = target.read_text(encoding="utf-8")
-        _, indent, offset = load_yaml_guess_indent(text)  # keep the file's indentation
-        if indent is not None and offset is not None and indent > offset:
-            rt.indent(mapping=indent - offset, sequence=indent, offset=offset)
-        document = rt.load(text)
-    except YAMLError as exc:  # read by PyYAML, not here: e.g. a key given twice
-        problem = str(getattr(exc, "problem", "") or exc).splitlines()[0]
-        raise SchemaError(f"{source}: cannot edit it in place ({problem})") from exc
+        editable = EditableYaml(target.read_text(encoding="utf-8"))
+    except ValueError as exc:  # read by PyYAML, not here: e.g. a key given twice
+        raise SchemaError(f"{source}: cannot edit it in place ({exc})") from exc
+    document = editable.document
     items = document.get("features") if isinstance(document, CommentedMap) else None
     names = [item.get("name") if isinstance(item, Mapping) else None for item in items or []]
     if not isinstance(items, CommentedSeq) or names != old.names:
         raise SchemaError(f"{source}: cannot edit it in place (its features read differently)")
 
     def node(value: Any) -> Any:
-        # Written as PyYAML writes it, so that PyYAML (YAML 1.1) reads back the same value:
-        # ruamel's own YAML 1.2 output would leave 'yes' unquoted and write 1e-05 for 1.0e-05.
-        text = yaml.dump({"v": value}, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-        return rt.load(text)["v"]
+        return editable.node(value, _Dumper)
 
     _set(document, _TOP_KEYS, "label", old.label, new.label, node)
     wanted = set(new.names)
@@ -356,9 +336,7 @@ def _edited(target: Path, old: Schema, new: Schema) -> str:
         item, was, now = kept[feature.name], before.to_dict(), feature.to_dict()
         for key in _FEATURE_ORDER:
             _set(item, _FEATURE_ORDER, key, was.get(key), now.get(key), node)
-    buffer = io.StringIO()
-    rt.dump(document, buffer)
-    text = buffer.getvalue()
+    text = editable.dump()
     try:
         unchanged = Schema.from_yaml(text, source=source) == new
     except SchemaError:
@@ -369,10 +347,6 @@ def _edited(target: Path, old: Schema, new: Schema) -> str:
             "aside to write a new one"
         )
     return text
-
-
-def _represent_null(representer: Any, _: None) -> Any:
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
 
 def _set(

@@ -5,15 +5,14 @@ parameter set) is passed in by the training layer. Every trial is kept: number, 
 value, state and duration.
 
 :func:`write_back_params` puts the best parameters into ``model.params`` of readyml.yaml.
-The file is edited in place, not re-serialised: only the lines of the ``params`` mapping
-under the top-level ``model`` key are replaced, so comments and layout elsewhere survive
-(comments inside that mapping are lost). The result is parsed again and must equal the old
-spec with only ``model.params`` changed; otherwise nothing is written.
+The file is edited in place (a ruamel.yaml round trip), not re-serialised: only the values of
+the tuned keys change, so comments and layout survive, those inside ``params`` included. The
+result is parsed again and must equal the old spec with only ``model.params`` changed;
+otherwise nothing is written.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import optuna
 import yaml
 
+from readyml._yaml_edit import EditableYaml
 from readyml.config import SearchDimension, TuningSpec
 from readyml.errors import ConfigError
 from readyml.evaluate.metrics import HIGHER_IS_BETTER, clean
@@ -124,50 +124,6 @@ def run_study(
     )
 
 
-_TOP_KEY = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*:")
-
-
-def _top_key(line: str) -> str | None:
-    match = _TOP_KEY.match(line)
-    return None if match is None else match.group("key")
-
-
-def _block_end(lines: list[str], start: int, indent: int) -> int:
-    end = start + 1
-    while end < len(lines):
-        text = lines[end]
-        stripped = text.strip()
-        if stripped and len(text) - len(text.lstrip()) <= indent:
-            break  # a key or a comment at this depth or shallower belongs to what follows
-        end += 1
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1  # keep blank lines that separate the next key
-    return end
-
-
-def _rewrite_params(text: str, params: dict[str, Any]) -> str | None:
-    lines = text.splitlines(keepends=True)
-    model = next((i for i, line in enumerate(lines) if _top_key(line) == "model"), None)
-    if model is None:
-        return None
-    model_end = _block_end(lines, model, 0)
-    body = "".join(yaml.safe_dump({"params": params}, sort_keys=False, default_flow_style=False))
-    for i in range(model + 1, model_end):
-        match = re.match(r"^(?P<indent>\s+)params\s*:", lines[i])
-        if match is None:
-            continue
-        indent = len(match.group("indent"))
-        end = _block_end(lines, i, indent)
-        block = "".join(" " * indent + row + "\n" for row in body.splitlines())
-        return "".join(lines[:i]) + block + "".join(lines[end:])
-    child = next(
-        (len(line) - len(line.lstrip()) for line in lines[model + 1 : model_end] if line.strip()),
-        2,
-    )
-    block = "".join(" " * child + row + "\n" for row in body.splitlines())
-    return "".join(lines[:model_end]) + block + "".join(lines[model_end:])
-
-
 def write_back_params(spec_path: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Merge ``params`` into ``model.params`` of the spec file; return the new params.
 
@@ -176,10 +132,12 @@ def write_back_params(spec_path: Path, params: dict[str, Any]) -> dict[str, Any]
     """
     text = spec_path.read_text(encoding="utf-8")
     before = yaml.safe_load(text)
-    merged = {**dict((before.get("model") or {}).get("params") or {}), **params}
-    edited = _rewrite_params(text, merged)
-    expected = {**before, "model": {**before["model"], "params": merged}}
-    if edited is None or yaml.safe_load(edited) != expected:
+    model = before.get("model") if isinstance(before, dict) else None
+    model = model if isinstance(model, dict) else {}
+    old = model.get("params")
+    merged = {**(old if isinstance(old, dict) else {}), **params}
+    edited = _with_params(text, params, merged) if model else None
+    if edited is None or yaml.safe_load(edited) != {**before, "model": {**model, "params": merged}}:
         raise ConfigError(
             f"{spec_path.name}: could not rewrite model.params in place (unusual layout); "
             f"set them by hand: {merged}"
@@ -188,3 +146,26 @@ def write_back_params(spec_path: Path, params: dict[str, Any]) -> dict[str, Any]
     tmp.write_text(edited, encoding="utf-8")
     tmp.replace(spec_path)
     return merged
+
+
+def _with_params(text: str, params: dict[str, Any], merged: dict[str, Any]) -> str | None:
+    """``text`` with ``params`` set in ``model.params``; None when its layout is unusual."""
+    from ruamel.yaml.comments import CommentedMap
+
+    try:
+        editable = EditableYaml(text)
+    except ValueError:
+        return None
+    model = editable.document.get("model") if isinstance(editable.document, CommentedMap) else None
+    if not isinstance(model, CommentedMap):
+        return None
+    current = model.get("params")
+    if isinstance(current, CommentedMap):
+        for key, value in params.items():
+            if key not in current:
+                editable.append(current, key, value)
+            elif current[key] != value:
+                current[key] = editable.node(value)  # it keeps its place and its comment
+    else:
+        model["params"] = editable.node(merged)
+    return editable.dump()
