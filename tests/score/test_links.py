@@ -151,3 +151,34 @@ def test_an_unreachable_store_is_asked_once_and_the_score_still_shows(
     assert links.link(_item(run_id="r1")) is None
     assert links.link(_item("runs/r2/report.json")) == "runs/r2/report.json"
     assert asked == ["runs/r1/report.json"]
+
+
+def test_prefetch_asks_the_store_once_per_key_and_not_again_after_a_failure(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "schema.yaml").write_text("features: []\n")
+    put_json_report(registry, run_report_key("r1"), {"kind": "pipeline run"})
+    asked: list[str] = []
+    exists = registry.artifacts.exists
+
+    def counted(key: str) -> bool:
+        asked.append(key)
+        return exists(key)
+
+    monkeypatch.setattr(registry.artifacts, "exists", counted)
+    links = EvidenceLinks(tmp_path.resolve(), registry)
+    keys = [run_report_key(f"r{i}") for i in range(1, 20)]
+    links.prefetch([*keys, *keys, "schema.yaml", "https://ci.example.org/7"])
+    assert sorted(asked) == sorted(keys)  # each key once; project files and URLs never
+    assert links.link(_item(run_id="r1")) == ".readyml/artifacts/runs/r1/report.json"
+    assert links.link(_item(run_id="r2")) is None and len(asked) == len(keys)
+
+    def down(key: str) -> bool:
+        asked.append(key)
+        raise RegistryError("artifact store: down")
+
+    monkeypatch.setattr(registry.artifacts, "exists", down)
+    asked.clear()
+    later = EvidenceLinks(tmp_path.resolve(), registry)
+    later.prefetch(keys)
+    assert asked == [keys[0]]

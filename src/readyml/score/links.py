@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from readyml.errors import ReadymlError, RegistryError
@@ -50,6 +51,24 @@ class EvidenceLinks:
                 self._stored[key], self._unreadable = False, True
         return self._stored[key]
 
+    def prefetch(self, keys: list[str]) -> None:
+        """Look up many keys at once: the first alone (an unreachable store is asked once),
+        the rest on a few threads, since a remote store answers each in a round trip."""
+        todo = list(
+            dict.fromkeys(
+                k
+                for k in keys
+                if k not in self._stored and not _URL.match(k) and not self.in_project(k)
+            )
+        )
+        if not todo:
+            return
+        self.stored(todo[0])
+        if self._unreadable:
+            return
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(self.stored, todo[1:]))
+
     def where(self, key: str) -> str:
         """Where a stored key can be opened: a path relative to the project, or a URL (with
         any credentials in it left out)."""
@@ -81,6 +100,9 @@ class EvidenceLinks:
 def with_links(report: ScoreReport, root: Path, registry: Registry) -> ScoreReport:
     """``report`` with every shown evidence item's link made followable (see module doc)."""
     links = EvidenceLinks(root.resolve(), registry)
+    items = [i for score in report.tests for i in score.evidence]
+    links.prefetch([i.link for i in items if i.link is not None])
+    links.prefetch([run_report_key(i.run_id) for i in items if i.link is None and i.run_id])
     tests = [
         dataclasses.replace(
             score,
