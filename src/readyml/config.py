@@ -682,20 +682,32 @@ class ServingSpec(_Spec):
         return self
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+# Prometheus's duration format: whole numbers with units, largest first (1h30m, 90s, 500ms).
+_DURATION_S = {
+    "y": 31536000.0,
+    "w": 604800.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+_DURATION = re.compile("".join(rf"(?:(?P<{u}>\d+){u})?" for u in _DURATION_S))
 
 
 def duration_seconds(text: str, *, key: str = "duration") -> float:
-    """Seconds in a duration such as ``90s``, ``5m``, ``1h``, ``7d`` or ``2w``.
+    """Seconds in a duration as Prometheus writes them: ``90s``, ``5m``, ``1h30m``, ``7d``.
 
     >>> duration_seconds("5m")
     300.0
     """
-    match = _DURATION.match(text)
-    if match is None:
-        raise ConfigError(f"{key}: expected a duration such as 90s, 5m, 1h, 7d, found {text!r}")
-    return float(match.group(1)) * _DURATION_S[match.group(2)]
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ConfigError(
+            f"{key}: expected a duration such as 90s, 5m, 1h, 7d, found {text!r} (whole "
+            "numbers with units y, w, d, h, m, s, ms, largest first, as in 1h30m)"
+        )
+    return sum(int(n) * _DURATION_S[unit] for unit, n in match.groupdict().items() if n)
 
 
 def _check_duration(value: str | None, key: str) -> str | None:

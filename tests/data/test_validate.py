@@ -98,6 +98,17 @@ def test_out_of_range_int_examples(train: pd.DataFrame) -> None:
     assert "[18, 89]" in anomaly.expected  # type: ignore[attr-defined]
 
 
+def test_out_of_range_shows_the_digits_that_tell_a_value_from_its_bound() -> None:
+    schema = infer_schema(pd.DataFrame({"x": [0.6, 1.0]}))
+    feature = schema.feature("x")
+    assert feature is not None
+    feature.max = None  # bounded below only
+    report = validate_frame(pd.DataFrame({"x": [0.5999999999999996, 3.0]}), schema=schema)
+    anomaly = kinds(report)[("out_of_range", "x")]
+    assert anomaly.expected == "values in [0.6, inf]"  # type: ignore[attr-defined]
+    assert anomaly.found == "1 of 2 rows outside (min 0.5999999999999996, max 3)"  # type: ignore[attr-defined]
+
+
 def test_int_column_with_nulls_is_not_a_type_mismatch(train: pd.DataFrame) -> None:
     schema = infer_schema(train)
     schema.feature("age").nullable = True  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import io
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -21,7 +22,8 @@ import pytest
 import yaml
 
 from conftest import _unavailable, free_port
-from readyml.config import MonitoringSpec, PerformanceMonitorSpec
+from readyml.config import MonitoringSpec, PerformanceMonitorSpec, duration_seconds
+from readyml.errors import DataError
 from readyml.monitor import (
     Alert,
     AlertBook,
@@ -68,6 +70,49 @@ def test_alert_book_deduplicates_repeats_and_resolves_cleared_alerts(tmp_path: P
     assert book.firing() == []
     book.mark_sent(cleared.notify, now=NOW + timedelta(hours=4))
     assert book.update([], checks_run={"skew"}, now=NOW + timedelta(hours=5)).notify == []
+
+
+def test_alerts_of_a_disabled_check_are_resolved_and_a_skipped_ones_kept(tmp_path: Path) -> None:
+    book = AlertBook(path=tmp_path / "alerts.json")
+    first = book.update([_alert(), _alert("q", "quality")], checks_run={"skew", "quality"}, now=NOW)
+    book.mark_sent(first.notify, now=NOW)
+    later = NOW + timedelta(hours=1)
+    # skew is disabled; quality is enabled but was skipped (no labels in the lookback).
+    update = book.update([], checks_run=set(), now=later, enabled={"quality"})
+    assert [(a.labels["check"], a.status) for a in update.resolved] == [("skew", "resolved")]
+    assert [a.labels["check"] for a in update.firing] == ["quality"]
+    assert update.notify == update.resolved
+
+
+def test_a_monitor_with_a_check_disabled_sends_its_alerts_resolved(workspace: Path) -> None:
+    stream = io.StringIO()
+    sinks: list[Sink] = [LogSink(stream=stream)]
+    log_traffic(workspace, make_log(shift=2.0))
+    first = Monitor(sinks=sinks).run(inputs_for(workspace, spec=MonitoringSpec(windows=1)))
+    skew = {a.fingerprint for a in first.alerts if a.labels["check"] == "skew"}
+    assert skew
+    spec = MonitoringSpec.model_validate({"windows": 1, "skew": {"enabled": False}})
+    second = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec))
+    assert {a.fingerprint for a in second.resolved} == skew
+    assert {a.fingerprint for a in second.sent if a.status == "resolved"} == skew
+    assert not any(a.labels["check"] == "skew" for a in second.alerts)
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [("[]", "found a JSON array"), ('{"x": 1}', "found entry 'x' = 1")],
+)
+def test_an_alert_state_of_the_wrong_shape_is_one_line_and_kept(
+    tmp_path: Path, content: str, found: str
+) -> None:
+    path = tmp_path / "alerts.json"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        AlertBook(path=path).update([_alert()], checks_run={"skew"}, now=NOW)
+    message = str(info.value)
+    assert message.startswith(f"alert state {path}: expected a JSON object {{fingerprint: ")
+    assert found in message and "\n" not in message
+    assert path.read_text() == content  # the state is not thrown away
 
 
 def test_monitor_run_fires_then_resolves_when_the_condition_clears(workspace: Path) -> None:
@@ -185,6 +230,18 @@ def test_alertmanager_hears_every_firing_alert_at_each_run_with_a_future_end(
         assert ends == {report.at + timedelta(hours=3)}
 
 
+def test_alertmanager_end_follows_the_period_this_monitor_runs_at(
+    workspace: Path, receiver: tuple[str, Any]
+) -> None:
+    url, handler = receiver
+    spec = MonitoringSpec(windows=1, every="1h")
+    log_traffic(workspace, make_log(shift=2.0))
+    sinks: list[Sink] = [AlertmanagerSink(url=url, retries=0)]
+    report = Monitor(sinks=sinks).run(inputs_for(workspace, spec=spec), period_s=60.0)
+    ends = {datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) for a in handler.bodies[0]}
+    assert ends == {report.at + timedelta(minutes=3)}  # --every 1m, not monitoring.every
+
+
 def test_webhook_retries_with_backoff_until_delivered(receiver: tuple[str, Any]) -> None:
     url, handler = receiver
     handler.failures = 2
@@ -278,6 +335,26 @@ def test_alertmanager_receives_and_resolves_an_alert(alertmanager: str) -> None:
 
 
 PROMTOOL_TEST = Path(__file__).with_name("rules_test.yml")
+
+
+def test_every_rule_reads_only_series_of_a_model() -> None:
+    rules = alert_rules(PerformanceMonitorSpec(), project="demo")["groups"][0]["rules"]
+    for rule in rules:
+        selectors = re.findall(r"readyml_\w+(\{[^}]*\})?", rule["expr"])
+        assert selectors and all(s.startswith('{model!=""') for s in selectors), rule["expr"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90.0), ("1h30m", 5400.0), ("500ms", 0.5), ("2w1d", 1296000.0)]
+)
+def test_durations_are_read_as_prometheus_writes_them(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["1.5h", "5 m", " 5m", "30m1h", "5", "h"])
+def test_a_duration_prometheus_would_refuse_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration such as 90s, 5m, 1h, 7d, found"):
+        PerformanceMonitorSpec(rule_for=text)
 
 
 def test_prometheus_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from readyml.data import profile_frame
+from readyml.errors import ConfigError
 from readyml.monitor import (
     CheckResult,
     DependencyCheck,
@@ -23,6 +25,8 @@ from readyml.monitor import (
     TrainingGuard,
     record_feedback,
 )
+from readyml.registry import Registry, open_registry
+from readyml.registry.records import StepStatus
 
 from .helpers import NOW, inputs_for, log_traffic, make_log, predict, training_frame
 
@@ -73,6 +77,13 @@ def test_dependency_check_reports_an_upstream_source_left_with_a_header_only(
     assert result.details["source_changes"] == ["upstream.csv: no rows (a header only)"]
 
 
+def test_a_missing_upstream_source_is_one_finding(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    result = DependencyCheck(sources=["gone.csv"]).run(inputs_for(workspace))
+    assert result.details["source_changes"] == ["gone.csv: source not found"]
+    assert [f.labels["source"] for f in result.findings] == ["gone.csv"]
+
+
 # -- monitor-2 ---------------------------------------------------------------------------
 
 
@@ -92,6 +103,26 @@ def test_invariant_check_counts_each_anomaly_kind(workspace: Path) -> None:
     assert result.details["counts"]["out_of_range"] == 1
     assert result.details["counts"]["unseen_categories"] == 1
     assert {"out_of_range:x1", "unseen_categories:city"} <= keys(result)
+
+
+def test_a_value_just_past_its_bound_is_shown_with_the_digits_that_tell_them_apart(
+    workspace: Path,
+) -> None:
+    log = make_log(n=50)
+    log["x1"] = log["x1"].abs() + 0.6
+    log.loc[0, "x1"] = 0.5999999999999996
+    log_traffic(workspace, log)
+    inputs = inputs_for(workspace)
+    assert inputs.reference.schema is not None
+    feature = inputs.reference.schema.feature("x1")
+    assert feature is not None
+    feature.min = 0.6
+    result = InvariantCheck().run(inputs)
+    (finding,) = [f for f in result.findings if f.key == "out_of_range:x1"]
+    assert finding.message == (
+        f"out_of_range in x1: expected values in [0.6, 10], found 1 of 50 rows outside "
+        f"(min 0.5999999999999996, max {log['x1'].max():g})"
+    )
 
 
 # -- monitor-3 ---------------------------------------------------------------------------
@@ -131,6 +162,61 @@ def test_skew_check_reads_offline_features_from_a_file(workspace: Path) -> None:
     assert result.details["per_example"]["examples_compared"] == len(log)
 
 
+def two_row_requests(n: int = 200) -> pd.DataFrame:
+    """Requests of two rows each: the rows of a request share its id and arrival time."""
+    log = make_log(n)
+    log["request_id"] = np.repeat(log["request_id"].to_numpy()[::2], 2)
+    log["ts"] = np.repeat(log["ts"].to_numpy()[::2], 2)
+    return log
+
+
+def test_skew_check_compares_every_row_of_a_request(workspace: Path) -> None:
+    log = log_traffic(workspace, two_row_requests())
+    offline = log[["request_id", "x1", "x2", "city"]].copy()
+    offline.loc[1::2, "x2"] += 5.0  # every request's second row
+    inputs = inputs_for(workspace)
+    inputs.offline = offline
+    per = SkewCheck().run(inputs).details["per_example"]
+    assert per["examples_compared"] == len(log)
+    assert per["features"]["x2"]["skewed"] == len(log) // 2
+    assert per["features_with_skew"] == 1
+
+
+def test_skew_check_matches_offline_rows_by_their_row_column(workspace: Path) -> None:
+    log = log_traffic(workspace, two_row_requests())
+    offline = log[["request_id", "x1", "x2", "city"]].assign(row=np.tile([0, 1], len(log) // 2))
+    offline = offline.iloc[::-1]  # in any order: the row column says which is which
+    inputs = inputs_for(workspace)
+    inputs.offline = offline
+    per = SkewCheck().run(inputs).details["per_example"]
+    assert per["examples_compared"] == len(log) and per["features_with_skew"] == 0
+
+
+def test_skew_check_gives_the_offline_function_each_rows_position(workspace: Path) -> None:
+    log_traffic(workspace, two_row_requests())
+    (workspace.parent / "offline_rows.py").write_text(
+        "def features(rows):\n"
+        "    out = rows[['request_id', 'row', 'x1', 'x2', 'city']].copy()\n"
+        "    out.loc[out['row'] == 1, 'x2'] += 5.0\n"
+        "    return out.sample(frac=1.0, random_state=0)\n"
+    )
+    result = SkewCheck(offline_features="offline_rows:features").run(inputs_for(workspace))
+    assert result.details["per_example"]["features"]["x2"]["skewed"] == 100
+
+
+def test_an_error_in_the_offline_function_is_one_line_naming_it(workspace: Path) -> None:
+    log_traffic(workspace, make_log())
+    (workspace.parent / "offline_broken.py").write_text(
+        "def features(rows):\n    return rows['nosuch']\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        SkewCheck(offline_features="offline_broken:features").run(inputs_for(workspace))
+    assert str(info.value) == (
+        "monitoring.skew.offline_features: expected offline_broken:features to recompute the "
+        "logged rows' features, found KeyError at offline_broken.py:2: 'nosuch'"
+    )
+
+
 def test_skew_check_flags_distribution_drift_from_training(workspace: Path) -> None:
     log_traffic(workspace, make_log(shift=2.0))
     result = SkewCheck().run(inputs_for(workspace))
@@ -165,6 +251,33 @@ def test_staleness_check_uses_the_staleness_curve_and_stage_limits(workspace: Pa
     result = StalenessCheck(max_stage_age={"train": "1d"}).run(inputs)
     assert result.details["limit_from"] == "staleness curve (model-4)"
     assert keys(result) == {"model_age", "stage:train"}
+
+
+def test_a_stage_failing_for_many_runs_keeps_its_last_success(workspace: Path) -> None:
+    registry = open_registry(workspace)
+    project = f"stale-{uuid.uuid4().hex[:8]}"
+    record_step(registry, project, "train", "succeeded", NOW - timedelta(days=10))
+    for _ in range(60):  # more runs than any window of recent ones
+        record_step(registry, project, "train", "failed", NOW - timedelta(hours=1))
+    success = registry.store.last_step_successes(project)
+    assert success == {"train": NOW - timedelta(days=10)}
+    inputs = inputs_for(workspace, stage_success=success)
+    result = StalenessCheck(max_stage_age={"train": "7d", "evaluate": "7d"}).run(inputs)
+    assert keys(result) == {"stage:train", "stage:evaluate"}
+    never = next(f for f in result.findings if f.key == "stage:evaluate")
+    assert never.message == "pipeline stage evaluate has never succeeded; limit 7.0 days"
+    assert result.details["stages"]["evaluate"]["last_success"] is None
+
+
+def record_step(
+    registry: Registry, project: str, step: str, status: StepStatus, ended: datetime
+) -> None:
+    """One run of ``project`` with one step ending at ``ended``."""
+    run = registry.store.start_run(project, {}, {})
+    registry.store.record_step(
+        run.id, step, status=status, started_at=ended, ended_at=ended, input_fingerprint="f"
+    )
+    registry.store.finish_run(run.id, "succeeded" if status == "succeeded" else "failed")
 
 
 # -- monitor-5 ---------------------------------------------------------------------------
@@ -250,6 +363,16 @@ def test_performance_check_catches_jump_against_trailing_baseline(workspace: Pat
     assert "jump:p99_ms:baseline" in keys(result)
 
 
+def test_memory_is_read_when_only_newer_log_files_record_it(workspace: Path) -> None:
+    older = make_log(version=1, seed=3).drop(columns=["rss_mb"])  # before the server recorded it
+    log_traffic(workspace, older)
+    log_traffic(workspace, make_log(version=2, rss_mb=lambda hours: 200.0 + 120.0 * hours))
+    inputs = inputs_for(workspace, version=2, previous_version=1)
+    result = PerformanceCheck(max_memory_growth_mb_per_h=50.0).run(inputs)
+    assert result.details["versions"][2]["memory_growth_mb_per_h"] == pytest.approx(120.0, rel=0.01)
+    assert "memory_leak" in keys(result)
+
+
 # -- monitor-7 ---------------------------------------------------------------------------
 
 
@@ -284,6 +407,36 @@ def test_quality_check_fires_on_a_quality_drop_overall_and_per_slice(workspace: 
         result
     )
     assert len(result.series["accuracy"]) == 3
+
+
+def test_a_regressors_error_that_went_up_reads_above_validation(workspace: Path) -> None:
+    log = make_log(n=200)
+    truth = (log["x1"] + log["x2"]).to_numpy()
+    log["prediction"] = truth
+    log = log.drop(columns=["proba_a", "proba_b"])
+    log_traffic(workspace, log)
+    labels = truth + np.random.default_rng(0).normal(0.0, 2.0, len(log))
+    record_feedback(
+        workspace,
+        [
+            {"request_id": r, "label": float(y)}
+            for r, y in zip(log["request_id"], labels, strict=True)
+        ],
+    )
+    inputs = inputs_for(
+        workspace,
+        task="regression",
+        classes=None,
+        profile=None,
+        metrics={"rmse": 0.5},
+        primary="rmse",
+        valid=None,
+        valid_pred=None,
+        valid_proba=None,
+    )
+    result = QualityCheck(metric="rmse", min_labels=10, slice_columns=[]).run(inputs)
+    (finding,) = [f for f in result.findings if f.key == "quality:rmse"]
+    assert f"{finding.value:.3f} above validation (0.500)" in finding.message, finding.message
 
 
 def test_quality_check_before_labels_flags_prediction_shift_and_slice_bias(workspace: Path) -> None:

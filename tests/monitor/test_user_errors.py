@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from readyml.cli.monitor import app
 from readyml.config import Project
+from readyml.errors import DataError
 from readyml.monitor import Alert, DeliveryError, WebhookSink, record_feedback
 from readyml.monitor.alerts import deliver
 from readyml.monitor.checks import QualityCheck
@@ -239,6 +240,11 @@ def test_monitor_leaves_out_stored_labels_not_among_the_classes(
             "monitoring.performance.rule_for: expected a duration such as 90s, 5m, 1h, 7d",
         ),
         (
+            {"performance": {"rule_for": "1.5h"}},
+            "monitoring.performance.rule_for: expected a duration such as 90s, 5m, 1h, 7d, "
+            "found '1.5h' (whole numbers",
+        ),
+        (
             {"staleness": {"max_stage_age": {"trian": "1d"}}},
             "monitoring.staleness.max_stage_age: expected pipeline steps among ['load', ",
         ),
@@ -278,6 +284,71 @@ def test_offline_features_function_missing_from_its_module(
         "error: monitoring.skew.offline_features: expected a function 'nothing' in module "
         "'offline', found nothing"
     )
+
+
+def test_an_error_in_the_offline_function_is_one_line_and_exit_2(
+    served: tuple[Path, pd.DataFrame],
+) -> None:
+    root, _ = served
+    (root / "offline_raises.py").write_text("def features(rows):\n    return 1 / 0\n")
+    section = {"skew": {"offline_features": "offline_raises:features"}, "alerts": {"log": False}}
+    with monitoring(root, section):
+        code, out, err = invoke("monitor", "-p", str(root))
+    assert code == 2, out
+    assert one_error_line(err) == (
+        "error: check skew: monitoring.skew.offline_features: expected offline_raises:features "
+        "to recompute the logged rows' features, found ZeroDivisionError at "
+        "offline_raises.py:2: division by zero"
+    )
+
+
+def flaky_runs(monkeypatch: pytest.MonkeyPatch, failing: set[int]) -> list[float | None]:
+    """``run_monitor`` failing at the runs numbered in ``failing`` (from 1); returns the
+    ``period_s`` each run was given."""
+    import readyml.monitor
+
+    real = readyml.monitor.run_monitor
+    periods: list[float | None] = []
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        periods.append(kwargs.get("period_s"))
+        if len(periods) in failing:
+            raise DataError("request log query failed: a broken file")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(readyml.monitor, "run_monitor", run)
+    return periods
+
+
+def test_a_failed_run_of_a_repeating_monitor_is_one_line_and_the_loop_goes_on(
+    served: tuple[Path, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = served
+    periods = flaky_runs(monkeypatch, failing={1})
+    with monitoring(root, {"alerts": {"log": False}}):
+        code, out, err = invoke(
+            "monitor", "-p", str(root), "--every", "10ms", "--count", "3", "--format", "json"
+        )
+    assert code in (0, 1), err  # the last run's: it did not fail
+    assert (
+        one_error_line(err)
+        == "error: monitoring run failed: request log query failed: a broken file"
+    )
+    assert len(out.splitlines()) == 2
+    assert periods == [0.01, 0.01, 0.01]  # Alertmanager's endsAt follows --every
+
+
+def test_a_repeating_monitor_exits_2_when_its_last_run_failed(
+    served: tuple[Path, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = served
+    flaky_runs(monkeypatch, failing={2})
+    with monitoring(root, {"alerts": {"log": False}}):
+        code, out, err = invoke(
+            "monitor", "-p", str(root), "--every", "10ms", "--count", "2", "--format", "json"
+        )
+    assert code == 2, err
+    assert len(out.splitlines()) == 1
 
 
 def test_a_generous_max_drop_is_fine_for_an_unbounded_metric(

@@ -163,6 +163,24 @@ def test_find_cached_step_returns_latest_succeeded_match(store: MetadataStore) -
     assert store.find_cached_step("p", "evaluate", "fp") is None
 
 
+def test_last_step_successes_are_per_step_over_every_run_of_the_project(
+    store: MetadataStore,
+) -> None:
+    first = store.start_run("p", {}, {})
+    _step(store, first.id, "load", "f1")
+    _step(store, first.id, "train", "f2")
+    later = store.start_run("p", {}, {})
+    _step(store, later.id, "load", "f1")
+    _step(store, later.id, "train", "f2", status="failed")
+    _step(store, store.start_run("q", {}, {}).id, "evaluate", "f3")
+    steps = {s.name: s for run in (first, later) for s in store.steps_for_run(run.id)}
+    success = store.last_step_successes("p")
+    assert set(success) == {"load", "train"}
+    assert success["load"] == steps["load"].ended_at  # the later run's load
+    assert success["train"] < success["load"] and success["train"].tzinfo is not None
+    assert store.last_step_successes("none") == {}
+
+
 def test_record_step_rejects_unknown_status_and_run(store: MetadataStore) -> None:
     run = store.start_run("p", {}, {})
     with pytest.raises(RegistryError, match="status 'done'"):

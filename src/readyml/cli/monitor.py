@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from readyml import _console as console
+from readyml._project_imports import describe_error
 from readyml.cli._common import (
     FormatOpt,
     ProjectOpt,
@@ -19,13 +22,14 @@ from readyml.cli._common import (
     sigterm_exits,
     write_output,
 )
-from readyml.errors import ConfigError, DataError
+from readyml.errors import ConfigError, DataError, ReadymlError
 
 if TYPE_CHECKING:
     from readyml.config import Project
-    from readyml.monitor import FeedbackResult
+    from readyml.monitor import FeedbackResult, MonitorReport
 
 app = typer.Typer(help="Monitor served traffic and record feedback labels.")
+_log = logging.getLogger(__name__)
 
 
 @app.command("monitor")
@@ -50,7 +54,9 @@ def monitor(
 ) -> None:
     """Run the seven monitoring checks on logged traffic; raise and resolve alerts.
 
-    Exit code 1 when a check failed.
+    Exit code 1 when a check failed, 2 when a check or the run hit a user error (one line on
+    stderr each). With --every, a failed run is reported and the next one still runs; the
+    exit code is the last run's.
     """
     from readyml.config import Project, duration_seconds
     from readyml.monitor import (
@@ -77,12 +83,9 @@ def monitor(
         rules = alert_rules_text(loaded.spec.monitoring.performance, project=loaded.spec.name)
         write_output(prometheus_rules, rules, "--prometheus-rules")
         console.stderr.print(f"wrote Prometheus rules to {prometheus_rules}")
-    failed = False
 
-    def once() -> None:
-        nonlocal failed
-        result = run_monitor(loaded, registry)
-        failed = not result.ok
+    def once() -> int:
+        result = run_monitor(loaded, registry, period_s=period_s)
         data: dict[str, Any] = result.to_dict()
         if report:
             data["report"] = str(write_report(result, report_path(loaded.workspace, result.at)))
@@ -91,30 +94,57 @@ def monitor(
             data["retrain"] = retrain.to_dict()
         if form == "json":  # repeated runs: one JSON document a line (JSON Lines)
             console.print_json(data, one_line=period_s is not None)
-            return
-        console.table(
-            f"{result.model}:{result.version} — {result.headline}",
-            ["test", "check", "status", "summary"],
-            [[c.test_id, c.check, c.status, c.summary] for c in result.checks],
-        )
-        for alert in result.alerts:
-            console.stdout.print(
-                f"ALERT {alert.severity} {alert.name}: {alert.annotations.get('summary', '')}"
-            )
-        for alert in result.resolved:
-            console.stdout.print(f"resolved {alert.name}: {alert.labels.get('key', '')}")
-        if report:
-            console.stdout.print(f"report: {data['report']}")
-        if retrain is not None:
-            console.stdout.print(f"retrain {retrain.id}: {retrain.state}: {retrain.reason}")
+        else:
+            _show(result, data.get("report"), retrain)
+        for check, error in result.errors.items():
+            console.error_line(f"check {check}: {error}")
+        return 2 if result.errors else 0 if result.ok else 1
 
     if period_s is None:
-        once()
+        code = once()
     else:
+        code = 0
+
+        def every_once() -> None:
+            nonlocal code
+            code = _survive(once)
+
         with contextlib.suppress(KeyboardInterrupt):
-            run_every(period_s, once, count=count)
-    if failed:
-        raise typer.Exit(code=1)
+            run_every(period_s, every_once, count=count)
+    if code:
+        raise typer.Exit(code=code)
+
+
+def _survive(run: Callable[[], int]) -> int:
+    """One run of a repeating monitor: a run that fails is one line on stderr, not the end
+    of the loop. Returns its exit code (2 for a user error, 1 for any other)."""
+    try:
+        return run()
+    except ReadymlError as exc:
+        console.error_line(f"monitoring run failed: {exc}")
+        return 2
+    except Exception as exc:  # a long-running loop outlives a bad run (a locked store, a disk)
+        _log.debug("monitoring run failed", exc_info=True)
+        console.error_line(f"monitoring run failed: {describe_error(exc)}")
+        return 1
+
+
+def _show(result: MonitorReport, report: str | None, retrain: Any) -> None:
+    console.table(
+        f"{result.model}:{result.version} — {result.headline}",
+        ["test", "check", "status", "summary"],
+        [[c.test_id, c.check, c.status, c.summary] for c in result.checks],
+    )
+    for alert in result.alerts:
+        console.stdout.print(
+            f"ALERT {alert.severity} {alert.name}: {alert.annotations.get('summary', '')}"
+        )
+    for alert in result.resolved:
+        console.stdout.print(f"resolved {alert.name}: {alert.labels.get('key', '')}")
+    if report:
+        console.stdout.print(f"report: {report}")
+    if retrain is not None:
+        console.stdout.print(f"retrain {retrain.id}: {retrain.state}: {retrain.reason}")
 
 
 def _retrain(project: Any, registry: Any, alerts: Any) -> Any:

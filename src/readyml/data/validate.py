@@ -496,12 +496,13 @@ def _check_range(
         mask |= values < low
     if high is not None:
         mask |= values > high
+    shown_low, least = _apart(low, column.min, "-inf")
+    shown_high, most = _apart(high, column.max, "inf")
     found.add(
         "out_of_range",
         column.name,
-        f"values in [{_bound(low)}, {_bound(high)}]",
-        f"{int(mask.sum())} of {column.count} rows outside "
-        f"(min {column.min:g}, max {column.max:g})",
+        f"values in [{shown_low}, {shown_high}]",
+        f"{int(mask.sum())} of {column.count} rows outside (min {least}, max {most})",
         examples=mask,
     )
 
@@ -614,5 +615,15 @@ def _count(part: int, total: int, what: str) -> str:
     return f"{part} {what} of {total} rows ({share:.1%})"
 
 
-def _bound(value: float | None) -> str:
-    return "-inf" if value is None else f"{value:g}"
+def _apart(bound: float | None, value: float | None, unbounded: str) -> tuple[str, str]:
+    """``bound`` and the observed ``value`` written with as few significant digits (6 at
+    least) as tell them apart: 0.5999999999999996 is not shown as the bound 0.6."""
+    if bound is None or value is None:
+        return (
+            unbounded if bound is None else f"{bound:g}"
+        ), "none" if value is None else f"{value:g}"
+    for digits in range(6, 18):
+        shown = f"{bound:.{digits}g}", f"{value:.{digits}g}"
+        if shown[0] != shown[1] or bound == value:
+            return shown
+    return repr(bound), repr(value)

@@ -8,9 +8,11 @@ found again is the same alert.
 State (:class:`AlertBook`, a JSON file in the workspace) remembers what is firing. On each run:
 a new fingerprint fires and is sent; one still firing is sent again only after
 ``repeat_interval`` (deduplicated otherwise); one no longer found by a check that ran is
-resolved and the resolution sent; a check that was skipped resolves nothing. An alert counts
-as sent only once a sink delivered it (:meth:`AlertBook.mark_sent`): one whose delivery failed
-stays pending and is sent again at the next run, a resolution included.
+resolved and the resolution sent, and so is every alert of a check that is disabled. A check
+that was skipped (no traffic, no labels yet, an error) resolves nothing: it could not see
+whether the condition cleared, and resolving would make alerts flap with every quiet period.
+An alert counts as sent only once a sink delivered it (:meth:`AlertBook.mark_sent`): one whose
+delivery failed stays pending and is sent again at the next run, a resolution included.
 
 Sinks share one method, ``send(alerts)``: :class:`LogSink` writes one JSON line per alert,
 :class:`WebhookSink` POSTs a JSON document (retrying 5xx, 429 and connection errors with
@@ -37,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol
 
+from readyml.errors import DataError
 from readyml.monitor.checks._base import CheckResult, Finding
 from readyml.registry.store import redact_url as redact_password
 from readyml.types import JSON
@@ -166,9 +169,11 @@ class AlertBook:
             self._state = {}
             if self.path is not None and self.path.exists():
                 try:
-                    self._state = json.loads(self.path.read_text(encoding="utf-8"))
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
                 except json.JSONDecodeError:
                     _LOG.warning("alert state %s unreadable; starting afresh", self.path)
+                else:
+                    self._state = _checked_state(self.path, data)
         return self._state
 
     def _save(self) -> None:
@@ -184,10 +189,20 @@ class AlertBook:
         alerts = [Alert.from_dict(entry["alert"]) for entry in self._load().values()]
         return [alert for alert in alerts if alert.status == "firing"]
 
-    def update(self, found: Sequence[Alert], *, checks_run: set[str], now: datetime) -> AlertUpdate:
+    def update(
+        self,
+        found: Sequence[Alert],
+        *,
+        checks_run: set[str],
+        now: datetime,
+        enabled: set[str] | None = None,
+    ) -> AlertUpdate:
         """Fire new alerts, deduplicate repeats, resolve what cleared (see the module doc).
 
-        Alerts to send are left pending until :meth:`mark_sent` records their delivery.
+        ``checks_run``: the checks that ran; ``enabled``: those configured to run (``None``:
+        any). An alert of a check that ran and no longer found it, or of a check not enabled,
+        is resolved. Alerts to send are left pending until :meth:`mark_sent` records their
+        delivery.
         """
         state = self._load()
         update = AlertUpdate()
@@ -225,8 +240,9 @@ class AlertBook:
                 update.notify.append(alert)
                 update.resolved.append(alert)
                 continue
-            if alert.labels.get("check") not in checks_run:
-                update.firing.append(alert)
+            check = alert.labels.get("check", "")
+            if check not in checks_run and (enabled is None or check in enabled):
+                update.firing.append(alert)  # skipped for lack of data: it may still hold
                 continue
             done = replace(alert, status="resolved", ends_at=now)
             state[key] = {"alert": done.to_dict(), "last_sent": None, "pending": True}
@@ -249,6 +265,31 @@ class AlertBook:
                 entry["last_sent"] = now.isoformat()
                 entry.pop("pending", None)
         self._save()
+
+
+def _checked_state(path: Path, data: Any) -> dict[str, JSON]:
+    """The state file's content, or a one-line error: it is kept, never overwritten blindly,
+    as it holds the alerts still firing."""
+    shape = '{fingerprint: {"alert": {"labels": {...}, "starts_at": ...}}}'
+    if not isinstance(data, dict):
+        raise DataError(
+            f"alert state {path}: expected a JSON object {shape}, found a JSON "
+            f"{_json_kind(data)}; fix or remove the file"
+        )
+    for key, entry in data.items():
+        try:
+            Alert.from_dict(entry["alert"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DataError(
+                f"alert state {path}: expected a JSON object {shape}, found entry {key!r} "
+                f"= {json.dumps(entry)[:80]}; fix or remove the file"
+            ) from None
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 # -- sinks -----------------------------------------------------------------------------

@@ -39,6 +39,8 @@ SCHEMA_FILE: Final = "schema.yaml"
 LOG_COLUMNS: Final = ("request_id", "ts", "model", "version", "prediction", "latency_ms", "status")
 EXTRA_COLUMNS: Final = ("rss_mb",)
 PROBA_PREFIX: Final = "proba_"
+ROW_COLUMN: Final = "row"  # a row's position in its request (read_traffic's with_row)
+_ROWS: Final = "request_rows"  # key of MonitorInputs.request_rows() in its cache
 _HOUR = re.compile(r"^hour=(\d{10})$")
 
 
@@ -226,14 +228,34 @@ class MonitorInputs:
                 self._all_versions = pd.DataFrame()
             else:
                 cols = "ts, version, latency_ms, status"
-                names = query("SELECT name FROM parquet_schema(?) ", [files[0]])["name"].tolist()
-                extra = ", rss_mb" if "rss_mb" in names else ""
+                # Any file may hold rss_mb: one written before the server recorded it may not.
+                names = query(f"SELECT DISTINCT name FROM parquet_schema({_file_list(files)})")
+                extra = ", rss_mb" if "rss_mb" in set(names["name"]) else ""
                 self._all_versions = query(
                     f"SELECT {cols}{extra} FROM read_parquet({_file_list(files)}, "
                     "union_by_name=true, hive_partitioning=false) WHERE ts >= ? AND ts <= ?",
                     [self.since, self.now],
                 )
         return self._all_versions
+
+    def request_rows(self) -> pd.DataFrame:
+        """:meth:`traffic` with a ``row`` column (each row's position in its request), sorted
+        by request id, then row (loaded once; for per-row comparisons)."""
+        frame = self.cache.get(_ROWS)
+        if not isinstance(frame, pd.DataFrame):
+            frame = read_traffic(
+                self.workspace,
+                self.reference.model,
+                version=self.reference.version,
+                since=self.since,
+                until=self.now + timedelta(microseconds=1),
+                with_row=True,
+            )
+            if not frame.empty:
+                frame = frame.sort_values(["request_id", ROW_COLUMN], kind="stable")
+                frame = frame.reset_index(drop=True)
+            self.cache[_ROWS] = frame
+        return frame
 
     def window_edges(self) -> list[datetime]:
         """``windows + 1`` edges cutting the traffic's time span into equal windows."""
@@ -324,7 +346,7 @@ def load_reference(project: Project, registry: Registry, version: ModelVersion) 
         primary=metrics.get("primary"),
         packages=dict(env.get("packages", {})),
         run_id=run_id,
-        stage_success=_stage_success(registry, project.spec.name),
+        stage_success=registry.store.last_step_successes(project.spec.name),
         retrain_every_days=_retrain_every(registry, project.spec.name, version),
         previous_version=version.parent_version,
     )
@@ -345,20 +367,6 @@ def _aware(stamp: datetime) -> datetime:
 def _schema(root: Path) -> Schema | None:
     path = root / SCHEMA_FILE
     return load_schema(path) if path.exists() else None
-
-
-def _stage_success(registry: Registry, project: str) -> dict[str, datetime]:
-    last: dict[str, datetime] = {}
-    for run in registry.store.list_runs(project, limit=50):
-        for step in registry.store.steps_for_run(run.id):
-            if step.status in ("succeeded", "skipped") and step.error is None:
-                ended = _aware(step.ended_at)
-                if step.status == "succeeded" and ended > last.get(step.name, _EPOCH):
-                    last[step.name] = ended
-    return last
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _retrain_every(registry: Registry, project: str, version: ModelVersion) -> float | None:

@@ -145,14 +145,26 @@ class Monitor:
         self.book = book
         self.registry = registry
 
-    def run(self, inputs: MonitorInputs, *, data_source: str | None = None) -> MonitorReport:
-        """One run over ``inputs``."""
+    def run(
+        self,
+        inputs: MonitorInputs,
+        *,
+        data_source: str | None = None,
+        period_s: float | None = None,
+    ) -> MonitorReport:
+        """One run over ``inputs``; ``period_s``: how often the monitor runs (default:
+        ``monitoring.every``, else ``alerts.repeat_interval``, as from cron)."""
         spec = inputs.spec
         checks = (
             list(self.checks)
             if self.checks is not None
             else checks_from_spec(spec, data_source=data_source)
         )
+        book = self.book or AlertBook(
+            path=inputs.workspace / STATE_FILE,
+            repeat_interval=timedelta(seconds=duration_seconds(spec.alerts.repeat_interval)),
+        )
+        book.firing()  # a damaged state file stops the run before any evidence is recorded
         ref = inputs.reference
         report = MonitorReport(
             project=inputs.project, model=ref.model, version=ref.version, at=inputs.now, checks=[]
@@ -180,12 +192,9 @@ class Monitor:
             for r in report.checks
             for f in r.findings
         ]
-        book = self.book or AlertBook(
-            path=inputs.workspace / STATE_FILE,
-            repeat_interval=timedelta(seconds=duration_seconds(spec.alerts.repeat_interval)),
-        )
         ran = {r.check for r in report.checks if r.status != "skipped"}
-        update = book.update(found, checks_run=ran, now=inputs.now)
+        enabled = {check.name for check in checks}
+        update = book.update(found, checks_run=ran, now=inputs.now, enabled=enabled)
         report.alerts = update.firing
         report.raised = update.raised
         report.resolved = update.resolved
@@ -193,7 +202,8 @@ class Monitor:
         sinks = self.sinks if self.sinks is not None else sinks_from_spec(spec.alerts)
         # A firing alert stays valid in Alertmanager for three runs: the schedule's period,
         # or the repeat interval when the monitor runs from cron.
-        period_s = duration_seconds(spec.every or spec.alerts.repeat_interval)
+        if period_s is None:
+            period_s = duration_seconds(spec.every or spec.alerts.repeat_interval)
         report.deliveries, report.sent = deliver_update(
             sinks, update, now=inputs.now, valid_for=timedelta(seconds=3 * period_s)
         )
@@ -274,8 +284,12 @@ def run_monitor(
     now: datetime | None = None,
     sinks: Sequence[Sink] | None = None,
     ref: str | None = None,
+    period_s: float | None = None,
 ) -> MonitorReport:
     """Run every enabled check on the project's served version; record evidence; alert.
+
+    ``period_s`` is how often this monitor runs (``--every``), which sets how long a firing
+    alert stays valid in Alertmanager (default: ``monitoring.every``, else the repeat interval).
 
     Raises:
         ConfigError: a ``monitoring`` value is invalid (see :func:`check_settings`).
@@ -285,7 +299,8 @@ def run_monitor(
     inputs = load_inputs(project, registry, now=now or datetime.now(UTC), ref=ref)
     source = project.spec.data.source
     data_source = None if project.spec.data.is_loader else source
-    return Monitor(sinks=sinks, registry=registry).run(inputs, data_source=data_source)
+    monitor = Monitor(sinks=sinks, registry=registry)
+    return monitor.run(inputs, data_source=data_source, period_s=period_s)
 
 
 def report_key(report: MonitorReport) -> str:

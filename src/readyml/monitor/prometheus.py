@@ -23,6 +23,9 @@ from readyml.config import PerformanceMonitorSpec
 # p99 latency bound when monitoring.performance.max_p99_latency_ms is not set.
 DEFAULT_P99_MS = 500.0
 RATE_WINDOW = "5m"
+# Series of a model: the server also counts routes of no model (/ui/score, /v2/feedback,
+# health) and requests refused before routing, with model="".
+MODEL = 'model!=""'
 
 
 def alert_rules(spec: PerformanceMonitorSpec, *, project: str) -> dict[str, Any]:
@@ -34,7 +37,8 @@ def alert_rules(spec: PerformanceMonitorSpec, *, project: str) -> dict[str, Any]
             "alert": "ReadymlHighLatencyP99",
             "expr": (
                 "histogram_quantile(0.99, sum by (le, model, version) "
-                f"(rate(readyml_request_latency_seconds_bucket[{RATE_WINDOW}]))) > {p99_s:g}"
+                f"(rate(readyml_request_latency_seconds_bucket{{{MODEL}}}[{RATE_WINDOW}]))) "
+                f"> {p99_s:g}"
             ),
             "for": spec.rule_for,
             "labels": {
@@ -53,8 +57,8 @@ def alert_rules(spec: PerformanceMonitorSpec, *, project: str) -> dict[str, Any]
             "alert": "ReadymlHighErrorRate",
             "expr": (
                 "sum by (model, version) "
-                f'(rate(readyml_requests_total{{status=~"5.."}}[{RATE_WINDOW}])) / '
-                f"sum by (model, version) (rate(readyml_requests_total[{RATE_WINDOW}])) "
+                f'(rate(readyml_requests_total{{{MODEL},status=~"5.."}}[{RATE_WINDOW}])) / '
+                f"sum by (model, version) (rate(readyml_requests_total{{{MODEL}}}[{RATE_WINDOW}])) "
                 f"> {spec.max_error_rate:g}"
             ),
             "for": spec.rule_for,
@@ -72,7 +76,7 @@ def alert_rules(spec: PerformanceMonitorSpec, *, project: str) -> dict[str, Any]
         },
         {
             "alert": "ReadymlQueueBacklog",
-            "expr": f"max by (model) (readyml_queue_rows) > {spec.max_queue_depth}",
+            "expr": f"max by (model) (readyml_queue_rows{{{MODEL}}}) > {spec.max_queue_depth}",
             "for": spec.rule_for,
             "labels": {
                 **labels,
@@ -88,7 +92,8 @@ def alert_rules(spec: PerformanceMonitorSpec, *, project: str) -> dict[str, Any]
         {
             "alert": "ReadymlShedding",
             "expr": (
-                f"sum by (model, reason) (rate(readyml_rejected_requests_total[{RATE_WINDOW}])) > 0"
+                "sum by (model, reason) "
+                f"(rate(readyml_rejected_requests_total{{{MODEL}}}[{RATE_WINDOW}])) > 0"
             ),
             "for": spec.rule_for,
             "labels": {

@@ -30,7 +30,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -533,6 +533,22 @@ class MetadataStore:
         with self.session() as session:
             row = session.scalars(query).first()
             return None if row is None else _step_record(row)
+
+    def last_step_successes(self, project: str) -> dict[str, datetime]:
+        """When each pipeline step of ``project`` last succeeded, over all its runs (a step
+        that kept failing keeps its old success; a cached step is not a success)."""
+        query = (
+            select(Step.name, func.max(Step.ended_at))
+            .join(Run, Run.id == Step.run_id)
+            .where(Run.project == project, Step.status == "succeeded")
+            .group_by(Step.name)
+        )
+        with self.session() as session:
+            return {
+                str(name): ended if ended.tzinfo else ended.replace(tzinfo=UTC)
+                for name, ended in session.execute(query)
+                if ended is not None
+            }
 
     # -- evidence --------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ class QualityCheck:
                             key=f"quality:{metric}",
                             message=f"{metric} {measured:.3f} on "
                             f"{int(labelled.sum())} labelled rows, "
-                            f"{drop:.3f} below validation ({reference_value:.3f})",
+                            f"{_worse(metric, drop)} validation ({reference_value:.3f})",
                             severity="critical",
                             value=drop,
                             threshold=self.max_drop,
@@ -236,7 +236,7 @@ class QualityCheck:
                                 key=f"slice_quality:{name}",
                                 message=f"{metric} {measured:.3f} in slice {name} "
                                 f"({len(part)} rows), "
-                                f"{drop:.3f} below validation",
+                                f"{_worse(metric, drop)} validation",
                                 value=drop,
                                 threshold=self.max_drop,
                                 labels={"metric": metric, "slice": name},
@@ -532,6 +532,11 @@ def _bias_message(name: str, entry: dict[str, Any], slices: int, with_pred: bool
 def _drop(metric: str, reference: float, measured: float) -> float:
     """How much worse ``measured`` is than ``reference`` (positive: worse)."""
     return reference - measured if HIGHER_IS_BETTER.get(metric, True) else measured - reference
+
+
+def _worse(metric: str, drop: float) -> str:
+    """``0.212 below`` for a score, ``1.189 above`` for an error: the way it got worse."""
+    return f"{drop:.3f} {'below' if HIGHER_IS_BETTER.get(metric, True) else 'above'}"
 
 
 def _reference_classes(ref: Reference) -> pd.Series | None:

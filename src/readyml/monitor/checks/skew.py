@@ -2,12 +2,14 @@
 
 Per example: the features of logged requests recomputed offline by the training code path
 (``skew.offline_features``: a file, or a ``module:function`` given the logged rows; both keyed
-by ``request_id``) are compared with what was served. A numeric value is skewed when it differs
-by more than ``tolerance`` relative to the offline value (or when only one side is missing), a
-label when the texts differ. Reported: the number of features with skew and the skewed examples
-of each feature. Per distribution: each served feature against the training profile with the
-drift tests of :func:`readyml.data.detect_drift` (auto-selected; KS or Wasserstein on numbers,
-chi-square or Jensen-Shannon on labels), overall and per window for the report.
+by ``request_id`` and ``row``, the row's position in its request, which may be left out: a
+request's rows are then taken in the order listed) are compared with what was served, row by
+row. A numeric value is skewed when it differs by more than ``tolerance`` relative to the
+offline value (or when only one side is missing), a label when the texts differ. Reported: the
+number of features with skew and the skewed rows of each feature. Per distribution: each
+served feature against the training profile with the drift tests of
+:func:`readyml.data.detect_drift` (auto-selected; KS or Wasserstein on numbers, chi-square or
+Jensen-Shannon on labels), overall and per window for the report.
 
 The rubric's test is the per-example one: "training and serving features compute the same
 values". When it ran, drifted distributions are still reported (alerts of severity ``info``)
@@ -32,11 +34,13 @@ from readyml.data.drift import DriftResult
 from readyml.errors import ConfigError, DataError
 from readyml.monitor.checks._base import CheckResult, Finding, Severity, skipped, verdict
 from readyml.monitor.checks.invariants import SERVED_PROFILE
-from readyml.monitor.inputs import MonitorInputs
+from readyml.monitor.inputs import ROW_COLUMN, MonitorInputs
 
 # Example request ids listed per skewed feature.
 MAX_EXAMPLES = 5
 OFFLINE_KEY: Final = "monitoring.skew.offline_features"
+# What identifies a logged row: its request, and its position in the request.
+_KEY: Final = ["request_id", ROW_COLUMN]
 
 
 class SkewCheck:
@@ -111,7 +115,7 @@ class SkewCheck:
         if project_imports_target(source):
             if inputs.root is None:
                 return None
-            frame = offline_function(inputs.root, source)(inputs.traffic())
+            frame = _call(offline_function(inputs.root, source), source, inputs)
             if not isinstance(frame, pd.DataFrame):
                 raise ConfigError(
                     f"{OFFLINE_KEY}: {source} returned "
@@ -130,15 +134,13 @@ class SkewCheck:
             return None
         if "request_id" not in offline.columns:
             raise DataError("offline features: expected a 'request_id' column, found none")
-        traffic = inputs.traffic()
+        traffic = inputs.request_rows()
         names = [
             f for f in inputs.reference.features if f in offline.columns and f in traffic.columns
         ]
-        left = traffic[["request_id", *names]].drop_duplicates("request_id")
-        right = offline[["request_id", *names]].drop_duplicates("request_id")
-        left = left.assign(request_id=left["request_id"].astype(str))
-        right = right.assign(request_id=right["request_id"].astype(str))
-        joined = left.merge(right, on="request_id", suffixes=("", "__offline"))
+        left = _keyed(traffic, names)
+        right = _keyed(offline, names)
+        joined = left.merge(right, on=_KEY, suffixes=("", "__offline"))
         per_feature: dict[str, Any] = {}
         for name in names:
             mask = _skewed(joined[name], joined[f"{name}__offline"], self.tolerance)
@@ -147,7 +149,7 @@ class SkewCheck:
             per_feature[name] = {
                 "skewed": count,
                 "share": share,
-                "examples": joined.loc[mask, "request_id"].head(MAX_EXAMPLES).tolist(),
+                "examples": joined.loc[mask, "request_id"].unique()[:MAX_EXAMPLES].tolist(),
             }
             if count and share > self.max_skewed_share:
                 findings.append(
@@ -282,6 +284,29 @@ def project_imports_target(source: str) -> bool:
     return (
         ":" in source and not source.startswith(("/", ".")) and "/" not in source.split(":", 1)[0]
     )
+
+
+def _call(function: Callable[[pd.DataFrame], Any], source: str, inputs: MonitorInputs) -> Any:
+    """The user's ``offline_features`` function on the logged rows; its error is one line."""
+    try:
+        return function(inputs.request_rows())
+    except Exception as exc:  # the user's code ran: any error is theirs to fix
+        raise ConfigError(
+            f"{OFFLINE_KEY}: expected {source} to recompute the logged rows' features, found "
+            f"{project_imports.describe_error(exc, root=inputs.root)}"
+        ) from exc
+
+
+def _keyed(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``request_id``, ``row`` and ``names`` of ``frame``, one row per key. Without a ``row``
+    column, a request's rows are numbered in the order the frame lists them."""
+    ids = frame["request_id"].astype(str)
+    if ROW_COLUMN in frame.columns:
+        rows = pd.to_numeric(frame[ROW_COLUMN], errors="coerce")
+    else:
+        rows = ids.groupby(ids, sort=False).cumcount()
+    keyed = frame[names].assign(request_id=ids.to_numpy(), **{ROW_COLUMN: rows.to_numpy()})
+    return keyed.drop_duplicates(_KEY)
 
 
 def _skewed(served: pd.Series, offline: pd.Series, tolerance: float) -> np.ndarray:

@@ -3,13 +3,14 @@
 The age of the served version (since it was registered) and of each pipeline stage's last
 success are compared with limits: ``max_model_age``, else the retraining period the
 evaluation's staleness curve recommends (model-4), else ``default_max_age``; a stage uses its
-own ``max_stage_age`` entry or the model's limit.
+own ``max_stage_age`` entry or the model's limit. A stage named in ``max_stage_age`` that
+never succeeded fires too.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from readyml.config import duration_seconds
 from readyml.monitor.checks._base import CheckResult, Finding, verdict
@@ -61,27 +62,7 @@ class StalenessCheck:
                     threshold=limit_days,
                 )
             )
-        stages = {}
-        for step, ended in sorted(ref.stage_success.items()):
-            text = (self.max_stage_age or {}).get(step)
-            stage_limit = duration_seconds(text) / _DAY_S if text else limit_days
-            age = _days(inputs.now, ended)
-            stages[step] = {
-                "age_days": age,
-                "limit_days": stage_limit,
-                "last_success": ended.isoformat(),
-            }
-            if age > stage_limit:
-                findings.append(
-                    Finding(
-                        key=f"stage:{step}",
-                        message=f"pipeline stage {step} last succeeded {age:.1f} days ago; "
-                        f"limit {stage_limit:.1f} days",
-                        value=age,
-                        threshold=stage_limit,
-                        labels={"stage": step},
-                    )
-                )
+        stages = self._stages(inputs, limit_days, findings)
         return verdict(
             self.name,
             self.test_id,
@@ -95,6 +76,39 @@ class StalenessCheck:
                 "stages": stages,
             },
         )
+
+    def _stages(
+        self, inputs: MonitorInputs, limit_days: float, findings: list[Finding]
+    ) -> dict[str, Any]:
+        """Each stage's age against its limit; a configured stage that never succeeded fires."""
+        success = inputs.reference.stage_success
+        limits = self.max_stage_age or {}
+        stages: dict[str, Any] = {}
+        for step in sorted({*success, *limits}):
+            stage_limit = duration_seconds(limits[step]) / _DAY_S if step in limits else limit_days
+            ended = success.get(step)
+            age = None if ended is None else _days(inputs.now, ended)
+            stages[step] = {
+                "age_days": age,
+                "limit_days": stage_limit,
+                "last_success": None if ended is None else ended.isoformat(),
+            }
+            if age is None:
+                findings.append(_stage_finding(step, "has never succeeded", None, stage_limit))
+            elif age > stage_limit:
+                said = f"last succeeded {age:.1f} days ago"
+                findings.append(_stage_finding(step, said, age, stage_limit))
+        return stages
+
+
+def _stage_finding(step: str, what: str, age: float | None, limit: float) -> Finding:
+    return Finding(
+        key=f"stage:{step}",
+        message=f"pipeline stage {step} {what}; limit {limit:.1f} days",
+        value=age,
+        threshold=limit,
+        labels={"stage": step},
+    )
 
 
 def _days(now: datetime, then: datetime) -> float:
