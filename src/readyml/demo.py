@@ -474,6 +474,9 @@ def _onnx_canary(project: Project, registry: Registry) -> None:
         champion.ref,
         version_splits(registry, champion, project.spec),
         Methods(format="onnx").check(),
+        gates=project.spec.gates,
+        primary=project.spec.metrics.primary,
+        trusted_types=project.trusted_types(),
     )
     candidate = report.rows[-1]
     console.stdout.print(f"  registered {candidate.ref} ({candidate.method}, {candidate.decision})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,12 +15,13 @@ from readyml.config import SPEC_FILE, Project
 from readyml.train import open_project_registry, run_project
 
 
-def _project(directory: Path) -> str:
+def _project(directory: Path, **extra: Any) -> str:
     from sklearn.datasets import load_iris
 
     frame = load_iris(as_frame=True).frame
     frame.columns = ["a", "b", "c", "d", "species"]
     frame["species"] = frame["species"].map({0: "x", 1: "y", 2: "z"})
+    frame["grade"] = frame["species"].map({"x": "p", "y": "q", "z": "r"})
     (directory / "data").mkdir(parents=True)
     frame.to_csv(directory / "data" / "iris.csv", index=False)
     spec = {
@@ -33,6 +35,8 @@ def _project(directory: Path) -> str:
             "estimator": "sklearn.linear_model.LogisticRegression",
             "params": {"max_iter": 500},
         },
+        "exclude": ["grade"],
+        **extra,
     }
     (directory / SPEC_FILE).write_text(yaml.safe_dump(spec), encoding="utf-8")
     project = Project.load(directory)
@@ -125,7 +129,40 @@ def test_a_label_renamed_since_the_run_exits_2_naming_it(tmp_path: Path) -> None
     spec.write_text(spec.read_text().replace("label: species", "label: kind"))
     result = CliRunner().invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path)])
     assert result.exit_code == 2
-    assert "expected its run's split to hold 'kind' (the label in readyml.yaml)" in result.output
+    assert "expected label 'species' (its run's), found 'kind' in readyml.yaml" in result.output
+
+
+def test_a_label_changed_to_another_column_since_the_run_exits_2_naming_both(
+    tmp_path: Path,
+) -> None:
+    ref = _project(tmp_path)
+    spec = tmp_path / SPEC_FILE
+    text = spec.read_text().replace("label: species", "label: grade")
+    spec.write_text(text.replace("- grade", "- species"))
+    result = CliRunner().invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "iris:1: expected label 'species' (its run's), found 'grade' in readyml.yaml" in lines[0]
+    registry = open_project_registry(Project.load(tmp_path))
+    assert [v.version for v in registry.list_versions("iris")] == [1]
+
+
+def test_a_repeat_exits_as_the_registry_holds_the_version(tmp_path: Path) -> None:
+    ref = _project(tmp_path, gates={"rules": [{"metric": "accuracy", "max": 0.1}]})
+    runner = CliRunner()
+    first = runner.invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path)])
+    assert first.exit_code == 1, first.output  # vetoed by the project's rule
+    report = tmp_path / ".readyml" / "reports" / "compress-iris-v1-to-v2" / "compression.json"
+    written = report.read_text()
+    spec = tmp_path / SPEC_FILE
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "gates": {}}))
+    again = runner.invoke(app, [ref, "--format", "onnx", "-p", str(tmp_path), "--output", "json"])
+    assert again.exit_code == 1, again.output
+    rows = json.loads(again.output)["rows"]
+    assert (rows[1]["ref"], rows[1]["gate"]["decision"]) == ("iris:2", "vetoed")
+    assert open_project_registry(Project.load(tmp_path)).get("iris:2").status == "vetoed"
+    assert report.read_text() == written
 
 
 def test_an_onnx_version_converts_to_ort_but_is_not_exported_again(tmp_path: Path) -> None:

@@ -119,3 +119,45 @@ def test_parameter_count_includes_a_linear_model_s_coefficients(
     export_onnx(parent, tmp_path / "model.onnx")
     # 3 classes x (4 measurements + 2 one-hot sites) coefficients and 3 intercepts, at least
     assert parameter_count(tmp_path / "model.onnx") >= 3 * 6 + 3
+
+
+_EXPORT = """
+import sys
+from pathlib import Path
+from readyml.compress.export import export_onnx
+from readyml.flavors import load_model
+export_onnx(load_model(Path(sys.argv[1])), Path(sys.argv[2]))
+"""
+
+
+def test_a_repeated_export_writes_the_same_bytes(iris_splits: Splits, tmp_path: Path) -> None:
+    """skl2onnx lists opsets in set order, which changes with the process's hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    parent = _sklearn().fit(iris_splits.X_train, iris_splits.y_train)
+    parent.save(tmp_path / "parent")
+    exported = []
+    for seed in ("0", "1", "3"):  # 0 and 1 gave different opset orders before they were sorted
+        path = tmp_path / f"seed{seed}.onnx"
+        subprocess.run(
+            [sys.executable, "-c", _EXPORT, str(tmp_path / "parent"), str(path)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=True,
+        )
+        exported.append(path.read_bytes())
+    assert exported[1:] == exported[:-1]
+
+
+def test_opsets_are_listed_by_domain() -> None:
+    import onnx
+
+    from readyml.compress.export import sorted_opsets
+
+    graph = onnx.helper.make_model(
+        onnx.helper.make_graph([], "g", [], []),
+        opset_imports=[onnx.helper.make_opsetid("ai.onnx.ml", 1), onnx.helper.make_opsetid("", 17)],
+    )
+    sorted_opsets(graph)
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 17), ("ai.onnx.ml", 1)]

@@ -205,7 +205,18 @@ def test_no_method_is_a_config_error() -> None:
         (Methods(format="onnx", calibration=0), "--calibration: expected at least 1 row, found 0"),
         (Methods(prune=1.5), r"--prune: expected a sparsity in \(0, 1\), found 1.5"),
         (Methods(prune=0.5, fine_tune_epochs=-1), "--fine-tune: expected 0 or more epochs"),
-        (Methods(distill="mlp", temperature=0.0), "--temperature: expected a number > 0"),
+        (
+            Methods(distill="mlp", temperature=0.0),
+            "--temperature: expected a finite number > 0, found 0.0",
+        ),
+        (
+            Methods(distill="mlp", temperature=float("inf")),
+            "expected a finite number > 0, found inf",
+        ),
+        (
+            Methods(distill="mlp", temperature=float("nan")),
+            "expected a finite number > 0, found nan",
+        ),
         (Methods(distill="mlp", soft_weight=2.0), r"--soft-weight: expected a weight in \[0, 1\]"),
         (Methods(distill="foo:3"), r"--distill: expected 'mlp\[:W,W\]', .* found 'foo:3'"),
         (Methods(distill="mlp:a"), "--distill 'mlp:a': expected integers after ':'"),

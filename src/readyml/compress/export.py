@@ -383,6 +383,7 @@ def export_onnx(model: ModelAdapter, path: Path, *, opset: int = DEFAULT_OPSET) 
     # skl2onnx names each graph with a fresh UUID; a fixed name keeps an export's bytes (and
     # so its fingerprint) the same each time, so a repeated export is found, not copied.
     graph.graph.name = f"readyml_{model.flavor}"
+    sorted_opsets(graph)
     for graph_input in graph.graph.input:
         dims = graph_input.type.tensor_type.shape.dim
         if len(dims):
@@ -396,6 +397,19 @@ def export_onnx(model: ModelAdapter, path: Path, *, opset: int = DEFAULT_OPSET) 
     return OnnxModel(
         path=path, task=model.task, classes=classes, features=model.signature()["inputs"]
     ).open()
+
+
+def sorted_opsets(graph: Any) -> None:
+    """List the graph's opset imports by domain (in place).
+
+    skl2onnx lists them in the order of a set of strings, which changes with the process's
+    hash seed: the same export would get other bytes, and so another fingerprint.
+    """
+    opsets = sorted((o.domain, o.version) for o in graph.opset_import)
+    del graph.opset_import[:]
+    for domain, version in opsets:
+        entry = graph.opset_import.add()
+        entry.domain, entry.version = domain, version
 
 
 def to_ort(onnx_path: Path, ort_path: Path) -> Path:

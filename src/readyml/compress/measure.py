@@ -82,7 +82,7 @@ def _call(model: ModelAdapter, X: Any, path: Path | None) -> Callable[[], Any]:
     return lambda: model.predict(X)
 
 
-def _median_ms(call: Callable[[], Any]) -> float:
+def _timings_ms(call: Callable[[], Any]) -> list[float]:
     for _ in range(WARMUP_CALLS):
         call()
     times: list[float] = []
@@ -90,8 +90,22 @@ def _median_ms(call: Callable[[], Any]) -> float:
     while len(times) < REPEATS and (len(times) < 3 or time.perf_counter() < deadline):
         started = time.perf_counter()
         call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000.0
+        times.append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
+def _median_ms(call: Callable[[], Any]) -> float:
+    return statistics.median(_timings_ms(call))
+
+
+def predict_p95_ms(model: ModelAdapter, X: Any) -> float:
+    """p95 latency in milliseconds of ``predict`` on one row, as the model gate bounds it.
+
+    The whole call (input conversion included) on the process's usual threads, like the
+    training evaluation's serving cost, so that ``gates.max_latency_ms`` means the same.
+    """
+    row = rows(X, 1)
+    return float(np.percentile(_timings_ms(lambda: model.predict(row)), 95))
 
 
 def latency_ms(

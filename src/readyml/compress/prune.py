@@ -39,6 +39,11 @@ def _check(model: Any, sparsity: float) -> TorchModel:
         )
     if not 0.0 < sparsity < 1.0:
         raise ConfigError(f"--prune: expected a sparsity between 0 and 1, found {sparsity}")
+    if model.quantization_ is not None:
+        raise FlavorError(
+            f"pruning: expected a float torch model, found one already quantized "
+            f"({model.quantization_}); prune its float parent instead"
+        )
     return model
 
 
@@ -92,7 +97,11 @@ def prune_unstructured(
 ) -> TorchModel:
     """A copy of ``model`` with the ``sparsity`` share of its weights set to zero (global L1)."""
     pruned = copy.deepcopy(_check(model, sparsity))
-    targets = [(layer, "weight") for layer in _layers(pruned.module_)]
+    layers = _layers(pruned.module_)
+    if not layers:
+        leaves = {type(m).__name__ for m in pruned.module_.modules() if not list(m.children())}
+        raise FlavorError(f"pruning: expected Linear or Conv layers, found layers {sorted(leaves)}")
+    targets = [(layer, "weight") for layer in layers]
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=sparsity)
     if fine_tune_epochs and X is not None:
         fine_tune(pruned, X, y, epochs=fine_tune_epochs, seed=pruned.seed)  # masks stay applied

@@ -51,6 +51,16 @@ CALIBRATION_BATCH = 32
 LATENCY_SLACK = 0.05
 # Batch size at which candidates are timed.
 CHOICE_BATCH = 64
+# Operators only a quantized graph holds (QDQ pairs, integer and QLinear kernels).
+QUANTIZED_OPS = (
+    "ConvInteger",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "QLinearConv",
+    "QLinearMatMul",
+    "QuantizeLinear",
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,11 @@ def _preprocess(source: Path, dest: Path) -> Path:
     except Exception:  # graphs with ai.onnx.ml nodes may defeat its optimizer: quantize as is
         return source
     return dest
+
+
+def quantized_nodes(path: Path) -> list[str]:
+    """The operator types in the graph that only a quantized graph holds (sorted)."""
+    return [t for t in op_types(path) if t in QUANTIZED_OPS]
 
 
 def candidate_sets(present: Sequence[str], *, mode: Mode = "dynamic") -> list[list[str]]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from readyml.evaluate.metrics import clean
+from readyml.evaluate.metrics import HIGHER_IS_BETTER, clean
 from readyml.types import JSON
 
 JSON_FILE = "compression.json"
@@ -38,7 +39,8 @@ class Row:
 
     @property
     def decision(self) -> str:
-        """``blessed``, ``vetoed`` or ``-`` (the parent)."""
+        """The gate's ``blessed`` or ``vetoed``, the registry's status of a version registered
+        before (not judged again), or ``-`` (the parent)."""
         return str((self.gate or {}).get("decision", "-"))
 
 
@@ -79,14 +81,7 @@ class CompressionReport:
         body = []
         for row in self.rows:
             valid = row.quality.get("valid") or {}
-            judged = [
-                s for s in row.quality.get("slices") or [] if s.get("judged") and s.get("metrics")
-            ]
-            worst = (
-                min((s["metrics"].get(primary, float("inf")), s["name"]) for s in judged)
-                if judged
-                else None
-            )
+            worst = _worst(row.quality.get("slices") or [], primary)
             body.append(
                 [
                     row.ref + (" (existing)" if row.details.get("already_registered") else ""),
@@ -99,7 +94,7 @@ class CompressionReport:
                     _number(valid.get(primary)),
                     "-" if worst is None else f"{worst[1]}: {_number(worst[0])}",
                     "-" if row.parity is None else f"{row.parity['max_abs_diff']:.2g}",
-                    "-" if row.parity is None else f"{row.parity['identical']:.2%}",
+                    _same_labels(row),
                     row.decision,
                 ]
             )
@@ -146,13 +141,45 @@ class CompressionReport:
         )
 
     def write(self, directory: Path) -> tuple[Path, Path]:
-        """Write ``compression.json`` and ``compression.html`` into ``directory``."""
+        """Write ``compression.json`` and ``compression.html`` into ``directory``.
+
+        A report whose results were all registered before leaves a report already in
+        ``directory`` as it is: that one recorded how those versions were judged.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         json_path, html_path = directory / JSON_FILE, directory / HTML_FILE
+        results = self.rows[1:]
+        if json_path.exists() and all(r.details.get("already_registered") for r in results):
+            return json_path, html_path
         json_path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
         html_path.write_text(self.html(), encoding="utf-8")
         return json_path, html_path
+
+
+def _worst(slices: list[JSON], primary: str) -> tuple[float, str] | None:
+    """The judged slice with the worst ``primary`` value (the largest when lower is better)."""
+    scored = [
+        (float(s["metrics"][primary]), str(s["name"]))
+        for s in slices
+        if s.get("judged") and _finite((s.get("metrics") or {}).get(primary))
+    ]
+    if not scored:
+        return None
+    return min(scored) if HIGHER_IS_BETTER.get(primary, True) else max(scored)
+
+
+def _same_labels(row: Row) -> str:
+    """Share of identical labels; ``n/a`` for regression, which has no labels to agree on."""
+    if row.parity is None:
+        return "-"
+    if row.quality.get("task") == "regression":
+        return "n/a"
+    return f"{row.parity['identical']:.2%}"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _number(value: Any) -> str:

@@ -5,13 +5,15 @@ and the methods asked for (:class:`Methods`). For each result it
 
 1. measures parity with the parent on the validation split (an export must stay within
    :data:`~readyml.compress.parity.EXPORT_TOLERANCE` or it fails);
-2. evaluates quality overall and per slice, and runs the model gate with the parent in the
-   champion's seat: a ``champion`` rule allowing ``max_quality_loss`` (absolute, on the primary
-   metric, overall and per slice), plus the project's absolute rules;
-3. measures size on disk, parameters and single-thread latency at batch 1 and 64;
+2. measures size on disk, parameters and single-thread latency at batch 1 and 64;
+3. evaluates quality overall, per slice and per sensitive group, and runs every rule of the
+   project's model gate (:mod:`readyml.compress.gating`) with the parent in the champion's
+   seat: a ``champion`` rule allowing ``max_quality_loss`` (absolute, on the primary metric,
+   overall and per slice);
 4. registers the result as a new version of the same model, with ``parent_version`` and the
    method in its lineage, and the gate's decision as its status (``vetoed`` when it lost too
-   much).
+   much). A result whose bytes a version made from the same parent already holds is not
+   registered nor judged again: the report shows that version with its registry status.
 
 The parent's row and every result's row form a :class:`CompressionReport`, written as JSON and
 as a self-contained HTML table.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -34,18 +37,20 @@ import pandas as pd
 from readyml.compress import parity as parity_checks
 from readyml.compress.distill import StudentSpec, distill
 from readyml.compress.export import export_onnx, to_ort
+from readyml.compress.gating import gate_spec, refit_baselines, serving, with_baselines
 from readyml.compress.measure import latency_ms, parameters, size_bytes
-from readyml.compress.quantize import CALIBRATION_ROWS, Mode, quantize_onnx
+from readyml.compress.quantize import CALIBRATION_ROWS, Mode, quantize_onnx, quantized_nodes
 from readyml.compress.report import CompressionReport, Row
-from readyml.config import ChampionRule, GatesSpec, SliceSpec
-from readyml.errors import ConfigError
+from readyml.config import FairnessSpec, GatesSpec, SliceSpec
+from readyml.errors import ConfigError, FlavorError
 from readyml.evaluate import compute_metrics, primary_metric
+from readyml.evaluate.fairness import evaluate_fairness
 from readyml.evaluate.gate import Decision, gate
 from readyml.evaluate.slices import evaluate_slices
 from readyml.flavors import ModelAdapter, load_model
 from readyml.flavors.onnx import OnnxModel
 from readyml.registry import ModelVersion, Registry
-from readyml.registry.lineage import COMPRESSION_KEY
+from readyml.registry.lineage import COMPRESSION_KEY, LABEL_KEY
 from readyml.types import JSON
 
 # Default largest loss of the primary metric allowed against the parent (absolute: 0.01 is one
@@ -67,13 +72,21 @@ QUANTIZE_CHOICES = (None, ONNX_INT8, TORCH_INT8)
 
 @dataclass(frozen=True)
 class Splits:
-    """The rows compression needs: training (calibration, fine-tuning) and validation."""
+    """The rows compression needs: training (calibration, fine-tuning) and validation.
+
+    The optional fields are what the project's gate reads beyond the model inputs, as
+    :func:`readyml.compress.splits.version_splits` fills them from the parent's run.
+    """
 
     X_train: Any
     y_train: Any
     X_valid: Any
     y_valid: Any
     slices: list[SliceSpec] = field(default_factory=list)
+    seed: int = 0  # the project's: the baselines are fitted as the training run fitted them
+    valid_frame: pd.DataFrame | None = None  # every validation column (sensitive attributes)
+    fairness: FairnessSpec | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,8 +131,10 @@ class Methods:
             raise ConfigError(
                 f"--fine-tune: expected 0 or more epochs, found {self.fine_tune_epochs}"
             )
-        if not self.temperature > 0.0:
-            raise ConfigError(f"--temperature: expected a number > 0, found {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
+            raise ConfigError(
+                f"--temperature: expected a finite number > 0, found {self.temperature}"
+            )
         if not 0.0 <= self.soft_weight <= 1.0:
             raise ConfigError(
                 f"--soft-weight: expected a weight in [0, 1], found {self.soft_weight}"
@@ -141,8 +156,11 @@ def _fingerprint(files: dict[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def evaluate(model: ModelAdapter, splits: Splits, *, primary: str | None = None) -> JSON:
-    """Quality on the validation split, overall and per slice (declared, category, label)."""
+def evaluate(
+    model: ModelAdapter, splits: Splits, *, primary: str | None = None, min_slice_size: int = 30
+) -> JSON:
+    """Quality on the validation split, overall, per slice (declared, category, label) and,
+    when ``splits`` declares sensitive attributes, per group."""
     X, y = splits.X_valid, np.asarray(splits.y_valid)
     y_pred = np.asarray(model.predict(X))
     proba = model.predict_proba(X) if model.task == "classification" and model.has_proba else None
@@ -162,31 +180,59 @@ def evaluate(model: ModelAdapter, splits: Splits, *, primary: str | None = None)
         classes=classes,
         declared=splits.slices,
         features=features,
+        min_size=min_slice_size,
     )
-    return {
+    result: JSON = {
         "task": model.task,
         "primary": primary_metric(model.task, primary),
         "valid": metrics,
         "n_valid": len(y),
         "slices": [s.to_dict() for s in slices],
     }
+    fairness = splits.fairness
+    if fairness is not None and fairness.sensitive and splits.valid_frame is not None:
+        result["fairness"] = evaluate_fairness(
+            splits.valid_frame.reset_index(drop=True),
+            task=model.task,
+            y_true=y,
+            y_pred=y_pred,
+            attributes=fairness.sensitive,
+            primary=str(result["primary"]),
+            min_group_size=fairness.min_group_size,
+        )
+    return result
 
 
-def _gates(
-    spec: GatesSpec | None, primary: str, max_quality_loss: float, max_slice_loss: float
-) -> GatesSpec:
-    rules = [] if spec is None else list(spec.rules)
-    champion = ChampionRule(
-        metric=primary,
-        max_regression=max_quality_loss,
-        relative=False,
-        max_slice_regression=max_slice_loss,
+def _torch_option(methods: Methods) -> str | None:
+    """The first option asking for work a quantized torch module cannot take."""
+    if methods.prune is not None:
+        return "--prune"
+    if methods.format is not None:
+        return f"--format {methods.format}"
+    return "--quantize int8" if methods.quantize == ONNX_INT8 else None
+
+
+def _refuse_quantized(base: ModelAdapter, methods: Methods, parent: ModelVersion) -> None:
+    """Refuse, before any work, to quantize, prune or export a parent already quantized."""
+    float_parent = (
+        "parent"
+        if parent.parent_version is None
+        else f"parent {parent.name}:{parent.parent_version}"
     )
-    return GatesSpec(
-        rules=rules,
-        champion=champion,
-        min_slice_size=30 if spec is None else spec.min_slice_size,
-    )
+    quantization = getattr(base, "quantization_", None)
+    option = _torch_option(methods)
+    if quantization is not None and option is not None:
+        raise FlavorError(
+            f"{option}: expected a float torch version, found {parent.ref} already "
+            f"quantized ({quantization}); compress its float {float_parent} instead"
+        )
+    graph = base.path if isinstance(base, OnnxModel) else None
+    nodes = [] if graph is None else quantized_nodes(Path(graph))
+    if nodes and methods.quantize == ONNX_INT8:
+        raise FlavorError(
+            f"--quantize int8: expected a float ONNX version, found {parent.ref} already "
+            f"quantized ({', '.join(nodes)} nodes); quantize its float {float_parent} instead"
+        )
 
 
 def _row(
@@ -247,7 +293,9 @@ def compress_version(
         workdir = Path(tmp)
         parent_dir = registry.download(parent, workdir / "parent")
         base = load_model(parent_dir, allow_pickle=allow_pickle, trusted_types=trusted_types)
-        base_eval = evaluate(base, splits, primary=primary)
+        _refuse_quantized(base, methods, parent)
+        spec = gates or GatesSpec()
+        base_eval = evaluate(base, splits, primary=primary, min_slice_size=spec.min_slice_size)
         parent_files = [parent_dir / a.name for a in parent.artifacts]
         row = _row(parent.ref, "parent", base, parent_files, splits, None)
         row.quality = base_eval
@@ -255,16 +303,27 @@ def compress_version(
             registry=registry,
             base=base,
             base_eval=base_eval,
-            spec=_gates(gates, str(base_eval["primary"]), max_quality_loss, max_slice_loss),
+            spec=gate_spec(spec, str(base_eval["primary"]), max_quality_loss, max_slice_loss),
             splits=splits,
             root=parent,
             base_latency_ms=row.latency_ms,
+            baselines=_baselines(base, splits) if spec.beat_baselines is not None else None,
         )
         report = CompressionReport(parent=parent.ref, rows=[row])
         _produce(judge, methods, workdir, report)
     if out is not None:
         report.write(out)
     return report
+
+
+def _baselines(base: ModelAdapter, splits: Splits) -> JSON:
+    X_train, y_train, X_valid, y_valid = (
+        splits.X_train,
+        splits.y_train,
+        splits.X_valid,
+        splits.y_valid,
+    )
+    return refit_baselines(base.task, X_train, y_train, X_valid, y_valid, seed=splits.seed)
 
 
 def _classes(model: ModelAdapter) -> list[Any] | None:
@@ -294,6 +353,8 @@ class _Judge:
     # The parent's latency measured in this run, kept with every result so that a runtime
     # choosing between them compares numbers taken on the same machine at the same time.
     base_latency_ms: dict[str, float]
+    # Fitted once on the parent's rows when the project's gate asks to beat them.
+    baselines: JSON | None = None
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def add(
@@ -315,22 +376,31 @@ class _Judge:
         )
         if export:
             parity_checks.require(agreement, what=f"{method['name']} export of {self.root.ref}")
-        quality = evaluate(model, self.splits, primary=str(self.base_eval["primary"]))
+        measured_files = size_of if size_of is not None else list(files.values())
+        row = _row("", str(method["name"]), model, measured_files, self.splits, timed)
+        quality = evaluate(
+            model,
+            self.splits,
+            primary=str(self.base_eval["primary"]),
+            min_slice_size=self.spec.min_slice_size,
+        )
+        evidence = {
+            **with_baselines(quality, self.baselines),
+            "serving": serving(model, self.splits.X_valid, row.size_bytes),
+        }
         decision = gate(
-            quality,
+            evidence,
             self.spec,
             champion={"version": self.root.version, "metrics": self.base_eval},
         )
         decision_dict = {**decision.to_dict(), "note": f"compared with parent {self.root.ref}"}
-        measured_files = size_of if size_of is not None else list(files.values())
-        row = _row("", str(method["name"]), model, measured_files, self.splits, timed)
         measured = {
             "size_bytes": row.size_bytes,
             "parameters": row.parameters,
             "latency_ms": row.latency_ms,
             "base_latency_ms": self.base_latency_ms,
         }
-        row.quality = quality
+        row.quality = evidence
         row.parity = agreement.to_dict()
         row.gate = decision_dict
         row.details = method
@@ -340,7 +410,7 @@ class _Judge:
             files=files,
             parent=parent,
             row=row,
-            metrics={**quality, "compression": measured},
+            metrics={**evidence, "compression": measured},
             status=decision.decision,
         )
 
@@ -377,6 +447,7 @@ class _Judge:
             return self._reuse(report, result, existing, parent)
         lineage = {
             **{k: v for k, v in self.root.lineage.items() if k in ("fingerprints", "run_id")},
+            **self._label(),
             "parent_version": parent.version,
             "base": self.root.ref,
             METHOD_KEY: {**method, "parity": row.parity},
@@ -416,6 +487,10 @@ class _Judge:
         report.rows.append(row)
         return version
 
+    def _label(self) -> JSON:
+        label = self.splits.label or self.root.lineage.get(LABEL_KEY)
+        return {} if label is None else {LABEL_KEY: label}
+
     def _reuse(
         self,
         report: CompressionReport,
@@ -423,11 +498,21 @@ class _Judge:
         existing: ModelVersion,
         parent: ModelVersion,
     ) -> ModelVersion:
-        """Report ``existing``, a version this result repeats, instead of a new one."""
+        """Report ``existing``, a version this result repeats, instead of a new one.
+
+        With the registry's status, not this call's verdict: the version is not judged
+        again, and the report and exit code must say what ``models show`` says.
+        """
         result.version = existing
-        result.row.ref, result.row.parent = existing.ref, parent.ref
-        result.row.details["already_registered"] = True
-        report.rows.append(result.row)
+        row = result.row
+        row.ref, row.parent = existing.ref, parent.ref
+        row.details["already_registered"] = True
+        row.gate = {
+            **(existing.gate or {}),
+            "decision": existing.status,
+            "note": f"already registered as {existing.ref} ({existing.status}); not judged again",
+        }
+        report.rows.append(row)
         return existing
 
 

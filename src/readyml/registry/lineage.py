@@ -13,6 +13,8 @@ from readyml.registry.registry import Registry
 
 # Lineage and metrics key under which compression records method and measurements.
 COMPRESSION_KEY = "compression"
+# Lineage key: the label column the version predicts (training and compression record it).
+LABEL_KEY = "label"
 # Statuses that take a version out of consideration.
 _EXCLUDED = ("vetoed", "archived")
 

@@ -37,6 +37,7 @@ from readyml.data import (
 from readyml.data.io import read_table
 from readyml.errors import AnomalyError, ConfigError, DataError, FlavorError, RegistryError
 from readyml.flavors import ModelAdapter, build_model
+from readyml.registry.lineage import LABEL_KEY
 from readyml.registry.records import ModelVersion
 from readyml.registry.registry import Registry, status_set_by_person
 from readyml.registry.requirements import (
@@ -565,6 +566,7 @@ class RegisterModel:
             },
             "parent_version": champion,
             "spec_file": str(ctx.project.spec_path.name),
+            LABEL_KEY: spec.label,
         }
         production = ctx.values["production"].obj if "production" in ctx.values else None
         if production:
