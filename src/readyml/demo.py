@@ -395,7 +395,7 @@ def run_demo(directory: Path, *, with_torch: bool | None = None) -> int:
     )
 
     _step("monitor again: the champion after the loop, on the traffic it served")
-    monitor_demo(project, registry)
+    monitor_report, monitor_html = monitor_demo(project, registry)  # the summary's: the latest
 
     _step("deploy: the champion's ONNX form goes through the gate, then a canary rollout")
     _onnx_canary(project, registry)

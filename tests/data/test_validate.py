@@ -107,6 +107,12 @@ def test_out_of_range_shows_the_digits_that_tell_a_value_from_its_bound() -> Non
     anomaly = kinds(report)[("out_of_range", "x")]
     assert anomaly.expected == "values in [0.6, inf]"  # type: ignore[attr-defined]
     assert anomaly.found == "1 of 2 rows outside (min 0.5999999999999996, max 3)"  # type: ignore[attr-defined]
+    # Only the bound that is passed gets the extra digits.
+    schema = infer_schema(pd.DataFrame({"x": [0.6, 18.900000000000002]}))
+    report = validate_frame(pd.DataFrame({"x": [0.5999999999999996, 18.9]}), schema=schema)
+    anomaly = kinds(report)[("out_of_range", "x")]
+    assert anomaly.expected == "values in [0.6, 18.9]"  # type: ignore[attr-defined]
+    assert anomaly.found == "1 of 2 rows outside (min 0.5999999999999996, max 18.9)"  # type: ignore[attr-defined]
 
 
 def test_int_column_with_nulls_is_not_a_type_mismatch(train: pd.DataFrame) -> None:

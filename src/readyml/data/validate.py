@@ -496,8 +496,8 @@ def _check_range(
         mask |= values < low
     if high is not None:
         mask |= values > high
-    shown_low, least = _apart(low, column.min, "-inf")
-    shown_high, most = _apart(high, column.max, "inf")
+    shown_low, least = _apart(low, column.min, "-inf", past=below)
+    shown_high, most = _apart(high, column.max, "inf", past=above)
     found.add(
         "out_of_range",
         column.name,
@@ -615,15 +615,19 @@ def _count(part: int, total: int, what: str) -> str:
     return f"{part} {what} of {total} rows ({share:.1%})"
 
 
-def _apart(bound: float | None, value: float | None, unbounded: str) -> tuple[str, str]:
-    """``bound`` and the observed ``value`` written with as few significant digits (6 at
-    least) as tell them apart: 0.5999999999999996 is not shown as the bound 0.6."""
-    if bound is None or value is None:
-        return (
-            unbounded if bound is None else f"{bound:g}"
-        ), "none" if value is None else f"{value:g}"
+def _apart(
+    bound: float | None, value: float | None, unbounded: str, *, past: bool
+) -> tuple[str, str]:
+    """``bound`` and the observed ``value``; when ``value`` is ``past`` the bound, with as many
+    significant digits (6 at least) as tell them apart: 0.5999999999999996 is not 0.6."""
+    shown = (
+        (unbounded if bound is None else f"{bound:g}"),
+        "none" if value is None else f"{value:g}",
+    )
+    if not past or bound is None or value is None:
+        return shown
     for digits in range(6, 18):
         shown = f"{bound:.{digits}g}", f"{value:.{digits}g}"
-        if shown[0] != shown[1] or bound == value:
+        if shown[0] != shown[1]:
             return shown
     return repr(bound), repr(value)
