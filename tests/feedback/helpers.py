@@ -46,3 +46,47 @@ def write_iris_set(
     )
     write_review_set(workspace, manifest, examples)
     return manifest, frame
+
+
+def write_set(
+    workspace: Path,
+    frame: pd.DataFrame,
+    *,
+    label: str,
+    classes: list[str] | None,
+    task: str = "classification",
+) -> ReviewSetManifest:
+    """A review set of ``frame``'s rows (every column a feature, none named like a column of
+    the set; request ids ``req-{i}``), label blank."""
+    features = [str(c) for c in frame.columns]
+    examples = pd.DataFrame(
+        {
+            "example_id": [example_id(f"req-{i}", 0) for i in range(len(frame))],
+            "reason": "random",
+            "detail": "control sample",
+            "request_id": [f"req-{i}" for i in range(len(frame))],
+            "model": "m",
+            "version": 1,
+            "ts": datetime.now(UTC).isoformat(),
+        }
+    )
+    for name in features:
+        examples[name] = frame[name].to_numpy()
+    examples["prediction"] = classes[0] if classes else 0.0
+    examples["confidence"] = 0.9 if classes else None
+    examples["label"] = None
+    manifest = ReviewSetManifest(
+        id=new_set_id(),
+        created=datetime.now(UTC).isoformat(),
+        model="m",
+        since=None,
+        until=None,
+        budget={"random": len(frame)},
+        counts={"random": len(frame)},
+        features=features,
+        label=label,
+        task=task,
+        classes=classes,
+    )
+    write_review_set(workspace, manifest, examples)
+    return manifest

@@ -32,6 +32,7 @@ from readyml.monitor import read_traffic, record_feedback, replay_offline, write
 from readyml.monitor.inputs import Reference
 from readyml.registry import Registry
 from readyml.train import SilentReporter, open_project_registry, run_project
+from readyml.train.production_data import blend_production
 from support import iris_frame, write_project
 
 FEATURES = ["x1", "x2", "city"]
@@ -417,3 +418,80 @@ def test_cli_rare_share_option_is_used_and_checked(
     result = runner.invoke(readyml_app, [*base, "--rare-share", "1.5"])
     assert result.exit_code == 2
     assert "capture rare_share: expected a share in [0, 1], found 1.5" in result.stderr
+
+
+# -- column names, failed writes, damaged sets --------------------------------------------------
+
+CLASHING = {"x1": "reason", "x2": "confidence", "city": "review_set"}
+
+
+def test_features_named_like_the_loops_columns_keep_their_values_to_training(
+    workspace: Path,
+) -> None:
+    log = make_log(n=30).rename(columns=CLASHING)
+    write_log(workspace, log)
+    features = list(CLASHING.values())
+    reference = make_reference(features=features, dtypes={n: "float64" for n in features})
+    result = run(workspace, only(random=5), reference)
+    assert result.path is not None
+    csv = pd.read_csv(result.path / "examples.csv")
+    renamed = ["feature:reason", "feature:confidence", "feature:review_set"]
+    assert list(csv.columns) == [*LEAD_COLUMNS, *renamed, *TAIL_COLUMNS]
+    assert (csv["reason"] == "random").all()
+    served = log.set_index("request_id").loc[csv["request_id"]]
+    assert csv["feature:reason"].tolist() == pytest.approx(served["reason"].tolist())
+    assert (
+        "| feature:reason | the feature `reason` (renamed"
+        in (result.path / "README.md").read_text()
+    )
+
+    csv.assign(label="a").to_csv(workspace / "filled.csv", index=False)
+    source = training_frame(20).rename(columns=CLASHING)
+    source.to_csv(workspace.parent / "train.csv", index=False)
+    spec = {
+        "name": "m",
+        "data": {"source": "train.csv", "production": {"weight": 1.0}},
+        "label": "y",
+        "model": {"flavor": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+    }
+    (workspace.parent / "readyml.yaml").write_text(json.dumps(spec))
+    project = Project.load(workspace.parent)
+    assert import_review(workspace, workspace / "filled.csv", label="y").kept == 5
+    blended, _ = blend_production(source, project)
+    added = blended.iloc[len(source) :].reset_index(drop=True)
+    assert added["reason"].tolist() == pytest.approx(served["reason"].tolist())
+    assert added["review_set"].tolist() == served["review_set"].tolist()
+    assert added["y"].tolist() == ["a"] * 5
+
+
+def test_a_failed_write_leaves_no_partial_folder(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_log(workspace, make_log(n=30))
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_json", full)
+    with pytest.raises(OSError, match="No space left"):
+        run(workspace, only(random=5))
+    assert list(review_root(workspace).iterdir()) == []
+    monkeypatch.undo()
+    first = run(workspace, only(random=5))
+    filled = examples(workspace, first).assign(label="a")
+    filled.to_csv(workspace / "filled.csv", index=False)
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(OSError, match="No space left"):
+        import_review(workspace, workspace / "filled.csv", label="y")
+    assert list((workspace / "production").iterdir()) == []
+
+
+def test_a_malformed_line_in_a_sets_examples_does_not_block_the_next_capture(
+    workspace: Path,
+) -> None:
+    write_log(workspace, make_log(n=30))
+    first = run(workspace, only(random=10))
+    assert first.path is not None
+    (first.path / "examples.jsonl").write_text('{"example_id": "x", "label": \n')
+    second = run(workspace, only(random=50))
+    assert second.total == 20 and second.already_captured == 10

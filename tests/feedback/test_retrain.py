@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,9 @@ import yaml
 from typer.testing import CliRunner
 
 from readyml.cli import app
+from readyml.cli._common import Terminated
 from readyml.config import Project
-from readyml.feedback.retrain import list_retrains, retrain_on_alerts, triggering
+from readyml.feedback.retrain import Runner, list_retrains, retrain_on_alerts, triggering
 from readyml.monitor.alerts import Alert
 from readyml.train import open_project_registry, run_project
 from readyml.train.progress import SilentReporter
@@ -249,3 +252,100 @@ def test_a_run_that_reproduces_what_the_champion_was_exported_from_is_unchanged(
     assert record.state == "unchanged" and record.version == 1, record.reason
     assert record.reason == "the run reproduced iris:1, which the champion iris:2 was made from"
     assert open_project_registry(project).get("iris@champion").version == 2
+
+
+# -- with a stand-in pipeline: the record and the evidence ----------------------------------------
+
+
+@dataclass
+class Finished:
+    """What :func:`run_project` returns, as far as the retrain reads it."""
+
+    values: dict[str, Any]
+    run_id: str = "run-stand-in"
+    error: str | None = None
+
+    def value(self, name: str) -> Any:
+        return self.values[name]
+
+
+def blessed_run(primary: str, candidate: float, champion: float) -> Runner:
+    window = {"rows": 20, "candidate": {primary: candidate}, "champion": {primary: champion}}
+    result = Finished(
+        {
+            "registered": {"version": 2},
+            "gate": {"decision": "blessed", "reasons": []},
+            "metrics": {"primary": primary, "production_window": window},
+        }
+    )
+    return lambda *_, **__: result
+
+
+def untrained(root: Path, on_alert: dict[str, Any], **extra: Any) -> tuple[Project, Any]:
+    write_project(root)
+    project = write_spec(root, on_alert, **extra)
+    return project, open_project_registry(project)
+
+
+@pytest.mark.parametrize(
+    ("primary", "candidate", "champion", "champion_rule", "passed"),
+    [
+        ("rmse", 1.2, 1.0, None, False),  # lower is better: a larger error regressed
+        ("rmse", 0.9, 1.0, None, True),
+        ("accuracy", 0.42, 0.5, {"max_regression": 0.1, "relative": True}, False),
+        ("accuracy", 0.46, 0.5, {"max_regression": 0.1, "relative": True}, True),
+        ("accuracy", 0.42, 0.5, {"max_regression": 0.1, "relative": False}, True),
+    ],
+)
+def test_quality_evidence_judges_the_gates_metric_in_its_direction(
+    tmp_path: Path,
+    primary: str,
+    candidate: float,
+    champion: float,
+    champion_rule: dict[str, Any] | None,
+    passed: bool,
+) -> None:
+    gates: dict[str, Any] = {"rules": []}
+    if champion_rule is not None:
+        gates["champion"] = champion_rule
+    project, registry = untrained(tmp_path, {"deploy": "none"}, gates=gates)
+    runner = blessed_run(primary, candidate, champion)
+    record = retrain_on_alerts(project, registry, [alert()], runner=runner)
+    assert record is not None and record.state == "registered"
+    [evidence] = registry.list_evidence("iris", test_id="monitor-7")
+    assert evidence.passed is passed and evidence.details["metric"] == primary
+    assert record.metric == primary
+
+
+@pytest.mark.parametrize(
+    ("error", "state", "reason"),
+    [
+        (KeyboardInterrupt(), "interrupted", "pipeline run interrupted (KeyboardInterrupt)"),
+        (
+            Terminated(signal.SIGTERM),
+            "interrupted",
+            "pipeline run interrupted (Terminated: SIGTERM)",
+        ),
+        (RuntimeError("boom\nat line 2"), "failed", "pipeline run crashed (RuntimeError: boom)"),
+    ],
+)
+def test_a_retrain_that_never_returns_is_recorded_and_counts_for_the_cooldown(
+    tmp_path: Path, error: BaseException, state: str, reason: str
+) -> None:
+    project, registry = untrained(tmp_path, {"deploy": "none", "cooldown": "1h"})
+    seen: list[str] = []
+
+    def ends_early(*_: Any, **__: Any) -> None:
+        seen.extend(r.state for r in list_retrains(project.workspace))
+        raise error
+
+    with pytest.raises(type(error)):
+        retrain_on_alerts(project, registry, [alert()], runner=ends_early)
+    assert seen == ["running"]  # recorded before the run started
+    [record] = list_retrains(project.workspace)
+    assert (record.state, record.reason) == (state, reason)
+    assert [h["state"] for h in record.history] == ["running", state]
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    second = retrain_on_alerts(project, registry, [alert()], runner=ends_early, now=later)
+    assert second is not None and second.state == "skipped"
+    assert "cool-down of 1h" in second.reason and seen == ["running"]

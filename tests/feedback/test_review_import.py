@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,10 +15,12 @@ from readyml.config import Project
 from readyml.errors import DataError
 from readyml.feedback.production import list_datasets, load_production, read_dataset
 from readyml.feedback.review_import import import_review
-from readyml.feedback.review_sets import review_root
+from readyml.feedback.review_sets import captured_ids, review_root
 from support import write_project
 
-from .helpers import FEATURES, write_iris_set
+from .helpers import FEATURES, write_iris_set, write_set
+
+BINARY: dict[str, Any] = {"label": "target", "classes": ["0.0", "1.0"]}
 
 
 @pytest.fixture
@@ -161,3 +164,106 @@ def test_a_damaged_manifest_is_one_line_naming_the_set_or_dataset(
     damaged = runner.invoke(app, listing)
     assert damaged.exit_code == 2, damaged.output
     assert f"review set {manifest.id}: expected a manifest.json" in damaged.output
+
+
+def test_numeric_classes_compare_as_numbers_and_store_the_class(
+    project: Project, tmp_path: Path
+) -> None:
+    manifest = write_set(project.workspace, pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}), **BINARY)
+    path = tmp_path / "filled.jsonl"
+    labels: list[object] = [1, 1.0, "1", " 0.0 "]
+    path.write_text(
+        "".join(
+            json.dumps({"example_id": f"req-{i}:0", "label": label}) + "\n"
+            for i, label in enumerate(labels)
+        )
+    )
+    result = import_review(project.workspace, path, label="target")
+    assert (result.kept, result.rejected) == (4, 0), result.problems
+    assert result.dataset is not None and manifest.classes == ["0.0", "1.0"]
+    stored = read_dataset(project.workspace, result.dataset)
+    assert stored["target"].tolist() == ["1.0", "1.0", "1.0", "0.0"]
+    path.write_text(json.dumps({"example_id": "req-0:0", "label": 2}) + "\n")
+    refused = import_review(project.workspace, path, label="target")
+    assert refused.problems == ["row 1: label: expected one of 0.0, 1.0, found 2"]
+
+
+def test_importing_the_same_labels_again_writes_no_version(
+    project: Project, tmp_path: Path
+) -> None:
+    manifest, _ = write_iris_set(project.workspace, [0, 50])
+    path = tmp_path / "filled.csv"
+    filled(project, manifest.id, ["setosa", "versicolor"]).to_csv(path, index=False)
+    assert import_review(project.workspace, path, label="species").dataset is not None
+    again = import_review(project.workspace, path, label="species")
+    assert [d.version for d in list_datasets(project.workspace)] == [1]
+    assert again.dataset is None and (again.kept, again.unchanged) == (2, 2)
+    assert again.note.startswith("nothing new: every kept label is stored already")
+    runner = CliRunner()
+    cli = runner.invoke(
+        app, ["review", "import", str(path), "-p", str(project.root), "--format", "json"]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["note"] == again.note
+    filled(project, manifest.id, ["setosa", "virginica"]).to_csv(path, index=False)
+    relabelled = import_review(project.workspace, path, label="species")
+    assert relabelled.dataset is not None and relabelled.unchanged == 1
+    assert [d.version for d in list_datasets(project.workspace)] == [1, 2]
+
+
+def test_features_come_from_the_captured_copy_not_the_files_a_reviewer_edits(
+    project: Project, tmp_path: Path
+) -> None:
+    manifest, truth = write_iris_set(project.workspace, [0, 50])
+    folder = review_root(project.workspace) / manifest.id
+    lines = (folder / "examples.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["sepal_length"], first["label"] = 99.0, "setosa"  # the README's file, edited
+    lines[0] = json.dumps(first)
+    (folder / "examples.jsonl").write_text("\n".join(lines) + "\n")
+    result = import_review(project.workspace, folder / "examples.jsonl", label="species")
+    assert result.dataset is not None and result.kept == 1
+    stored = read_dataset(project.workspace, result.dataset).set_index("example_id")
+    assert stored.loc["req-0:0", "sepal_length"] == truth["sepal_length"].iloc[0]
+    assert "captured.parquet" in (folder / "README.md").read_text()
+
+
+def test_a_changed_captured_copy_rejects_its_rows_only(project: Project, tmp_path: Path) -> None:
+    changed, _ = write_iris_set(project.workspace, [0])
+    intact, _ = write_iris_set(project.workspace, [50])
+    copy = review_root(project.workspace) / changed.id / "captured.parquet"
+    frame = pd.read_parquet(copy)
+    frame["sepal_length"] = 99.0
+    frame.to_parquet(copy)
+    both = pd.concat([filled(project, changed.id, ["setosa"]), filled(project, intact.id, ["x"])])
+    both["label"] = ["setosa", "versicolor"]
+    both.to_csv(tmp_path / "both.csv", index=False)
+    result = import_review(project.workspace, tmp_path / "both.csv", label="species")
+    assert (result.kept, result.rejected) == (1, 1)
+    assert result.problems[0].startswith(
+        f"row 1: review set {changed.id}: expected captured.parquet with sha256 "
+    )
+    assert result.problems[0].endswith("(changed after capture)")
+    assert result.dataset is not None and result.dataset.review_sets == [intact.id]
+
+
+def test_a_malformed_line_is_one_line_naming_file_and_line_and_blocks_no_other_set(
+    project: Project, tmp_path: Path
+) -> None:
+    broken, _ = write_iris_set(project.workspace, [0])
+    other, _ = write_iris_set(project.workspace, [50])
+    jsonl = review_root(project.workspace) / broken.id / "examples.jsonl"
+    jsonl.write_text(jsonl.read_text() + '{"example_id": "req-0:0", "label": \n')
+    runner = CliRunner()
+    bad = runner.invoke(app, ["review", "import", str(jsonl), "-p", str(project.root)])
+    assert bad.exit_code == 2, bad.output
+    assert bad.stderr.strip().splitlines() == [
+        "error: review file examples.jsonl: line 2: expected a JSON object with example_id "
+        "and label, found invalid JSON (Expecting value)"
+    ]
+    filled(project, other.id, ["versicolor"]).to_csv(tmp_path / "other.csv", index=False)
+    good = runner.invoke(
+        app, ["review", "import", str(tmp_path / "other.csv"), "-p", str(project.root)]
+    )
+    assert good.exit_code == 0, good.output
+    assert captured_ids(project.workspace) == {"req-0:0", "req-50:0"}

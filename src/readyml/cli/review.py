@@ -41,6 +41,8 @@ def import_(
         stored = (
             f"stored as {dataset.ref} ({dataset.rows} rows, sha256 {dataset.fingerprint[:12]})"
             if dataset is not None
+            else f"nothing stored: {result.note}"
+            if result.note
             else "nothing stored"
         )
         console.key_values(

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from readyml.config import Project, SliceSpec
 from readyml.errors import ConfigError, DataError
 from readyml.feedback import _reasons as reasons
+from readyml.feedback._columns import stored_name
 from readyml.feedback.production import labelled_ids
 from readyml.feedback.review_sets import (
     REASONS,
@@ -341,8 +342,9 @@ class Capture:
                 "ts": [pd.Timestamp(t).isoformat() for t in chosen["ts"]],
             }
         )
-        for name in reference.features:
-            frame[name] = chosen[name].to_numpy() if name in chosen.columns else None
+        for name in reference.features:  # a feature named like a column here is renamed
+            column = stored_name(name)
+            frame[column] = chosen[name].to_numpy() if name in chosen.columns else None
         frame["prediction"] = chosen["prediction"].to_numpy()
         confidence = top[rows]
         frame["confidence"] = pd.Series(

@@ -3,10 +3,12 @@
 Each ``readyml review import`` that keeps at least one row writes version N as
 ``{workspace}/production/v{N:04d}/`` (a temporary folder renamed into place):
 ``examples.parquet`` (the features as served, the label under the spec's label name, and
-:data:`PROVENANCE` columns) and ``manifest.json`` (version, SHA-256 fingerprint of the
-Parquet file, rows, the review sets it came from, when). Versions are never rewritten; a
-relabelled example appears again in a later version, and the newest label wins when the
-training pipeline reads them (:func:`load_production`).
+:data:`PROVENANCE` columns; a feature or label named like one of those is stored as
+``feature:NAME``, see :func:`~readyml.feedback._columns.stored_name`) and ``manifest.json``
+(version, SHA-256 fingerprint of the Parquet file, rows, the review sets it came from, when).
+Versions are never rewritten; a relabelled example appears again in a later version, and the
+newest label wins when the training pipeline reads them (:func:`load_production`). An import
+that adds no new label writes no version (:func:`latest_labels`).
 """
 
 from __future__ import annotations
@@ -18,27 +20,18 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
 
 from readyml.errors import DataError
+from readyml.feedback._columns import PROVENANCE as PROVENANCE
+from readyml.feedback._columns import stored_name as stored_name
 from readyml.feedback._records import read_record
 from readyml.types import JSON
 
 PRODUCTION_DIR: Final = "production"
 EXAMPLES_FILE: Final = "examples.parquet"
-# Where each example came from; the rest of a dataset's columns are features and the label.
-PROVENANCE: Final = (
-    "example_id",
-    "request_id",
-    "model",
-    "version",
-    "ts",
-    "reason",
-    "review_set",
-    "labelled_at",
-)
 
 
 @dataclass(frozen=True)
@@ -89,12 +82,13 @@ def list_datasets(workspace: Path) -> list[ProductionDataset]:
 def write_dataset(
     workspace: Path, examples: pd.DataFrame, *, label: str, review_sets: list[str], source: str
 ) -> ProductionDataset:
-    """Store ``examples`` as the next version; return its manifest.
+    """Store ``examples`` as the next version; return its manifest. A failed write leaves no
+    folder behind.
 
     Raises:
         DataError: ``examples`` is empty or lacks the label or a provenance column.
     """
-    missing = [c for c in (label, *PROVENANCE) if c not in examples.columns]
+    missing = [c for c in (stored_name(label), *PROVENANCE) if c not in examples.columns]
     if missing or examples.empty:
         found = "no rows" if examples.empty else f"columns {list(examples.columns)}"
         raise DataError(f"production dataset: expected rows with {missing or label}, found {found}")
@@ -102,10 +96,30 @@ def write_dataset(
     root.mkdir(parents=True, exist_ok=True)
     existing = list_datasets(workspace)
     version = existing[-1].version + 1 if existing else 1
+    final = root / f"v{version:04d}"
+    if final.exists():
+        raise DataError(f"production dataset v{version}: expected a new version, found it exists")
     partial = root / f".v{version:04d}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    path = partial / EXAMPLES_FILE
+    try:
+        dataset = _write_version(partial, examples, version, label, review_sets, source)
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return dataset
+
+
+def _write_version(
+    folder: Path,
+    examples: pd.DataFrame,
+    version: int,
+    label: str,
+    review_sets: list[str],
+    source: str,
+) -> ProductionDataset:
+    path = folder / EXAMPLES_FILE
     examples.reset_index(drop=True).to_parquet(path, index=False)
     dataset = ProductionDataset(
         version=version,
@@ -116,11 +130,7 @@ def write_dataset(
         label=label,
         source_file=source,
     )
-    (partial / "manifest.json").write_text(json.dumps(dataset.to_dict(), indent=2) + "\n")
-    final = root / f"v{version:04d}"
-    if final.exists():
-        raise DataError(f"production dataset v{version}: expected a new version, found it exists")
-    os.replace(partial, final)
+    (folder / "manifest.json").write_text(json.dumps(dataset.to_dict(), indent=2) + "\n")
     return dataset
 
 
@@ -154,12 +164,20 @@ def read_dataset(workspace: Path, dataset: ProductionDataset) -> pd.DataFrame:
 def labelled_ids(workspace: Path) -> set[str]:
     """Every ``example_id`` stored in a production dataset of the workspace (labelled
     already, so never to be captured again, even when its review set was deleted)."""
-    ids: set[str] = set()
+    return set(latest_labels(workspace))
+
+
+def latest_labels(workspace: Path) -> dict[str, Any]:
+    """The newest stored label of every labelled ``example_id`` of the workspace."""
+    latest: dict[str, Any] = {}
     for dataset in list_datasets(workspace):
         path = production_root(workspace) / f"v{dataset.version:04d}" / EXAMPLES_FILE
-        if path.exists():
-            ids.update(pd.read_parquet(path, columns=["example_id"])["example_id"].astype(str))
-    return ids
+        column = stored_name(dataset.label)
+        if not path.exists():
+            continue
+        frame = pd.read_parquet(path, columns=["example_id", column])
+        latest.update(zip(frame["example_id"].astype(str), frame[column], strict=True))
+    return latest
 
 
 def select_datasets(workspace: Path, versions: list[int] | None = None) -> list[ProductionDataset]:

@@ -14,9 +14,13 @@ of the listed checks and at least the given severity) trigger :func:`retrain_on_
    registered (``registered``) with ``deploy: none``.
 
 Every trigger is a JSON record under ``{workspace}/retrain/`` (written atomically, updated on
-approval). A run is evidence for the ML Test Score: ``monitor-4`` (models are not too stale:
-a fresh candidate was produced) and, where the newest production window was measured,
-``monitor-7`` (the candidate's quality there did not regress from the champion's).
+approval). It is saved ``running`` before the pipeline starts, so a run that never returns
+still counts for the guard rails; one stopped by Ctrl-C or SIGTERM ends ``interrupted``, one
+that crashes ``failed``, both recorded before the exception goes on. A run is evidence for
+the ML Test Score: ``monitor-4`` (models are not too stale: a fresh candidate was produced)
+and, where the newest production window was measured, ``monitor-7`` (the candidate's quality
+there did not regress from the champion's, by the metric, direction and allowance the
+champion gate uses).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from readyml.config import OnAlertSpec, Project, duration_seconds
+from readyml.config import ChampionRule, OnAlertSpec, Project, duration_seconds
 from readyml.errors import ConfigError, ReadymlError
 from readyml.feedback._records import read_record
 from readyml.monitor.alerts import Alert
@@ -39,9 +43,12 @@ from readyml.types import JSON, Evidence
 
 RETRAIN_DIR: Final = "retrain"
 SEVERITY_RANK: Final = {"info": 0, "warning": 1, "critical": 2}
-# States of a trigger that count as a retrain having run (for the guard rails).
+# States of a trigger that count as a retrain having run (for the guard rails): a run that
+# was started counts, whether it finished, was interrupted or is still running.
 RAN_STATES: Final = frozenset(
     {
+        "running",
+        "interrupted",
         "failed",
         "vetoed",
         "unchanged",
@@ -59,6 +66,7 @@ _ROLLOUT_OUTCOMES: Final = {"promote:": "promoted", "rollback:": "rolled_back"}
 # States ``readyml approve`` acts on: a candidate waiting for approval, or a deploy to retry.
 APPROVABLE: Final = ("awaiting_approval", "deploy_failed")
 MAX_BASES: Final = 8  # exports of exports: more is a loop in damaged lineage
+_TOLERANCE: Final = 1e-12  # metrics equal up to rounding are not a regression (as the gate)
 
 Runner = Callable[..., Any]
 
@@ -76,6 +84,7 @@ class RetrainRecord:
     version: int | None = None
     champion: int | None = None
     production_window: JSON | None = None
+    metric: str | None = None  # the metric the champion gate compares (monitor-7 too)
     approved_by: str | None = None
     approved_at: str | None = None
     rollout: JSON | None = None
@@ -214,15 +223,31 @@ def retrain_on_alerts(
         record.move("skipped", refusal, at)
         _save(project.workspace, record)
         return record
-    _run(project, registry, record, runner=runner, reporter=reporter, at=at)
-    if record.state == "blessed":
-        if spec.approval:
-            record.move("awaiting_approval", f"approve with: readyml approve {record.id}", at)
-        else:
-            _deploy(project, record, spec, at)
-    _save(project.workspace, record)
+    record.move("running", "pipeline run started", at)
+    _save(project.workspace, record)  # before the run: one that never returns still counts
+    try:
+        _run(project, registry, record, runner=runner, reporter=reporter, at=at)
+        if record.state == "blessed":
+            if spec.approval:
+                record.move("awaiting_approval", f"approve with: readyml approve {record.id}", at)
+            else:
+                _deploy(project, record, spec, at)
+    except BaseException as exc:  # Ctrl-C, SIGTERM (SystemExit), a bug: record, re-raise
+        record.move(*_ended_early(exc), at)
+        raise
+    finally:
+        _save(project.workspace, record)
     _evidence(project, registry, record)
     return record
+
+
+def _ended_early(exc: BaseException) -> tuple[str, str]:
+    """The state and one-line reason of a retrain that ``exc`` ended."""
+    lines = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "interrupted", f"pipeline run interrupted ({what})"
+    return "failed", f"pipeline run crashed ({what})"
 
 
 def approve(
@@ -300,7 +325,6 @@ def _run(
     else:
         record.champion = champion.version
         made_from = _made_from(registry, champion)
-    record.move("running", "pipeline run started", at)
     try:
         result = runner(project, registry=registry, reporter=reporter)
     except ReadymlError as exc:
@@ -313,7 +337,10 @@ def _run(
     registered = result.value("registered")
     gate = result.value("gate")
     record.version = int(registered["version"])
-    record.production_window = (result.value("metrics") or {}).get("production_window")
+    evaluation = result.value("metrics") or {}
+    record.production_window = evaluation.get("production_window")
+    rule = project.spec.gates.champion
+    record.metric = (rule.metric if rule is not None else None) or evaluation.get("primary")
     if gate["decision"] != "blessed":
         reasons = "; ".join(r["message"] for r in gate.get("reasons", []) if not r.get("passed"))
         record.move("vetoed", f"gate vetoed {name}:{record.version}: {reasons}", at)
@@ -365,21 +392,40 @@ def _evidence(project: Project, registry: Registry, record: RetrainRecord) -> No
     )
     window = record.production_window or {}
     candidate, champion = window.get("candidate"), window.get("champion")
-    metric = project.spec.metrics.primary or "accuracy"
-    if isinstance(candidate, dict) and isinstance(champion, dict) and metric in candidate:
-        regression = (
-            project.spec.gates.champion.max_regression if project.spec.gates.champion else 0.0
+    metric = record.metric
+    if not (isinstance(candidate, dict) and isinstance(champion, dict) and metric):
+        return
+    if metric not in candidate or metric not in champion:
+        return
+    passed, allowed = quality_held(
+        metric, candidate[metric], champion[metric], project.spec.gates.champion
+    )
+    registry.store.add_evidence(
+        Evidence(
+            test_id="monitor-7",
+            passed=passed,
+            automated=True,
+            project=name,
+            model_name=name,
+            version=record.version,
+            run_id=record.run_id,
+            details={**details, "metric": metric, "allowed": allowed, "window": window},
         )
-        passed = candidate[metric] >= champion.get(metric, float("-inf")) - regression
-        registry.store.add_evidence(
-            Evidence(
-                test_id="monitor-7",
-                passed=passed,
-                automated=True,
-                project=name,
-                model_name=name,
-                version=record.version,
-                run_id=record.run_id,
-                details={**details, "metric": metric, "window": window},
-            )
-        )
+    )
+
+
+def quality_held(
+    metric: str, candidate: float, champion: float, rule: ChampionRule | None
+) -> tuple[bool, float]:
+    """Whether ``candidate`` is no worse than ``champion`` on ``metric`` (in its direction)
+    by more than the champion gate allows, and that allowance (0 without the rule).
+
+    >>> quality_held("rmse", 1.2, 1.0, None)
+    (False, 0.0)
+    """
+    from readyml.evaluate.metrics import better
+
+    allowed = 0.0
+    if rule is not None:
+        allowed = rule.max_regression * (abs(champion) if rule.relative else 1.0)
+    return better(metric, champion, candidate) <= allowed + _TOLERANCE, allowed

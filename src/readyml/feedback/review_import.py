@@ -2,12 +2,15 @@
 
 The file is a review set's ``examples.csv`` or ``examples.jsonl`` with the ``label`` column
 filled in (other columns may be dropped: only ``example_id`` and ``label`` are read). Each row
-is checked on its own: an ``example_id`` no review set holds, a duplicate, a blank label, or
-a label that is not one of the model's classes (classification) or not a finite number
-(regression) is reported with its row number and skipped; the good rows are stored as the
-next production dataset version (:mod:`readyml.feedback.production`). Features and
-provenance come from the review set as captured, never from the edited file, so a reviewer
-cannot change what the model saw by accident.
+is checked on its own: an ``example_id`` no review set holds, a duplicate, a blank label, a
+label that is not one of the model's classes (classification; numeric classes compare as
+numbers, boolean ones accept true/false/1/0) or not a finite number (regression), or an
+example whose review set's ``captured.parquet`` changed since capture is reported with its
+row number and skipped; the good rows are stored as the next production dataset version
+(:mod:`readyml.feedback.production`), each label as the manifest writes its class. A file
+that only repeats labels already stored writes no version. Features and provenance come from
+the review set as captured, never from the edited file, so a reviewer cannot change what the
+model saw by accident.
 """
 
 from __future__ import annotations
@@ -22,8 +25,15 @@ from typing import Any, Final
 import pandas as pd
 
 from readyml.errors import DataError
-from readyml.feedback.production import PROVENANCE, ProductionDataset, write_dataset
-from readyml.feedback.review_sets import ReviewSetManifest, list_review_sets, read_examples
+from readyml.feedback._columns import PROVENANCE, TAIL_COLUMNS, stored_name
+from readyml.feedback._records import read_json_lines
+from readyml.feedback.production import ProductionDataset, latest_labels, write_dataset
+from readyml.feedback.review_sets import (
+    ReviewSetManifest,
+    captured_ids_by_set,
+    list_review_sets,
+    read_examples,
+)
 from readyml.types import JSON
 
 # Row problems listed in a result (the count is complete).
@@ -41,6 +51,8 @@ class ImportResult:
     problems: list[str] = field(default_factory=list)
     rejected: int = 0
     dataset: ProductionDataset | None = None
+    unchanged: int = 0
+    note: str = ""
 
     def to_dict(self) -> JSON:
         """A JSON-ready dict."""
@@ -52,6 +64,8 @@ class ImportResult:
             "rejected": self.rejected,
             "problems": list(self.problems),
             "dataset": self.dataset.to_dict() if self.dataset is not None else None,
+            "unchanged": self.unchanged,
+            "note": self.note,
         }
 
 
@@ -93,16 +107,17 @@ def read_review_file(path: Path) -> pd.DataFrame:
 def _json_records(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON-lines file, or of a ``.json`` file holding one array of them."""
     text = path.read_text("utf-8")
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        records: list[Any] = json.loads(text)
-        where = "item"
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        where = "line"
+    if path.suffix.lower() != ".json" or not text.lstrip().startswith("["):
+        return read_json_lines(
+            path,
+            what=f"review file {path.name}",
+            expected="a JSON object with example_id and label",
+        )
+    records: list[Any] = json.loads(text)
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise DataError(
-                f"review file {path.name}: {where} {number}: expected a JSON object with "
+                f"review file {path.name}: item {number}: expected a JSON object with "
                 f"example_id and label, found {type(record).__name__}"
             )
     return records
@@ -116,18 +131,33 @@ def _blank(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
-def _number_text(value: Any) -> str:
-    """Text of a label; ``1.0`` and ``1`` read the same for integer classes."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value).strip()
+def _finite_number(text: str) -> float | None:
     try:
         number = float(text)
     except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _match_class(value: Any, classes: list[str]) -> str | None:
+    """The class ``value`` names, as the manifest writes it, or ``None``.
+
+    The same text; for boolean classes ``true``/``false`` in any case or ``1``/``0``; for
+    numeric classes the same number (``"1"``, ``"1.0"`` and ``1.0`` all name the class ``1.0``).
+    """
+    text = str(value).strip()
+    if text in classes:
         return text
-    return str(int(number)) if number.is_integer() and "." in text else text
+    number = _finite_number(text)
+    if set(classes) <= {"False", "True"}:
+        word = text.casefold()
+        truth = word == "true" or number == 1.0
+        named = truth or word == "false" or number == 0.0
+        return str(truth) if named and str(truth) in classes else None
+    if number is None:
+        return None
+    same = [c for c in classes if _finite_number(c) == number]
+    return same[0] if len(same) == 1 else None
 
 
 def _check_label(value: Any, manifest: ReviewSetManifest) -> tuple[Any, str | None]:
@@ -140,16 +170,20 @@ def _check_label(value: Any, manifest: ReviewSetManifest) -> tuple[Any, str | No
         if not math.isfinite(number):
             return None, f"label: expected a finite number, found {value!r}"
         return number, None
-    text = _number_text(value)
     classes = manifest.classes or []
-    if classes and text not in classes:
+    if not classes:
+        return str(value).strip(), None
+    matched = _match_class(value, classes)
+    if matched is None:
         shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
         return None, f"label: expected one of {shown}, found {value!r}"
-    return text, None
+    return matched, None
 
 
 def import_review(workspace: Path, path: Path, *, label: str) -> ImportResult:
     """Check a filled review file row by row and store the good rows as a new dataset.
+
+    A file that only repeats labels already stored (each example's newest) stores nothing.
 
     Args:
         workspace: The project's ``.readyml`` folder (review sets, production datasets).
@@ -157,7 +191,8 @@ def import_review(workspace: Path, path: Path, *, label: str) -> ImportResult:
         label: The spec's label column name (the stored dataset's label column).
 
     Returns:
-        Counts, the problems per row, and the stored dataset (``None`` when no row was kept).
+        Counts, the problems per row, and the stored dataset (``None`` when no row was kept
+        or nothing was new).
 
     Raises:
         DataError: the file cannot be read, or the workspace has no review sets.
@@ -166,26 +201,17 @@ def import_review(workspace: Path, path: Path, *, label: str) -> ImportResult:
     manifests = {m.id: m for m in list_review_sets(workspace)}
     if not manifests:
         raise DataError(f"review import: expected review sets in {workspace}, found none")
-    captured = {
-        set_id: read_examples(workspace, set_id).set_index("example_id", drop=False)
-        for set_id in manifests
-    }
-    owner = {eid: set_id for set_id, frame in captured.items() for eid in frame.index}
+    owner = {eid: set_id for set_id, ids in captured_ids_by_set(workspace).items() for eid in ids}
     result = ImportResult(file=str(path), rows=len(filled))
+    captured = _CapturedSets(workspace)
     kept: dict[str, tuple[str, Any]] = {}
     first_row: dict[str, int] = {}
     for position, (raw_id, raw_label) in enumerate(
         zip(filled["example_id"], filled["label"], strict=True)
     ):
         row = position + 1
-        problem: str | None = None
         example = "" if _blank(raw_id) else str(raw_id).strip()
-        if not example:
-            problem = "example_id: expected an id from a review set, found nothing"
-        elif example not in owner:
-            problem = f"example_id: expected an id from a review set, found {example!r}"
-        elif example in first_row:
-            problem = f"example_id {example!r}: duplicate of row {first_row[example]}"
+        problem = _id_problem(example, owner, first_row)
         if problem is None and _blank(raw_label):
             result.blank += 1
             first_row[example] = row
@@ -193,6 +219,8 @@ def import_review(workspace: Path, path: Path, *, label: str) -> ImportResult:
         value = None
         if problem is None:
             value, problem = _check_label(raw_label, manifests[owner[example]])
+        if problem is None:
+            problem = captured.problem(owner[example])
         if problem is not None:
             result.rejected += 1
             if len(result.problems) < MAX_LISTED:
@@ -201,16 +229,77 @@ def import_review(workspace: Path, path: Path, *, label: str) -> ImportResult:
         first_row[example] = row
         kept[example] = (owner[example], value)
     result.kept = len(kept)
-    if kept:
-        examples = _dataset_rows(captured, kept, label)
-        result.dataset = write_dataset(
-            workspace,
-            examples,
-            label=label,
-            review_sets=sorted({set_id for set_id, _ in kept.values()}),
-            source=path.name,
-        )
+    _store(workspace, result, captured, kept, label=label, source=path.name)
     return result
+
+
+def _id_problem(example: str, owner: dict[str, str], first_row: dict[str, int]) -> str | None:
+    if not example:
+        return "example_id: expected an id from a review set, found nothing"
+    if example not in owner:
+        return f"example_id: expected an id from a review set, found {example!r}"
+    if example in first_row:
+        return f"example_id {example!r}: duplicate of row {first_row[example]}"
+    return None
+
+
+class _CapturedSets:
+    """The review sets' examples as captured, read (and checked) once each, when needed."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.errors: dict[str, str] = {}
+
+    def problem(self, set_id: str) -> str | None:
+        """Why the examples of ``set_id`` cannot be used (``None``: they can)."""
+        if set_id not in self.frames and set_id not in self.errors:
+            try:
+                frame = read_examples(self.workspace, set_id)
+                self.frames[set_id] = frame.set_index("example_id", drop=False)
+            except DataError as exc:
+                self.errors[set_id] = str(exc)
+        return self.errors.get(set_id)
+
+
+def _store(
+    workspace: Path,
+    result: ImportResult,
+    captured: _CapturedSets,
+    kept: dict[str, tuple[str, Any]],
+    *,
+    label: str,
+    source: str,
+) -> None:
+    """Store the kept rows as the next dataset, unless every label is stored already."""
+    if not kept:
+        return
+    stored = latest_labels(workspace)
+    result.unchanged = sum(
+        eid in stored and _same_label(stored[eid], value) for eid, (_, value) in kept.items()
+    )
+    if result.unchanged == len(kept):
+        result.note = (
+            f"nothing new: every kept label is stored already ({len(kept)} examples); "
+            "no dataset version written"
+        )
+        return
+    result.dataset = write_dataset(
+        workspace,
+        _dataset_rows(captured.frames, kept, label),
+        label=label,
+        review_sets=sorted({set_id for set_id, _ in kept.values()}),
+        source=source,
+    )
+
+
+def _same_label(stored: Any, value: Any) -> bool:
+    if isinstance(value, float):
+        try:
+            return float(stored) == value
+        except (TypeError, ValueError):
+            return False
+    return str(stored) == str(value)
 
 
 def _dataset_rows(
@@ -223,9 +312,9 @@ def _dataset_rows(
         row = {
             column: original[column]
             for column in original.index
-            if column not in ("label", "prediction", "confidence", "detail")
+            if column not in ("detail", *TAIL_COLUMNS)
         }
-        row[label] = value
+        row[stored_name(label)] = value
         row["review_set"] = set_id
         row["labelled_at"] = labelled_at
         rows.append(row)

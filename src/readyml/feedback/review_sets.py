@@ -4,10 +4,14 @@ One folder per set under ``{workspace}/review/{set_id}/``, written to a temporar
 renamed so a set is whole or absent:
 
 - ``examples.csv`` and ``examples.jsonl``: one row per example, columns :data:`LEAD_COLUMNS`,
-  then the model's features, then :data:`TAIL_COLUMNS` (``label`` is blank, to fill in);
+  then the model's features, then :data:`TAIL_COLUMNS` (``label`` is blank, to fill in); a
+  feature named like one of those is the column ``feature:NAME``
+  (:func:`~readyml.feedback._columns.stored_name`);
+- ``captured.parquet``: the same rows as captured, the copy ``review import`` reads features
+  and provenance from (the reviewer edits the other two), checked against its SHA-256;
 - ``README.md``: what each column means and how to import the filled file;
 - ``manifest.json``: the set's id, model, time window, budget, counts per reason, label
-  column, task and classes.
+  column, task, classes and the fingerprint of ``captured.parquet``.
 
 ``example_id`` is ``{request_id}:{row}`` (the row's position in its request), unique across
 every set of a workspace: an example is never selected twice.
@@ -15,10 +19,13 @@ every set of a workspace: an example is never selected twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +34,14 @@ from typing import Final
 import pandas as pd
 
 from readyml.errors import DataError
-from readyml.feedback._records import read_record
+from readyml.feedback._columns import LEAD_COLUMNS as LEAD_COLUMNS
+from readyml.feedback._columns import TAIL_COLUMNS as TAIL_COLUMNS
+from readyml.feedback._columns import stored_name
+from readyml.feedback._records import read_json_lines, read_record
 from readyml.types import JSON
 
 REVIEW_DIR: Final = "review"
-LEAD_COLUMNS: Final = ("example_id", "reason", "detail", "request_id", "model", "version", "ts")
-TAIL_COLUMNS: Final = ("prediction", "confidence", "label")
+CAPTURED_FILE: Final = "captured.parquet"
 REASONS: Final = (
     "misprediction",
     "low_confidence",
@@ -59,6 +68,7 @@ class ReviewSetManifest:
     task: str
     classes: list[str] | None = None
     details: JSON = field(default_factory=dict)
+    captured_sha256: str | None = None  # None: a set written before captured.parquet existed
 
     def to_dict(self) -> JSON:
         """A JSON-ready dict."""
@@ -94,33 +104,64 @@ def new_set_id(now: datetime | None = None) -> str:
 def write_review_set(workspace: Path, manifest: ReviewSetManifest, examples: pd.DataFrame) -> Path:
     """Write ``examples`` (lead columns, features, tail columns) as review set ``manifest.id``.
 
+    Features are named as :func:`~readyml.feedback._columns.stored_name` says. Sets
+    ``manifest.captured_sha256``. A failed write leaves no folder behind.
+
     Raises:
-        DataError: a column of :data:`LEAD_COLUMNS` or :data:`TAIL_COLUMNS` is missing.
+        DataError: a lead, feature or tail column is missing.
     """
-    missing = [c for c in (*LEAD_COLUMNS, *TAIL_COLUMNS) if c not in examples.columns]
+    columns = [*LEAD_COLUMNS, *(stored_name(f) for f in manifest.features), *TAIL_COLUMNS]
+    missing = [c for c in columns if c not in examples.columns]
     if missing:
         raise DataError(f"review set: expected columns {missing}, found {list(examples.columns)}")
-    columns = [*LEAD_COLUMNS, *manifest.features, *TAIL_COLUMNS]
     frame = examples[columns].copy()
     frame["label"] = None
     root = review_root(workspace)
+    with _partial_folder(root, manifest.id) as partial:
+        _write_files(partial, manifest, frame)
+    return root / manifest.id
+
+
+@contextmanager
+def _partial_folder(root: Path, name: str) -> Iterator[Path]:
+    """A temporary folder renamed to ``root / name`` when the block ends well, removed when
+    it raises (interrupted included)."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / manifest.id
-    partial = root / f".{manifest.id}.partial"
+    partial = root / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    frame.to_csv(partial / "examples.csv", index=False)
-    frame.to_json(partial / "examples.jsonl", orient="records", lines=True, date_format="iso")
-    (partial / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    (partial / "README.md").write_text(readme(manifest))
-    os.replace(partial, final)
-    return final
+    try:
+        yield partial
+        os.replace(partial, root / name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _write_files(folder: Path, manifest: ReviewSetManifest, frame: pd.DataFrame) -> None:
+    captured = folder / CAPTURED_FILE
+    frame.to_parquet(captured, index=False)
+    manifest.captured_sha256 = _sha256(captured)
+    frame.to_csv(folder / "examples.csv", index=False)
+    frame.to_json(folder / "examples.jsonl", orient="records", lines=True, date_format="iso")
+    (folder / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    (folder / "README.md").write_text(readme(manifest))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def readme(manifest: ReviewSetManifest) -> str:
     """The README written next to a review set's examples."""
     classes = f"one of {', '.join(manifest.classes)}" if manifest.classes else "a number"
     counts = "\n".join(f"- {reason}: {n}" for reason, n in manifest.counts.items() if n)
+    features = ", ".join(stored_name(f) for f in manifest.features)
+    renamed = "".join(
+        f"\n| {stored_name(f)} | the feature `{f}` (renamed: a column of this file has its name) |"
+        for f in manifest.features
+        if stored_name(f) != f
+    )
     return f"""# Review set {manifest.id}
 
 Production examples of model `{manifest.model}` chosen for review
@@ -133,13 +174,17 @@ Fill in the `label` column (the true `{manifest.label}`: {classes}) in `examples
 
     readyml review import examples.csv -p PROJECT
 
+Only `example_id` and `label` are read from the filled file. The features and provenance
+stored come from `{CAPTURED_FILE}`, the examples as captured: leave it as it is (it is
+checked against the fingerprint in `manifest.json`).
+
 | column | meaning |
 |---|---|
 | example_id | `request_id:row`; keep it as it is |
 | reason | why the example was chosen: {", ".join(REASONS)} |
 | detail | the numbers behind the reason |
 | request_id, model, version, ts | where the example came from (the server's request log) |
-| {", ".join(manifest.features)} | the features the model saw |
+| {features} | the features the model saw |{renamed}
 | prediction | the model's answer |
 | confidence | the model's probability for its answer (blank for regression) |
 | label | to fill in |
@@ -164,19 +209,63 @@ def _read_manifest(path: Path) -> ReviewSetManifest:
 
 
 def read_examples(workspace: Path, set_id: str) -> pd.DataFrame:
-    """The examples of one review set, as written (``label`` blank)."""
-    path = review_root(workspace) / set_id / "examples.jsonl"
-    if not path.exists():
-        raise DataError(f"review set {set_id!r}: expected {path}, found no such file")
-    lines = path.read_text("utf-8").splitlines()
-    return pd.DataFrame.from_records([json.loads(line) for line in lines if line])
+    """The examples of one review set as captured (``label`` blank).
+
+    They come from ``captured.parquet``, checked against the manifest's fingerprint, or,
+    for a set written before that file existed, from ``examples.jsonl``.
+
+    Raises:
+        DataError: the file is missing, unreadable, or changed since capture.
+    """
+    folder = review_root(workspace) / set_id
+    manifest = _read_manifest(folder / "manifest.json")
+    if manifest.captured_sha256 is None:
+        return pd.DataFrame.from_records(
+            read_json_lines(folder / "examples.jsonl", what=f"review set {set_id}: examples.jsonl")
+        )
+    path = folder / CAPTURED_FILE
+    digest = _sha256(path) if path.exists() else None
+    if digest != manifest.captured_sha256:
+        found = f"sha256 {digest[:12]}… (changed after capture)" if digest else "no such file"
+        raise DataError(
+            f"review set {set_id}: expected {CAPTURED_FILE} with sha256 "
+            f"{manifest.captured_sha256[:12]}…, found {found}"
+        )
+    return _read_parquet(path, set_id)
+
+
+def _read_parquet(path: Path, set_id: str, columns: list[str] | None = None) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (ValueError, OSError) as exc:
+        lines = str(exc).strip().splitlines()
+        found = lines[0] if lines else type(exc).__name__
+        raise DataError(
+            f"review set {set_id}: expected {path.name} as capture wrote it, found {found}"
+        ) from None
 
 
 def captured_ids(workspace: Path) -> set[str]:
     """Every ``example_id`` already selected into a review set of the workspace."""
-    ids: set[str] = set()
+    return {eid for ids in captured_ids_by_set(workspace).values() for eid in ids}
+
+
+def captured_ids_by_set(workspace: Path) -> dict[str, list[str]]:
+    """The ``example_id`` of each review set's examples, by set id.
+
+    Read without the fingerprint check (only the ids count), so a changed
+    ``captured.parquet`` blocks no other set.
+
+    Raises:
+        DataError: a set's manifest or examples cannot be read.
+    """
+    ids: dict[str, list[str]] = {}
     for manifest in list_review_sets(workspace):
-        examples = read_examples(workspace, manifest.id)
-        if "example_id" in examples.columns:
-            ids.update(examples["example_id"].astype(str))
+        path = review_root(workspace) / manifest.id / CAPTURED_FILE
+        if manifest.captured_sha256 is None:
+            examples = read_examples(workspace, manifest.id)
+        else:
+            examples = _read_parquet(path, manifest.id, columns=["example_id"])
+        found = "example_id" in examples.columns
+        ids[manifest.id] = examples["example_id"].astype(str).tolist() if found else []
     return ids

@@ -13,6 +13,7 @@ review sets it learnt from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -23,7 +24,12 @@ import pandas as pd
 from readyml.config import Project, duration_seconds
 from readyml.data.schema import Schema
 from readyml.errors import DataError, ReadymlError
-from readyml.feedback.production import check_dataset, load_production, select_datasets
+from readyml.feedback.production import (
+    check_dataset,
+    load_production,
+    select_datasets,
+    stored_name,
+)
 from readyml.train.features import RESERVED_PREFIX
 from readyml.types import JSON
 
@@ -104,13 +110,13 @@ def blend_production(
     if examples.empty:
         return source, summary
     label = project.spec.label
-    shared = [c for c in frame.columns if c in examples.columns]
-    if label not in shared:
+    if stored_name(label) not in examples.columns:
         raise DataError(f"production data: expected the label column '{label}', found none")
     added = pd.DataFrame(index=range(len(examples)))
     for column in frame.columns:
-        if column in examples.columns:
-            added[column] = _as_type(examples[column], frame[column], column)
+        stored = stored_name(column)  # a column named like a provenance one is prefixed
+        if stored in examples.columns:
+            added[column] = _as_type(examples[stored], frame[column], column)
         else:  # a column the server never saw (e.g. an excluded date): unknown here
             added[column] = pd.Series([None] * len(examples), dtype=object).astype(
                 frame[column].dtype if frame[column].dtype.kind in "fOUM" else object
@@ -130,13 +136,34 @@ def _as_type(values: pd.Series, like: pd.Series, column: str) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(like):
             return pd.to_datetime(values).astype(like.dtype)
         if pd.api.types.is_bool_dtype(like):
-            return values.astype(bool)
+            return pd.Series([_as_bool(v, column) for v in values], dtype=like.dtype)
         return values.astype(like.dtype)
     except (TypeError, ValueError) as exc:
         raise DataError(
             f"production data: column '{column}' expected {like.dtype}, found values "
             f"such as {values.iloc[0]!r} ({exc})"
         ) from exc
+
+
+def _as_bool(value: Any, column: str) -> bool:
+    """A stored boolean: a bool, ``true``/``false`` in any case, or the number 1 or 0.
+
+    (``bool("False")`` is ``True``: text must be read, never cast.)
+    """
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    text = str(value).strip().casefold()
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number in (0.0, 1.0):
+        return number == 1.0
+    raise DataError(
+        f"production data: column '{column}' expected true, false, 1 or 0, found {value!r}"
+    )
 
 
 def production_schema(schema: Schema, frame: pd.DataFrame) -> Schema:
