@@ -397,7 +397,16 @@ class SearchDimension(_Spec):
             raise ValueError(
                 f"a log-scaled {self.type} parameter needs low {bound}, found low={self.low:g}"
             )
+        if self.step is not None and self.type != "categorical":
+            self._check_step(self.step)
         return self
+
+    def _check_step(self, step: float) -> None:
+        if self.log:  # Optuna samples a log range continuously: a step would be ignored
+            raise ValueError(f"a log-scaled parameter takes no step, found step={step:g}")
+        if not step > 0 or (self.type == "int" and not float(step).is_integer()):
+            wanted = "a whole number >= 1" if self.type == "int" else "a number > 0"
+            raise ValueError(f"an {self.type} parameter's step must be {wanted}, found {step:g}")
 
 
 class TuningSpec(_Spec):
@@ -486,6 +495,10 @@ class RequestLogSpec(_Spec):
     )
 
 
+# An HTTP header name: an RFC 9110 token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 class RolloutSpec(_Spec):
     """How ``readyml deploy`` rolls a candidate out (see :mod:`readyml.serve.rollout`).
 
@@ -553,6 +566,16 @@ class RolloutSpec(_Spec):
         if steps[-1] != 100.0:
             raise ValueError(f"steps: expected the last step to be 100, found {steps[-1]}")
         return steps
+
+    @field_validator("sticky_header")
+    @classmethod
+    def _header_name(cls, header: str | None) -> str | None:
+        # A request header is matched by name: one that no request can carry pins nobody.
+        if header is not None and not _HEADER_NAME.fullmatch(header):
+            raise ValueError(
+                f"expected a header name such as x-user-id (letters, digits, -), found {header!r}"
+            )
+        return header
 
     @model_validator(mode="after")
     def _caps_after_the_least(self) -> RolloutSpec:
@@ -1146,6 +1169,7 @@ class ProjectSpec(_Spec):
         named += [(f"gates.rules[{i}].metric", r.metric) for i, r in enumerate(self.gates.rules)]
         if self.gates.champion is not None:
             named.append(("gates.champion.metric", self.gates.champion.metric))
+        named.append(("tuning.metric", self.tuning.metric))
         for key, metric in named:
             if metric is not None and metric not in valid:
                 return f"{key}: expected a {task} metric among {valid}, found {metric!r}"

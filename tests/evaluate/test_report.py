@@ -127,6 +127,19 @@ def test_evaluate_into_a_file_exits_2(ran_regions: RanProject, tmp_path: Path) -
     assert taken.read_text() == "mine"
 
 
+def test_evaluating_another_models_version_exits_2(
+    ran_regions: RanProject, tmp_path: Path
+) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(ran_regions.root, root)
+    spec = root / "readyml.yaml"
+    spec.write_text(re.sub(r"(?m)^name: .*$", "name: other", spec.read_text()))
+    result = CliRunner().invoke(_app(), ["evaluate", "regions:1", "-p", str(root)])
+    assert result.exit_code == 2, result.output
+    assert "expected a version of this project's model 'other'" in result.output
+    assert "found model 'regions'" in result.output
+
+
 def test_models_show_json_carries_gate_baselines_and_slices(ran_regions: RanProject) -> None:
     result = CliRunner().invoke(
         _app(), ["models", "show", "regions:1", "-p", str(ran_regions.root), "--format", "json"]

@@ -162,6 +162,34 @@ def test_log_scaled_range_must_start_above_zero() -> None:
         parse_spec({**IRIS_SPEC, "tuning": {"space": space}})
 
 
+@pytest.mark.parametrize(
+    ("dimension", "message"),
+    [
+        ({"type": "int", "low": 1, "high": 8, "step": 0.5}, "step must be a whole number >= 1"),
+        ({"type": "float", "low": 0.1, "high": 0.9, "step": 0}, "step must be a number > 0"),
+        ({"type": "float", "low": 0.1, "high": 0.9, "log": True, "step": 0.1}, "takes no step"),
+    ],
+)
+def test_a_step_optuna_would_truncate_or_ignore_is_refused(
+    dimension: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"tuning\.space\.p: .*{message}"):
+        parse_spec({**IRIS_SPEC, "tuning": {"space": {"p": dimension}}})
+
+
+def test_a_tuning_metric_the_task_does_not_compute_is_refused(tmp_path: Path) -> None:
+    spec = {
+        **IRIS_SPEC,
+        "tuning": {"metric": "aucc", "space": {"C": {"type": "float", "low": 0.1, "high": 1.0}}},
+    }
+    project = Project.load(write_project(tmp_path, spec))
+    registry = open_project_registry(project)
+    with pytest.raises(
+        ConfigError, match=r"tuning\.metric: expected a classification metric .* found 'aucc'"
+    ):
+        tune_project(project, registry=registry, train=iris_frame())
+
+
 def test_a_failed_trial_is_not_logged_by_optuna() -> None:
     records: list[logging.LogRecord] = []
 

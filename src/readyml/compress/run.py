@@ -199,6 +199,8 @@ def evaluate(
             attributes=fairness.sensitive,
             primary=str(result["primary"]),
             min_group_size=fairness.min_group_size,
+            proba=proba,
+            classes=classes,
         )
     return result
 

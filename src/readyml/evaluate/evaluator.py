@@ -174,6 +174,8 @@ def evaluate_model(
                 attributes=spec.fairness.sensitive,
                 primary=primary,
                 min_group_size=spec.fairness.min_group_size,
+                proba=proba,
+                classes=classes,
             ),
         )
     if extras and spec.importance.enabled:

@@ -59,7 +59,8 @@ def _disparities(
     out: dict[str, Any] = {}
     values = [g["metrics"].get(primary) for g in per_group.values() if g["included"]]
     values = [v for v in values if v is not None and np.isfinite(v)]
-    out[f"{primary}_difference"] = float(max(values) - min(values)) if len(values) > 1 else 0.0
+    # Not computed (None: the gate vetoes, naming it) rather than a gap of 0 that always passes.
+    out[f"{primary}_difference"] = float(max(values) - min(values)) if len(values) > 1 else None
     if task != "classification":
         return out
     classes = np.unique(np.concatenate([y, pred]))
@@ -98,8 +99,13 @@ def evaluate_fairness(
     attributes: Sequence[SensitiveAttribute],
     primary: str,
     min_group_size: int = 20,
+    proba: Array | None = None,
+    classes: Array | None = None,
 ) -> dict[str, Any]:
     """Per-group metrics and disparities for every sensitive attribute.
+
+    Each group gets the task's :data:`GROUP_METRICS` and the primary metric (those read from
+    probabilities only when ``proba`` and ``classes`` are given).
 
     Returns:
         ``{"attributes": {name: {"groups": {...}, "disparities": {...}}}}``, empty when no
@@ -107,9 +113,10 @@ def evaluate_fairness(
     """
     result: dict[str, Any] = {"min_group_size": min_group_size, "attributes": {}}
     y, pred = np.asarray(y_true), np.asarray(y_pred)
+    proba = None if proba is None or classes is None else np.asarray(proba)
     for attribute in attributes:
         groups = group_labels(frame, attribute).reset_index(drop=True)
-        wanted = GROUP_METRICS[task]
+        wanted = tuple(dict.fromkeys((*GROUP_METRICS[task], primary)))
         frame_metrics = MetricFrame(
             metrics={"count": lambda a, b: len(a)},
             y_true=y,
@@ -120,7 +127,8 @@ def evaluate_fairness(
         per_group: dict[str, Any] = {}
         for group, size in sorted(counts.items(), key=lambda kv: str(kv[0])):
             mask = (groups == group).to_numpy()
-            metrics = compute_metrics(task, y[mask], pred[mask])
+            group_proba = None if proba is None else np.asarray(proba)[mask]
+            metrics = compute_metrics(task, y[mask], pred[mask], group_proba, classes)
             per_group[str(group)] = {
                 "size": int(size),
                 "included": int(size) >= min_group_size,

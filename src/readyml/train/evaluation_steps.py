@@ -42,7 +42,7 @@ from readyml.evaluate import (
 from readyml.evaluate.metrics import clean
 from readyml.flavors import ModelAdapter, load_model
 from readyml.registry import Registry
-from readyml.train.features import resolve_task
+from readyml.train.features import check_task, resolve_task
 from readyml.train.pipeline import Kind, RunContext, StepResult
 from readyml.train.production_data import production_mask, production_window, without_reserved
 from readyml.train.steps import SCHEMA_FILE, TrainModel, fit_model
@@ -564,7 +564,7 @@ def tune_project(
             "tuning: not declared in readyml.yaml; add tuning.space (e.g. "
             "{max_depth: {type: int, low: 2, high: 12}})"
         )
-    task = resolve_task(train[spec.label], spec.task)
+    task = check_task(train, spec)  # names a tuning.metric the task does not compute
     metric = spec.tuning.metric or primary_metric(task, spec.metrics.primary)
     folds = spec.tuning.cv
     current = cross_validated(project, train, metric, folds)
@@ -650,6 +650,11 @@ def evaluate_version(
     """
     spec = project.spec
     version = registry.get(ref)
+    if version.name != spec.name:
+        raise ConfigError(
+            f"{ref}: expected a version of this project's model '{spec.name}' (readyml.yaml "
+            f"evaluates only it), found model '{version.name}'"
+        )
     # The model is used inside the folder: an ONNX model reads its file again when the
     # serving-cost step saves it.
     with tempfile.TemporaryDirectory() as tmp:
