@@ -1169,7 +1169,8 @@ class ProjectSpec(_Spec):
         named += [(f"gates.rules[{i}].metric", r.metric) for i, r in enumerate(self.gates.rules)]
         if self.gates.champion is not None:
             named.append(("gates.champion.metric", self.gates.champion.metric))
-        named.append(("tuning.metric", self.tuning.metric))
+        if self.tuning is not None:
+            named.append(("tuning.metric", self.tuning.metric))
         for key, metric in named:
             if metric is not None and metric not in valid:
                 return f"{key}: expected a {task} metric among {valid}, found {metric!r}"

@@ -26,7 +26,7 @@ def _data() -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
 
 def _gap(metric, y, pred, site) -> float:  # type: ignore[no-untyped-def]
     a, b = site == "a", site == "b"
-    return abs(metric(y[a], pred[a]) - metric(y[b], pred[b]))
+    return float(abs(metric(y[a], pred[a]) - metric(y[b], pred[b])))
 
 
 def test_the_gap_of_any_primary_metric_is_measured_not_taken_as_zero() -> None:
