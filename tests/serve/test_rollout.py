@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from readyml.cli.rollout import app as rollout_cli
 from readyml.config import Project, RolloutSpec
 from readyml.data.drift import JensenShannon
+from readyml.errors import ConfigError
 from readyml.flavors.sklearn import SklearnModel
 from readyml.registry import Registry
 from readyml.serve import canary as canary_module
@@ -46,7 +47,7 @@ from readyml.serve.rollout import (
 )
 from readyml.serve.server import build_app
 from readyml.train import open_project_registry
-from support import iris_frame
+from support import IRIS_SPEC, iris_frame, write_project
 
 from .conftest import ROW, TOKEN, Server, serve_process, train_iris
 
@@ -344,6 +345,30 @@ def test_noise_beyond_a_limit_is_inconclusive() -> None:
     assert verdict.outcome is Outcome.INCONCLUSIVE and "error rate" in verdict.reason
 
 
+def test_comparisons_without_stable_data_are_inconclusive() -> None:
+    # A single 100 % step, or a restart during a step, leaves nothing to compare with.
+    quiet = np.full(100, 3.0)
+    candidate = arm(requests=100, labels=[0] * 70 + [1] * 30, latencies_ms=quiet)
+    verdict = judge(ArmStats(), candidate, SMALL)
+    assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.reason
+    outcomes = {name: check["outcome"] for name, check in verdict.numbers["checks"].items()}
+    assert outcomes == {
+        "error_rate": "inconclusive",
+        "rejection_rate": "inconclusive",
+        "nonfinite_rate": "pass",  # the candidate's own share: no comparison
+        "latency_p95": "inconclusive",
+        "latency_p99": "inconclusive",
+        "divergence": "inconclusive",
+    }
+    assert "error rate: no stable requests to compare with" in verdict.reason
+    assert "prediction divergence: no stable outputs to compare with" in verdict.reason
+    counted = arm(requests=100)  # stable requests, but no latencies or outputs kept
+    assert judge(counted, candidate, SMALL).outcome is Outcome.INCONCLUSIVE
+    # A failed limit that needs no comparison still fails at once.
+    broken = arm(requests=100, labels=[0] * 100, latencies_ms=quiet, nonfinite=5)
+    assert judge(ArmStats(), broken, SMALL).outcome is Outcome.FAIL
+
+
 @pytest.mark.parametrize(
     ("candidate", "expected", "failed"),
     [
@@ -392,6 +417,8 @@ def test_rollout_spec_validates_confidence_and_caps() -> None:
         ({"confidence": 0.5}, "confidence"),
         ({"max_step_requests": 50}, "expected at least min_requests (100), found 50"),
         ({"max_step_duration_s": 60.0}, "expected at least step_duration_s (300), found 60"),
+        ({"sticky_header": ""}, "expected a header name such as x-user-id (letters, digits"),
+        ({"sticky_header": "x user"}, "found 'x user'"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             RolloutSpec.model_validate(bad)
@@ -399,6 +426,12 @@ def test_rollout_spec_validates_confidence_and_caps() -> None:
     assert request_cap(RolloutSpec(min_requests=10, max_step_requests=40)) == 40
     assert looks(RolloutSpec(min_requests=10, max_step_requests=40)) == 3
     assert looks(RolloutSpec(min_requests=10, max_step_requests=10, max_step_duration_s=600)) == 2
+
+
+def test_empty_sticky_header_is_a_config_error(tmp_path: Path) -> None:
+    write_project(tmp_path, {**IRIS_SPEC, "serving": {"rollout": {"sticky_header": ""}}})
+    with pytest.raises(ConfigError, match=r"serving\.rollout\.sticky_header: expected a header"):
+        Project.load(tmp_path)
 
 
 # -- the controller on inconclusive steps ------------------------------------------------------
@@ -416,14 +449,22 @@ async def deploy_with_stable(rollouts: RolloutManager, version: int, **overrides
     """Start a canary of ``version`` whose stable side answered 10,000 clean requests."""
     await rollouts.deploy("iris", version, mode="canary", overrides={**PATIENT, **overrides})
     rollout = rollouts.rollouts["iris"]
-    for _ in range(10_000):
-        rollout.stable_stats.observe(200, 0.001)
+    answer_stable(rollout, 10_000)
     return rollout
+
+
+def answer_stable(rollout: Rollout, requests: int) -> None:
+    """``requests`` clean stable answers, each predicting setosa."""
+    for _ in range(requests):
+        rollout.stable_stats.observe(200, 0.001)
+        rollout.stable_stats.outputs.append("setosa")
 
 
 def answer(rollout: Rollout, requests: int, *, errors: int = 0) -> None:
     for index in range(requests):
         rollout.candidate_stats.observe(500 if index < errors else 200, 0.001)
+        if index >= errors:
+            rollout.candidate_stats.outputs.append("setosa")
 
 
 def test_inconclusive_step_extends_then_passes_or_the_cap_rolls_back(tmp_path: Path) -> None:
@@ -488,6 +529,99 @@ def test_inconclusive_step_extends_then_passes_or_the_cap_rolls_back(tmp_path: P
     assert record.decisions[1].numbers["checks"]["error_rate"]["outcome"] == "inconclusive"
 
 
+def advance_to_last_step(root: Path, candidate: int) -> None:
+    """Deploy ``candidate`` in one server (in process) and pass its 50 % step on data."""
+    app = build_app(Project.load(root), registry=registry_of(root), token=TOKEN)
+    rollouts = app.rollouts
+    assert rollouts is not None
+
+    async def scenario() -> None:
+        assert rollouts is not None
+        try:
+            rollout = await deploy_with_stable(rollouts, candidate)
+            answer(rollout, 10)
+            await rollouts.step(rollout)
+            assert rollout.record.step_index == 1, rollout.record.decisions[-1].reason
+        finally:
+            await app.shutdown()
+
+    asyncio.run(scenario())
+
+
+def judge_after_restart(root: Path) -> Rollout:
+    """Restart (build the app again), let the candidate answer a step, and judge it."""
+    app = build_app(Project.load(root), registry=registry_of(root), token=TOKEN)
+    rollouts = app.rollouts
+    assert rollouts is not None
+    rollout = rollouts.rollouts["iris"]
+
+    async def scenario() -> None:
+        assert rollouts is not None
+        try:
+            answer(rollout, 10)
+            await rollouts.step(rollout)
+        finally:
+            await app.shutdown()
+
+    asyncio.run(scenario())
+    return rollout
+
+
+def test_restart_at_the_last_step_keeps_the_stable_window(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    advance_to_last_step(root, candidate)
+    rollout = judge_after_restart(root)
+    assert rollout.stable_stats.requests == 10_000  # as of the decision to advance
+    assert rollout.state is RolloutState.PROMOTED, rollout.record.decisions[-1].reason
+    window = rollout_folder(Project.load(root).workspace) / "windows" / "iris.json"
+    assert not window.exists()  # settled with the rollout
+
+
+def test_restart_without_the_stable_window_does_not_pass_the_last_step(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    advance_to_last_step(root, candidate)
+    (rollout_folder(Project.load(root).workspace) / "windows" / "iris.json").unlink()
+    rollout = judge_after_restart(root)  # the 100 % step: no stable request since the restart
+    assert rollout.state is RolloutState.CANARY and rollout.undecided is not None
+    decision = rollout.record.decisions[-1]
+    assert decision.action == "extend" and decision.weight == 100
+    assert "error rate: no stable requests to compare with" in decision.reason
+
+
+def test_load_failures_of_any_kind_are_validation_verdicts(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    registry = registry_of(root)
+    record = RolloutRecord("iris", 1, candidate, "canary", 0, {}, "2026-12-07T18:05:01.250+00:00")
+    folder = rollout_folder(Project.load(root).workspace)
+    folder.mkdir(parents=True)
+    (folder / "iris.json").write_text(json.dumps(record.to_dict()))
+    app = build_app(Project.load(root), registry=registry, token=TOKEN)
+    rollouts = app.rollouts
+    assert rollouts is not None and "iris" in rollouts.rollouts
+    rollouts.rollouts.clear()
+
+    def broken(ref: str) -> Any:
+        raise RuntimeError(f"{ref}: unpickling stack underflow")  # a library's own error
+
+    rollouts.load = broken
+    assert rollouts.resume() == []  # another restart, after which the candidate cannot load
+    settled = RolloutRecord.from_dict(json.loads((folder / "iris.json").read_text()))
+    assert settled.state == "rolled_back"
+    assert "RuntimeError: iris:2: unpickling stack underflow" in settled.decisions[-1].reason
+
+    async def reload() -> None:
+        try:
+            await rollouts.reload_champion("iris")
+        finally:
+            await app.shutdown()
+
+    with pytest.raises(infra_validation.InfraValidationFailed, match="RuntimeError"):
+        asyncio.run(reload())
+
+
 def test_management_routes_need_the_token(fleet: Fleet) -> None:
     with fleet.server.client() as client:
         assert client.get("/v2/management/rollout").status_code == 401
@@ -527,6 +661,8 @@ def test_bad_management_bodies_are_400s_naming_the_key(fleet: Fleet) -> None:
             ({"steps": []}, "rollout.steps", "[]"),
             ({"min_requests": 0}, "rollout.min_requests", "0"),
             ({"steps": [1, "a", 100]}, "rollout.steps[1]", "'a'"),
+            ({"sticky_header": ""}, "rollout.sticky_header", "''"),
+            ({"steps": [100]}, "rollout.steps", "[100.0]"),  # nothing left to compare with
         ):
             body = {"model": "iris", "version": 2, "rollout": override}
             answer = client.post("/v2/management/deploy", json=body, headers=AUTH)
@@ -827,6 +963,11 @@ def test_deploy_usage_errors_are_one_line_before_any_call(tmp_path: Path) -> Non
         (["deploy", "iris:x", *nowhere], "ref: expected NAME:VERSION"),
         (["deploy", "iris:2", "--project", str(root), "--url", "nowhere"], "url: expected"),
         (["deploy", "iris:2", *nowhere, "--canary", "five"], "--canary: expected percentages"),
+        (["deploy", "iris:2", *nowhere, "--canary", "nan"], "--canary: expected percentages"),
+        (["deploy", "iris:2", *nowhere, "--canary", "5,inf"], "--canary: expected percentages"),
+        (["deploy", "iris:2", *nowhere, "--canary", "100"], "--canary: expected a first step"),
+        (["deploy", "iris:2", *nowhere, "--step-duration", "inf"], "--step-duration: expected"),
+        (["deploy", "iris:2", *nowhere, "--shadow", "nan"], "--shadow: expected"),
         (
             ["deploy", "iris:2", *nowhere, "--mode", "direct", "--canary", "5"],
             "--canary: expected --mode canary or shadow, found --mode direct",
@@ -877,6 +1018,65 @@ def test_rollout_state_survives_a_restart(tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.json()["state"] == "promoted"
         again = client.post("/v2/management/promote", json={"model": "iris"}, headers=AUTH)
         assert again.status_code == 409 and again.json()["found"] == "none", again.text
+
+
+def corrupt(root: Path, version: int) -> None:
+    """Overwrite the files of ``version`` that no other version shares."""
+    registry = registry_of(root)
+    others = {
+        a.key for v in registry.list_versions("iris") if v.version != version for a in v.artifacts
+    }
+    for artifact in registry.get(f"iris:{version}").artifacts:
+        if artifact.key not in others:
+            (Path(registry.artifacts.root) / artifact.key).write_bytes(b"corrupt")
+
+
+def test_restart_with_a_candidate_that_no_longer_loads_serves_stable(tmp_path: Path) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    held = {**FAST_STEPS, "step_duration_s": 600.0}
+    with serve_process(root) as server, server.client() as client:
+        assert deploy(client, candidate, rollout=held).status_code == 200
+    corrupt(root, candidate)
+    folder = rollout_folder(Project.load(root).workspace)
+    logs = []
+    for _ in range(2):  # the rollout is settled by the first restart, not retried
+        with serve_process(root) as server, server.client() as client:
+            with Traffic(server) as traffic:
+                time.sleep(0.3)
+            state = rollout_state(client)
+        logs.append(server.log.read_text())
+        assert traffic.answers and set(traffic.answers) == {(200, "1")}
+        assert state["state"] == "rolled_back" and state["candidate_version"] == candidate
+    decisions = [d for d in state["decisions"] if d["action"] == "rollback"]
+    assert len(decisions) == 1 and decisions[0]["weight"] == 0
+    assert decisions[0]["reason"].startswith(f"resume after a restart: iris:{candidate} cannot")
+    assert "infra validation failed: load failed" in decisions[0]["reason"]
+    assert ["rolled back: resume after a restart" in log for log in logs] == [True, False]
+    assert not (folder / "windows" / "iris.json").exists()
+    registry = registry_of(root)
+    assert registry.history("iris", "canary")[-1].reason.startswith("rollback: resume after")
+    failed = registry.list_evidence("iris", test_id="infra-6")
+    assert any(e.version == candidate and not e.passed for e in failed)
+
+
+def test_rollback_to_a_corrupt_champion_is_a_422_and_the_version_serving_stays(
+    tmp_path: Path,
+) -> None:
+    root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
+    candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
+    with serve_process(root) as server, server.client() as client:
+        body = {"model": "iris", "version": candidate, "mode": "direct"}
+        assert client.post("/v2/management/deploy", json=body, headers=AUTH).status_code == 200
+        corrupt(root, 1)  # the champion
+        answer = client.post(
+            "/v2/management/rollback", json={"model": "iris", "reload": True}, headers=AUTH
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"].startswith("iris@champion: infra validation failed: load")
+        assert served_version(client) == str(candidate)
+    failed = registry_of(root).list_evidence("iris", test_id="infra-6")
+    assert any(e.version == 1 and not e.passed for e in failed)
 
 
 def test_canary_demo_promotes_a_healthy_second_version(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,22 +110,40 @@ def _rollout_overrides(
 
     overrides: dict[str, Any] = {}
     if canary is not None:
-        if mode == "direct":
-            raise ConfigError("--canary: expected --mode canary or shadow, found --mode direct")
-        try:
-            steps = [float(part) for part in canary.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--canary: expected percentages such as 5 or 5,50,100, found {canary!r}"
-            ) from None
+        steps = _canary_steps(canary, mode)
         if len(steps) == 1 and steps[0] < 100.0:  # the first step; configured ones follow
             steps += [step for step in configured if step > steps[0]] or [100.0]
         overrides["steps"] = steps
-    if step_duration is not None:
-        overrides["step_duration_s"] = step_duration
-    if shadow is not None:
-        overrides["shadow_s"] = shadow
+    for option, key, value in (
+        ("--step-duration", "step_duration_s", step_duration),
+        ("--shadow", "shadow_s", shadow),
+    ):
+        if value is not None:
+            if not math.isfinite(value):
+                raise ConfigError(f"{option}: expected a number of seconds, found {value}")
+            overrides[key] = value
     return overrides
+
+
+def _canary_steps(canary: str, mode: str) -> list[float]:
+    """``--canary`` as percentages; a canary cannot start at 100 % (nothing to compare with)."""
+    from readyml.errors import ConfigError
+
+    if mode == "direct":
+        raise ConfigError("--canary: expected --mode canary or shadow, found --mode direct")
+    try:
+        steps = [float(part) for part in canary.split(",")]
+    except ValueError:
+        steps = []
+    if not steps or not all(math.isfinite(step) for step in steps):  # float() takes nan, inf
+        raise ConfigError(f"--canary: expected percentages such as 5 or 5,50,100, found {canary!r}")
+    if mode == "canary" and steps[0] >= 100.0:
+        raise ConfigError(
+            "--canary: expected a first step under 100 (a canary is judged against the stable "
+            f"version's traffic, and at 100 % there is none; --mode shadow mirrors first), "
+            f"found {canary!r}"
+        )
+    return steps
 
 
 @app.command("rollout")

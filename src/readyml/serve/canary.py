@@ -8,9 +8,11 @@ is their maximum. :func:`judge` therefore answers with one of three outcomes:
 * **fail**: at least one limit is broken with confidence (a lower confidence bound, or a
   significant distance, lies beyond it);
 * **pass**: every observed number is within its limit;
-* **inconclusive**: some number is beyond its limit, but not significantly yet: the step
-  goes on and is judged again at twice the requests; still inconclusive after
-  ``max_step_requests`` (or ``max_step_duration_s``), it rolls back.
+* **inconclusive**: some number is beyond its limit, but not significantly yet, or it has
+  nothing to be compared with (no stable requests, latencies or outputs): the step goes on
+  and is judged again at twice the requests; still inconclusive after
+  ``max_step_requests`` (or ``max_step_duration_s``), it rolls back. A comparison without
+  stable data never passes: "no worse than stable" is unknown, not shown.
 
 A pass is judged on the observed numbers, not on upper bounds: proving an error rate under
 +0.01 takes some 300 error-free requests (the rule of three), which would override the
@@ -120,6 +122,29 @@ class ArmStats:
         snapshot.latencies_ms = list(self.latencies_ms)
         snapshot.outputs = list(self.outputs)
         return snapshot
+
+    def to_dict(self) -> JSON:
+        """Every count and sample, to persist the window (see :meth:`from_dict`)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, document: JSON) -> ArmStats:
+        """A window written by :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``document`` is not such a window.
+        """
+        stats = cls()
+        if not isinstance(document, dict) or set(document) != set(stats.__dict__):
+            raise ValueError(
+                f"window: expected keys {sorted(stats.__dict__)}, found {sorted(document)}"
+            )
+        for key, value in document.items():
+            expected = type(getattr(stats, key)).__name__
+            if type(value).__name__ != expected:
+                raise ValueError(f"window.{key}: expected {expected}, found {type(value).__name__}")
+            setattr(stats, key, value)
+        return stats
 
     def rate(self, count: int) -> float:
         """``count`` as a share of the requests (0 when there were none)."""
@@ -248,16 +273,16 @@ def _rate_increase(
     """Candidate rate − stable rate against ``limit`` (Newcombe's square-and-add interval)."""
     (count, n), (stable_count, stable_n) = candidate, stable
     share = count / n if n else 0.0
+    if not stable_n:  # an increase over an unknown rate is unknown
+        numbers: JSON = {"observed": None, "candidate": _round(share), "limit": limit}
+        return Check(Outcome.INCONCLUSIVE, f"{what}: no stable requests to compare with", numbers)
     low, high = _exact_bounds(count, n, alpha)
-    # Without stable requests (a single 100 % step) the candidate's rate meets the limit alone.
-    stable_share = stable_count / stable_n if stable_n else 0.0
-    stable_low, stable_high = (
-        _exact_bounds(stable_count, stable_n, alpha) if stable_n else (0.0, 0.0)
-    )
+    stable_share = stable_count / stable_n
+    stable_low, stable_high = _exact_bounds(stable_count, stable_n, alpha)
     increase = share - stable_share
     lower = increase - math.hypot(share - low, stable_high - stable_share)
     upper = increase + math.hypot(high - share, stable_share - stable_low)
-    numbers: JSON = {
+    numbers = {
         "observed": _round(increase),
         "interval": [_round(lower), _round(upper)],
         "limit": limit,
@@ -302,8 +327,10 @@ def _latency(
     observed; with few samples its quantile is near its maximum, a lenient limit.
     """
     label = f"p{round(quantile * 100)}"
-    if not stable.latencies_ms or not candidate.latencies_ms:
-        return Check(Outcome.PASS, "", {"observed_ms": None, "note": "no latencies on one side"})
+    missing = _missing_side(stable.latencies_ms, candidate.latencies_ms)
+    if missing is not None:
+        text = f"latency {label}: no {missing} latencies to compare with"
+        return Check(Outcome.INCONCLUSIVE, text, {"observed_ms": None})
     stable_ms = stable.latency_ms(quantile)
     limit_ms = stable_ms * spec.max_latency_ratio + spec.latency_slack_ms
     observed_ms = candidate.latency_ms(quantile)
@@ -331,9 +358,11 @@ def _divergence(
 ) -> Check:
     """Jensen-Shannon distance of the outputs against ``limit``, failing only where a
     permutation test says sampling alone would rarely give as large a distance."""
-    counts = _histograms(stable, candidate) if len(stable) and len(candidate) else None
+    missing = _missing_side(stable, candidate)
+    counts = _histograms(stable, candidate) if missing is None else None
     if counts is None:
-        return Check(Outcome.PASS, "", {"distance": None, "note": "no outputs on one side"})
+        text = f"prediction divergence: no {missing or 'finite'} outputs to compare with"
+        return Check(Outcome.INCONCLUSIVE, text, {"distance": None})
     stable_counts, candidate_counts = counts
     distance = float(_js_distance(_shares(stable_counts), _shares(candidate_counts)))
     numbers: JSON = {"distance": round(distance, 4), "limit": limit, "bins": len(stable_counts)}
@@ -348,6 +377,13 @@ def _divergence(
     if p_value < alpha:
         return Check(Outcome.FAIL, f"{shown})", numbers)
     return Check(Outcome.INCONCLUSIVE, f"{shown}: not significant)", numbers)
+
+
+def _missing_side(stable: Sequence[Any], candidate: Sequence[Any]) -> str | None:
+    """``"stable"`` or ``"candidate"`` when that side has no samples, else ``None``."""
+    if not len(stable):
+        return "stable"
+    return None if len(candidate) else "candidate"
 
 
 # -- statistics ---------------------------------------------------------------------------

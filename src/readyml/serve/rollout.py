@@ -19,8 +19,10 @@ and makes it the stable version.
 Every decision is written to the registry's audit (alias ``canary``, the reason with the
 numbers), and as evidence: ``infra-6`` (the canary ran and decided on data) and ``infra-7``
 (a rollback was executed, with its measured seconds). The rollout's state is persisted as
-JSON under the workspace (temporary file, then rename), so a restarted server resumes it
-at the step it was in, measuring that step afresh.
+JSON under the workspace (temporary file, then rename), with the stable version's window
+as of the last decision, so a restarted server resumes it at the step it was in, measuring
+the candidate's window of that step afresh. A candidate that no longer loads or passes infra
+validation at the restart is rolled back instead, with the reason: the stable version serves.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from readyml.config import RolloutSpec, describe_validation_error
-from readyml.errors import AliasError, BadRequest, ReadymlError, ServeError
+from readyml.errors import AliasError, BadRequest, FlavorError, ReadymlError, ServeError
 from readyml.predict import NonFiniteOutput, Predictor
 from readyml.registry import CHAMPION, ModelVersion, Registry
 from readyml.registry.reports import keep_json_report, key_part, stamp
@@ -69,6 +71,8 @@ DRAIN_TIMEOUT_S = 10.0
 STICKY_BUCKETS = 10_000
 # Version statuses that never serve (as they can never become ``champion``).
 NEVER_SERVED = ("vetoed", "archived")
+# The subfolder of the rollout folder holding each active rollout's stable window.
+WINDOWS = "windows"
 
 Loader = Callable[[str], Predictor]
 MakeDeployment = Callable[[Predictor], Deployment]
@@ -182,11 +186,14 @@ class RolloutRecord:
 class Rollout:
     """A rollout in progress: its record, the candidate deployment and the windows' stats."""
 
-    def __init__(self, *, record: RolloutRecord, candidate: Deployment) -> None:
+    def __init__(
+        self, *, record: RolloutRecord, candidate: Deployment, stable: ArmStats | None = None
+    ) -> None:
         self.record = record
         self.candidate = candidate
         self.spec = RolloutSpec.model_validate(record.spec)
-        self.stable_stats = ArmStats()
+        # The stable version's window since the rollout began (restored after a restart).
+        self.stable_stats = stable if stable is not None else ArmStats()
         self.candidate_stats = ArmStats()
         self.step_started_s = time.monotonic()
         # Candidate requests at which the step is judged (next); doubled while inconclusive.
@@ -362,18 +369,51 @@ class RolloutManager:
     # -- lifecycle ------------------------------------------------------------------------
 
     def resume(self) -> list[str]:
-        """Reload the candidates of rollouts persisted as active (before serving starts)."""
+        """Reload and validate the candidates of rollouts persisted as active (before serving
+        starts); those that fail are rolled back. Returns the models resumed."""
         resumed = []
         for path in sorted(self.folder.glob("*.json")):
             record = RolloutRecord.from_dict(json.loads(path.read_text()))
-            if RolloutState(record.state) not in _ACTIVE:
-                continue
-            predictor = self.load(f"{record.model}:{record.candidate_version}")
-            self.rollouts[record.model] = Rollout(
-                record=record, candidate=self.make_deployment(predictor)
-            )
-            resumed.append(record.model)
+            if RolloutState(record.state) in _ACTIVE and self._resume(record):
+                resumed.append(record.model)
         return resumed
+
+    def _resume(self, record: RolloutRecord) -> bool:
+        """Resume one rollout, or record it rolled back when its candidate cannot serve."""
+        ref = f"{record.model}:{record.candidate_version}"
+        try:
+            spec = RolloutSpec.model_validate(record.spec)
+        except ValidationError as exc:  # written before a rule that now refuses it
+            self._settle(record, f"resume after a restart: {override_error(exc)}")
+            return False
+        try:
+            predictor = self._validate(ref, spec)
+        except ReadymlError as exc:
+            self._settle(record, f"resume after a restart: {ref} cannot serve: {exc}")
+            return False
+        self.rollouts[record.model] = Rollout(
+            record=record,
+            candidate=self.make_deployment(predictor),
+            stable=self._read_window(record.model),
+        )
+        return True
+
+    def _settle(self, record: RolloutRecord, reason: str) -> None:
+        """Record a rollout that is not resumed as rolled back (blocking; before serving)."""
+        record.state = transition(
+            RolloutState(record.state), RolloutState.ROLLED_BACK, record.model
+        ).value
+        decision = Decision(
+            at=_now(), action="rollback", state=record.state, weight=0.0, reason=reason
+        )
+        try:
+            self._audit(record, decision, [])
+        except ReadymlError as exc:  # the stable version serves all the same
+            print(f"readyml: rollout of {record.model!r}: audit refused: {exc}", file=sys.stderr)
+        finally:
+            record.decisions.append(decision)
+            self._persist(record)
+        print(f"readyml: rollout of {record.model!r} rolled back: {reason}", file=sys.stderr)
 
     def start(self) -> None:
         """Start the controller of every active rollout (called by the lifespan)."""
@@ -422,6 +462,8 @@ class RolloutManager:
             spec = RolloutSpec.model_validate(self.spec.model_dump() | dict(overrides or {}))
         except ValidationError as exc:
             raise BadRequest(override_error(exc)) from None
+        if mode == "canary" and spec.steps[0] >= 100.0:
+            raise BadRequest(first_step_error(spec.steps))
         stable = self.table.get(name)
         if stable.version == version:
             raise RolloutConflict(
@@ -459,11 +501,23 @@ class RolloutManager:
         validator = InfraValidator(
             latency_budget_ms=spec.infra_latency_budget_ms, log_rows=spec.infra_log_rows
         )
-        report, predictor = validator.run(ref, load=self.load, version=version, logs=self.logs)
+        report, predictor = validator.run(
+            ref, load=self._load_or_refuse, version=version, logs=self.logs
+        )
         if predictor is None:
             record_failure(self.registry, self.project, version, report)
             raise InfraValidationFailed(f"{ref}: infra validation failed: {report.reason}")
         return predictor
+
+    def _load_or_refuse(self, ref: str) -> Predictor:
+        """``self.load``, whose every failure is the version's: a validation verdict, not a 500
+        (a corrupt file may fail inside the flavor's library with its own exception)."""
+        try:
+            return self.load(ref)
+        except ReadymlError:
+            raise
+        except Exception as exc:
+            raise FlavorError(f"{ref}: {type(exc).__name__}: {exc}") from exc
 
     async def promote(self, name: str, *, reason: str, numbers: JSON | None = None) -> JSON:
         """Make the candidate the stable version and the registry's champion.
@@ -516,9 +570,15 @@ class RolloutManager:
         return rollout.to_dict()
 
     async def reload_champion(self, name: str) -> JSON:
-        """Serve the registry's champion of ``name`` now (after ``readyml rollback``)."""
+        """Serve the registry's champion of ``name`` now (after ``readyml rollback``), once it
+        passed infra validation as a deploy's candidate does.
+
+        Raises:
+            VersionRefused: The champion is vetoed or archived.
+            InfraValidationFailed: It failed infra validation; the current version serves on.
+        """
         started_s = time.monotonic()
-        predictor = await asyncio.to_thread(self.load, f"{name}@{CHAMPION}")
+        predictor = await asyncio.to_thread(self._validate, f"{name}@{CHAMPION}", self.spec)
         self._replace_stable(self.make_deployment(predictor))
         return {
             "model": name,
@@ -699,7 +759,8 @@ class RolloutManager:
         passed: bool | None = None,
         evidence: Sequence[Evidence] = (),
     ) -> None:
-        """Write a decision to the registry audit and (if given) evidence, then persist it.
+        """Write a decision to the registry audit and (if given) evidence, then persist it
+        with the stable window of an active rollout.
 
         The record, which the status route shows, is written last: whoever sees a decision
         there finds its audit row and evidence already written.
@@ -716,23 +777,27 @@ class RolloutManager:
         if passed is not None:
             details = {"check": "canary", **asdict(decision)}
             items.insert(0, self._evidence(rollout, "infra-6", passed, details))
+        window = rollout.stable_stats.copy() if rollout.state in _ACTIVE else None
         try:
-            await asyncio.to_thread(
-                self.registry.set_alias,
-                rollout.record.model,
-                AUDIT_ALIAS,
-                rollout.record.candidate_version,
-                who=CONTROLLER,
-                reason=f"{action}: {reason}",
-            )
-            if items:  # the evidence links to the rollout's decisions so far, this one included
-                key = await asyncio.to_thread(self._keep_log, rollout.record, decision)
-                items = [dataclasses.replace(item, artifact=key) for item in items]
-            for item in items:
-                await asyncio.to_thread(self.registry.add_evidence, item)
+            await asyncio.to_thread(self._audit, rollout.record, decision, items)
         finally:  # the decision is kept even when the registry refused the audit
             rollout.record.decisions.append(decision)
-            await asyncio.to_thread(self._persist, rollout.record)
+            await asyncio.to_thread(self._persist, rollout.record, window)
+
+    def _audit(self, record: RolloutRecord, decision: Decision, items: list[Evidence]) -> None:
+        """Write a decision to the registry audit and its evidence (blocking)."""
+        self.registry.set_alias(
+            record.model,
+            AUDIT_ALIAS,
+            record.candidate_version,
+            who=CONTROLLER,
+            reason=f"{decision.action}: {decision.reason}",
+        )
+        if items:  # the evidence links to the rollout's decisions so far, this one included
+            key = self._keep_log(record, decision)
+            items = [dataclasses.replace(item, artifact=key) for item in items]
+        for item in items:
+            self.registry.add_evidence(item)
 
     def _keep_log(self, record: RolloutRecord, decision: Decision) -> str | None:
         """Store the rollout's decision log, this decision included, and return its key; an
@@ -752,13 +817,49 @@ class RolloutManager:
             version=rollout.record.candidate_version,
         )
 
-    def _persist(self, record: RolloutRecord) -> None:
-        """Write the record atomically (temporary file, then rename)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{record.model}.json"
-        temporary = path.with_suffix(f".json.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(record.to_dict(), indent=2, default=str))
-        os.replace(temporary, path)
+    def _persist(self, record: RolloutRecord, window: ArmStats | None = None) -> None:
+        """Write the stable ``window`` (or remove it when ``None``), then the record."""
+        path = self.folder / WINDOWS / f"{record.model}.json"
+        if window is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_json(path, window.to_dict())
+        _write_json(self.folder / f"{record.model}.json", record.to_dict(), indent=2)
+
+    def _read_window(self, name: str) -> ArmStats:
+        """The stable window persisted with the last decision of ``name``'s rollout (empty
+        when there is none or it cannot be read: a step then gathers stable data anew)."""
+        path = self.folder / WINDOWS / f"{name}.json"
+        try:
+            return ArmStats.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return ArmStats()
+        except (OSError, ValueError) as exc:
+            print(
+                f"readyml: rollout of {name!r}: stable window not restored: {exc}", file=sys.stderr
+            )
+            return ArmStats()
+
+
+def _write_json(path: Path, document: JSON, indent: int | None = None) -> None:
+    """Write ``document`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".json.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document, indent=indent, default=str))
+    os.replace(temporary, path)
+
+
+def first_step_error(steps: Sequence[float]) -> str:
+    """Why a canary cannot start at 100 %: nothing would be left to compare the candidate with.
+
+    >>> first_step_error([100.0]).endswith("found [100.0]")
+    True
+    """
+    return (
+        "rollout.steps: expected a first canary step under 100 (a canary is judged against "
+        "the stable version's traffic, and at 100 % there is none; --mode shadow mirrors "
+        f"traffic first), found {list(steps)}"
+    )
 
 
 def override_error(exc: ValidationError) -> str:
