@@ -127,9 +127,7 @@ def test_evaluate_into_a_file_exits_2(ran_regions: RanProject, tmp_path: Path) -
     assert taken.read_text() == "mine"
 
 
-def test_evaluating_another_models_version_exits_2(
-    ran_regions: RanProject, tmp_path: Path
-) -> None:
+def test_evaluating_another_models_version_exits_2(ran_regions: RanProject, tmp_path: Path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(ran_regions.root, root)
     spec = root / "readyml.yaml"
