@@ -402,8 +402,10 @@ class SearchDimension(_Spec):
         return self
 
     def _check_step(self, step: float) -> None:
-        if self.log:  # Optuna samples a log range continuously: a step would be ignored
-            raise ValueError(f"a log-scaled parameter takes no step, found step={step:g}")
+        if self.log and not (self.type == "int" and step == 1):  # Optuna would ignore it
+            raise ValueError(
+                f"a log-scaled {self.type} parameter takes no step (an int one: 1), found {step:g}"
+            )
         if not step > 0 or (self.type == "int" and not float(step).is_integer()):
             wanted = "a whole number >= 1" if self.type == "int" else "a number > 0"
             raise ValueError(f"an {self.type} parameter's step must be {wanted}, found {step:g}")

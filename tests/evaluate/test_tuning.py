@@ -177,6 +177,11 @@ def test_a_step_optuna_would_truncate_or_ignore_is_refused(
         parse_spec({**IRIS_SPEC, "tuning": {"space": {"p": dimension}}})
 
 
+def test_a_log_scaled_int_may_step_by_one() -> None:
+    space = {"n": {"type": "int", "low": 1, "high": 64, "log": True, "step": 1}}
+    assert parse_spec({**IRIS_SPEC, "tuning": {"space": space}}).tuning is not None
+
+
 def test_a_tuning_metric_the_task_does_not_compute_is_refused(tmp_path: Path) -> None:
     spec = {
         **IRIS_SPEC,

@@ -495,3 +495,14 @@ def test_a_malformed_line_in_a_sets_examples_does_not_block_the_next_capture(
     (first.path / "examples.jsonl").write_text('{"example_id": "x", "label": \n')
     second = run(workspace, only(random=50))
     assert second.total == 20 and second.already_captured == 10
+
+
+def test_a_set_whose_captured_copy_is_gone_does_not_block_the_next_capture(
+    workspace: Path,
+) -> None:
+    write_log(workspace, make_log(n=30))
+    first = run(workspace, only(random=10))
+    assert first.path is not None
+    (first.path / "captured.parquet").unlink()
+    second = run(workspace, only(random=50))  # that set's examples count as not captured
+    assert second.total == 30 and second.already_captured == 0

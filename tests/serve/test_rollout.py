@@ -578,11 +578,19 @@ def test_restart_at_the_last_step_keeps_the_stable_window(tmp_path: Path) -> Non
     assert not window.exists()  # settled with the rollout
 
 
-def test_restart_without_the_stable_window_does_not_pass_the_last_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window", [None, "null", "[1, 2]"])
+def test_restart_without_the_stable_window_does_not_pass_the_last_step(
+    tmp_path: Path, window: str | None
+) -> None:
+    # None: no window file (a rollout saved before windows were); else one of the wrong shape.
     root = train_iris(tmp_path, serving={"request_log": {"enabled": False}, "access_log": False})
     candidate = register(root, lambda: LogisticRegression(max_iter=500, C=0.9))
     advance_to_last_step(root, candidate)
-    (rollout_folder(Project.load(root).workspace) / "windows" / "iris.json").unlink()
+    path = rollout_folder(Project.load(root).workspace) / "windows" / "iris.json"
+    if window is None:
+        path.unlink()
+    else:
+        path.write_text(window)
     rollout = judge_after_restart(root)  # the 100 % step: no stable request since the restart
     assert rollout.state is RolloutState.CANARY and rollout.undecided is not None
     decision = rollout.record.decisions[-1]

@@ -37,3 +37,16 @@ def stored_name(column: str) -> str:
     """
     clashes = column in RESERVED or column.startswith(FEATURE_PREFIX)
     return f"{FEATURE_PREFIX}{column}" if clashes else column
+
+
+def stored_label(label: str) -> str:
+    """The name the label column has in a production dataset, beside :data:`PROVENANCE` only.
+
+    Unlike a feature it may be called ``label`` (review sets' own column is not in a dataset),
+    as datasets written before features were ever renamed call it.
+
+    >>> stored_label("label"), stored_label("species"), stored_label("ts")
+    ('label', 'species', 'feature:ts')
+    """
+    clashes = label in PROVENANCE or label.startswith(FEATURE_PREFIX)
+    return f"{FEATURE_PREFIX}{label}" if clashes else label

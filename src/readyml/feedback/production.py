@@ -26,6 +26,7 @@ import pandas as pd
 
 from readyml.errors import DataError
 from readyml.feedback._columns import PROVENANCE as PROVENANCE
+from readyml.feedback._columns import stored_label as stored_label
 from readyml.feedback._columns import stored_name as stored_name
 from readyml.feedback._records import read_record
 from readyml.types import JSON
@@ -88,7 +89,7 @@ def write_dataset(
     Raises:
         DataError: ``examples`` is empty or lacks the label or a provenance column.
     """
-    missing = [c for c in (stored_name(label), *PROVENANCE) if c not in examples.columns]
+    missing = [c for c in (stored_label(label), *PROVENANCE) if c not in examples.columns]
     if missing or examples.empty:
         found = "no rows" if examples.empty else f"columns {list(examples.columns)}"
         raise DataError(f"production dataset: expected rows with {missing or label}, found {found}")
@@ -172,7 +173,7 @@ def latest_labels(workspace: Path) -> dict[str, Any]:
     latest: dict[str, Any] = {}
     for dataset in list_datasets(workspace):
         path = production_root(workspace) / f"v{dataset.version:04d}" / EXAMPLES_FILE
-        column = stored_name(dataset.label)
+        column = stored_label(dataset.label)
         if not path.exists():
             continue
         frame = pd.read_parquet(path, columns=["example_id", column])

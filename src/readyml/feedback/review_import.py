@@ -25,7 +25,7 @@ from typing import Any, Final
 import pandas as pd
 
 from readyml.errors import DataError
-from readyml.feedback._columns import PROVENANCE, TAIL_COLUMNS, stored_name
+from readyml.feedback._columns import PROVENANCE, TAIL_COLUMNS, stored_label
 from readyml.feedback._records import read_json_lines
 from readyml.feedback.production import ProductionDataset, latest_labels, write_dataset
 from readyml.feedback.review_sets import (
@@ -314,7 +314,7 @@ def _dataset_rows(
             for column in original.index
             if column not in ("detail", *TAIL_COLUMNS)
         }
-        row[stored_name(label)] = value
+        row[stored_label(label)] = value
         row["review_set"] = set_id
         row["labelled_at"] = labelled_at
         rows.append(row)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -39,6 +40,8 @@ from readyml.feedback._columns import TAIL_COLUMNS as TAIL_COLUMNS
 from readyml.feedback._columns import stored_name
 from readyml.feedback._records import read_json_lines, read_record
 from readyml.types import JSON
+
+_LOG = logging.getLogger(__name__)
 
 REVIEW_DIR: Final = "review"
 CAPTURED_FILE: Final = "captured.parquet"
@@ -254,18 +257,24 @@ def captured_ids_by_set(workspace: Path) -> dict[str, list[str]]:
     """The ``example_id`` of each review set's examples, by set id.
 
     Read without the fingerprint check (only the ids count), so a changed
-    ``captured.parquet`` blocks no other set.
+    ``captured.parquet`` blocks no other set; one that cannot be read at all is logged and
+    counts as holding none (its rows are refused when imported).
 
     Raises:
-        DataError: a set's manifest or examples cannot be read.
+        DataError: a set's manifest cannot be read.
     """
     ids: dict[str, list[str]] = {}
     for manifest in list_review_sets(workspace):
         path = review_root(workspace) / manifest.id / CAPTURED_FILE
-        if manifest.captured_sha256 is None:
-            examples = read_examples(workspace, manifest.id)
-        else:
-            examples = _read_parquet(path, manifest.id, columns=["example_id"])
+        try:
+            if manifest.captured_sha256 is None:
+                examples = read_examples(workspace, manifest.id)
+            else:
+                examples = _read_parquet(path, manifest.id, columns=["example_id"])
+        except DataError as exc:
+            _LOG.warning("%s; its examples are not counted as captured", exc)
+            ids[manifest.id] = []
+            continue
         found = "example_id" in examples.columns
         ids[manifest.id] = examples["example_id"].astype(str).tolist() if found else []
     return ids

@@ -834,7 +834,7 @@ class RolloutManager:
             return ArmStats.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             return ArmStats()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: a document of the wrong shape
             print(
                 f"readyml: rollout of {name!r}: stable window not restored: {exc}", file=sys.stderr
             )

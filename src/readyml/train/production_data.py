@@ -28,6 +28,7 @@ from readyml.feedback.production import (
     check_dataset,
     load_production,
     select_datasets,
+    stored_label,
     stored_name,
 )
 from readyml.train.features import RESERVED_PREFIX
@@ -110,11 +111,12 @@ def blend_production(
     if examples.empty:
         return source, summary
     label = project.spec.label
-    if stored_name(label) not in examples.columns:
+    if stored_label(label) not in examples.columns:
         raise DataError(f"production data: expected the label column '{label}', found none")
     added = pd.DataFrame(index=range(len(examples)))
     for column in frame.columns:
-        stored = stored_name(column)  # a column named like a provenance one is prefixed
+        # A column named like a provenance one is prefixed (the label only beside those).
+        stored = stored_label(label) if column == label else stored_name(column)
         if stored in examples.columns:
             added[column] = _as_type(examples[stored], frame[column], column)
         else:  # a column the server never saw (e.g. an excluded date): unknown here
@@ -136,7 +138,10 @@ def _as_type(values: pd.Series, like: pd.Series, column: str) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(like):
             return pd.to_datetime(values).astype(like.dtype)
         if pd.api.types.is_bool_dtype(like):
-            return pd.Series([_as_bool(v, column) for v in values], dtype=like.dtype)
+            # A value served as null stays missing (pandas' nullable boolean), as in the log.
+            read = [pd.NA if pd.isna(v) else _as_bool(v, column) for v in values]
+            missing = any(v is pd.NA for v in read)
+            return pd.Series(read, dtype="boolean" if missing else like.dtype)
         return values.astype(like.dtype)
     except (TypeError, ValueError) as exc:
         raise DataError(
