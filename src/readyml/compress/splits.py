@@ -69,12 +69,10 @@ def version_splits(registry: Registry, version: ModelVersion, spec: ProjectSpec)
             f"{version.ref}: expected a version produced by a pipeline run, found no run id; "
             "pass the splits to readyml.compress.compress_version yourself"
         )
-    records = registry.store.steps_for_run(version.run_id)
-    ends = [i for i, s in enumerate(records) if s.name == SPLIT_STEP]
-    if not ends:
+    splits = [s for s in registry.store.steps_for_run(version.run_id) if s.name == SPLIT_STEP]
+    if not splits:
         raise RegistryError(f"{version.ref}: run {version.run_id[:8]} has no split step")
-    records = records[: ends[-1] + 1]
-    outputs = _outputs(registry, spec, records[-1], "train")
+    outputs = _outputs(registry, spec, splits[-1], "train")
     if not {"train", "valid"} <= set(outputs):
         raise RegistryError(
             f"{version.ref}: the split of run {version.run_id[:8]} is no longer stored"
